@@ -1,0 +1,15 @@
+//! Pure OCI types shared by every other Gantry crate. Nothing here performs I/O, so
+//! everything here can be unit-tested and fuzzed in isolation.
+
+pub mod digest;
+pub mod error_code;
+pub mod manifest;
+pub mod media_type;
+pub mod name;
+pub mod reference;
+
+pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use error_code::ErrorCode;
+pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest};
+pub use name::{NameError, RepositoryName, Tag};
+pub use reference::{Reference, ReferenceError};

@@ -1,0 +1,250 @@
+//! Manifest parsing and validation. Gantry stores the exact bytes a client pushed; this module
+//! only reads them to validate and to learn what they reference.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::media_type::{self, essence};
+use crate::Digest;
+
+/// The largest manifest accepted, as in distribution and zot.
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest is not valid JSON: {0}")]
+    Json(String),
+    #[error("manifest media type is unknown: Content-Type {content_type:?}, mediaType field {field:?}; send one of {known}", known = media_type::MANIFEST_TYPES.join(", "))]
+    UnknownMediaType {
+        content_type: String,
+        field: Option<String>,
+    },
+    #[error("Content-Type {content_type:?} does not match the manifest's mediaType field {field:?}")]
+    MediaTypeMismatch { content_type: String, field: String },
+    #[error("Docker schema 1 manifests are not supported; push a schema 2 or OCI manifest")]
+    Schema1,
+    #[error("manifest schemaVersion must be 2")]
+    SchemaVersion,
+    #[error("manifest field {0:?} is missing or malformed: {1}")]
+    Field(&'static str, String),
+}
+
+/// A content descriptor as it appears in manifests and indexes.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestKind {
+    /// An image manifest (OCI or Docker schema 2): a config and layers, all blobs.
+    Image,
+    /// An index or manifest list: child manifests.
+    Index,
+}
+
+/// What a manifest says about its references; the raw bytes are kept by the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedManifest {
+    pub media_type: String,
+    pub kind: ManifestKind,
+    pub config: Option<Descriptor>,
+    pub layers: Vec<Descriptor>,
+    pub manifests: Vec<Descriptor>,
+    pub subject: Option<Descriptor>,
+    /// `artifactType`, or for an image manifest without one, its config's media type
+    /// (what the referrers API reports).
+    pub artifact_type: Option<String>,
+    pub annotations: Option<Map<String, Value>>,
+}
+
+impl ParsedManifest {
+    /// Digests of the blobs this manifest needs (config and layers).
+    pub fn blob_digests(&self) -> impl Iterator<Item = &Digest> {
+        self.config.iter().chain(self.layers.iter()).map(|d| &d.digest)
+    }
+}
+
+fn descriptor(value: Option<&Value>, field: &'static str) -> Result<Option<Descriptor>, ManifestError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => Descriptor::deserialize(v)
+            .map(Some)
+            .map_err(|e| ManifestError::Field(field, e.to_string())),
+    }
+}
+
+fn descriptors(value: Option<&Value>, field: &'static str, required: bool) -> Result<Vec<Descriptor>, ManifestError> {
+    match value {
+        None | Some(Value::Null) if !required => Ok(Vec::new()),
+        None | Some(Value::Null) => Err(ManifestError::Field(field, "required".into())),
+        Some(v) => Vec::<Descriptor>::deserialize(v).map_err(|e| ManifestError::Field(field, e.to_string())),
+    }
+}
+
+/// Parses and validates manifest bytes. `content_type` is the request's Content-Type, if any.
+pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, ManifestError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| ManifestError::Json("top level is not an object".into()))?;
+
+    let field = match object.get("mediaType") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ManifestError::Field("mediaType", "not a string".into())),
+    };
+    let header = content_type.map(essence).filter(|s| !s.is_empty());
+    if matches!(header, Some(media_type::DOCKER_SCHEMA1 | media_type::DOCKER_SCHEMA1_SIGNED))
+        || matches!(field.as_deref(), Some(media_type::DOCKER_SCHEMA1 | media_type::DOCKER_SCHEMA1_SIGNED))
+        || object.get("schemaVersion") == Some(&Value::from(1))
+    {
+        return Err(ManifestError::Schema1);
+    }
+    let known = |t: &str| media_type::MANIFEST_TYPES.contains(&t);
+    let media_type = match (header, field.as_deref()) {
+        (Some(h), Some(f)) if known(h) && h != f => {
+            return Err(ManifestError::MediaTypeMismatch {
+                content_type: h.to_string(),
+                field: f.to_string(),
+            })
+        }
+        (Some(h), _) if known(h) => h.to_string(),
+        (_, Some(f)) if known(f) => f.to_string(),
+        _ => {
+            return Err(ManifestError::UnknownMediaType {
+                content_type: header.unwrap_or("").to_string(),
+                field,
+            })
+        }
+    };
+    if object.get("schemaVersion") != Some(&Value::from(2)) {
+        return Err(ManifestError::SchemaVersion);
+    }
+
+    let kind = match media_type.as_str() {
+        media_type::OCI_INDEX | media_type::DOCKER_MANIFEST_LIST => ManifestKind::Index,
+        _ => ManifestKind::Image,
+    };
+    let subject = descriptor(object.get("subject"), "subject")?;
+    let annotations = match object.get("annotations") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m.clone()),
+        Some(_) => return Err(ManifestError::Field("annotations", "not an object".into())),
+    };
+    let declared_artifact_type = match object.get("artifactType") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ManifestError::Field("artifactType", "not a string".into())),
+    };
+
+    let (config, layers, manifests) = match kind {
+        ManifestKind::Image => {
+            let config = descriptor(object.get("config"), "config")?
+                .ok_or_else(|| ManifestError::Field("config", "required".into()))?;
+            let layers = descriptors(object.get("layers"), "layers", true)?;
+            (Some(config), layers, Vec::new())
+        }
+        ManifestKind::Index => (None, Vec::new(), descriptors(object.get("manifests"), "manifests", true)?),
+    };
+    let artifact_type = declared_artifact_type.or_else(|| config.as_ref().map(|c| c.media_type.clone()));
+
+    Ok(ParsedManifest {
+        media_type,
+        kind,
+        config,
+        layers,
+        manifests,
+        subject,
+        artifact_type,
+        annotations,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media_type::*;
+
+    fn digest(n: u8) -> String {
+        format!("sha256:{}", hex::encode([n; 32]))
+    }
+
+    fn image(config_type: &str) -> String {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"{config_type}","digest":"{}","size":2}},"layers":[{{"mediaType":"{OCI_LAYER_GZIP}","digest":"{}","size":10}}]}}"#,
+            digest(1),
+            digest(2)
+        )
+    }
+
+    #[test]
+    fn parses_image_manifest_and_lists_blobs() {
+        let m = parse(image(OCI_CONFIG).as_bytes(), Some(OCI_MANIFEST)).unwrap();
+        assert_eq!(m.kind, ManifestKind::Image);
+        let blobs: Vec<String> = m.blob_digests().map(|d| d.to_string()).collect();
+        assert_eq!(blobs, vec![digest(1), digest(2)]);
+        assert_eq!(m.artifact_type.as_deref(), Some(OCI_CONFIG));
+    }
+
+    #[test]
+    fn content_type_may_carry_parameters_or_be_missing() {
+        assert!(parse(image(OCI_CONFIG).as_bytes(), Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8")).is_ok());
+        assert!(parse(image(OCI_CONFIG).as_bytes(), None).is_ok());
+    }
+
+    #[test]
+    fn mismatched_media_type_is_refused() {
+        assert!(matches!(
+            parse(image(OCI_CONFIG).as_bytes(), Some(DOCKER_MANIFEST)),
+            Err(ManifestError::MediaTypeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn index_with_subject_and_artifact_type() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","artifactType":"application/x-test","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":100,"platform":{{"os":"linux","architecture":"amd64"}}}}],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":5}}}}"#,
+            digest(3),
+            digest(4)
+        );
+        let m = parse(body.as_bytes(), Some(OCI_INDEX)).unwrap();
+        assert_eq!(m.kind, ManifestKind::Index);
+        assert_eq!(m.manifests.len(), 1);
+        assert_eq!(m.subject.unwrap().digest.to_string(), digest(4));
+        assert_eq!(m.artifact_type.as_deref(), Some("application/x-test"));
+    }
+
+    #[test]
+    fn refuses_malformed() {
+        let cases: Vec<(String, Option<&str>)> = vec![
+            ("not json".into(), Some(OCI_MANIFEST)),
+            ("[]".into(), Some(OCI_MANIFEST)),
+            (r#"{"schemaVersion":2}"#.into(), Some("application/json")),
+            (r#"{"schemaVersion":1,"name":"x"}"#.into(), None),
+            (format!(r#"{{"schemaVersion":3,"mediaType":"{OCI_MANIFEST}","config":{{}},"layers":[]}}"#), None),
+            (format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[]}}"#), None),
+            (
+                format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"x","digest":"md5:abc","size":1}},"layers":[]}}"#),
+                None,
+            ),
+            (
+                format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"x","digest":"{}","size":-1}},"layers":[]}}"#, digest(1)),
+                None,
+            ),
+            (format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}"}}"#), None),
+        ];
+        for (body, ct) in cases {
+            assert!(parse(body.as_bytes(), ct).is_err(), "{body} should be refused");
+        }
+    }
+}
