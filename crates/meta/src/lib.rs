@@ -1,0 +1,457 @@
+//! Registry metadata in SQL: repositories, blob links, manifests with their references,
+//! tags and upload sessions. Manifests are stored here byte for byte, so a manifest, its
+//! references and its tag are written in one transaction.
+//!
+//! Queries use `$n` placeholders and `ON CONFLICT`, which SQLite and PostgreSQL both accept,
+//! so one query text serves both backends.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gantry_oci::Digest;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
+
+mod migrate;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("metadata database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("metadata database holds a malformed value: {0}")]
+    Corrupt(String),
+    #[error("manifest references blob {0} which is not in the repository")]
+    MissingBlob(Digest),
+    #[error("manifest references manifest {0} which is not in the repository")]
+    MissingManifest(Digest),
+}
+
+pub type Result<T> = std::result::Result<T, MetaError>;
+
+/// A manifest as stored: its exact bytes and what is needed to serve them.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Vec<u8>,
+}
+
+/// What `put_manifest` records besides the bytes.
+#[derive(Debug, Clone)]
+pub struct NewManifest<'a> {
+    pub digest: &'a Digest,
+    pub media_type: &'a str,
+    pub artifact_type: Option<&'a str>,
+    pub subject: Option<&'a Digest>,
+    /// The manifest's top-level annotations as JSON text.
+    pub annotations: Option<String>,
+    pub content: &'a [u8],
+    pub blobs: Vec<&'a Digest>,
+    pub children: Vec<&'a Digest>,
+}
+
+/// A manifest that names another as its subject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    /// JSON text of the manifest's annotations.
+    pub annotations: Option<String>,
+}
+
+/// How a page of a sorted listing is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<'a> {
+    pub last: Option<&'a str>,
+    pub limit: u32,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_digest(s: &str) -> Result<Digest> {
+    Digest::from_str(s).map_err(|e| MetaError::Corrupt(e.to_string()))
+}
+
+/// The metadata store. One writer connection serializes writes in-process (SQLite allows one
+/// writer anyway, and this avoids busy errors on lock upgrades); readers use a pool.
+#[derive(Clone)]
+pub struct MetaStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl MetaStore {
+    /// Opens (creating if needed) the SQLite database at `path` and migrates it.
+    pub async fn open_sqlite(path: &Path) -> Result<MetaStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a transaction acknowledged to a client survives power loss, not only kill -9.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-2000");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        migrate::run(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(MetaStore { writer, readers })
+    }
+
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+
+    async fn ensure_repository(tx: &mut Transaction<'_, Sqlite>, name: &str) -> Result<i64> {
+        sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(now())
+            .execute(&mut **tx)
+            .await?;
+        let id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut **tx)
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn repository_exists(&self, name: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    // ---- blobs ------------------------------------------------------------------------
+
+    /// Size of `digest` if repository `name` holds it.
+    pub async fn blob_in_repository(&self, name: &str, digest: &Digest) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repository_blobs rb \
+             JOIN repositories r ON r.id = rb.repository_id \
+             JOIN blobs b ON b.digest = rb.digest \
+             WHERE r.name = $1 AND rb.digest = $2",
+        )
+        .bind(name)
+        .bind(digest.to_string())
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    /// Size of `digest` if any repository holds it.
+    pub async fn blob_anywhere(&self, digest: &Digest) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM blobs b WHERE b.digest = $1 \
+             AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)",
+        )
+        .bind(digest.to_string())
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    /// Records that the durable blob `digest` is held by repository `name`.
+    pub async fn link_blob(&self, name: &str, digest: &Digest, size: u64) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let repo = Self::ensure_repository(&mut tx, name).await?;
+        let digest = digest.to_string();
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+            .bind(&digest)
+            .bind(size as i64)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (repository_id, digest) DO NOTHING",
+        )
+        .bind(repo)
+        .bind(&digest)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes the repository's link to a blob; the bytes stay until garbage collection.
+    pub async fn unlink_blob(&self, name: &str, digest: &Digest) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM repository_blobs WHERE digest = $1 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
+        )
+        .bind(digest.to_string())
+        .bind(name)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ---- upload sessions ---------------------------------------------------------------
+
+    pub async fn create_upload(&self, id: &str, name: &str) -> Result<()> {
+        sqlx::query("INSERT INTO uploads (id, repository, created_at) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(name)
+            .bind(now())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// The repository an upload session belongs to.
+    pub async fn upload_repository(&self, id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT repository FROM uploads WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await?)
+    }
+
+    pub async fn delete_upload(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.writer).await?;
+        Ok(())
+    }
+
+    // ---- manifests and tags ------------------------------------------------------------
+
+    pub async fn manifest_by_digest(&self, name: &str, digest: &Digest) -> Result<Option<StoredManifest>> {
+        let row = sqlx::query(
+            "SELECT m.media_type, m.content FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = $1 AND m.digest = $2",
+        )
+        .bind(name)
+        .bind(digest.to_string())
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(row.map(|row| StoredManifest {
+            digest: digest.clone(),
+            media_type: row.get(0),
+            content: row.get(1),
+        }))
+    }
+
+    pub async fn manifest_by_tag(&self, name: &str, tag: &str) -> Result<Option<StoredManifest>> {
+        let row = sqlx::query(
+            "SELECT m.digest, m.media_type, m.content FROM tags t \
+             JOIN repositories r ON r.id = t.repository_id \
+             JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest \
+             WHERE r.name = $1 AND t.name = $2",
+        )
+        .bind(name)
+        .bind(tag)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|row| {
+            Ok(StoredManifest {
+                digest: parse_digest(row.get(0))?,
+                media_type: row.get(1),
+                content: row.get(2),
+            })
+        })
+        .transpose()
+    }
+
+    /// Writes a manifest, its references and (optionally) a tag in one transaction, after
+    /// checking inside that transaction that everything it references is in the repository.
+    pub async fn put_manifest(&self, name: &str, manifest: &NewManifest<'_>, tag: Option<&str>) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let repo = Self::ensure_repository(&mut tx, name).await?;
+        for blob in &manifest.blobs {
+            let held: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
+                    .bind(repo)
+                    .bind(blob.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if held.is_none() {
+                return Err(MetaError::MissingBlob((*blob).clone()));
+            }
+        }
+        for child in &manifest.children {
+            let held: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2")
+                    .bind(repo)
+                    .bind(child.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if held.is_none() {
+                return Err(MetaError::MissingManifest((*child).clone()));
+            }
+        }
+        let digest = manifest.digest.to_string();
+        let inserted = sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repository_id, digest) DO NOTHING",
+        )
+        .bind(repo)
+        .bind(&digest)
+        .bind(manifest.media_type)
+        .bind(manifest.artifact_type)
+        .bind(manifest.subject.map(|s| s.to_string()))
+        .bind(manifest.annotations.as_deref())
+        .bind(manifest.content.len() as i64)
+        .bind(manifest.content)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if inserted {
+            for blob in &manifest.blobs {
+                sqlx::query(
+                    "INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(repo)
+                .bind(&digest)
+                .bind(blob.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+            for child in &manifest.children {
+                sqlx::query(
+                    "INSERT INTO manifest_children (repository_id, manifest_digest, child_digest) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(repo)
+                .bind(&digest)
+                .bind(child.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if let Some(tag) = tag {
+            sqlx::query(
+                "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+            )
+            .bind(repo)
+            .bind(tag)
+            .bind(&digest)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a tag only; the manifest stays reachable by digest.
+    pub async fn delete_tag(&self, name: &str, tag: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM tags WHERE name = $1 AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
+        )
+        .bind(tag)
+        .bind(name)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Removes a manifest, every tag pointing at it and its reference rows.
+    pub async fn delete_manifest(&self, name: &str, digest: &Digest) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let repo: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(repo) = repo else { return Ok(false) };
+        let digest = digest.to_string();
+        let deleted = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
+            .bind(repo)
+            .bind(&digest)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if deleted {
+            for table in [
+                "DELETE FROM tags WHERE repository_id = $1 AND digest = $2",
+                "DELETE FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2",
+                "DELETE FROM manifest_children WHERE repository_id = $1 AND manifest_digest = $2",
+            ] {
+                sqlx::query(table).bind(repo).bind(&digest).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// A page of the repository's tags in lexical order, or `None` if the repository is unknown.
+    pub async fn tags(&self, name: &str, page: Page<'_>) -> Result<Option<Vec<String>>> {
+        if !self.repository_exists(name).await? {
+            return Ok(None);
+        }
+        let tags = sqlx::query_scalar(
+            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id \
+             WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3",
+        )
+        .bind(name)
+        .bind(page.last.unwrap_or(""))
+        .bind(page.limit as i64)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(Some(tags))
+    }
+
+    /// A page of the names of repositories holding at least one manifest, in lexical order.
+    pub async fn catalog(&self, page: Page<'_>) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT r.name FROM repositories r WHERE r.name > $1 \
+             AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) \
+             ORDER BY r.name LIMIT $2",
+        )
+        .bind(page.last.unwrap_or(""))
+        .bind(page.limit as i64)
+        .fetch_all(&self.readers)
+        .await?)
+    }
+
+    /// Manifests of repository `name` whose subject is `subject`, optionally of one artifact type.
+    pub async fn referrers(&self, name: &str, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
+             JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3) \
+             ORDER BY m.created_at, m.digest",
+        )
+        .bind(name)
+        .bind(subject.to_string())
+        .bind(artifact_type)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Referrer {
+                    digest: parse_digest(row.get(0))?,
+                    media_type: row.get(1),
+                    size: row.get::<i64, _>(2) as u64,
+                    artifact_type: row.get(3),
+                    annotations: row.get(4),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! Local filesystem backend: `blobs/<alg>/<2 hex>/<hex>` and `uploads/<id>`.
+//!
+//! A blob file only ever appears by `rename` of a fully written, fsynced upload file, and the
+//! directory is fsynced after the rename, so a crash never exposes a partial blob.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use gantry_oci::Digest;
+use tokio::task::spawn_blocking;
+
+use crate::{check_upload_id, BlobStore, ByteStream, StorageError, UploadWriter};
+
+/// Size of each read from disk while streaming a blob: large enough to stay near the
+/// loopback ceiling, small enough that many concurrent pulls stay within a bounded memory.
+const READ_CHUNK: usize = 256 * 1024;
+
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("blobs"))?;
+        std::fs::create_dir_all(root.join("uploads"))?;
+        Ok(FsBlobStore { root })
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    fn upload_path(&self, id: &str) -> Result<PathBuf, StorageError> {
+        check_upload_id(id)?;
+        Ok(self.root.join("uploads").join(id))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Io(std::io::Error::other(e)))?
+}
+
+fn not_found_as_none<T>(r: std::io::Result<T>) -> Result<Option<T>, StorageError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Streams `len` bytes of `file` from its current position on a blocking thread; the
+/// channel of one chunk keeps memory bounded per reader.
+fn stream_file(mut file: File, len: u64) -> ByteStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    spawn_blocking(move || {
+        let mut remaining = len;
+        while remaining > 0 {
+            let n = remaining.min(READ_CHUNK as u64) as usize;
+            let mut buf = BytesMut::zeroed(n);
+            let result = file.read_exact(&mut buf).map(|_| buf.freeze());
+            let failed = result.is_err();
+            if tx.blocking_send(result).is_err() || failed {
+                return;
+            }
+            remaining -= n as u64;
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
+        let path = self.blob_path(digest);
+        Ok(not_found_as_none(tokio::fs::metadata(path).await)?.map(|m| m.len()))
+    }
+
+    async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream, StorageError> {
+        let path = self.blob_path(digest);
+        let file = blocking(move || {
+            let mut file = not_found_as_none(File::open(path))?.ok_or(StorageError::NotFound)?;
+            file.seek(SeekFrom::Start(range.start))?;
+            Ok(file)
+        })
+        .await?;
+        Ok(stream_file(file, range.end - range.start))
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<(), StorageError> {
+        let path = self.blob_path(digest);
+        not_found_as_none(tokio::fs::remove_file(path).await)?;
+        Ok(())
+    }
+
+    async fn create_upload(&self, id: &str) -> Result<(), StorageError> {
+        let path = self.upload_path(id)?;
+        blocking(move || {
+            OpenOptions::new().write(true).create_new(true).open(&path)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_size(&self, id: &str) -> Result<Option<u64>, StorageError> {
+        let path = self.upload_path(id)?;
+        Ok(not_found_as_none(tokio::fs::metadata(path).await)?.map(|m| m.len()))
+    }
+
+    async fn append_upload(&self, id: &str) -> Result<Box<dyn UploadWriter>, StorageError> {
+        let path = self.upload_path(id)?;
+        let file = blocking(move || not_found_as_none(OpenOptions::new().append(true).open(path))?.ok_or(StorageError::NotFound)).await?;
+        Ok(Box::new(FsUploadWriter { file: Some(file) }))
+    }
+
+    async fn read_upload(&self, id: &str) -> Result<ByteStream, StorageError> {
+        let path = self.upload_path(id)?;
+        let (file, len) = blocking(move || {
+            let file = not_found_as_none(File::open(path))?.ok_or(StorageError::NotFound)?;
+            let len = file.metadata()?.len();
+            Ok((file, len))
+        })
+        .await?;
+        Ok(stream_file(file, len))
+    }
+
+    async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<(), StorageError> {
+        let upload = self.upload_path(id)?;
+        let target = self.blob_path(digest);
+        blocking(move || {
+            let file = not_found_as_none(File::open(&upload))?.ok_or(StorageError::NotFound)?;
+            file.sync_all()?;
+            let dir = target.parent().expect("blob path has a parent");
+            if target.exists() {
+                std::fs::remove_file(&upload)?;
+                return Ok(());
+            }
+            std::fs::create_dir_all(dir)?;
+            std::fs::rename(&upload, &target)?;
+            sync_dir(dir)?;
+            if let Some(uploads_dir) = upload.parent() {
+                sync_dir(uploads_dir)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<(), StorageError> {
+        let path = self.upload_path(id)?;
+        not_found_as_none(tokio::fs::remove_file(path).await)?;
+        Ok(())
+    }
+}
+
+struct FsUploadWriter {
+    /// Moved into the blocking pool for each write and back; `None` only while a write runs.
+    file: Option<File>,
+}
+
+#[async_trait]
+impl UploadWriter for FsUploadWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        let mut file = self.file.take().expect("no concurrent writes on one upload writer");
+        let (file, result) = spawn_blocking(move || {
+            let r = file.write_all(&chunk);
+            (file, r)
+        })
+        .await
+        .map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
+        self.file = Some(file);
+        Ok(result?)
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<u64, StorageError> {
+        let file = self.file.take().expect("writer not in use");
+        blocking(move || {
+            file.sync_data()?;
+            Ok(file.metadata()?.len())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn fs_backend_passes_the_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        crate::suite::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn upload_ids_cannot_escape_the_uploads_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        for bad in ["../x", "a/b", "", ".."] {
+            assert!(matches!(store.create_upload(bad).await, Err(StorageError::InvalidUploadId(_))));
+        }
+    }
+}
