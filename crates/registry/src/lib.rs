@@ -1,0 +1,380 @@
+//! The registry service: everything the Distribution API does, without HTTP. The server
+//! crate translates requests into these calls and `RegistryError`s into OCI errors.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use gantry_meta::{MetaStore, NewManifest, Page, StoredManifest};
+use gantry_oci::manifest::{self, MAX_MANIFEST_BYTES};
+use gantry_oci::{media_type, Algorithm, Digest, Hasher, Reference, RepositoryName, Tag};
+use gantry_storage::{BlobStore, ByteStream};
+use serde_json::json;
+
+mod error;
+mod upload;
+
+pub use error::{RegistryError, Result};
+
+/// The largest page of tags or repositories returned when the client does not ask for less.
+pub const MAX_PAGE: u32 = 10_000;
+
+/// Layer media types whose bytes live elsewhere and are never pushed.
+const FOREIGN_LAYERS: [&str; 3] = [
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+];
+
+/// Per-upload state kept between requests: a lock so that requests on one session run one at
+/// a time, and the SHA-256 state of the bytes received so far (rebuilt from storage if lost).
+#[derive(Default)]
+struct UploadProgress {
+    hashed: Option<(u64, Hasher)>,
+}
+
+type UploadSlot = Arc<tokio::sync::Mutex<UploadProgress>>;
+
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    meta: MetaStore,
+    uploads: parking_lot::Mutex<HashMap<String, UploadSlot>>,
+}
+
+/// A manifest's identity once stored.
+#[derive(Debug, Clone)]
+pub struct PutManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+/// One page of a sorted listing and whether more follow.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub items: Vec<String>,
+    pub more: bool,
+}
+
+pub fn parse_name(name: &str) -> Result<RepositoryName> {
+    RepositoryName::parse(name).map_err(RegistryError::Name)
+}
+
+pub fn parse_reference(reference: &str) -> Result<Reference> {
+    Reference::parse(reference).map_err(|e| match e {
+        gantry_oci::ReferenceError::Digest(d) => RegistryError::Digest(d),
+        gantry_oci::ReferenceError::Tag(t) => RegistryError::Tag(t),
+    })
+}
+
+/// Whether a manifest of `stored` type may be served to a client sending `accept` (the
+/// header's comma-separated entries). A client that names no manifest type at all, or a
+/// wildcard, gets whatever is stored; one that names manifest types gets only those.
+pub fn accepts(accept: &[&str], stored: &str) -> bool {
+    let types: Vec<&str> = accept
+        .iter()
+        .flat_map(|h| h.split(','))
+        .map(media_type::essence)
+        .filter(|t| !t.is_empty())
+        .collect();
+    let names_manifest_type = types.iter().any(|t| media_type::MANIFEST_TYPES.contains(t));
+    !names_manifest_type || types.iter().any(|t| *t == stored || *t == "*/*" || *t == "application/*")
+}
+
+impl Registry {
+    pub fn new(blobs: Arc<dyn BlobStore>, meta: MetaStore) -> Registry {
+        Registry {
+            blobs,
+            meta,
+            uploads: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+
+    // ---- blobs ------------------------------------------------------------------------
+
+    /// Size of a blob the repository holds.
+    pub async fn stat_blob(&self, name: &RepositoryName, digest: &Digest) -> Result<u64> {
+        self.meta
+            .blob_in_repository(name.as_str(), digest)
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+    }
+
+    pub async fn read_blob(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream> {
+        Ok(self.blobs.read(digest, range).await?)
+    }
+
+    /// Removes the repository's link to the blob; garbage collection frees the bytes.
+    pub async fn delete_blob(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
+        if self.meta.unlink_blob(name.as_str(), digest).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::BlobUnknown(digest.clone()))
+        }
+    }
+
+    /// Links a blob held elsewhere into `name`: from repository `from` when given, else from
+    /// any repository (the spec's automatic mount). Returns the size, or `None` when the blob
+    /// is not available and the client must upload it.
+    pub async fn mount_blob(&self, name: &RepositoryName, digest: &Digest, from: Option<&RepositoryName>) -> Result<Option<u64>> {
+        let size = match from {
+            Some(from) => self.meta.blob_in_repository(from.as_str(), digest).await?,
+            None => self.meta.blob_anywhere(digest).await?,
+        };
+        let Some(size) = size else { return Ok(None) };
+        if self.blobs.stat(digest).await?.is_none() {
+            tracing::warn!(%digest, "blob is linked in metadata but missing from storage; not mounting");
+            return Ok(None);
+        }
+        self.meta.link_blob(name.as_str(), digest, size).await?;
+        Ok(Some(size))
+    }
+
+    // ---- uploads ----------------------------------------------------------------------
+
+    pub async fn start_upload(&self, name: &RepositoryName) -> Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.blobs.create_upload(&id).await?;
+        self.meta.create_upload(&id, name.as_str()).await?;
+        Ok(id)
+    }
+
+    /// The session's lock, after checking that it exists and belongs to `name`.
+    async fn upload_slot(&self, name: &RepositoryName, id: &str) -> Result<UploadSlot> {
+        let owner = self.meta.upload_repository(id).await?;
+        if owner.as_deref() != Some(name.as_str()) {
+            return Err(RegistryError::UploadUnknown(id.to_string()));
+        }
+        Ok(self.uploads.lock().entry(id.to_string()).or_default().clone())
+    }
+
+    async fn current_size(&self, id: &str) -> Result<u64> {
+        self.blobs
+            .upload_size(id)
+            .await?
+            .ok_or_else(|| RegistryError::UploadUnknown(id.to_string()))
+    }
+
+    /// Bytes the session has received.
+    pub async fn upload_status(&self, name: &RepositoryName, id: &str) -> Result<u64> {
+        let slot = self.upload_slot(name, id).await?;
+        let _guard = slot.lock().await;
+        self.current_size(id).await
+    }
+
+    async fn append_locked(&self, progress: &mut UploadProgress, id: &str, start: Option<u64>, body: ByteStream) -> Result<u64> {
+        let size = self.current_size(id).await?;
+        if let Some(start) = start {
+            if start != size {
+                return Err(RegistryError::UploadOutOfOrder { expected: size, got: start });
+            }
+        }
+        let hasher = match progress.hashed.take() {
+            Some((hashed, hasher)) if hashed == size => hasher,
+            _ => upload::rehash(self.blobs.as_ref(), id, Algorithm::Sha256).await?.1,
+        };
+        let (result, state) = upload::append(self.blobs.as_ref(), id, hasher, body).await;
+        progress.hashed = state;
+        result
+    }
+
+    /// Appends a chunk; `start` is the first byte's offset from Content-Range, if sent.
+    pub async fn append_upload(&self, name: &RepositoryName, id: &str, start: Option<u64>, body: ByteStream) -> Result<u64> {
+        let slot = self.upload_slot(name, id).await?;
+        let mut progress = slot.lock().await;
+        self.append_locked(&mut progress, id, start, body).await
+    }
+
+    /// Appends the optional last chunk, verifies the digest and makes the blob durable and
+    /// visible in `name`. On a digest mismatch the session stays open.
+    pub async fn finish_upload(
+        &self,
+        name: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        last_chunk: Option<(Option<u64>, ByteStream)>,
+    ) -> Result<u64> {
+        let slot = self.upload_slot(name, id).await?;
+        let mut progress = slot.lock().await;
+        let size = match last_chunk {
+            Some((start, body)) => self.append_locked(&mut progress, id, start, body).await?,
+            None => self.current_size(id).await?,
+        };
+        let actual = match (&progress.hashed, digest.algorithm()) {
+            (Some((hashed, hasher)), Algorithm::Sha256) if *hashed == size => hasher.clone().finish(),
+            (_, algorithm) => upload::rehash(self.blobs.as_ref(), id, algorithm).await?.1.finish(),
+        };
+        if actual != *digest {
+            return Err(RegistryError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        self.blobs.commit_upload(id, digest).await?;
+        self.meta.link_blob(name.as_str(), digest, size).await?;
+        self.meta.delete_upload(id).await?;
+        drop(progress);
+        self.uploads.lock().remove(id);
+        Ok(size)
+    }
+
+    /// A single-request upload (`POST …/blobs/uploads/?digest=`).
+    pub async fn upload_monolithic(&self, name: &RepositoryName, digest: &Digest, body: ByteStream) -> Result<u64> {
+        let id = self.start_upload(name).await?;
+        let result = self.finish_upload(name, &id, digest, Some((None, body))).await;
+        if result.is_err() {
+            // Nobody knows this session's id, so it cannot be resumed: drop it.
+            let _ = self.cancel_upload(name, &id).await;
+        }
+        result
+    }
+
+    pub async fn cancel_upload(&self, name: &RepositoryName, id: &str) -> Result<()> {
+        let slot = self.upload_slot(name, id).await?;
+        let _guard = slot.lock().await;
+        self.blobs.delete_upload(id).await?;
+        self.meta.delete_upload(id).await?;
+        self.uploads.lock().remove(id);
+        Ok(())
+    }
+
+    // ---- manifests --------------------------------------------------------------------
+
+    pub async fn get_manifest(&self, name: &RepositoryName, reference: &Reference) -> Result<StoredManifest> {
+        let found = match reference {
+            Reference::Tag(tag) => self.meta.manifest_by_tag(name.as_str(), tag.as_str()).await?,
+            Reference::Digest(digest) => self.meta.manifest_by_digest(name.as_str(), digest).await?,
+        };
+        found.ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))
+    }
+
+    /// Validates and stores a manifest's exact bytes, tagging it when `reference` is a tag.
+    pub async fn put_manifest(&self, name: &RepositoryName, reference: &Reference, content_type: Option<&str>, bytes: &[u8]) -> Result<PutManifest> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(RegistryError::ManifestTooLarge { limit: MAX_MANIFEST_BYTES });
+        }
+        let parsed = manifest::parse(bytes, content_type)?;
+        let (digest, tag) = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), bytes);
+                if actual != *expected {
+                    return Err(RegistryError::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+                (actual, None)
+            }
+            Reference::Tag(tag) => (Digest::sha256_of(bytes), Some(tag)),
+        };
+        let blobs = parsed
+            .config
+            .iter()
+            .chain(parsed.layers.iter().filter(|l| !FOREIGN_LAYERS.contains(&l.media_type.as_str())))
+            .map(|d| &d.digest)
+            .collect();
+        let subject = parsed.subject.as_ref().map(|s| &s.digest);
+        let new = NewManifest {
+            digest: &digest,
+            media_type: &parsed.media_type,
+            artifact_type: parsed.artifact_type.as_deref(),
+            subject,
+            annotations: parsed.annotations.as_ref().map(|a| serde_json::Value::Object(a.clone()).to_string()),
+            content: bytes,
+            blobs,
+            children: parsed.manifests.iter().map(|m| &m.digest).collect(),
+        };
+        self.meta.put_manifest(name.as_str(), &new, tag.map(Tag::as_str)).await?;
+        Ok(PutManifest {
+            subject: subject.cloned(),
+            digest,
+        })
+    }
+
+    /// Deleting by tag removes the tag only; by digest, the manifest and all its tags.
+    pub async fn delete_manifest(&self, name: &RepositoryName, reference: &Reference) -> Result<()> {
+        let deleted = match reference {
+            Reference::Tag(tag) => self.meta.delete_tag(name.as_str(), tag.as_str()).await?,
+            Reference::Digest(digest) => self.meta.delete_manifest(name.as_str(), digest).await?,
+        };
+        if deleted {
+            Ok(())
+        } else {
+            Err(RegistryError::ManifestUnknown(reference.to_string()))
+        }
+    }
+
+    // ---- listings ---------------------------------------------------------------------
+
+    pub async fn tags(&self, name: &RepositoryName, n: Option<u32>, last: Option<&str>) -> Result<Listing> {
+        let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+        let page = Page { last, limit: limit + 1 };
+        let items = self
+            .meta
+            .tags(name.as_str(), page)
+            .await?
+            .ok_or_else(|| RegistryError::NameUnknown(name.to_string()))?;
+        Ok(paged(items, limit))
+    }
+
+    pub async fn catalog(&self, n: Option<u32>, last: Option<&str>) -> Result<Listing> {
+        let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+        let items = self.meta.catalog(Page { last, limit: limit + 1 }).await?;
+        Ok(paged(items, limit))
+    }
+
+    /// The referrers of `subject` as an OCI image index (the body of the referrers API).
+    pub async fn referrers(&self, name: &RepositoryName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<u8>> {
+        let referrers = self.meta.referrers(name.as_str(), subject, artifact_type).await?;
+        let manifests: Vec<serde_json::Value> = referrers
+            .into_iter()
+            .map(|r| {
+                let mut d = json!({"mediaType": r.media_type, "digest": r.digest, "size": r.size});
+                if let Some(t) = r.artifact_type {
+                    d["artifactType"] = t.into();
+                }
+                if let Some(a) = r.annotations.and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok()) {
+                    d["annotations"] = a;
+                }
+                d
+            })
+            .collect();
+        let index = json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": manifests});
+        Ok(serde_json::to_vec(&index).expect("index serializes"))
+    }
+}
+
+/// `items` were fetched with one extra row to learn whether another page follows.
+fn paged(mut items: Vec<String>, limit: u32) -> Listing {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    Listing { items, more }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation() {
+        let oci = media_type::OCI_MANIFEST;
+        assert!(accepts(&[], oci));
+        assert!(accepts(&["application/json"], oci));
+        assert!(accepts(&["*/*"], oci));
+        assert!(accepts(&[&format!("{}, {}", media_type::DOCKER_MANIFEST, oci)], oci));
+        assert!(accepts(&[media_type::DOCKER_MANIFEST, oci], oci));
+        assert!(!accepts(&[media_type::DOCKER_MANIFEST], oci));
+        assert!(!accepts(&[&format!("{};q=0.9", media_type::OCI_INDEX)], oci));
+    }
+
+    #[test]
+    fn paging_reports_more() {
+        let l = paged(vec!["a".into(), "b".into(), "c".into()], 2);
+        assert_eq!(l.items, ["a", "b"]);
+        assert!(l.more);
+        assert!(!paged(vec!["a".into()], 2).more);
+    }
+}

@@ -1,0 +1,60 @@
+use gantry_meta::MetaError;
+use gantry_oci::{Digest, DigestError, ManifestError, NameError};
+use gantry_storage::StorageError;
+
+/// What went wrong, in the registry's terms; the HTTP edge maps each to an OCI error code.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Name(NameError),
+    #[error(transparent)]
+    Tag(NameError),
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    #[error("the digest parameter is required to complete an upload: PUT …?digest=<algorithm>:<hex>")]
+    DigestMissing,
+    #[error("content does not match digest {expected}: computed {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("blob {0} is not known in this repository")]
+    BlobUnknown(Digest),
+    #[error("upload session {0:?} is not known in this repository")]
+    UploadUnknown(String),
+    #[error("chunk starts at byte {got} but the upload holds {expected} bytes; resume from {expected}")]
+    UploadOutOfOrder { expected: u64, got: u64 },
+    #[error("malformed Content-Range {0:?}: expected <start>-<end>")]
+    ContentRangeInvalid(String),
+    #[error("requested range is not satisfiable for a blob of {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("repository {0} is not known")]
+    NameUnknown(String),
+    #[error("manifest {0} is not known in this repository")]
+    ManifestUnknown(String),
+    #[error("manifest is invalid: {0}")]
+    ManifestInvalid(#[from] ManifestError),
+    #[error("manifest is larger than the {limit} bytes allowed")]
+    ManifestTooLarge { limit: usize },
+    #[error("manifest references blob {0}, which has not been pushed to this repository")]
+    ManifestBlobUnknown(Digest),
+    #[error("manifest references manifest {0}, which has not been pushed to this repository")]
+    ManifestChildUnknown(Digest),
+    #[error("manifest media type {stored} is not among the types the client accepts")]
+    NotAcceptable { stored: String },
+    #[error("reading the request body failed: {0}")]
+    Body(std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Meta(MetaError),
+}
+
+impl From<MetaError> for RegistryError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::MissingBlob(d) => RegistryError::ManifestBlobUnknown(d),
+            MetaError::MissingManifest(d) => RegistryError::ManifestChildUnknown(d),
+            other => RegistryError::Meta(other),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, RegistryError>;
