@@ -1,1 +1,271 @@
-fn main(){}
+//! The `gantry` binary: command-line parsing and wiring only; the work lives in the crates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use gantry_client::{Credentials, ImageRef, Layout, RegistryClient};
+
+mod config;
+mod progress;
+mod serve;
+
+use config::LogFormat;
+
+#[derive(Parser)]
+#[command(
+    name = "gantry",
+    version,
+    about = "A private container registry and image-lifecycle platform for Go services, in one binary.",
+    long_about = "A private container registry and image-lifecycle platform for Go services, in one binary.\n\n\
+        Start a registry with no setup (blobs on local disk, metadata in SQLite, 127.0.0.1:5000):\n    gantry serve\n\n\
+        Then push an OCI image layout to it, pull it back, or copy between registries:\n    \
+        gantry push ./my-layout:v1 127.0.0.1:5000/team/app:v1\n    \
+        gantry pull 127.0.0.1:5000/team/app:v1 ./copy\n    \
+        gantry copy 127.0.0.1:5000/team/app:v1 127.0.0.1:5000/team/app:stable"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry server.
+    #[command(long_about = "Run the registry server.\n\n\
+        Settings come from flags, then GANTRY_* environment variables, then the TOML file given by\n\
+        --config, then defaults. Example file:\n\n    \
+        listen = \"127.0.0.1:5000\"\n    data_dir = \"/var/lib/gantry\"\n    [log]\n    format = \"json\"\n    level = \"info\"")]
+    Serve(ServeArgs),
+    /// Push an image from an OCI image layout directory to a registry.
+    #[command(
+        long_about = "Push an image from an OCI image layout directory to a registry.\n\n\
+        LAYOUT is a directory (e.g. made by `skopeo copy ... oci:DIR:TAG` or `gantry pull`), optionally\n\
+        followed by :TAG to choose one of several images in it. Blobs the registry already holds are skipped.\n\n\
+        Example: gantry push ./app-layout:v1.2.0 127.0.0.1:5000/team/app:v1.2.0"
+    )]
+    Push {
+        /// LAYOUT_DIR[:TAG]
+        layout: String,
+        /// REGISTRY/REPOSITORY[:TAG|@DIGEST]
+        image: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Pull an image from a registry into an OCI image layout directory.
+    #[command(
+        long_about = "Pull an image from a registry into an OCI image layout directory.\n\n\
+        The directory is created if needed; the image is named by its tag (or TAG after the directory).\n\
+        Every blob is verified against its digest before it is kept.\n\n\
+        Example: gantry pull 127.0.0.1:5000/team/app:v1.2.0 ./app-layout"
+    )]
+    Pull {
+        /// REGISTRY/REPOSITORY[:TAG|@DIGEST]
+        image: String,
+        /// LAYOUT_DIR[:TAG]
+        layout: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Copy an image between repositories or registries, byte for byte.
+    #[command(
+        long_about = "Copy an image between repositories or registries, byte for byte (same digests).\n\n\
+        Inside one registry, blobs are mounted instead of transferred.\n\n\
+        Example: gantry copy 127.0.0.1:5000/team/app:v1 registry.example.com/team/app:v1"
+    )]
+    Copy {
+        source: String,
+        destination: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "GANTRY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long, env = "GANTRY_LISTEN")]
+    listen: Option<String>,
+    /// Directory for blobs and the metadata database [default: ./gantry-data].
+    #[arg(long, env = "GANTRY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log line format [default: text].
+    #[arg(long, env = "GANTRY_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log filter, e.g. info, debug, gantry_server=debug [default: info].
+    #[arg(long, env = "GANTRY_LOG")]
+    log_level: Option<String>,
+}
+
+#[derive(Args)]
+struct RemoteArgs {
+    /// Speak plain HTTP to the registry (loopback registries always do).
+    #[arg(long)]
+    plain_http: bool,
+    /// Username for registries that require one.
+    #[arg(long, env = "GANTRY_USERNAME")]
+    username: Option<String>,
+    /// Password for registries that require one.
+    #[arg(long, env = "GANTRY_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Do not draw progress bars.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl RemoteArgs {
+    fn credentials(&self) -> Option<Credentials> {
+        Some(Credentials {
+            username: self.username.clone()?,
+            password: self.password.clone().unwrap_or_default(),
+        })
+    }
+
+    fn client(&self, image: &ImageRef) -> RegistryClient {
+        RegistryClient::for_ref(image, self.plain_http, self.credentials())
+    }
+}
+
+/// Splits `DIR[:TAG]`; a colon followed by a path separator belongs to the directory.
+fn split_layout(arg: &str) -> (&str, Option<&str>) {
+    match arg.rsplit_once(':') {
+        Some((dir, tag)) if !dir.is_empty() && !tag.is_empty() && !tag.contains('/') => {
+            (dir, Some(tag))
+        }
+        _ => (arg, None),
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| {
+        format!("log filter {level:?} is invalid; use a level such as info or debug")
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = config::resolve(config::Overrides {
+                config: args.config,
+                listen: args.listen,
+                data_dir: args.data_dir,
+                log_format: args.log_format,
+                log_level: args.log_level,
+            })?;
+            init_logging(config.log_format, &config.log_level)?;
+            serve::run(config).await
+        }
+        Command::Push {
+            layout,
+            image,
+            remote,
+        } => {
+            let destination = ImageRef::parse(&image)?;
+            let (dir, tag) = split_layout(&layout);
+            let layout = Layout::open(dir)
+                .with_context(|| format!("{dir} is not an OCI image layout directory"))?;
+            let bar = progress::Bars::new(remote.quiet);
+            let digest = gantry_client::push_layout(
+                &layout,
+                tag,
+                &remote.client(&destination),
+                &destination,
+                bar.clone(),
+            )
+            .await?;
+            bar.finish(&format!("pushed {destination} ({digest})"));
+            Ok(())
+        }
+        Command::Pull {
+            image,
+            layout,
+            remote,
+        } => {
+            let source = ImageRef::parse(&image)?;
+            let (dir, tag) = split_layout(&layout);
+            let tag = tag.or(source.tag()).unwrap_or("latest");
+            let layout = Layout::create(dir)?;
+            let bar = progress::Bars::new(remote.quiet);
+            let digest = gantry_client::pull_to_layout(
+                &remote.client(&source),
+                &source,
+                &layout,
+                tag,
+                bar.clone(),
+            )
+            .await?;
+            bar.finish(&format!("pulled {source} ({digest}) into {dir}:{tag}"));
+            Ok(())
+        }
+        Command::Copy {
+            source,
+            destination,
+            remote,
+        } => {
+            let source = ImageRef::parse(&source)?;
+            let destination = ImageRef::parse(&destination)?;
+            let bar = progress::Bars::new(remote.quiet);
+            let digest = gantry_client::copy(
+                &remote.client(&source),
+                &source,
+                &remote.client(&destination),
+                &destination,
+                bar.clone(),
+            )
+            .await?;
+            bar.finish(&format!("copied {source} to {destination} ({digest})"));
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_argument_splits_off_a_tag() {
+        assert_eq!(split_layout("./dir:v1"), ("./dir", Some("v1")));
+        assert_eq!(split_layout("./dir"), ("./dir", None));
+        assert_eq!(split_layout("/tmp/a:b/c"), ("/tmp/a:b/c", None));
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

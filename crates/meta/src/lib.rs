@@ -10,7 +10,9 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gantry_oci::Digest;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, Transaction};
 
 mod migrate;
@@ -220,20 +222,29 @@ impl MetaStore {
 
     /// The repository an upload session belongs to.
     pub async fn upload_repository(&self, id: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT repository FROM uploads WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.readers)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT repository FROM uploads WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.readers)
+                .await?,
+        )
     }
 
     pub async fn delete_upload(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.writer).await?;
+        sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 
     // ---- manifests and tags ------------------------------------------------------------
 
-    pub async fn manifest_by_digest(&self, name: &str, digest: &Digest) -> Result<Option<StoredManifest>> {
+    pub async fn manifest_by_digest(
+        &self,
+        name: &str,
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>> {
         let row = sqlx::query(
             "SELECT m.media_type, m.content FROM manifests m JOIN repositories r ON r.id = m.repository_id \
              WHERE r.name = $1 AND m.digest = $2",
@@ -272,27 +283,34 @@ impl MetaStore {
 
     /// Writes a manifest, its references and (optionally) a tag in one transaction, after
     /// checking inside that transaction that everything it references is in the repository.
-    pub async fn put_manifest(&self, name: &str, manifest: &NewManifest<'_>, tag: Option<&str>) -> Result<()> {
+    pub async fn put_manifest(
+        &self,
+        name: &str,
+        manifest: &NewManifest<'_>,
+        tag: Option<&str>,
+    ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         let repo = Self::ensure_repository(&mut tx, name).await?;
         for blob in &manifest.blobs {
-            let held: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
-                    .bind(repo)
-                    .bind(blob.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let held: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
+            )
+            .bind(repo)
+            .bind(blob.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
             if held.is_none() {
                 return Err(MetaError::MissingBlob((*blob).clone()));
             }
         }
         for child in &manifest.children {
-            let held: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2")
-                    .bind(repo)
-                    .bind(child.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let held: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2",
+            )
+            .bind(repo)
+            .bind(child.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
             if held.is_none() {
                 return Err(MetaError::MissingManifest((*child).clone()));
             }
@@ -389,7 +407,11 @@ impl MetaStore {
                 "DELETE FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2",
                 "DELETE FROM manifest_children WHERE repository_id = $1 AND manifest_digest = $2",
             ] {
-                sqlx::query(table).bind(repo).bind(&digest).execute(&mut *tx).await?;
+                sqlx::query(table)
+                    .bind(repo)
+                    .bind(&digest)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         tx.commit().await?;
@@ -427,7 +449,12 @@ impl MetaStore {
     }
 
     /// Manifests of repository `name` whose subject is `subject`, optionally of one artifact type.
-    pub async fn referrers(&self, name: &str, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
+    pub async fn referrers(
+        &self,
+        name: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
         let rows = sqlx::query(
             "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
              JOIN repositories r ON r.id = m.repository_id \

@@ -6,11 +6,17 @@ fn d(n: u8) -> Digest {
 
 async fn store() -> (tempfile::TempDir, MetaStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = MetaStore::open_sqlite(&dir.path().join("meta.db")).await.unwrap();
+    let store = MetaStore::open_sqlite(&dir.path().join("meta.db"))
+        .await
+        .unwrap();
     (dir, store)
 }
 
-fn manifest<'a>(digest: &'a Digest, blobs: Vec<&'a Digest>, subject: Option<&'a Digest>) -> NewManifest<'a> {
+fn manifest<'a>(
+    digest: &'a Digest,
+    blobs: Vec<&'a Digest>,
+    subject: Option<&'a Digest>,
+) -> NewManifest<'a> {
     NewManifest {
         digest,
         media_type: gantry_oci::media_type::OCI_MANIFEST,
@@ -27,7 +33,10 @@ fn manifest<'a>(digest: &'a Digest, blobs: Vec<&'a Digest>, subject: Option<&'a 
 async fn blob_links_are_per_repository() {
     let (_dir, store) = store().await;
     store.link_blob("a/x", &d(1), 10).await.unwrap();
-    assert_eq!(store.blob_in_repository("a/x", &d(1)).await.unwrap(), Some(10));
+    assert_eq!(
+        store.blob_in_repository("a/x", &d(1)).await.unwrap(),
+        Some(10)
+    );
     assert_eq!(store.blob_in_repository("a/y", &d(1)).await.unwrap(), None);
     assert_eq!(store.blob_anywhere(&d(1)).await.unwrap(), Some(10));
     assert!(store.unlink_blob("a/x", &d(1)).await.unwrap());
@@ -40,17 +49,30 @@ async fn manifest_needs_its_blobs_in_the_same_repository() {
     let (_dir, store) = store().await;
     store.link_blob("other", &d(1), 1).await.unwrap();
     let (m, b) = (d(9), d(1));
-    let err = store.put_manifest("repo", &manifest(&m, vec![&b], None), Some("v1")).await;
+    let err = store
+        .put_manifest("repo", &manifest(&m, vec![&b], None), Some("v1"))
+        .await;
     assert!(matches!(err, Err(MetaError::MissingBlob(x)) if x == d(1)));
     assert!(store.manifest_by_tag("repo", "v1").await.unwrap().is_none());
 
     store.link_blob("repo", &d(1), 1).await.unwrap();
-    store.put_manifest("repo", &manifest(&m, vec![&b], None), Some("v1")).await.unwrap();
+    store
+        .put_manifest("repo", &manifest(&m, vec![&b], None), Some("v1"))
+        .await
+        .unwrap();
     let got = store.manifest_by_tag("repo", "v1").await.unwrap().unwrap();
     assert_eq!(got.digest, m);
     assert_eq!(got.content, b"{}");
-    assert!(store.manifest_by_digest("repo", &m).await.unwrap().is_some());
-    assert!(store.manifest_by_digest("other", &m).await.unwrap().is_none());
+    assert!(store
+        .manifest_by_digest("repo", &m)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .manifest_by_digest("other", &m)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -59,44 +81,117 @@ async fn index_needs_its_children() {
     let (index, child) = (d(5), d(6));
     let mut new = manifest(&index, vec![], None);
     new.children = vec![&child];
-    assert!(matches!(store.put_manifest("r", &new, None).await, Err(MetaError::MissingManifest(_))));
-    store.put_manifest("r", &manifest(&child, vec![], None), None).await.unwrap();
+    assert!(matches!(
+        store.put_manifest("r", &new, None).await,
+        Err(MetaError::MissingManifest(_))
+    ));
+    store
+        .put_manifest("r", &manifest(&child, vec![], None), None)
+        .await
+        .unwrap();
     store.put_manifest("r", &new, Some("multi")).await.unwrap();
 }
 
 #[tokio::test]
 async fn tags_paginate_in_lexical_order_and_deletes_behave() {
     let (_dir, store) = store().await;
-    assert_eq!(store.tags("r", Page { last: None, limit: 10 }).await.unwrap(), None);
+    assert_eq!(
+        store
+            .tags(
+                "r",
+                Page {
+                    last: None,
+                    limit: 10
+                }
+            )
+            .await
+            .unwrap(),
+        None
+    );
     let m = d(1);
     for tag in ["b", "a", "c", "a1"] {
-        store.put_manifest("r", &manifest(&m, vec![], None), Some(tag)).await.unwrap();
+        store
+            .put_manifest("r", &manifest(&m, vec![], None), Some(tag))
+            .await
+            .unwrap();
     }
-    let all = store.tags("r", Page { last: None, limit: 10 }).await.unwrap().unwrap();
+    let all = store
+        .tags(
+            "r",
+            Page {
+                last: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(all, ["a", "a1", "b", "c"]);
-    let page = store.tags("r", Page { last: Some("a1"), limit: 1 }).await.unwrap().unwrap();
+    let page = store
+        .tags(
+            "r",
+            Page {
+                last: Some("a1"),
+                limit: 1,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(page, ["b"]);
 
     assert!(store.delete_tag("r", "a").await.unwrap());
     assert!(store.manifest_by_digest("r", &m).await.unwrap().is_some());
     assert!(store.delete_manifest("r", &m).await.unwrap());
-    assert_eq!(store.tags("r", Page { last: None, limit: 10 }).await.unwrap().unwrap(), Vec::<String>::new());
-    assert_eq!(store.catalog(Page { last: None, limit: 10 }).await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        store
+            .tags(
+                "r",
+                Page {
+                    last: None,
+                    limit: 10
+                }
+            )
+            .await
+            .unwrap()
+            .unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        store
+            .catalog(Page {
+                last: None,
+                limit: 10
+            })
+            .await
+            .unwrap(),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
 async fn referrers_filter_by_artifact_type() {
     let (_dir, store) = store().await;
     let (subject, sig, sbom) = (d(1), d(2), d(3));
-    store.put_manifest("r", &manifest(&sig, vec![], Some(&subject)), None).await.unwrap();
+    store
+        .put_manifest("r", &manifest(&sig, vec![], Some(&subject)), None)
+        .await
+        .unwrap();
     let mut other = manifest(&sbom, vec![], Some(&subject));
     other.artifact_type = Some("application/spdx+json");
     store.put_manifest("r", &other, None).await.unwrap();
     assert_eq!(store.referrers("r", &subject, None).await.unwrap().len(), 2);
-    let only = store.referrers("r", &subject, Some("application/spdx+json")).await.unwrap();
+    let only = store
+        .referrers("r", &subject, Some("application/spdx+json"))
+        .await
+        .unwrap();
     assert_eq!(only.len(), 1);
     assert_eq!(only[0].digest, sbom);
-    assert!(store.referrers("other", &subject, None).await.unwrap().is_empty());
+    assert!(store
+        .referrers("other", &subject, None)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]

@@ -29,7 +29,9 @@ impl Algorithm {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DigestError {
-    #[error("invalid digest {0:?}: expected <algorithm>:<hex>, e.g. sha256:<64 lowercase hex digits>")]
+    #[error(
+        "invalid digest {0:?}: expected <algorithm>:<hex>, e.g. sha256:<64 lowercase hex digits>"
+    )]
     Invalid(String),
     #[error("unsupported digest algorithm {0:?}: Gantry accepts sha256 and sha512")]
     Unsupported(String),
@@ -91,8 +93,7 @@ fn is_well_formed_algorithm(s: &str) -> bool {
 
 fn is_well_formed_encoded(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
 }
 

@@ -19,7 +19,9 @@ pub enum ManifestError {
         content_type: String,
         field: Option<String>,
     },
-    #[error("Content-Type {content_type:?} does not match the manifest's mediaType field {field:?}")]
+    #[error(
+        "Content-Type {content_type:?} does not match the manifest's mediaType field {field:?}"
+    )]
     MediaTypeMismatch { content_type: String, field: String },
     #[error("Docker schema 1 manifests are not supported; push a schema 2 or OCI manifest")]
     Schema1,
@@ -70,11 +72,17 @@ pub struct ParsedManifest {
 impl ParsedManifest {
     /// Digests of the blobs this manifest needs (config and layers).
     pub fn blob_digests(&self) -> impl Iterator<Item = &Digest> {
-        self.config.iter().chain(self.layers.iter()).map(|d| &d.digest)
+        self.config
+            .iter()
+            .chain(self.layers.iter())
+            .map(|d| &d.digest)
     }
 }
 
-fn descriptor(value: Option<&Value>, field: &'static str) -> Result<Option<Descriptor>, ManifestError> {
+fn descriptor(
+    value: Option<&Value>,
+    field: &'static str,
+) -> Result<Option<Descriptor>, ManifestError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(v) => Descriptor::deserialize(v)
@@ -83,17 +91,23 @@ fn descriptor(value: Option<&Value>, field: &'static str) -> Result<Option<Descr
     }
 }
 
-fn descriptors(value: Option<&Value>, field: &'static str, required: bool) -> Result<Vec<Descriptor>, ManifestError> {
+fn descriptors(
+    value: Option<&Value>,
+    field: &'static str,
+    required: bool,
+) -> Result<Vec<Descriptor>, ManifestError> {
     match value {
         None | Some(Value::Null) if !required => Ok(Vec::new()),
         None | Some(Value::Null) => Err(ManifestError::Field(field, "required".into())),
-        Some(v) => Vec::<Descriptor>::deserialize(v).map_err(|e| ManifestError::Field(field, e.to_string())),
+        Some(v) => Vec::<Descriptor>::deserialize(v)
+            .map_err(|e| ManifestError::Field(field, e.to_string())),
     }
 }
 
 /// Parses and validates manifest bytes. `content_type` is the request's Content-Type, if any.
 pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, ManifestError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
     let object = value
         .as_object()
         .ok_or_else(|| ManifestError::Json("top level is not an object".into()))?;
@@ -104,9 +118,13 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest,
         Some(_) => return Err(ManifestError::Field("mediaType", "not a string".into())),
     };
     let header = content_type.map(essence).filter(|s| !s.is_empty());
-    if matches!(header, Some(media_type::DOCKER_SCHEMA1 | media_type::DOCKER_SCHEMA1_SIGNED))
-        || matches!(field.as_deref(), Some(media_type::DOCKER_SCHEMA1 | media_type::DOCKER_SCHEMA1_SIGNED))
-        || object.get("schemaVersion") == Some(&Value::from(1))
+    if matches!(
+        header,
+        Some(media_type::DOCKER_SCHEMA1 | media_type::DOCKER_SCHEMA1_SIGNED)
+    ) || matches!(
+        field.as_deref(),
+        Some(media_type::DOCKER_SCHEMA1 | media_type::DOCKER_SCHEMA1_SIGNED)
+    ) || object.get("schemaVersion") == Some(&Value::from(1))
     {
         return Err(ManifestError::Schema1);
     }
@@ -154,9 +172,14 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest,
             let layers = descriptors(object.get("layers"), "layers", true)?;
             (Some(config), layers, Vec::new())
         }
-        ManifestKind::Index => (None, Vec::new(), descriptors(object.get("manifests"), "manifests", true)?),
+        ManifestKind::Index => (
+            None,
+            Vec::new(),
+            descriptors(object.get("manifests"), "manifests", true)?,
+        ),
     };
-    let artifact_type = declared_artifact_type.or_else(|| config.as_ref().map(|c| c.media_type.clone()));
+    let artifact_type =
+        declared_artifact_type.or_else(|| config.as_ref().map(|c| c.media_type.clone()));
 
     Ok(ParsedManifest {
         media_type,
@@ -198,7 +221,11 @@ mod tests {
 
     #[test]
     fn content_type_may_carry_parameters_or_be_missing() {
-        assert!(parse(image(OCI_CONFIG).as_bytes(), Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8")).is_ok());
+        assert!(parse(
+            image(OCI_CONFIG).as_bytes(),
+            Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8")
+        )
+        .is_ok());
         assert!(parse(image(OCI_CONFIG).as_bytes(), None).is_ok());
     }
 
@@ -231,20 +258,39 @@ mod tests {
             ("[]".into(), Some(OCI_MANIFEST)),
             (r#"{"schemaVersion":2}"#.into(), Some("application/json")),
             (r#"{"schemaVersion":1,"name":"x"}"#.into(), None),
-            (format!(r#"{{"schemaVersion":3,"mediaType":"{OCI_MANIFEST}","config":{{}},"layers":[]}}"#), None),
-            (format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[]}}"#), None),
             (
-                format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"x","digest":"md5:abc","size":1}},"layers":[]}}"#),
+                format!(
+                    r#"{{"schemaVersion":3,"mediaType":"{OCI_MANIFEST}","config":{{}},"layers":[]}}"#
+                ),
                 None,
             ),
             (
-                format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"x","digest":"{}","size":-1}},"layers":[]}}"#, digest(1)),
+                format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[]}}"#),
                 None,
             ),
-            (format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}"}}"#), None),
+            (
+                format!(
+                    r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"x","digest":"md5:abc","size":1}},"layers":[]}}"#
+                ),
+                None,
+            ),
+            (
+                format!(
+                    r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"x","digest":"{}","size":-1}},"layers":[]}}"#,
+                    digest(1)
+                ),
+                None,
+            ),
+            (
+                format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}"}}"#),
+                None,
+            ),
         ];
         for (body, ct) in cases {
-            assert!(parse(body.as_bytes(), ct).is_err(), "{body} should be refused");
+            assert!(
+                parse(body.as_bytes(), ct).is_err(),
+                "{body} should be refused"
+            );
         }
     }
 }

@@ -11,7 +11,12 @@ pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v
 pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
 /// Every manifest media type Gantry stores and serves.
-pub const MANIFEST_TYPES: [&str; 4] = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST];
+pub const MANIFEST_TYPES: [&str; 4] = [
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+];
 
 /// Strips parameters (`; charset=utf-8`) and surrounding blanks from a Content-Type value.
 pub fn essence(content_type: &str) -> &str {

@@ -11,7 +11,9 @@ pub enum RegistryError {
     Tag(NameError),
     #[error(transparent)]
     Digest(#[from] DigestError),
-    #[error("the digest parameter is required to complete an upload: PUT …?digest=<algorithm>:<hex>")]
+    #[error(
+        "the digest parameter is required to complete an upload: PUT …?digest=<algorithm>:<hex>"
+    )]
     DigestMissing,
     #[error("content does not match digest {expected}: computed {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
@@ -19,7 +21,9 @@ pub enum RegistryError {
     BlobUnknown(Digest),
     #[error("upload session {0:?} is not known in this repository")]
     UploadUnknown(String),
-    #[error("chunk starts at byte {got} but the upload holds {expected} bytes; resume from {expected}")]
+    #[error(
+        "chunk starts at byte {got} but the upload holds {expected} bytes; resume from {expected}"
+    )]
     UploadOutOfOrder { expected: u64, got: u64 },
     #[error("malformed Content-Range {0:?}: expected <start>-<end>")]
     ContentRangeInvalid(String),

@@ -77,7 +77,10 @@ pub fn accepts(accept: &[&str], stored: &str) -> bool {
         .filter(|t| !t.is_empty())
         .collect();
     let names_manifest_type = types.iter().any(|t| media_type::MANIFEST_TYPES.contains(t));
-    !names_manifest_type || types.iter().any(|t| *t == stored || *t == "*/*" || *t == "application/*")
+    !names_manifest_type
+        || types
+            .iter()
+            .any(|t| *t == stored || *t == "*/*" || *t == "application/*")
 }
 
 impl Registry {
@@ -119,7 +122,12 @@ impl Registry {
     /// Links a blob held elsewhere into `name`: from repository `from` when given, else from
     /// any repository (the spec's automatic mount). Returns the size, or `None` when the blob
     /// is not available and the client must upload it.
-    pub async fn mount_blob(&self, name: &RepositoryName, digest: &Digest, from: Option<&RepositoryName>) -> Result<Option<u64>> {
+    pub async fn mount_blob(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+        from: Option<&RepositoryName>,
+    ) -> Result<Option<u64>> {
         let size = match from {
             Some(from) => self.meta.blob_in_repository(from.as_str(), digest).await?,
             None => self.meta.blob_anywhere(digest).await?,
@@ -148,7 +156,12 @@ impl Registry {
         if owner.as_deref() != Some(name.as_str()) {
             return Err(RegistryError::UploadUnknown(id.to_string()));
         }
-        Ok(self.uploads.lock().entry(id.to_string()).or_default().clone())
+        Ok(self
+            .uploads
+            .lock()
+            .entry(id.to_string())
+            .or_default()
+            .clone())
     }
 
     async fn current_size(&self, id: &str) -> Result<u64> {
@@ -165,16 +178,29 @@ impl Registry {
         self.current_size(id).await
     }
 
-    async fn append_locked(&self, progress: &mut UploadProgress, id: &str, start: Option<u64>, body: ByteStream) -> Result<u64> {
+    async fn append_locked(
+        &self,
+        progress: &mut UploadProgress,
+        id: &str,
+        start: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64> {
         let size = self.current_size(id).await?;
         if let Some(start) = start {
             if start != size {
-                return Err(RegistryError::UploadOutOfOrder { expected: size, got: start });
+                return Err(RegistryError::UploadOutOfOrder {
+                    expected: size,
+                    got: start,
+                });
             }
         }
         let hasher = match progress.hashed.take() {
             Some((hashed, hasher)) if hashed == size => hasher,
-            _ => upload::rehash(self.blobs.as_ref(), id, Algorithm::Sha256).await?.1,
+            _ => {
+                upload::rehash(self.blobs.as_ref(), id, Algorithm::Sha256)
+                    .await?
+                    .1
+            }
         };
         let (result, state) = upload::append(self.blobs.as_ref(), id, hasher, body).await;
         progress.hashed = state;
@@ -182,7 +208,13 @@ impl Registry {
     }
 
     /// Appends a chunk; `start` is the first byte's offset from Content-Range, if sent.
-    pub async fn append_upload(&self, name: &RepositoryName, id: &str, start: Option<u64>, body: ByteStream) -> Result<u64> {
+    pub async fn append_upload(
+        &self,
+        name: &RepositoryName,
+        id: &str,
+        start: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64> {
         let slot = self.upload_slot(name, id).await?;
         let mut progress = slot.lock().await;
         self.append_locked(&mut progress, id, start, body).await
@@ -204,8 +236,13 @@ impl Registry {
             None => self.current_size(id).await?,
         };
         let actual = match (&progress.hashed, digest.algorithm()) {
-            (Some((hashed, hasher)), Algorithm::Sha256) if *hashed == size => hasher.clone().finish(),
-            (_, algorithm) => upload::rehash(self.blobs.as_ref(), id, algorithm).await?.1.finish(),
+            (Some((hashed, hasher)), Algorithm::Sha256) if *hashed == size => {
+                hasher.clone().finish()
+            }
+            (_, algorithm) => upload::rehash(self.blobs.as_ref(), id, algorithm)
+                .await?
+                .1
+                .finish(),
         };
         if actual != *digest {
             return Err(RegistryError::DigestMismatch {
@@ -222,9 +259,16 @@ impl Registry {
     }
 
     /// A single-request upload (`POST …/blobs/uploads/?digest=`).
-    pub async fn upload_monolithic(&self, name: &RepositoryName, digest: &Digest, body: ByteStream) -> Result<u64> {
+    pub async fn upload_monolithic(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<u64> {
         let id = self.start_upload(name).await?;
-        let result = self.finish_upload(name, &id, digest, Some((None, body))).await;
+        let result = self
+            .finish_upload(name, &id, digest, Some((None, body)))
+            .await;
         if result.is_err() {
             // Nobody knows this session's id, so it cannot be resumed: drop it.
             let _ = self.cancel_upload(name, &id).await;
@@ -243,18 +287,36 @@ impl Registry {
 
     // ---- manifests --------------------------------------------------------------------
 
-    pub async fn get_manifest(&self, name: &RepositoryName, reference: &Reference) -> Result<StoredManifest> {
+    pub async fn get_manifest(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<StoredManifest> {
         let found = match reference {
-            Reference::Tag(tag) => self.meta.manifest_by_tag(name.as_str(), tag.as_str()).await?,
-            Reference::Digest(digest) => self.meta.manifest_by_digest(name.as_str(), digest).await?,
+            Reference::Tag(tag) => {
+                self.meta
+                    .manifest_by_tag(name.as_str(), tag.as_str())
+                    .await?
+            }
+            Reference::Digest(digest) => {
+                self.meta.manifest_by_digest(name.as_str(), digest).await?
+            }
         };
         found.ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))
     }
 
     /// Validates and stores a manifest's exact bytes, tagging it when `reference` is a tag.
-    pub async fn put_manifest(&self, name: &RepositoryName, reference: &Reference, content_type: Option<&str>, bytes: &[u8]) -> Result<PutManifest> {
+    pub async fn put_manifest(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<PutManifest> {
         if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(RegistryError::ManifestTooLarge { limit: MAX_MANIFEST_BYTES });
+            return Err(RegistryError::ManifestTooLarge {
+                limit: MAX_MANIFEST_BYTES,
+            });
         }
         let parsed = manifest::parse(bytes, content_type)?;
         let (digest, tag) = match reference {
@@ -273,7 +335,12 @@ impl Registry {
         let blobs = parsed
             .config
             .iter()
-            .chain(parsed.layers.iter().filter(|l| !FOREIGN_LAYERS.contains(&l.media_type.as_str())))
+            .chain(
+                parsed
+                    .layers
+                    .iter()
+                    .filter(|l| !FOREIGN_LAYERS.contains(&l.media_type.as_str())),
+            )
             .map(|d| &d.digest)
             .collect();
         let subject = parsed.subject.as_ref().map(|s| &s.digest);
@@ -282,12 +349,17 @@ impl Registry {
             media_type: &parsed.media_type,
             artifact_type: parsed.artifact_type.as_deref(),
             subject,
-            annotations: parsed.annotations.as_ref().map(|a| serde_json::Value::Object(a.clone()).to_string()),
+            annotations: parsed
+                .annotations
+                .as_ref()
+                .map(|a| serde_json::Value::Object(a.clone()).to_string()),
             content: bytes,
             blobs,
             children: parsed.manifests.iter().map(|m| &m.digest).collect(),
         };
-        self.meta.put_manifest(name.as_str(), &new, tag.map(Tag::as_str)).await?;
+        self.meta
+            .put_manifest(name.as_str(), &new, tag.map(Tag::as_str))
+            .await?;
         Ok(PutManifest {
             subject: subject.cloned(),
             digest,
@@ -295,7 +367,11 @@ impl Registry {
     }
 
     /// Deleting by tag removes the tag only; by digest, the manifest and all its tags.
-    pub async fn delete_manifest(&self, name: &RepositoryName, reference: &Reference) -> Result<()> {
+    pub async fn delete_manifest(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
         let deleted = match reference {
             Reference::Tag(tag) => self.meta.delete_tag(name.as_str(), tag.as_str()).await?,
             Reference::Digest(digest) => self.meta.delete_manifest(name.as_str(), digest).await?,
@@ -309,9 +385,17 @@ impl Registry {
 
     // ---- listings ---------------------------------------------------------------------
 
-    pub async fn tags(&self, name: &RepositoryName, n: Option<u32>, last: Option<&str>) -> Result<Listing> {
+    pub async fn tags(
+        &self,
+        name: &RepositoryName,
+        n: Option<u32>,
+        last: Option<&str>,
+    ) -> Result<Listing> {
         let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-        let page = Page { last, limit: limit + 1 };
+        let page = Page {
+            last,
+            limit: limit + 1,
+        };
         let items = self
             .meta
             .tags(name.as_str(), page)
@@ -322,13 +406,27 @@ impl Registry {
 
     pub async fn catalog(&self, n: Option<u32>, last: Option<&str>) -> Result<Listing> {
         let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-        let items = self.meta.catalog(Page { last, limit: limit + 1 }).await?;
+        let items = self
+            .meta
+            .catalog(Page {
+                last,
+                limit: limit + 1,
+            })
+            .await?;
         Ok(paged(items, limit))
     }
 
     /// The referrers of `subject` as an OCI image index (the body of the referrers API).
-    pub async fn referrers(&self, name: &RepositoryName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<u8>> {
-        let referrers = self.meta.referrers(name.as_str(), subject, artifact_type).await?;
+    pub async fn referrers(
+        &self,
+        name: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<u8>> {
+        let referrers = self
+            .meta
+            .referrers(name.as_str(), subject, artifact_type)
+            .await?;
         let manifests: Vec<serde_json::Value> = referrers
             .into_iter()
             .map(|r| {
@@ -336,13 +434,17 @@ impl Registry {
                 if let Some(t) = r.artifact_type {
                     d["artifactType"] = t.into();
                 }
-                if let Some(a) = r.annotations.and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok()) {
+                if let Some(a) = r
+                    .annotations
+                    .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
+                {
                     d["annotations"] = a;
                 }
                 d
             })
             .collect();
-        let index = json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": manifests});
+        let index =
+            json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": manifests});
         Ok(serde_json::to_vec(&index).expect("index serializes"))
     }
 }
@@ -364,10 +466,16 @@ mod tests {
         assert!(accepts(&[], oci));
         assert!(accepts(&["application/json"], oci));
         assert!(accepts(&["*/*"], oci));
-        assert!(accepts(&[&format!("{}, {}", media_type::DOCKER_MANIFEST, oci)], oci));
+        assert!(accepts(
+            &[&format!("{}, {}", media_type::DOCKER_MANIFEST, oci)],
+            oci
+        ));
         assert!(accepts(&[media_type::DOCKER_MANIFEST, oci], oci));
         assert!(!accepts(&[media_type::DOCKER_MANIFEST], oci));
-        assert!(!accepts(&[&format!("{};q=0.9", media_type::OCI_INDEX)], oci));
+        assert!(!accepts(
+            &[&format!("{};q=0.9", media_type::OCI_INDEX)],
+            oci
+        ));
     }
 
     #[test]

@@ -50,7 +50,9 @@ pub(crate) async fn append(
 ) -> (Result<u64>, Option<(u64, Hasher)>) {
     let writer = match store.append_upload(id).await {
         Ok(w) => w,
-        Err(StorageError::NotFound) => return (Err(RegistryError::UploadUnknown(id.to_string())), None),
+        Err(StorageError::NotFound) => {
+            return (Err(RegistryError::UploadUnknown(id.to_string())), None)
+        }
         Err(e) => return (Err(e.into()), None),
     };
     let (tx, rx) = mpsc::channel::<Bytes>(1);
@@ -96,7 +98,11 @@ pub(crate) async fn append(
 
 /// Hashes everything the upload holds, to rebuild a lost hash state (after a restart) or
 /// to verify a digest of another algorithm.
-pub(crate) async fn rehash(store: &dyn BlobStore, id: &str, algorithm: Algorithm) -> Result<(u64, Hasher)> {
+pub(crate) async fn rehash(
+    store: &dyn BlobStore,
+    id: &str,
+    algorithm: Algorithm,
+) -> Result<(u64, Hasher)> {
     let mut stream = match store.read_upload(id).await {
         Ok(s) => s,
         Err(StorageError::NotFound) => return Err(RegistryError::UploadUnknown(id.to_string())),

@@ -1,0 +1,49 @@
+//! The HTTP edge of Gantry. Handlers translate requests into registry service calls;
+//! `error` is the single place where failures become OCI error responses.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::any;
+use axum::Router;
+use gantry_registry::Registry;
+use http::{HeaderName, HeaderValue};
+
+mod error;
+mod v2;
+
+pub use error::ApiError;
+
+const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+
+/// Adds the API version header to every response and logs each request.
+async fn edge(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, micros, "request");
+    } else {
+        tracing::debug!(%method, %path, status, micros, "request");
+    }
+    response
+}
+
+pub fn router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/v2", any(v2::dispatch))
+        .route("/v2/", any(v2::dispatch))
+        .route("/v2/{*rest}", any(v2::dispatch))
+        .fallback(|| async { ApiError::NoRoute })
+        .with_state(registry)
+        .layer(middleware::from_fn(edge))
+}

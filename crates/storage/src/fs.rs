@@ -115,7 +115,10 @@ impl BlobStore for FsBlobStore {
     async fn create_upload(&self, id: &str) -> Result<(), StorageError> {
         let path = self.upload_path(id)?;
         blocking(move || {
-            OpenOptions::new().write(true).create_new(true).open(&path)?;
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
             Ok(())
         })
         .await
@@ -128,7 +131,11 @@ impl BlobStore for FsBlobStore {
 
     async fn append_upload(&self, id: &str) -> Result<Box<dyn UploadWriter>, StorageError> {
         let path = self.upload_path(id)?;
-        let file = blocking(move || not_found_as_none(OpenOptions::new().append(true).open(path))?.ok_or(StorageError::NotFound)).await?;
+        let file = blocking(move || {
+            not_found_as_none(OpenOptions::new().append(true).open(path))?
+                .ok_or(StorageError::NotFound)
+        })
+        .await?;
         Ok(Box::new(FsUploadWriter { file: Some(file) }))
     }
 
@@ -180,7 +187,10 @@ struct FsUploadWriter {
 #[async_trait]
 impl UploadWriter for FsUploadWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
-        let mut file = self.file.take().expect("no concurrent writes on one upload writer");
+        let mut file = self
+            .file
+            .take()
+            .expect("no concurrent writes on one upload writer");
         let (file, result) = spawn_blocking(move || {
             let r = file.write_all(&chunk);
             (file, r)
@@ -217,7 +227,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::open(dir.path()).unwrap();
         for bad in ["../x", "a/b", "", ".."] {
-            assert!(matches!(store.create_upload(bad).await, Err(StorageError::InvalidUploadId(_))));
+            assert!(matches!(
+                store.create_upload(bad).await,
+                Err(StorageError::InvalidUploadId(_))
+            ));
         }
     }
 }

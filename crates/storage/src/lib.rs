@@ -62,7 +62,9 @@ pub trait UploadWriter: Send {
 
 /// Upload ids become file or object names: allow only what a UUID uses.
 pub(crate) fn check_upload_id(id: &str) -> Result<(), StorageError> {
-    let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if ok {
         Ok(())
     } else {

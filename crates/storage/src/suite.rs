@@ -8,7 +8,13 @@ use gantry_oci::Digest;
 use crate::{BlobStore, StorageError};
 
 async fn collect(store: &dyn BlobStore, digest: &Digest, range: std::ops::Range<u64>) -> Vec<u8> {
-    let chunks: Vec<Bytes> = store.read(digest, range).await.unwrap().try_collect().await.unwrap();
+    let chunks: Vec<Bytes> = store
+        .read(digest, range)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     chunks.concat()
 }
 
@@ -29,32 +35,59 @@ pub async fn run(store: &dyn BlobStore) {
 
     // Absent blobs and uploads.
     assert_eq!(store.stat(&digest).await.unwrap(), None);
-    assert!(matches!(store.read(&digest, 0..1).await, Err(StorageError::NotFound)));
-    assert_eq!(store.upload_size("00000000-0000-0000-0000-000000000000").await.unwrap(), None);
+    assert!(matches!(
+        store.read(&digest, 0..1).await,
+        Err(StorageError::NotFound)
+    ));
+    assert_eq!(
+        store
+            .upload_size("00000000-0000-0000-0000-000000000000")
+            .await
+            .unwrap(),
+        None
+    );
 
     // Chunked upload, resumed through a new writer for each part.
     let id = "11111111-1111-1111-1111-111111111111";
     let size = upload(store, id, &[&content[..300_000], &content[300_000..]]).await;
     assert_eq!(size, content.len() as u64);
     assert_eq!(store.upload_size(id).await.unwrap(), Some(size));
-    let received: Vec<Bytes> = store.read_upload(id).await.unwrap().try_collect().await.unwrap();
+    let received: Vec<Bytes> = store
+        .read_upload(id)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(received.concat(), content);
     // Not visible as a blob before commit.
     assert_eq!(store.stat(&digest).await.unwrap(), None);
 
     store.commit_upload(id, &digest).await.unwrap();
     assert_eq!(store.upload_size(id).await.unwrap(), None);
-    assert_eq!(store.stat(&digest).await.unwrap(), Some(content.len() as u64));
-    assert_eq!(collect(store, &digest, 0..content.len() as u64).await, content);
+    assert_eq!(
+        store.stat(&digest).await.unwrap(),
+        Some(content.len() as u64)
+    );
+    assert_eq!(
+        collect(store, &digest, 0..content.len() as u64).await,
+        content
+    );
     assert_eq!(collect(store, &digest, 10..20).await, &content[10..20]);
-    assert_eq!(collect(store, &digest, 999_990..1_000_000).await, &content[999_990..]);
+    assert_eq!(
+        collect(store, &digest, 999_990..1_000_000).await,
+        &content[999_990..]
+    );
 
     // Committing the same content again keeps one blob and drops the upload.
     let again = "22222222-2222-2222-2222-222222222222";
     upload(store, again, &[&content]).await;
     store.commit_upload(again, &digest).await.unwrap();
     assert_eq!(store.upload_size(again).await.unwrap(), None);
-    assert_eq!(store.stat(&digest).await.unwrap(), Some(content.len() as u64));
+    assert_eq!(
+        store.stat(&digest).await.unwrap(),
+        Some(content.len() as u64)
+    );
 
     // Empty blob.
     let empty = Digest::sha256_of(b"");

@@ -1,0 +1,154 @@
+//! Settings for `gantry serve`, layered as users of other daemons expect: command-line flags
+//! override `GANTRY_*` environment variables (clap reads both), which override the TOML file
+//! given by `--config`, which overrides the built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
+pub const DEFAULT_DATA_DIR: &str = "./gantry-data";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The TOML file's shape; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub log: FileLogConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLogConfig {
+    pub format: Option<LogFormat>,
+    pub level: Option<String>,
+}
+
+/// The settings `serve` runs with, after layering.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+/// What flags and environment said (each `None` when neither was given).
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
+}
+
+pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read config file {}: check the --config path or GANTRY_CONFIG",
+            path.display()
+        )
+    })?;
+    toml::from_str(&text)
+        .with_context(|| format!("config file {} is not valid Gantry TOML", path.display()))
+}
+
+pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
+    let file = match &overrides.config {
+        Some(path) => load_file(path)?,
+        None => FileConfig::default(),
+    };
+    let listen = overrides
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let listen: SocketAddr = listen.parse().with_context(|| {
+        format!("listen address {listen:?} is not an IP:port such as 127.0.0.1:5000 or [::1]:5000")
+    })?;
+    Ok(ServeConfig {
+        listen,
+        data_dir: overrides
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        log_format: overrides.log_format.or(file.log.format).unwrap_or_default(),
+        log_level: overrides
+            .log_level
+            .or(file.log.level)
+            .unwrap_or_else(|| "info".into()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_without_anything() {
+        let c = resolve(Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gantry.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:6000\"\ndata_dir = \"/srv/g\"\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        let c = resolve(Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.listen.port(), 6000);
+        assert_eq!(c.data_dir, PathBuf::from("/srv/g"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        let c = resolve(Overrides {
+            config: Some(path),
+            listen: Some("127.0.0.1:7000".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.data_dir, PathBuf::from("/srv/g"));
+    }
+
+    #[test]
+    fn bad_inputs_say_what_is_wrong() {
+        let err = resolve(Overrides {
+            listen: Some("localhost".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("not an IP:port"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "listne = \"x\"\n").unwrap();
+        let err = resolve(Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+    }
+}

@@ -1,0 +1,116 @@
+//! The one place where failures become HTTP responses: every error leaves the server as the
+//! spec's `{"errors":[…]}` JSON with its status and code.
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use gantry_oci::error_code::error_body;
+use gantry_oci::{DigestError, ErrorCode};
+use gantry_registry::RegistryError;
+use http::{header, HeaderValue, StatusCode};
+
+#[derive(Debug)]
+pub enum ApiError {
+    Registry(RegistryError),
+    /// The path matches no endpoint of the API.
+    NoRoute,
+    MethodNotAllowed,
+    /// A query parameter or header is malformed.
+    BadParameter(String),
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        ApiError::Registry(e)
+    }
+}
+
+/// Status and code for each registry error.
+fn classify(e: &RegistryError) -> (StatusCode, ErrorCode) {
+    use RegistryError as E;
+    match e {
+        E::Name(_) => (StatusCode::BAD_REQUEST, ErrorCode::NameInvalid),
+        E::Tag(_) => (StatusCode::BAD_REQUEST, ErrorCode::TagInvalid),
+        E::Digest(DigestError::Unsupported(_)) => (StatusCode::BAD_REQUEST, ErrorCode::Unsupported),
+        E::Digest(DigestError::Invalid(_)) | E::DigestMissing | E::DigestMismatch { .. } => {
+            (StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid)
+        }
+        E::BlobUnknown(_) => (StatusCode::NOT_FOUND, ErrorCode::BlobUnknown),
+        E::UploadUnknown(_) => (StatusCode::NOT_FOUND, ErrorCode::BlobUploadUnknown),
+        E::UploadOutOfOrder { .. } => (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::BlobUploadInvalid,
+        ),
+        E::ContentRangeInvalid(_) => (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::BlobUploadInvalid,
+        ),
+        E::RangeNotSatisfiable { .. } => {
+            (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::RangeInvalid)
+        }
+        E::NameUnknown(_) => (StatusCode::NOT_FOUND, ErrorCode::NameUnknown),
+        E::ManifestUnknown(_) | E::NotAcceptable { .. } => {
+            (StatusCode::NOT_FOUND, ErrorCode::ManifestUnknown)
+        }
+        E::ManifestInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::ManifestInvalid),
+        E::ManifestTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::SizeInvalid),
+        E::ManifestBlobUnknown(_) | E::ManifestChildUnknown(_) => {
+            (StatusCode::BAD_REQUEST, ErrorCode::ManifestBlobUnknown)
+        }
+        E::Body(_) => (StatusCode::BAD_REQUEST, ErrorCode::BlobUploadInvalid),
+        E::Storage(_) | E::Meta(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
+    }
+}
+
+pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    let mut response = Response::new(Body::from(error_body(code, message, None)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::NoRoute => error_response(
+                StatusCode::NOT_FOUND,
+                ErrorCode::Unsupported,
+                "no such endpoint in the registry API",
+            ),
+            ApiError::MethodNotAllowed => error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::Unsupported,
+                "method not allowed on this endpoint",
+            ),
+            ApiError::BadParameter(message) => {
+                error_response(StatusCode::BAD_REQUEST, ErrorCode::Unsupported, &message)
+            }
+            ApiError::Registry(e) => {
+                let (status, code) = classify(&e);
+                let message = if status.is_server_error() {
+                    tracing::error!(error = %e, "request failed");
+                    "internal error; the server log has the details".to_string()
+                } else {
+                    e.to_string()
+                };
+                let mut response = error_response(status, code, &message);
+                let headers = response.headers_mut();
+                match e {
+                    // Tell the client where to resume.
+                    RegistryError::UploadOutOfOrder { expected, .. } => {
+                        headers.insert(header::RANGE, crate::v2::range_header(expected));
+                    }
+                    RegistryError::RangeNotSatisfiable { size } => {
+                        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                            headers.insert(header::CONTENT_RANGE, v);
+                        }
+                    }
+                    _ => {}
+                }
+                response
+            }
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! The `/v2/` Distribution API. Repository names contain slashes, so routes are recognised
+//! from the end of the path rather than by a pattern router.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use futures::{StreamExt, TryStreamExt};
+use gantry_oci::manifest::MAX_MANIFEST_BYTES;
+use gantry_oci::{media_type, Digest, Reference, RepositoryName};
+use gantry_registry::{accepts, parse_name, parse_reference, Registry, RegistryError};
+use gantry_storage::ByteStream;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use percent_encoding::percent_decode_str;
+
+use crate::error::ApiError;
+
+type ApiResult = Result<Response, ApiError>;
+
+const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+
+#[derive(Debug, PartialEq)]
+enum Route<'a> {
+    Base,
+    Catalog,
+    Tags(&'a str),
+    Manifest(&'a str, &'a str),
+    Blob(&'a str, &'a str),
+    UploadStart(&'a str),
+    Upload(&'a str, &'a str),
+    Referrers(&'a str, &'a str),
+}
+
+/// Recognises a route from the path after `/v2`. The name is everything before the
+/// endpoint's fixed segments; it is validated later.
+fn route(path: &str) -> Option<Route<'_>> {
+    let rest = path.strip_prefix("/v2")?;
+    if rest.is_empty() || rest == "/" {
+        return Some(Route::Base);
+    }
+    let rest = rest.strip_prefix('/')?;
+    if rest == "_catalog" {
+        return Some(Route::Catalog);
+    }
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        return Some(Route::Tags(name));
+    }
+    if let Some(name) = rest
+        .strip_suffix("/blobs/uploads/")
+        .or_else(|| rest.strip_suffix("/blobs/uploads"))
+    {
+        return Some(Route::UploadStart(name));
+    }
+    let (head, last) = rest.rsplit_once('/')?;
+    if let Some(name) = head.strip_suffix("/blobs/uploads") {
+        return Some(Route::Upload(name, last));
+    }
+    let (name, kind) = head.rsplit_once('/')?;
+    match kind {
+        "manifests" => Some(Route::Manifest(name, last)),
+        "blobs" => Some(Route::Blob(name, last)),
+        "referrers" => Some(Route::Referrers(name, last)),
+        _ => None,
+    }
+}
+
+fn decoded(segment: &str) -> String {
+    percent_decode_str(segment).decode_utf8_lossy().into_owned()
+}
+
+fn digest_param(s: &str) -> Result<Digest, ApiError> {
+    decoded(s)
+        .parse::<Digest>()
+        .map_err(|e| ApiError::Registry(e.into()))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).expect("header values built from validated names and digests")
+}
+
+/// `Range: 0-<last byte>` as upload responses report progress ("0-0" when empty, as
+/// distribution does).
+pub(crate) fn range_header(size: u64) -> HeaderValue {
+    value(&format!("0-{}", size.saturating_sub(1)))
+}
+
+fn body_stream(body: Body) -> ByteStream {
+    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+}
+
+fn upload_location(name: &RepositoryName, id: &str) -> HeaderValue {
+    value(&format!("/v2/{name}/blobs/uploads/{id}"))
+}
+
+fn upload_progress(status: StatusCode, name: &RepositoryName, id: &str, size: u64) -> Response {
+    let mut response = status.into_response();
+    let h = response.headers_mut();
+    h.insert(header::LOCATION, upload_location(name, id));
+    h.insert(header::RANGE, range_header(size));
+    h.insert(DOCKER_UPLOAD_UUID, value(id));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    response
+}
+
+fn blob_created(name: &RepositoryName, digest: &Digest) -> Response {
+    let mut response = StatusCode::CREATED.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::LOCATION,
+        value(&format!("/v2/{name}/blobs/{digest}")),
+    );
+    h.insert(DOCKER_CONTENT_DIGEST, value(&digest.to_string()));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    response
+}
+
+/// Parses `Content-Range: <start>-<end>` (a `bytes=`/`bytes ` prefix and `/total` are
+/// tolerated), checking it against Content-Length when both are present.
+fn content_range(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = header_str(headers, &header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::Registry(RegistryError::ContentRangeInvalid(
+            raw.chars().take(100).collect(),
+        ))
+    };
+    let spec = raw
+        .trim()
+        .trim_start_matches("bytes=")
+        .trim_start_matches("bytes ");
+    let spec = spec.split('/').next().unwrap_or("");
+    let (start, end) = spec.split_once('-').ok_or_else(invalid)?;
+    let start: u64 = start.trim().parse().map_err(|_| invalid())?;
+    let end: u64 = end.trim().parse().map_err(|_| invalid())?;
+    if end < start {
+        return Err(invalid());
+    }
+    if let Some(length) =
+        header_str(headers, &header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok())
+    {
+        if length != end - start + 1 {
+            return Err(invalid());
+        }
+    }
+    Ok(Some(start))
+}
+
+/// Parses a single `Range: bytes=a-b | a- | -n` against a blob of `size` bytes.
+fn byte_range(raw: &str, size: u64) -> Result<std::ops::Range<u64>, RegistryError> {
+    let unsatisfiable = RegistryError::RangeNotSatisfiable { size };
+    let spec = raw
+        .trim()
+        .strip_prefix("bytes=")
+        .ok_or(RegistryError::RangeNotSatisfiable { size })?;
+    if spec.contains(',') {
+        return Err(unsatisfiable);
+    }
+    let (start, end) = spec
+        .split_once('-')
+        .ok_or(RegistryError::RangeNotSatisfiable { size })?;
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix
+                .parse()
+                .map_err(|_| RegistryError::RangeNotSatisfiable { size })?;
+            if n == 0 {
+                return Err(unsatisfiable);
+            }
+            (size.saturating_sub(n), size)
+        }
+        (start, "") => (
+            start
+                .parse()
+                .map_err(|_| RegistryError::RangeNotSatisfiable { size })?,
+            size,
+        ),
+        (start, end) => {
+            let start: u64 = start
+                .parse()
+                .map_err(|_| RegistryError::RangeNotSatisfiable { size })?;
+            let end: u64 = end
+                .parse()
+                .map_err(|_| RegistryError::RangeNotSatisfiable { size })?;
+            if end < start {
+                return Err(unsatisfiable);
+            }
+            (start, end.saturating_add(1).min(size))
+        }
+    };
+    if start >= size {
+        return Err(unsatisfiable);
+    }
+    Ok(start..end)
+}
+
+async fn read_manifest_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, RegistryError> {
+    let too_large = RegistryError::ManifestTooLarge {
+        limit: MAX_MANIFEST_BYTES,
+    };
+    if let Some(length) =
+        header_str(headers, &header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok())
+    {
+        if length > MAX_MANIFEST_BYTES {
+            return Err(too_large);
+        }
+    }
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| RegistryError::Body(std::io::Error::other(e)))?;
+        if bytes.len() + chunk.len() > MAX_MANIFEST_BYTES {
+            return Err(too_large);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+fn paging(params: &HashMap<String, String>) -> Result<(Option<u32>, Option<&str>), ApiError> {
+    let n = match params.get("n") {
+        None => None,
+        Some(n) => Some(n.parse::<u32>().map_err(|_| {
+            ApiError::BadParameter(format!(
+                "query parameter n={n:?} is not a non-negative integer"
+            ))
+        })?),
+    };
+    Ok((n, params.get("last").map(String::as_str)))
+}
+
+fn link_next(path: &str, n: usize, last: Option<&String>) -> Option<HeaderValue> {
+    let last = last?;
+    let encoded: String = url_encode(last);
+    HeaderValue::from_str(&format!("<{path}?n={n}&last={encoded}>; rel=\"next\"")).ok()
+}
+
+fn url_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn json_response(body: Vec<u8>, content_type: &'static str) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+pub async fn dispatch(
+    State(registry): State<Arc<Registry>>,
+    method: Method,
+    uri: Uri,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let route = route(uri.path()).ok_or(ApiError::NoRoute)?;
+    let r = registry.as_ref();
+    match (route, method) {
+        (Route::Base, Method::GET | Method::HEAD) => {
+            Ok(json_response(b"{}".to_vec(), "application/json"))
+        }
+        (Route::Catalog, Method::GET) => catalog(r, &params).await,
+        (Route::Tags(name), Method::GET) => tags(r, name, &params).await,
+        (Route::Manifest(name, reference), m @ (Method::GET | Method::HEAD)) => {
+            get_manifest(r, name, reference, &headers, m == Method::HEAD).await
+        }
+        (Route::Manifest(name, reference), Method::PUT) => {
+            put_manifest(r, name, reference, &headers, body).await
+        }
+        (Route::Manifest(name, reference), Method::DELETE) => {
+            let name = parse_name(name)?;
+            let reference = parse_reference(&decoded(reference))?;
+            r.delete_manifest(&name, &reference).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Route::Blob(name, digest), m @ (Method::GET | Method::HEAD)) => {
+            get_blob(r, name, digest, &headers, m == Method::HEAD).await
+        }
+        (Route::Blob(name, digest), Method::DELETE) => {
+            let name = parse_name(name)?;
+            r.delete_blob(&name, &digest_param(digest)?).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Route::UploadStart(name), Method::POST) => start_upload(r, name, &params, body).await,
+        (Route::Upload(name, id), method) => {
+            upload(r, name, &decoded(id), method, &params, &headers, body).await
+        }
+        (Route::Referrers(name, digest), Method::GET) => {
+            let name = parse_name(name)?;
+            let subject = digest_param(digest)?;
+            let filter = params.get("artifactType").map(String::as_str);
+            let index = r.referrers(&name, &subject, filter).await?;
+            let mut response = json_response(index, media_type::OCI_INDEX);
+            if filter.is_some() {
+                response.headers_mut().insert(
+                    OCI_FILTERS_APPLIED,
+                    HeaderValue::from_static("artifactType"),
+                );
+            }
+            Ok(response)
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+async fn catalog(r: &Registry, params: &HashMap<String, String>) -> ApiResult {
+    let (n, last) = paging(params)?;
+    let listing = r.catalog(n, last).await?;
+    let body = serde_json::to_vec(&serde_json::json!({ "repositories": listing.items }))
+        .expect("serializes");
+    let mut response = json_response(body, "application/json");
+    if listing.more {
+        if let Some(link) = link_next("/v2/_catalog", listing.items.len(), listing.items.last()) {
+            response.headers_mut().insert(header::LINK, link);
+        }
+    }
+    Ok(response)
+}
+
+async fn tags(r: &Registry, name: &str, params: &HashMap<String, String>) -> ApiResult {
+    let name = parse_name(name)?;
+    let (n, last) = paging(params)?;
+    let listing = r.tags(&name, n, last).await?;
+    let body =
+        serde_json::to_vec(&serde_json::json!({ "name": name.as_str(), "tags": listing.items }))
+            .expect("serializes");
+    let mut response = json_response(body, "application/json");
+    if listing.more {
+        if let Some(link) = link_next(
+            &format!("/v2/{name}/tags/list"),
+            listing.items.len(),
+            listing.items.last(),
+        ) {
+            response.headers_mut().insert(header::LINK, link);
+        }
+    }
+    Ok(response)
+}
+
+async fn get_manifest(
+    r: &Registry,
+    name: &str,
+    reference: &str,
+    headers: &HeaderMap,
+    head: bool,
+) -> ApiResult {
+    let name = parse_name(name)?;
+    let reference = parse_reference(&decoded(reference))?;
+    let manifest = r.get_manifest(&name, &reference).await?;
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if !accepts(&accept, &manifest.media_type) {
+        return Err(RegistryError::NotAcceptable {
+            stored: manifest.media_type,
+        }
+        .into());
+    }
+    let digest = manifest.digest.to_string();
+    let length = manifest.content.len();
+    let mut response = if head {
+        Response::new(Body::empty())
+    } else {
+        Response::new(Body::from(manifest.content))
+    };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, value(&manifest.media_type));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    h.insert(header::ETAG, value(&format!("\"{digest}\"")));
+    h.insert(DOCKER_CONTENT_DIGEST, value(&digest));
+    Ok(response)
+}
+
+async fn put_manifest(
+    r: &Registry,
+    name: &str,
+    reference: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let name = parse_name(name)?;
+    let reference = parse_reference(&decoded(reference))?;
+    let bytes = read_manifest_body(headers, body).await?;
+    let stored = r
+        .put_manifest(
+            &name,
+            &reference,
+            header_str(headers, &header::CONTENT_TYPE),
+            &bytes,
+        )
+        .await?;
+    let mut response = StatusCode::CREATED.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::LOCATION,
+        value(&format!("/v2/{name}/manifests/{}", stored.digest)),
+    );
+    h.insert(DOCKER_CONTENT_DIGEST, value(&stored.digest.to_string()));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    if let Some(subject) = stored.subject {
+        h.insert(OCI_SUBJECT, value(&subject.to_string()));
+    }
+    if let Reference::Tag(tag) = &reference {
+        tracing::info!(repository = %name, %tag, digest = %stored.digest, "manifest pushed");
+    }
+    Ok(response)
+}
+
+async fn get_blob(
+    r: &Registry,
+    name: &str,
+    digest: &str,
+    headers: &HeaderMap,
+    head: bool,
+) -> ApiResult {
+    let name = parse_name(name)?;
+    let digest = digest_param(digest)?;
+    let size = r.stat_blob(&name, &digest).await?;
+    let range = match header_str(headers, &header::RANGE) {
+        Some(raw) => Some(byte_range(raw, size)?),
+        None => None,
+    };
+    let served = range.clone().unwrap_or(0..size);
+    let mut response = if head {
+        Response::new(Body::empty())
+    } else {
+        Response::new(Body::from_stream(
+            r.read_blob(&digest, served.clone()).await?,
+        ))
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(served.end - served.start),
+    );
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::ETAG, value(&format!("\"{digest}\"")));
+    h.insert(DOCKER_CONTENT_DIGEST, value(&digest.to_string()));
+    if range.is_some() {
+        h.insert(
+            header::CONTENT_RANGE,
+            value(&format!("bytes {}-{}/{size}", served.start, served.end - 1)),
+        );
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
+    Ok(response)
+}
+
+async fn start_upload(
+    r: &Registry,
+    name: &str,
+    params: &HashMap<String, String>,
+    body: Body,
+) -> ApiResult {
+    let name = parse_name(name)?;
+    if let Some(mount) = params.get("mount") {
+        let digest: Digest = mount.parse().map_err(RegistryError::from)?;
+        let from = params.get("from").map(|f| parse_name(f)).transpose()?;
+        if r.mount_blob(&name, &digest, from.as_ref()).await?.is_some() {
+            return Ok(blob_created(&name, &digest));
+        }
+        // Not mountable: the spec says to answer with a new upload session instead.
+    } else if let Some(digest) = params.get("digest") {
+        let digest: Digest = digest.parse().map_err(RegistryError::from)?;
+        r.upload_monolithic(&name, &digest, body_stream(body))
+            .await?;
+        return Ok(blob_created(&name, &digest));
+    }
+    let id = r.start_upload(&name).await?;
+    Ok(upload_progress(StatusCode::ACCEPTED, &name, &id, 0))
+}
+
+async fn upload(
+    r: &Registry,
+    name: &str,
+    id: &str,
+    method: Method,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let name = parse_name(name)?;
+    match method {
+        Method::GET => {
+            let size = r.upload_status(&name, id).await?;
+            Ok(upload_progress(StatusCode::NO_CONTENT, &name, id, size))
+        }
+        Method::PATCH => {
+            let start = content_range(headers)?;
+            let size = r.append_upload(&name, id, start, body_stream(body)).await?;
+            Ok(upload_progress(StatusCode::ACCEPTED, &name, id, size))
+        }
+        Method::PUT => {
+            let digest: Digest = params
+                .get("digest")
+                .ok_or(RegistryError::DigestMissing)?
+                .parse()
+                .map_err(RegistryError::from)?;
+            let has_body = header_str(headers, &header::CONTENT_LENGTH).is_none_or(|l| l != "0");
+            let last_chunk = if has_body {
+                Some((content_range(headers)?, body_stream(body)))
+            } else {
+                None
+            };
+            r.finish_upload(&name, id, &digest, last_chunk).await?;
+            Ok(blob_created(&name, &digest))
+        }
+        Method::DELETE => {
+            r.cancel_upload(&name, id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_recognised_from_the_end() {
+        assert_eq!(route("/v2/"), Some(Route::Base));
+        assert_eq!(route("/v2"), Some(Route::Base));
+        assert_eq!(route("/v2/_catalog"), Some(Route::Catalog));
+        assert_eq!(route("/v2/a/b/tags/list"), Some(Route::Tags("a/b")));
+        assert_eq!(
+            route("/v2/a/manifests/tags/list"),
+            Some(Route::Tags("a/manifests"))
+        );
+        assert_eq!(
+            route("/v2/a/b/manifests/v1"),
+            Some(Route::Manifest("a/b", "v1"))
+        );
+        assert_eq!(
+            route("/v2/x/blobs/blobs/sha256:ab"),
+            Some(Route::Blob("x/blobs", "sha256:ab"))
+        );
+        assert_eq!(route("/v2/a/blobs/uploads/"), Some(Route::UploadStart("a")));
+        assert_eq!(route("/v2/a/blobs/uploads"), Some(Route::UploadStart("a")));
+        assert_eq!(
+            route("/v2/a/b/blobs/uploads/1234"),
+            Some(Route::Upload("a/b", "1234"))
+        );
+        assert_eq!(
+            route("/v2/a/referrers/sha256:ab"),
+            Some(Route::Referrers("a", "sha256:ab"))
+        );
+        assert_eq!(route("/v2/a/unknown/x"), None);
+        assert_eq!(route("/v3/a/manifests/x"), None);
+        assert_eq!(route("/v2x"), None);
+    }
+
+    #[test]
+    fn byte_ranges() {
+        assert_eq!(byte_range("bytes=0-9", 100).unwrap(), 0..10);
+        assert_eq!(byte_range("bytes=90-", 100).unwrap(), 90..100);
+        assert_eq!(byte_range("bytes=-10", 100).unwrap(), 90..100);
+        assert_eq!(byte_range("bytes=95-200", 100).unwrap(), 95..100);
+        for bad in [
+            "bytes=100-",
+            "bytes=5-1",
+            "bytes=-0",
+            "items=0-1",
+            "bytes=0-1,3-4",
+            "bytes=x-1",
+        ] {
+            assert!(byte_range(bad, 100).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn content_ranges() {
+        let mut h = HeaderMap::new();
+        assert_eq!(content_range(&h).unwrap(), None);
+        h.insert(header::CONTENT_RANGE, HeaderValue::from_static("10-19"));
+        assert_eq!(content_range(&h).unwrap(), Some(10));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert!(content_range(&h).is_err());
+        h.insert(header::CONTENT_RANGE, HeaderValue::from_static("bytes=0-4"));
+        assert_eq!(content_range(&h).unwrap(), Some(0));
+        h.insert(header::CONTENT_RANGE, HeaderValue::from_static("9-3"));
+        assert!(content_range(&h).is_err());
+    }
+}
