@@ -203,25 +203,33 @@ fn byte_range(raw: &str, size: u64) -> Result<std::ops::Range<u64>, RegistryErro
     Ok(start..end)
 }
 
+/// Reads a manifest body up to the size limit. An oversized body is still drained (up to
+/// `DRAIN_LIMIT`) so that the client, still sending, receives the 413 instead of a reset.
 async fn read_manifest_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, RegistryError> {
+    const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
     let too_large = RegistryError::ManifestTooLarge {
         limit: MAX_MANIFEST_BYTES,
     };
-    if let Some(length) =
-        header_str(headers, &header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok())
-    {
-        if length > MAX_MANIFEST_BYTES {
-            return Err(too_large);
-        }
+    let declared =
+        header_str(headers, &header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok());
+    if declared.is_some_and(|l| l > DRAIN_LIMIT) {
+        return Err(too_large);
     }
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::new();
+    let mut received = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| RegistryError::Body(std::io::Error::other(e)))?;
-        if bytes.len() + chunk.len() > MAX_MANIFEST_BYTES {
-            return Err(too_large);
+        received += chunk.len();
+        if received > DRAIN_LIMIT {
+            break;
         }
-        bytes.extend_from_slice(&chunk);
+        if received <= MAX_MANIFEST_BYTES {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if received > MAX_MANIFEST_BYTES {
+        return Err(too_large);
     }
     Ok(bytes)
 }

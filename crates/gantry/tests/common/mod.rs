@@ -1,0 +1,245 @@
+//! Test harness: starts the real `gantry serve` binary on a free port with a temporary data
+//! directory, and small helpers that speak the Distribution API with reqwest.
+#![allow(dead_code)] // each test crate uses a different subset of the helpers
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gantry_oci::{media_type, Digest};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+
+pub struct Server {
+    pub base: String,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let temp = tempfile::tempdir().unwrap();
+        let data_dir = temp.path().join("data");
+        let mut server = Server::start_in(&data_dir);
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Starts a server on an existing (or new) data directory.
+    pub fn start_in(data_dir: &Path) -> Server {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(["serve", "--listen", &addr, "--data-dir"])
+            .arg(data_dir)
+            .env("GANTRY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("gantry binary starts");
+        let server = Server {
+            base: format!("http://{addr}"),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            child: Some(child),
+            _temp: None,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(&self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("gantry did not start listening on {}", self.addr);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        self.child = None;
+        status
+    }
+
+    /// Restarts on the same data directory and port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(["serve", "--listen", &self.addr, "--data-dir"])
+            .arg(&self.data_dir)
+            .env("GANTRY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Peak resident memory of the server process so far, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
+
+pub fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Asserts an OCI error response: status, JSON content type and the code.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status for expected {code}");
+    assert_eq!(header(&response, "content-type"), Some("application/json"));
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["errors"][0]["code"], code, "body: {body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "message missing: {body}"
+    );
+    body
+}
+
+/// Monolithic upload; returns the digest.
+pub async fn push_blob(server: &Server, repo: &str, content: &[u8]) -> Digest {
+    let digest = Digest::sha256_of(content);
+    let r = http()
+        .post(server.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
+        .body(content.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "blob push to {repo}");
+    digest
+}
+
+pub fn descriptor(media_type: &str, content: &[u8]) -> Value {
+    json!({"mediaType": media_type, "digest": Digest::sha256_of(content).to_string(), "size": content.len()})
+}
+
+/// An OCI image manifest over a config and layers (not pushed).
+pub fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
+    let layers: Vec<Value> = layers
+        .iter()
+        .map(|l| descriptor(media_type::OCI_LAYER_GZIP, l))
+        .collect();
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": descriptor(media_type::OCI_CONFIG, config),
+        "layers": layers,
+    }))
+    .unwrap()
+}
+
+pub async fn put_manifest(
+    server: &Server,
+    repo: &str,
+    reference: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Response {
+    http()
+        .put(server.url(&format!("/v2/{repo}/manifests/{reference}")))
+        .header("content-type", content_type)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Pushes a small image (config + one layer) tagged `tag`; returns manifest bytes and digest.
+pub async fn push_image(server: &Server, repo: &str, tag: &str, seed: &str) -> (Vec<u8>, Digest) {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#).into_bytes();
+    let layer = format!("layer of {seed}").into_bytes();
+    push_blob(server, repo, &config).await;
+    push_blob(server, repo, &layer).await;
+    let manifest = image_manifest(&config, &[&layer]);
+    let r = put_manifest(server, repo, tag, media_type::OCI_MANIFEST, &manifest).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let digest = Digest::sha256_of(&manifest);
+    (manifest, digest)
+}
+
+/// Runs an external client, failing the test with its output if it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let program = format!("{cmd:?}");
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run {program}: {e} (is it installed? .ci/run installs it)")
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{program} failed: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Sends one request exactly as written (no client-side path normalisation) and returns the
+/// status and body.
+pub fn raw_request(server: &Server, method: &str, path: &str) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        server.addr
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
