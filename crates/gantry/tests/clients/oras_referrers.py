@@ -1,0 +1,53 @@
+"""Drives Gantry with the oras Python SDK: pushes an artifact (chunked), pushes a second
+artifact whose `subject` is the first, finds it through the referrers API, and pulls the
+files back unchanged. Usage: python3 oras_referrers.py HOST:PORT WORKDIR"""
+
+import hashlib
+import os
+import sys
+
+import oras.client
+import oras.oci
+import requests
+
+host, workdir = sys.argv[1], sys.argv[2]
+os.chdir(workdir)
+client = oras.client.OrasClient(hostname=host, insecure=True)
+
+with open("payload.bin", "wb") as f:
+    f.write(os.urandom(3 * 1024 * 1024 + 17))
+with open("signature.txt", "w") as f:
+    f.write("signed by the test\n")
+
+subject_ref = f"{host}/oras/artifact:v1"
+client.push(files=["payload.bin"], target=subject_ref, do_chunked=True, chunk_size=1024 * 1024)
+
+accept = "application/vnd.oci.image.manifest.v1+json"
+raw = requests.get(f"http://{host}/v2/oras/artifact/manifests/v1", headers={"Accept": accept})
+raw.raise_for_status()
+subject_digest = "sha256:" + hashlib.sha256(raw.content).hexdigest()
+assert raw.headers["Docker-Content-Digest"] == subject_digest, raw.headers
+subject = oras.oci.Subject(mediaType=accept, digest=subject_digest, size=len(raw.content))
+
+client.push(
+    files=["signature.txt"],
+    target=f"{host}/oras/artifact:sig",
+    subject=subject,
+    manifest_annotations={"org.example.kind": "signature"},
+)
+
+referrers = requests.get(f"http://{host}/v2/oras/artifact/referrers/{subject_digest}")
+referrers.raise_for_status()
+index = referrers.json()
+assert referrers.headers["Content-Type"] == "application/vnd.oci.image.index.v1+json", referrers.headers
+assert len(index["manifests"]) == 1, index
+entry = index["manifests"][0]
+sig = requests.get(f"http://{host}/v2/oras/artifact/manifests/sig", headers={"Accept": accept})
+assert entry["digest"] == "sha256:" + hashlib.sha256(sig.content).hexdigest(), (entry, sig.content)
+assert entry["annotations"]["org.example.kind"] == "signature", entry
+
+os.mkdir("out")
+files = client.pull(target=subject_ref, outdir="out")
+with open("payload.bin", "rb") as a, open(os.path.join("out", "payload.bin"), "rb") as b:
+    assert a.read() == b.read(), "pulled payload differs"
+print("oras ok", subject_digest, entry["digest"], files)
