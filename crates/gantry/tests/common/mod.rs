@@ -2,10 +2,10 @@
 //! directory, and small helpers that speak the Distribution API with reqwest.
 #![allow(dead_code)] // each test crate uses a different subset of the helpers
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gantry_oci::{media_type, Digest};
 use reqwest::{Response, StatusCode};
@@ -19,12 +19,46 @@ pub struct Server {
     _temp: Option<tempfile::TempDir>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Spawns `gantry serve` and waits for its JSON "ready" log line, which carries the address
+/// it bound. Binding port 0 in the server avoids races between tests picking free ports.
+fn spawn(listen: &str, data_dir: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "serve",
+            "--log-format",
+            "json",
+            "--listen",
+            listen,
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("GANTRY_LOG", "warn,gantry::serve=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gantry binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let ready = serde_json::from_str::<Value>(&line)
+                .ok()
+                .filter(|v| v["message"] == "gantry registry ready");
+            match (ready, tx.as_ref()) {
+                (Some(v), Some(sender)) => {
+                    let _ = sender.send(v["listen"].as_str().unwrap_or_default().to_string());
+                    tx = None;
+                }
+                _ => eprintln!("gantry: {line}"),
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("gantry did not report that it is ready");
+    (child, addr)
 }
 
 impl Server {
@@ -38,35 +72,14 @@ impl Server {
 
     /// Starts a server on an existing (or new) data directory.
     pub fn start_in(data_dir: &Path) -> Server {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-            .args(["serve", "--listen", &addr, "--data-dir"])
-            .arg(data_dir)
-            .env("GANTRY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("gantry binary starts");
-        let server = Server {
+        let (child, addr) = spawn("127.0.0.1:0", data_dir);
+        Server {
             base: format!("http://{addr}"),
             addr,
             data_dir: data_dir.to_path_buf(),
             child: Some(child),
             _temp: None,
-        };
-        server.wait_ready();
-        server
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(&self.addr).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("gantry did not start listening on {}", self.addr);
     }
 
     pub fn pid(&self) -> u32 {
@@ -93,16 +106,9 @@ impl Server {
     /// Restarts on the same data directory and port.
     pub fn restart(&mut self) {
         self.kill9();
-        let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-            .args(["serve", "--listen", &self.addr, "--data-dir"])
-            .arg(&self.data_dir)
-            .env("GANTRY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let (child, addr) = spawn(&self.addr, &self.data_dir);
+        assert_eq!(addr, self.addr);
         self.child = Some(child);
-        self.wait_ready();
     }
 
     /// Peak resident memory of the server process so far, in KiB.
