@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Gantry vs CNCF Distribution 2.8.2 (Debian's docker-registry) on this
+# machine, same clients, same data, one run. Prints a Markdown table with ratios and writes it
+# to bench/results/latest.md. Needs: curl, wrk, ab (apache2-utils), docker-registry.
+#
+#   bench/run.sh            # full run (1 GiB blobs)
+#   BLOB_MIB=256 bench/run.sh   # quicker run with smaller blobs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BLOB_MIB=${BLOB_MIB:-1024}
+CHUNK_MIB=${CHUNK_MIB:-64}
+CONNECTIONS=${CONNECTIONS:-32}
+DURATION=${DURATION:-10}
+PUSHES=${PUSHES:-200}
+
+for tool in curl wrk ab bc docker-registry; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing; install wrk apache2-utils bc docker-registry curl" >&2; exit 1; }
+done
+
+cargo build --release --quiet --bin gantry
+GANTRY=$PWD/target/release/gantry
+WORK=$(mktemp -d /tmp/gantry-bench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+wait_port() { for _ in $(seq 200); do curl -fs "http://$1/v2/" >/dev/null 2>&1 && return; sleep 0.05; done; echo "bench: nothing listening on $1" >&2; exit 1; }
+peak_rss_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+echo "preparing data: two ${BLOB_MIB} MiB blobs" >&2
+head -c "$((BLOB_MIB << 20))" /dev/urandom > "$WORK/mono.bin"
+head -c "$((BLOB_MIB << 20))" /dev/urandom > "$WORK/chunked.bin"
+MONO_DIGEST=sha256:$(sha256sum "$WORK/mono.bin" | cut -d' ' -f1)
+CHUNKED_DIGEST=sha256:$(sha256sum "$WORK/chunked.bin" | cut -d' ' -f1)
+mkdir -p "$WORK/chunks" && split -b "${CHUNK_MIB}M" -d -a 4 "$WORK/chunked.bin" "$WORK/chunks/c"
+
+start_gantry() {
+  local port=$1
+  GANTRY_LOG=warn "$GANTRY" serve --listen "127.0.0.1:$port" --data-dir "$WORK/gantry-data" >"$WORK/gantry.log" 2>&1 &
+  PIDS+=($!); echo $!
+}
+start_distribution() {
+  local port=$1
+  cat > "$WORK/distribution.yml" <<YAML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $WORK/distribution-data}
+  delete: {enabled: true}
+http: {addr: 127.0.0.1:$port}
+YAML
+  docker-registry serve "$WORK/distribution.yml" >"$WORK/distribution.log" 2>&1 &
+  PIDS+=($!); echo $!
+}
+
+# Upload helpers (plain curl, identical for both registries).
+location_of() { grep -i '^location:' | tr -d '\r' | awk '{print $2}'; }
+absolute() { case "$2" in http*) echo "$2";; *) echo "http://$1$2";; esac; }
+with_digest() { case "$1" in *\?*) echo "$1&digest=$2";; *) echo "$1?digest=$2";; esac; }
+
+push_monolithic() { # host file digest repo
+  local loc; loc=$(curl -fsS -D - -o /dev/null -X POST "http://$1/v2/$4/blobs/uploads/" | location_of)
+  # -T streams the file; --data-binary @file would read it all into curl's memory first.
+  curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' -T "$2" "$(with_digest "$(absolute "$1" "$loc")" "$3")"
+}
+push_chunked() { # host digest repo
+  local loc offset=0 size end
+  loc=$(absolute "$1" "$(curl -fsS -D - -o /dev/null -X POST "http://$1/v2/$3/blobs/uploads/" | location_of)")
+  for chunk in "$WORK"/chunks/c*; do
+    size=$(stat -c %s "$chunk"); end=$((offset + size - 1))
+    loc=$(absolute "$1" "$(curl -fsS -D - -o /dev/null -X PATCH -H 'Content-Type: application/octet-stream' \
+      -H "Content-Range: $offset-$end" -T "$chunk" "$loc" | location_of)")
+    offset=$((end + 1))
+  done
+  curl -fsS -o /dev/null -X PUT "$(with_digest "$loc" "$2")"
+}
+push_small_image() { # host index
+  local host=$1 i=$2 repo="bench/small$2" dir="$WORK/small/$2"
+  mkdir -p "$dir"
+  printf '{"architecture":"amd64","os":"linux","n":%s}' "$i" > "$dir/config"
+  head -c 65536 /dev/urandom > "$dir/layer"
+  local cd ld
+  cd=sha256:$(sha256sum "$dir/config" | cut -d' ' -f1); ld=sha256:$(sha256sum "$dir/layer" | cut -d' ' -f1)
+  push_monolithic "$host" "$dir/config" "$cd" "$repo"
+  push_monolithic "$host" "$dir/layer" "$ld" "$repo"
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":65536}]}' \
+    "$cd" "$(stat -c %s "$dir/config")" "$ld" > "$dir/manifest"
+  curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary "@$dir/manifest" "http://$host/v2/$repo/manifests/v1"
+}
+export -f push_monolithic push_small_image location_of absolute with_digest
+export WORK
+
+declare -A R
+measure() { # name host pid
+  local name=$1 host=$2 pid=$3 t0 t1
+  echo "== $name" >&2
+  t0=$(now); push_monolithic "$host" "$WORK/mono.bin" "$MONO_DIGEST" bench/big; t1=$(now)
+  R[$name,push_mono]=$(echo "$BLOB_MIB / 1024 / ($t1 - $t0)" | bc -l)
+  t0=$(now); push_chunked "$host" "$CHUNKED_DIGEST" bench/big; t1=$(now)
+  R[$name,push_chunked]=$(echo "$BLOB_MIB / 1024 / ($t1 - $t0)" | bc -l)
+  curl -fsS -o /dev/null "http://$host/v2/bench/big/blobs/$MONO_DIGEST" # warm the page cache alike
+  t0=$(now); curl -fsS -o /dev/null "http://$host/v2/bench/big/blobs/$MONO_DIGEST"; t1=$(now)
+  R[$name,pull]=$(echo "$BLOB_MIB / 1024 / ($t1 - $t0)" | bc -l)
+
+  push_small_image "$host" 0
+  local accept='application/vnd.oci.image.manifest.v1+json'
+  R[$name,manifest_get]=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -H "Accept: $accept" \
+    "http://$host/v2/bench/small0/manifests/v1" | awk '/Requests\/sec/ {print $2}')
+  local layer; layer=sha256:$(sha256sum "$WORK/small/0/layer" | cut -d' ' -f1)
+  R[$name,blob_head]=$(ab -k -i -q -c"$CONNECTIONS" -t"$DURATION" -n 10000000 \
+    "http://$host/v2/bench/small0/blobs/$layer" 2>/dev/null | awk '/Requests per second/ {print $4}')
+
+  t0=$(now); seq 1 "$PUSHES" | xargs -P "$PUSHES" -I{} bash -c "push_small_image $host {}"; t1=$(now)
+  R[$name,pushes]=$(echo "$PUSHES / ($t1 - $t0)" | bc -l)
+  R[$name,rss]=$(peak_rss_mib "$pid")
+}
+
+gp=$(free_port); gpid=$(start_gantry "$gp"); wait_port "127.0.0.1:$gp"
+measure gantry "127.0.0.1:$gp" "$gpid"
+dp=$(free_port); dpid=$(start_distribution "$dp"); wait_port "127.0.0.1:$dp"
+measure distribution "127.0.0.1:$dp" "$dpid"
+
+row() { # label key unit higher_is_better
+  local g=${R[gantry,$2]} d=${R[distribution,$2]} ratio
+  if [ "$4" = higher ]; then ratio=$(echo "$g / $d" | bc -l); else ratio=$(echo "$d / $g" | bc -l); fi
+  printf '| %s | %.2f %s | %.2f %s | %.2f× |\n' "$1" "$g" "$3" "$d" "$3" "$ratio"
+}
+mkdir -p bench/results
+{
+  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r); $(date -u +%Y-%m-%d)"
+  echo "Blobs: ${BLOB_MIB} MiB (chunked in ${CHUNK_MIB} MiB PATCHes); wrk/ab: ${CONNECTIONS} connections, ${DURATION}s; ${PUSHES} concurrent small-image pushes."
+  echo
+  echo "| benchmark | Gantry | Distribution 2.8.2 | Gantry ÷ Distribution (higher is better) |"
+  echo "|---|---|---|---|"
+  row "blob push, monolithic" push_mono "GiB/s" higher
+  row "blob push, chunked" push_chunked "GiB/s" higher
+  row "blob pull" pull "GiB/s" higher
+  row "manifest GET" manifest_get "req/s" higher
+  row "blob HEAD" blob_head "req/s" higher
+  row "concurrent small-image pushes" pushes "images/s" higher
+  row "peak RSS (lower is better; ratio = Distribution ÷ Gantry)" rss "MiB" lower
+} | tee bench/results/latest.md
