@@ -36,6 +36,7 @@ head -c "$((BLOB_MIB << 20))" /dev/urandom > "$WORK/chunked.bin"
 MONO_DIGEST=sha256:$(sha256sum "$WORK/mono.bin" | cut -d' ' -f1)
 CHUNKED_DIGEST=sha256:$(sha256sum "$WORK/chunked.bin" | cut -d' ' -f1)
 mkdir -p "$WORK/chunks" && split -b "${CHUNK_MIB}M" -d -a 4 "$WORK/chunked.bin" "$WORK/chunks/c"
+sync # the fresh test data must not be written back while the first registry is measured
 
 start_gantry() {
   local port=$1

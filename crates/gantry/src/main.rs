@@ -231,7 +231,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// glibc gives each thread that allocates its own arena (up to 8 per core); with the blocking
+/// pool's threads that fragments memory for nothing. Two arenas keep peak RSS low.
+fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -101,7 +101,9 @@ impl MetaStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", "-2000");
+            // 1 MiB of page cache per connection (SQLite's default is 2 MiB): the OS page cache
+            // holds the rest, and five connections stay within a small memory budget.
+            .pragma("cache_size", "-1024");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)

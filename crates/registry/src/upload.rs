@@ -1,7 +1,7 @@
 //! Streaming a request body into an upload: bytes are hashed and written in parallel, in
 //! bounded batches, while the next batch is being received.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use gantry_oci::{Algorithm, Hasher};
 use gantry_storage::{BlobStore, ByteStream, StorageError, UploadWriter};
@@ -11,7 +11,8 @@ use tokio::task::spawn_blocking;
 use crate::error::{RegistryError, Result};
 
 /// Bytes handed to the hash-and-write stage at once. Larger batches mean fewer thread
-/// hand-offs; this bounds an upload's memory to about three batches.
+/// hand-offs; this bounds an upload's memory to about three batches. A batch is the received
+/// buffers themselves, never a copy.
 const BATCH: usize = 1024 * 1024;
 
 fn join_error(e: tokio::task::JoinError) -> RegistryError {
@@ -23,12 +24,14 @@ fn join_error(e: tokio::task::JoinError) -> RegistryError {
 async fn hash_and_write(
     mut writer: Box<dyn UploadWriter>,
     mut hasher: Hasher,
-    mut batches: mpsc::Receiver<Bytes>,
+    mut batches: mpsc::Receiver<Vec<Bytes>>,
 ) -> std::result::Result<(u64, Hasher), (RegistryError, Option<Hasher>)> {
     while let Some(batch) = batches.recv().await {
         let for_hash = batch.clone();
         let hashing = spawn_blocking(move || {
-            hasher.update(&for_hash);
+            for chunk in &for_hash {
+                hasher.update(chunk);
+            }
             hasher
         });
         let written = writer.write(batch).await;
@@ -55,10 +58,11 @@ pub(crate) async fn append(
         }
         Err(e) => return (Err(e.into()), None),
     };
-    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    let (tx, rx) = mpsc::channel::<Vec<Bytes>>(1);
     let stage = tokio::spawn(hash_and_write(writer, hasher, rx));
 
-    let mut buffer = BytesMut::new();
+    let mut batch = Vec::new();
+    let mut batch_size = 0;
     let mut body_error = None;
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
@@ -68,21 +72,17 @@ pub(crate) async fn append(
                 break;
             }
         };
-        let batch = if buffer.is_empty() && chunk.len() >= BATCH {
-            chunk
-        } else {
-            buffer.extend_from_slice(&chunk);
-            if buffer.len() < BATCH {
-                continue;
+        batch_size += chunk.len();
+        batch.push(chunk);
+        if batch_size >= BATCH {
+            batch_size = 0;
+            if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                break; // the stage failed; its error is reported below
             }
-            buffer.split().freeze()
-        };
-        if tx.send(batch).await.is_err() {
-            break; // the stage failed; its error is reported below
         }
     }
-    if !buffer.is_empty() {
-        let _ = tx.send(buffer.freeze()).await;
+    if !batch.is_empty() {
+        let _ = tx.send(batch).await;
     }
     drop(tx);
 

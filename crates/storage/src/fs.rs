@@ -188,9 +188,11 @@ impl BlobStore for FsBlobStore {
 struct FsUploadWriter {
     /// Moved into the blocking pool for each write and back; `None` only while a write runs.
     file: Option<File>,
-    /// End of the file as written so far, and where writeback was last started.
+    /// End of the file as written so far, where writeback was last started, and the start
+    /// of the window before that one.
     written: u64,
     flushed: u64,
+    previous: u64,
 }
 
 impl FsUploadWriter {
@@ -200,32 +202,60 @@ impl FsUploadWriter {
             file: Some(file),
             written: end,
             flushed: end,
+            previous: end,
         })
     }
 }
 
-/// Asks the kernel to start writing `range` of the file to disk, without waiting.
-fn start_writeback(file: &File, from: u64, to: u64) {
+/// Starts writing `[from, to)` of the file to disk, then waits for the range before it
+/// (`[previous, from)`) and drops it from the page cache. Dirty pages per upload stay bounded
+/// by two windows instead of growing until the kernel throttles every writer.
+fn stream_writeback(file: &File, previous: u64, from: u64, to: u64) {
     use std::os::fd::AsRawFd;
-    // Advisory: on failure the final fdatasync still makes everything durable.
+    let fd = file.as_raw_fd();
+    // Advisory calls: on any failure the closing fdatasync still makes everything durable.
     unsafe {
-        libc::sync_file_range(file.as_raw_fd(), from as libc::off64_t, (to - from) as libc::off64_t, libc::SYNC_FILE_RANGE_WRITE);
+        libc::sync_file_range(
+            fd,
+            from as libc::off64_t,
+            (to - from) as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+        if from > previous {
+            let (start, len) = (
+                previous as libc::off64_t,
+                (from - previous) as libc::off64_t,
+            );
+            libc::sync_file_range(
+                fd,
+                start,
+                len,
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+            );
+            libc::posix_fadvise(fd, start, len, libc::POSIX_FADV_DONTNEED);
+        }
     }
 }
 
 #[async_trait]
 impl UploadWriter for FsUploadWriter {
-    async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
-        let mut file = self.file.take().expect("no concurrent writes on one upload writer");
-        let (written, flushed) = (self.written + chunk.len() as u64, self.flushed);
-        let (file, result, flushed) = spawn_blocking(move || {
-            let r = file.write_all(&chunk);
-            let mut flushed = flushed;
+    async fn write(&mut self, chunks: Vec<Bytes>) -> Result<(), StorageError> {
+        let mut file = self
+            .file
+            .take()
+            .expect("no concurrent writes on one upload writer");
+        let size: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        let (written, mut flushed, mut previous) =
+            (self.written + size, self.flushed, self.previous);
+        let (file, result, flushed, previous) = spawn_blocking(move || {
+            let r = chunks.iter().try_for_each(|c| file.write_all(c));
             if r.is_ok() && written - flushed >= WRITEBACK_EVERY {
-                start_writeback(&file, flushed, written);
-                flushed = written;
+                stream_writeback(&file, previous, flushed, written);
+                (previous, flushed) = (flushed, written);
             }
-            (file, r, flushed)
+            (file, r, flushed, previous)
         })
         .await
         .map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
@@ -233,6 +263,7 @@ impl UploadWriter for FsUploadWriter {
         result?;
         self.written = written;
         self.flushed = flushed;
+        self.previous = previous;
         Ok(())
     }
 

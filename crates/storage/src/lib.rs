@@ -55,7 +55,9 @@ pub trait BlobStore: Send + Sync + 'static {
 
 #[async_trait]
 pub trait UploadWriter: Send {
-    async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError>;
+    /// Appends `chunks` in order. Taking the received buffers as they are avoids copying
+    /// them into a batch first.
+    async fn write(&mut self, chunks: Vec<Bytes>) -> Result<(), StorageError>;
     /// Makes everything written durable; returns the upload's total size.
     async fn finish(self: Box<Self>) -> Result<u64, StorageError>;
 }

@@ -23,7 +23,10 @@ async fn upload(store: &dyn BlobStore, id: &str, parts: &[&[u8]]) -> u64 {
     let mut size = 0;
     for part in parts {
         let mut writer = store.append_upload(id).await.unwrap();
-        writer.write(Bytes::copy_from_slice(part)).await.unwrap();
+        writer
+            .write(vec![Bytes::copy_from_slice(part)])
+            .await
+            .unwrap();
         size = writer.finish().await.unwrap();
     }
     size
