@@ -593,6 +593,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn route_recognition_never_panics(path in "\\PC{0,80}|/v2/[a-z/._-]{0,30}") {
+            let _ = route(&path);
+        }
+
+        #[test]
+        fn accepted_byte_ranges_lie_inside_the_blob(raw in "bytes=[0-9]{0,4}-[0-9]{0,4}|\\PC{0,20}", size in 0u64..5000) {
+            if let Ok(r) = byte_range(&raw, size) {
+                proptest::prop_assert!(r.start < r.end && r.end <= size);
+            }
+        }
+
+        #[test]
+        fn content_range_parsing_never_panics(raw in "\\PC{0,30}|[0-9]{0,20}-[0-9]{0,20}") {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&raw) {
+                h.insert(header::CONTENT_RANGE, v);
+                let _ = content_range(&h);
+            }
+        }
+    }
+
     #[test]
     fn content_ranges() {
         let mut h = HeaderMap::new();
