@@ -91,8 +91,6 @@ push_small_image() { # host index
     "$cd" "$(stat -c %s "$dir/config")" "$ld" > "$dir/manifest"
   curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary "@$dir/manifest" "http://$host/v2/$repo/manifests/v1"
 }
-export -f push_monolithic push_small_image location_of absolute with_digest
-export WORK
 
 declare -A R
 measure() { # name host pid
@@ -114,8 +112,7 @@ measure() { # name host pid
   R[$name,blob_head]=$(ab -k -i -q -c"$CONNECTIONS" -t"$DURATION" -n 10000000 \
     "http://$host/v2/bench/small0/blobs/$layer" 2>/dev/null | awk '/Requests per second/ {print $4}')
 
-  t0=$(now); seq 1 "$PUSHES" | xargs -P "$PUSHES" -I{} bash -c "push_small_image $host {}"; t1=$(now)
-  R[$name,pushes]=$(echo "$PUSHES / ($t1 - $t0)" | bc -l)
+  R[$name,pushes]=$(python3 bench/small_pushes.py "$host" "$PUSHES")
   R[$name,rss]=$(peak_rss_mib "$pid")
 }
 

@@ -176,13 +176,42 @@ impl MetaStore {
     /// Records that the durable blob `digest` is held by repository `name`.
     pub async fn link_blob(&self, name: &str, digest: &Digest, size: u64) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        let repo = Self::ensure_repository(&mut tx, name).await?;
+        Self::link_blob_in(&mut tx, name, digest, size).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Links the blob an upload session produced and ends the session, atomically.
+    pub async fn complete_upload(
+        &self,
+        id: &str,
+        name: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        Self::link_blob_in(&mut tx, name, digest, size).await?;
+        sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn link_blob_in(
+        tx: &mut Transaction<'_, Sqlite>,
+        name: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let repo = Self::ensure_repository(tx, name).await?;
         let digest = digest.to_string();
         sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
             .bind(&digest)
             .bind(size as i64)
             .bind(now())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) \
@@ -191,9 +220,8 @@ impl MetaStore {
         .bind(repo)
         .bind(&digest)
         .bind(now())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -231,8 +231,27 @@ impl Registry {
     ) -> Result<u64> {
         let slot = self.upload_slot(name, id).await?;
         let mut progress = slot.lock().await;
+        let size = self
+            .verify_and_commit(&mut progress, id, digest, last_chunk)
+            .await?;
+        self.meta
+            .complete_upload(id, name.as_str(), digest, size)
+            .await?;
+        drop(progress);
+        self.uploads.lock().remove(id);
+        Ok(size)
+    }
+
+    /// Appends the last chunk, checks the digest and moves the bytes into place (durably).
+    async fn verify_and_commit(
+        &self,
+        progress: &mut UploadProgress,
+        id: &str,
+        digest: &Digest,
+        last_chunk: Option<(Option<u64>, ByteStream)>,
+    ) -> Result<u64> {
         let size = match last_chunk {
-            Some((start, body)) => self.append_locked(&mut progress, id, start, body).await?,
+            Some((start, body)) => self.append_locked(progress, id, start, body).await?,
             None => self.current_size(id).await?,
         };
         let actual = match (&progress.hashed, digest.algorithm()) {
@@ -251,29 +270,34 @@ impl Registry {
             });
         }
         self.blobs.commit_upload(id, digest).await?;
-        self.meta.link_blob(name.as_str(), digest, size).await?;
-        self.meta.delete_upload(id).await?;
-        drop(progress);
-        self.uploads.lock().remove(id);
         Ok(size)
     }
 
-    /// A single-request upload (`POST …/blobs/uploads/?digest=`).
+    /// A single-request upload (`POST …/blobs/uploads/?digest=`). Its session is never
+    /// visible to a client, so it has no metadata row: the blob link is the only write.
     pub async fn upload_monolithic(
         &self,
         name: &RepositoryName,
         digest: &Digest,
         body: ByteStream,
     ) -> Result<u64> {
-        let id = self.start_upload(name).await?;
-        let result = self
-            .finish_upload(name, &id, digest, Some((None, body)))
-            .await;
-        if result.is_err() {
-            // Nobody knows this session's id, so it cannot be resumed: drop it.
-            let _ = self.cancel_upload(name, &id).await;
+        let id = uuid::Uuid::new_v4().to_string();
+        self.blobs.create_upload(&id).await?;
+        let mut progress = UploadProgress::default();
+        match self
+            .verify_and_commit(&mut progress, &id, digest, Some((None, body)))
+            .await
+        {
+            Ok(size) => {
+                self.meta.link_blob(name.as_str(), digest, size).await?;
+                Ok(size)
+            }
+            Err(e) => {
+                // Nobody knows this session's id, so it cannot be resumed: drop its bytes.
+                let _ = self.blobs.delete_upload(&id).await;
+                Err(e)
+            }
         }
-        result
     }
 
     pub async fn cancel_upload(&self, name: &RepositoryName, id: &str) -> Result<()> {

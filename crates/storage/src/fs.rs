@@ -169,10 +169,9 @@ impl BlobStore for FsBlobStore {
             }
             std::fs::create_dir_all(dir)?;
             std::fs::rename(&upload, &target)?;
+            // Syncing the target directory makes the new name durable; a crash that loses the
+            // old name's removal leaves at most a stray upload file, never a partial blob.
             sync_dir(dir)?;
-            if let Some(uploads_dir) = upload.parent() {
-                sync_dir(uploads_dir)?;
-            }
             Ok(())
         })
         .await
