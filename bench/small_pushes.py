@@ -1,5 +1,5 @@
 """Concurrent small-image pushes: N clients start together, each pushes one image (config
-blob, one 64 KiB layer, manifest) over its own keep-alive connection. All data is prepared
+blob, one 64 KiB layer, each by POST + PUT; then the manifest) over its own keep-alive connection. All data is prepared
 before the clock starts, so the figure measures the registry, not the client.
 Usage: python3 small_pushes.py HOST:PORT N  ->  prints images per second."""
 
@@ -38,7 +38,16 @@ def push(repo, blobs, manifest):
     start.wait()
     try:
         for body, digest in blobs:
-            conn.request("POST", f"/v2/{repo}/blobs/uploads/?digest={digest}", body=body,
+            # POST then PUT: Distribution 2.8 does not take a blob in the POST itself.
+            conn.request("POST", f"/v2/{repo}/blobs/uploads/")
+            r = conn.getresponse(); r.read()
+            location = r.getheader("Location", "")
+            if r.status != 202 or not location:
+                failures.append(f"upload start {r.status}")
+                return
+            path = location.split(host, 1)[-1]
+            separator = "&" if "?" in path else "?"
+            conn.request("PUT", f"{path}{separator}digest={digest}", body=body,
                          headers={"Content-Type": "application/octet-stream"})
             r = conn.getresponse(); r.read()
             if r.status != 201:
