@@ -22,7 +22,7 @@ cargo build --release --quiet --bin gantry
 GANTRY=$PWD/target/release/gantry
 WORK=$(mktemp -d /tmp/gantry-bench.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -38,10 +38,11 @@ CHUNKED_DIGEST=sha256:$(sha256sum "$WORK/chunked.bin" | cut -d' ' -f1)
 mkdir -p "$WORK/chunks" && split -b "${CHUNK_MIB}M" -d -a 4 "$WORK/chunked.bin" "$WORK/chunks/c"
 sync # the fresh test data must not be written back while the first registry is measured
 
+# The start functions run in this shell (never in $(...)), so that PIDS reaches the cleanup trap.
 start_gantry() {
   local port=$1
   GANTRY_LOG=warn "$GANTRY" serve --listen "127.0.0.1:$port" --data-dir "$WORK/gantry-data" >"$WORK/gantry.log" 2>&1 &
-  PIDS+=($!); echo $!
+  SERVER_PID=$!; PIDS+=("$SERVER_PID")
 }
 start_distribution() {
   local port=$1
@@ -54,7 +55,7 @@ storage:
 http: {addr: 127.0.0.1:$port}
 YAML
   docker-registry serve "$WORK/distribution.yml" >"$WORK/distribution.log" 2>&1 &
-  PIDS+=($!); echo $!
+  SERVER_PID=$!; PIDS+=("$SERVER_PID")
 }
 
 # Upload helpers (plain curl, identical for both registries).
@@ -78,7 +79,7 @@ push_chunked() { # host digest repo
   done
   curl -fsS -o /dev/null -X PUT "$(with_digest "$loc" "$2")"
 }
-push_small_image() { # host index
+push_small_image() { # host index: the image whose manifest and layer the request benchmarks read
   local host=$1 i=$2 repo="bench/small$2" dir="$WORK/small/$2"
   mkdir -p "$dir"
   printf '{"architecture":"amd64","os":"linux","n":%s}' "$i" > "$dir/config"
@@ -116,10 +117,13 @@ measure() { # name host pid
   R[$name,rss]=$(peak_rss_mib "$pid")
 }
 
-gp=$(free_port); gpid=$(start_gantry "$gp"); wait_port "127.0.0.1:$gp"
-measure gantry "127.0.0.1:$gp" "$gpid"
-dp=$(free_port); dpid=$(start_distribution "$dp"); wait_port "127.0.0.1:$dp"
-measure distribution "127.0.0.1:$dp" "$dpid"
+# One registry at a time: each is stopped before the other is measured.
+gp=$(free_port); start_gantry "$gp"; wait_port "127.0.0.1:$gp"
+measure gantry "127.0.0.1:$gp" "$SERVER_PID"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+dp=$(free_port); start_distribution "$dp"; wait_port "127.0.0.1:$dp"
+measure distribution "127.0.0.1:$dp" "$SERVER_PID"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 
 row() { # label key unit higher_is_better
   local g=${R[gantry,$2]} d=${R[distribution,$2]} ratio
