@@ -13,6 +13,7 @@ CHUNK_MIB=${CHUNK_MIB:-64}
 CONNECTIONS=${CONNECTIONS:-32}
 DURATION=${DURATION:-10}
 PUSHES=${PUSHES:-200}
+REPEAT=${REPEAT:-3}   # throughput figures are the median of this many runs
 
 for tool in curl wrk ab bc docker-registry; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing; install wrk apache2-utils bc docker-registry curl" >&2; exit 1; }
@@ -28,13 +29,16 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 wait_port() { for _ in $(seq 200); do curl -fs "http://$1/v2/" >/dev/null 2>&1 && return; sleep 0.05; done; echo "bench: nothing listening on $1" >&2; exit 1; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 peak_rss_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
-echo "preparing data: two ${BLOB_MIB} MiB blobs" >&2
-head -c "$((BLOB_MIB << 20))" /dev/urandom > "$WORK/mono.bin"
-head -c "$((BLOB_MIB << 20))" /dev/urandom > "$WORK/chunked.bin"
-MONO_DIGEST=sha256:$(sha256sum "$WORK/mono.bin" | cut -d' ' -f1)
-CHUNKED_DIGEST=sha256:$(sha256sum "$WORK/chunked.bin" | cut -d' ' -f1)
+echo "preparing data: $((2 * REPEAT)) blobs of ${BLOB_MIB} MiB" >&2
+for i in $(seq "$REPEAT"); do
+  for kind in mono chunked; do
+    head -c "$((BLOB_MIB << 20))" /dev/urandom > "$WORK/$kind$i.bin"
+    echo "sha256:$(sha256sum "$WORK/$kind$i.bin" | cut -d' ' -f1)" > "$WORK/$kind$i.digest"
+  done
+done
 sync # the fresh test data must not be written back while the first registry is measured
 
 # The start functions run in this shell (never in $(...)), so that PIDS reaches the cleanup trap.
@@ -86,14 +90,21 @@ measure() { # name host pid
   echo "== $name" >&2
   # Pushes go through a sendfile client: curl -T alone needs ~1.45 s per GiB here, more than the
   # registries' own work, and would measure curl.
-  local secs
-  secs=$(python3 bench/blob_push.py "$host" bench/big "$WORK/mono.bin" "$MONO_DIGEST" monolithic)
-  R[$name,push_mono]=$(echo "$BLOB_MIB / 1024 / $secs" | bc -l)
-  secs=$(python3 bench/blob_push.py "$host" bench/big "$WORK/chunked.bin" "$CHUNKED_DIGEST" chunked "$((CHUNK_MIB << 20))")
-  R[$name,push_chunked]=$(echo "$BLOB_MIB / 1024 / $secs" | bc -l)
-  curl -fsS -o /dev/null "http://$host/v2/bench/big/blobs/$MONO_DIGEST" # warm the page cache alike
-  t0=$(now); curl -fsS -o /dev/null "http://$host/v2/bench/big/blobs/$MONO_DIGEST"; t1=$(now)
-  R[$name,pull]=$(echo "$BLOB_MIB / 1024 / ($t1 - $t0)" | bc -l)
+  local i secs mono=() chunked=() pull=()
+  for i in $(seq "$REPEAT"); do
+    secs=$(python3 bench/blob_push.py "$host" bench/big "$WORK/mono$i.bin" "$(cat "$WORK/mono$i.digest")" monolithic)
+    mono+=("$(echo "$BLOB_MIB / 1024 / $secs" | bc -l)")
+    secs=$(python3 bench/blob_push.py "$host" bench/big "$WORK/chunked$i.bin" "$(cat "$WORK/chunked$i.digest")" chunked "$((CHUNK_MIB << 20))")
+    chunked+=("$(echo "$BLOB_MIB / 1024 / $secs" | bc -l)")
+  done
+  R[$name,push_mono]=$(median "${mono[@]}")
+  R[$name,push_chunked]=$(median "${chunked[@]}")
+  local url="http://$host/v2/bench/big/blobs/$(cat "$WORK/mono1.digest")"
+  curl -fsS -o /dev/null "$url" # warm the page cache alike
+  for i in $(seq "$REPEAT"); do
+    pull+=("$(curl -fsS -o /dev/null -w '%{speed_download}' "$url" | awk '{print $1 / 1073741824}')")
+  done
+  R[$name,pull]=$(median "${pull[@]}")
 
   push_small_image "$host" 0
   local accept='application/vnd.oci.image.manifest.v1+json'
@@ -123,7 +134,7 @@ row() { # label key unit higher_is_better
 mkdir -p bench/results
 {
   echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r); $(date -u +%Y-%m-%d)"
-  echo "Blobs: ${BLOB_MIB} MiB (chunked in ${CHUNK_MIB} MiB PATCHes); wrk/ab: ${CONNECTIONS} connections, ${DURATION}s; ${PUSHES} concurrent small-image pushes."
+  echo "Blobs: ${BLOB_MIB} MiB (chunked in ${CHUNK_MIB} MiB PATCHes), pushed by a sendfile client; push and pull figures are medians of ${REPEAT} runs; wrk/ab: ${CONNECTIONS} connections, ${DURATION}s; ${PUSHES} concurrent small-image pushes."
   echo
   echo "| benchmark | Gantry | Distribution 2.8.2 | Gantry ÷ Distribution (higher is better) |"
   echo "|---|---|---|---|"
