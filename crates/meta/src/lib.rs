@@ -71,6 +71,31 @@ pub struct Page<'a> {
     pub limit: u32,
 }
 
+/// How one kind of manifest reference is checked and recorded.
+struct ReferenceKind {
+    /// Selects a row when the repository (`$1`) holds the referenced digest (`$2`).
+    held: &'static str,
+    /// Records that manifest `$2` of repository `$1` references digest `$3`.
+    record: &'static str,
+    missing: fn(Digest) -> MetaError,
+}
+
+/// Config and layers: blobs the repository must hold.
+const BLOB_REFERENCES: ReferenceKind = ReferenceKind {
+    held: "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
+    record: "INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+    missing: MetaError::MissingBlob,
+};
+
+/// Index entries: manifests the repository must hold.
+const CHILD_REFERENCES: ReferenceKind = ReferenceKind {
+    held: "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2",
+    record: "INSERT INTO manifest_children (repository_id, manifest_digest, child_digest) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+    missing: MetaError::MissingManifest,
+};
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -321,28 +346,20 @@ impl MetaStore {
     ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         let repo = Self::ensure_repository(&mut tx, name).await?;
-        for blob in &manifest.blobs {
-            let held: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
-            )
-            .bind(repo)
-            .bind(blob.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if held.is_none() {
-                return Err(MetaError::MissingBlob((*blob).clone()));
-            }
-        }
-        for child in &manifest.children {
-            let held: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2",
-            )
-            .bind(repo)
-            .bind(child.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if held.is_none() {
-                return Err(MetaError::MissingManifest((*child).clone()));
+        let references = [
+            (&BLOB_REFERENCES, &manifest.blobs),
+            (&CHILD_REFERENCES, &manifest.children),
+        ];
+        for (kind, digests) in references {
+            for referenced in digests.iter() {
+                let held: Option<i64> = sqlx::query_scalar(kind.held)
+                    .bind(repo)
+                    .bind(referenced.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if held.is_none() {
+                    return Err((kind.missing)((*referenced).clone()));
+                }
             }
         }
         let digest = manifest.digest.to_string();
@@ -364,27 +381,15 @@ impl MetaStore {
         .rows_affected()
             > 0;
         if inserted {
-            for blob in &manifest.blobs {
-                sqlx::query(
-                    "INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) VALUES ($1, $2, $3) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(repo)
-                .bind(&digest)
-                .bind(blob.to_string())
-                .execute(&mut *tx)
-                .await?;
-            }
-            for child in &manifest.children {
-                sqlx::query(
-                    "INSERT INTO manifest_children (repository_id, manifest_digest, child_digest) VALUES ($1, $2, $3) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(repo)
-                .bind(&digest)
-                .bind(child.to_string())
-                .execute(&mut *tx)
-                .await?;
+            for (kind, digests) in references {
+                for referenced in digests.iter() {
+                    sqlx::query(kind.record)
+                        .bind(repo)
+                        .bind(&digest)
+                        .bind(referenced.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
         }
         if let Some(tag) = tag {

@@ -54,7 +54,16 @@ pub async fn run(store: &dyn BlobStore) {
 
     // Chunked upload, resumed through a new writer for each part.
     let id = "11111111-1111-1111-1111-111111111111";
-    let size = upload(store, id, &[&content[..300_000], &content[300_000..2_800_001], &content[2_800_001..]]).await;
+    let size = upload(
+        store,
+        id,
+        &[
+            &content[..300_000],
+            &content[300_000..2_800_001],
+            &content[2_800_001..],
+        ],
+    )
+    .await;
     assert_eq!(size, content.len() as u64);
     assert_eq!(store.upload_size(id).await.unwrap(), Some(size));
     let received: Vec<Bytes> = store
