@@ -154,14 +154,13 @@ async fn chunked_upload_with_status_and_out_of_order_chunk() {
     let mut location = header(&r, "location").unwrap().to_string();
 
     for (start, end) in [(0usize, 10usize), (10, 20)] {
-        let r = c
-            .patch(s.url(&location))
-            .header("content-range", format!("{start}-{}", end - 1))
-            .header("content-type", "application/octet-stream")
-            .body(content[start..end].to_vec())
-            .send()
-            .await
-            .unwrap();
+        let r = patch_chunk(
+            &s,
+            &location,
+            &format!("{start}-{}", end - 1),
+            &content[start..end],
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
         assert_eq!(header(&r, "range"), Some(format!("0-{}", end - 1).as_str()));
         location = header(&r, "location").unwrap().to_string();
@@ -173,23 +172,11 @@ async fn chunked_upload_with_status_and_out_of_order_chunk() {
     assert_eq!(header(&r, "location"), Some(location.as_str()));
 
     // A chunk that does not continue where the upload ends.
-    let r = c
-        .patch(s.url(&location))
-        .header("content-range", "25-29")
-        .body(content[25..30].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = patch_chunk(&s, &location, "25-29", &content[25..30]).await;
     assert_eq!(header(&r, "range"), Some("0-19"));
     assert_error(r, StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID").await;
     // A Content-Range that disagrees with the body's length.
-    let r = c
-        .patch(s.url(&location))
-        .header("content-range", "20-29")
-        .body(content[20..25].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = patch_chunk(&s, &location, "20-29", &content[20..25]).await;
     assert_error(r, StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID").await;
 
     // Last chunk with the closing PUT.
@@ -941,13 +928,7 @@ async fn upload_session_survives_a_server_restart() {
     let digest = Digest::sha256_of(&content);
     let r = c.post(s.url("/v2/r/blobs/uploads/")).send().await.unwrap();
     let location = header(&r, "location").unwrap().to_string();
-    let r = c
-        .patch(s.url(&location))
-        .header("content-range", "0-99999")
-        .body(content[..100_000].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = patch_chunk(&s, &location, "0-99999", &content[..100_000]).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 
     s.restart();
@@ -957,13 +938,7 @@ async fn upload_session_survives_a_server_restart() {
     let r = c.get(s.url(&location)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(header(&r, "range"), Some("0-99999"));
-    let r = c
-        .patch(s.url(&location))
-        .header("content-range", "100000-199999")
-        .body(content[100_000..].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = patch_chunk(&s, &location, "100000-199999", &content[100_000..]).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let r = c
         .put(s.url(&format!("{location}?digest={digest}")))

@@ -249,3 +249,16 @@ pub fn raw_request(server: &Server, method: &str, path: &str) -> (u16, Value) {
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
+
+/// PATCHes `body` to an upload session with `Content-Range: <range>` (a fresh connection, so
+/// it also works across server restarts).
+pub async fn patch_chunk(server: &Server, location: &str, range: &str, body: &[u8]) -> Response {
+    http()
+        .patch(server.url(location))
+        .header("content-range", range)
+        .header("content-type", "application/octet-stream")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
