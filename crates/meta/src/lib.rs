@@ -15,7 +15,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+mod identity;
 mod migrate;
+
+pub use identity::{Project, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -27,6 +30,8 @@ pub enum MetaError {
     MissingBlob(Digest),
     #[error("manifest references manifest {0} which is not in the repository")]
     MissingManifest(Digest),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 pub type Result<T> = std::result::Result<T, MetaError>;

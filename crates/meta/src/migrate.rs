@@ -4,7 +4,10 @@ use sqlx::SqlitePool;
 
 use crate::Result;
 
-const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_registry.sql"))];
+const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_registry.sql")),
+    (2, include_str!("../migrations/sqlite/0002_identity.sql")),
+];
 
 pub async fn run(pool: &SqlitePool) -> Result<()> {
     sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
