@@ -3,10 +3,12 @@
 //! tokens the registry issues and verifies. Nothing here touches HTTP or the database.
 
 pub mod password;
+pub mod policy;
 pub mod rbac;
 pub mod scope;
 pub mod token;
 
+pub use policy::{allows, Identity, ProjectAccess};
 pub use rbac::{Action, Role};
 pub use scope::{Scope, ScopeError};
 pub use token::{Claims, TokenError, TokenKey};
