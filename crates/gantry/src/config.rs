@@ -10,6 +10,9 @@ use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
 pub const DEFAULT_DATA_DIR: &str = "./gantry-data";
+/// How long a shutdown waits for requests in flight before closing them (as distribution's
+/// `http.draintimeout`).
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
@@ -27,6 +30,7 @@ pub enum LogFormat {
 pub struct FileConfig {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    pub drain_timeout_secs: Option<u64>,
     #[serde(default)]
     pub log: FileLogConfig,
 }
@@ -43,6 +47,7 @@ pub struct FileLogConfig {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    pub drain_timeout: std::time::Duration,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -53,6 +58,7 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    pub drain_timeout_secs: Option<u64>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
 }
@@ -86,6 +92,12 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        drain_timeout: std::time::Duration::from_secs(
+            overrides
+                .drain_timeout_secs
+                .or(file.drain_timeout_secs)
+                .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
+        ),
         log_format: overrides.log_format.or(file.log.format).unwrap_or_default(),
         log_level: overrides
             .log_level
@@ -104,6 +116,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.drain_timeout.as_secs(), DEFAULT_DRAIN_TIMEOUT_SECS);
     }
 
     #[test]

@@ -36,7 +36,7 @@ enum Command {
     #[command(long_about = "Run the registry server.\n\n\
         Settings come from flags, then GANTRY_* environment variables, then the TOML file given by\n\
         --config, then defaults. Example file:\n\n    \
-        listen = \"127.0.0.1:5000\"\n    data_dir = \"/var/lib/gantry\"\n    [log]\n    format = \"json\"\n    level = \"info\"")]
+        listen = \"127.0.0.1:5000\"\n    data_dir = \"/var/lib/gantry\"\n    drain_timeout_secs = 30\n    [log]\n    format = \"json\"\n    level = \"info\"")]
     Serve(ServeArgs),
     /// Push an image from an OCI image layout directory to a registry.
     #[command(
@@ -93,6 +93,9 @@ struct ServeArgs {
     /// Directory for blobs and the metadata database [default: ./gantry-data].
     #[arg(long, env = "GANTRY_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Seconds a shutdown waits for requests in flight before closing them [default: 30].
+    #[arg(long, env = "GANTRY_DRAIN_TIMEOUT_SECS")]
+    drain_timeout_secs: Option<u64>,
     /// Log line format [default: text].
     #[arg(long, env = "GANTRY_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -161,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config: args.config,
                 listen: args.listen,
                 data_dir: args.data_dir,
+                drain_timeout_secs: args.drain_timeout_secs,
                 log_format: args.log_format,
                 log_level: args.log_level,
             })?;

@@ -1,5 +1,5 @@
 //! `gantry serve`: wires storage, metadata and the HTTP edge together and runs until
-//! SIGTERM or SIGINT, finishing requests in flight.
+//! SIGTERM or SIGINT, then finishes requests in flight for at most the drain timeout.
 
 use std::sync::Arc;
 
@@ -40,10 +40,22 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         })?;
     let local = listener.local_addr()?;
     tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "gantry registry ready");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signalled = stopping.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        signalled.notify_one();
+    });
+    tokio::select! {
+        served = server => served.context("server failed")?,
+        _ = async {
+            stopping.notified().await;
+            tokio::time::sleep(config.drain_timeout).await;
+        } => {
+            // Clients that have not finished are cut off; nothing they sent was acknowledged.
+            tracing::warn!(timeout_secs = config.drain_timeout.as_secs(), "drain timeout reached: closing the remaining connections");
+        }
+    }
     meta.close().await;
     tracing::info!("gantry stopped");
     Ok(())

@@ -964,3 +964,35 @@ async fn graceful_shutdown_on_sigterm() {
     let status = s.terminate();
     assert!(status.success(), "gantry exited with {status}");
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_forever_for_a_stalled_upload() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start_with(
+        &dir.path().join("data"),
+        &[("GANTRY_DRAIN_TIMEOUT_SECS", "1")],
+    );
+    let r = http()
+        .post(s.url("/v2/r/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let location = header(&r, "location").unwrap().to_string();
+    // A client that announces a large chunk, sends a little, then stalls.
+    let mut stalled = std::net::TcpStream::connect(&s.addr).unwrap();
+    write!(
+        stalled,
+        "PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\npartial"
+    )
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let status = s.terminate();
+    assert!(status.success(), "gantry exited with {status}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "shutdown waited {:?}",
+        started.elapsed()
+    );
+}

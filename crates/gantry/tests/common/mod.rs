@@ -21,7 +21,7 @@ pub struct Server {
 
 /// Spawns `gantry serve` and waits for its JSON "ready" log line, which carries the address
 /// it bound. Binding port 0 in the server avoids races between tests picking free ports.
-fn spawn(listen: &str, data_dir: &Path) -> (Child, String) {
+fn spawn(listen: &str, data_dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
         .args([
             "serve",
@@ -33,6 +33,7 @@ fn spawn(listen: &str, data_dir: &Path) -> (Child, String) {
         ])
         .arg(data_dir)
         .env("GANTRY_LOG", "warn,gantry::serve=info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -72,7 +73,12 @@ impl Server {
 
     /// Starts a server on an existing (or new) data directory.
     pub fn start_in(data_dir: &Path) -> Server {
-        let (child, addr) = spawn("127.0.0.1:0", data_dir);
+        Server::start_with(data_dir, &[])
+    }
+
+    /// Starts a server with extra environment variables (settings).
+    pub fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let (child, addr) = spawn("127.0.0.1:0", data_dir, env);
         Server {
             base: format!("http://{addr}"),
             addr,
@@ -96,17 +102,30 @@ impl Server {
 
     /// SIGTERM and wait: the graceful path.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.terminate_within(Duration::from_secs(60))
+            .expect("gantry did not exit within 60 s of SIGTERM")
+    }
+
+    /// SIGTERM, then wait at most `limit`; `None` (after SIGKILL) if it did not exit in time.
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut().expect("running");
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let status = child.wait().unwrap();
-        self.child = None;
-        status
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill9();
+        None
     }
 
     /// Restarts on the same data directory and port.
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, addr) = spawn(&self.addr, &self.data_dir);
+        let (child, addr) = spawn(&self.addr, &self.data_dir, &[]);
         assert_eq!(addr, self.addr);
         self.child = Some(child);
     }
