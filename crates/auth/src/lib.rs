@@ -6,6 +6,7 @@ pub mod password;
 pub mod policy;
 pub mod rbac;
 pub mod scope;
+pub mod secret;
 pub mod token;
 
 pub use policy::{allows, Identity, ProjectAccess};

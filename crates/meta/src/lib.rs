@@ -15,9 +15,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+mod credentials;
 mod identity;
 mod migrate;
 
+pub use credentials::{AuditEvent, AuditQuery, Credential};
 pub use identity::{Project, User};
 
 #[derive(Debug, thiserror::Error)]

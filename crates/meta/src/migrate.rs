@@ -7,6 +7,10 @@ use crate::Result;
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_registry.sql")),
     (2, include_str!("../migrations/sqlite/0002_identity.sql")),
+    (
+        3,
+        include_str!("../migrations/sqlite/0003_credentials_audit.sql"),
+    ),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<()> {
