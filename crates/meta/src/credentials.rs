@@ -178,14 +178,7 @@ impl MetaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    async fn store() -> (tempfile::TempDir, MetaStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MetaStore::open_sqlite(&dir.path().join("meta.db"))
-            .await
-            .unwrap();
-        (dir, store)
-    }
+    use crate::tests::store;
 
     fn ci_token(name: &str, expires_at: Option<i64>) -> Credential {
         Credential {

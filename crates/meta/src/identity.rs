@@ -137,14 +137,7 @@ impl MetaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    async fn store() -> (tempfile::TempDir, MetaStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MetaStore::open_sqlite(&dir.path().join("meta.db"))
-            .await
-            .unwrap();
-        (dir, store)
-    }
+    use crate::tests::store;
 
     #[tokio::test]
     async fn users_are_unique_and_found_by_name() {

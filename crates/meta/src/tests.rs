@@ -4,7 +4,8 @@ fn d(n: u8) -> Digest {
     Digest::sha256_of(&[n])
 }
 
-async fn store() -> (tempfile::TempDir, MetaStore) {
+/// A fresh store in a temporary directory (shared by the store's test modules).
+pub(crate) async fn store() -> (tempfile::TempDir, MetaStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = MetaStore::open_sqlite(&dir.path().join("meta.db"))
         .await
