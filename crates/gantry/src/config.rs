@@ -42,12 +42,25 @@ pub struct FileLogConfig {
     pub level: Option<String>,
 }
 
+/// A secret setting: its Debug form never shows the value.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
 /// The settings `serve` runs with, after layering.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub drain_timeout: std::time::Duration,
+    /// Password for the `admin` user created on first start (GANTRY_ADMIN_PASSWORD only:
+    /// a secret does not belong in flags or config files).
+    pub admin_password: Option<Secret>,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -98,6 +111,7 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
                 .or(file.drain_timeout_secs)
                 .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
         ),
+        admin_password: std::env::var("GANTRY_ADMIN_PASSWORD").ok().map(Secret),
         log_format: overrides.log_format.or(file.log.format).unwrap_or_default(),
         log_level: overrides
             .log_level

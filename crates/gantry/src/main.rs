@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gantry_client::{Credentials, ImageRef, Layout, RegistryClient};
 
+mod bootstrap;
 mod config;
 mod progress;
 mod serve;

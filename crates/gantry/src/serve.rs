@@ -27,6 +27,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                 config.data_dir.display()
             )
         })?;
+    crate::bootstrap::ensure_admin(
+        &meta,
+        &config.data_dir,
+        config.admin_password.as_ref().map(|s| s.0.as_str()),
+    )
+    .await?;
     let registry = Arc::new(Registry::new(Arc::new(blobs), meta.clone()));
     let app = gantry_server::router(registry);
 
