@@ -7,6 +7,7 @@ pub mod policy;
 pub mod rbac;
 pub mod scope;
 pub mod secret;
+pub mod throttle;
 pub mod token;
 
 pub use policy::{allows, Identity, ProjectAccess};
