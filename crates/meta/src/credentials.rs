@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::{now, MetaError, MetaStore, Result};
+use crate::{conflict, now, MetaStore, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
@@ -81,12 +81,7 @@ impl MetaStore {
         .bind(now())
         .execute(&self.writer)
         .await
-        .map_err(|e| match e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => {
-                MetaError::Conflict(format!("credential {:?} already exists", credential.name))
-            }
-            other => MetaError::Db(other),
-        })?;
+        .map_err(conflict(format!("credential {:?} already exists", credential.name)))?;
         Ok(())
     }
 
@@ -179,6 +174,7 @@ impl MetaStore {
 mod tests {
     use super::*;
     use crate::tests::store;
+    use crate::MetaError;
 
     fn ci_token(name: &str, expires_at: Option<i64>) -> Credential {
         Credential {

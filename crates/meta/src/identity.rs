@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::{now, MetaError, MetaStore, Result};
+use crate::{conflict, now, MetaStore, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -18,14 +18,6 @@ pub struct Project {
     pub id: i64,
     pub name: String,
     pub public: bool,
-}
-
-/// Maps a unique-constraint violation to `Conflict(what)`.
-fn conflict(what: String) -> impl FnOnce(sqlx::Error) -> MetaError {
-    move |e| match e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => MetaError::Conflict(what),
-        other => MetaError::Db(other),
-    }
 }
 
 impl MetaStore {
@@ -136,8 +128,8 @@ impl MetaStore {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::tests::store;
+    use crate::MetaError;
 
     #[tokio::test]
     async fn users_are_unique_and_found_by_name() {

@@ -110,6 +110,14 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Maps a unique-constraint violation to `Conflict(what)`, any other error to `Db`.
+fn conflict(what: String) -> impl FnOnce(sqlx::Error) -> MetaError {
+    move |e| match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => MetaError::Conflict(what),
+        other => MetaError::Db(other),
+    }
+}
+
 fn parse_digest(s: &str) -> Result<Digest> {
     Digest::from_str(s).map_err(|e| MetaError::Corrupt(e.to_string()))
 }
