@@ -188,14 +188,7 @@ async fn chunked_upload_with_status_and_out_of_order_chunk() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let got = c
-        .get(s.url(&format!("/v2/r/blobs/{digest}")))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let got = get_bytes(&s, &format!("/v2/r/blobs/{digest}")).await;
     assert_eq!(got, content);
 }
 
@@ -831,14 +824,7 @@ async fn catalog_paginates() {
         .await
         .unwrap();
     let c = http();
-    let body: Value = c
-        .get(s.url("/v2/_catalog"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = get_json(&s, "/v2/_catalog").await;
     assert_eq!(body, json!({"repositories": ["a/x", "b/x", "c/x"]}));
     let r = c
         .get(s.url("/v2/_catalog?n=1&last=a/x"))
@@ -909,14 +895,7 @@ async fn deleting_a_tag_keeps_the_manifest_and_deleting_the_digest_removes_its_t
         .await
         .unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
-    let tags: Value = c
-        .get(s.url("/v2/r/tags/list"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tags: Value = get_json(&s, "/v2/r/tags/list").await;
     assert_eq!(tags["tags"], json!([]));
 }
 
@@ -946,14 +925,7 @@ async fn upload_session_survives_a_server_restart() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let got = c
-        .get(s.url(&format!("/v2/r/blobs/{digest}")))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let got = get_bytes(&s, &format!("/v2/r/blobs/{digest}")).await;
     assert_eq!(got, content);
 }
 

@@ -193,33 +193,16 @@ async fn kill_9_during_concurrent_pushes_loses_no_acknowledged_write() {
         assert_eq!(&r.bytes().await.unwrap()[..], &manifest[..]);
     }
     // Whatever is visible through the API is complete, acknowledged or not.
-    let catalog: serde_json::Value = c
-        .get(server.url("/v2/_catalog"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let catalog: serde_json::Value = get_json(&server, "/v2/_catalog").await;
     for repo in catalog["repositories"].as_array().unwrap() {
         let repo = repo.as_str().unwrap();
-        let tags: serde_json::Value = c
-            .get(server.url(&format!("/v2/{repo}/tags/list")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let tags: serde_json::Value = get_json(&server, &format!("/v2/{repo}/tags/list")).await;
         for tag in tags["tags"].as_array().unwrap() {
-            let m: serde_json::Value = c
-                .get(server.url(&format!("/v2/{repo}/manifests/{}", tag.as_str().unwrap())))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let m: serde_json::Value = get_json(
+                &server,
+                &format!("/v2/{repo}/manifests/{}", tag.as_str().unwrap()),
+            )
+            .await;
             for layer in m["layers"].as_array().unwrap() {
                 let digest: Digest = layer["digest"].as_str().unwrap().parse().unwrap();
                 let r = c

@@ -281,3 +281,27 @@ pub async fn patch_chunk(server: &Server, location: &str, range: &str, body: &[u
         .await
         .unwrap()
 }
+
+/// GETs `path` and returns the body, whatever the status (callers assert on the content).
+pub async fn get_bytes(server: &Server, path: &str) -> bytes::Bytes {
+    http()
+        .get(server.url(path))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+}
+
+/// GETs `path` and parses the body as JSON.
+pub async fn get_json(server: &Server, path: &str) -> Value {
+    http()
+        .get(server.url(path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
