@@ -4,6 +4,12 @@ fn d(n: u8) -> Digest {
     Digest::sha256_of(&[n])
 }
 
+/// The first ten entries of a listing.
+const FIRST_PAGE: Page<'static> = Page {
+    last: None,
+    limit: 10,
+};
+
 /// A fresh store in a temporary directory (shared by the store's test modules).
 pub(crate) async fn store() -> (tempfile::TempDir, MetaStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -96,19 +102,7 @@ async fn index_needs_its_children() {
 #[tokio::test]
 async fn tags_paginate_in_lexical_order_and_deletes_behave() {
     let (_dir, store) = store().await;
-    assert_eq!(
-        store
-            .tags(
-                "r",
-                Page {
-                    last: None,
-                    limit: 10
-                }
-            )
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.tags("r", FIRST_PAGE).await.unwrap(), None);
     let m = d(1);
     for tag in ["b", "a", "c", "a1"] {
         store
@@ -145,27 +139,11 @@ async fn tags_paginate_in_lexical_order_and_deletes_behave() {
     assert!(store.manifest_by_digest("r", &m).await.unwrap().is_some());
     assert!(store.delete_manifest("r", &m).await.unwrap());
     assert_eq!(
-        store
-            .tags(
-                "r",
-                Page {
-                    last: None,
-                    limit: 10
-                }
-            )
-            .await
-            .unwrap()
-            .unwrap(),
+        store.tags("r", FIRST_PAGE).await.unwrap().unwrap(),
         Vec::<String>::new()
     );
     assert_eq!(
-        store
-            .catalog(Page {
-                last: None,
-                limit: 10
-            })
-            .await
-            .unwrap(),
+        store.catalog(FIRST_PAGE).await.unwrap(),
         Vec::<String>::new()
     );
 }
