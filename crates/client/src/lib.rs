@@ -246,44 +246,6 @@ impl RegistryClient {
         Ok(self.resolve(location))
     }
 
-    /// Uploads a blob in chunks of `chunk_size` bytes (PATCH with Content-Range each), then
-    /// completes it with an empty PUT.
-    pub async fn push_blob_chunked(
-        &self,
-        repository: &str,
-        digest: &Digest,
-        content: Bytes,
-        chunk_size: usize,
-    ) -> Result<()> {
-        let mut location = self.start_upload(repository).await?;
-        let mut offset = 0usize;
-        while offset < content.len() {
-            let end = (offset + chunk_size).min(content.len());
-            let request = self
-                .request(Method::PATCH, &location)
-                .header(header::CONTENT_TYPE, "application/octet-stream")
-                .header(header::CONTENT_RANGE, format!("{offset}-{}", end - 1))
-                .header(header::CONTENT_LENGTH, end - offset)
-                .body(content.slice(offset..end));
-            let response = self.check(Method::PATCH, self.send(request).await?).await?;
-            if let Some(next) = response
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-            {
-                location = self.resolve(next);
-            }
-            offset = end;
-        }
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let url = format!("{location}{separator}digest={digest}");
-        let request = self
-            .request(Method::PUT, &url)
-            .header(header::CONTENT_LENGTH, 0);
-        self.check(Method::PUT, self.send(request).await?).await?;
-        Ok(())
-    }
-
     /// Streams a blob; every chunk passes through `verify`, which fails the stream's end if
     /// the bytes do not match the digest.
     pub async fn get_blob(&self, repository: &str, digest: &Digest) -> Result<BlobStream> {
@@ -352,28 +314,6 @@ impl RegistryClient {
             .body(bytes.clone());
         self.check(Method::PUT, self.send(request).await?).await?;
         Ok(Digest::sha256_of(&bytes))
-    }
-
-    pub async fn tags(&self, repository: &str) -> Result<Vec<String>> {
-        let url = self.url(&format!("/v2/{repository}/tags/list"));
-        let response = self
-            .check(
-                Method::GET,
-                self.send(self.request(Method::GET, &url)).await?,
-            )
-            .await?;
-        let body: serde_json::Value = response
-            .json()
-            .await
-            .map_err(|e| ClientError::Protocol(format!("tag list is not JSON: {e}")))?;
-        Ok(body["tags"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|t| t.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default())
     }
 }
 

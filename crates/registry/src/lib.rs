@@ -92,10 +92,6 @@ impl Registry {
         }
     }
 
-    pub fn meta(&self) -> &MetaStore {
-        &self.meta
-    }
-
     // ---- blobs ------------------------------------------------------------------------
 
     /// Size of a blob the repository holds.
