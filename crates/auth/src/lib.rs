@@ -10,7 +10,7 @@ pub mod secret;
 pub mod throttle;
 pub mod token;
 
-pub use policy::{allows, Identity, ProjectAccess};
+pub use policy::{allows, Identity, ProjectAccess, Target};
 pub use rbac::{Action, Role};
 pub use scope::{Scope, ScopeError};
 pub use token::{Claims, TokenError, TokenKey};

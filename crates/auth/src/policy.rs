@@ -14,12 +14,32 @@ pub enum Identity {
         system_admin: bool,
     },
     /// A robot account or a short-lived CI credential: explicit actions on one project (or on
-    /// every project when `project` is `None`), never more.
+    /// every project when `project` is `None`), optionally on one repository only, never more.
+    /// Pulling implies listing what may be pulled.
     Scoped {
         name: String,
         project: Option<String>,
+        repository: Option<String>,
         actions: BTreeSet<Action>,
     },
+}
+
+impl Identity {
+    /// The name audit records and tokens carry; empty for anonymous callers.
+    pub fn name(&self) -> &str {
+        match self {
+            Identity::Anonymous => "",
+            Identity::User { name, .. } | Identity::Scoped { name, .. } => name,
+        }
+    }
+}
+
+/// What an action is done to: a project, or one repository in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub project: &'a str,
+    /// `None` for project-wide actions (members, settings).
+    pub repository: Option<&'a str>,
 }
 
 /// What the decision needs to know about the project.
@@ -30,13 +50,8 @@ pub struct ProjectAccess {
     pub role: Option<Role>,
 }
 
-/// Whether `identity` may perform `action` in `project` (named `project_name`).
-pub fn allows(
-    identity: &Identity,
-    project_name: &str,
-    project: ProjectAccess,
-    action: Action,
-) -> bool {
+/// Whether `identity` may perform `action` on `target`, in a project described by `project`.
+pub fn allows(identity: &Identity, target: Target, project: ProjectAccess, action: Action) -> bool {
     let public_read = project.public && matches!(action, Action::Pull | Action::List);
     match identity {
         Identity::Anonymous => public_read,
@@ -45,12 +60,20 @@ pub fn allows(
         } => true,
         Identity::User { .. } => public_read || project.role.is_some_and(|r| r.allows(action)),
         Identity::Scoped {
-            project: scope,
+            project: scoped_project,
+            repository: scoped_repository,
             actions,
             ..
         } => {
-            let in_scope = scope.as_deref().is_none_or(|p| p == project_name);
-            public_read || (in_scope && actions.contains(&action))
+            let in_scope = scoped_project
+                .as_deref()
+                .is_none_or(|p| p == target.project)
+                && scoped_repository
+                    .as_deref()
+                    .is_none_or(|r| Some(r) == target.repository);
+            let granted = actions.contains(&action)
+                || (action == Action::List && actions.contains(&Action::Pull));
+            public_read || (in_scope && granted)
         }
     }
 }
@@ -78,9 +101,13 @@ mod tests {
     }
 
     fn allowed_set(identity: &Identity, project: &str, access: ProjectAccess) -> Vec<Action> {
+        let target = Target {
+            project,
+            repository: Some("team-a/app"),
+        };
         ACTIONS
             .into_iter()
-            .filter(|a| allows(identity, project, access, *a))
+            .filter(|a| allows(identity, target, access, *a))
             .collect()
     }
 
@@ -134,20 +161,51 @@ mod tests {
         let ci = Identity::Scoped {
             name: "ci".into(),
             project: Some("team-a".into()),
+            repository: None,
             actions: [Pull, Push].into(),
         };
         let private = ProjectAccess {
             public: false,
             role: Some(Role::ProjectAdmin),
         };
-        assert_eq!(allowed_set(&ci, "team-a", private), [Pull, Push]);
+        assert_eq!(allowed_set(&ci, "team-a", private), [Pull, Push, List]);
         // A token for project A is nothing in project B, whatever role data says.
         assert!(allowed_set(&ci, "team-b", private).is_empty());
         let system_robot = Identity::Scoped {
             name: "mirror".into(),
             project: None,
+            repository: None,
             actions: [Pull].into(),
         };
-        assert_eq!(allowed_set(&system_robot, "anything", private), [Pull]);
+        assert_eq!(
+            allowed_set(&system_robot, "anything", private),
+            [Pull, List]
+        );
+    }
+
+    #[test]
+    fn repository_scoped_credentials_reach_that_repository_only() {
+        let ci = Identity::Scoped {
+            name: "ci".into(),
+            project: Some("team-a".into()),
+            repository: Some("team-a/app".into()),
+            actions: [Push].into(),
+        };
+        let private = ProjectAccess {
+            public: false,
+            role: None,
+        };
+        let repo = |r| Target {
+            project: "team-a",
+            repository: Some(r),
+        };
+        assert!(allows(&ci, repo("team-a/app"), private, Push));
+        assert!(!allows(&ci, repo("team-a/app"), private, Pull));
+        assert!(!allows(&ci, repo("team-a/other"), private, Push));
+        let project_wide = Target {
+            project: "team-a",
+            repository: None,
+        };
+        assert!(!allows(&ci, project_wide, private, Push));
     }
 }

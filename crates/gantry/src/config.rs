@@ -31,8 +31,18 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub drain_timeout_secs: Option<u64>,
+    pub public_url: Option<String>,
     #[serde(default)]
     pub log: FileLogConfig,
+    #[serde(default)]
+    pub auth: FileAuthConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAuthConfig {
+    pub auto_create_projects: Option<bool>,
+    pub token_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,7 +73,16 @@ pub struct ServeConfig {
     pub admin_password: Option<Secret>,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// The URL clients use to reach the registry (the token realm is derived from it);
+    /// `None`: the Host of each request.
+    pub public_url: Option<String>,
+    /// Whether a push into a project that does not exist creates it.
+    pub auto_create_projects: bool,
+    pub token_ttl: std::time::Duration,
 }
+
+/// Lifetime of registry tokens (distribution's default is also a few minutes).
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 300;
 
 /// What flags and environment said (each `None` when neither was given).
 #[derive(Debug, Default)]
@@ -74,6 +93,9 @@ pub struct Overrides {
     pub drain_timeout_secs: Option<u64>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
+    pub public_url: Option<String>,
+    pub auto_create_projects: Option<bool>,
+    pub token_ttl_secs: Option<u64>,
 }
 
 pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -117,6 +139,25 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
             .log_level
             .or(file.log.level)
             .unwrap_or_else(|| "info".into()),
+        public_url: match overrides.public_url.or(file.public_url) {
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                anyhow::bail!(
+                    "public URL {url:?} must start with http:// or https://, e.g. https://registry.example.com"
+                )
+            }
+            url => url,
+        },
+        auto_create_projects: overrides
+            .auto_create_projects
+            .or(file.auth.auto_create_projects)
+            .unwrap_or(false),
+        token_ttl: std::time::Duration::from_secs(
+            overrides
+                .token_ttl_secs
+                .or(file.auth.token_ttl_secs)
+                .unwrap_or(DEFAULT_TOKEN_TTL_SECS)
+                .max(1),
+        ),
     })
 }
 
@@ -131,6 +172,12 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.drain_timeout.as_secs(), DEFAULT_DRAIN_TIMEOUT_SECS);
+        assert!(
+            !c.auto_create_projects,
+            "pushing never creates projects unless asked"
+        );
+        assert_eq!(c.token_ttl.as_secs(), DEFAULT_TOKEN_TTL_SECS);
+        assert_eq!(c.public_url, None);
     }
 
     #[test]
@@ -139,7 +186,7 @@ mod tests {
         let path = dir.path().join("gantry.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:6000\"\ndata_dir = \"/srv/g\"\n[log]\nformat = \"json\"\n",
+            "listen = \"127.0.0.1:6000\"\ndata_dir = \"/srv/g\"\n[log]\nformat = \"json\"\n[auth]\nauto_create_projects = true\n",
         )
         .unwrap();
         let c = resolve(Overrides {
@@ -150,13 +197,16 @@ mod tests {
         assert_eq!(c.listen.port(), 6000);
         assert_eq!(c.data_dir, PathBuf::from("/srv/g"));
         assert_eq!(c.log_format, LogFormat::Json);
+        assert!(c.auto_create_projects);
         let c = resolve(Overrides {
             config: Some(path),
             listen: Some("127.0.0.1:7000".into()),
+            auto_create_projects: Some(false),
             ..Default::default()
         })
         .unwrap();
         assert_eq!(c.listen.port(), 7000);
+        assert!(!c.auto_create_projects);
         assert_eq!(c.data_dir, PathBuf::from("/srv/g"));
     }
 
@@ -168,6 +218,12 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("not an IP:port"), "{err}");
+        let err = resolve(Overrides {
+            public_url: Some("registry.example.com".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("https://"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "listne = \"x\"\n").unwrap();

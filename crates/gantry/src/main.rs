@@ -103,6 +103,17 @@ struct ServeArgs {
     /// Log filter, e.g. info, debug, gantry_server=debug [default: info].
     #[arg(long, env = "GANTRY_LOG")]
     log_level: Option<String>,
+    /// URL clients reach the registry at, e.g. https://registry.example.com behind a TLS
+    /// proxy (token challenges point there) [default: the Host of each request].
+    #[arg(long, env = "GANTRY_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Create a project (private, pusher as project admin) on the first push into it,
+    /// instead of refusing the push [default: false].
+    #[arg(long, env = "GANTRY_AUTO_CREATE_PROJECTS")]
+    auto_create_projects: Option<bool>,
+    /// Lifetime of issued registry tokens in seconds [default: 300].
+    #[arg(long, env = "GANTRY_TOKEN_TTL_SECS")]
+    token_ttl_secs: Option<u64>,
 }
 
 #[derive(Args)]
@@ -168,6 +179,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 drain_timeout_secs: args.drain_timeout_secs,
                 log_format: args.log_format,
                 log_level: args.log_level,
+                public_url: args.public_url,
+                auto_create_projects: args.auto_create_projects,
+                token_ttl_secs: args.token_ttl_secs,
             })?;
             init_logging(config.log_format, &config.log_level)?;
             serve::run(config).await

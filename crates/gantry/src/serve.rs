@@ -1,14 +1,21 @@
 //! `gantry serve`: wires storage, metadata and the HTTP edge together and runs until
 //! SIGTERM or SIGINT, then finishes requests in flight for at most the drain timeout.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use gantry_access::{AccessConfig, AccessService};
+use gantry_auth::TokenKey;
 use gantry_meta::MetaStore;
 use gantry_registry::Registry;
+use gantry_server::AppState;
 use gantry_storage::FsBlobStore;
 
 use crate::config::ServeConfig;
+
+/// The ES256 key registry tokens are signed with, created on first start (mode 0600).
+pub const TOKEN_KEY_FILE: &str = "token-signing-key.pem";
 
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
@@ -33,8 +40,24 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         config.admin_password.as_ref().map(|s| s.0.as_str()),
     )
     .await?;
+    let key = TokenKey::load_or_generate(&config.data_dir.join(TOKEN_KEY_FILE))?;
+    tracing::info!(kid = key.kid(), "token signing key loaded");
+    let access = AccessService::new(
+        meta.clone(),
+        key,
+        AccessConfig {
+            token_ttl: config.token_ttl,
+            auto_create_projects: config.auto_create_projects,
+            ..AccessConfig::default()
+        },
+    )?;
     let registry = Arc::new(Registry::new(Arc::new(blobs), meta.clone()));
-    let app = gantry_server::router(registry);
+    let app = gantry_server::router(AppState {
+        registry,
+        access: access.clone(),
+        public_url: config.public_url.clone(),
+    })
+    .into_make_service_with_connect_info::<SocketAddr>();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -62,6 +85,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             tracing::warn!(timeout_secs = config.drain_timeout.as_secs(), "drain timeout reached: closing the remaining connections");
         }
     }
+    access.audit_log().flush().await;
     meta.close().await;
     tracing::info!("gantry stopped");
     Ok(())

@@ -25,7 +25,8 @@ async fn admin_hash(data: &std::path::Path) -> (bool, String) {
 async fn first_start_creates_admin_with_a_generated_password_in_a_private_file() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    Server::start_in(&data).terminate();
+    let generated = [("GANTRY_ADMIN_PASSWORD", "")];
+    Server::start_with(&data, &generated).terminate();
 
     let file = data.join("initial-admin-password");
     assert_eq!(
@@ -43,7 +44,7 @@ async fn first_start_creates_admin_with_a_generated_password_in_a_private_file()
     assert!(gantry_auth::password::verify(&password, &hash));
 
     // Later starts keep the admin and the file as they are.
-    Server::start_in(&data).terminate();
+    Server::start_with(&data, &generated).terminate();
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), password);
     assert_eq!(admin_hash(&data).await.1, hash);
 }

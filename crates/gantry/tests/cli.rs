@@ -8,9 +8,12 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
+/// Runs the CLI as the test servers' admin (credentials from the environment, as in CI).
 fn gantry(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_gantry"))
         .args(args)
+        .env("GANTRY_USERNAME", "admin")
+        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
         .output()
         .unwrap()
 }

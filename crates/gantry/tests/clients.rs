@@ -40,12 +40,27 @@ fn index_digest(layout: &Path) -> String {
         .to_string()
 }
 
+/// skopeo with a private blob-info cache and credentials file (`auth.json` under
+/// XDG_RUNTIME_DIR, which podman shares) per test, so earlier runs cannot skip uploads.
 fn skopeo(dir: &Path) -> Command {
     let mut cmd = Command::new("skopeo");
-    // A private blob-info cache per test, so earlier runs cannot skip uploads.
     cmd.env("XDG_RUNTIME_DIR", dir).env("HOME", dir);
     cmd.arg("--registries-conf").arg("/dev/null");
     cmd
+}
+
+/// `skopeo login` as `user`: later skopeo and podman commands in `dir` use the stored
+/// credentials through the token flow.
+fn login(dir: &Path, server: &Server, user: &str, password: &str) {
+    run(skopeo(dir).args([
+        "login",
+        "--tls-verify=false",
+        "-u",
+        user,
+        "-p",
+        password,
+        &server.addr,
+    ]));
 }
 
 #[test]
@@ -62,6 +77,7 @@ fn skopeo_copies_in_and_out_inspects_lists_and_deletes() {
     );
     let layout = dir.path().join("layout");
     let pushed = index_digest(&layout);
+    login(dir.path(), &s, "admin", ADMIN_PASSWORD);
 
     let dest = format!("docker://{}/team/app:v1", s.addr);
     run(skopeo(dir.path())
@@ -108,12 +124,13 @@ fn skopeo_copies_in_and_out_inspects_lists_and_deletes() {
         "--tls-verify=false",
         &format!("docker://{}/team/app@{pushed}", s.addr),
     ]));
-    let status = Command::new("skopeo")
+    let out = skopeo(dir.path())
         .args(["inspect", "--tls-verify=false", "--raw", &dest])
         .output()
-        .unwrap()
-        .status;
-    assert!(!status.success(), "the deleted manifest is gone");
+        .unwrap();
+    assert!(!out.status.success(), "the deleted manifest is gone");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("manifest unknown"), "{stderr}");
 }
 
 #[test]
@@ -123,6 +140,7 @@ fn podman_pushes_and_pulls() {
     make_layout(dir.path(), "v1", &[("srv/app", b"#!/bin/true\n")]);
     let layout = dir.path().join("layout");
     let pushed = index_digest(&layout);
+    login(dir.path(), &s, "admin", ADMIN_PASSWORD);
     let podman = |args: &[&str]| {
         let mut cmd = Command::new("podman");
         cmd.arg("--root")
@@ -176,6 +194,9 @@ fn oras_sdk_pushes_an_artifact_with_a_subject_and_finds_it_as_a_referrer() {
     let out = run(Command::new("python3")
         .arg(script)
         .arg(&s.addr)
-        .arg(dir.path()));
+        .arg(dir.path())
+        .env("HOME", dir.path())
+        .env("ORAS_USER", "admin")
+        .env("ORAS_PASSWORD", ADMIN_PASSWORD));
     assert!(out.contains("oras ok"), "{out}");
 }

@@ -126,20 +126,36 @@ impl MetaStore {
         Ok(rows.into_iter().map(credential).collect())
     }
 
-    pub async fn record_audit(&self, event: &AuditEvent) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, resource, project, client_addr, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(event.at)
-        .bind(&event.actor)
-        .bind(&event.action)
-        .bind(&event.resource)
-        .bind(&event.project)
-        .bind(&event.client_addr)
-        .bind(&event.outcome)
-        .execute(&self.writer)
+    /// The credential named `name`, whatever its state.
+    pub async fn credential(&self, name: &str) -> Result<Option<Credential>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.readers)
         .await?;
+        Ok(row.map(credential))
+    }
+
+    /// Records audit events in one transaction (the server batches them off the request path).
+    pub async fn record_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        for event in events {
+            sqlx::query(
+                "INSERT INTO audit_log (at, actor, action, resource, project, client_addr, outcome) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(event.at)
+            .bind(&event.actor)
+            .bind(&event.action)
+            .bind(&event.resource)
+            .bind(&event.project)
+            .bind(&event.client_addr)
+            .bind(&event.outcome)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -244,25 +260,31 @@ mod tests {
             ["ci-1", "ci-2"]
         );
         assert!(listed[1].revoked_at.is_some());
+        assert_eq!(
+            store.credential("ci-2").await.unwrap().unwrap().revoked_at,
+            listed[1].revoked_at
+        );
+        assert!(store.credential("nope").await.unwrap().is_none());
         assert!(store.credentials(None).await.unwrap().is_empty());
     }
 
     #[tokio::test]
     async fn audit_log_filters_by_project_and_time_newest_first() {
         let (_dir, store) = store().await;
-        for (at, project, action) in [(100, "a", "push"), (200, "b", "pull"), (300, "a", "delete")]
-        {
-            let event = AuditEvent {
-                at,
-                actor: "alice".into(),
-                action: action.into(),
-                resource: format!("{project}/app"),
-                project: Some(project.into()),
-                client_addr: Some("127.0.0.1".into()),
-                outcome: "allowed".into(),
-            };
-            store.record_audit(&event).await.unwrap();
-        }
+        let events: Vec<AuditEvent> =
+            [(100, "a", "push"), (200, "b", "pull"), (300, "a", "delete")]
+                .into_iter()
+                .map(|(at, project, action)| AuditEvent {
+                    at,
+                    actor: "alice".into(),
+                    action: action.into(),
+                    resource: format!("{project}/app"),
+                    project: Some(project.into()),
+                    client_addr: Some("127.0.0.1".into()),
+                    outcome: "allowed".into(),
+                })
+                .collect();
+        store.record_audit(&events).await.unwrap();
         let all = store
             .audit(&AuditQuery {
                 limit: 10,

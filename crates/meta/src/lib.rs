@@ -20,7 +20,7 @@ mod identity;
 mod migrate;
 
 pub use credentials::{AuditEvent, AuditQuery, Credential};
-pub use identity::{Project, User};
+pub use identity::{Project, ProjectAccessRow, User, PROJECT_ADMIN_ROLE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {

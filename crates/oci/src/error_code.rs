@@ -27,6 +27,12 @@ pub enum ErrorCode {
     TagInvalid,
     /// Not in the spec's table: the server failed; the detail is in its log.
     InternalError,
+    /// Not in the spec's table (REST API): the request body or a parameter is invalid.
+    InvalidRequest,
+    /// Not in the spec's table (REST API): no such user, project, member or credential.
+    NotFound,
+    /// Not in the spec's table (REST API): the thing exists already, or is still in use.
+    Conflict,
 }
 
 impl ErrorCode {
@@ -49,6 +55,9 @@ impl ErrorCode {
             ErrorCode::RangeInvalid => "RANGE_INVALID",
             ErrorCode::TagInvalid => "TAG_INVALID",
             ErrorCode::InternalError => "INTERNAL_ERROR",
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::Conflict => "CONFLICT",
         }
     }
 }
@@ -90,6 +99,9 @@ mod tests {
             ErrorCode::TooManyRequests,
             ErrorCode::RangeInvalid,
             ErrorCode::InternalError,
+            ErrorCode::InvalidRequest,
+            ErrorCode::NotFound,
+            ErrorCode::Conflict,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

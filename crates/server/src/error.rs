@@ -3,6 +3,8 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
+use gantry_access::AccessError;
+use gantry_meta::MetaError;
 use gantry_oci::error_code::error_body;
 use gantry_oci::{DigestError, ErrorCode};
 use gantry_registry::RegistryError;
@@ -16,11 +18,74 @@ pub enum ApiError {
     MethodNotAllowed,
     /// A query parameter or header is malformed.
     BadParameter(String),
+    /// Authentication or authorization failed. `challenge` is the `WWW-Authenticate` value
+    /// that tells the client where to get a token for what it tried.
+    Access {
+        error: AccessError,
+        challenge: String,
+    },
+    /// REST API: a body or parameter is invalid.
+    Invalid(String),
+    /// REST API: no such user, project, member or credential.
+    NotFound(String),
+    /// REST API: a metadata operation failed (a conflict, or an internal error).
+    Meta(MetaError),
 }
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         ApiError::Registry(e)
+    }
+}
+
+impl From<MetaError> for ApiError {
+    fn from(e: MetaError) -> Self {
+        ApiError::Meta(e)
+    }
+}
+
+/// The challenge of the REST API, which takes Basic credentials (or a bearer token).
+pub const API_CHALLENGE: &str = "Basic realm=\"gantry\"";
+
+impl From<AccessError> for ApiError {
+    fn from(error: AccessError) -> Self {
+        ApiError::Access {
+            error,
+            challenge: API_CHALLENGE.to_string(),
+        }
+    }
+}
+
+/// Status and code for each access error.
+fn classify_access(e: &AccessError) -> (StatusCode, ErrorCode) {
+    match e {
+        AccessError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+        AccessError::Denied(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
+        AccessError::Throttled { .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests)
+        }
+        AccessError::ProjectUnknown(_) => (StatusCode::NOT_FOUND, ErrorCode::NameUnknown),
+        AccessError::Invalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+        AccessError::Meta(e) => classify_meta(e),
+        AccessError::Hashing(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
+    }
+}
+
+fn classify_meta(e: &MetaError) -> (StatusCode, ErrorCode) {
+    match e {
+        MetaError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
+    }
+}
+
+/// The message for a failure: its own text, unless it is the server's fault (then the
+/// details go to the log, not to the client).
+fn message(status: StatusCode, e: &dyn std::fmt::Display) -> String {
+    if status.is_server_error() {
+        tracing::error!(error = %e, "request failed");
+        "internal error; the server log has the details".to_string()
+    } else {
+        e.to_string()
     }
 }
 
@@ -87,15 +152,31 @@ impl IntoResponse for ApiError {
             ApiError::BadParameter(message) => {
                 error_response(StatusCode::BAD_REQUEST, ErrorCode::Unsupported, &message)
             }
+            ApiError::Invalid(m) => {
+                error_response(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, &m)
+            }
+            ApiError::NotFound(m) => error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, &m),
+            ApiError::Meta(e) => {
+                let (status, code) = classify_meta(&e);
+                error_response(status, code, &message(status, &e))
+            }
+            ApiError::Access { error, challenge } => {
+                let (status, code) = classify_access(&error);
+                let mut response = error_response(status, code, &message(status, &error));
+                let headers = response.headers_mut();
+                if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                    if let Ok(v) = HeaderValue::from_str(&challenge) {
+                        headers.insert(header::WWW_AUTHENTICATE, v);
+                    }
+                }
+                if let AccessError::Throttled { retry_after_secs } = error {
+                    headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                }
+                response
+            }
             ApiError::Registry(e) => {
                 let (status, code) = classify(&e);
-                let message = if status.is_server_error() {
-                    tracing::error!(error = %e, "request failed");
-                    "internal error; the server log has the details".to_string()
-                } else {
-                    e.to_string()
-                };
-                let mut response = error_response(status, code, &message);
+                let mut response = error_response(status, code, &message(status, &e));
                 let headers = response.headers_mut();
                 match e {
                     // Tell the client where to resume.

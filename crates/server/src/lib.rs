@@ -9,13 +9,24 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
+use gantry_access::AccessService;
 use gantry_registry::Registry;
 use http::{HeaderName, HeaderValue};
 
+mod auth;
 mod error;
 mod v2;
 
 pub use error::ApiError;
+
+/// What every handler needs.
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub access: Arc<AccessService>,
+    /// The URL clients reach this registry at (e.g. behind a TLS proxy), for the token
+    /// realm; `None` means the request's own `Host`.
+    pub public_url: Option<String>,
+}
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
@@ -38,12 +49,15 @@ async fn edge(request: Request, next: Next) -> Response {
     response
 }
 
-pub fn router(registry: Arc<Registry>) -> Router {
+/// The whole HTTP surface. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`:
+/// throttling and the audit log need the client's address.
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v2", any(v2::dispatch))
         .route("/v2/", any(v2::dispatch))
         .route("/v2/{*rest}", any(v2::dispatch))
+        .route(auth::TOKEN_PATH, any(auth::token))
         .fallback(|| async { ApiError::NoRoute })
-        .with_state(registry)
+        .with_state(Arc::new(state))
         .layer(middleware::from_fn(edge))
 }

@@ -2,10 +2,11 @@
 //! from the end of the path rather than by a pattern router.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 use gantry_oci::manifest::MAX_MANIFEST_BYTES;
@@ -15,7 +16,12 @@ use gantry_storage::ByteStream;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use percent_encoding::percent_decode_str;
 
+use gantry_access::{project_of, AccessError, AuditEntry, Caller};
+use gantry_auth::{Action, Identity};
+
+use crate::auth::{self, client_address, realm};
 use crate::error::ApiError;
+use crate::AppState;
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -264,8 +270,57 @@ fn json_response(body: Vec<u8>, content_type: &'static str) -> Response {
     response
 }
 
+/// The permission a request needs before it is handled.
+enum Need<'a> {
+    /// `/v2/`: any authenticated caller (anonymous callers get the challenge that starts
+    /// `docker login`).
+    Authenticated,
+    /// The catalog: anyone, filtered to what the caller may list.
+    Nothing,
+    Repository(&'a str, Action),
+}
+
+fn need<'a>(route: &Route<'a>, method: &Method) -> Need<'a> {
+    let action = match *method {
+        Method::GET | Method::HEAD => Action::Pull,
+        Method::DELETE => Action::Delete,
+        _ => Action::Push,
+    };
+    match *route {
+        Route::Base => Need::Authenticated,
+        Route::Catalog => Need::Nothing,
+        Route::Tags(name) => Need::Repository(name, Action::List),
+        // Every method on an upload session is part of pushing.
+        Route::UploadStart(name) | Route::Upload(name, _) => Need::Repository(name, Action::Push),
+        Route::Manifest(name, _) | Route::Blob(name, _) | Route::Referrers(name, _) => {
+            Need::Repository(name, action)
+        }
+    }
+}
+
+/// The scope a client must ask the token endpoint for to be allowed `action` on `name`.
+fn challenge_scope(name: &RepositoryName, action: Action) -> String {
+    let actions = match action {
+        Action::Push => "pull,push",
+        Action::Delete => "delete",
+        _ => "pull",
+    };
+    format!("repository:{name}:{actions}")
+}
+
+/// What the audit log calls a successful request, if it records it.
+fn audited_action(route: &Route<'_>, method: &Method) -> Option<&'static str> {
+    match (route, method) {
+        (Route::Manifest(..), &Method::GET) => Some("pull"),
+        (Route::Manifest(..), &Method::PUT) => Some("push"),
+        (Route::Manifest(..) | Route::Blob(..), &Method::DELETE) => Some("delete"),
+        _ => None,
+    }
+}
+
 pub async fn dispatch(
-    State(registry): State<Arc<Registry>>,
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     Query(params): Query<HashMap<String, String>>,
@@ -273,18 +328,83 @@ pub async fn dispatch(
     body: Body,
 ) -> ApiResult {
     let route = route(uri.path()).ok_or(ApiError::NoRoute)?;
-    let r = registry.as_ref();
+    let client = client_address(&addr);
+    let refuse = |error: AccessError, scope: Option<String>| ApiError::Access {
+        challenge: state
+            .access
+            .challenge(&realm(&state, &headers), scope.as_deref()),
+        error,
+    };
+    let caller = auth::caller(&state, &headers, &client)
+        .await
+        .map_err(|e| refuse(e, None))?;
+    let mut repository = None;
+    match need(&route, &method) {
+        Need::Authenticated if caller.is_anonymous() => {
+            return Err(refuse(
+                AccessError::Unauthenticated("authentication required".into()),
+                None,
+            ))
+        }
+        Need::Authenticated | Need::Nothing => {}
+        Need::Repository(name, action) => {
+            let name = parse_name(name)?;
+            state
+                .access
+                .authorize(&caller, &name, action)
+                .await
+                .map_err(|e| refuse(e, Some(challenge_scope(&name, action))))?;
+            repository = Some(name);
+        }
+    }
+    let audited = audited_action(&route, &method);
+    let resource = match (&route, &repository) {
+        (Route::Manifest(_, reference) | Route::Blob(_, reference), Some(name)) => {
+            format!("{name}:{}", decoded(reference))
+        }
+        _ => String::new(),
+    };
+    let response = handle(&state, &caller, route, method, &params, &headers, body).await?;
+    if let (Some(action), Some(name), false) = (audited, repository, caller.is_anonymous()) {
+        if response.status().is_success() {
+            state
+                .access
+                .audit_log()
+                .record(AuditEntry {
+                    actor: caller.name().to_string(),
+                    action: action.into(),
+                    resource,
+                    project: Some(project_of(name.as_str()).to_string()),
+                    client,
+                    outcome: "success".into(),
+                })
+                .await;
+        }
+    }
+    Ok(response)
+}
+
+async fn handle(
+    state: &AppState,
+    caller: &Caller,
+    route: Route<'_>,
+    method: Method,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let r = state.registry.as_ref();
     match (route, method) {
         (Route::Base, Method::GET | Method::HEAD) => {
             Ok(json_response(b"{}".to_vec(), "application/json"))
         }
-        (Route::Catalog, Method::GET) => catalog(r, &params).await,
-        (Route::Tags(name), Method::GET) => tags(r, name, &params).await,
+        (Route::Catalog, Method::GET) => catalog(state, caller, params).await,
+        (Route::Tags(name), Method::GET) => tags(r, name, params).await,
         (Route::Manifest(name, reference), m @ (Method::GET | Method::HEAD)) => {
-            get_manifest(r, name, reference, &headers, m == Method::HEAD).await
+            get_manifest(r, name, reference, headers, m == Method::HEAD).await
         }
         (Route::Manifest(name, reference), Method::PUT) => {
-            put_manifest(r, name, reference, &headers, body).await
+            put_manifest(r, name, reference, headers, body).await
         }
         (Route::Manifest(name, reference), Method::DELETE) => {
             let name = parse_name(name)?;
@@ -293,16 +413,18 @@ pub async fn dispatch(
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Route::Blob(name, digest), m @ (Method::GET | Method::HEAD)) => {
-            get_blob(r, name, digest, &headers, m == Method::HEAD).await
+            get_blob(r, name, digest, headers, m == Method::HEAD).await
         }
         (Route::Blob(name, digest), Method::DELETE) => {
             let name = parse_name(name)?;
             r.delete_blob(&name, &digest_param(digest)?).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        (Route::UploadStart(name), Method::POST) => start_upload(r, name, &params, body).await,
+        (Route::UploadStart(name), Method::POST) => {
+            start_upload(state, caller, name, params, body).await
+        }
         (Route::Upload(name, id), method) => {
-            upload(r, name, &decoded(id), method, &params, &headers, body).await
+            upload(r, name, &decoded(id), method, params, headers, body).await
         }
         (Route::Referrers(name, digest), Method::GET) => {
             let name = parse_name(name)?;
@@ -322,14 +444,23 @@ pub async fn dispatch(
     }
 }
 
-async fn catalog(r: &Registry, params: &HashMap<String, String>) -> ApiResult {
+/// The catalog, filtered to the repositories the caller may list. A page may then hold fewer
+/// than `n` names; the `Link` header still continues where the unfiltered page ended.
+async fn catalog(state: &AppState, caller: &Caller, params: &HashMap<String, String>) -> ApiResult {
     let (n, last) = paging(params)?;
-    let listing = r.catalog(n, last).await?;
-    let body = serde_json::to_vec(&serde_json::json!({ "repositories": listing.items }))
-        .expect("serializes");
+    let listing = state.registry.catalog(n, last).await?;
+    let continue_after = listing.items.last().cloned();
+    let lister = state.access.lister(caller).await?;
+    let visible = state.access.listable(&lister, listing.items).await?;
+    let body =
+        serde_json::to_vec(&serde_json::json!({ "repositories": visible })).expect("serializes");
     let mut response = json_response(body, "application/json");
     if listing.more {
-        if let Some(link) = link_next("/v2/_catalog", listing.items.len(), listing.items.last()) {
+        if let Some(link) = link_next(
+            "/v2/_catalog",
+            n.map_or(visible.len(), |n| n as usize),
+            continue_after.as_ref(),
+        ) {
             response.headers_mut().insert(header::LINK, link);
         }
     }
@@ -471,17 +602,46 @@ async fn get_blob(
     Ok(response)
 }
 
+/// Whether `caller` may mount blobs from `from`: it must be allowed to pull there. Without
+/// `from`, the registry would look for the blob in every repository, so only system
+/// administrators get automatic mounts (for others a digest must not open another tenant's
+/// blobs).
+async fn may_mount_from(
+    state: &AppState,
+    caller: &Caller,
+    from: Option<&RepositoryName>,
+) -> Result<bool, ApiError> {
+    match from {
+        Some(from) => match state.access.authorize(caller, from, Action::Pull).await {
+            Ok(()) => Ok(true),
+            Err(AccessError::Meta(e)) => Err(e.into()),
+            Err(_) => Ok(false),
+        },
+        None => Ok(matches!(
+            state.access.lister(caller).await,
+            Ok(Identity::User {
+                system_admin: true,
+                ..
+            })
+        )),
+    }
+}
+
 async fn start_upload(
-    r: &Registry,
+    state: &AppState,
+    caller: &Caller,
     name: &str,
     params: &HashMap<String, String>,
     body: Body,
 ) -> ApiResult {
+    let r = state.registry.as_ref();
     let name = parse_name(name)?;
     if let Some(mount) = params.get("mount") {
         let digest: Digest = mount.parse().map_err(RegistryError::from)?;
         let from = params.get("from").map(|f| parse_name(f)).transpose()?;
-        if r.mount_blob(&name, &digest, from.as_ref()).await?.is_some() {
+        if may_mount_from(state, caller, from.as_ref()).await?
+            && r.mount_blob(&name, &digest, from.as_ref()).await?.is_some()
+        {
             return Ok(blob_created(&name, &digest));
         }
         // Not mountable: the spec says to answer with a new upload session instead.

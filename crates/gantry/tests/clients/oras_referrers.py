@@ -1,6 +1,7 @@
 """Drives Gantry with the oras Python SDK: pushes an artifact (chunked), pushes a second
 artifact whose `subject` is the first, finds it through the referrers API, and pulls the
-files back unchanged. Usage: python3 oras_referrers.py HOST:PORT WORKDIR"""
+files back unchanged, logged in through the token flow. Usage (credentials in ORAS_USER and
+ORAS_PASSWORD): python3 oras_referrers.py HOST:PORT WORKDIR"""
 
 import hashlib
 import os
@@ -13,6 +14,9 @@ import requests
 host, workdir = sys.argv[1], sys.argv[2]
 os.chdir(workdir)
 client = oras.client.OrasClient(hostname=host, insecure=True)
+user, password = os.environ["ORAS_USER"], os.environ["ORAS_PASSWORD"]
+client.login(username=user, password=password, hostname=host, config_path=os.path.join(workdir, "config.json"))
+auth = (user, password)
 
 with open("payload.bin", "wb") as f:
     f.write(os.urandom(3 * 1024 * 1024 + 17))
@@ -23,7 +27,7 @@ subject_ref = f"{host}/oras/artifact:v1"
 client.push(files=["payload.bin"], target=subject_ref, do_chunked=True, chunk_size=1024 * 1024)
 
 accept = "application/vnd.oci.image.manifest.v1+json"
-raw = requests.get(f"http://{host}/v2/oras/artifact/manifests/v1", headers={"Accept": accept})
+raw = requests.get(f"http://{host}/v2/oras/artifact/manifests/v1", headers={"Accept": accept}, auth=auth)
 raw.raise_for_status()
 subject_digest = "sha256:" + hashlib.sha256(raw.content).hexdigest()
 assert raw.headers["Docker-Content-Digest"] == subject_digest, raw.headers
@@ -36,13 +40,13 @@ client.push(
     manifest_annotations={"org.example.kind": "signature"},
 )
 
-referrers = requests.get(f"http://{host}/v2/oras/artifact/referrers/{subject_digest}")
+referrers = requests.get(f"http://{host}/v2/oras/artifact/referrers/{subject_digest}", auth=auth)
 referrers.raise_for_status()
 index = referrers.json()
 assert referrers.headers["Content-Type"] == "application/vnd.oci.image.index.v1+json", referrers.headers
 assert len(index["manifests"]) == 1, index
 entry = index["manifests"][0]
-sig = requests.get(f"http://{host}/v2/oras/artifact/manifests/sig", headers={"Accept": accept})
+sig = requests.get(f"http://{host}/v2/oras/artifact/manifests/sig", headers={"Accept": accept}, auth=auth)
 assert entry["digest"] == "sha256:" + hashlib.sha256(sig.content).hexdigest(), (entry, sig.content)
 assert entry["annotations"]["org.example.kind"] == "signature", entry
 

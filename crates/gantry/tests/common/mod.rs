@@ -11,6 +11,15 @@ use gantry_oci::{media_type, Digest};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 
+/// The `admin` password every test server starts with (tests that need the generated one
+/// pass an empty GANTRY_ADMIN_PASSWORD).
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
+/// `admin:ADMIN_PASSWORD`, as skopeo's `--creds` takes it.
+pub fn admin_creds() -> String {
+    format!("admin:{ADMIN_PASSWORD}")
+}
+
 pub struct Server {
     pub base: String,
     pub addr: String,
@@ -33,6 +42,10 @@ fn spawn(listen: &str, data_dir: &Path, env: &[(&str, &str)]) -> (Child, String)
         ])
         .arg(data_dir)
         .env("GANTRY_LOG", "warn,gantry::serve=info")
+        .env("GANTRY_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        // Most tests are about registry behaviour, not projects: let pushes create them.
+        // Tests of the access model turn this off.
+        .env("GANTRY_AUTO_CREATE_PROJECTS", "true")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -151,7 +164,30 @@ impl Drop for Server {
     }
 }
 
+/// A client that sends the admin's Basic credentials with every request.
 pub fn http() -> reqwest::Client {
+    http_as("admin", ADMIN_PASSWORD)
+}
+
+/// A client that sends `user`'s Basic credentials with every request.
+pub fn http_as(user: &str, password: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let credentials = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{user}:{password}"),
+    );
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Basic {credentials}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// A client without credentials.
+pub fn anonymous() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
 }
 
@@ -256,9 +292,11 @@ pub fn run(cmd: &mut Command) -> String {
 pub fn raw_request(server: &Server, method: &str, path: &str) -> (u16, Value) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    let credentials =
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, admin_creds());
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {credentials}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
         server.addr
     )
     .unwrap();

@@ -1,0 +1,745 @@
+//! The access service. The server asks it three things: who is calling (Basic credentials,
+//! a bearer token, or nobody), may that caller do this action here, and which token to issue
+//! for a token request. Decisions come from `gantry_auth::allows`; this crate supplies the
+//! facts (project visibility, roles, credential state) from the metadata store, keeps the
+//! short caches that make per-request checks cheap, throttles failed logins and writes the
+//! audit log off the request path.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gantry_auth::scope::Resource;
+use gantry_auth::throttle::{Throttle, ThrottleRules};
+use gantry_auth::token::Access as TokenAccess;
+use gantry_auth::{Action, Claims, Identity, ProjectAccess, Role, Scope, Target, TokenKey};
+use gantry_meta::{Credential, MetaError, MetaStore};
+use gantry_oci::RepositoryName;
+use sha2::Digest as _;
+
+mod audit;
+mod cache;
+
+pub use audit::{AuditEntry, AuditLog};
+use cache::TtlCache;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// No credentials, or credentials that do not authenticate anyone: 401 with a challenge.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// An authenticated caller who may not do this: 403.
+    #[error("{0}")]
+    Denied(String),
+    #[error("too many failed logins from this client or for this user; try again in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
+    /// Pushing into a project that does not exist (and is not created automatically).
+    #[error("project {0:?} does not exist: create it first (gantry project create {0}) or enable auto_create_projects")]
+    ProjectUnknown(String),
+    /// A malformed request to the token endpoint or the API.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+pub type Result<T> = std::result::Result<T, AccessError>;
+
+/// How the access service behaves; see the server's configuration for the defaults.
+#[derive(Debug, Clone)]
+pub struct AccessConfig {
+    /// The `service` of the token spec, and the audience of issued tokens.
+    pub service: String,
+    /// The `iss` claim of issued tokens.
+    pub issuer: String,
+    pub token_ttl: Duration,
+    /// Lifetime of the refresh tokens given to OAuth2 clients that ask for offline access.
+    pub refresh_ttl: Duration,
+    /// Whether pushing to a project that does not exist creates it (the pusher becomes its
+    /// project admin) instead of being refused.
+    pub auto_create_projects: bool,
+    pub throttle: ThrottleRules,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            service: "gantry".into(),
+            issuer: "gantry".into(),
+            token_ttl: Duration::from_secs(300),
+            refresh_ttl: Duration::from_secs(24 * 3600),
+            auto_create_projects: false,
+            throttle: ThrottleRules::default(),
+        }
+    }
+}
+
+/// Who is calling, as the request's `Authorization` header says.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A verified identity (Basic credentials, or a bearer token on the API).
+    Identity(Identity),
+    /// A registry bearer token: only its `access` claim counts.
+    Token(Box<Claims>),
+}
+
+impl Caller {
+    pub fn anonymous() -> Caller {
+        Caller::Identity(Identity::Anonymous)
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Caller::Identity(identity) => identity.name(),
+            Caller::Token(claims) => &claims.sub,
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.name().is_empty()
+    }
+}
+
+/// A token as the token endpoint returns it.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_in: u64,
+    pub issued_at: u64,
+    pub refresh_token: Option<String>,
+    /// The scopes granted, in the spec's string form.
+    pub granted: Vec<String>,
+}
+
+/// Prefixes of the names of scoped credentials. Users may not contain `$`, so a name says by
+/// itself whether it is a user or a credential.
+pub const ROBOT_PREFIX: &str = "robot$";
+pub const CI_PREFIX: &str = "ci$";
+
+/// The token type API clients ask for with the scope `api:v1:*`.
+const API_SCOPE_TYPE: &str = "api";
+/// Audience suffix of refresh tokens, so they cannot be used as access tokens.
+const REFRESH_AUDIENCE_SUFFIX: &str = "#refresh";
+/// How long a verified Basic credential is trusted before it is checked again.
+const VERIFIED_TTL: Duration = Duration::from_secs(60);
+/// How long a credential's active state is trusted for bearer tokens issued to it.
+const CREDENTIAL_STATE_TTL: Duration = Duration::from_secs(5);
+/// Concurrent Argon2 verifications (each uses 19 MiB): bounds memory under a login flood.
+const PASSWORD_CHECKS: usize = 4;
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The project of a repository: the first path component of its name.
+pub fn project_of(repository: &str) -> &str {
+    repository.split('/').next().unwrap_or(repository)
+}
+
+/// The token-spec action that stands for a registry action (listing counts as pulling).
+fn token_action(action: Action) -> Option<&'static str> {
+    match action {
+        Action::Pull | Action::List => Some("pull"),
+        Action::Push => Some("push"),
+        Action::Delete => Some("delete"),
+        _ => None,
+    }
+}
+
+fn parse_action(name: &str) -> Option<Action> {
+    match name {
+        "pull" => Some(Action::Pull),
+        "push" => Some(Action::Push),
+        "delete" => Some(Action::Delete),
+        _ => None,
+    }
+}
+
+/// The identity a stored credential acts as.
+fn scoped_identity(credential: &Credential) -> Identity {
+    Identity::Scoped {
+        name: credential.name.clone(),
+        project: credential.project.clone(),
+        repository: credential.repository.clone(),
+        actions: credential
+            .actions
+            .iter()
+            .filter_map(|a| parse_action(a))
+            .collect::<BTreeSet<_>>(),
+    }
+}
+
+pub struct AccessService {
+    meta: MetaStore,
+    key: TokenKey,
+    config: AccessConfig,
+    users_throttle: Throttle,
+    addresses_throttle: Throttle,
+    /// SHA-256 of "user\0password" → the identity it verified as.
+    verified: TtlCache<[u8; 32], Identity>,
+    /// Credential name → whether it is still active (for bearer tokens issued to it).
+    credential_active: TtlCache<String, bool>,
+    password_checks: tokio::sync::Semaphore,
+    /// An Argon2 hash verified when the user does not exist, so that the answer takes as
+    /// long as for a real user.
+    dummy_hash: String,
+    audit: AuditLog,
+}
+
+impl AccessService {
+    pub fn new(meta: MetaStore, key: TokenKey, config: AccessConfig) -> Result<Arc<Self>> {
+        let dummy_hash = gantry_auth::password::hash("gantry-timing-equaliser")
+            .map_err(|e| AccessError::Hashing(e.to_string()))?;
+        Ok(Arc::new(AccessService {
+            audit: AuditLog::start(meta.clone()),
+            users_throttle: Throttle::new(config.throttle),
+            addresses_throttle: Throttle::new(config.throttle),
+            meta,
+            key,
+            config,
+            verified: TtlCache::new(10_000),
+            credential_active: TtlCache::new(10_000),
+            password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
+            dummy_hash,
+        }))
+    }
+
+    pub fn config(&self) -> &AccessConfig {
+        &self.config
+    }
+
+    pub fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Verifies a user's password or a credential's secret. Throttled per client address and
+    /// per existing user; every outcome is audited as a login.
+    pub async fn login(&self, username: &str, password: &str, client: &str) -> Result<Identity> {
+        let now = now_secs();
+        let user_key = format!("user:{username}");
+        let address_key = format!("addr:{client}");
+        for (throttle, key) in [
+            (&self.addresses_throttle, &address_key),
+            (&self.users_throttle, &user_key),
+        ] {
+            throttle
+                .check(key, now)
+                .map_err(|locked| AccessError::Throttled {
+                    retry_after_secs: locked.retry_after_secs,
+                })?;
+        }
+        let (identity, known_user) = if username.contains('$') {
+            (self.verify_secret(username, password).await?, false)
+        } else {
+            self.verify_password(username, password).await?
+        };
+        let outcome = if identity.is_some() {
+            "success"
+        } else {
+            "failure"
+        };
+        self.audit
+            .record(AuditEntry {
+                actor: username.chars().take(100).collect(),
+                action: "login".into(),
+                resource: String::new(),
+                project: None,
+                client: client.to_string(),
+                outcome: outcome.into(),
+            })
+            .await;
+        match identity {
+            Some(identity) => {
+                self.users_throttle.success(&user_key);
+                Ok(identity)
+            }
+            None => {
+                self.addresses_throttle.failure(&address_key, now);
+                // Only existing users are tracked, so the table is bounded by real accounts.
+                if known_user {
+                    self.users_throttle.failure(&user_key, now);
+                }
+                tracing::info!(user = %username.chars().take(100).collect::<String>(), client, "login failed");
+                Err(AccessError::Unauthenticated(
+                    "invalid username or password".into(),
+                ))
+            }
+        }
+    }
+
+    async fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(Option<Identity>, bool)> {
+        let user = self.meta.user(username).await?;
+        let stored = user
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| self.dummy_hash.clone());
+        let password = password.to_string();
+        let _permit = self
+            .password_checks
+            .acquire()
+            .await
+            .map_err(|e| AccessError::Hashing(e.to_string()))?;
+        let matches =
+            tokio::task::spawn_blocking(move || gantry_auth::password::verify(&password, &stored))
+                .await
+                .map_err(|e| AccessError::Hashing(e.to_string()))?;
+        let known = user.is_some();
+        Ok((
+            user.filter(|_| matches).map(|u| Identity::User {
+                name: u.name,
+                system_admin: u.system_admin,
+            }),
+            known,
+        ))
+    }
+
+    async fn verify_secret(&self, username: &str, secret: &str) -> Result<Option<Identity>> {
+        let hash = gantry_auth::secret::digest(secret);
+        let found = self
+            .meta
+            .active_credential(&hash, now_secs() as i64)
+            .await?;
+        Ok(found
+            .filter(|c| c.name == username)
+            .map(|c| scoped_identity(&c)))
+    }
+
+    /// Basic credentials on a request: verified once, then trusted for a minute.
+    pub async fn basic(&self, username: &str, password: &str, client: &str) -> Result<Identity> {
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(username.as_bytes());
+        hasher.update([0]);
+        hasher.update(password.as_bytes());
+        let key: [u8; 32] = hasher.finalize().into();
+        if let Some(identity) = self.verified.get(&key) {
+            return Ok(identity);
+        }
+        let identity = self.login(username, password, client).await?;
+        self.verified.insert(key, identity.clone(), VERIFIED_TTL);
+        Ok(identity)
+    }
+
+    /// Verifies a bearer token issued by this registry.
+    pub fn bearer(&self, token: &str) -> Result<Caller> {
+        self.key
+            .verify(token, &self.config.service, now_secs())
+            .map(|claims| Caller::Token(Box::new(claims)))
+            .map_err(|e| AccessError::Unauthenticated(e.to_string()))
+    }
+
+    /// The identity behind a token's subject, as it is now (a revoked credential or a deleted
+    /// user is nobody).
+    pub async fn subject(&self, sub: &str) -> Result<Identity> {
+        let gone =
+            || AccessError::Unauthenticated(format!("{sub:?} no longer exists or was revoked"));
+        if sub.is_empty() {
+            return Ok(Identity::Anonymous);
+        }
+        if sub.contains('$') {
+            let credential = self.meta.credential(sub).await?.ok_or_else(gone)?;
+            let active = credential.revoked_at.is_none()
+                && credential
+                    .expires_at
+                    .is_none_or(|at| at > now_secs() as i64);
+            return if active {
+                Ok(scoped_identity(&credential))
+            } else {
+                Err(gone())
+            };
+        }
+        let user = self.meta.user(sub).await?.ok_or_else(gone)?;
+        Ok(Identity::User {
+            name: user.name,
+            system_admin: user.system_admin,
+        })
+    }
+
+    /// Forgets cached verifications of `name` (after revocation, deletion or a password change).
+    pub fn forget(&self, name: &str) {
+        self.verified.retain(|_, identity| identity.name() != name);
+        self.credential_active.remove(&name.to_string());
+    }
+
+    async fn project_access(
+        &self,
+        identity: &Identity,
+        project: &str,
+    ) -> Result<Option<ProjectAccess>> {
+        let user = match identity {
+            Identity::User { name, .. } => Some(name.as_str()),
+            _ => None,
+        };
+        let row = self.meta.project_access(project, user).await?;
+        Ok(row.map(|row| ProjectAccess {
+            public: row.public,
+            role: row.role.and_then(|r| r.parse::<Role>().ok()),
+        }))
+    }
+
+    /// Whether `identity` may do `action` on `repository` (or on the whole project when
+    /// `repository` is None). A project that does not exist grants nothing to anyone but
+    /// system administrators.
+    pub async fn may(
+        &self,
+        identity: &Identity,
+        project: &str,
+        repository: Option<&str>,
+        action: Action,
+    ) -> Result<bool> {
+        let access = self
+            .project_access(identity, project)
+            .await?
+            .unwrap_or(ProjectAccess {
+                public: false,
+                role: None,
+            });
+        Ok(gantry_auth::allows(
+            identity,
+            Target {
+                project,
+                repository,
+            },
+            access,
+            action,
+        ))
+    }
+
+    /// The refusal for a caller who may not do something: 401 for nobody, 403 for somebody.
+    fn refusal(caller_name: &str, what: String) -> AccessError {
+        if caller_name.is_empty() {
+            AccessError::Unauthenticated(format!("authentication required to {what}"))
+        } else {
+            AccessError::Denied(format!("{caller_name:?} may not {what}"))
+        }
+    }
+
+    /// Authorizes one registry request. A push into a project that does not exist creates
+    /// the project when auto-creation is on, with the pusher as its project admin.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        repository: &RepositoryName,
+        action: Action,
+    ) -> Result<()> {
+        let project = project_of(repository.as_str());
+        let what = || format!("{} {repository}", verb(action));
+        let allowed = match caller {
+            Caller::Token(claims) => {
+                let in_token = token_action(action)
+                    .is_some_and(|a| claims.allows("repository", repository.as_str(), a));
+                in_token
+                    && self
+                        .token_subject_may(claims, project, repository, action)
+                        .await?
+            }
+            Caller::Identity(identity) => {
+                if action == Action::Push
+                    && self.config.auto_create_projects
+                    && matches!(identity, Identity::User { .. })
+                    && self.meta.project(project).await?.is_none()
+                {
+                    self.create_project_on_push(identity.name(), project)
+                        .await?;
+                }
+                self.may(identity, project, Some(repository.as_str()), action)
+                    .await?
+            }
+        };
+        if !allowed {
+            return Err(Self::refusal(caller.name(), what()));
+        }
+        if action == Action::Push {
+            self.ensure_project_for_push(caller, project).await?;
+        }
+        Ok(())
+    }
+
+    /// What a token grants is fixed when it is issued, except that (a) a revoked or expired
+    /// credential's tokens stop working within seconds, and (b) listing needs the List
+    /// permission (limited guests pull but do not list), which the token spec has no action for.
+    async fn token_subject_may(
+        &self,
+        claims: &Claims,
+        project: &str,
+        repository: &RepositoryName,
+        action: Action,
+    ) -> Result<bool> {
+        if claims.sub.contains('$') && !self.credential_still_active(&claims.sub).await? {
+            return Ok(false);
+        }
+        if action == Action::List {
+            let identity = match self.subject(&claims.sub).await {
+                Ok(identity) => identity,
+                Err(AccessError::Unauthenticated(_)) => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            return self
+                .may(&identity, project, Some(repository.as_str()), action)
+                .await;
+        }
+        Ok(true)
+    }
+
+    async fn credential_still_active(&self, name: &str) -> Result<bool> {
+        if let Some(active) = self.credential_active.get(&name.to_string()) {
+            return Ok(active);
+        }
+        let active = match self.subject(name).await {
+            Ok(_) => true,
+            Err(AccessError::Unauthenticated(_)) => false,
+            Err(e) => return Err(e),
+        };
+        self.credential_active
+            .insert(name.to_string(), active, CREDENTIAL_STATE_TTL);
+        Ok(active)
+    }
+
+    async fn create_project_on_push(&self, owner: &str, project: &str) -> Result<()> {
+        match self.meta.create_project(project, false, Some(owner)).await {
+            // Two first pushes racing: the other one created it.
+            Ok(_) | Err(MetaError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(project, owner, "created project on first push");
+        self.audit
+            .record(AuditEntry {
+                actor: owner.to_string(),
+                action: "project.create".into(),
+                resource: project.to_string(),
+                project: Some(project.to_string()),
+                client: String::new(),
+                outcome: "success".into(),
+            })
+            .await;
+        Ok(())
+    }
+
+    /// Pushing needs the project to exist (system administrators and bearer tokens get this
+    /// far without a membership check that would have caught it).
+    async fn ensure_project_for_push(&self, caller: &Caller, project: &str) -> Result<()> {
+        if self.meta.project(project).await?.is_some() {
+            return Ok(());
+        }
+        if self.config.auto_create_projects {
+            let owner = match caller {
+                Caller::Token(claims) if !claims.sub.contains('$') => Some(claims.sub.as_str()),
+                Caller::Identity(Identity::User { name, .. }) => Some(name.as_str()),
+                _ => None,
+            };
+            if let Some(owner) = owner {
+                return self.create_project_on_push(owner, project).await;
+            }
+        }
+        Err(AccessError::ProjectUnknown(project.to_string()))
+    }
+
+    /// The identity that may list repositories: a token's subject, or the caller itself.
+    pub async fn lister(&self, caller: &Caller) -> Result<Identity> {
+        match caller {
+            Caller::Identity(identity) => Ok(identity.clone()),
+            Caller::Token(claims) => self.subject(&claims.sub).await,
+        }
+    }
+
+    /// Keeps the repositories of `names` that `identity` may list (the catalog).
+    pub async fn listable(&self, identity: &Identity, names: Vec<String>) -> Result<Vec<String>> {
+        let mut projects: HashMap<String, Option<ProjectAccess>> = HashMap::new();
+        let mut kept = Vec::with_capacity(names.len());
+        for name in names {
+            let project = project_of(&name).to_string();
+            let access = match projects.get(&project) {
+                Some(access) => *access,
+                None => {
+                    let access = self.project_access(identity, &project).await?;
+                    projects.insert(project.clone(), access);
+                    access
+                }
+            };
+            let access = access.unwrap_or(ProjectAccess {
+                public: false,
+                role: None,
+            });
+            let target = Target {
+                project: &project,
+                repository: Some(&name),
+            };
+            if gantry_auth::allows(identity, target, access, Action::List) {
+                kept.push(name);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Issues a token for `scopes`, granting of each only what `identity` may do. Asking for
+    /// more than allowed is not an error: the token simply does not carry it (the spec's
+    /// behaviour, which clients rely on to discover their rights).
+    pub async fn issue(
+        &self,
+        identity: &Identity,
+        scopes: &[Scope],
+        with_refresh: bool,
+    ) -> Result<IssuedToken> {
+        let mut access = Vec::new();
+        let mut granted = Vec::new();
+        for scope in scopes {
+            let grant = match &scope.resource {
+                Resource::Repository(name) => {
+                    let project = project_of(name.as_str());
+                    let mut allowed = BTreeSet::new();
+                    for action in [Action::Pull, Action::Push, Action::Delete] {
+                        if self
+                            .may_via_token(identity, project, name.as_str(), action)
+                            .await?
+                        {
+                            allowed.insert(action);
+                        }
+                    }
+                    scope.granted(|_, action| allowed.contains(&action))
+                }
+                // Anyone may ask for the catalog; what it shows is filtered per caller.
+                Resource::Catalog => Scope {
+                    resource: Resource::Catalog,
+                    actions: scope.actions.clone(),
+                },
+                Resource::Other { kind, .. } if kind == API_SCOPE_TYPE => Scope {
+                    resource: scope.resource.clone(),
+                    actions: if matches!(identity, Identity::Anonymous) {
+                        BTreeSet::new()
+                    } else {
+                        scope.actions.clone()
+                    },
+                },
+                Resource::Other { .. } => Scope {
+                    resource: scope.resource.clone(),
+                    actions: BTreeSet::new(),
+                },
+            };
+            if !grant.actions.is_empty() {
+                granted.push(grant.to_string());
+            }
+            access.push(TokenAccess::from(&grant));
+        }
+        let now = now_secs();
+        let mut expires = now + self.config.token_ttl.as_secs();
+        if let Identity::Scoped { name, .. } = identity {
+            if let Some(at) = self.meta.credential(name).await?.and_then(|c| c.expires_at) {
+                expires = expires.min(at.max(0) as u64);
+            }
+        }
+        let claims = Claims {
+            iss: self.config.issuer.clone(),
+            sub: identity.name().to_string(),
+            aud: self.config.service.clone(),
+            exp: expires,
+            nbf: now,
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            access,
+        };
+        let refresh_token = (with_refresh && !matches!(identity, Identity::Anonymous)).then(|| {
+            self.key.issue(&Claims {
+                aud: format!("{}{REFRESH_AUDIENCE_SUFFIX}", self.config.service),
+                exp: now + self.config.refresh_ttl.as_secs(),
+                jti: uuid::Uuid::new_v4().to_string(),
+                access: Vec::new(),
+                ..claims.clone()
+            })
+        });
+        Ok(IssuedToken {
+            token: self.key.issue(&claims),
+            expires_in: expires.saturating_sub(now),
+            issued_at: now,
+            refresh_token,
+            granted,
+        })
+    }
+
+    /// What a token may grant: the policy, plus pushing into a project that auto-creation
+    /// would create for this user.
+    async fn may_via_token(
+        &self,
+        identity: &Identity,
+        project: &str,
+        repository: &str,
+        action: Action,
+    ) -> Result<bool> {
+        if self
+            .may(identity, project, Some(repository), action)
+            .await?
+        {
+            return Ok(true);
+        }
+        Ok(self.config.auto_create_projects
+            && matches!(identity, Identity::User { .. })
+            && matches!(action, Action::Pull | Action::Push)
+            && self.meta.project(project).await?.is_none())
+    }
+
+    /// The identity behind an OAuth2 refresh token (checked again now: a revoked credential's
+    /// refresh token is worthless).
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Identity> {
+        let audience = format!("{}{REFRESH_AUDIENCE_SUFFIX}", self.config.service);
+        let claims = self
+            .key
+            .verify(refresh_token, &audience, now_secs())
+            .map_err(|e| AccessError::Unauthenticated(format!("refresh token refused: {e}")))?;
+        self.subject(&claims.sub).await
+    }
+
+    /// An API caller's identity from a bearer token, which must have been issued for the API
+    /// (scope `api:v1:*`), not only for repositories.
+    pub async fn api_identity(&self, caller: &Caller) -> Result<Identity> {
+        match caller {
+            Caller::Identity(identity) => Ok(identity.clone()),
+            Caller::Token(claims) => {
+                if !claims.access.iter().any(|a| a.kind == API_SCOPE_TYPE) {
+                    return Err(AccessError::Denied(
+                        "this token was issued for the registry, not the API: ask the token endpoint for scope api:v1:*".into(),
+                    ));
+                }
+                self.subject(&claims.sub).await
+            }
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge for a request that needs `scope`.
+    pub fn challenge(&self, realm: &str, scope: Option<&str>) -> String {
+        let mut challenge = format!(
+            "Bearer realm=\"{realm}\",service=\"{}\"",
+            self.config.service
+        );
+        if let Some(scope) = scope {
+            challenge.push_str(&format!(",scope=\"{scope}\""));
+        }
+        challenge
+    }
+}
+
+/// How an action reads in an error message.
+fn verb(action: Action) -> &'static str {
+    match action {
+        Action::Pull => "pull from",
+        Action::Push => "push to",
+        Action::Delete => "delete from",
+        Action::List => "list",
+        Action::ManageTagRules => "manage tag rules of",
+        Action::ManageMembers => "manage members of",
+        Action::ManageSettings => "change settings of",
+    }
+}
+
+#[cfg(test)]
+mod tests;
