@@ -3,10 +3,13 @@
 
 use std::fmt;
 
+mod api;
+mod docker_config;
 mod layout;
 mod reference;
 mod transfer;
 
+pub use docker_config::DockerConfig;
 pub use layout::Layout;
 pub use reference::{ImageRef, RefError};
 pub use transfer::{copy, pull_to_layout, push_layout, Progress, Silent};

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use gantry_client::{Credentials, ImageRef, Layout, RegistryClient};
+use gantry_client::{ImageRef, Layout, RegistryClient};
 
+mod admin;
 mod bootstrap;
 mod config;
 mod progress;
@@ -24,7 +25,13 @@ use config::LogFormat;
         Then push an OCI image layout to it, pull it back, or copy between registries:\n    \
         gantry push ./my-layout:v1 127.0.0.1:5000/team/app:v1\n    \
         gantry pull 127.0.0.1:5000/team/app:v1 ./copy\n    \
-        gantry copy 127.0.0.1:5000/team/app:v1 127.0.0.1:5000/team/app:stable"
+        gantry copy 127.0.0.1:5000/team/app:v1 127.0.0.1:5000/team/app:stable\n\n\
+        Every registry is private: the first start creates the user `admin` (password from\n\
+        GANTRY_ADMIN_PASSWORD, or generated and printed once). Log in, make a project, add people:\n    \
+        gantry login 127.0.0.1:5000 -u admin\n    \
+        gantry project create team\n    \
+        gantry user create alice && gantry member add team alice --role developer\n    \
+        gantry token create --project team --push --ttl 15m     (a CI credential)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -81,6 +88,79 @@ enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Log in to a registry; the credentials are kept in the docker config.json.
+    #[command(
+        long_about = "Log in to a registry; the credentials are kept in the docker-compatible\n\
+        config.json ($DOCKER_CONFIG or ~/.docker), which docker, podman, skopeo and oras read too.\n\n\
+        Examples:\n    gantry login 127.0.0.1:5000 -u admin\n    \
+        echo \"$TOKEN\" | gantry login registry.example.com -u 'ci$team+1a2b3c' --password-stdin"
+    )]
+    Login {
+        /// HOST[:PORT] [default: 127.0.0.1:5000].
+        registry: Option<String>,
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Read the password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Speak plain HTTP (loopback registries always do).
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// Forget the credentials of a registry.
+    Logout {
+        /// HOST[:PORT] [default: 127.0.0.1:5000].
+        registry: Option<String>,
+    },
+    /// Manage users (system administrators).
+    User {
+        #[command(subcommand)]
+        command: admin::UserCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// Manage projects: the first path component of a repository is its project.
+    Project {
+        #[command(subcommand)]
+        command: admin::ProjectCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// Manage project members and their roles.
+    Member {
+        #[command(subcommand)]
+        command: admin::MemberCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// Manage robot accounts: long-lived credentials with explicit permissions.
+    Robot {
+        #[command(subcommand)]
+        command: admin::RobotCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// Mint, list and revoke short-lived CI tokens.
+    Token {
+        #[command(subcommand)]
+        command: admin::TokenCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// Read the audit log: logins, pushes, pulls, deletes and permission changes.
+    Audit {
+        /// Only this project's events (project admins may read their own).
+        #[arg(long)]
+        project: Option<String>,
+        /// Only events this recent, e.g. 1h, 7d.
+        #[arg(long, value_parser = admin::parse_duration)]
+        since: Option<u64>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
 }
 
 #[derive(Args)]
@@ -133,15 +213,14 @@ struct RemoteArgs {
 }
 
 impl RemoteArgs {
-    fn credentials(&self) -> Option<Credentials> {
-        Some(Credentials {
-            username: self.username.clone()?,
-            password: self.password.clone().unwrap_or_default(),
-        })
-    }
-
-    fn client(&self, image: &ImageRef) -> RegistryClient {
-        RegistryClient::for_ref(image, self.plain_http, self.credentials())
+    /// Credentials from flags/environment, else those `gantry login` stored for the registry.
+    fn client(&self, image: &ImageRef) -> anyhow::Result<RegistryClient> {
+        let credentials = admin::stored_or_given(
+            self.username.as_deref(),
+            self.password.as_deref(),
+            &image.registry,
+        )?;
+        Ok(RegistryClient::for_ref(image, self.plain_http, credentials))
     }
 }
 
@@ -199,7 +278,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let digest = gantry_client::push_layout(
                 &layout,
                 tag,
-                &remote.client(&destination),
+                &remote.client(&destination)?,
                 &destination,
                 bar.clone(),
             )
@@ -218,7 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let layout = Layout::create(dir)?;
             let bar = progress::Bars::new(remote.quiet);
             let digest = gantry_client::pull_to_layout(
-                &remote.client(&source),
+                &remote.client(&source)?,
                 &source,
                 &layout,
                 tag,
@@ -237,9 +316,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let destination = ImageRef::parse(&destination)?;
             let bar = progress::Bars::new(remote.quiet);
             let digest = gantry_client::copy(
-                &remote.client(&source),
+                &remote.client(&source)?,
                 &source,
-                &remote.client(&destination),
+                &remote.client(&destination)?,
                 &destination,
                 bar.clone(),
             )
@@ -247,6 +326,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bar.finish(&format!("copied {source} to {destination} ({digest})"));
             Ok(())
         }
+        Command::Login {
+            registry,
+            username,
+            password_stdin,
+            plain_http,
+        } => admin::login(registry, username, password_stdin, plain_http).await,
+        Command::Logout { registry } => admin::logout(registry),
+        Command::User { command, api } => admin::user(&api, command).await,
+        Command::Project { command, api } => admin::project(&api, command).await,
+        Command::Member { command, api } => admin::member(&api, command).await,
+        Command::Robot { command, api } => admin::robot(&api, command).await,
+        Command::Token { command, api } => admin::token(&api, command).await,
+        Command::Audit {
+            project,
+            since,
+            limit,
+            api,
+        } => admin::audit(&api, project, since, limit).await,
     }
 }
 

@@ -13,6 +13,7 @@ use gantry_access::AccessService;
 use gantry_registry::Registry;
 use http::{HeaderName, HeaderValue};
 
+mod api;
 mod auth;
 mod error;
 mod v2;
@@ -57,7 +58,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/", any(v2::dispatch))
         .route("/v2/{*rest}", any(v2::dispatch))
         .route(auth::TOKEN_PATH, any(auth::token))
+        .merge(api::routes())
         .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(Arc::new(state))
         .layer(middleware::from_fn(edge))
 }
