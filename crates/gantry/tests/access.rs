@@ -1,0 +1,733 @@
+//! The access model over HTTP against the real server: the authorization matrix (every /v2
+//! and /api endpoint × every role × private/public project × anonymous), the token flow, and
+//! attacks on it.
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::*;
+use gantry_oci::{media_type, Digest};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "member-password";
+
+/// Identities of the matrix, weakest first.
+const IDENTITIES: [&str; 8] = [
+    "anonymous",
+    "outsider",
+    "limited-guest",
+    "guest",
+    "developer",
+    "maintainer",
+    "project-admin",
+    "sysadmin",
+];
+
+/// A server with auto-creation off (the default), a private and a public project holding
+/// one image each, and one user per role in both.
+async fn matrix_server() -> (Server, Vec<(String, Digest, Digest)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        &dir.path().join("data"),
+        &[("GANTRY_AUTO_CREATE_PROJECTS", "false")],
+    );
+    // The data dir must outlive the server: keep the TempDir in a leaked box (test process).
+    Box::leak(Box::new(dir));
+    let admin = http();
+    for (name, public) in [("priv", false), ("pub", true)] {
+        let r = admin
+            .post(s.url("/api/v1/projects"))
+            .json(&json!({"name": name, "public": public}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    for user in IDENTITIES[1..7].iter().chain(["sysadmin", "spare"].iter()) {
+        let r = admin
+            .post(s.url("/api/v1/users"))
+            .json(&json!({"name": user, "password": PASSWORD, "admin": *user == "sysadmin"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "create {user}");
+    }
+    let mut images = Vec::new();
+    for project in ["priv", "pub"] {
+        for role in &IDENTITIES[2..7] {
+            let r = admin
+                .put(s.url(&format!("/api/v1/projects/{project}/members/{role}")))
+                .json(&json!({ "role": role }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+        let repo = format!("{project}/app");
+        let (manifest, digest) = push_image(&s, &repo, "v1", project).await;
+        let config = serde_json::from_slice::<Value>(&manifest).unwrap()["config"]["digest"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        images.push((repo, digest, config));
+    }
+    (s, images)
+}
+
+fn client_for(identity: &str) -> reqwest::Client {
+    match identity {
+        "anonymous" => anonymous(),
+        user => http_as(user, PASSWORD),
+    }
+}
+
+/// One endpoint of the matrix: how to call it and who may.
+struct Case {
+    name: &'static str,
+    /// Which identities are allowed, in the private and in the public project.
+    private: &'static [&'static str],
+    public: &'static [&'static str],
+}
+
+const MEMBERS_WHO_PULL: &[&str] = &[
+    "limited-guest",
+    "guest",
+    "developer",
+    "maintainer",
+    "project-admin",
+    "sysadmin",
+];
+const MEMBERS_WHO_LIST: &[&str] = &[
+    "guest",
+    "developer",
+    "maintainer",
+    "project-admin",
+    "sysadmin",
+];
+const PUSHERS: &[&str] = &["developer", "maintainer", "project-admin", "sysadmin"];
+const DELETERS: &[&str] = &["maintainer", "project-admin", "sysadmin"];
+const ADMINS: &[&str] = &["project-admin", "sysadmin"];
+const EVERYONE: &[&str] = &IDENTITIES;
+const AUTHENTICATED: &[&str] = &[
+    "outsider",
+    "limited-guest",
+    "guest",
+    "developer",
+    "maintainer",
+    "project-admin",
+    "sysadmin",
+];
+
+const CASES: &[Case] = &[
+    Case {
+        name: "v2 base",
+        private: AUTHENTICATED,
+        public: AUTHENTICATED,
+    },
+    Case {
+        name: "tags list",
+        private: MEMBERS_WHO_LIST,
+        public: EVERYONE,
+    },
+    Case {
+        name: "manifest get",
+        private: MEMBERS_WHO_PULL,
+        public: EVERYONE,
+    },
+    Case {
+        name: "manifest head",
+        private: MEMBERS_WHO_PULL,
+        public: EVERYONE,
+    },
+    Case {
+        name: "blob get",
+        private: MEMBERS_WHO_PULL,
+        public: EVERYONE,
+    },
+    Case {
+        name: "referrers",
+        private: MEMBERS_WHO_PULL,
+        public: EVERYONE,
+    },
+    Case {
+        name: "upload start",
+        private: PUSHERS,
+        public: PUSHERS,
+    },
+    Case {
+        name: "manifest put",
+        private: PUSHERS,
+        public: PUSHERS,
+    },
+    Case {
+        name: "manifest delete",
+        private: DELETERS,
+        public: DELETERS,
+    },
+    Case {
+        name: "blob delete",
+        private: DELETERS,
+        public: DELETERS,
+    },
+    Case {
+        name: "api project show",
+        private: MEMBERS_WHO_PULL,
+        public: AUTHENTICATED,
+    },
+    Case {
+        name: "api members list",
+        private: MEMBERS_WHO_LIST,
+        public: AUTHENTICATED,
+    },
+    Case {
+        name: "api member set",
+        private: ADMINS,
+        public: ADMINS,
+    },
+    Case {
+        name: "api project update",
+        private: ADMINS,
+        public: ADMINS,
+    },
+    Case {
+        name: "api robots list",
+        private: ADMINS,
+        public: ADMINS,
+    },
+    Case {
+        name: "api robot create",
+        private: ADMINS,
+        public: ADMINS,
+    },
+    Case {
+        name: "api tokens list",
+        private: ADMINS,
+        public: ADMINS,
+    },
+    Case {
+        name: "api token create (pull)",
+        private: MEMBERS_WHO_PULL,
+        public: AUTHENTICATED,
+    },
+    Case {
+        name: "api token create (push)",
+        private: PUSHERS,
+        public: PUSHERS,
+    },
+    Case {
+        name: "api audit of project",
+        private: ADMINS,
+        public: ADMINS,
+    },
+    Case {
+        name: "api users list",
+        private: &["sysadmin"],
+        public: &["sysadmin"],
+    },
+];
+
+/// Sends the case's request as `identity` on the project's image; returns the response.
+async fn call(
+    s: &Server,
+    case: &str,
+    identity: &str,
+    (repo, manifest, config): &(String, Digest, Digest),
+    round: usize,
+) -> reqwest::Response {
+    let project = repo.split('/').next().unwrap();
+    let c = client_for(identity);
+    let unknown = Digest::sha256_of(format!("{case}{identity}{round}").as_bytes());
+    let url = |p: &str| s.url(p);
+    let request = match case {
+        "v2 base" => c.get(url("/v2/")),
+        "tags list" => c.get(url(&format!("/v2/{repo}/tags/list"))),
+        "manifest get" => c
+            .get(url(&format!("/v2/{repo}/manifests/v1")))
+            .header("accept", media_type::OCI_MANIFEST),
+        "manifest head" => c
+            .head(url(&format!("/v2/{repo}/manifests/{manifest}")))
+            .header("accept", media_type::OCI_MANIFEST),
+        "blob get" => c.get(url(&format!("/v2/{repo}/blobs/{config}"))),
+        "referrers" => c.get(url(&format!("/v2/{repo}/referrers/{manifest}"))),
+        "upload start" => c.post(url(&format!("/v2/{repo}/blobs/uploads/"))),
+        "manifest put" => {
+            let bytes = get_bytes(s, &format!("/v2/{repo}/manifests/v1")).await;
+            c.put(url(&format!("/v2/{repo}/manifests/copy-{round}")))
+                .header("content-type", media_type::OCI_MANIFEST)
+                .body(bytes)
+        }
+        // Unknown digests: an allowed caller gets 404, so the matrix changes nothing.
+        "manifest delete" => c.delete(url(&format!("/v2/{repo}/manifests/{unknown}"))),
+        "blob delete" => c.delete(url(&format!("/v2/{repo}/blobs/{unknown}"))),
+        "api project show" => c.get(url(&format!("/api/v1/projects/{project}"))),
+        "api members list" => c.get(url(&format!("/api/v1/projects/{project}/members"))),
+        "api member set" => c
+            .put(url(&format!("/api/v1/projects/{project}/members/spare")))
+            .json(&json!({"role": "guest"})),
+        "api project update" => c
+            .patch(url(&format!("/api/v1/projects/{project}")))
+            .json(&json!({"public": project == "pub"})),
+        "api robots list" => c.get(url(&format!("/api/v1/projects/{project}/robots"))),
+        "api robot create" => c
+            .post(url(&format!("/api/v1/projects/{project}/robots")))
+            .json(&json!({"name": format!("r{round}-{identity}"), "actions": ["pull"]})),
+        "api tokens list" => c.get(url(&format!("/api/v1/tokens?project={project}"))),
+        "api token create (pull)" => c
+            .post(url("/api/v1/tokens"))
+            .json(&json!({"project": project, "actions": ["pull"], "ttl_secs": 60})),
+        "api token create (push)" => c
+            .post(url("/api/v1/tokens"))
+            .json(&json!({"project": project, "actions": ["pull", "push"], "ttl_secs": 60})),
+        "api audit of project" => c.get(url(&format!("/api/v1/audit?project={project}"))),
+        "api users list" => c.get(url("/api/v1/users")),
+        other => panic!("unknown case {other}"),
+    };
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn authorization_matrix_every_endpoint_role_and_visibility() {
+    let (s, images) = matrix_server().await;
+    let mut checked = 0;
+    let mut round = 0;
+    for case in CASES {
+        for (image, allowed) in images.iter().zip([case.private, case.public]) {
+            for identity in IDENTITIES {
+                round += 1;
+                let response = call(&s, case.name, identity, image, round).await;
+                let status = response.status();
+                let context = format!("{} on {} as {identity}: {status}", case.name, image.0);
+                let (want_status, want_code) = if allowed.contains(&identity) {
+                    match case.name {
+                        // Allowed deletes of unknown digests reach the registry: 404.
+                        "manifest delete" => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+                        "blob delete" => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+                        _ => {
+                            assert!(status.is_success(), "{context} should be allowed");
+                            checked += 1;
+                            continue;
+                        }
+                    }
+                } else if identity == "anonymous" {
+                    assert!(
+                        header(&response, "www-authenticate").is_some(),
+                        "{context}: a challenge tells the client how to authenticate"
+                    );
+                    (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+                } else {
+                    (StatusCode::FORBIDDEN, "DENIED")
+                };
+                if case.name == "manifest head" {
+                    assert_eq!(status, want_status, "{context}"); // HEAD has no body
+                } else {
+                    assert_error(response, want_status, want_code).await;
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, CASES.len() * 2 * IDENTITIES.len());
+
+    // The catalog lists exactly the repositories each identity may list.
+    for identity in IDENTITIES {
+        let catalog: Value = client_for(identity)
+            .get(s.url("/v2/_catalog"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut want = vec![];
+        if MEMBERS_WHO_LIST.contains(&identity) {
+            want.push("priv/app");
+        }
+        want.push("pub/app");
+        assert_eq!(
+            catalog["repositories"],
+            json!(want),
+            "catalog as {identity}"
+        );
+    }
+}
+
+/// Asks the token endpoint for `scopes` with `client`'s credentials.
+async fn token_for(s: &Server, client: &reqwest::Client, scopes: &[&str]) -> (StatusCode, Value) {
+    let mut query: Vec<(&str, &str)> = vec![("service", "gantry")];
+    query.extend(scopes.iter().map(|scope| ("scope", *scope)));
+    let r = client
+        .get(s.url("/auth/token"))
+        .query(&query)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The claims of a JWT, unverified (what the client could read).
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+fn bearer(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn token_flow_challenges_and_grants_the_intersection_of_asked_and_allowed() {
+    let (s, _) = matrix_server().await;
+    let realm = format!("http://{}/auth/token", s.addr);
+    let r = anonymous().get(s.url("/v2/")).send().await.unwrap();
+    assert_eq!(
+        header(&r, "www-authenticate"),
+        Some(format!("Bearer realm=\"{realm}\",service=\"gantry\"").as_str())
+    );
+    assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    let r = anonymous()
+        .post(s.url("/v2/priv/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "www-authenticate"),
+        Some(
+            format!(
+                "Bearer realm=\"{realm}\",service=\"gantry\",scope=\"repository:priv/app:pull,push\""
+            )
+            .as_str()
+        )
+    );
+
+    // A guest asking for push gets pull only; the token says so and the registry agrees.
+    let (status, answer) = token_for(
+        &s,
+        &http_as("guest", PASSWORD),
+        &["repository:priv/app:pull,push"],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let token = answer["token"].as_str().unwrap();
+    assert_eq!(answer["access_token"], answer["token"]);
+    assert!(answer["expires_in"].as_u64().unwrap() > 0);
+    let granted = claims(token);
+    assert_eq!(granted["sub"], "guest");
+    assert_eq!(
+        granted["access"],
+        json!([{"type": "repository", "name": "priv/app", "actions": ["pull"]}])
+    );
+    let guest = bearer(token);
+    let r = guest
+        .get(s.url("/v2/priv/app/manifests/v1"))
+        .header("accept", media_type::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = guest
+        .post(s.url("/v2/priv/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    // 403 (not 401) with a challenge: what the oras SDK needs to ask for a new token.
+    assert!(header(&r, "www-authenticate")
+        .unwrap()
+        .contains("scope=\"repository:priv/app:pull,push\""));
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+
+    // A token for one repository is nothing on another, even one the user may push to.
+    let (_, answer) = token_for(
+        &s,
+        &http_as("developer", PASSWORD),
+        &["repository:priv/app:pull,push"],
+    )
+    .await;
+    let developer = bearer(answer["token"].as_str().unwrap());
+    for path in [
+        "/v2/pub/app/blobs/uploads/",
+        "/v2/priv/other/blobs/uploads/",
+    ] {
+        let r = developer.post(s.url(path)).send().await.unwrap();
+        assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    }
+    let r = developer
+        .post(s.url("/v2/priv/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // Several scope parameters (skopeo's cross-repository mount) and a catalog scope.
+    let (_, answer) = token_for(
+        &s,
+        &http_as("developer", PASSWORD),
+        &[
+            "repository:pub/app:pull",
+            "repository:priv/app:pull,push",
+            "repository:elsewhere/x:pull",
+        ],
+    )
+    .await;
+    let access = &claims(answer["token"].as_str().unwrap())["access"];
+    assert_eq!(access.as_array().unwrap().len(), 3);
+    assert_eq!(access[0]["actions"], json!(["pull"]));
+    assert_eq!(access[1]["actions"], json!(["pull", "push"]));
+    assert_eq!(
+        access[2]["actions"],
+        json!([]),
+        "a project that does not exist grants nothing"
+    );
+
+    // Anonymous tokens: public pulls only; using one elsewhere is a 401 (log in), not a 403.
+    let (status, answer) = token_for(
+        &s,
+        &anonymous(),
+        &["repository:pub/app:pull", "repository:priv/app:pull"],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let nobody = bearer(answer["token"].as_str().unwrap());
+    let r = nobody
+        .get(s.url("/v2/pub/app/tags/list"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = nobody
+        .get(s.url("/v2/priv/app/tags/list"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+
+    // Bad credentials at the token endpoint are refused, not downgraded to anonymous.
+    let (status, answer) =
+        token_for(&s, &http_as("guest", "wrong"), &["repository:pub/app:pull"]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer["errors"][0]["code"], "UNAUTHORIZED");
+}
+
+#[tokio::test]
+async fn forged_tampered_and_expired_tokens_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(&dir.path().join("data"), &[("GANTRY_TOKEN_TTL_SECS", "2")]);
+    push_image(&s, "team/app", "v1", "t").await;
+    let (_, answer) = token_for(&s, &http(), &["repository:team/app:pull"]).await;
+    let token = answer["token"].as_str().unwrap().to_string();
+    let get = |token: String| {
+        let url = s.url("/v2/team/app/tags/list");
+        async move { bearer(&token).get(url).send().await.unwrap() }
+    };
+    assert_eq!(get(token.clone()).await.status(), StatusCode::OK);
+
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut payload = claims(&token);
+    let encode = |v: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap());
+    // alg: none, with the real payload and no signature.
+    let none = format!(
+        "{}.{}.",
+        encode(&json!({"alg": "none", "typ": "JWT"})),
+        parts[1]
+    );
+    // A tampered payload under the real signature: more actions, another repository.
+    payload["access"][0]["actions"] = json!(["pull", "push", "delete"]);
+    payload["access"][0]["name"] = json!("team/other");
+    let tampered = format!("{}.{}.{}", parts[0], encode(&payload), parts[2]);
+    // A token signed by another key, carrying the server's kid.
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let foreign =
+        gantry_auth::TokenKey::generate().issue(&serde_json::from_value(claims(&token)).unwrap());
+    let foreign_parts: Vec<&str> = foreign.split('.').collect();
+    let wrong_key = format!("{}.{}.{}", parts[0], foreign_parts[1], foreign_parts[2]);
+    assert!(
+        header["kid"].as_str().is_some_and(|k| k.len() == 59),
+        "{header}"
+    );
+    // HS256 with the public kid, the classic algorithm confusion.
+    let hmac = format!(
+        "{}.{}.{}",
+        encode(&json!({"alg": "HS256", "kid": header["kid"]})),
+        parts[1],
+        parts[2]
+    );
+    for (what, forged) in [
+        ("alg none", none),
+        ("tampered payload", tampered),
+        ("foreign key", foreign),
+        ("foreign signature under our kid", wrong_key),
+        ("HS256", hmac),
+        ("garbage", "not.a.token".to_string()),
+    ] {
+        let r = get(forged).await;
+        let body = assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+        assert!(
+            !body.to_string().contains(&token),
+            "{what}: the token is not echoed"
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let body = assert_error(get(token).await, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    assert!(body.to_string().contains("expired"), "{body}");
+}
+
+#[tokio::test]
+async fn brute_force_logins_are_throttled_and_say_when_to_retry() {
+    let (s, _) = matrix_server().await;
+    let guesser = http_as("developer", "guess");
+    for _ in 0..5 {
+        let r = guesser.get(s.url("/v2/")).send().await.unwrap();
+        assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    }
+    // Now even the right password is refused for a while, on /v2 and at the token endpoint.
+    let r = http_as("developer", PASSWORD)
+        .get(s.url("/v2/"))
+        .send()
+        .await
+        .unwrap();
+    let retry: u64 = header(&r, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    let body = assert_error(r, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS").await;
+    assert!(!body.to_string().contains(PASSWORD));
+    let (status, _) = token_for(&s, &http_as("developer", PASSWORD), &[]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // The failures are in the audit log, with the client's address.
+    let audit: Value = http()
+        .get(s.url("/api/v1/audit?limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let failures = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["action"] == "login" && e["outcome"] == "failure" && e["actor"] == "developer"
+        })
+        .inspect(|e| assert_eq!(e["client"], "127.0.0.1"))
+        .count();
+    assert_eq!(failures, 5);
+}
+
+#[tokio::test]
+async fn traversing_and_confusable_names_are_refused_everywhere() {
+    let (s, _) = matrix_server().await;
+    let developer = http_as("developer", PASSWORD);
+    for scope in [
+        "repository:priv/../pub/app:pull,push",
+        "repository:../priv/app:pull",
+        "repository:prіv/app:pull", // Cyrillic і
+        "repository:PRIV/app:pull",
+        "repository:priv/app",
+    ] {
+        let (status, body) = token_for(&s, &developer, &[scope]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{scope}");
+        assert_eq!(body["errors"][0]["code"], "INVALID_REQUEST", "{scope}");
+    }
+    // (reqwest would resolve `%2e%2e` itself; raw requests below send it as written.)
+    for path in [
+        "/v2/pr%D1%96v/app/tags/list",
+        "/v2/priv/app%2F..%2F..%2Fx/tags/list",
+    ] {
+        let r = developer.get(s.url(path)).send().await.unwrap();
+        assert_error(r, StatusCode::BAD_REQUEST, "NAME_INVALID").await;
+    }
+    for path in [
+        "/v2/priv/../pub/app/tags/list",
+        "/v2/priv/%2e%2e/pub/app/tags/list",
+    ] {
+        let (status, body) = raw_request(&s, "GET", path);
+        assert_eq!(status, 400, "{path}");
+        assert_eq!(body["errors"][0]["code"], "NAME_INVALID", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn containerd_oauth2_password_and_refresh_grants() {
+    let (s, _) = matrix_server().await;
+    let form = |pairs: &[(&str, &str)]| {
+        let url = s.url("/auth/token");
+        let body: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        async move {
+            let r = anonymous().post(url).form(&body).send().await.unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, answer) = form(&[
+        ("grant_type", "password"),
+        ("username", "developer"),
+        ("password", PASSWORD),
+        ("service", "gantry"),
+        ("client_id", "containerd-client"),
+        ("access_type", "offline"),
+        (
+            "scope",
+            "repository:priv/app:pull repository:pub/app:pull,push",
+        ),
+    ])
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["scope"],
+        "repository:priv/app:pull repository:pub/app:pull,push"
+    );
+    let refresh = answer["refresh_token"].as_str().unwrap().to_string();
+    let r = bearer(answer["access_token"].as_str().unwrap())
+        .post(s.url("/v2/pub/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // A refresh token is not an access token.
+    let r = bearer(&refresh).get(s.url("/v2/")).send().await.unwrap();
+    assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    let (status, answer) = form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &refresh),
+        ("service", "gantry"),
+        ("scope", "repository:priv/app:pull,push"),
+    ])
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["scope"], "repository:priv/app:pull,push");
+    assert_eq!(
+        claims(answer["access_token"].as_str().unwrap())["sub"],
+        "developer"
+    );
+
+    for bad in [
+        vec![
+            ("grant_type", "password"),
+            ("username", "developer"),
+            ("password", "nope"),
+        ],
+        vec![("grant_type", "refresh_token"), ("refresh_token", "x.y.z")],
+    ] {
+        let (status, answer) = form(&bad).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    }
+    let (status, answer) = form(&[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("grant_type"));
+}
