@@ -102,6 +102,27 @@ impl Caller {
     }
 }
 
+/// How credentials reached the server; the audit log records it with each login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginVia {
+    /// Basic credentials on a registry or API request.
+    Basic,
+    /// Basic credentials at the token endpoint (docker, skopeo, podman, oras).
+    TokenEndpoint,
+    /// The OAuth2 password grant (containerd).
+    OAuth2Password,
+}
+
+impl LoginVia {
+    fn as_str(self) -> &'static str {
+        match self {
+            LoginVia::Basic => "basic",
+            LoginVia::TokenEndpoint => "token-endpoint",
+            LoginVia::OAuth2Password => "oauth2-password",
+        }
+    }
+}
+
 /// A token as the token endpoint returns it.
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
@@ -223,7 +244,13 @@ impl AccessService {
 
     /// Verifies a user's password or a credential's secret. Throttled per client address and
     /// per existing user; every outcome is audited as a login.
-    pub async fn login(&self, username: &str, password: &str, client: &str) -> Result<Identity> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: &str,
+        via: LoginVia,
+    ) -> Result<Identity> {
         let now = now_secs();
         let user_key = format!("user:{username}");
         let address_key = format!("addr:{client}");
@@ -251,7 +278,7 @@ impl AccessService {
             .record(AuditEntry {
                 actor: username.chars().take(100).collect(),
                 action: "login".into(),
-                resource: String::new(),
+                resource: via.as_str().into(),
                 project: None,
                 client: client.to_string(),
                 outcome: outcome.into(),
@@ -317,8 +344,15 @@ impl AccessService {
             .map(|c| scoped_identity(&c)))
     }
 
-    /// Basic credentials on a request: verified once, then trusted for a minute.
-    pub async fn basic(&self, username: &str, password: &str, client: &str) -> Result<Identity> {
+    /// Basic credentials: verified once, then trusted for a minute (only a real verification
+    /// is audited as a login).
+    pub async fn basic(
+        &self,
+        username: &str,
+        password: &str,
+        client: &str,
+        via: LoginVia,
+    ) -> Result<Identity> {
         let mut hasher = sha2::Sha256::new();
         hasher.update(username.as_bytes());
         hasher.update([0]);
@@ -327,7 +361,7 @@ impl AccessService {
         if let Some(identity) = self.verified.get(&key) {
             return Ok(identity);
         }
-        let identity = self.login(username, password, client).await?;
+        let identity = self.login(username, password, client, via).await?;
         self.verified.insert(key, identity.clone(), VERIFIED_TTL);
         Ok(identity)
     }

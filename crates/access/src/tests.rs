@@ -61,22 +61,29 @@ async fn logins_verify_passwords_and_secrets_and_are_audited() {
     let f = fixture(AccessConfig::default()).await;
     let a = &f.access;
     assert_eq!(
-        a.login("alice", "secret-pw", "192.0.2.1").await.unwrap(),
+        a.login("alice", "secret-pw", "192.0.2.1", LoginVia::Basic)
+            .await
+            .unwrap(),
         user("alice")
     );
     for (name, password) in [("alice", "wrong"), ("nobody", "secret-pw"), ("", "")] {
         assert!(matches!(
-            a.login(name, password, "192.0.2.1").await,
+            a.login(name, password, "192.0.2.1", LoginVia::Basic).await,
             Err(AccessError::Unauthenticated(m)) if !m.contains(password) || password.is_empty()
         ));
     }
     let secret = ci_credential(a, "ci$team-a+1", None).await;
     assert!(matches!(
-        a.login("ci$team-a+1", &secret, "192.0.2.1").await.unwrap(),
+        a.login("ci$team-a+1", &secret, "192.0.2.1", LoginVia::Basic)
+            .await
+            .unwrap(),
         Identity::Scoped { .. }
     ));
     // The secret of one credential does not log in as another name.
-    assert!(a.login("ci$team-a+2", &secret, "192.0.2.1").await.is_err());
+    assert!(a
+        .login("ci$team-a+2", &secret, "192.0.2.1", LoginVia::Basic)
+        .await
+        .is_err());
     a.audit_log().flush().await;
     let events = a
         .meta()
@@ -104,7 +111,9 @@ async fn logins_verify_passwords_and_secrets_and_are_audited() {
     );
     assert!(events
         .iter()
-        .all(|e| e.client_addr.as_deref() == Some("192.0.2.1") && e.action == "login"));
+        .all(|e| e.client_addr.as_deref() == Some("192.0.2.1")
+            && e.action == "login"
+            && e.resource == "basic"));
 }
 
 #[tokio::test]
@@ -120,24 +129,31 @@ async fn repeated_failures_lock_the_user_and_the_address() {
     let a = &f.access;
     for _ in 0..3 {
         assert!(matches!(
-            a.login("alice", "guess", "198.51.100.1").await,
+            a.login("alice", "guess", "198.51.100.1", LoginVia::Basic)
+                .await,
             Err(AccessError::Unauthenticated(_))
         ));
     }
     // Locked even with the right password, from that address and for that user elsewhere.
     assert!(matches!(
-        a.login("alice", "secret-pw", "198.51.100.1").await,
+        a.login("alice", "secret-pw", "198.51.100.1", LoginVia::Basic)
+            .await,
         Err(AccessError::Throttled { .. })
     ));
     assert!(matches!(
-        a.login("alice", "secret-pw", "198.51.100.2").await,
+        a.login("alice", "secret-pw", "198.51.100.2", LoginVia::Basic)
+            .await,
         Err(AccessError::Throttled { .. })
     ));
     assert!(matches!(
-        a.login("bob", "secret-pw", "198.51.100.1").await,
+        a.login("bob", "secret-pw", "198.51.100.1", LoginVia::Basic)
+            .await,
         Err(AccessError::Throttled { .. })
     ));
-    assert!(a.login("bob", "secret-pw", "198.51.100.3").await.is_ok());
+    assert!(a
+        .login("bob", "secret-pw", "198.51.100.3", LoginVia::Basic)
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -255,7 +271,10 @@ async fn refresh_tokens_are_not_access_tokens_and_die_with_their_credential() {
     let f = fixture(AccessConfig::default()).await;
     let a = &f.access;
     let secret = ci_credential(a, "ci$team-a+r", None).await;
-    let ci = a.login("ci$team-a+r", &secret, "x").await.unwrap();
+    let ci = a
+        .login("ci$team-a+r", &secret, "x", LoginVia::Basic)
+        .await
+        .unwrap();
     let scopes = Scope::parse_all(["repository:team-a/app:pull,push"]).unwrap();
     let issued = a.issue(&ci, &scopes, true).await.unwrap();
     let refresh = issued.refresh_token.unwrap();
@@ -290,7 +309,10 @@ async fn repository_scoped_credentials_and_listing() {
     let f = fixture(AccessConfig::default()).await;
     let a = &f.access;
     let secret = ci_credential(a, "ci$team-a+one", Some("team-a/app")).await;
-    let ci = a.login("ci$team-a+one", &secret, "x").await.unwrap();
+    let ci = a
+        .login("ci$team-a+one", &secret, "x", LoginVia::Basic)
+        .await
+        .unwrap();
     let caller = Caller::Identity(ci.clone());
     assert!(a
         .authorize(&caller, &repo("team-a/app"), Action::Push)

@@ -28,13 +28,7 @@ const IDENTITIES: [&str; 8] = [
 /// A server with auto-creation off (the default), a private and a public project holding
 /// one image each, and one user per role in both.
 async fn matrix_server() -> (Server, Vec<(String, Digest, Digest)>) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with(
-        &dir.path().join("data"),
-        &[("GANTRY_AUTO_CREATE_PROJECTS", "false")],
-    );
-    // The data dir must outlive the server: keep the TempDir in a leaked box (test process).
-    Box::leak(Box::new(dir));
+    let s = Server::start_configured(&[("GANTRY_AUTO_CREATE_PROJECTS", "false")]);
     let admin = http();
     for (name, public) in [("priv", false), ("pub", true)] {
         let r = admin
@@ -521,8 +515,7 @@ async fn token_flow_challenges_and_grants_the_intersection_of_asked_and_allowed(
 
 #[tokio::test]
 async fn forged_tampered_and_expired_tokens_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with(&dir.path().join("data"), &[("GANTRY_TOKEN_TTL_SECS", "2")]);
+    let s = Server::start_configured(&[("GANTRY_TOKEN_TTL_SECS", "2")]);
     push_image(&s, "team/app", "v1", "t").await;
     let (_, answer) = token_for(&s, &http(), &["repository:team/app:pull"]).await;
     let token = answer["token"].as_str().unwrap().to_string();

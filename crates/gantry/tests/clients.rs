@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Builds a small OCI layout with umoci: one layer holding `files`.
 fn make_layout(dir: &Path, tag: &str, files: &[(&str, &[u8])]) {
@@ -47,6 +47,28 @@ fn skopeo(dir: &Path) -> Command {
     cmd.env("XDG_RUNTIME_DIR", dir).env("HOME", dir);
     cmd.arg("--registries-conf").arg("/dev/null");
     cmd
+}
+
+/// podman with private storage and credentials under `dir`.
+fn podman(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args(["--storage-driver", "vfs"])
+        .env("HOME", dir)
+        .env("XDG_RUNTIME_DIR", dir)
+        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
+        .args(args);
+    cmd
+}
+
+/// Runs a client that must fail; returns its stderr.
+fn fails(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{cmd:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// `skopeo login` as `user`: later skopeo and podman commands in `dir` use the stored
@@ -141,19 +163,7 @@ fn podman_pushes_and_pulls() {
     let layout = dir.path().join("layout");
     let pushed = index_digest(&layout);
     login(dir.path(), &s, "admin", ADMIN_PASSWORD);
-    let podman = |args: &[&str]| {
-        let mut cmd = Command::new("podman");
-        cmd.arg("--root")
-            .arg(dir.path().join("root"))
-            .arg("--runroot")
-            .arg(dir.path().join("run"))
-            .args(["--storage-driver", "vfs"])
-            .env("HOME", dir.path())
-            .env("XDG_RUNTIME_DIR", dir.path())
-            .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
-            .args(args);
-        run(&mut cmd)
-    };
+    let podman = |args: &[&str]| run(&mut podman(dir.path(), args));
     // Into the registry with skopeo, through podman's own storage, and back out by push.
     run(skopeo(dir.path())
         .args(["copy", "--dest-tls-verify=false"])
@@ -186,10 +196,11 @@ fn podman_pushes_and_pulls() {
     assert_eq!(base["Digest"], pushed);
 }
 
-#[test]
-fn oras_sdk_pushes_an_artifact_with_a_subject_and_finds_it_as_a_referrer() {
+#[tokio::test]
+async fn oras_sdk_pushes_an_artifact_with_a_subject_and_finds_it_as_a_referrer() {
     let s = Server::start();
     let dir = tempfile::tempdir().unwrap();
+    push_image(&s, "other/thing", "v1", "for oras").await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/oras_referrers.py");
     let out = run(Command::new("python3")
         .arg(script)
@@ -199,4 +210,317 @@ fn oras_sdk_pushes_an_artifact_with_a_subject_and_finds_it_as_a_referrer() {
         .env("ORAS_USER", "admin")
         .env("ORAS_PASSWORD", ADMIN_PASSWORD));
     assert!(out.contains("oras ok"), "{out}");
+}
+
+/// POSTs JSON to the REST API as admin and returns the answer.
+async fn api_post(s: &Server, path: &str, body: Value) -> Value {
+    let r = http().post(s.url(path)).json(&body).send().await.unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn skopeo_and_podman_use_robot_accounts_and_ci_tokens_until_expiry_or_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        &dir.path().join("data"),
+        &[("GANTRY_AUTO_CREATE_PROJECTS", "false")],
+    );
+    make_layout(dir.path(), "v1", &[("app/bin", b"binary\n")]);
+    let layout = format!("oci:{}:v1", dir.path().join("layout").display());
+    api_post(&s, "/api/v1/projects", json!({"name": "ci"})).await;
+    let robot = api_post(
+        &s,
+        "/api/v1/projects/ci/robots",
+        json!({"name": "puller", "actions": ["pull"]}),
+    )
+    .await;
+    let token = api_post(
+        &s,
+        "/api/v1/tokens",
+        json!({"project": "ci", "repository": "ci/app", "actions": ["push"], "ttl_secs": 600}),
+    )
+    .await;
+    assert_eq!(
+        token["actions"],
+        json!(["pull", "push"]),
+        "pushing implies pulling"
+    );
+    let (ci_name, ci_secret) = (
+        token["name"].as_str().unwrap(),
+        token["secret"].as_str().unwrap(),
+    );
+    let image = |tag: &str| format!("docker://{}/ci/app:{tag}", s.addr);
+    let home = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        path
+    };
+
+    // The CI token pushes (skopeo logs in, then speaks the bearer-token flow).
+    let ci = home("ci");
+    login(&ci, &s, ci_name, ci_secret);
+    run(skopeo(&ci)
+        .args(["copy", "--dest-tls-verify=false", &layout])
+        .arg(image("v1")));
+    // ...only where it was minted for.
+    let stderr = fails(
+        skopeo(&ci)
+            .args(["copy", "--dest-tls-verify=false", &layout])
+            .arg(format!("docker://{}/ci/other:v1", s.addr)),
+    );
+    assert!(stderr.contains("403"), "{stderr}");
+
+    // The robot pulls, and may not push.
+    let bot = home("robot");
+    login(
+        &bot,
+        &s,
+        robot["name"].as_str().unwrap(),
+        robot["secret"].as_str().unwrap(),
+    );
+    let out = bot.join("out");
+    run(skopeo(&bot)
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(image("v1"))
+        .arg(format!("oci:{}:v1", out.display())));
+    let stderr = fails(
+        skopeo(&bot)
+            .args(["copy", "--dest-tls-verify=false", &layout])
+            .arg(image("robot")),
+    );
+    assert!(stderr.contains("denied"), "{stderr}");
+
+    // podman logs in with the CI token and pushes.
+    let pod = home("podman");
+    run(&mut podman(
+        &pod,
+        &[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            ci_name,
+            "-p",
+            ci_secret,
+            &s.addr,
+        ],
+    ));
+    let source = format!("{}/ci/app:v1", s.addr);
+    let target = format!("{}/ci/app:podman", s.addr);
+    run(&mut podman(&pod, &["pull", "--tls-verify=false", &source]));
+    run(&mut podman(&pod, &["tag", &source, &target]));
+    run(&mut podman(&pod, &["push", "--tls-verify=false", &target]));
+    let tags: Value = serde_json::from_str(&run(skopeo(&bot).args([
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/ci/app", s.addr),
+    ])))
+    .unwrap();
+    assert_eq!(tags["Tags"], json!(["podman", "v1"]));
+
+    // Revoked: the next push fails at once.
+    let r = http()
+        .delete(s.url(&format!("/api/v1/tokens/{}", ci_name.replace('$', "%24"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
+    let stderr = fails(
+        skopeo(&ci)
+            .args(["copy", "--dest-tls-verify=false", &layout])
+            .arg(image("after-revoke")),
+    );
+    assert!(
+        stderr.contains("unauthorized") || stderr.contains("401"),
+        "{stderr}"
+    );
+
+    // Expired: a token minted for 3 s works, then stops by itself.
+    let short = api_post(
+        &s,
+        "/api/v1/tokens",
+        json!({"project": "ci", "actions": ["pull", "push"], "ttl_secs": 3}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let brief = home("brief");
+    login(
+        &brief,
+        &s,
+        short["name"].as_str().unwrap(),
+        short["secret"].as_str().unwrap(),
+    );
+    run(skopeo(&brief)
+        .args(["copy", "--dest-tls-verify=false", &layout])
+        .arg(image("brief")));
+    assert!(
+        started.elapsed().as_secs() < 3,
+        "the first push ran inside the TTL"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(4).saturating_sub(started.elapsed()));
+    let stderr = fails(
+        skopeo(&brief)
+            .args(["copy", "--dest-tls-verify=false", &layout])
+            .arg(image("expired")),
+    );
+    assert!(
+        stderr.contains("unauthorized") || stderr.contains("401"),
+        "{stderr}"
+    );
+
+    // The audit log names who pushed, and how they logged in.
+    let audit: Value = http()
+        .get(s.url("/api/v1/audit?project=ci&limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = audit["events"].as_array().unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e["actor"] == ci_name && e["action"] == "push" && e["resource"] == "ci/app:v1"));
+    assert!(events
+        .iter()
+        .any(|e| e["action"] == "ci.revoke" && e["resource"] == ci_name));
+}
+
+/// A containerd daemon of the test's own, with every path under `dir`.
+struct Containerd {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Containerd {
+    fn start(dir: &Path) -> Containerd {
+        std::fs::create_dir_all(dir).unwrap();
+        let socket = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.snapshotter.v1.btrfs\", \
+                 \"io.containerd.snapshotter.v1.zfs\", \"io.containerd.snapshotter.v1.devmapper\", \
+                 \"io.containerd.snapshotter.v1.aufs\"]\n[grpc]\n  address = \"{socket}\"\n",
+                root = dir.join("root").display(),
+                state = dir.join("state").display(),
+                socket = socket.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("containerd starts (.ci/run installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "containerd did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Containerd { child, socket }
+    }
+
+    fn ctr(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address").arg(&self.socket).args(args);
+        cmd
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn containerd_pulls_and_pushes_through_the_oauth2_password_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        &dir.path().join("data"),
+        &[("GANTRY_AUTO_CREATE_PROJECTS", "false")],
+    );
+    make_layout(
+        dir.path(),
+        "v1",
+        &[("etc/motd", b"hello from containerd\n")],
+    );
+    api_post(&s, "/api/v1/projects", json!({"name": "team"})).await;
+    api_post(
+        &s,
+        "/api/v1/users",
+        json!({"name": "dev", "password": "dev-password"}),
+    )
+    .await;
+    let r = http()
+        .put(s.url("/api/v1/projects/team/members/dev"))
+        .json(&json!({"role": "developer"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    login(dir.path(), &s, "admin", ADMIN_PASSWORD);
+    run(skopeo(dir.path())
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", dir.path().join("layout").display()))
+        .arg(format!("docker://{}/team/app:v1", s.addr)));
+
+    let containerd = Containerd::start(&dir.path().join("containerd"));
+    let source = format!("{}/team/app:v1", s.addr);
+    let target = format!("{}/team/from-ctr:v2", s.addr);
+    let user = ["--plain-http", "--user", "dev:dev-password"];
+    // Without credentials the private image is refused.
+    fails(&mut containerd.ctr(&[
+        "images",
+        "pull",
+        "--plain-http",
+        "--snapshotter",
+        "native",
+        &source,
+    ]));
+    run(&mut containerd.ctr(
+        &[
+            &["images", "pull", "--snapshotter", "native"][..],
+            &user[..],
+            &[source.as_str()][..],
+        ]
+        .concat(),
+    ));
+    run(&mut containerd.ctr(&["images", "tag", &source, &target]));
+    run(&mut containerd.ctr(&[&["images", "push"][..], &user[..], &[target.as_str()][..]].concat()));
+    let tags: Value = http()
+        .get(s.url("/v2/team/from-ctr/tags/list"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tags["tags"], json!(["v2"]));
+    // containerd used the OAuth2 form (not the GET fallback), as the audit log records.
+    let audit: Value = http()
+        .get(s.url("/api/v1/audit?limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["actor"] == "dev"
+            && e["action"] == "login"
+            && e["resource"] == "oauth2-password"
+            && e["outcome"] == "success"));
 }

@@ -11,7 +11,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Req
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use gantry_access::{now_secs, AccessError, AuditEntry, CI_PREFIX, ROBOT_PREFIX};
+use gantry_access::{now_secs, AccessError, AuditEntry, LoginVia, CI_PREFIX, ROBOT_PREFIX};
 use gantry_auth::{Action, Identity, Role};
 use gantry_meta::{AuditQuery, Credential};
 use http::{header, HeaderValue, StatusCode};
@@ -85,7 +85,7 @@ impl FromRequestParts<Arc<AppState>> for ApiCaller {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| client_address(addr))
             .unwrap_or_default();
-        let caller = auth::caller(state, &parts.headers, &client).await?;
+        let caller = auth::caller(state, &parts.headers, &client, LoginVia::Basic).await?;
         let identity = state.access.api_identity(&caller).await?;
         if matches!(identity, Identity::Anonymous) {
             return Err(AccessError::Unauthenticated(
@@ -588,7 +588,8 @@ impl From<Credential> for CredentialView {
     }
 }
 
-/// Parses credential actions: known names only, no duplicates, at least one.
+/// Parses credential actions: known names only, at least one. Pushing implies pulling: clients
+/// check which blobs a registry holds before they push.
 fn credential_actions(actions: &[String]) -> Result<BTreeSet<Action>, ApiError> {
     let mut parsed = BTreeSet::new();
     for action in actions {
@@ -607,6 +608,9 @@ fn credential_actions(actions: &[String]) -> Result<BTreeSet<Action>, ApiError> 
         return Err(ApiError::Invalid(
             "give at least one action: pull, push or delete".into(),
         ));
+    }
+    if parsed.contains(&Action::Push) {
+        parsed.insert(Action::Pull);
     }
     Ok(parsed)
 }

@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use gantry_access::{AccessError, Caller, IssuedToken};
+use gantry_access::{AccessError, Caller, IssuedToken, LoginVia};
 use gantry_auth::{Identity, Scope};
 use http::{header, HeaderMap, Method};
 use serde_json::json;
@@ -54,6 +54,7 @@ pub async fn caller(
     state: &AppState,
     headers: &HeaderMap,
     client: &str,
+    via: LoginVia,
 ) -> Result<Caller, AccessError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(Caller::anonymous());
@@ -64,7 +65,7 @@ pub async fn caller(
     if let Some(credentials) = basic_credentials(value) {
         let (user, password) = credentials?;
         return Ok(Caller::Identity(
-            state.access.basic(&user, &password, client).await?,
+            state.access.basic(&user, &password, client, via).await?,
         ));
     }
     if let Some(token) = value
@@ -201,7 +202,7 @@ pub async fn token(
                 };
                 state
                     .access
-                    .login(user, password, &client)
+                    .login(user, password, &client, LoginVia::OAuth2Password)
                     .await
                     .map_err(refuse)?
             }
@@ -220,7 +221,10 @@ pub async fn token(
             }
         }
     } else {
-        match caller(&state, &headers, &client).await.map_err(refuse)? {
+        match caller(&state, &headers, &client, LoginVia::TokenEndpoint)
+            .await
+            .map_err(refuse)?
+        {
             Caller::Identity(identity) => identity,
             Caller::Token(_) => {
                 return Err(refuse(AccessError::Unauthenticated(

@@ -16,7 +16,7 @@ use gantry_storage::ByteStream;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use percent_encoding::percent_decode_str;
 
-use gantry_access::{project_of, AccessError, AuditEntry, Caller};
+use gantry_access::{project_of, AccessError, AuditEntry, Caller, LoginVia};
 use gantry_auth::{Action, Identity};
 
 use crate::auth::{self, client_address, realm};
@@ -335,7 +335,7 @@ pub async fn dispatch(
             .challenge(&realm(&state, &headers), scope.as_deref()),
         error,
     };
-    let caller = auth::caller(&state, &headers, &client)
+    let caller = auth::caller(&state, &headers, &client, LoginVia::Basic)
         .await
         .map_err(|e| refuse(e, None))?;
     let mut repository = None;

@@ -1,6 +1,7 @@
 """Drives Gantry with the oras Python SDK: pushes an artifact (chunked), pushes a second
 artifact whose `subject` is the first, finds it through the referrers API, and pulls the
-files back unchanged, logged in through the token flow. Usage (credentials in ORAS_USER and
+files back unchanged, logged in through the token flow; then reads a repository its token does
+not cover (other/thing:v1, pushed by the test), which needs a new token after a 403. Usage (credentials in ORAS_USER and
 ORAS_PASSWORD): python3 oras_referrers.py HOST:PORT WORKDIR"""
 
 import hashlib
@@ -54,4 +55,9 @@ os.mkdir("out")
 files = client.pull(target=subject_ref, outdir="out")
 with open("payload.bin", "rb") as a, open(os.path.join("out", "payload.bin"), "rb") as b:
     assert a.read() == b.read(), "pulled payload differs"
+# The client's token covers oras/artifact only. Reading another repository with it gets a 403
+# with a challenge, after which the SDK (which ignores a second 401) asks for a new token.
+other = client.get_manifest(f"{host}/other/thing:v1")
+assert other["schemaVersion"] == 2, other
+
 print("oras ok", subject_digest, entry["digest"], files)

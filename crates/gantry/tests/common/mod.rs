@@ -77,9 +77,14 @@ fn spawn(listen: &str, data_dir: &Path, env: &[(&str, &str)]) -> (Child, String)
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_configured(&[])
+    }
+
+    /// Starts a server on a fresh temporary data directory with extra settings.
+    pub fn start_configured(env: &[(&str, &str)]) -> Server {
         let temp = tempfile::tempdir().unwrap();
         let data_dir = temp.path().join("data");
-        let mut server = Server::start_in(&data_dir);
+        let mut server = Server::start_with(&data_dir, env);
         server._temp = Some(temp);
         server
     }
