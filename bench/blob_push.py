@@ -1,6 +1,7 @@
 """Pushes one file as a blob with as little client overhead as possible (the body goes out
 with sendfile, zero-copy), so that push benchmarks measure the registry, not the client.
 Usage: python3 blob_push.py HOST:PORT REPO FILE DIGEST monolithic|chunked [CHUNK_BYTES]
+Sends $BENCH_AUTHORIZATION as the Authorization header when set.
 Prints the seconds from the first request to the registry's 201."""
 
 import os
@@ -11,13 +12,14 @@ import time
 host, repo, path, digest, mode = sys.argv[1:6]
 chunk = int(sys.argv[6]) if len(sys.argv) > 6 else 64 << 20
 size = os.path.getsize(path)
+AUTH = [f"Authorization: {os.environ['BENCH_AUTHORIZATION']}"] if os.environ.get("BENCH_AUTHORIZATION") else []
 sock = socket.create_connection(tuple(host.rsplit(":", 1)))
 reader = sock.makefile("rb")
 
 
 def request(method, target, headers=(), body=None):
     """Sends a request (body: (file, offset, count)) and returns (status, headers)."""
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"] + list(headers)
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"] + AUTH + list(headers)
     count = body[2] if body else 0
     lines.append(f"Content-Length: {count}")
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())

@@ -33,13 +33,16 @@ start = threading.Barrier(count + 1)
 failures = []
 
 
+AUTH = {"Authorization": os.environ["BENCH_AUTHORIZATION"]} if os.environ.get("BENCH_AUTHORIZATION") else {}
+
+
 def push(repo, blobs, manifest):
     conn = http.client.HTTPConnection(host, timeout=120)
     start.wait()
     try:
         for body, digest in blobs:
             # POST then PUT: Distribution 2.8 does not take a blob in the POST itself.
-            conn.request("POST", f"/v2/{repo}/blobs/uploads/")
+            conn.request("POST", f"/v2/{repo}/blobs/uploads/", headers=AUTH)
             r = conn.getresponse(); r.read()
             location = r.getheader("Location", "")
             if r.status != 202 or not location:
@@ -48,13 +51,13 @@ def push(repo, blobs, manifest):
             path = location.split(host, 1)[-1]
             separator = "&" if "?" in path else "?"
             conn.request("PUT", f"{path}{separator}digest={digest}", body=body,
-                         headers={"Content-Type": "application/octet-stream"})
+                         headers={"Content-Type": "application/octet-stream", **AUTH})
             r = conn.getresponse(); r.read()
             if r.status != 201:
                 failures.append(f"blob {r.status}")
                 return
         conn.request("PUT", f"/v2/{repo}/manifests/v1", body=manifest,
-                     headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+                     headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json", **AUTH})
         r = conn.getresponse(); r.read()
         if r.status != 201:
             failures.append(f"manifest {r.status}")

@@ -147,6 +147,9 @@ const REFRESH_AUDIENCE_SUFFIX: &str = "#refresh";
 const VERIFIED_TTL: Duration = Duration::from_secs(60);
 /// How long a credential's active state is trusted for bearer tokens issued to it.
 const CREDENTIAL_STATE_TTL: Duration = Duration::from_secs(5);
+/// How long a project's visibility and a member's role are trusted. Changes made through this
+/// server apply at once; this bounds how long another replica may lag behind.
+const PROJECT_ACCESS_TTL: Duration = Duration::from_secs(2);
 /// Concurrent Argon2 verifications (each uses 19 MiB): bounds memory under a login flood.
 const PASSWORD_CHECKS: usize = 4;
 
@@ -205,6 +208,8 @@ pub struct AccessService {
     verified: TtlCache<[u8; 32], Identity>,
     /// Credential name → whether it is still active (for bearer tokens issued to it).
     credential_active: TtlCache<String, bool>,
+    /// (project, user name or "") → the project's visibility and the user's role, if it exists.
+    project_access: TtlCache<(String, String), Option<ProjectAccess>>,
     password_checks: tokio::sync::Semaphore,
     /// An Argon2 hash verified when the user does not exist, so that the answer takes as
     /// long as for a real user.
@@ -225,6 +230,7 @@ impl AccessService {
             config,
             verified: TtlCache::new(10_000),
             credential_active: TtlCache::new(10_000),
+            project_access: TtlCache::new(10_000),
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             dummy_hash,
         }))
@@ -407,6 +413,13 @@ impl AccessService {
         self.credential_active.remove(&name.to_string());
     }
 
+    /// Forgets cached project facts after a change to projects, members or users (other
+    /// replicas see the change within `PROJECT_ACCESS_TTL`).
+    pub fn permissions_changed(&self) {
+        self.project_access.retain(|_, _| false);
+    }
+
+    /// Whether the project exists, is public, and the user's role in it; `None`: no project.
     async fn project_access(
         &self,
         identity: &Identity,
@@ -416,11 +429,24 @@ impl AccessService {
             Identity::User { name, .. } => Some(name.as_str()),
             _ => None,
         };
+        let key = (project.to_string(), user.unwrap_or_default().to_string());
+        if let Some(access) = self.project_access.get(&key) {
+            return Ok(access);
+        }
         let row = self.meta.project_access(project, user).await?;
-        Ok(row.map(|row| ProjectAccess {
+        let access = row.map(|row| ProjectAccess {
             public: row.public,
             role: row.role.and_then(|r| r.parse::<Role>().ok()),
-        }))
+        });
+        self.project_access.insert(key, access, PROJECT_ACCESS_TTL);
+        Ok(access)
+    }
+
+    async fn project_exists(&self, project: &str) -> Result<bool> {
+        Ok(self
+            .project_access(&Identity::Anonymous, project)
+            .await?
+            .is_some())
     }
 
     /// Whether `identity` may do `action` on `repository` (or on the whole project when
@@ -483,7 +509,7 @@ impl AccessService {
                 if action == Action::Push
                     && self.config.auto_create_projects
                     && matches!(identity, Identity::User { .. })
-                    && self.meta.project(project).await?.is_none()
+                    && !self.project_exists(project).await?
                 {
                     self.create_project_on_push(identity.name(), project)
                         .await?;
@@ -547,6 +573,7 @@ impl AccessService {
             Ok(_) | Err(MetaError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
+        self.permissions_changed();
         tracing::info!(project, owner, "created project on first push");
         self.audit
             .record(AuditEntry {
@@ -564,7 +591,7 @@ impl AccessService {
     /// Pushing needs the project to exist (system administrators and bearer tokens get this
     /// far without a membership check that would have caught it).
     async fn ensure_project_for_push(&self, caller: &Caller, project: &str) -> Result<()> {
-        if self.meta.project(project).await?.is_some() {
+        if self.project_exists(project).await? {
             return Ok(());
         }
         if self.config.auto_create_projects {
@@ -719,7 +746,7 @@ impl AccessService {
         Ok(self.config.auto_create_projects
             && matches!(identity, Identity::User { .. })
             && matches!(action, Action::Pull | Action::Push)
-            && self.meta.project(project).await?.is_none())
+            && !self.project_exists(project).await?)
     }
 
     /// The identity behind an OAuth2 refresh token (checked again now: a revoked credential's

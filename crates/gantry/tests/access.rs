@@ -724,3 +724,37 @@ async fn containerd_oauth2_password_and_refresh_grants() {
         .unwrap()
         .contains("grant_type"));
 }
+
+#[tokio::test]
+async fn permission_changes_apply_to_the_next_request() {
+    let (s, _) = matrix_server().await;
+    let spare = http_as("spare", PASSWORD);
+    let push = || spare.post(s.url("/v2/priv/app/blobs/uploads/")).send();
+    assert_error(push().await.unwrap(), StatusCode::FORBIDDEN, "DENIED").await;
+    let set_role = |role: &'static str| {
+        http()
+            .put(s.url("/api/v1/projects/priv/members/spare"))
+            .json(&json!({ "role": role }))
+            .send()
+    };
+    assert!(set_role("developer").await.unwrap().status().is_success());
+    assert_eq!(push().await.unwrap().status(), StatusCode::ACCEPTED);
+    assert!(set_role("guest").await.unwrap().status().is_success());
+    assert_error(push().await.unwrap(), StatusCode::FORBIDDEN, "DENIED").await;
+    // Making the project public opens pulls to everyone at once.
+    let pull = || anonymous().get(s.url("/v2/priv/app/tags/list")).send();
+    assert_error(
+        pull().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+    )
+    .await;
+    let r = http()
+        .patch(s.url("/api/v1/projects/priv"))
+        .json(&json!({"public": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(pull().await.unwrap().status(), StatusCode::OK);
+}

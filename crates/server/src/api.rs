@@ -307,6 +307,7 @@ async fn delete_user(
         return Err(ApiError::NotFound(format!("no user {user:?}")));
     }
     state.access.forget(&user);
+    state.access.permissions_changed();
     caller.audit(&state, "user.delete", &user, None).await;
     Ok(no_content())
 }
@@ -388,6 +389,7 @@ async fn create_project(
         .meta()
         .create_project(&project.name, project.public, Some(caller.name()))
         .await?;
+    state.access.permissions_changed();
     caller
         .audit(&state, "project.create", &project.name, Some(&project.name))
         .await;
@@ -424,6 +426,7 @@ async fn update_project(
         .meta()
         .set_project_public(&project, update.public)
         .await?;
+    state.access.permissions_changed();
     caller
         .audit(
             &state,
@@ -453,6 +456,7 @@ async fn delete_project(
         )
         .await?;
     state.access.meta().delete_project(&project).await?;
+    state.access.permissions_changed();
     caller
         .audit(&state, "project.delete", &project, Some(&project))
         .await;
@@ -507,6 +511,7 @@ async fn set_member(
     {
         return Err(ApiError::NotFound(format!("no user {user:?}")));
     }
+    state.access.permissions_changed();
     caller
         .audit(
             &state,
@@ -531,6 +536,7 @@ async fn remove_member(
             "{user:?} is not a member of {project:?}"
         )));
     }
+    state.access.permissions_changed();
     caller
         .audit(&state, "member.remove", &user, Some(&project))
         .await;
