@@ -137,3 +137,150 @@ fn help_teaches_the_commands() {
         assert!(help.contains(word), "serve --help lacks {word}: {help}");
     }
 }
+
+/// Runs the CLI with a private HOME (for `gantry login`'s config.json), no credentials in the
+/// environment, and `stdin` piped in.
+fn gantry_at(
+    home: &std::path::Path,
+    registry: &str,
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(args)
+        .env("HOME", home)
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("GANTRY_USERNAME")
+        .env_remove("GANTRY_PASSWORD")
+        .env("GANTRY_REGISTRY", registry)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn login_then_manage_projects_members_and_ci_tokens() {
+    let s = Server::start_configured(&[("GANTRY_AUTO_CREATE_PROJECTS", "false")]);
+    let home = tempfile::tempdir().unwrap();
+    let g = |args: &[&str], stdin: &str| gantry_at(home.path(), &s.addr, args, stdin);
+
+    // Not logged in: the error says how to log in.
+    let out = g(&["project", "list"], "");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("gantry login"), "{}", stderr(&out));
+    // A wrong password is refused and nothing is saved.
+    let out = g(
+        &["login", &s.addr, "-u", "admin", "--password-stdin"],
+        "wrong\n",
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("login failed"), "{}", stderr(&out));
+    assert!(!home.path().join(".docker/config.json").exists());
+
+    let out = g(
+        &["login", &s.addr, "-u", "admin", "--password-stdin"],
+        &format!("{ADMIN_PASSWORD}\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(home.path().join(".docker/config.json")).unwrap())
+            .unwrap();
+    assert!(config["auths"][&s.addr]["auth"].is_string());
+
+    for args in [
+        &["project", "create", "team"][..],
+        &["user", "create", "alice", "--password-stdin"][..],
+        &["member", "add", "team", "alice", "--role", "maintainer"][..],
+    ] {
+        let out = g(args, "alice-password\n");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let out = g(&["member", "list", "team"], "");
+    let members = stdout(&out);
+    assert!(
+        members.contains("alice") && members.contains("maintainer"),
+        "{members}"
+    );
+    let out = g(&["project", "list", "--json"], "");
+    let projects: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        projects["projects"],
+        serde_json::json!([{"name": "team", "public": false}])
+    );
+
+    // A CI token from the CLI is a working password, until revoked.
+    let out = g(
+        &[
+            "token",
+            "create",
+            "--project",
+            "team",
+            "--push",
+            "--ttl",
+            "10m",
+            "--json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (name, secret) = (
+        token["name"].as_str().unwrap(),
+        token["secret"].as_str().unwrap(),
+    );
+    assert_eq!(token["actions"], serde_json::json!(["pull", "push"]));
+    push_image(&s, "team/app", "v1", "cli").await;
+    let ci = http_as(name, secret);
+    let r = ci
+        .get(s.url("/v2/team/app/tags/list"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let out = g(&["token", "revoke", name], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Revocation also clears the server's cache of verified credentials: refused at once.
+    let r = ci
+        .get(s.url("/v2/team/app/tags/list"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, reqwest::StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+
+    let out = g(&["audit", "--project", "team", "--since", "1h"], "");
+    let audit = stdout(&out);
+    for action in ["project.create", "member.set", "ci.create", "ci.revoke"] {
+        assert!(audit.contains(action), "{action} missing from:\n{audit}");
+    }
+    // The stored login also serves push/pull.
+    let layout = home.path().join("layout");
+    let out = g(
+        &[
+            "pull",
+            "-q",
+            &format!("{}/team/app:v1", s.addr),
+            layout.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = g(&["logout", &s.addr], "");
+    assert!(out.status.success());
+    let out = g(&["project", "list"], "");
+    assert!(!out.status.success(), "logged out");
+}
