@@ -596,14 +596,7 @@ async fn brute_force_logins_are_throttled_and_say_when_to_retry() {
     let (status, _) = token_for(&s, &http_as("developer", PASSWORD), &[]).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     // The failures are in the audit log, with the client's address.
-    let audit: Value = http()
-        .get(s.url("/api/v1/audit?limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = get_json(&s, "/api/v1/audit?limit=1000").await;
     let failures = audit["events"]
         .as_array()
         .unwrap()

@@ -56,12 +56,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route(
             "/api/v1/robots/{robot}",
-            axum::routing::delete(revoke_robot),
+            axum::routing::delete(revoke_handler("robot")),
         )
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route(
             "/api/v1/tokens/{token}",
-            axum::routing::delete(revoke_token),
+            axum::routing::delete(revoke_handler("ci")),
         )
         .route("/api/v1/audit", get(audit))
 }
@@ -192,6 +192,18 @@ impl ApiCaller {
         }
     }
 
+    /// Records a change to projects, members or users, and makes it apply to the next request.
+    async fn permission_changed(
+        &self,
+        state: &AppState,
+        action: &str,
+        resource: &str,
+        project: Option<&str>,
+    ) {
+        state.access.permissions_changed();
+        self.audit(state, action, resource, project).await;
+    }
+
     async fn audit(&self, state: &AppState, action: &str, resource: &str, project: Option<&str>) {
         state
             .access
@@ -307,8 +319,9 @@ async fn delete_user(
         return Err(ApiError::NotFound(format!("no user {user:?}")));
     }
     state.access.forget(&user);
-    state.access.permissions_changed();
-    caller.audit(&state, "user.delete", &user, None).await;
+    caller
+        .permission_changed(&state, "user.delete", &user, None)
+        .await;
     Ok(no_content())
 }
 
@@ -389,9 +402,8 @@ async fn create_project(
         .meta()
         .create_project(&project.name, project.public, Some(caller.name()))
         .await?;
-    state.access.permissions_changed();
     caller
-        .audit(&state, "project.create", &project.name, Some(&project.name))
+        .permission_changed(&state, "project.create", &project.name, Some(&project.name))
         .await;
     Ok(created(
         json!({"name": project.name, "public": project.public}),
@@ -426,9 +438,8 @@ async fn update_project(
         .meta()
         .set_project_public(&project, update.public)
         .await?;
-    state.access.permissions_changed();
     caller
-        .audit(
+        .permission_changed(
             &state,
             if update.public {
                 "project.public"
@@ -456,9 +467,8 @@ async fn delete_project(
         )
         .await?;
     state.access.meta().delete_project(&project).await?;
-    state.access.permissions_changed();
     caller
-        .audit(&state, "project.delete", &project, Some(&project))
+        .permission_changed(&state, "project.delete", &project, Some(&project))
         .await;
     Ok(no_content())
 }
@@ -511,9 +521,8 @@ async fn set_member(
     {
         return Err(ApiError::NotFound(format!("no user {user:?}")));
     }
-    state.access.permissions_changed();
     caller
-        .audit(
+        .permission_changed(
             &state,
             "member.set",
             &format!("{user}={role}"),
@@ -536,9 +545,8 @@ async fn remove_member(
             "{user:?} is not a member of {project:?}"
         )));
     }
-    state.access.permissions_changed();
     caller
-        .audit(&state, "member.remove", &user, Some(&project))
+        .permission_changed(&state, "member.remove", &user, Some(&project))
         .await;
     Ok(no_content())
 }
@@ -784,20 +792,18 @@ async fn revoke(state: &AppState, caller: &ApiCaller, name: &str, kind: &str) ->
     Ok(no_content())
 }
 
-async fn revoke_robot(
-    State(state): State<Arc<AppState>>,
-    caller: ApiCaller,
-    Path(robot): Path<String>,
-) -> ApiResult {
-    revoke(&state, &caller, &robot, "robot").await
-}
-
-async fn revoke_token(
-    State(state): State<Arc<AppState>>,
-    caller: ApiCaller,
-    Path(token): Path<String>,
-) -> ApiResult {
-    revoke(&state, &caller, &token, "ci").await
+/// The `DELETE` handler revoking credentials of `kind` (`robot` or `ci`).
+fn revoke_handler(
+    kind: &'static str,
+) -> impl Fn(
+    State<Arc<AppState>>,
+    ApiCaller,
+    Path<String>,
+) -> futures::future::BoxFuture<'static, ApiResult>
+       + Clone {
+    move |State(state), caller, Path(name)| {
+        Box::pin(async move { revoke(&state, &caller, &name, kind).await })
+    }
 }
 
 /// Mints a CI token: never more than the caller may do itself, and only users mint them.
