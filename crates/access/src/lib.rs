@@ -766,7 +766,11 @@ impl AccessService {
         match caller {
             Caller::Identity(identity) => Ok(identity.clone()),
             Caller::Token(claims) => {
-                if !claims.access.iter().any(|a| a.kind == API_SCOPE_TYPE) {
+                if !claims
+                    .access
+                    .iter()
+                    .any(|a| a.kind == API_SCOPE_TYPE && !a.actions.is_empty())
+                {
                     return Err(AccessError::Denied(
                         "this token was issued for the registry, not the API: ask the token endpoint for scope api:v1:*".into(),
                     ));

@@ -751,3 +751,49 @@ async fn permission_changes_apply_to_the_next_request() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(pull().await.unwrap().status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_api_takes_bearer_tokens_issued_for_it_and_no_others() {
+    let (s, _) = matrix_server().await;
+    let maintainer = http_as("maintainer", PASSWORD);
+    let (_, api) = token_for(&s, &maintainer, &["api:v1:*"]).await;
+    let r = bearer(api["token"].as_str().unwrap())
+        .get(s.url("/api/v1/projects/priv/members"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The token acts as its subject: a maintainer still cannot manage members.
+    let r = bearer(api["token"].as_str().unwrap())
+        .put(s.url("/api/v1/projects/priv/members/spare"))
+        .json(&json!({"role": "guest"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    // A registry token is not an API token.
+    let (_, registry) = token_for(&s, &maintainer, &["repository:priv/app:pull"]).await;
+    let r = bearer(registry["token"].as_str().unwrap())
+        .get(s.url("/api/v1/projects"))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    assert!(body.to_string().contains("api:v1:*"), "{body}");
+    // Nobody gets an API token.
+    let (_, anon) = token_for(&s, &anonymous(), &["api:v1:*"]).await;
+    assert_eq!(
+        claims(anon["token"].as_str().unwrap())["access"][0]["actions"],
+        json!([])
+    );
+    // The OpenAPI document is public.
+    let doc: Value = anonymous()
+        .get(s.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/api/v1/tokens"]["post"].is_object());
+}
