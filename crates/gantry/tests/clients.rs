@@ -288,6 +288,51 @@ async fn skopeo_and_podman_use_robot_accounts_and_ci_tokens_until_expiry_or_revo
     let stderr = fails(&mut push(&bot, image("robot")));
     assert!(stderr.contains("denied"), "{stderr}");
 
+    // podman logs in with the robot and pulls.
+    let pod_bot = home("podman-robot");
+    run(&mut podman(
+        &pod_bot,
+        &[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            robot["name"].as_str().unwrap(),
+            "-p",
+            robot["secret"].as_str().unwrap(),
+            &s.addr,
+        ],
+    ));
+    run(&mut podman(
+        &pod_bot,
+        &[
+            "pull",
+            "--tls-verify=false",
+            &format!("{}/ci/app:v1", s.addr),
+        ],
+    ));
+
+    // A developer (a user, not an admin) copies between repositories: skopeo asks one token
+    // for pull on the source and push on the destination, and mounts the blobs.
+    api_post(
+        &s,
+        "/api/v1/users",
+        json!({"name": "dev", "password": "dev-password"}),
+    )
+    .await;
+    let r = http()
+        .put(s.url("/api/v1/projects/ci/members/dev"))
+        .json(&json!({"role": "developer"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let dev = home("dev");
+    login(&dev, &s, "dev", "dev-password");
+    run(skopeo(&dev)
+        .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
+        .arg(image("v1"))
+        .arg(format!("docker://{}/ci/copy:v1", s.addr)));
+
     // podman logs in with the CI token and pushes.
     let pod = home("podman");
     run(&mut podman(
