@@ -159,6 +159,31 @@ impl Layout {
         ))
     }
 
+    /// A path inside the layout for a file that will become a blob (same filesystem, so
+    /// `adopt` is a rename).
+    pub fn scratch_path(&self, name: &str) -> PathBuf {
+        self.root.join(format!(".{name}.partial"))
+    }
+
+    /// Makes a complete file (under `scratch_path`) the blob `digest`.
+    pub fn adopt(&self, digest: &Digest, file: &Path) -> Result<()> {
+        let path = self.blob_path(digest);
+        let dir = path.parent().expect("blob path has a parent");
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        std::fs::rename(file, &path).map_err(io_error(&path))
+    }
+
+    /// Stores small bytes (a config, a manifest) as a blob; returns its digest.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::sha256_of(bytes);
+        if !self.has_blob(&digest) {
+            let tmp = self.scratch_path(digest.hex());
+            std::fs::write(&tmp, bytes).map_err(io_error(&tmp))?;
+            self.adopt(&digest, &tmp)?;
+        }
+        Ok(digest)
+    }
+
     /// Writes a blob from a stream, verified against its digest, visible only once complete.
     pub async fn write_blob(&self, digest: &Digest, stream: BlobStream) -> Result<()> {
         let path = self.blob_path(digest);
