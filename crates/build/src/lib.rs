@@ -15,6 +15,7 @@ use gantry_client::Layout;
 use gantry_oci::{media_type, Digest};
 use serde_json::{json, Value};
 
+pub mod analyze;
 pub mod buildinfo;
 pub mod elf;
 pub mod git;

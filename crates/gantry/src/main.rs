@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use gantry_client::{ImageRef, Layout, RegistryClient};
 
 mod admin;
+mod analyze_cmd;
 mod bootstrap;
 mod build_cmd;
 mod config;
@@ -104,6 +105,18 @@ enum Command {
         gantry build . --image registry.example.com/team/api:dev --output ./api-layout"
     )]
     Build(build_cmd::BuildArgs),
+    /// Show where the bytes of an image go, check it against a size budget, or compare two.
+    #[command(
+        long_about = "Show where the bytes of an image go, check it against a size budget, or compare two.\n\n\
+        Reports each layer's compressed and uncompressed size, the largest files, bytes wasted on\n\
+        files that later layers overwrite or delete, and whether the entrypoint binary is static,\n\
+        stripped, and which Go version and modules built it.\n\n\
+        Examples:\n    \
+        gantry analyze 127.0.0.1:5000/team/api:v1.2.0 --budget 10MB\n    \
+        gantry analyze oci:./api-layout:dev --json\n    \
+        gantry analyze 127.0.0.1:5000/team/api:v1.1.0 127.0.0.1:5000/team/api:v1.2.0"
+    )]
+    Analyze(analyze_cmd::AnalyzeArgs),
     /// Log in to a registry; the credentials are kept in the docker config.json.
     #[command(
         long_about = "Log in to a registry; the credentials are kept in the docker-compatible\n\
@@ -343,6 +356,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Build(args) => build_cmd::run(args).await,
+        Command::Analyze(args) => analyze_cmd::run(args).await,
         Command::Login {
             registry,
             username,

@@ -396,3 +396,156 @@ fn auto_tags_follow_git_and_never_add_latest() {
         "{err}"
     );
 }
+
+/// Runs `gantry analyze` as admin.
+fn gantry_analyze(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("analyze")
+        .args(args)
+        .env("GANTRY_USERNAME", "admin")
+        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn analyze_reports_sizes_wasted_bytes_and_budgets_of_known_images() {
+    use gantry_build::layer::{self, Content, Entry, LayerSpec};
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = gantry_client::Layout::create(dir.path().join("layout")).unwrap();
+    // Layer 0 ships 200 kB of noise; layer 1 deletes it and overwrites a config file.
+    let noise: Vec<u8> = (0..6250u32)
+        .flat_map(|i| hex::decode(Digest::sha256_of(&i.to_le_bytes()).hex()).unwrap())
+        .collect();
+    let file = |bytes: &[u8]| Entry {
+        content: Content::Bytes(bytes.to_vec()),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+    };
+    let mut lower = LayerSpec::default();
+    lower.add("data/noise.bin", file(&noise));
+    lower.add("etc/app.conf", file(b"v1"));
+    let mut upper = LayerSpec::default();
+    upper.add("data/.wh.noise.bin", file(b""));
+    upper.add("etc/app.conf", file(b"version 2"));
+    upper.add("app", file(b"#!/bin/true\n"));
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (i, spec) in [lower, upper].iter().enumerate() {
+        let path = layout.scratch_path(&format!("l{i}"));
+        let built = layer::write(spec, 0, &path).unwrap();
+        layout.adopt(&built.digest, &path).unwrap();
+        descriptors.push(serde_json::json!({"mediaType": gantry_oci::media_type::OCI_LAYER_GZIP, "digest": built.digest.to_string(), "size": built.size}));
+        diff_ids.push(built.diff_id.to_string());
+    }
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": ["/app"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    let config_digest = layout.put_bytes(&config).unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": gantry_oci::media_type::OCI_MANIFEST,
+        "config": {"mediaType": gantry_oci::media_type::OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
+        "layers": descriptors,
+    }))
+    .unwrap();
+    let manifest_digest = layout.put_bytes(&manifest).unwrap();
+    layout
+        .add_to_index(
+            gantry_oci::Descriptor {
+                media_type: gantry_oci::media_type::OCI_MANIFEST.into(),
+                digest: manifest_digest.clone(),
+                size: manifest.len() as u64,
+                artifact_type: None,
+                annotations: None,
+                platform: None,
+            },
+            "v1",
+        )
+        .unwrap();
+    let image = format!("{}/team/waste:v1", s.addr);
+    let layout_arg = format!("{}:v1", dir.path().join("layout").display());
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["push", "-q", &layout_arg, &image])
+        .env("GANTRY_USERNAME", "admin")
+        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // From the registry: over a 100 kB budget, so the command fails, and says why.
+    let out = gantry_analyze(&[&image, "--json", "--budget", "100KB"]);
+    assert!(
+        !out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("over the budget"));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["digest"], manifest_digest.to_string());
+    assert_eq!(report["budget"]["within"], false);
+    assert_eq!(report["wasted_bytes"], 200_002);
+    let wasted: Vec<(&str, &str)> = report["wasted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["path"].as_str().unwrap(), w["how"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        wasted,
+        [
+            ("data/noise.bin", "deleted"),
+            ("etc/app.conf", "overwritten")
+        ]
+    );
+    assert!(
+        report["layers"][0]["compressed"].as_u64().unwrap() > 190_000,
+        "noise does not compress"
+    );
+    assert!(report["layers"][0]["uncompressed"].as_u64().unwrap() > 200_000);
+    assert_eq!(report["binary"]["path"], "/app");
+    assert_eq!(report["binary"]["elf"], false);
+    // The same image from its layout, with a budget it meets.
+    let out = gantry_analyze(&[&format!("oci:{layout_arg}"), "--budget", "1MB"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Wasted: 200.0 KB in 2 files"), "{text}");
+    assert!(text.contains("within"), "{text}");
+
+    // A Go image built by gantry: static, stripped, its Go version; compared with the first.
+    let hello = format!("{}/team/hello:v1", s.addr);
+    built_digest(&gantry_build(&[
+        "-C",
+        fixture("hello").to_str().unwrap(),
+        "--image",
+        &hello,
+        "-q",
+    ]));
+    let out = gantry_analyze(&[&hello, "--json", "--budget", "10MB"]);
+    assert!(out.status.success());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["binary"]["static_linked"], true);
+    assert_eq!(report["binary"]["stripped"], true);
+    assert!(report["binary"]["go_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("go1."));
+    assert_eq!(report["wasted_bytes"], 0);
+    let out = gantry_analyze(&[&image, &hello, "--json"]);
+    let diff: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let changed = diff["comparison"]["changed"].as_array().unwrap();
+    assert_eq!(
+        changed[0][0], "usr/local/bin/hello",
+        "the biggest change comes first"
+    );
+}

@@ -1,0 +1,414 @@
+//! Where the bytes of an image go: per-layer sizes, the largest files, bytes wasted on files
+//! that a later layer overwrites or deletes, and what the main binary is. Layers are read as
+//! streams (gzip → tar), one at a time; only the entrypoint binary is held in memory.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use serde::Serialize;
+
+use crate::buildinfo;
+use crate::elf;
+
+/// One layer as analyzed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LayerReport {
+    pub digest: String,
+    pub compressed: u64,
+    pub uncompressed: u64,
+    pub files: u64,
+    /// What the image config's history says made it, if anything.
+    pub created_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileReport {
+    pub path: String,
+    pub size: u64,
+    /// Index of the layer the file comes from.
+    pub layer: usize,
+}
+
+/// A file that a later layer replaced or deleted: its bytes still ship in the image.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Waste {
+    pub path: String,
+    pub size: u64,
+    pub layer: usize,
+    /// `overwritten` or `deleted`, by layer `by`.
+    pub how: &'static str,
+    pub by: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BinaryReport {
+    pub path: String,
+    pub size: u64,
+    pub elf: bool,
+    pub static_linked: Option<bool>,
+    pub stripped: Option<bool>,
+    pub go_version: Option<String>,
+    /// Dependency modules in the Go build info.
+    pub modules: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Report {
+    pub layers: Vec<LayerReport>,
+    pub compressed: u64,
+    pub uncompressed: u64,
+    pub largest: Vec<FileReport>,
+    pub wasted: Vec<Waste>,
+    pub wasted_bytes: u64,
+    pub binary: Option<BinaryReport>,
+    /// Every regular file of the final filesystem and its size (for comparisons).
+    #[serde(skip)]
+    pub files: BTreeMap<String, u64>,
+}
+
+/// How many of the largest files a report lists.
+pub const LARGEST: usize = 10;
+
+/// Normalises a tar path: no leading `./` or `/`, no trailing `/`.
+fn clean(path: &str) -> String {
+    path.trim_start_matches("./")
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Analyzes layers given bottom first as (digest, compressed size, history, gzip stream), with
+/// `entrypoint` the path of the main binary (from the image config).
+pub fn analyze<R: Read>(
+    layers: impl IntoIterator<Item = (String, u64, Option<String>, R)>,
+    entrypoint: Option<&str>,
+) -> std::io::Result<Report> {
+    let entrypoint = entrypoint.map(clean);
+    // The final filesystem as it builds up: path → (size, layer).
+    let mut live: BTreeMap<String, (u64, usize)> = BTreeMap::new();
+    let mut wasted = Vec::new();
+    let mut reports = Vec::new();
+    let mut binary_bytes: Option<Vec<u8>> = None;
+    for (index, (digest, compressed, created_by, stream)) in layers.into_iter().enumerate() {
+        let mut counted = Counting {
+            inner: flate2::read::GzDecoder::new(stream),
+            count: 0,
+        };
+        let mut files = 0;
+        {
+            let mut archive = tar::Archive::new(&mut counted);
+            for entry in archive.entries()? {
+                let mut entry = entry?;
+                let path = clean(&entry.path()?.to_string_lossy());
+                let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+                if name == ".wh..wh..opq" {
+                    // Opaque directory: everything below it from lower layers is gone.
+                    let prefix = format!("{dir}/");
+                    let gone: Vec<String> = live
+                        .range(prefix.clone()..)
+                        .take_while(|(p, _)| p.starts_with(&prefix))
+                        .filter(|(_, (_, layer))| *layer < index)
+                        .map(|(p, _)| p.clone())
+                        .collect();
+                    for p in gone {
+                        let (size, layer) = live.remove(&p).expect("listed");
+                        wasted.push(Waste {
+                            path: p,
+                            size,
+                            layer,
+                            how: "deleted",
+                            by: index,
+                        });
+                    }
+                    continue;
+                }
+                if let Some(target) = name.strip_prefix(".wh.") {
+                    let target = if dir.is_empty() {
+                        target.to_string()
+                    } else {
+                        format!("{dir}/{target}")
+                    };
+                    let prefix = format!("{target}/");
+                    let gone: Vec<String> = live
+                        .keys()
+                        .filter(|p| **p == target || p.starts_with(&prefix))
+                        .cloned()
+                        .collect();
+                    for p in gone {
+                        let (size, layer) = live.remove(&p).expect("listed");
+                        wasted.push(Waste {
+                            path: p,
+                            size,
+                            layer,
+                            how: "deleted",
+                            by: index,
+                        });
+                    }
+                    continue;
+                }
+                if !entry.header().entry_type().is_file() {
+                    continue;
+                }
+                files += 1;
+                let size = entry.header().size()?;
+                if let Some((old, layer)) = live.insert(path.clone(), (size, index)) {
+                    wasted.push(Waste {
+                        path: path.clone(),
+                        size: old,
+                        layer,
+                        how: "overwritten",
+                        by: index,
+                    });
+                }
+                if entrypoint.as_deref() == Some(path.as_str()) {
+                    let mut bytes = Vec::with_capacity(size.min(1 << 30) as usize);
+                    entry.read_to_end(&mut bytes)?;
+                    binary_bytes = Some(bytes);
+                }
+            }
+        }
+        // Whatever the tar reader left unread (padding) still counts as uncompressed bytes.
+        std::io::copy(&mut counted, &mut std::io::sink())?;
+        reports.push(LayerReport {
+            digest,
+            compressed,
+            uncompressed: counted.count,
+            files,
+            created_by,
+        });
+    }
+    let mut largest: Vec<FileReport> = live
+        .iter()
+        .map(|(path, (size, layer))| FileReport {
+            path: path.clone(),
+            size: *size,
+            layer: *layer,
+        })
+        .collect();
+    largest.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.path.cmp(&b.path)));
+    largest.truncate(LARGEST);
+    let binary = match (&entrypoint, &binary_bytes) {
+        (Some(path), Some(bytes)) if live.contains_key(path) => {
+            let facts = elf::facts(bytes);
+            let info = buildinfo::parse(bytes).ok();
+            Some(BinaryReport {
+                path: format!("/{path}"),
+                size: bytes.len() as u64,
+                elf: facts.is_some(),
+                static_linked: facts.map(|f| f.static_linked),
+                stripped: facts.map(|f| f.stripped),
+                go_version: info.as_ref().map(|i| i.go_version.clone()),
+                modules: info.map(|i| i.deps.len()),
+            })
+        }
+        _ => None,
+    };
+    Ok(Report {
+        compressed: reports.iter().map(|l| l.compressed).sum(),
+        uncompressed: reports.iter().map(|l| l.uncompressed).sum(),
+        layers: reports,
+        largest,
+        wasted_bytes: wasted.iter().map(|w| w.size).sum(),
+        wasted,
+        binary,
+        files: live.into_iter().map(|(p, (size, _))| (p, size)).collect(),
+    })
+}
+
+struct Counting<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// What changed between two images' final filesystems.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Comparison {
+    pub compressed_delta: i64,
+    pub uncompressed_delta: i64,
+    /// (path, size before, size after), biggest growth first; absent files are 0.
+    pub changed: Vec<(String, u64, u64)>,
+}
+
+pub fn compare(before: &Report, after: &Report) -> Comparison {
+    let mut changed: Vec<(String, u64, u64)> = before
+        .files
+        .keys()
+        .chain(after.files.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|path| {
+            let a = before.files.get(path).copied().unwrap_or(0);
+            let b = after.files.get(path).copied().unwrap_or(0);
+            (a != b || before.files.contains_key(path) != after.files.contains_key(path))
+                .then(|| (path.clone(), a, b))
+        })
+        .collect();
+    changed.sort_by_key(|(p, a, b)| (std::cmp::Reverse((*b as i64 - *a as i64).abs()), p.clone()));
+    Comparison {
+        compressed_delta: after.compressed as i64 - before.compressed as i64,
+        uncompressed_delta: after.uncompressed as i64 - before.uncompressed as i64,
+        changed,
+    }
+}
+
+/// Parses a size budget: `10MB`, `9.5MiB`, `500KB`, `1GB` or bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    (number >= 0.0).then(|| (number * multiplier).round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::{self, Content, Entry, LayerSpec};
+
+    fn file(bytes: &[u8]) -> Entry {
+        Entry {
+            content: Content::Bytes(bytes.to_vec()),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    fn layer_of(
+        dir: &std::path::Path,
+        name: &str,
+        files: &[(&str, &[u8])],
+    ) -> (String, u64, Option<String>, std::fs::File) {
+        let mut spec = LayerSpec::default();
+        for (path, bytes) in files {
+            spec.add(path, file(bytes));
+        }
+        let built = layer::write(&spec, 0, &dir.join(name)).unwrap();
+        (
+            built.digest.to_string(),
+            built.size,
+            None,
+            std::fs::File::open(&built.path).unwrap(),
+        )
+    }
+
+    #[test]
+    fn wasted_bytes_count_overwritten_and_deleted_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![7u8; 100_000];
+        let layers = vec![
+            layer_of(
+                dir.path(),
+                "a",
+                &[
+                    ("data/big.bin", &big),
+                    ("data/keep.txt", b"keep"),
+                    ("cache/x", b"12345"),
+                ],
+            ),
+            layer_of(
+                dir.path(),
+                "b",
+                &[
+                    ("data/keep.txt", b"keep it longer"),
+                    ("data/.wh.big.bin", b""),
+                    ("cache/.wh..wh..opq", b""),
+                ],
+            ),
+            layer_of(dir.path(), "c", &[("app", b"not an elf")]),
+        ];
+        let report = analyze(layers, Some("/app")).unwrap();
+        assert_eq!(report.layers.len(), 3);
+        assert_eq!(report.layers[0].files, 3);
+        assert!(report.layers[0].uncompressed > 100_000);
+        assert_eq!(
+            report.compressed,
+            report.layers.iter().map(|l| l.compressed).sum::<u64>()
+        );
+        let wasted: Vec<(&str, u64, &str)> = report
+            .wasted
+            .iter()
+            .map(|w| (w.path.as_str(), w.size, w.how))
+            .collect();
+        assert_eq!(
+            wasted,
+            [
+                ("cache/x", 5, "deleted"),
+                ("data/big.bin", 100_000, "deleted"),
+                ("data/keep.txt", 4, "overwritten"),
+            ]
+        );
+        assert_eq!(report.wasted_bytes, 100_009);
+        assert_eq!(report.largest[0].path, "data/keep.txt");
+        let binary = report.binary.unwrap();
+        assert_eq!(
+            (binary.path.as_str(), binary.size, binary.elf),
+            ("/app", 10, false)
+        );
+        assert_eq!(report.files.len(), 2);
+    }
+
+    #[test]
+    fn comparison_shows_what_grew() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = analyze(
+            vec![layer_of(
+                dir.path(),
+                "a",
+                &[("app", &[1; 1000]), ("old", b"x")],
+            )],
+            None,
+        )
+        .unwrap();
+        let after = analyze(
+            vec![layer_of(
+                dir.path(),
+                "b",
+                &[("app", &[1; 5000]), ("new", b"yy")],
+            )],
+            None,
+        )
+        .unwrap();
+        let diff = compare(&before, &after);
+        assert_eq!(
+            diff.changed,
+            [
+                ("app".to_string(), 1000, 5000),
+                ("new".into(), 0, 2),
+                ("old".into(), 1, 0)
+            ]
+        );
+        assert!(diff.uncompressed_delta > 0);
+    }
+
+    #[test]
+    fn size_budgets_parse() {
+        assert_eq!(parse_size("10MB"), Some(10_000_000));
+        assert_eq!(parse_size("9.5MiB"), Some(9_961_472));
+        assert_eq!(parse_size("500kb"), Some(500_000));
+        assert_eq!(parse_size("1234"), Some(1234));
+        for bad in ["", "MB", "10 parsecs", "-1MB"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+}

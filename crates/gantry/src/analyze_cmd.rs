@@ -1,0 +1,348 @@
+//! `gantry analyze`: where the bytes of an image go, from a registry or an OCI layout.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use futures::StreamExt;
+use gantry_build::analyze::{self, Report};
+use gantry_client::{ImageRef, Layout};
+use gantry_oci::manifest::{self, ManifestKind};
+use gantry_oci::Digest;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+use crate::RemoteArgs;
+
+#[derive(Args)]
+pub struct AnalyzeArgs {
+    /// The image: REGISTRY/REPOSITORY[:TAG|@DIGEST], or an OCI layout as oci:DIR[:TAG].
+    image: String,
+    /// A second image to compare with the first (what grew, what shrank).
+    compare: Option<String>,
+    /// Fail (exit 1) when the compressed image is larger, e.g. 10MB or 9.5MiB.
+    #[arg(long)]
+    budget: Option<String>,
+    /// The platform to analyze in a multi-platform image.
+    #[arg(long, default_value = "linux/amd64")]
+    platform: String,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// An image's manifest, config and layer files, ready to analyze.
+struct Fetched {
+    name: String,
+    digest: Digest,
+    config: Value,
+    /// (digest, compressed size, file holding the gzip bytes)
+    layers: Vec<(Digest, u64, PathBuf)>,
+}
+
+fn pick_platform(index: &[u8], platform: &str) -> anyhow::Result<Digest> {
+    let parsed = manifest::parse(index, None)?;
+    let wanted: gantry_build::Platform = platform.parse()?;
+    let doc: Value = serde_json::from_slice(index)?;
+    for (entry, descriptor) in doc["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .zip(&parsed.manifests)
+    {
+        let p = &entry["platform"];
+        if p["os"] == wanted.os.as_str()
+            && p["architecture"] == wanted.architecture.as_str()
+            && wanted.variant.as_deref().is_none_or(|v| p["variant"] == v)
+        {
+            return Ok(descriptor.digest.clone());
+        }
+    }
+    bail!("the image has no {platform} manifest; choose one with --platform")
+}
+
+/// Splits `oci:DIR[:TAG]` (or an existing directory) from registry references.
+fn layout_source(arg: &str) -> Option<(PathBuf, Option<String>)> {
+    let rest = match arg.strip_prefix("oci:") {
+        Some(rest) => rest,
+        None if Path::new(arg).is_dir() => arg,
+        None => return None,
+    };
+    match rest.rsplit_once(':') {
+        Some((dir, tag)) if !tag.contains('/') && !dir.is_empty() => {
+            Some((PathBuf::from(dir), Some(tag.to_string())))
+        }
+        _ => Some((PathBuf::from(rest), None)),
+    }
+}
+
+async fn fetch(args: &AnalyzeArgs, arg: &str, temp: &Path) -> anyhow::Result<Fetched> {
+    if let Some((dir, tag)) = layout_source(arg) {
+        let layout = Layout::open(&dir)?;
+        let mut digest = layout.find(tag.as_deref())?.digest;
+        let mut bytes = layout.read_blob(&digest).await?;
+        if manifest::parse(&bytes, None)?.kind == ManifestKind::Index {
+            digest = pick_platform(&bytes, &args.platform)?;
+            bytes = layout.read_blob(&digest).await?;
+        }
+        let parsed = manifest::parse(&bytes, None)?;
+        let config_digest = &parsed
+            .config
+            .as_ref()
+            .context("the manifest has no config")?
+            .digest;
+        let config = serde_json::from_slice(&layout.read_blob(config_digest).await?)?;
+        return Ok(Fetched {
+            name: arg.to_string(),
+            digest,
+            config,
+            layers: parsed
+                .layers
+                .iter()
+                .map(|l| (l.digest.clone(), l.size, layout.blob_path(&l.digest)))
+                .collect(),
+        });
+    }
+    let image = ImageRef::parse(arg)?;
+    let client = args.remote.client(&image)?;
+    let repo = image.repository.as_str();
+    let mut top = client.get_manifest(repo, &image.reference).await?;
+    if manifest::parse(&top.bytes, Some(&top.media_type))?.kind == ManifestKind::Index {
+        let digest = pick_platform(&top.bytes, &args.platform)?;
+        top = client.get_manifest(repo, &digest.to_string()).await?;
+    }
+    let parsed = manifest::parse(&top.bytes, Some(&top.media_type))?;
+    let config_digest = &parsed
+        .config
+        .as_ref()
+        .context("the manifest has no config")?
+        .digest;
+    let config = download(&client, repo, config_digest, &temp.join("config")).await?;
+    let config = serde_json::from_slice(&std::fs::read(config)?)?;
+    let mut layers = Vec::new();
+    for (i, layer) in parsed.layers.iter().enumerate() {
+        let path = download(
+            &client,
+            repo,
+            &layer.digest,
+            &temp.join(format!("layer{i}")),
+        )
+        .await?;
+        layers.push((layer.digest.clone(), layer.size, path));
+    }
+    Ok(Fetched {
+        name: arg.to_string(),
+        digest: top.digest,
+        config,
+        layers,
+    })
+}
+
+/// Streams a blob (verified against its digest) to a file.
+async fn download(
+    client: &gantry_client::RegistryClient,
+    repo: &str,
+    digest: &Digest,
+    path: &Path,
+) -> anyhow::Result<PathBuf> {
+    let mut stream = gantry_client::verify(digest.clone(), client.get_blob(repo, digest).await?);
+    let mut file = tokio::fs::File::create(path).await?;
+    while let Some(chunk) = stream.next().await {
+        file.write_all(&chunk?).await?;
+    }
+    file.flush().await?;
+    Ok(path.to_path_buf())
+}
+
+fn analyze_fetched(fetched: &Fetched) -> anyhow::Result<Report> {
+    let history: Vec<Option<String>> = fetched.config["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h["empty_layer"] != true)
+        .map(|h| h["created_by"].as_str().map(str::to_string))
+        .collect();
+    let entrypoint = fetched.config["config"]["Entrypoint"][0]
+        .as_str()
+        .or(fetched.config["config"]["Cmd"][0].as_str())
+        .map(str::to_string);
+    let mut layers = Vec::new();
+    for (i, (digest, size, path)) in fetched.layers.iter().enumerate() {
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot read layer {digest} at {}", path.display()))?;
+        layers.push((
+            digest.to_string(),
+            *size,
+            history.get(i).cloned().flatten(),
+            std::io::BufReader::new(file),
+        ));
+    }
+    analyze::analyze(layers, entrypoint.as_deref())
+        .with_context(|| format!("cannot read the layers of {}", fetched.name))
+}
+
+/// Bytes as people read them: 1.9 MB, 220.3 KB (decimal, as registries report sizes).
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.1} KB", b / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", b / 1e6),
+        _ => format!("{:.2} GB", b / 1e9),
+    }
+}
+
+fn signed(delta: i64) -> String {
+    let sign = if delta < 0 { "-" } else { "+" };
+    format!("{sign}{}", human(delta.unsigned_abs()))
+}
+
+fn print_report(fetched: &Fetched, report: &Report) {
+    println!("{} ({})", fetched.name, fetched.digest);
+    println!(
+        "{:<6} {:>11} {:>13} {:>6}  CREATED BY",
+        "LAYER", "COMPRESSED", "UNCOMPRESSED", "FILES"
+    );
+    for (i, layer) in report.layers.iter().enumerate() {
+        println!(
+            "{i:<6} {:>11} {:>13} {:>6}  {}",
+            human(layer.compressed),
+            human(layer.uncompressed),
+            layer.files,
+            layer.created_by.as_deref().unwrap_or("-")
+        );
+    }
+    println!(
+        "{:<6} {:>11} {:>13}",
+        "total",
+        human(report.compressed),
+        human(report.uncompressed)
+    );
+    println!("\nLargest files:");
+    for f in &report.largest {
+        println!("  {:>10}  /{} (layer {})", human(f.size), f.path, f.layer);
+    }
+    println!(
+        "\nWasted: {} in {} files overwritten or deleted by later layers",
+        human(report.wasted_bytes),
+        report.wasted.len()
+    );
+    for w in report.wasted.iter().take(10) {
+        println!(
+            "  {:>10}  /{} (layer {}, {} by layer {})",
+            human(w.size),
+            w.path,
+            w.layer,
+            w.how,
+            w.by
+        );
+    }
+    match &report.binary {
+        Some(b) if b.elf => println!(
+            "\nBinary {}: {}, {}, {}{}",
+            b.path,
+            human(b.size),
+            if b.static_linked == Some(true) {
+                "static"
+            } else {
+                "dynamically linked (needs a libc in the image)"
+            },
+            if b.stripped == Some(true) {
+                "stripped"
+            } else {
+                "not stripped (build with -ldflags=\"-s -w\")"
+            },
+            match (&b.go_version, b.modules) {
+                (Some(v), Some(m)) => format!(", {v}, {m} dependency modules"),
+                _ => ", not a Go binary".to_string(),
+            }
+        ),
+        Some(b) => println!(
+            "\nEntrypoint {}: not an ELF binary ({})",
+            b.path,
+            human(b.size)
+        ),
+        None => println!("\nEntrypoint: not found in the image"),
+    }
+}
+
+pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let first_dir = temp.path().join("a");
+    std::fs::create_dir(&first_dir)?;
+    let first = fetch(&args, &args.image, &first_dir).await?;
+    let report = tokio::task::block_in_place(|| analyze_fetched(&first))?;
+    if let Some(other) = &args.compare {
+        let second_dir = temp.path().join("b");
+        std::fs::create_dir(&second_dir)?;
+        let second = fetch(&args, other, &second_dir).await?;
+        let after = tokio::task::block_in_place(|| analyze_fetched(&second))?;
+        let diff = analyze::compare(&report, &after);
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({"before": report, "after": after, "comparison": diff})
+                )?
+            );
+        } else {
+            println!("{} → {}", first.name, second.name);
+            println!(
+                "compressed {} ({} → {}), uncompressed {}",
+                signed(diff.compressed_delta),
+                human(report.compressed),
+                human(after.compressed),
+                signed(diff.uncompressed_delta)
+            );
+            for (path, before, now) in diff.changed.iter().take(20) {
+                println!(
+                    "  {:>11}  /{path} ({} → {})",
+                    signed(*now as i64 - *before as i64),
+                    human(*before),
+                    human(*now)
+                );
+            }
+        }
+        return Ok(());
+    }
+    let budget = match &args.budget {
+        Some(text) => Some(analyze::parse_size(text).with_context(|| {
+            format!("budget {text:?} is not a size such as 10MB, 9.5MiB or 500KB")
+        })?),
+        None => None,
+    };
+    if args.json {
+        let mut doc = serde_json::to_value(&report)?;
+        doc["image"] = json!(first.name);
+        doc["digest"] = json!(first.digest.to_string());
+        if let Some(budget) = budget {
+            doc["budget"] = json!({"bytes": budget, "within": report.compressed <= budget});
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print_report(&first, &report);
+        if let Some(budget) = budget {
+            let verdict = if report.compressed <= budget {
+                "within"
+            } else {
+                "OVER"
+            };
+            println!(
+                "\nBudget {}: {verdict} ({} compressed, {:.0}%)",
+                human(budget),
+                human(report.compressed),
+                report.compressed as f64 * 100.0 / budget.max(1) as f64
+            );
+        }
+    }
+    if let Some(budget) = budget.filter(|b| report.compressed > *b) {
+        bail!(
+            "the image is {} compressed, over the budget of {}",
+            human(report.compressed),
+            human(budget)
+        );
+    }
+    Ok(())
+}
