@@ -22,6 +22,7 @@ pub mod git;
 mod go;
 pub mod image;
 pub mod layer;
+pub mod lint;
 
 use layer::{Content, Entry, LayerSpec};
 

@@ -12,6 +12,7 @@ mod analyze_cmd;
 mod bootstrap;
 mod build_cmd;
 mod config;
+mod lint_cmd;
 mod progress;
 mod serve;
 
@@ -117,6 +118,28 @@ enum Command {
         gantry analyze 127.0.0.1:5000/team/api:v1.1.0 127.0.0.1:5000/team/api:v1.2.0"
     )]
     Analyze(analyze_cmd::AnalyzeArgs),
+    /// Check a Dockerfile for the mistakes of multi-stage Go builds.
+    #[command(
+        long_about = "Check a Dockerfile for the mistakes of multi-stage Go builds.\n\n\
+        Rules: GL001 untagged or latest base; GL002 runtime stage not minimal; GL003 CGO not\n\
+        disabled for a scratch/distroless/alpine runtime; GL004 final stage runs as root; GL005\n\
+        scratch runtime without CA certificates; GL006 Go toolchain or sources in the final stage;\n\
+        GL007 ADD where COPY would do; GL008 CMD/ENTRYPOINT in shell form. Exits 1 on errors.\n\
+        `gantry init dockerfile` prints a Dockerfile that passes."
+    )]
+    Lint {
+        /// The Dockerfile.
+        #[arg(default_value = "Dockerfile")]
+        file: PathBuf,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print starter files: `gantry init dockerfile` writes a Dockerfile that passes `gantry lint`.
+    Init {
+        #[command(subcommand)]
+        what: InitCommand,
+    },
     /// Log in to a registry; the credentials are kept in the docker config.json.
     #[command(
         long_about = "Log in to a registry; the credentials are kept in the docker-compatible\n\
@@ -189,6 +212,20 @@ enum Command {
         limit: u32,
         #[command(flatten)]
         api: admin::ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum InitCommand {
+    /// A multi-stage Dockerfile for a Go service: static binary on scratch, CA certificates,
+    /// non-root user.
+    Dockerfile {
+        /// The main package.
+        #[arg(long, default_value = ".")]
+        package: String,
+        /// The Go version of the build stage's image.
+        #[arg(long, default_value = "1.22")]
+        go_version: String,
     },
 }
 
@@ -357,6 +394,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Build(args) => build_cmd::run(args).await,
         Command::Analyze(args) => analyze_cmd::run(args).await,
+        Command::Lint { file, json } => lint_cmd::lint(&file, json),
+        Command::Init {
+            what:
+                InitCommand::Dockerfile {
+                    package,
+                    go_version,
+                },
+        } => {
+            lint_cmd::init_dockerfile(&package, &go_version);
+            Ok(())
+        }
         Command::Login {
             registry,
             username,

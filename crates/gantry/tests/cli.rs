@@ -284,3 +284,64 @@ async fn login_then_manage_projects_members_and_ci_tokens() {
     let out = g(&["project", "list"], "");
     assert!(!out.status.success(), "logged out");
 }
+
+/// Each fixture Dockerfile says on its first line which rules it must hit (`# expect: GL001`);
+/// every rule is hit by one and missed by the others.
+#[test]
+fn lint_finds_exactly_the_expected_rules_in_each_fixture() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dockerfiles");
+    let mut hit = std::collections::BTreeSet::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        let want: Vec<&str> = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect:"))
+            .expect("a first line # expect: ...")
+            .split_whitespace()
+            .collect();
+        let out = gantry(&["lint", "--json", path.to_str().unwrap()]);
+        let findings: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut got: Vec<&str> = findings
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap())
+            .collect();
+        got.sort();
+        got.dedup();
+        assert_eq!(got, want, "{}", path.display());
+        let errors = findings
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["severity"] == "error");
+        assert_eq!(
+            out.status.success(),
+            !errors,
+            "{}: exit status follows errors",
+            path.display()
+        );
+        hit.extend(got.iter().map(|r| r.to_string()));
+    }
+    assert_eq!(hit.len(), 8, "every rule is hit by some fixture: {hit:?}");
+
+    // What `gantry init dockerfile` prints passes.
+    let out = gantry(&["init", "dockerfile", "--package", "./cmd/api"]);
+    let temp = tempfile::tempdir().unwrap();
+    let path = temp.path().join("Dockerfile");
+    std::fs::write(&path, &out.stdout).unwrap();
+    let out = gantry(&["lint", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = gantry(&["lint", "/nonexistent/Dockerfile"]);
+    assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
+}
