@@ -30,18 +30,138 @@ pub fn descriptor(media_type: &str, digest: &Digest, size: u64) -> Value {
     json!({"mediaType": media_type, "digest": digest.to_string(), "size": size})
 }
 
+/// A layer of an image being assembled: generated here, or taken from a base image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRef {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    pub diff_id: Digest,
+    /// The config history's `created_by` for it.
+    pub created_by: String,
+}
+
+impl LayerRef {
+    pub fn generated(layer: &BuiltLayer, created_by: String) -> LayerRef {
+        LayerRef {
+            media_type: media_type::OCI_LAYER_GZIP.into(),
+            digest: layer.digest.clone(),
+            size: layer.size,
+            diff_id: layer.diff_id.clone(),
+            created_by,
+        }
+    }
+}
+
+/// Docker's name for a gzipped layer; the bytes are the same as OCI's.
+const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// A base image's layers and config, for building on something other than scratch.
+#[derive(Debug, Clone)]
+pub struct BaseImage {
+    pub config: Value,
+    pub layers: Vec<LayerRef>,
+}
+
+impl BaseImage {
+    /// Reads a base image from its manifest and config documents.
+    pub fn from_documents(manifest: &Value, config: &Value) -> Option<BaseImage> {
+        let diff_ids = config["rootfs"]["diff_ids"].as_array()?;
+        let history: Vec<String> = config["history"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|h| h["empty_layer"] != true)
+            .map(|h| h["created_by"].as_str().unwrap_or("base image").to_string())
+            .collect();
+        let layers = manifest["layers"].as_array()?;
+        if layers.len() != diff_ids.len() {
+            return None;
+        }
+        let refs = layers
+            .iter()
+            .zip(diff_ids)
+            .enumerate()
+            .map(|(i, (layer, diff_id))| {
+                let media_type = match layer["mediaType"].as_str()? {
+                    DOCKER_LAYER_GZIP => media_type::OCI_LAYER_GZIP,
+                    other => other,
+                };
+                Some(LayerRef {
+                    media_type: media_type.to_string(),
+                    digest: layer["digest"].as_str()?.parse().ok()?,
+                    size: layer["size"].as_u64()?,
+                    diff_id: diff_id.as_str()?.parse().ok()?,
+                    created_by: history
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| "base image".into()),
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(BaseImage {
+            config: config.clone(),
+            layers: refs,
+        })
+    }
+}
+
+/// The manifest of `platform` in an image index.
+pub fn select_platform(index: &Value, platform: &Platform) -> Option<Digest> {
+    index["manifests"].as_array()?.iter().find_map(|m| {
+        let p = &m["platform"];
+        let matches = p["os"] == platform.os.as_str()
+            && p["architecture"] == platform.architecture.as_str()
+            && platform
+                .variant
+                .as_deref()
+                .is_none_or(|v| p["variant"] == v);
+        matches
+            .then(|| m["digest"].as_str()?.parse().ok())
+            .flatten()
+    })
+}
+
 /// What the config of one platform's image says.
 pub struct ConfigSpec<'a> {
     pub platform: &'a Platform,
     pub created: u64,
     pub entrypoint: &'a str,
     pub labels: &'a BTreeMap<String, String>,
-    /// (diff_id, history line) per layer, bottom first.
-    pub layers: Vec<(&'a Digest, String)>,
+    /// The base image's config, whose environment and labels are kept.
+    pub base: Option<&'a Value>,
+    /// Every layer, bottom first.
+    pub layers: &'a [LayerRef],
 }
 
 pub fn config(spec: &ConfigSpec) -> Vec<u8> {
     let created = rfc3339(spec.created);
+    let mut env: Vec<Value> = vec![
+        json!("PATH=/usr/local/bin:/usr/bin:/bin"),
+        json!("SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"),
+    ];
+    let mut labels: serde_json::Map<String, Value> = serde_json::Map::new();
+    let mut history = Vec::new();
+    if let Some(base) = spec.base {
+        if let Some(base_env) = base["config"]["Env"].as_array() {
+            env = base_env.clone();
+        }
+        if let Some(base_labels) = base["config"]["Labels"].as_object() {
+            labels = base_labels.clone();
+        }
+        history = base["history"].as_array().cloned().unwrap_or_default();
+    }
+    labels.extend(spec.labels.iter().map(|(k, v)| (k.clone(), json!(v))));
+    let own_layers = &spec.layers[history
+        .iter()
+        .filter(|h| h["empty_layer"] != true)
+        .count()
+        .min(spec.layers.len())..];
+    history.extend(
+        own_layers
+            .iter()
+            .map(|l| json!({"created": created, "created_by": l.created_by})),
+    );
     let mut doc = json!({
         "architecture": spec.platform.architecture,
         "os": spec.platform.os,
@@ -49,18 +169,15 @@ pub fn config(spec: &ConfigSpec) -> Vec<u8> {
         "config": {
             "User": format!("{NONROOT}:{NONROOT}"),
             "Entrypoint": [spec.entrypoint],
-            "Env": [
-                "PATH=/usr/local/bin:/usr/bin:/bin",
-                "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
-            ],
+            "Env": env,
             "WorkingDir": "/",
-            "Labels": spec.labels,
+            "Labels": labels,
         },
         "rootfs": {
             "type": "layers",
-            "diff_ids": spec.layers.iter().map(|(d, _)| d.to_string()).collect::<Vec<_>>(),
+            "diff_ids": spec.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>(),
         },
-        "history": spec.layers.iter().map(|(_, by)| json!({"created": created, "created_by": by})).collect::<Vec<_>>(),
+        "history": history,
     });
     if let Some(variant) = &spec.platform.variant {
         doc["variant"] = json!(variant);
@@ -70,14 +187,14 @@ pub fn config(spec: &ConfigSpec) -> Vec<u8> {
 
 pub fn manifest(
     config: (&Digest, u64),
-    layers: &[BuiltLayer],
+    layers: &[LayerRef],
     annotations: &BTreeMap<String, String>,
 ) -> Vec<u8> {
     let doc = json!({
         "schemaVersion": 2,
         "mediaType": media_type::OCI_MANIFEST,
         "config": descriptor(media_type::OCI_CONFIG, config.0, config.1),
-        "layers": layers.iter().map(|l| descriptor(media_type::OCI_LAYER_GZIP, &l.digest, l.size)).collect::<Vec<_>>(),
+        "layers": layers.iter().map(|l| descriptor(&l.media_type, &l.digest, l.size)).collect::<Vec<_>>(),
         "annotations": annotations,
     });
     serde_json::to_vec(&doc).expect("JSON serializes")

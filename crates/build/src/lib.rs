@@ -24,6 +24,7 @@ pub mod image;
 pub mod layer;
 pub mod lint;
 
+use image::LayerRef;
 use layer::{Content, Entry, LayerSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,8 @@ pub enum BuildError {
     BuildInfo(#[from] buildinfo::BuildInfoError),
     #[error(transparent)]
     Layout(#[from] gantry_client::ClientError),
+    #[error("base image: {0}")]
+    Base(String),
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BuildError + 'a {
@@ -122,6 +125,9 @@ pub struct BuildOptions {
     pub source_date: u64,
     /// OCI labels and annotations (`org.opencontainers.image.*`).
     pub labels: BTreeMap<String, String>,
+    /// Build on these images (one per platform, blobs already in the layout) instead of
+    /// scratch plus the generated base layer.
+    pub base: Option<Vec<(Platform, image::BaseImage)>>,
 }
 
 /// One platform's image.
@@ -242,8 +248,17 @@ fn add_tree(spec: &mut LayerSpec, dir: &Path, prefix: &str) -> Result<(), BuildE
 /// Builds the image into `layout` (blobs only; naming it is the caller's business) and returns
 /// what was made. `scratch` receives the compiled binaries.
 pub fn build(options: &BuildOptions, layout: &Layout, scratch: &Path) -> Result<Built, BuildError> {
-    let base_spec = base_layer(&options.ca_file, options.tzdata.as_deref())?;
-    let base = write_layer(layout, &base_spec, options.source_date, "base")?;
+    let generated_base = match options.base {
+        Some(_) => None,
+        None => {
+            let spec = base_layer(&options.ca_file, options.tzdata.as_deref())?;
+            let layer = write_layer(layout, &spec, options.source_date, "base")?;
+            Some(LayerRef::generated(
+                &layer,
+                "gantry build: CA certificates, nonroot user 65532".into(),
+            ))
+        }
+    };
     let entrypoint = format!("/usr/local/bin/{}", options.name);
     let mut platforms = Vec::new();
     for platform in &options.platforms {
@@ -268,26 +283,38 @@ pub fn build(options: &BuildOptions, layout: &Layout, scratch: &Path) -> Result<
             options.source_date,
             &format!("app-{}", binary_digest.hex()),
         )?;
+        let base = match &options.base {
+            Some(bases) => Some(
+                bases
+                    .iter()
+                    .find(|(p, _)| p == platform)
+                    .map(|(_, b)| b)
+                    .ok_or_else(|| {
+                        BuildError::Base(format!("the base image has no {platform} variant"))
+                    })?,
+            ),
+            None => None,
+        };
+        let mut layers: Vec<LayerRef> = match base {
+            Some(base) => base.layers.clone(),
+            None => generated_base.iter().cloned().collect(),
+        };
+        layers.push(LayerRef::generated(
+            &app,
+            format!("gantry build: {} ({})", options.package, info.go_version),
+        ));
         let config = image::config(&image::ConfigSpec {
             platform,
             created: options.source_date,
             entrypoint: &entrypoint,
             labels: &options.labels,
-            layers: vec![
-                (
-                    &base.diff_id,
-                    "gantry build: CA certificates, nonroot user 65532".into(),
-                ),
-                (
-                    &app.diff_id,
-                    format!("gantry build: {} ({})", options.package, info.go_version),
-                ),
-            ],
+            base: base.map(|b| &b.config),
+            layers: &layers,
         });
         let config_digest = layout.put_bytes(&config)?;
         let manifest = image::manifest(
             (&config_digest, config.len() as u64),
-            &[base.clone(), app],
+            &layers,
             &options.labels,
         );
         let manifest_digest = layout.put_bytes(&manifest)?;

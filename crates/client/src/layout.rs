@@ -108,6 +108,15 @@ impl Layout {
         }
     }
 
+    /// Forgets the name `tag` (the blobs stay).
+    pub fn remove_from_index(&self, tag: &str) -> Result<()> {
+        let mut index = self.read_index()?;
+        if let Some(manifests) = index["manifests"].as_array_mut() {
+            manifests.retain(|m| m["annotations"][REF_NAME].as_str() != Some(tag));
+        }
+        self.write_index(&index)
+    }
+
     /// Records `descriptor` in index.json under `tag`, replacing any manifest of that name.
     pub fn add_to_index(&self, mut descriptor: Descriptor, tag: &str) -> Result<()> {
         let mut index = self.read_index()?;

@@ -43,24 +43,11 @@ struct Fetched {
 }
 
 fn pick_platform(index: &[u8], platform: &str) -> anyhow::Result<Digest> {
-    let parsed = manifest::parse(index, None)?;
     let wanted: gantry_build::Platform = platform.parse()?;
     let doc: Value = serde_json::from_slice(index)?;
-    for (entry, descriptor) in doc["manifests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .zip(&parsed.manifests)
-    {
-        let p = &entry["platform"];
-        if p["os"] == wanted.os.as_str()
-            && p["architecture"] == wanted.architecture.as_str()
-            && wanted.variant.as_deref().is_none_or(|v| p["variant"] == v)
-        {
-            return Ok(descriptor.digest.clone());
-        }
-    }
-    bail!("the image has no {platform} manifest; choose one with --platform")
+    gantry_build::image::select_platform(&doc, &wanted).with_context(|| {
+        format!("the image has no {platform} manifest; choose one with --platform")
+    })
 }
 
 /// Splits `oci:DIR[:TAG]` (or an existing directory) from registry references.

@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use gantry_build::{git, image::rfc3339, BuildOptions, Platform, DEFAULT_LDFLAGS};
+use gantry_build::image::{rfc3339, select_platform, BaseImage};
+use gantry_build::{git, BuildOptions, Platform, DEFAULT_LDFLAGS};
 use gantry_client::{ImageRef, Layout};
 use gantry_oci::Descriptor;
+use serde_json::Value;
 
 use crate::RemoteArgs;
 
@@ -46,9 +48,14 @@ pub struct BuildArgs {
     /// The org.opencontainers.image.source label, e.g. https://github.com/acme/payments.
     #[arg(long)]
     source: Option<String>,
-    /// Write an OCI image layout to this directory instead of pushing.
-    #[arg(long, value_name = "DIR")]
-    output: Option<PathBuf>,
+    /// Build on this image (from a registry, e.g. REGISTRY/library/alpine:3.20) instead of
+    /// scratch with Gantry's CA-certificates-and-nonroot layer.
+    #[arg(long, value_name = "IMAGE")]
+    base: Option<String>,
+    /// Instead of pushing: write an OCI image layout to DIR, or a tarball for `docker load` /
+    /// `podman load` with docker-archive:FILE.tar (one platform).
+    #[arg(long, value_name = "DIR|docker-archive:FILE")]
+    output: Option<String>,
     #[command(flatten)]
     remote: RemoteArgs,
 }
@@ -132,14 +139,27 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
             .then(|| PathBuf::from("/usr/share/zoneinfo")),
         source_date: date,
         labels,
+        base: None,
     };
 
     let temp = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let layout_dir = args
+    let archive = args
         .output
-        .clone()
-        .unwrap_or_else(|| temp.path().join("layout"));
+        .as_deref()
+        .and_then(|o| o.strip_prefix("docker-archive:"))
+        .map(PathBuf::from);
+    if archive.is_some() && options.platforms.len() != 1 {
+        bail!("a docker-archive holds one platform: give a single --platform");
+    }
+    let layout_dir = match (&args.output, &archive) {
+        (Some(dir), None) => PathBuf::from(dir),
+        _ => temp.path().join("layout"),
+    };
     let layout = Layout::create(&layout_dir)?;
+    let mut options = options;
+    if let Some(base) = &args.base {
+        options.base = Some(resolve_base(&args, base, &layout, &options.platforms).await?);
+    }
     let scratch = temp.path().to_path_buf();
     for platform in &options.platforms {
         eprintln!("building {} for {platform}", options.package);
@@ -178,12 +198,23 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
         );
     }
 
+    if let Some(file) = &archive {
+        write_docker_archive(&layout, &layout_dir, &built, &image, &tags, file)?;
+        println!(
+            "built {} ({}) into {} for docker load / podman load, as {}",
+            image.repository,
+            built.digest,
+            file.display(),
+            tags.join(", ")
+        );
+        return Ok(());
+    }
     if let Some(dir) = &args.output {
         println!(
             "built {} ({}) into {} as {}",
             image.repository,
             built.digest,
-            dir.display(),
+            dir,
             tags.join(", ")
         );
         return Ok(());
@@ -219,5 +250,110 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
         built.digest,
         tags.join(", ")
     ));
+    Ok(())
+}
+
+/// Pulls the base image into the layout and reads, per platform, its layers and config.
+async fn resolve_base(
+    args: &BuildArgs,
+    base: &str,
+    layout: &Layout,
+    platforms: &[Platform],
+) -> anyhow::Result<Vec<(Platform, BaseImage)>> {
+    const BASE_NAME: &str = "gantry-base";
+    let base_ref = ImageRef::parse(base)?;
+    let client = args.remote.client(&base_ref)?;
+    eprintln!("pulling base image {base}");
+    gantry_client::pull_to_layout(
+        &client,
+        &base_ref,
+        layout,
+        BASE_NAME,
+        Arc::new(gantry_client::Silent),
+    )
+    .await
+    .with_context(|| format!("cannot pull the base image {base}"))?;
+    let top = layout.find(Some(BASE_NAME))?;
+    layout.remove_from_index(BASE_NAME)?;
+    let top_doc: Value = serde_json::from_slice(&layout.read_blob(&top.digest).await?)?;
+    let mut bases = Vec::new();
+    for platform in platforms {
+        let manifest_digest = if top_doc["manifests"].is_array() {
+            select_platform(&top_doc, platform)
+                .with_context(|| format!("the base image {base} has no {platform} variant"))?
+        } else {
+            top.digest.clone()
+        };
+        let manifest: Value = serde_json::from_slice(&layout.read_blob(&manifest_digest).await?)?;
+        let config_digest: gantry_oci::Digest = manifest["config"]["digest"]
+            .as_str()
+            .context("the base manifest has no config")?
+            .parse()?;
+        let config: Value = serde_json::from_slice(&layout.read_blob(&config_digest).await?)?;
+        let image = BaseImage::from_documents(&manifest, &config)
+            .with_context(|| format!("the base image {base} has a malformed manifest or config"))?;
+        bases.push((platform.clone(), image));
+    }
+    Ok(bases)
+}
+
+/// A tarball `docker load` and `podman load` accept: the OCI layout (what `docker save` writes
+/// since Docker 25) plus the classic `manifest.json`.
+fn write_docker_archive(
+    layout: &Layout,
+    layout_dir: &std::path::Path,
+    built: &gantry_build::Built,
+    image: &ImageRef,
+    tags: &[String],
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    let manifest: Value = serde_json::from_slice(&std::fs::read(layout.blob_path(&built.digest))?)?;
+    let blob = |d: &Value| {
+        format!(
+            "blobs/sha256/{}",
+            d["digest"]
+                .as_str()
+                .unwrap_or("")
+                .trim_start_matches("sha256:")
+        )
+    };
+    let repo_tags: Vec<String> = tags
+        .iter()
+        .map(|t| format!("{}/{}:{t}", image.registry, image.repository))
+        .collect();
+    let docker_manifest = serde_json::json!([{
+        "Config": blob(&manifest["config"]),
+        "RepoTags": repo_tags,
+        "Layers": manifest["layers"].as_array().into_iter().flatten().map(blob).collect::<Vec<_>>(),
+    }]);
+    let out =
+        std::fs::File::create(file).with_context(|| format!("cannot create {}", file.display()))?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
+    tar.mode(tar::HeaderMode::Deterministic);
+    tar.follow_symlinks(false);
+    for name in ["oci-layout", "index.json"] {
+        tar.append_path_with_name(layout_dir.join(name), name)?;
+    }
+    let mut blobs: Vec<PathBuf> = std::fs::read_dir(layout_dir.join("blobs/sha256"))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    blobs.sort();
+    for path in blobs {
+        let name = format!(
+            "blobs/sha256/{}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        tar.append_path_with_name(&path, name)?;
+    }
+    let bytes = serde_json::to_vec(&docker_manifest)?;
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    tar.append_data(&mut header, "manifest.json", bytes.as_slice())?;
+    tar.into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
     Ok(())
 }

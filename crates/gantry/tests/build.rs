@@ -549,3 +549,87 @@ async fn analyze_reports_sizes_wasted_bytes_and_budgets_of_known_images() {
         "the biggest change comes first"
     );
 }
+
+#[tokio::test]
+async fn builds_on_a_base_image_and_writes_an_archive_podman_loads() {
+    let s = Server::start();
+    let base = format!("{}/team/hello:v1", s.addr);
+    let base_digest = built_digest(&gantry_build(&[
+        "-C",
+        fixture("hello").to_str().unwrap(),
+        "--image",
+        &base,
+        "-q",
+    ]));
+    let image = format!("{}/team/greeter:v1", s.addr);
+    let digest = built_digest(&gantry_build(&[
+        "-C",
+        fixture("vendored").to_str().unwrap(),
+        "--image",
+        &image,
+        "--base",
+        &base,
+        "-q",
+    ]));
+    let base_manifest = get_json(&s, &format!("/v2/team/hello/manifests/{base_digest}")).await;
+    let manifest = get_json(&s, &format!("/v2/team/greeter/manifests/{digest}")).await;
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3, "the base's two layers and the binary");
+    assert_eq!(layers[..2], base_manifest["layers"].as_array().unwrap()[..]);
+    let config: Value = serde_json::from_slice(
+        &get_bytes(
+            &s,
+            &format!(
+                "/v2/team/greeter/blobs/{}",
+                manifest["config"]["digest"].as_str().unwrap()
+            ),
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/greeter"])
+    );
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+    assert_eq!(config["history"].as_array().unwrap().len(), 3);
+
+    // A tarball for `podman load` (docker load reads the same format).
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("greeter.tar");
+    built_digest(&gantry_build(&[
+        "-C",
+        fixture("vendored").to_str().unwrap(),
+        "--image",
+        "registry.example.com/team/greeter:v1",
+        "--output",
+        &format!("docker-archive:{}", archive.display()),
+    ]));
+    let podman = |args: &[&str]| {
+        run(Command::new("podman")
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--runroot")
+            .arg(dir.path().join("run"))
+            .args(["--storage-driver", "vfs"])
+            .env("HOME", dir.path())
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
+            .args(args))
+    };
+    podman(&["load", "-i", archive.to_str().unwrap()]);
+    let images = podman(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(
+        images.contains("registry.example.com/team/greeter:v1"),
+        "{images}"
+    );
+    let user = podman(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Config.User}}",
+        "registry.example.com/team/greeter:v1",
+    ]);
+    assert_eq!(user.trim(), "65532:65532");
+}
