@@ -22,6 +22,25 @@ pub fn revision(dir: &Path) -> Option<String> {
     git(dir, &["rev-parse", "HEAD"])
 }
 
+/// Where the source lives: the `origin` remote's URL, without credentials in its authority.
+pub fn origin_url(dir: &Path) -> Option<String> {
+    Some(without_credentials(&git(
+        dir,
+        &["remote", "get-url", "origin"],
+    )?))
+}
+
+fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string(); // scp-like git@host:path has a user, not a secret
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// The commit time (Unix seconds) of HEAD.
 pub fn commit_time(dir: &Path) -> Option<u64> {
     git(dir, &["log", "-1", "--format=%ct"])?.parse().ok()
@@ -78,6 +97,22 @@ pub fn tags_for(dir: &Path) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_cut_from_remote_urls() {
+        assert_eq!(
+            without_credentials("https://ci:tok@git.example.com/a/b.git"),
+            "https://git.example.com/a/b.git"
+        );
+        assert_eq!(
+            without_credentials("https://git.example.com/a@b.git"),
+            "https://git.example.com/a@b.git"
+        );
+        assert_eq!(
+            without_credentials("git@github.com:a/b.git"),
+            "git@github.com:a/b.git"
+        );
+    }
 
     #[test]
     fn the_seed_convention() {

@@ -45,7 +45,7 @@ pub struct BuildArgs {
     /// Also copy the time zone database (/usr/share/zoneinfo).
     #[arg(long)]
     with_tzdata: bool,
-    /// The org.opencontainers.image.source label, e.g. https://github.com/acme/payments.
+    /// The org.opencontainers.image.source label [default: the git remote origin's URL].
     #[arg(long)]
     source: Option<String>,
     /// Build on this image (from a registry, e.g. REGISTRY/library/alpine:3.20) instead of
@@ -120,8 +120,8 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
     if let Some(revision) = git::revision(&args.dir) {
         labels.insert("org.opencontainers.image.revision".into(), revision);
     }
-    if let Some(source) = &args.source {
-        labels.insert("org.opencontainers.image.source".into(), source.clone());
+    if let Some(source) = args.source.clone().or_else(|| git::origin_url(&args.dir)) {
+        labels.insert("org.opencontainers.image.source".into(), source);
     }
     if let Some(version) = tags.iter().find(|t| git::is_release(t)) {
         labels.insert("org.opencontainers.image.version".into(), version.clone());

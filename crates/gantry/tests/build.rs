@@ -224,6 +224,7 @@ fn multi_platform_builds_with_vendored_modules_under_one_index() {
         "registry.example.com/team/greeter:v2.0.0",
         "--platform",
         "linux/amd64,linux/arm64",
+        "--with-tzdata",
         "--output",
         layout.to_str().unwrap(),
     ]));
@@ -246,6 +247,10 @@ fn multi_platform_builds_with_vendored_modules_under_one_index() {
     );
     for (arch, manifest) in &platforms {
         let files = unpack(&layout, manifest);
+        assert!(
+            files.contains_key("usr/share/zoneinfo/UTC"),
+            "--with-tzdata copies the time zone database"
+        );
         let binary = &files["usr/local/bin/greeter"].bytes;
         let facts = elf::facts(binary).unwrap();
         assert_eq!(facts.machine, if arch == "amd64" { 62 } else { 183 });
@@ -331,6 +336,15 @@ fn auto_tags_follow_git_and_never_add_latest() {
         std::fs::copy(fixture("hello").join(file), repo.join(file)).unwrap();
     }
     git(&repo, &["init", "-q", "-b", "main"]);
+    git(
+        &repo,
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://token:secret@git.example.com/team/hello.git",
+        ],
+    );
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-q", "-m", "hello"]);
     git(&repo, &["tag", "v1.2.0"]);
@@ -362,6 +376,11 @@ fn auto_tags_follow_git_and_never_add_latest() {
     let manifest = blob(&release, &digest.to_string());
     let config = blob(&release, manifest["config"]["digest"].as_str().unwrap());
     assert_eq!(config["created"], "2023-11-14T22:21:40Z");
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.source"],
+        "https://git.example.com/team/hello.git",
+        "the origin's URL, without the credentials in it"
+    );
     assert_eq!(
         config["config"]["Labels"]["org.opencontainers.image.revision"]
             .as_str()
