@@ -104,22 +104,9 @@ pub fn analyze<R: Read>(
                 if name == ".wh..wh..opq" {
                     // Opaque directory: everything below it from lower layers is gone.
                     let prefix = format!("{dir}/");
-                    let gone: Vec<String> = live
-                        .range(prefix.clone()..)
-                        .take_while(|(p, _)| p.starts_with(&prefix))
-                        .filter(|(_, (_, layer))| *layer < index)
-                        .map(|(p, _)| p.clone())
-                        .collect();
-                    for p in gone {
-                        let (size, layer) = live.remove(&p).expect("listed");
-                        wasted.push(Waste {
-                            path: p,
-                            size,
-                            layer,
-                            how: "deleted",
-                            by: index,
-                        });
-                    }
+                    delete_from(&mut live, &mut wasted, index, |p, layer| {
+                        p.starts_with(&prefix) && layer < index
+                    });
                     continue;
                 }
                 if let Some(target) = name.strip_prefix(".wh.") {
@@ -129,21 +116,9 @@ pub fn analyze<R: Read>(
                         format!("{dir}/{target}")
                     };
                     let prefix = format!("{target}/");
-                    let gone: Vec<String> = live
-                        .keys()
-                        .filter(|p| **p == target || p.starts_with(&prefix))
-                        .cloned()
-                        .collect();
-                    for p in gone {
-                        let (size, layer) = live.remove(&p).expect("listed");
-                        wasted.push(Waste {
-                            path: p,
-                            size,
-                            layer,
-                            how: "deleted",
-                            by: index,
-                        });
-                    }
+                    delete_from(&mut live, &mut wasted, index, |p, _| {
+                        p == target || p.starts_with(&prefix)
+                    });
                     continue;
                 }
                 if !entry.header().entry_type().is_file() {
@@ -213,6 +188,30 @@ pub fn analyze<R: Read>(
         binary,
         files: live.into_iter().map(|(p, (size, _))| (p, size)).collect(),
     })
+}
+
+/// Removes the live files `doomed` picks, recording them as deleted by layer `by`.
+fn delete_from(
+    live: &mut BTreeMap<String, (u64, usize)>,
+    wasted: &mut Vec<Waste>,
+    by: usize,
+    doomed: impl Fn(&str, usize) -> bool,
+) {
+    let gone: Vec<String> = live
+        .iter()
+        .filter(|(p, (_, layer))| doomed(p, *layer))
+        .map(|(p, _)| p.clone())
+        .collect();
+    for path in gone {
+        let (size, layer) = live.remove(&path).expect("listed");
+        wasted.push(Waste {
+            path,
+            size,
+            layer,
+            how: "deleted",
+            by,
+        });
+    }
 }
 
 struct Counting<R> {

@@ -59,6 +59,17 @@ struct Instruction {
     args: String,
 }
 
+impl Instruction {
+    fn new(line: usize, text: &str) -> Instruction {
+        let (keyword, args) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+        Instruction {
+            line,
+            keyword: keyword.to_ascii_uppercase(),
+            args: args.trim().to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Stage {
     line: usize,
@@ -88,24 +99,10 @@ fn instructions(text: &str) -> Vec<Instruction> {
             continue;
         }
         joined.push_str(line);
-        let (keyword, args) = joined
-            .split_once(char::is_whitespace)
-            .unwrap_or((&joined, ""));
-        out.push(Instruction {
-            line: start,
-            keyword: keyword.to_ascii_uppercase(),
-            args: args.trim().to_string(),
-        });
+        out.push(Instruction::new(start, &joined));
     }
     if let Some((start, joined)) = pending {
-        let (keyword, args) = joined
-            .split_once(char::is_whitespace)
-            .unwrap_or((&joined, ""));
-        out.push(Instruction {
-            line: start,
-            keyword: keyword.to_ascii_uppercase(),
-            args: args.trim().to_string(),
-        });
+        out.push(Instruction::new(start, &joined));
     }
     out
 }

@@ -219,6 +219,23 @@ async fn api_post(s: &Server, path: &str, body: Value) -> Value {
     r.json().await.unwrap()
 }
 
+/// Creates `user` and makes them a developer of `project`, through the REST API.
+async fn add_developer(s: &Server, project: &str, user: &str, password: &str) {
+    api_post(
+        s,
+        "/api/v1/users",
+        json!({"name": user, "password": password}),
+    )
+    .await;
+    let r = http()
+        .put(s.url(&format!("/api/v1/projects/{project}/members/{user}")))
+        .json(&json!({"role": "developer"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
 #[tokio::test]
 async fn skopeo_and_podman_use_robot_accounts_and_ci_tokens_until_expiry_or_revocation() {
     let dir = tempfile::tempdir().unwrap();
@@ -313,19 +330,7 @@ async fn skopeo_and_podman_use_robot_accounts_and_ci_tokens_until_expiry_or_revo
 
     // A developer (a user, not an admin) copies between repositories: skopeo asks one token
     // for pull on the source and push on the destination, and mounts the blobs.
-    api_post(
-        &s,
-        "/api/v1/users",
-        json!({"name": "dev", "password": "dev-password"}),
-    )
-    .await;
-    let r = http()
-        .put(s.url("/api/v1/projects/ci/members/dev"))
-        .json(&json!({"role": "developer"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    add_developer(&s, "ci", "dev", "dev-password").await;
     let dev = home("dev");
     login(&dev, &s, "dev", "dev-password");
     run(skopeo(&dev)
@@ -474,19 +479,7 @@ async fn containerd_pulls_and_pushes_through_the_oauth2_password_grant() {
         &[("etc/motd", b"hello from containerd\n")],
     );
     api_post(&s, "/api/v1/projects", json!({"name": "team"})).await;
-    api_post(
-        &s,
-        "/api/v1/users",
-        json!({"name": "dev", "password": "dev-password"}),
-    )
-    .await;
-    let r = http()
-        .put(s.url("/api/v1/projects/team/members/dev"))
-        .json(&json!({"role": "developer"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    add_developer(&s, "team", "dev", "dev-password").await;
     login(dir.path(), &s, "admin", ADMIN_PASSWORD);
     run(skopeo(dir.path())
         .args(["copy", "--dest-tls-verify=false"])
