@@ -426,6 +426,80 @@ pub enum TokenCommand {
     Revoke { name: String },
 }
 
+#[derive(Subcommand)]
+pub enum TagRulesCommand {
+    /// Show a project's tag rules.
+    Show { project: String },
+    /// Replace a project's tag rules (maintainers and project admins).
+    #[command(
+        long_about = "Replace a project's tag rules (maintainers and project admins).\n\n\
+        Patterns are globs (* and ?). Immutable tags can be pushed once and never moved or\n\
+        deleted; with allowed patterns, other tags are refused. Example, the seeds' convention:\n    \
+        gantry tag-rules set team --immutable 'v*' --allowed 'v*,commit-*,dev-*' --refuse-latest"
+    )]
+    Set {
+        project: String,
+        /// Immutable tag patterns, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        immutable: Vec<String>,
+        /// Allowed tag patterns, comma-separated [default: every tag].
+        #[arg(long, value_delimiter = ',')]
+        allowed: Vec<String>,
+        /// Refuse the tag latest.
+        #[arg(long)]
+        refuse_latest: bool,
+    },
+}
+
+pub async fn tag_rules(args: &ApiArgs, command: TagRulesCommand) -> anyhow::Result<()> {
+    let (project, body) = match command {
+        TagRulesCommand::Show { project } => (project, None),
+        TagRulesCommand::Set {
+            project,
+            immutable,
+            allowed,
+            refuse_latest,
+        } => (
+            project,
+            Some(
+                json!({"immutable": immutable, "allowed": allowed, "refuse_latest": refuse_latest}),
+            ),
+        ),
+    };
+    let method = if body.is_some() {
+        Method::PUT
+    } else {
+        Method::GET
+    };
+    let rules = args
+        .call(
+            method,
+            &format!("/api/v1/projects/{project}/tag-rules"),
+            body,
+        )
+        .await?;
+    if args.json {
+        print_json(&rules);
+    } else {
+        let list = |key: &str| match text(&rules[key]).as_str() {
+            "" => "(none)".to_string(),
+            t => t.to_string(),
+        };
+        println!("tag rules of {project}:");
+        println!("  immutable:     {}", list("immutable"));
+        println!(
+            "  allowed:       {}",
+            if rules["allowed"].as_array().is_some_and(|a| a.is_empty()) {
+                "every tag".to_string()
+            } else {
+                list("allowed")
+            }
+        );
+        println!("  refuse latest: {}", rules["refuse_latest"]);
+    }
+    Ok(())
+}
+
 pub async fn login(
     registry: Option<String>,
     username: Option<String>,

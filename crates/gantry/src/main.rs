@@ -192,6 +192,13 @@ enum Command {
         #[command(flatten)]
         api: admin::ApiArgs,
     },
+    /// Show or set a project's tag rules: immutable tags, allowed tags, no latest.
+    TagRules {
+        #[command(subcommand)]
+        command: admin::TagRulesCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
     /// Mint, list and revoke short-lived CI tokens.
     Token {
         #[command(subcommand)]
@@ -417,6 +424,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Member { command, api } => admin::member(&api, command).await,
         Command::Robot { command, api } => admin::robot(&api, command).await,
         Command::Token { command, api } => admin::token(&api, command).await,
+        Command::TagRules { command, api } => admin::tag_rules(&api, command).await,
         Command::Audit {
             project,
             since,

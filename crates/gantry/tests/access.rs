@@ -217,6 +217,16 @@ const CASES: &[Case] = &[
         public: ADMINS,
     },
     Case {
+        name: "api tag rules show",
+        private: MEMBERS_WHO_PULL,
+        public: AUTHENTICATED,
+    },
+    Case {
+        name: "api tag rules set",
+        private: DELETERS,
+        public: DELETERS,
+    },
+    Case {
         name: "api member remove",
         private: ADMINS,
         public: ADMINS,
@@ -287,6 +297,10 @@ async fn call(
             .json(&json!({"project": project, "actions": ["pull", "push"], "ttl_secs": 60})),
         "api audit of project" => c.get(url(&format!("/api/v1/audit?project={project}"))),
         "api member remove" => c.delete(url(&format!("/api/v1/projects/{project}/members/spare"))),
+        "api tag rules show" => c.get(url(&format!("/api/v1/projects/{project}/tag-rules"))),
+        "api tag rules set" => c
+            .put(url(&format!("/api/v1/projects/{project}/tag-rules")))
+            .json(&json!({})),
         "api users list" => c.get(url("/api/v1/users")),
         "api system robots list" => c.get(url("/api/v1/robots")),
         other => panic!("unknown case {other}"),
@@ -531,7 +545,7 @@ async fn token_flow_challenges_and_grants_the_intersection_of_asked_and_allowed(
 
 #[tokio::test]
 async fn forged_tampered_and_expired_tokens_are_refused() {
-    let s = Server::start_configured(&[("GANTRY_TOKEN_TTL_SECS", "2")]);
+    let s = Server::start_configured(&[("GANTRY_TOKEN_TTL_SECS", "5")]);
     push_image(&s, "team/app", "v1", "t").await;
     let (_, answer) = token_for(&s, &http(), &["repository:team/app:pull"]).await;
     let token = answer["token"].as_str().unwrap().to_string();
@@ -586,7 +600,7 @@ async fn forged_tampered_and_expired_tokens_are_refused() {
             "{what}: the token is not echoed"
         );
     }
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5100)).await;
     let body = assert_error(get(token).await, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
     assert!(body.to_string().contains("expired"), "{body}");
 }

@@ -34,6 +34,25 @@ pub enum MetaError {
     MissingManifest(Digest),
     #[error("{0}")]
     Conflict(String),
+    /// An immutable tag would move to another digest.
+    #[error("tag {tag:?} already points at {current}")]
+    TagImmutable { tag: String, current: String },
+}
+
+/// The tag a manifest is pushed under, and whether it may move once it exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagRef<'a> {
+    pub name: &'a str,
+    pub immutable: bool,
+}
+
+impl<'a> From<&'a str> for TagRef<'a> {
+    fn from(name: &'a str) -> Self {
+        TagRef {
+            name,
+            immutable: false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, MetaError>;
@@ -357,7 +376,7 @@ impl MetaStore {
         &self,
         name: &str,
         manifest: &NewManifest<'_>,
-        tag: Option<&str>,
+        tag: Option<TagRef<'_>>,
     ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         let repo = Self::ensure_repository(&mut tx, name).await?;
@@ -408,18 +427,69 @@ impl MetaStore {
             }
         }
         if let Some(tag) = tag {
+            if tag.immutable {
+                // Checked inside the transaction: two racing first pushes cannot both win.
+                let current: Option<String> = sqlx::query_scalar(
+                    "SELECT digest FROM tags WHERE repository_id = $1 AND name = $2",
+                )
+                .bind(repo)
+                .bind(tag.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(current) = current.filter(|c| *c != digest) {
+                    return Err(MetaError::TagImmutable {
+                        tag: tag.name.to_string(),
+                        current,
+                    });
+                }
+            }
             sqlx::query(
                 "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
             )
             .bind(repo)
-            .bind(tag)
+            .bind(tag.name)
             .bind(&digest)
             .bind(now())
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// The tags of repository `name` that point at `digest`.
+    pub async fn tags_of(&self, name: &str, digest: &Digest) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id \
+             WHERE r.name = $1 AND t.digest = $2 ORDER BY t.name",
+        )
+        .bind(name)
+        .bind(digest.to_string())
+        .fetch_all(&self.readers)
+        .await?)
+    }
+
+    /// A project's tag rules (the lifecycle crate's JSON), if any were set.
+    pub async fn tag_rules(&self, project: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT rules FROM tag_rules WHERE project = $1")
+                .bind(project)
+                .fetch_optional(&self.readers)
+                .await?,
+        )
+    }
+
+    pub async fn set_tag_rules(&self, project: &str, rules: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tag_rules (project, rules, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (project) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
+        )
+        .bind(project)
+        .bind(rules)
+        .bind(now())
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 

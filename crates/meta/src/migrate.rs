@@ -11,6 +11,7 @@ const SQLITE: &[(i64, &str)] = &[
         3,
         include_str!("../migrations/sqlite/0003_credentials_audit.sql"),
     ),
+    (4, include_str!("../migrations/sqlite/0004_tag_rules.sql")),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<()> {

@@ -57,14 +57,14 @@ async fn manifest_needs_its_blobs_in_the_same_repository() {
     store.link_blob("other", &d(1), 1).await.unwrap();
     let (m, b) = (d(9), d(1));
     let err = store
-        .put_manifest("repo", &manifest(&m, vec![&b], None), Some("v1"))
+        .put_manifest("repo", &manifest(&m, vec![&b], None), Some("v1".into()))
         .await;
     assert!(matches!(err, Err(MetaError::MissingBlob(x)) if x == d(1)));
     assert!(store.manifest_by_tag("repo", "v1").await.unwrap().is_none());
 
     store.link_blob("repo", &d(1), 1).await.unwrap();
     store
-        .put_manifest("repo", &manifest(&m, vec![&b], None), Some("v1"))
+        .put_manifest("repo", &manifest(&m, vec![&b], None), Some("v1".into()))
         .await
         .unwrap();
     let got = store.manifest_by_tag("repo", "v1").await.unwrap().unwrap();
@@ -96,7 +96,10 @@ async fn index_needs_its_children() {
         .put_manifest("r", &manifest(&child, vec![], None), None)
         .await
         .unwrap();
-    store.put_manifest("r", &new, Some("multi")).await.unwrap();
+    store
+        .put_manifest("r", &new, Some("multi".into()))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -106,7 +109,7 @@ async fn tags_paginate_in_lexical_order_and_deletes_behave() {
     let m = d(1);
     for tag in ["b", "a", "c", "a1"] {
         store
-            .put_manifest("r", &manifest(&m, vec![], None), Some(tag))
+            .put_manifest("r", &manifest(&m, vec![], None), Some(tag.into()))
             .await
             .unwrap();
     }
@@ -182,4 +185,48 @@ async fn reopening_keeps_data_and_does_not_remigrate() {
     store.close().await;
     let store = MetaStore::open_sqlite(&path).await.unwrap();
     assert_eq!(store.blob_in_repository("r", &d(1)).await.unwrap(), Some(3));
+}
+
+#[tokio::test]
+async fn immutable_tags_do_not_move_but_take_the_same_digest_again() {
+    let (_dir, store) = store().await;
+    let (a, b) = (d(1), d(2));
+    let immutable = Some(TagRef {
+        name: "v1.0.0",
+        immutable: true,
+    });
+    store
+        .put_manifest("r", &manifest(&a, vec![], None), immutable)
+        .await
+        .unwrap();
+    store
+        .put_manifest("r", &manifest(&a, vec![], None), immutable)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_manifest("r", &manifest(&b, vec![], None), immutable).await,
+        Err(MetaError::TagImmutable { tag, current }) if tag == "v1.0.0" && current == a.to_string()
+    ));
+    assert_eq!(store.tags_of("r", &a).await.unwrap(), ["v1.0.0"]);
+    assert!(store.tags_of("r", &b).await.unwrap().is_empty());
+    // A mutable write still moves it (the rules decide which writes are immutable).
+    store
+        .put_manifest("r", &manifest(&b, vec![], None), Some("v1.0.0".into()))
+        .await
+        .unwrap();
+    assert_eq!(store.tags_of("r", &b).await.unwrap(), ["v1.0.0"]);
+
+    assert_eq!(store.tag_rules("team").await.unwrap(), None);
+    store
+        .set_tag_rules("team", r#"{"refuse_latest":true}"#)
+        .await
+        .unwrap();
+    store
+        .set_tag_rules("team", r#"{"immutable":["v*"]}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.tag_rules("team").await.unwrap().as_deref(),
+        Some(r#"{"immutable":["v*"]}"#)
+    );
 }

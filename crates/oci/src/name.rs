@@ -54,6 +54,11 @@ impl RepositoryName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The project the repository belongs to: its first path component.
+    pub fn project(&self) -> &str {
+        self.0.split('/').next().unwrap_or(&self.0)
+    }
 }
 
 impl fmt::Display for RepositoryName {

@@ -48,6 +48,8 @@ pub enum RegistryError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
+    TagRule(#[from] gantry_lifecycle::TagRuleViolation),
+    #[error(transparent)]
     Meta(MetaError),
 }
 

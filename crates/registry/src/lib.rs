@@ -5,13 +5,15 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use gantry_meta::{MetaStore, NewManifest, Page, StoredManifest};
+use gantry_lifecycle::{TagRules, TagWrite};
+use gantry_meta::{MetaError, MetaStore, NewManifest, Page, StoredManifest, TagRef};
 use gantry_oci::manifest::{self, MAX_MANIFEST_BYTES};
-use gantry_oci::{media_type, Algorithm, Digest, Hasher, Reference, RepositoryName, Tag};
+use gantry_oci::{media_type, Algorithm, Digest, Hasher, Reference, RepositoryName};
 use gantry_storage::{BlobStore, ByteStream};
 use serde_json::json;
 
 mod error;
+mod tag_policy;
 mod upload;
 
 pub use error::{RegistryError, Result};
@@ -39,6 +41,7 @@ pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     meta: MetaStore,
     uploads: parking_lot::Mutex<HashMap<String, UploadSlot>>,
+    tag_policy: tag_policy::TagPolicy,
 }
 
 /// A manifest's identity once stored.
@@ -89,7 +92,18 @@ impl Registry {
             blobs,
             meta,
             uploads: parking_lot::Mutex::new(HashMap::new()),
+            tag_policy: tag_policy::TagPolicy::default(),
         }
+    }
+
+    // ---- tag rules --------------------------------------------------------------------
+
+    pub async fn tag_rules(&self, project: &str) -> Result<TagRules> {
+        self.tag_policy.rules(&self.meta, project).await
+    }
+
+    pub async fn set_tag_rules(&self, project: &str, rules: &TagRules) -> Result<()> {
+        self.tag_policy.set(&self.meta, project, rules).await
     }
 
     // ---- blobs ------------------------------------------------------------------------
@@ -377,9 +391,28 @@ impl Registry {
             blobs,
             children: parsed.manifests.iter().map(|m| &m.digest).collect(),
         };
-        self.meta
-            .put_manifest(name.as_str(), &new, tag.map(Tag::as_str))
-            .await?;
+        let tag_ref = match tag {
+            Some(tag) => {
+                let rules = self.tag_rules(name.project()).await?;
+                let write = rules.check_push(name.project(), tag.as_str())?;
+                Some((
+                    rules,
+                    TagRef {
+                        name: tag.as_str(),
+                        immutable: write == TagWrite::Immutable,
+                    },
+                ))
+            }
+            None => None,
+        };
+        let stored = self
+            .meta
+            .put_manifest(name.as_str(), &new, tag_ref.as_ref().map(|(_, t)| *t))
+            .await;
+        if let (Err(MetaError::TagImmutable { tag, .. }), Some((rules, _))) = (&stored, &tag_ref) {
+            rules.check_change(name.project(), tag, "moved to another digest")?;
+        }
+        stored?;
         Ok(PutManifest {
             subject: subject.cloned(),
             digest,
@@ -392,9 +425,18 @@ impl Registry {
         name: &RepositoryName,
         reference: &Reference,
     ) -> Result<()> {
+        let rules = self.tag_rules(name.project()).await?;
         let deleted = match reference {
-            Reference::Tag(tag) => self.meta.delete_tag(name.as_str(), tag.as_str()).await?,
-            Reference::Digest(digest) => self.meta.delete_manifest(name.as_str(), digest).await?,
+            Reference::Tag(tag) => {
+                rules.check_change(name.project(), tag.as_str(), "deleted")?;
+                self.meta.delete_tag(name.as_str(), tag.as_str()).await?
+            }
+            Reference::Digest(digest) => {
+                for tag in self.meta.tags_of(name.as_str(), digest).await? {
+                    rules.check_change(name.project(), &tag, "deleted (with its digest)")?;
+                }
+                self.meta.delete_manifest(name.as_str(), digest).await?
+            }
         };
         if deleted {
             Ok(())

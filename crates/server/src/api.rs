@@ -13,6 +13,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use gantry_access::{now_secs, AccessError, AuditEntry, LoginVia, CI_PREFIX, ROBOT_PREFIX};
 use gantry_auth::{Action, Identity, Role};
+use gantry_lifecycle::TagRules;
 use gantry_meta::{AuditQuery, Credential};
 use http::{header, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,10 @@ pub fn routes() -> Router<Arc<AppState>> {
                 .delete(delete_project),
         )
         .route("/api/v1/projects/{project}/members", get(list_members))
+        .route(
+            "/api/v1/projects/{project}/tag-rules",
+            get(show_tag_rules).put(set_tag_rules),
+        )
         .route(
             "/api/v1/projects/{project}/members/{user}",
             put(set_member).delete(remove_member),
@@ -471,6 +476,37 @@ async fn delete_project(
         .permission_changed(&state, "project.delete", &project, Some(&project))
         .await;
     Ok(no_content())
+}
+
+// ---- tag rules ------------------------------------------------------------------------
+
+async fn show_tag_rules(
+    State(state): State<Arc<AppState>>,
+    caller: ApiCaller,
+    Path(project): Path<String>,
+) -> ApiResult {
+    caller
+        .require(&state, &project, Action::Pull, "see tag rules")
+        .await?;
+    let rules = state.registry.tag_rules(&project).await?;
+    Ok(Json(rules).into_response())
+}
+
+async fn set_tag_rules(
+    State(state): State<Arc<AppState>>,
+    caller: ApiCaller,
+    Path(project): Path<String>,
+    Body(rules): Body<TagRules>,
+) -> ApiResult {
+    caller
+        .require(&state, &project, Action::ManageTagRules, "change tag rules")
+        .await?;
+    state.registry.set_tag_rules(&project, &rules).await?;
+    let summary = serde_json::to_string(&rules).expect("tag rules serialize");
+    caller
+        .audit(&state, "tag-rules.set", &summary, Some(&project))
+        .await;
+    Ok(Json(rules).into_response())
 }
 
 // ---- members --------------------------------------------------------------------------
@@ -964,6 +1000,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("patch", "/api/v1/projects/{project}"),
     ("delete", "/api/v1/projects/{project}"),
     ("get", "/api/v1/projects/{project}/members"),
+    ("get", "/api/v1/projects/{project}/tag-rules"),
+    ("put", "/api/v1/projects/{project}/tag-rules"),
     ("put", "/api/v1/projects/{project}/members/{user}"),
     ("delete", "/api/v1/projects/{project}/members/{user}"),
     ("get", "/api/v1/projects/{project}/robots"),

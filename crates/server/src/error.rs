@@ -4,6 +4,7 @@
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use gantry_access::AccessError;
+use gantry_lifecycle::TagRuleViolation;
 use gantry_meta::MetaError;
 use gantry_oci::error_code::error_body;
 use gantry_oci::{DigestError, ErrorCode};
@@ -122,6 +123,10 @@ fn classify(e: &RegistryError) -> (StatusCode, ErrorCode) {
             (StatusCode::BAD_REQUEST, ErrorCode::ManifestBlobUnknown)
         }
         E::Body(_) => (StatusCode::BAD_REQUEST, ErrorCode::BlobUploadInvalid),
+        E::TagRule(TagRuleViolation::Immutable { .. }) => {
+            (StatusCode::FORBIDDEN, ErrorCode::Denied)
+        }
+        E::TagRule(_) => (StatusCode::BAD_REQUEST, ErrorCode::TagInvalid),
         E::Storage(_) | E::Meta(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
     }
 }
