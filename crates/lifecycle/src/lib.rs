@@ -1,5 +1,7 @@
-//! Image lifecycle policies. So far: tag rules, the per-project conventions a push must follow.
+//! Image lifecycle policies: tag rules (the conventions a push must follow) and retention
+//! (which tags and manifests a project keeps).
 
+pub mod retention;
 pub mod tag_rules;
 
 pub use tag_rules::{Pattern, TagRuleViolation, TagRules, TagWrite};
