@@ -17,10 +17,12 @@ use sqlx::{Row, Sqlite, Transaction};
 
 mod credentials;
 mod identity;
+mod lifecycle;
 mod migrate;
 
 pub use credentials::{AuditEvent, AuditQuery, Credential};
 pub use identity::{Project, ProjectAccessRow, User, PROJECT_ADMIN_ROLE};
+pub use lifecycle::{ArtifactRow, PullDelta, RetentionRun, TagRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -493,15 +495,24 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Removes a tag only; the manifest stays reachable by digest.
+    /// Removes a tag (and its pull statistics) only; the manifest stays reachable by digest.
     pub async fn delete_tag(&self, name: &str, tag: &str) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "DELETE FROM tag_pulls WHERE tag = $1 AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
+        )
+        .bind(tag)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
         let done = sqlx::query(
             "DELETE FROM tags WHERE name = $1 AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
         )
         .bind(tag)
         .bind(name)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -523,6 +534,9 @@ impl MetaStore {
             > 0;
         if deleted {
             for table in [
+                "DELETE FROM tag_pulls WHERE repository_id = $1 AND tag IN \
+                 (SELECT name FROM tags WHERE repository_id = $1 AND digest = $2)",
+                "DELETE FROM manifest_pulls WHERE repository_id = $1 AND digest = $2",
                 "DELETE FROM tags WHERE repository_id = $1 AND digest = $2",
                 "DELETE FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2",
                 "DELETE FROM manifest_children WHERE repository_id = $1 AND manifest_digest = $2",

@@ -12,6 +12,10 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0003_credentials_audit.sql"),
     ),
     (4, include_str!("../migrations/sqlite/0004_tag_rules.sql")),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_pulls_retention.sql"),
+    ),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<()> {

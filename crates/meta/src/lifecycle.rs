@@ -1,0 +1,319 @@
+//! What lifecycle policies need from the store: pull statistics (written in batches),
+//! a project's artifacts with their tags, pulls and blobs, retention policies and run history.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use crate::{now, MetaStore, Result};
+
+/// Pulls counted in memory since the last flush, for one manifest (and the tag it was
+/// pulled by, if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullDelta {
+    pub repository: String,
+    pub digest: Option<String>,
+    pub tag: Option<String>,
+    pub count: i64,
+    pub last_pulled_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRow {
+    pub name: String,
+    pub pushed_at: i64,
+    pub last_pulled_at: Option<i64>,
+    pub pull_count: i64,
+}
+
+/// A manifest of a project with everything retention and listings need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRow {
+    pub repository: String,
+    pub digest: String,
+    pub media_type: String,
+    pub pushed_at: i64,
+    pub size: i64,
+    pub subject: Option<String>,
+    pub last_pulled_at: Option<i64>,
+    pub pull_count: i64,
+    pub tags: Vec<TagRow>,
+    /// Config and layers (digest, size).
+    pub blobs: Vec<(String, i64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionRun {
+    pub at: i64,
+    pub actor: String,
+    pub dry_run: bool,
+    pub deleted_tags: i64,
+    pub deleted_manifests: i64,
+    pub freed_bytes: i64,
+}
+
+/// `repository = project` or inside it.
+const IN_PROJECT: &str = "(r.name = $1 OR substr(r.name, 1, length($1) + 1) = $1 || '/')";
+
+impl MetaStore {
+    /// Adds batched pull counts in one transaction (counts add up, the latest time wins).
+    pub async fn record_pulls(&self, pulls: &[PullDelta]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        for pull in pulls {
+            let (table, key_column, key) = match (&pull.digest, &pull.tag) {
+                (Some(digest), _) => ("manifest_pulls", "digest", digest),
+                (None, Some(tag)) => ("tag_pulls", "tag", tag),
+                (None, None) => continue,
+            };
+            sqlx::query(&format!(
+                "INSERT INTO {table} (repository_id, {key_column}, last_pulled_at, pull_count) \
+                 SELECT id, $2, $3, $4 FROM repositories WHERE name = $1 \
+                 ON CONFLICT (repository_id, {key_column}) DO UPDATE SET \
+                 pull_count = {table}.pull_count + excluded.pull_count, \
+                 last_pulled_at = CASE WHEN excluded.last_pulled_at > {table}.last_pulled_at \
+                 THEN excluded.last_pulled_at ELSE {table}.last_pulled_at END"
+            ))
+            .bind(&pull.repository)
+            .bind(key)
+            .bind(pull.last_pulled_at)
+            .bind(pull.count)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every manifest of `project`'s repositories, with tags, pulls and blobs.
+    pub async fn artifacts(&self, project: &str) -> Result<Vec<ArtifactRow>> {
+        let manifests = sqlx::query(&format!(
+            "SELECT r.name, m.digest, m.media_type, m.created_at, m.size, m.subject, p.last_pulled_at, p.pull_count \
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             LEFT JOIN manifest_pulls p ON p.repository_id = m.repository_id AND p.digest = m.digest \
+             WHERE {IN_PROJECT} ORDER BY r.name, m.created_at, m.digest"
+        ))
+        .bind(project)
+        .fetch_all(&self.readers)
+        .await?;
+        let tags = sqlx::query(&format!(
+            "SELECT r.name, t.digest, t.name, t.updated_at, p.last_pulled_at, p.pull_count \
+             FROM tags t JOIN repositories r ON r.id = t.repository_id \
+             LEFT JOIN tag_pulls p ON p.repository_id = t.repository_id AND p.tag = t.name \
+             WHERE {IN_PROJECT} ORDER BY t.name"
+        ))
+        .bind(project)
+        .fetch_all(&self.readers)
+        .await?;
+        let blobs = sqlx::query(&format!(
+            "SELECT r.name, mb.manifest_digest, mb.blob_digest, b.size \
+             FROM manifest_blobs mb JOIN repositories r ON r.id = mb.repository_id \
+             JOIN blobs b ON b.digest = mb.blob_digest WHERE {IN_PROJECT}"
+        ))
+        .bind(project)
+        .fetch_all(&self.readers)
+        .await?;
+        let mut tags_of: HashMap<(String, String), Vec<TagRow>> = HashMap::new();
+        for row in tags {
+            tags_of
+                .entry((row.get(0), row.get(1)))
+                .or_default()
+                .push(TagRow {
+                    name: row.get(2),
+                    pushed_at: row.get(3),
+                    last_pulled_at: row.get(4),
+                    pull_count: row.get::<Option<i64>, _>(5).unwrap_or(0),
+                });
+        }
+        let mut blobs_of: HashMap<(String, String), Vec<(String, i64)>> = HashMap::new();
+        for row in blobs {
+            blobs_of
+                .entry((row.get(0), row.get(1)))
+                .or_default()
+                .push((row.get(2), row.get(3)));
+        }
+        Ok(manifests
+            .into_iter()
+            .map(|row| {
+                let key: (String, String) = (row.get(0), row.get(1));
+                ArtifactRow {
+                    tags: tags_of.remove(&key).unwrap_or_default(),
+                    blobs: blobs_of.remove(&key).unwrap_or_default(),
+                    repository: key.0,
+                    digest: key.1,
+                    media_type: row.get(2),
+                    pushed_at: row.get(3),
+                    size: row.get(4),
+                    subject: row.get(5),
+                    last_pulled_at: row.get(6),
+                    pull_count: row.get::<Option<i64>, _>(7).unwrap_or(0),
+                }
+            })
+            .collect())
+    }
+
+    pub async fn retention_policy(&self, project: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT policy FROM retention_policies WHERE project = $1")
+                .bind(project)
+                .fetch_optional(&self.readers)
+                .await?,
+        )
+    }
+
+    pub async fn set_retention_policy(&self, project: &str, policy: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO retention_policies (project, policy, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (project) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
+        )
+        .bind(project)
+        .bind(policy)
+        .bind(now())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn record_retention_run(&self, project: &str, run: &RetentionRun) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO retention_runs (project, at, actor, dry_run, deleted_tags, deleted_manifests, freed_bytes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(project)
+        .bind(run.at)
+        .bind(&run.actor)
+        .bind(run.dry_run)
+        .bind(run.deleted_tags)
+        .bind(run.deleted_manifests)
+        .bind(run.freed_bytes)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// A project's retention runs, newest first.
+    pub async fn retention_runs(&self, project: &str, limit: u32) -> Result<Vec<RetentionRun>> {
+        let rows = sqlx::query(
+            "SELECT at, actor, dry_run, deleted_tags, deleted_manifests, freed_bytes FROM retention_runs \
+             WHERE project = $1 ORDER BY at DESC, id DESC LIMIT $2",
+        )
+        .bind(project)
+        .bind(limit as i64)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RetentionRun {
+                at: r.get(0),
+                actor: r.get(1),
+                dry_run: r.get(2),
+                deleted_tags: r.get(3),
+                deleted_manifests: r.get(4),
+                freed_bytes: r.get(5),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::store;
+    use crate::NewManifest;
+    use gantry_oci::Digest;
+
+    #[tokio::test]
+    async fn pulls_add_up_and_artifacts_carry_tags_pulls_and_blobs() {
+        let (_dir, store) = store().await;
+        let blob = Digest::sha256_of(b"layer");
+        store.link_blob("team/app", &blob, 5).await.unwrap();
+        let digest = Digest::sha256_of(b"manifest");
+        let manifest = NewManifest {
+            digest: &digest,
+            media_type: gantry_oci::media_type::OCI_MANIFEST,
+            artifact_type: None,
+            subject: None,
+            annotations: None,
+            content: b"manifest",
+            blobs: vec![&blob],
+            children: vec![],
+        };
+        store
+            .put_manifest("team/app", &manifest, Some("v1".into()))
+            .await
+            .unwrap();
+        let pull = |digest: Option<&str>, tag: Option<&str>, count, at| PullDelta {
+            repository: "team/app".into(),
+            digest: digest.map(str::to_string),
+            tag: tag.map(str::to_string),
+            count,
+            last_pulled_at: at,
+        };
+        let d = digest.to_string();
+        store
+            .record_pulls(&[pull(Some(&d), None, 2, 100), pull(None, Some("v1"), 3, 90)])
+            .await
+            .unwrap();
+        store
+            .record_pulls(&[pull(Some(&d), None, 1, 50), pull(None, Some("v1"), 1, 120)])
+            .await
+            .unwrap();
+        // Pulls of repositories that do not exist are dropped, not errors.
+        store
+            .record_pulls(&[PullDelta {
+                repository: "ghost/x".into(),
+                ..pull(Some(&d), None, 1, 1)
+            }])
+            .await
+            .unwrap();
+        let artifacts = store.artifacts("team").await.unwrap();
+        assert_eq!(artifacts.len(), 1);
+        let a = &artifacts[0];
+        assert_eq!((a.pull_count, a.last_pulled_at), (3, Some(100)));
+        assert_eq!(a.tags.len(), 1);
+        assert_eq!(
+            (a.tags[0].pull_count, a.tags[0].last_pulled_at),
+            (4, Some(120))
+        );
+        assert_eq!(a.blobs, [(blob.to_string(), 5)]);
+        assert_eq!(a.size, 8);
+        assert!(
+            store.artifacts("tea").await.unwrap().is_empty(),
+            "a prefix is not the project"
+        );
+
+        assert_eq!(store.retention_policy("team").await.unwrap(), None);
+        store
+            .set_retention_policy("team", r#"{"rules":[]}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.retention_policy("team").await.unwrap().as_deref(),
+            Some(r#"{"rules":[]}"#)
+        );
+        let run = RetentionRun {
+            at: 10,
+            actor: "mia".into(),
+            dry_run: true,
+            deleted_tags: 2,
+            deleted_manifests: 1,
+            freed_bytes: 99,
+        };
+        store.record_retention_run("team", &run).await.unwrap();
+        store
+            .record_retention_run(
+                "team",
+                &RetentionRun {
+                    at: 20,
+                    dry_run: false,
+                    ..run.clone()
+                },
+            )
+            .await
+            .unwrap();
+        let runs = store.retention_runs("team", 10).await.unwrap();
+        assert_eq!(
+            runs.iter().map(|r| (r.at, r.dry_run)).collect::<Vec<_>>(),
+            [(20, false), (10, true)]
+        );
+    }
+}
