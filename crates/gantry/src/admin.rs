@@ -3,6 +3,7 @@
 //! (or as the API's JSON with `--json`).
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -496,6 +497,144 @@ pub async fn tag_rules(args: &ApiArgs, command: TagRulesCommand) -> anyhow::Resu
             }
         );
         println!("  refuse latest: {}", rules["refuse_latest"]);
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum RetentionCommand {
+    /// Show a project's retention policy (TOML by default, or --json).
+    Show { project: String },
+    /// Replace a project's retention policy from a TOML or JSON file.
+    #[command(
+        long_about = "Replace a project's retention policy from a TOML or JSON file.\n\n\
+        Example (the seeds' policy):\n\n    \
+        [[rules]]\n    tags = { include = [\"v*\"] }\n    keep = { newest_per_version_line = 3 }\n\n    \
+        [[rules]]\n    tags = { include = [\"commit-*\"] }\n    keep = { pushed_within_days = 14 }\n\n    \
+        [[rules]]\n    tags = { include = [\"dev-*\"] }\n    keep = { pulled_within_days = 7 }\n\n\
+        Within the repositories a rule applies to, tags no rule keeps are deleted; a digest\n\
+        survives when any of its tags does; signatures and SBOMs follow their subject."
+    )]
+    Set { project: String, file: PathBuf },
+    /// Run the policy now; --dry-run lists what would go without deleting anything.
+    Run {
+        project: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Earlier runs, newest first.
+    History { project: String },
+}
+
+pub async fn retention(args: &ApiArgs, command: RetentionCommand) -> anyhow::Result<()> {
+    match command {
+        RetentionCommand::Show { project } => {
+            let policy = args
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/projects/{project}/retention"),
+                    None,
+                )
+                .await?;
+            if args.json {
+                print_json(&policy);
+            } else {
+                print!(
+                    "{}",
+                    toml::to_string(&policy).context("the policy has no TOML form")?
+                );
+            }
+        }
+        RetentionCommand::Set { project, file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let policy: Value = if text.trim_start().starts_with('{') {
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not valid JSON", file.display()))?
+            } else {
+                let parsed: toml::Value = toml::from_str(&text)
+                    .with_context(|| format!("{} is not valid TOML", file.display()))?;
+                serde_json::to_value(parsed)?
+            };
+            let value = args
+                .call(
+                    Method::PUT,
+                    &format!("/api/v1/projects/{project}/retention"),
+                    Some(policy),
+                )
+                .await?;
+            let rules = value["rules"].as_array().map_or(0, Vec::len);
+            done(
+                args,
+                &value,
+                &format!("Retention policy of {project} set ({rules} rules)."),
+            );
+        }
+        RetentionCommand::Run { project, dry_run } => {
+            let report = args
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/projects/{project}/retention/runs?dry_run={dry_run}"),
+                    None,
+                )
+                .await?;
+            if args.json {
+                print_json(&report);
+                return Ok(());
+            }
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            let pairs = |key: &str| -> Vec<String> {
+                report[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| format!("{}:{}", text(&p[0]), text(&p[1])))
+                    .collect()
+            };
+            println!("{verb} {} tags:", pairs("delete_tags").len());
+            for t in pairs("delete_tags") {
+                println!("  {t}");
+            }
+            println!(
+                "{verb} {} manifests, freeing {} bytes",
+                pairs("delete_manifests").len(),
+                report["freed_bytes"]
+            );
+            for p in pairs("protected") {
+                println!("  kept by an immutable tag rule: {p}");
+            }
+            println!("kept:");
+            for s in report["keep"].as_array().into_iter().flatten() {
+                println!(
+                    "  {} {} — {}",
+                    text(&s["repository"]),
+                    text(&s["tags"]),
+                    text(&s["reasons"])
+                );
+            }
+        }
+        RetentionCommand::History { project } => {
+            let runs = args
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/projects/{project}/retention/runs"),
+                    None,
+                )
+                .await?;
+            list(
+                args,
+                &runs,
+                "runs",
+                &[
+                    "at",
+                    "actor",
+                    "dry_run",
+                    "deleted_tags",
+                    "deleted_manifests",
+                    "freed_bytes",
+                ],
+            );
+        }
     }
     Ok(())
 }

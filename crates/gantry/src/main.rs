@@ -199,6 +199,13 @@ enum Command {
         #[command(flatten)]
         api: admin::ApiArgs,
     },
+    /// Show, set, run (or dry-run) a project's retention policy.
+    Retention {
+        #[command(subcommand)]
+        command: admin::RetentionCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
     /// Mint, list and revoke short-lived CI tokens.
     Token {
         #[command(subcommand)]
@@ -425,6 +432,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Robot { command, api } => admin::robot(&api, command).await,
         Command::Token { command, api } => admin::token(&api, command).await,
         Command::TagRules { command, api } => admin::tag_rules(&api, command).await,
+        Command::Retention { command, api } => admin::retention(&api, command).await,
         Command::Audit {
             project,
             since,

@@ -14,6 +14,9 @@ use gantry_storage::FsBlobStore;
 
 use crate::config::ServeConfig;
 
+/// How often pull counts gathered in memory are written (a crash loses at most this much).
+const PULL_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The ES256 key registry tokens are signed with, created on first start (mode 0600).
 pub const TOKEN_KEY_FILE: &str = "token-signing-key.pem";
 
@@ -52,8 +55,20 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         },
     )?;
     let registry = Arc::new(Registry::new(Arc::new(blobs), meta.clone()));
+    let flusher = {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(PULL_FLUSH_INTERVAL);
+            loop {
+                every.tick().await;
+                if let Err(e) = registry.flush_pulls().await {
+                    tracing::warn!(error = %e, "cannot record pull statistics");
+                }
+            }
+        })
+    };
     let app = gantry_server::router(AppState {
-        registry,
+        registry: registry.clone(),
         access: access.clone(),
         public_url: config.public_url.clone(),
     })
@@ -84,6 +99,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             // Clients that have not finished are cut off; nothing they sent was acknowledged.
             tracing::warn!(timeout_secs = config.drain_timeout.as_secs(), "drain timeout reached: closing the remaining connections");
         }
+    }
+    flusher.abort();
+    if let Err(e) = registry.flush_pulls().await {
+        tracing::warn!(error = %e, "cannot record the last pull statistics");
     }
     access.audit_log().flush().await;
     meta.close().await;

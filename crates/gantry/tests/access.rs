@@ -227,6 +227,26 @@ const CASES: &[Case] = &[
         public: DELETERS,
     },
     Case {
+        name: "api retention show",
+        private: MEMBERS_WHO_PULL,
+        public: AUTHENTICATED,
+    },
+    Case {
+        name: "api retention history",
+        private: MEMBERS_WHO_PULL,
+        public: AUTHENTICATED,
+    },
+    Case {
+        name: "api retention set",
+        private: DELETERS,
+        public: DELETERS,
+    },
+    Case {
+        name: "api retention dry run",
+        private: DELETERS,
+        public: DELETERS,
+    },
+    Case {
         name: "api member remove",
         private: ADMINS,
         public: ADMINS,
@@ -301,6 +321,16 @@ async fn call(
         "api tag rules set" => c
             .put(url(&format!("/api/v1/projects/{project}/tag-rules")))
             .json(&json!({})),
+        "api retention show" => c.get(url(&format!("/api/v1/projects/{project}/retention"))),
+        "api retention history" => {
+            c.get(url(&format!("/api/v1/projects/{project}/retention/runs")))
+        }
+        "api retention set" => c
+            .put(url(&format!("/api/v1/projects/{project}/retention")))
+            .json(&json!({"rules": []})),
+        "api retention dry run" => c.post(url(&format!(
+            "/api/v1/projects/{project}/retention/runs?dry_run=true"
+        ))),
         "api users list" => c.get(url("/api/v1/users")),
         "api system robots list" => c.get(url("/api/v1/robots")),
         other => panic!("unknown case {other}"),

@@ -188,3 +188,166 @@ async fn tag_rules_make_tags_immutable_restrict_names_and_refuse_latest() {
     // Rules apply per project: another project takes latest.
     push_image(&s, "other/app", "latest", "x").await;
 }
+
+fn gantry_as_admin(s: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(args)
+        .env("GANTRY_REGISTRY", &s.addr)
+        .env("GANTRY_USERNAME", "admin")
+        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .unwrap()
+}
+
+fn sorted_pairs(report: &Value, key: &str) -> Vec<String> {
+    let mut pairs: Vec<String> = report[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{}:{}", p[0].as_str().unwrap(), p[1].as_str().unwrap()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+#[tokio::test]
+async fn retention_dry_run_and_real_run_agree_and_respect_pulls_and_immutable_tags() {
+    let s = Server::start();
+    for tag in [
+        "v1.0.0",
+        "v1.0.1",
+        "v1.0.2",
+        "v1.0.3",
+        "v1.0.4",
+        "commit-old",
+        "commit-new",
+        "dev-pulled",
+        "dev-idle",
+    ] {
+        push_image(&s, "team/app", tag, tag).await;
+    }
+    // A pull by tag, as docker does it: HEAD by tag, then GET by digest.
+    let head = http()
+        .head(s.url("/v2/team/app/manifests/dev-pulled"))
+        .header("accept", media_type::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    let digest = header(&head, "docker-content-digest").unwrap().to_string();
+    let r = http()
+        .get(s.url(&format!("/v2/team/app/manifests/{digest}")))
+        .header("accept", media_type::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // v1.0.0 is protected by an immutable tag rule.
+    let r = http()
+        .put(s.url("/api/v1/projects/team/tag-rules"))
+        .json(&json!({"immutable": ["v1.0.0"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("retention.toml");
+    std::fs::write(
+        &policy,
+        "[[rules]]\ntags = { include = [\"v*\"] }\nkeep = { newest_per_version_line = 2 }\n\n\
+         [[rules]]\ntags = { include = [\"commit-*\"] }\nkeep = { most_recently_pushed = 1 }\n\n\
+         [[rules]]\ntags = { include = [\"dev-*\"] }\nkeep = { pulled_within_days = 7 }\n",
+    )
+    .unwrap();
+    let out = gantry_as_admin(&s, &["retention", "set", "team", policy.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = gantry_as_admin(&s, &["retention", "show", "team"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("newest_per_version_line = 2"));
+
+    let out = gantry_as_admin(&s, &["retention", "run", "team", "--dry-run", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dry: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(
+        sorted_pairs(&dry, "delete_tags"),
+        [
+            "team/app:commit-old",
+            "team/app:dev-idle",
+            "team/app:v1.0.0",
+            "team/app:v1.0.1",
+            "team/app:v1.0.2"
+        ]
+    );
+    assert_eq!(sorted_pairs(&dry, "protected"), ["team/app:v1.0.0"]);
+    assert!(dry["freed_bytes"].as_u64().unwrap() > 0);
+    let kept = dry["keep"].as_array().unwrap();
+    let dev = kept
+        .iter()
+        .find(|k| k["tags"] == json!(["dev-pulled"]))
+        .unwrap();
+    assert_eq!(
+        dev["reasons"][0],
+        "rule 3 (pulled_within_days) keeps dev-pulled"
+    );
+    // A dry run deletes nothing.
+    let all_tags = json!([
+        "commit-new",
+        "commit-old",
+        "dev-idle",
+        "dev-pulled",
+        "v1.0.0",
+        "v1.0.1",
+        "v1.0.2",
+        "v1.0.3",
+        "v1.0.4"
+    ]);
+    assert_eq!(
+        get_json(&s, "/v2/team/app/tags/list").await["tags"],
+        all_tags
+    );
+
+    let r = http()
+        .post(s.url("/api/v1/projects/team/retention/runs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let real: Value = r.json().await.unwrap();
+    assert_eq!(real["dry_run"], false);
+    for key in ["delete_tags", "delete_manifests", "protected"] {
+        assert_eq!(
+            sorted_pairs(&real, key),
+            sorted_pairs(&dry, key),
+            "dry run and real run agree on {key}"
+        );
+    }
+    assert_eq!(real["freed_bytes"], dry["freed_bytes"]);
+    assert_eq!(
+        get_json(&s, "/v2/team/app/tags/list").await["tags"],
+        json!(["commit-new", "dev-pulled", "v1.0.0", "v1.0.3", "v1.0.4"])
+    );
+    let history = get_json(&s, "/api/v1/projects/team/retention/runs").await;
+    let runs: Vec<bool> = history["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["dry_run"].as_bool().unwrap())
+        .collect();
+    assert_eq!(runs, [false, true]);
+    // Policies are checked when set.
+    let r = http()
+        .put(s.url("/api/v1/projects/team/retention"))
+        .json(&json!({"rules": [{"keep": {"forever": 1}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+}

@@ -13,7 +13,11 @@ use gantry_storage::{BlobStore, ByteStream};
 use serde_json::json;
 
 mod error;
+mod pulls;
+mod retention;
 mod tag_policy;
+
+pub use retention::RetentionReport;
 mod upload;
 
 pub use error::{RegistryError, Result};
@@ -42,6 +46,7 @@ pub struct Registry {
     meta: MetaStore,
     uploads: parking_lot::Mutex<HashMap<String, UploadSlot>>,
     tag_policy: tag_policy::TagPolicy,
+    pulls: pulls::PullTracker,
 }
 
 /// A manifest's identity once stored.
@@ -86,6 +91,14 @@ pub fn accepts(accept: &[&str], stored: &str) -> bool {
             .any(|t| *t == stored || *t == "*/*" || *t == "application/*")
 }
 
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 impl Registry {
     pub fn new(blobs: Arc<dyn BlobStore>, meta: MetaStore) -> Registry {
         Registry {
@@ -93,7 +106,37 @@ impl Registry {
             meta,
             uploads: parking_lot::Mutex::new(HashMap::new()),
             tag_policy: tag_policy::TagPolicy::default(),
+            pulls: pulls::PullTracker::default(),
         }
+    }
+
+    // ---- pull tracking ----------------------------------------------------------------
+
+    /// Records an access to a manifest: `counted` for a real pull (GET), by tag when the
+    /// client named one (HEAD by tag is how docker and containerd start a pull).
+    pub fn note_pull(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        digest: &Digest,
+        counted: bool,
+    ) {
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag.as_str()),
+            Reference::Digest(_) => None,
+        };
+        let digest = digest.to_string();
+        self.pulls.note(
+            name.as_str(),
+            counted.then_some(digest.as_str()),
+            tag,
+            unix_now(),
+        );
+    }
+
+    /// Writes the pull counts gathered in memory.
+    pub async fn flush_pulls(&self) -> Result<()> {
+        self.pulls.flush(&self.meta).await
     }
 
     // ---- tag rules --------------------------------------------------------------------

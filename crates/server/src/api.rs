@@ -13,6 +13,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use gantry_access::{now_secs, AccessError, AuditEntry, LoginVia, CI_PREFIX, ROBOT_PREFIX};
 use gantry_auth::{Action, Identity, Role};
+use gantry_lifecycle::retention::Policy;
 use gantry_lifecycle::TagRules;
 use gantry_meta::{AuditQuery, Credential};
 use http::{header, HeaderValue, StatusCode};
@@ -46,6 +47,14 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/api/v1/projects/{project}/tag-rules",
             get(show_tag_rules).put(set_tag_rules),
+        )
+        .route(
+            "/api/v1/projects/{project}/retention",
+            get(show_retention).put(set_retention),
+        )
+        .route(
+            "/api/v1/projects/{project}/retention/runs",
+            get(retention_history).post(run_retention),
         )
         .route(
             "/api/v1/projects/{project}/members/{user}",
@@ -507,6 +516,116 @@ async fn set_tag_rules(
         .audit(&state, "tag-rules.set", &summary, Some(&project))
         .await;
     Ok(Json(rules).into_response())
+}
+
+// ---- retention ------------------------------------------------------------------------
+
+async fn show_retention(
+    State(state): State<Arc<AppState>>,
+    caller: ApiCaller,
+    Path(project): Path<String>,
+) -> ApiResult {
+    caller
+        .require(&state, &project, Action::Pull, "see the retention policy")
+        .await?;
+    let policy = state.registry.retention_policy(&project).await?;
+    Ok(Json(policy.unwrap_or_default()).into_response())
+}
+
+async fn set_retention(
+    State(state): State<Arc<AppState>>,
+    caller: ApiCaller,
+    Path(project): Path<String>,
+    Body(policy): Body<Policy>,
+) -> ApiResult {
+    caller
+        .require(
+            &state,
+            &project,
+            Action::ManageTagRules,
+            "change the retention policy",
+        )
+        .await?;
+    state
+        .registry
+        .set_retention_policy(&project, &policy)
+        .await?;
+    caller
+        .audit(
+            &state,
+            "retention.set",
+            &format!("{} rules", policy.rules.len()),
+            Some(&project),
+        )
+        .await;
+    Ok(Json(policy).into_response())
+}
+
+#[derive(Deserialize)]
+struct RunOptions {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Runs the policy now: a dry run lists what would go; a real run deletes it.
+async fn run_retention(
+    State(state): State<Arc<AppState>>,
+    caller: ApiCaller,
+    Path(project): Path<String>,
+    Params(options): Params<RunOptions>,
+) -> ApiResult {
+    caller
+        .require(&state, &project, Action::ManageTagRules, "run retention")
+        .await?;
+    let report = state
+        .registry
+        .run_retention(
+            &project,
+            caller.name(),
+            gantry_registry::unix_now(),
+            options.dry_run,
+        )
+        .await?;
+    caller
+        .audit(
+            &state,
+            if options.dry_run {
+                "retention.dry-run"
+            } else {
+                "retention.run"
+            },
+            &format!(
+                "{} tags, {} manifests, {} bytes",
+                report.plan.delete_tags.len() - report.protected.len(),
+                report.plan.delete_manifests.len(),
+                report.plan.freed_bytes
+            ),
+            Some(&project),
+        )
+        .await;
+    Ok(Json(report).into_response())
+}
+
+async fn retention_history(
+    State(state): State<Arc<AppState>>,
+    caller: ApiCaller,
+    Path(project): Path<String>,
+) -> ApiResult {
+    caller
+        .require(&state, &project, Action::Pull, "see retention runs")
+        .await?;
+    let runs: Vec<_> = state
+        .access
+        .meta()
+        .retention_runs(&project, 100)
+        .await?
+        .into_iter()
+        .map(|r| {
+            json!({"at": r.at, "actor": r.actor, "dry_run": r.dry_run, "deleted_tags": r.deleted_tags,
+                   "deleted_manifests": r.deleted_manifests, "freed_bytes": r.freed_bytes})
+        })
+        .collect();
+    Ok(Json(json!({ "runs": runs })).into_response())
 }
 
 // ---- members --------------------------------------------------------------------------
@@ -1002,6 +1121,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/projects/{project}/members"),
     ("get", "/api/v1/projects/{project}/tag-rules"),
     ("put", "/api/v1/projects/{project}/tag-rules"),
+    ("get", "/api/v1/projects/{project}/retention"),
+    ("put", "/api/v1/projects/{project}/retention"),
+    ("get", "/api/v1/projects/{project}/retention/runs"),
+    ("post", "/api/v1/projects/{project}/retention/runs"),
     ("put", "/api/v1/projects/{project}/members/{user}"),
     ("delete", "/api/v1/projects/{project}/members/{user}"),
     ("get", "/api/v1/projects/{project}/robots"),

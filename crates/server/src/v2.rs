@@ -497,6 +497,7 @@ async fn get_manifest(
     let name = parse_name(name)?;
     let reference = parse_reference(&decoded(reference))?;
     let manifest = r.get_manifest(&name, &reference).await?;
+    r.note_pull(&name, &reference, &manifest.digest, !head);
     let accept: Vec<&str> = headers
         .get_all(header::ACCEPT)
         .iter()
