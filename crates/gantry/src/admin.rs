@@ -639,6 +639,32 @@ pub async fn retention(args: &ApiArgs, command: RetentionCommand) -> anyhow::Res
     Ok(())
 }
 
+pub async fn gc(args: &ApiArgs, dry_run: bool, grace_secs: u64) -> anyhow::Result<()> {
+    let report = args
+        .call(
+            Method::POST,
+            &format!("/api/v1/gc?dry_run={dry_run}&grace_secs={grace_secs}"),
+            None,
+        )
+        .await?;
+    if args.json {
+        print_json(&report);
+        return Ok(());
+    }
+    let verb = if dry_run { "would free" } else { "freed" };
+    println!(
+        "{verb}: {} untagged manifests ({} bytes), {} blob links, {} blobs ({} bytes), {} abandoned uploads; {} ms",
+        report["manifests"].as_array().map_or(0, Vec::len),
+        report["manifest_bytes"],
+        report["links"],
+        report["blobs"],
+        report["blob_bytes"],
+        report["uploads"],
+        report["millis"]
+    );
+    Ok(())
+}
+
 pub async fn login(
     registry: Option<String>,
     username: Option<String>,

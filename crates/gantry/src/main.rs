@@ -206,6 +206,17 @@ enum Command {
         #[command(flatten)]
         api: admin::ApiArgs,
     },
+    /// Run online garbage collection now (system administrators); pushes and pulls go on.
+    Gc {
+        /// Report what would be freed without deleting anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only collect what is older than this, e.g. 1h, 30m (protects pushes in flight).
+        #[arg(long, default_value = "1h", value_parser = admin::parse_duration)]
+        grace: u64,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
     /// Mint, list and revoke short-lived CI tokens.
     Token {
         #[command(subcommand)]
@@ -433,6 +444,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { command, api } => admin::token(&api, command).await,
         Command::TagRules { command, api } => admin::tag_rules(&api, command).await,
         Command::Retention { command, api } => admin::retention(&api, command).await,
+        Command::Gc {
+            dry_run,
+            grace,
+            api,
+        } => admin::gc(&api, dry_run, grace).await,
         Command::Audit {
             project,
             since,

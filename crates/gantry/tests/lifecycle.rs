@@ -351,3 +351,263 @@ async fn retention_dry_run_and_real_run_agree_and_respect_pulls_and_immutable_ta
         .unwrap();
     assert_error(r, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
 }
+
+async fn gc(s: &Server, dry_run: bool, grace_secs: u64) -> Value {
+    let r = http()
+        .post(s.url(&format!(
+            "/api/v1/gc?dry_run={dry_run}&grace_secs={grace_secs}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+fn blob_file(s: &Server, digest: &gantry_oci::Digest) -> std::path::PathBuf {
+    s.data_dir
+        .join("storage/blobs/sha256")
+        .join(&digest.hex()[..2])
+        .join(digest.hex())
+}
+
+#[tokio::test]
+async fn gc_collects_unreachable_manifests_and_blobs_and_keeps_everything_tagged() {
+    let s = Server::start();
+    let shared = b"shared base layer".to_vec();
+    let push = |tag: Option<&'static str>, own: &'static [u8]| {
+        let s = &s;
+        let shared = shared.clone();
+        async move {
+            let config = [b"config of ".as_slice(), own].concat();
+            push_blob(s, "team/app", &config).await;
+            push_blob(s, "team/app", &shared).await;
+            push_blob(s, "team/app", own).await;
+            let manifest = image_manifest(&config, &[&shared, own]);
+            let digest = gantry_oci::Digest::sha256_of(&manifest).to_string();
+            let reference = tag.map_or(digest.clone(), str::to_string);
+            let r = put_manifest(
+                s,
+                "team/app",
+                &reference,
+                media_type::OCI_MANIFEST,
+                &manifest,
+            )
+            .await;
+            assert_eq!(r.status(), StatusCode::CREATED);
+            (
+                digest,
+                gantry_oci::Digest::sha256_of(own),
+                gantry_oci::Digest::sha256_of(&config),
+            )
+        }
+    };
+    let (a, a_own, _) = push(Some("a"), b"layer a").await;
+    let (b, b_own, b_config) = push(Some("b"), b"layer b").await;
+    let (c, c_own, _) = push(None, b"layer c").await;
+    let dangling = push_blob(&s, "team/app", b"uploaded, never used").await;
+    let r = http()
+        .delete(s.url("/v2/team/app/manifests/b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // Inside the grace window nothing is touched.
+    let report = gc(&s, false, 3600).await;
+    assert_eq!(
+        (
+            report["manifests"].as_array().unwrap().len(),
+            report["blobs"].as_u64()
+        ),
+        (0, Some(0))
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let dry = gc(&s, true, 0).await;
+    let mut listed: Vec<String> = dry["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m[1].as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    let mut want = vec![b.clone(), c.clone()];
+    want.sort();
+    assert_eq!(listed, want);
+    assert!(blob_file(&s, &b_own).exists(), "a dry run deletes nothing");
+
+    let report = gc(&s, false, 0).await;
+    assert_eq!(report["manifests"].as_array().unwrap().len(), 2);
+    // b's and c's own layers and configs, and the dangling blob: 5 blobs.
+    assert_eq!(report["blobs"], 5, "{report}");
+    for gone in [&b_own, &c_own, &b_config, &dangling] {
+        assert!(!blob_file(&s, gone).exists(), "{gone} was collected");
+        let r = http()
+            .head(s.url(&format!("/v2/team/app/blobs/{gone}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    for digest in [&b, &c] {
+        let r = http()
+            .get(s.url(&format!("/v2/team/app/manifests/{digest}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    // The tagged image pulls completely, its shared layer included.
+    let manifest = get_json(&s, "/v2/team/app/manifests/a").await;
+    for blob in manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&manifest["config"]])
+    {
+        let r = http()
+            .get(s.url(&format!(
+                "/v2/team/app/blobs/{}",
+                blob["digest"].as_str().unwrap()
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{blob}");
+    }
+    assert!(blob_file(&s, &a_own).exists());
+    assert_eq!(
+        gantry_oci::Digest::sha256_of(&get_bytes(&s, &format!("/v2/team/app/manifests/{a}")).await)
+            .to_string(),
+        a
+    );
+    // A second collection finds nothing more.
+    let again = gc(&s, false, 0).await;
+    assert_eq!(
+        (
+            again["manifests"].as_array().unwrap().len(),
+            again["blobs"].as_u64()
+        ),
+        (0, Some(0))
+    );
+}
+
+#[tokio::test]
+async fn gc_stress_pushes_and_pulls_go_on_and_nothing_reachable_is_lost() {
+    let s = std::sync::Arc::new(Server::start());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..4 {
+        let (s, stop) = (s.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut round = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let repo = format!("stress/w{worker}");
+                // Every image shares a base layer with all others, and has one of its own.
+                let config = format!("config {worker} {round}").into_bytes();
+                let own = format!("layer {worker} {round}").into_bytes();
+                let base = b"the shared base".to_vec();
+                for blob in [&config, &base, &own] {
+                    push_blob(&s, &repo, blob).await;
+                }
+                let manifest = image_manifest(&config, &[&base, &own]);
+                let tag = format!("r{}", round % 3); // tags move: older manifests become garbage
+                let r = put_manifest(&s, &repo, &tag, media_type::OCI_MANIFEST, &manifest).await;
+                assert_eq!(r.status(), StatusCode::CREATED, "push during GC");
+                // Pull something tagged, completely.
+                let pulled = get_json(&s, &format!("/v2/{repo}/manifests/{tag}")).await;
+                for blob in pulled["layers"].as_array().unwrap() {
+                    let r = http()
+                        .get(s.url(&format!(
+                            "/v2/{repo}/blobs/{}",
+                            blob["digest"].as_str().unwrap()
+                        )))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), StatusCode::OK, "pull during GC");
+                }
+                round += 1;
+            }
+            round
+        }));
+    }
+    let collector = {
+        let (s, stop) = (s.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut runs = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                gc(&s, false, 5).await;
+                runs += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            runs
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut pushed = 0;
+    for w in workers {
+        pushed += w.await.unwrap();
+    }
+    let runs = collector.await.unwrap();
+    assert!(
+        pushed > 20 && runs > 5,
+        "{pushed} pushes, {runs} collections"
+    );
+
+    // Every tag still pulls completely.
+    for worker in 0..4 {
+        let repo = format!("stress/w{worker}");
+        let tags = get_json(&s, &format!("/v2/{repo}/tags/list")).await;
+        for tag in tags["tags"].as_array().unwrap() {
+            let manifest = get_json(
+                &s,
+                &format!("/v2/{repo}/manifests/{}", tag.as_str().unwrap()),
+            )
+            .await;
+            for blob in manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .chain([&manifest["config"]])
+            {
+                let r = http()
+                    .get(s.url(&format!(
+                        "/v2/{repo}/blobs/{}",
+                        blob["digest"].as_str().unwrap()
+                    )))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::OK, "{repo}:{tag} lost {blob}");
+            }
+        }
+    }
+    // Once everything is older than the grace window, everything unreferenced goes.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    gc(&s, false, 0).await;
+    let left = gc(&s, true, 0).await;
+    assert_eq!(
+        (
+            left["manifests"].as_array().unwrap().len(),
+            left["links"].as_u64(),
+            left["blobs"].as_u64()
+        ),
+        (0, Some(0), Some(0))
+    );
+    let files = walk_count(&s.data_dir.join("storage/blobs"));
+    // Per worker: at most 3 tagged manifests × (config + own layer), plus the shared base.
+    assert!(files <= 4 * 3 * 2 + 1, "{files} blob files remain");
+}
+
+fn walk_count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .map(|p| if p.is_dir() { walk_count(&p) } else { 1 })
+                .sum()
+        })
+        .unwrap_or(0)
+}

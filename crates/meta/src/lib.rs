@@ -16,11 +16,13 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 mod credentials;
+mod gc;
 mod identity;
 mod lifecycle;
 mod migrate;
 
 pub use credentials::{AuditEvent, AuditQuery, Credential};
+pub use gc::DeadManifest;
 pub use identity::{Project, ProjectAccessRow, User, PROJECT_ADMIN_ROLE};
 pub use lifecycle::{ArtifactRow, PullDelta, RetentionRun, TagRow};
 

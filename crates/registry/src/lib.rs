@@ -13,10 +13,12 @@ use gantry_storage::{BlobStore, ByteStream};
 use serde_json::json;
 
 mod error;
+mod gc;
 mod pulls;
 mod retention;
 mod tag_policy;
 
+pub use gc::{GcOptions, GcReport};
 pub use retention::RetentionReport;
 mod upload;
 
@@ -47,6 +49,9 @@ pub struct Registry {
     uploads: parking_lot::Mutex<HashMap<String, UploadSlot>>,
     tag_policy: tag_policy::TagPolicy,
     pulls: pulls::PullTracker,
+    /// Serializes, per digest, making a blob visible (commit + link, mount) with garbage
+    /// collection deleting it.
+    blob_locks: gc::BlobLocks,
 }
 
 /// A manifest's identity once stored.
@@ -107,6 +112,7 @@ impl Registry {
             uploads: parking_lot::Mutex::new(HashMap::new()),
             tag_policy: tag_policy::TagPolicy::default(),
             pulls: pulls::PullTracker::default(),
+            blob_locks: gc::BlobLocks::default(),
         }
     }
 
@@ -181,6 +187,8 @@ impl Registry {
         digest: &Digest,
         from: Option<&RepositoryName>,
     ) -> Result<Option<u64>> {
+        // Under the blob's lock: a collection cannot delete it between the check and the link.
+        let _blob = self.blob_locks.lock(digest).await;
         let size = match from {
             Some(from) => self.meta.blob_in_repository(from.as_str(), digest).await?,
             None => self.meta.blob_anywhere(digest).await?,
@@ -284,19 +292,22 @@ impl Registry {
     ) -> Result<u64> {
         let slot = self.upload_slot(name, id).await?;
         let mut progress = slot.lock().await;
-        let size = self
-            .verify_and_commit(&mut progress, id, digest, last_chunk)
-            .await?;
-        self.meta
-            .complete_upload(id, name.as_str(), digest, size)
-            .await?;
+        let size = self.verify(&mut progress, id, digest, last_chunk).await?;
+        {
+            let _blob = self.blob_locks.lock(digest).await;
+            self.blobs.commit_upload(id, digest).await?;
+            self.meta
+                .complete_upload(id, name.as_str(), digest, size)
+                .await?;
+        }
         drop(progress);
         self.uploads.lock().remove(id);
         Ok(size)
     }
 
-    /// Appends the last chunk, checks the digest and moves the bytes into place (durably).
-    async fn verify_and_commit(
+    /// Appends the last chunk and checks the digest. The caller commits the bytes and links
+    /// them under the blob's lock, so garbage collection never sees one without the other.
+    async fn verify(
         &self,
         progress: &mut UploadProgress,
         id: &str,
@@ -322,7 +333,6 @@ impl Registry {
                 actual,
             });
         }
-        self.blobs.commit_upload(id, digest).await?;
         Ok(size)
     }
 
@@ -338,10 +348,12 @@ impl Registry {
         self.blobs.create_upload(&id).await?;
         let mut progress = UploadProgress::default();
         match self
-            .verify_and_commit(&mut progress, &id, digest, Some((None, body)))
+            .verify(&mut progress, &id, digest, Some((None, body)))
             .await
         {
             Ok(size) => {
+                let _blob = self.blob_locks.lock(digest).await;
+                self.blobs.commit_upload(&id, digest).await?;
                 self.meta.link_blob(name.as_str(), digest, size).await?;
                 Ok(size)
             }

@@ -78,6 +78,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             axum::routing::delete(revoke_handler("ci")),
         )
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/gc", axum::routing::post(run_gc))
 }
 
 /// The authenticated caller of an API request and where it came from. Anonymous callers get
@@ -1050,6 +1051,54 @@ async fn list_tokens(
     credential_list(&state, Some(&project), "ci").await
 }
 
+// ---- garbage collection ---------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct GcParams {
+    #[serde(default)]
+    dry_run: bool,
+    /// Only what is older than this many seconds is collected [default: 3600].
+    grace_secs: Option<u64>,
+}
+
+/// Runs an online garbage collection now (system administrators).
+async fn run_gc(
+    State(state): State<Arc<AppState>>,
+    caller: ApiCaller,
+    Params(params): Params<GcParams>,
+) -> ApiResult {
+    caller.require_system_admin("run garbage collection")?;
+    let mut options = gantry_registry::GcOptions {
+        dry_run: params.dry_run,
+        ..Default::default()
+    };
+    if let Some(grace) = params.grace_secs {
+        options.grace = std::time::Duration::from_secs(grace);
+    }
+    let report = state
+        .registry
+        .collect_garbage(gantry_registry::unix_now(), &options)
+        .await?;
+    caller
+        .audit(
+            &state,
+            if params.dry_run {
+                "gc.dry-run"
+            } else {
+                "gc.run"
+            },
+            &format!(
+                "{} manifests, {} blobs, {} bytes",
+                report.manifests.len(),
+                report.blobs,
+                report.blob_bytes
+            ),
+            None,
+        )
+        .await;
+    Ok(Json(report).into_response())
+}
+
 // ---- audit ----------------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -1136,6 +1185,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/tokens"),
     ("delete", "/api/v1/tokens/{token}"),
     ("get", "/api/v1/audit"),
+    ("post", "/api/v1/gc"),
 ];
 
 #[cfg(test)]

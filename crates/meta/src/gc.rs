@@ -1,0 +1,127 @@
+//! The queries of online garbage collection. "Reachable" is computed in SQL: tagged
+//! manifests, manifests younger than the grace cutoff, the children of reachable indexes and
+//! the referrers of reachable manifests. Everything else is collectable. Deletions re-check
+//! their condition inside their own statement, so a concurrent push that makes something
+//! reachable again wins.
+
+use sqlx::Row;
+
+use crate::{MetaStore, Result};
+
+/// A collectable manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadManifest {
+    pub repository: String,
+    pub digest: String,
+    pub size: i64,
+}
+
+impl MetaStore {
+    /// Manifests no tag, index or subject keeps alive, pushed before `cutoff`.
+    pub async fn unreachable_manifests(
+        &self,
+        cutoff: i64,
+        limit: u32,
+    ) -> Result<Vec<DeadManifest>> {
+        let rows = sqlx::query(
+            "WITH RECURSIVE live(repository_id, digest) AS ( \
+                 SELECT repository_id, digest FROM tags \
+                 UNION SELECT repository_id, digest FROM manifests WHERE created_at >= $1 \
+                 UNION SELECT c.repository_id, c.child_digest FROM manifest_children c \
+                     JOIN live l ON l.repository_id = c.repository_id AND l.digest = c.manifest_digest \
+                 UNION SELECT m.repository_id, m.digest FROM manifests m \
+                     JOIN live l ON l.repository_id = m.repository_id AND m.subject = l.digest \
+             ) \
+             SELECT r.name, m.digest, m.size FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             WHERE NOT EXISTS (SELECT 1 FROM live l WHERE l.repository_id = m.repository_id AND l.digest = m.digest) \
+             ORDER BY r.name, m.digest LIMIT $2",
+        )
+        .bind(cutoff)
+        .bind(limit as i64)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeadManifest {
+                repository: r.get(0),
+                digest: r.get(1),
+                size: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Repository links to blobs that no manifest of the repository references, made before
+    /// `cutoff` (younger ones may belong to a push in progress): (repository, digest).
+    pub async fn unreferenced_links(
+        &self,
+        cutoff: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT r.name, rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
+             WHERE rb.created_at < $1 AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb \
+                 WHERE mb.repository_id = rb.repository_id AND mb.blob_digest = rb.digest) \
+             ORDER BY r.name, rb.digest LIMIT $2",
+        )
+        .bind(cutoff)
+        .bind(limit as i64)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Removes a link if it is still unreferenced and old; false if something uses it now.
+    pub async fn unlink_if_unreferenced(
+        &self,
+        repository: &str,
+        digest: &str,
+        cutoff: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM repository_blobs WHERE digest = $2 AND created_at < $3 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = $1) \
+             AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb \
+                 WHERE mb.repository_id = repository_blobs.repository_id AND mb.blob_digest = $2)",
+        )
+        .bind(repository)
+        .bind(digest)
+        .bind(cutoff)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Blobs no repository links: (digest, size).
+    pub async fn orphan_blobs(&self, limit: u32) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT digest, size FROM blobs b WHERE NOT EXISTS \
+             (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest) ORDER BY digest LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Deletes a blob's row if no repository links it; true when the bytes may go.
+    pub async fn delete_orphan_blob(&self, digest: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM blobs WHERE digest = $1 AND NOT EXISTS \
+             (SELECT 1 FROM repository_blobs rb WHERE rb.digest = $1)",
+        )
+        .bind(digest)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Upload sessions started before `cutoff` (abandoned): ids.
+    pub async fn stale_uploads(&self, cutoff: i64) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM uploads WHERE created_at < $1 ORDER BY id")
+                .bind(cutoff)
+                .fetch_all(&self.readers)
+                .await?,
+        )
+    }
+}
