@@ -36,6 +36,15 @@ pub struct FileConfig {
     pub log: FileLogConfig,
     #[serde(default)]
     pub auth: FileAuthConfig,
+    #[serde(default)]
+    pub gc: FileGcConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileGcConfig {
+    pub interval_secs: Option<u64>,
+    pub grace_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,7 +88,14 @@ pub struct ServeConfig {
     /// Whether a push into a project that does not exist creates it.
     pub auto_create_projects: bool,
     pub token_ttl: std::time::Duration,
+    /// How often online garbage collection runs by itself; `None`: only when asked.
+    pub gc_interval: Option<std::time::Duration>,
+    pub gc_grace: std::time::Duration,
 }
+
+/// Scheduled garbage collection: every 6 hours, collecting what is older than an hour.
+pub const DEFAULT_GC_INTERVAL_SECS: u64 = 6 * 3600;
+pub const DEFAULT_GC_GRACE_SECS: u64 = 3600;
 
 /// Lifetime of registry tokens (distribution's default is also a few minutes).
 pub const DEFAULT_TOKEN_TTL_SECS: u64 = 300;
@@ -96,6 +112,7 @@ pub struct Overrides {
     pub public_url: Option<String>,
     pub auto_create_projects: Option<bool>,
     pub token_ttl_secs: Option<u64>,
+    pub gc_interval_secs: Option<u64>,
 }
 
 pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -158,6 +175,17 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
                 .unwrap_or(DEFAULT_TOKEN_TTL_SECS)
                 .max(1),
         ),
+        gc_interval: match overrides
+            .gc_interval_secs
+            .or(file.gc.interval_secs)
+            .unwrap_or(DEFAULT_GC_INTERVAL_SECS)
+        {
+            0 => None,
+            secs => Some(std::time::Duration::from_secs(secs)),
+        },
+        gc_grace: std::time::Duration::from_secs(
+            file.gc.grace_secs.unwrap_or(DEFAULT_GC_GRACE_SECS),
+        ),
     })
 }
 
@@ -178,6 +206,10 @@ mod tests {
         );
         assert_eq!(c.token_ttl.as_secs(), DEFAULT_TOKEN_TTL_SECS);
         assert_eq!(c.public_url, None);
+        assert_eq!(
+            c.gc_interval.map(|d| d.as_secs()),
+            Some(DEFAULT_GC_INTERVAL_SECS)
+        );
     }
 
     #[test]

@@ -285,6 +285,9 @@ struct ServeArgs {
     /// Lifetime of issued registry tokens in seconds [default: 300].
     #[arg(long, env = "GANTRY_TOKEN_TTL_SECS")]
     token_ttl_secs: Option<u64>,
+    /// Seconds between scheduled garbage collections; 0 turns them off [default: 21600].
+    #[arg(long, env = "GANTRY_GC_INTERVAL_SECS")]
+    gc_interval_secs: Option<u64>,
 }
 
 #[derive(Args)]
@@ -352,6 +355,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 public_url: args.public_url,
                 auto_create_projects: args.auto_create_projects,
                 token_ttl_secs: args.token_ttl_secs,
+                gc_interval_secs: args.gc_interval_secs,
             })?;
             init_logging(config.log_format, &config.log_level)?;
             serve::run(config).await

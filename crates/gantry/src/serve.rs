@@ -67,6 +67,26 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             }
         })
     };
+    let scheduled_gc = config.gc_interval.map(|interval| {
+        let registry = registry.clone();
+        let options = gantry_registry::GcOptions {
+            grace: config.gc_grace,
+            ..Default::default()
+        };
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(interval);
+            every.tick().await; // not at start-up: the first run is one interval in
+            loop {
+                every.tick().await;
+                if let Err(e) = registry
+                    .collect_garbage(gantry_registry::unix_now(), &options)
+                    .await
+                {
+                    tracing::warn!(error = %e, "scheduled garbage collection failed");
+                }
+            }
+        })
+    });
     let app = gantry_server::router(AppState {
         registry: registry.clone(),
         access: access.clone(),
@@ -101,6 +121,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     }
     flusher.abort();
+    if let Some(gc) = scheduled_gc {
+        gc.abort();
+    }
     if let Err(e) = registry.flush_pulls().await {
         tracing::warn!(error = %e, "cannot record the last pull statistics");
     }
