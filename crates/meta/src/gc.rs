@@ -70,25 +70,31 @@ impl MetaStore {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Removes a link if it is still unreferenced and old; false if something uses it now.
-    pub async fn unlink_if_unreferenced(
+    /// Removes the links that are still unreferenced and old, in one transaction; returns how
+    /// many went (a link something uses now stays).
+    pub async fn unlink_unreferenced(
         &self,
-        repository: &str,
-        digest: &str,
+        links: &[(String, String)],
         cutoff: i64,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM repository_blobs WHERE digest = $2 AND created_at < $3 \
-             AND repository_id = (SELECT id FROM repositories WHERE name = $1) \
-             AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb \
-                 WHERE mb.repository_id = repository_blobs.repository_id AND mb.blob_digest = $2)",
-        )
-        .bind(repository)
-        .bind(digest)
-        .bind(cutoff)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+    ) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let mut removed = 0;
+        for (repository, digest) in links {
+            removed += sqlx::query(
+                "DELETE FROM repository_blobs WHERE digest = $2 AND created_at < $3 \
+                 AND repository_id = (SELECT id FROM repositories WHERE name = $1) \
+                 AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb \
+                     WHERE mb.repository_id = repository_blobs.repository_id AND mb.blob_digest = $2)",
+            )
+            .bind(repository)
+            .bind(digest)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(removed)
     }
 
     /// Blobs no repository links: (digest, size).
@@ -103,16 +109,25 @@ impl MetaStore {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Deletes a blob's row if no repository links it; true when the bytes may go.
-    pub async fn delete_orphan_blob(&self, digest: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM blobs WHERE digest = $1 AND NOT EXISTS \
-             (SELECT 1 FROM repository_blobs rb WHERE rb.digest = $1)",
-        )
-        .bind(digest)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+    /// Deletes the rows of blobs no repository links, in one transaction; returns the ones
+    /// deleted, whose bytes may go.
+    pub async fn delete_orphan_blobs(&self, digests: &[String]) -> Result<Vec<String>> {
+        let mut tx = self.writer.begin().await?;
+        let mut deleted = Vec::new();
+        for digest in digests {
+            let done = sqlx::query(
+                "DELETE FROM blobs WHERE digest = $1 AND NOT EXISTS \
+                 (SELECT 1 FROM repository_blobs rb WHERE rb.digest = $1)",
+            )
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() > 0 {
+                deleted.push(digest.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// Upload sessions started before `cutoff` (abandoned): ids.

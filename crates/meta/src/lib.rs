@@ -521,16 +521,39 @@ impl MetaStore {
     /// Removes a manifest, every tag pointing at it and its reference rows.
     pub async fn delete_manifest(&self, name: &str, digest: &Digest) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
+        let deleted = Self::delete_manifest_in(&mut tx, name, &digest.to_string()).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Deletes manifests (repository, digest) in one transaction; returns how many existed.
+    pub async fn delete_manifests(&self, manifests: &[(String, String)]) -> Result<usize> {
+        let mut tx = self.writer.begin().await?;
+        let mut deleted = 0;
+        for (name, digest) in manifests {
+            if Self::delete_manifest_in(&mut tx, name, digest).await? {
+                deleted += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Removes a manifest, every tag pointing at it, its reference rows and pull statistics.
+    async fn delete_manifest_in(
+        tx: &mut Transaction<'_, Sqlite>,
+        name: &str,
+        digest: &str,
+    ) -> Result<bool> {
         let repo: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
             .bind(name)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
         let Some(repo) = repo else { return Ok(false) };
-        let digest = digest.to_string();
         let deleted = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
             .bind(repo)
-            .bind(&digest)
-            .execute(&mut *tx)
+            .bind(digest)
+            .execute(&mut **tx)
             .await?
             .rows_affected()
             > 0;
@@ -545,12 +568,11 @@ impl MetaStore {
             ] {
                 sqlx::query(table)
                     .bind(repo)
-                    .bind(&digest)
-                    .execute(&mut *tx)
+                    .bind(digest)
+                    .execute(&mut **tx)
                     .await?;
             }
         }
-        tx.commit().await?;
         Ok(deleted)
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use gantry_oci::Digest;
 use serde::Serialize;
 
-use crate::{parse_name, Registry, RegistryError, Result};
+use crate::{Registry, RegistryError, Result};
 
 /// Per-digest locks (striped: 256 locks for every digest).
 pub struct BlobLocks {
@@ -25,9 +25,22 @@ impl Default for BlobLocks {
 }
 
 impl BlobLocks {
+    fn stripe(digest: &Digest) -> usize {
+        usize::from(u8::from_str_radix(&digest.hex()[..2], 16).unwrap_or(0))
+    }
+
     pub async fn lock(&self, digest: &Digest) -> tokio::sync::MutexGuard<'_, ()> {
-        let stripe = u8::from_str_radix(&digest.hex()[..2], 16).unwrap_or(0);
-        self.stripes[stripe as usize].lock().await
+        self.stripes[Self::stripe(digest)].lock().await
+    }
+
+    /// The locks of all `digests`, taken in stripe order.
+    pub async fn lock_all(&self, digests: &[Digest]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let stripes: std::collections::BTreeSet<usize> = digests.iter().map(Self::stripe).collect();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.stripes[stripe].lock().await);
+        }
+        guards
     }
 }
 
@@ -84,32 +97,25 @@ impl Registry {
                 .meta
                 .unreachable_manifests(cutoff, options.batch)
                 .await?;
-            let fresh: Vec<_> = dead
-                .into_iter()
-                .filter(|m| {
-                    !report
-                        .manifests
-                        .contains(&(m.repository.clone(), m.digest.clone()))
-                })
+            let batch: Vec<(String, String)> = dead
+                .iter()
+                .map(|m| (m.repository.clone(), m.digest.clone()))
+                .filter(|m| !report.manifests.contains(m))
                 .collect();
-            if fresh.is_empty() {
+            if batch.is_empty() {
                 break;
             }
-            for m in &fresh {
-                report
-                    .manifests
-                    .push((m.repository.clone(), m.digest.clone()));
-                report.manifest_bytes += m.size.max(0) as u64;
-                if !options.dry_run {
-                    let name = parse_name(&m.repository)?;
-                    let digest: Digest = m.digest.parse()?;
-                    // Tag rules do not apply: an unreachable manifest has no tag.
-                    self.meta.delete_manifest(name.as_str(), &digest).await?;
-                }
-            }
+            report.manifest_bytes += dead
+                .iter()
+                .filter(|m| batch.contains(&(m.repository.clone(), m.digest.clone())))
+                .map(|m| m.size.max(0) as u64)
+                .sum::<u64>();
+            report.manifests.extend(batch.iter().cloned());
             if options.dry_run {
                 break;
             }
+            // Tag rules do not apply: an unreachable manifest has no tag.
+            self.meta.delete_manifests(&batch).await?;
             tokio::time::sleep(options.pause).await;
         }
         // 2. Repository links nothing references any more.
@@ -119,48 +125,44 @@ impl Registry {
                 report.links += links.len() as u64;
                 break;
             }
-            for (repository, digest) in &links {
-                if self
-                    .meta
-                    .unlink_if_unreferenced(repository, digest, cutoff)
-                    .await?
-                {
-                    report.links += 1;
-                }
+            let removed = self.meta.unlink_unreferenced(&links, cutoff).await?;
+            report.links += removed;
+            if removed == 0 {
+                break;
             }
             tokio::time::sleep(options.pause).await;
         }
-        // 3. Blobs no repository links: row first (re-checked), then bytes, under the lock.
+        // 3. Blobs no repository links: rows (re-checked), then bytes, under their locks.
         loop {
             let orphans = self.meta.orphan_blobs(options.batch).await?;
             if orphans.is_empty() || options.dry_run {
                 report.blobs += orphans.len() as u64;
-                report.blob_bytes += orphans
-                    .iter()
-                    .map(|(_, s)| s.max(&0))
-                    .map(|s| *s as u64)
-                    .sum::<u64>();
+                report.blob_bytes += orphans.iter().map(|(_, s)| (*s).max(0) as u64).sum::<u64>();
                 break;
             }
-            let mut progressed = false;
-            for (digest, size) in &orphans {
-                let digest: Digest = digest.parse()?;
-                let _blob = self.blob_locks.lock(&digest).await;
-                if self.meta.delete_orphan_blob(&digest.to_string()).await? {
-                    match self.blobs.delete(&digest).await {
-                        Ok(()) => {}
-                        Err(e) => {
-                            tracing::warn!(%digest, error = %e, "blob row deleted but its bytes were not")
-                        }
-                    }
-                    report.blobs += 1;
-                    report.blob_bytes += (*size).max(0) as u64;
-                    progressed = true;
+            let digests: Vec<Digest> = orphans
+                .iter()
+                .map(|(d, _)| d.parse())
+                .collect::<std::result::Result<_, _>>()?;
+            // Every stripe the batch touches, in order (everyone else takes one lock at a
+            // time, so no deadlock), held across the row and the byte deletions.
+            let _locks = self.blob_locks.lock_all(&digests).await;
+            let names: Vec<String> = orphans.iter().map(|(d, _)| d.clone()).collect();
+            let deleted = self.meta.delete_orphan_blobs(&names).await?;
+            if deleted.is_empty() {
+                break;
+            }
+            for ((name, size), digest) in orphans.iter().zip(&digests) {
+                if !deleted.contains(name) {
+                    continue;
                 }
+                if let Err(e) = self.blobs.delete(digest).await {
+                    tracing::warn!(%digest, error = %e, "blob row deleted but its bytes were not");
+                }
+                report.blobs += 1;
+                report.blob_bytes += (*size).max(0) as u64;
             }
-            if !progressed {
-                break;
-            }
+            drop(_locks);
             tokio::time::sleep(options.pause).await;
         }
         // 4. Abandoned upload sessions.

@@ -32,3 +32,6 @@ CREATE TABLE retention_runs (
     freed_bytes        INTEGER NOT NULL
 );
 CREATE INDEX retention_runs_by_project ON retention_runs(project, at);
+
+-- Garbage collection looks blobs up by digest across repositories (blob_anywhere too).
+CREATE INDEX repository_blobs_by_digest ON repository_blobs(digest);
