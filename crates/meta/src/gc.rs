@@ -51,19 +51,25 @@ impl MetaStore {
     }
 
     /// Repository links to blobs that no manifest of the repository references, made before
-    /// `cutoff` (younger ones may belong to a push in progress): (repository, digest).
+    /// `cutoff` (younger ones may belong to a push in progress): (repository, digest), in key
+    /// order after `after`, so a collection walks them once, page by page.
     pub async fn unreferenced_links(
         &self,
         cutoff: i64,
+        after: Option<&(String, String)>,
         limit: u32,
     ) -> Result<Vec<(String, String)>> {
+        let (after_name, after_digest) = after.map_or(("", ""), |(n, d)| (n.as_str(), d.as_str()));
         let rows = sqlx::query(
             "SELECT r.name, rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
-             WHERE rb.created_at < $1 AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb \
+             WHERE rb.created_at < $1 AND (r.name > $2 OR (r.name = $2 AND rb.digest > $3)) \
+             AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb \
                  WHERE mb.repository_id = rb.repository_id AND mb.blob_digest = rb.digest) \
-             ORDER BY r.name, rb.digest LIMIT $2",
+             ORDER BY r.name, rb.digest LIMIT $4",
         )
         .bind(cutoff)
+        .bind(after_name)
+        .bind(after_digest)
         .bind(limit as i64)
         .fetch_all(&self.readers)
         .await?;
@@ -97,12 +103,17 @@ impl MetaStore {
         Ok(removed)
     }
 
-    /// Blobs no repository links: (digest, size).
-    pub async fn orphan_blobs(&self, limit: u32) -> Result<Vec<(String, i64)>> {
+    /// Blobs no repository links: (digest, size), in digest order after `after`.
+    pub async fn orphan_blobs(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(
-            "SELECT digest, size FROM blobs b WHERE NOT EXISTS \
-             (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest) ORDER BY digest LIMIT $1",
+            "SELECT digest, size FROM blobs b WHERE digest > $1 AND NOT EXISTS \
+             (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest) ORDER BY digest LIMIT $2",
         )
+        .bind(after.unwrap_or(""))
         .bind(limit as i64)
         .fetch_all(&self.readers)
         .await?;

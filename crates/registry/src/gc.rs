@@ -118,27 +118,39 @@ impl Registry {
             self.meta.delete_manifests(&batch).await?;
             tokio::time::sleep(options.pause).await;
         }
-        // 2. Repository links nothing references any more.
+        // 2. Repository links nothing references any more, walked once in key order.
+        let mut after: Option<(String, String)> = None;
         loop {
-            let links = self.meta.unreferenced_links(cutoff, options.batch).await?;
-            if links.is_empty() || options.dry_run {
-                report.links += links.len() as u64;
+            let links = self
+                .meta
+                .unreferenced_links(cutoff, after.as_ref(), options.batch)
+                .await?;
+            let Some(last) = links.last().cloned() else {
                 break;
-            }
-            let removed = self.meta.unlink_unreferenced(&links, cutoff).await?;
-            report.links += removed;
-            if removed == 0 {
-                break;
-            }
+            };
+            report.links += if options.dry_run {
+                links.len() as u64
+            } else {
+                self.meta.unlink_unreferenced(&links, cutoff).await?
+            };
+            after = Some(last);
             tokio::time::sleep(options.pause).await;
         }
         // 3. Blobs no repository links: rows (re-checked), then bytes, under their locks.
+        let mut after: Option<String> = None;
         loop {
-            let orphans = self.meta.orphan_blobs(options.batch).await?;
-            if orphans.is_empty() || options.dry_run {
+            let orphans = self
+                .meta
+                .orphan_blobs(after.as_deref(), options.batch)
+                .await?;
+            let Some((last, _)) = orphans.last().cloned() else {
+                break;
+            };
+            after = Some(last);
+            if options.dry_run {
                 report.blobs += orphans.len() as u64;
                 report.blob_bytes += orphans.iter().map(|(_, s)| (*s).max(0) as u64).sum::<u64>();
-                break;
+                continue;
             }
             let digests: Vec<Digest> = orphans
                 .iter()
@@ -149,9 +161,6 @@ impl Registry {
             let _locks = self.blob_locks.lock_all(&digests).await;
             let names: Vec<String> = orphans.iter().map(|(d, _)| d.clone()).collect();
             let deleted = self.meta.delete_orphan_blobs(&names).await?;
-            if deleted.is_empty() {
-                break;
-            }
             for ((name, size), digest) in orphans.iter().zip(&digests) {
                 if !deleted.contains(name) {
                     continue;

@@ -35,3 +35,5 @@ CREATE INDEX retention_runs_by_project ON retention_runs(project, at);
 
 -- Garbage collection looks blobs up by digest across repositories (blob_anywhere too).
 CREATE INDEX repository_blobs_by_digest ON repository_blobs(digest);
+-- ... and asks whether any manifest of a repository still references a blob.
+CREATE INDEX manifest_blobs_by_repository_blob ON manifest_blobs(repository_id, blob_digest);
