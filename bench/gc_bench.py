@@ -2,7 +2,8 @@
 each (MANIFESTS * (LAYERS + 1) blobs), untags half of them, then measures manifest-GET latency
 without GC and while a collection (grace 0) runs, the collection's duration and the server's
 peak RSS. Usage: python3 gc_bench.py HOST:PORT SERVER_PID MANIFESTS LAYERS
-Needs BENCH_AUTHORIZATION (an Authorization header value for an admin)."""
+Needs BENCH_AUTHORIZATION (an Authorization header value for an admin); FILL_ONLY=1 stops after
+filling (with KEEP=1 bench/gc.sh keeps the data directory for inspection)."""
 
 import concurrent.futures
 import hashlib
