@@ -364,6 +364,25 @@ async fn gc(s: &Server, dry_run: bool, grace_secs: u64) -> Value {
     r.json().await.unwrap()
 }
 
+/// Fetches the manifest `reference` of `repo` and every blob it names: each must answer 200.
+async fn assert_pulls_completely(s: &Server, repo: &str, reference: &str) {
+    let manifest = get_json(s, &format!("/v2/{repo}/manifests/{reference}")).await;
+    let blobs = manifest["layers"].as_array().expect("an image manifest");
+    for blob in blobs.iter().chain([&manifest["config"]]) {
+        let digest = blob["digest"].as_str().unwrap();
+        let r = http()
+            .get(s.url(&format!("/v2/{repo}/blobs/{digest}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "{repo}:{reference} lost {digest}"
+        );
+    }
+}
+
 fn blob_file(s: &Server, digest: &gantry_oci::Digest) -> std::path::PathBuf {
     s.data_dir
         .join("storage/blobs/sha256")
@@ -458,23 +477,7 @@ async fn gc_collects_unreachable_manifests_and_blobs_and_keeps_everything_tagged
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
     // The tagged image pulls completely, its shared layer included.
-    let manifest = get_json(&s, "/v2/team/app/manifests/a").await;
-    for blob in manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain([&manifest["config"]])
-    {
-        let r = http()
-            .get(s.url(&format!(
-                "/v2/team/app/blobs/{}",
-                blob["digest"].as_str().unwrap()
-            )))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "{blob}");
-    }
+    assert_pulls_completely(&s, "team/app", "a").await;
     assert!(blob_file(&s, &a_own).exists());
     assert_eq!(
         gantry_oci::Digest::sha256_of(&get_bytes(&s, &format!("/v2/team/app/manifests/{a}")).await)
@@ -515,18 +518,7 @@ async fn gc_stress_pushes_and_pulls_go_on_and_nothing_reachable_is_lost() {
                 let r = put_manifest(&s, &repo, &tag, media_type::OCI_MANIFEST, &manifest).await;
                 assert_eq!(r.status(), StatusCode::CREATED, "push during GC");
                 // Pull something tagged, completely.
-                let pulled = get_json(&s, &format!("/v2/{repo}/manifests/{tag}")).await;
-                for blob in pulled["layers"].as_array().unwrap() {
-                    let r = http()
-                        .get(s.url(&format!(
-                            "/v2/{repo}/blobs/{}",
-                            blob["digest"].as_str().unwrap()
-                        )))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), StatusCode::OK, "pull during GC");
-                }
+                assert_pulls_completely(&s, &repo, &tag).await;
                 round += 1;
             }
             round
@@ -561,27 +553,7 @@ async fn gc_stress_pushes_and_pulls_go_on_and_nothing_reachable_is_lost() {
         let repo = format!("stress/w{worker}");
         let tags = get_json(&s, &format!("/v2/{repo}/tags/list")).await;
         for tag in tags["tags"].as_array().unwrap() {
-            let manifest = get_json(
-                &s,
-                &format!("/v2/{repo}/manifests/{}", tag.as_str().unwrap()),
-            )
-            .await;
-            for blob in manifest["layers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .chain([&manifest["config"]])
-            {
-                let r = http()
-                    .get(s.url(&format!(
-                        "/v2/{repo}/blobs/{}",
-                        blob["digest"].as_str().unwrap()
-                    )))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), StatusCode::OK, "{repo}:{tag} lost {blob}");
-            }
+            assert_pulls_completely(&s, &repo, tag.as_str().unwrap()).await;
         }
     }
     // Once everything is older than the grace window, everything unreferenced goes.

@@ -24,6 +24,7 @@ mod migrate;
 pub use credentials::{AuditEvent, AuditQuery, Credential};
 pub use gc::DeadManifest;
 pub use identity::{Project, ProjectAccessRow, User, PROJECT_ADMIN_ROLE};
+use lifecycle::ProjectDocument;
 pub use lifecycle::{ArtifactRow, PullDelta, RetentionRun, TagRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -476,25 +477,13 @@ impl MetaStore {
 
     /// A project's tag rules (the lifecycle crate's JSON), if any were set.
     pub async fn tag_rules(&self, project: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT rules FROM tag_rules WHERE project = $1")
-                .bind(project)
-                .fetch_optional(&self.readers)
-                .await?,
-        )
+        self.project_document(ProjectDocument::TagRules, project)
+            .await
     }
 
     pub async fn set_tag_rules(&self, project: &str, rules: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO tag_rules (project, rules, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (project) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
-        )
-        .bind(project)
-        .bind(rules)
-        .bind(now())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        self.set_project_document(ProjectDocument::TagRules, project, rules)
+            .await
     }
 
     /// Removes a tag (and its pull statistics) only; the manifest stays reachable by digest.

@@ -52,6 +52,22 @@ pub struct RetentionRun {
     pub freed_bytes: i64,
 }
 
+/// The per-project policy documents, each in a table of its own.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ProjectDocument {
+    TagRules,
+    RetentionPolicy,
+}
+
+impl ProjectDocument {
+    fn table_and_column(self) -> (&'static str, &'static str) {
+        match self {
+            ProjectDocument::TagRules => ("tag_rules", "rules"),
+            ProjectDocument::RetentionPolicy => ("retention_policies", "policy"),
+        }
+    }
+}
+
 /// `repository = project` or inside it.
 const IN_PROJECT: &str = "(r.name = $1 OR substr(r.name, 1, length($1) + 1) = $1 || '/')";
 
@@ -152,21 +168,43 @@ impl MetaStore {
     }
 
     pub async fn retention_policy(&self, project: &str) -> Result<Option<String>> {
+        self.project_document(ProjectDocument::RetentionPolicy, project)
+            .await
+    }
+
+    pub async fn set_retention_policy(&self, project: &str, policy: &str) -> Result<()> {
+        self.set_project_document(ProjectDocument::RetentionPolicy, project, policy)
+            .await
+    }
+
+    /// A per-project JSON document (the lifecycle crate's), if one was set.
+    pub(crate) async fn project_document(
+        &self,
+        document: ProjectDocument,
+        project: &str,
+    ) -> Result<Option<String>> {
+        let (table, column) = document.table_and_column();
         Ok(
-            sqlx::query_scalar("SELECT policy FROM retention_policies WHERE project = $1")
+            sqlx::query_scalar(&format!("SELECT {column} FROM {table} WHERE project = $1"))
                 .bind(project)
                 .fetch_optional(&self.readers)
                 .await?,
         )
     }
 
-    pub async fn set_retention_policy(&self, project: &str, policy: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO retention_policies (project, policy, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (project) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
-        )
+    pub(crate) async fn set_project_document(
+        &self,
+        document: ProjectDocument,
+        project: &str,
+        text: &str,
+    ) -> Result<()> {
+        let (table, column) = document.table_and_column();
+        sqlx::query(&format!(
+            "INSERT INTO {table} (project, {column}, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (project) DO UPDATE SET {column} = excluded.{column}, updated_at = excluded.updated_at"
+        ))
         .bind(project)
-        .bind(policy)
+        .bind(text)
         .bind(now())
         .execute(&self.writer)
         .await?;
