@@ -29,35 +29,16 @@ const IDENTITIES: [&str; 8] = [
 /// one image each, and one user per role in both.
 async fn matrix_server() -> (Server, Vec<(String, Digest, Digest)>) {
     let s = Server::start_configured(&[("GANTRY_AUTO_CREATE_PROJECTS", "false")]);
-    let admin = http();
     for (name, public) in [("priv", false), ("pub", true)] {
-        let r = admin
-            .post(s.url("/api/v1/projects"))
-            .json(&json!({"name": name, "public": public}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
+        api_create_project(&s, name, public).await;
     }
     for user in IDENTITIES[1..7].iter().chain(["sysadmin", "spare"].iter()) {
-        let r = admin
-            .post(s.url("/api/v1/users"))
-            .json(&json!({"name": user, "password": PASSWORD, "admin": *user == "sysadmin"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED, "create {user}");
+        api_create_user(&s, user, PASSWORD, *user == "sysadmin").await;
     }
     let mut images = Vec::new();
     for project in ["priv", "pub"] {
         for role in &IDENTITIES[2..7] {
-            let r = admin
-                .put(s.url(&format!("/api/v1/projects/{project}/members/{role}")))
-                .json(&json!({ "role": role }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::OK);
+            api_set_role(&s, project, role, role).await;
         }
         let repo = format!("{project}/app");
         let (manifest, digest) = push_image(&s, &repo, "v1", project).await;

@@ -219,23 +219,6 @@ async fn api_post(s: &Server, path: &str, body: Value) -> Value {
     r.json().await.unwrap()
 }
 
-/// Creates `user` and makes them a developer of `project`, through the REST API.
-async fn add_developer(s: &Server, project: &str, user: &str, password: &str) {
-    api_post(
-        s,
-        "/api/v1/users",
-        json!({"name": user, "password": password}),
-    )
-    .await;
-    let r = http()
-        .put(s.url(&format!("/api/v1/projects/{project}/members/{user}")))
-        .json(&json!({"role": "developer"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-}
-
 #[tokio::test]
 async fn skopeo_and_podman_use_robot_accounts_and_ci_tokens_until_expiry_or_revocation() {
     let dir = tempfile::tempdir().unwrap();
@@ -245,7 +228,7 @@ async fn skopeo_and_podman_use_robot_accounts_and_ci_tokens_until_expiry_or_revo
     );
     make_layout(dir.path(), "v1", &[("app/bin", b"binary\n")]);
     let layout = format!("oci:{}:v1", dir.path().join("layout").display());
-    api_post(&s, "/api/v1/projects", json!({"name": "ci"})).await;
+    api_create_project(&s, "ci", false).await;
     let robot = api_post(
         &s,
         "/api/v1/projects/ci/robots",
@@ -330,7 +313,8 @@ async fn skopeo_and_podman_use_robot_accounts_and_ci_tokens_until_expiry_or_revo
 
     // A developer (a user, not an admin) copies between repositories: skopeo asks one token
     // for pull on the source and push on the destination, and mounts the blobs.
-    add_developer(&s, "ci", "dev", "dev-password").await;
+    api_create_user(&s, "dev", "dev-password", false).await;
+    api_set_role(&s, "ci", "dev", "developer").await;
     let dev = home("dev");
     login(&dev, &s, "dev", "dev-password");
     run(skopeo(&dev)
@@ -475,8 +459,9 @@ async fn containerd_pulls_and_pushes_through_the_oauth2_password_grant() {
         "v1",
         &[("etc/motd", b"hello from containerd\n")],
     );
-    api_post(&s, "/api/v1/projects", json!({"name": "team"})).await;
-    add_developer(&s, "team", "dev", "dev-password").await;
+    api_create_project(&s, "team", false).await;
+    api_create_user(&s, "dev", "dev-password", false).await;
+    api_set_role(&s, "team", "dev", "developer").await;
     login(dir.path(), &s, "admin", ADMIN_PASSWORD);
     run(skopeo(dir.path())
         .args(["copy", "--dest-tls-verify=false"])

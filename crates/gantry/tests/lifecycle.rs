@@ -22,30 +22,10 @@ async fn prepared_manifest(s: &Server, repo: &str, seed: &str) -> Vec<u8> {
 async fn tag_rules_make_tags_immutable_restrict_names_and_refuse_latest() {
     let s = Server::start();
     let admin = http();
-    for user in ["mia", "dev"] {
-        let r = admin
-            .post(s.url("/api/v1/users"))
-            .json(&json!({"name": user, "password": "a-password"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
-    }
-    let r = admin
-        .post(s.url("/api/v1/projects"))
-        .json(&json!({"name": "team"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    api_create_project(&s, "team", false).await;
     for (user, role) in [("mia", "maintainer"), ("dev", "developer")] {
-        let r = admin
-            .put(s.url(&format!("/api/v1/projects/team/members/{user}")))
-            .json(&json!({ "role": role }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        api_create_user(&s, user, "a-password", false).await;
+        api_set_role(&s, "team", user, role).await;
     }
     // Developers may read the rules, not change them.
     let r = http_as("dev", "a-password")

@@ -13,6 +13,16 @@ pub struct User {
     pub system_admin: bool,
 }
 
+/// A `users` row selected as `id, name, password_hash, system_admin`.
+fn user_row(r: sqlx::sqlite::SqliteRow) -> User {
+    User {
+        id: r.get(0),
+        name: r.get(1),
+        password_hash: r.get(2),
+        system_admin: r.get(3),
+    }
+}
+
 /// What the store knows for an access decision on one project.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectAccessRow {
@@ -57,12 +67,7 @@ impl MetaStore {
                 .bind(name)
                 .fetch_optional(&self.readers)
                 .await?;
-        Ok(row.map(|r| User {
-            id: r.get(0),
-            name: r.get(1),
-            password_hash: r.get(2),
-            system_admin: r.get(3),
-        }))
+        Ok(row.map(user_row))
     }
 
     pub async fn user_count(&self) -> Result<i64> {
@@ -77,15 +82,7 @@ impl MetaStore {
             sqlx::query("SELECT id, name, password_hash, system_admin FROM users ORDER BY name")
                 .fetch_all(&self.readers)
                 .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| User {
-                id: r.get(0),
-                name: r.get(1),
-                password_hash: r.get(2),
-                system_admin: r.get(3),
-            })
-            .collect())
+        Ok(rows.into_iter().map(user_row).collect())
     }
 
     pub async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool> {

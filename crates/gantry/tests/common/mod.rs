@@ -348,3 +348,36 @@ pub async fn get_json(server: &Server, path: &str) -> Value {
         .await
         .unwrap()
 }
+
+/// Creates a user through the REST API, as admin.
+pub async fn api_create_user(server: &Server, name: &str, password: &str, admin: bool) {
+    let r = http()
+        .post(server.url("/api/v1/users"))
+        .json(&json!({"name": name, "password": password, "admin": admin}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "create user {name}");
+}
+
+/// Creates a project through the REST API, as admin.
+pub async fn api_create_project(server: &Server, name: &str, public: bool) {
+    let r = http()
+        .post(server.url("/api/v1/projects"))
+        .json(&json!({"name": name, "public": public}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "create project {name}");
+}
+
+/// Gives `user` `role` in `project` through the REST API, as admin.
+pub async fn api_set_role(server: &Server, project: &str, user: &str, role: &str) {
+    let r = http()
+        .put(server.url(&format!("/api/v1/projects/{project}/members/{user}")))
+        .json(&json!({ "role": role }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{user} as {role} in {project}");
+}
