@@ -258,27 +258,6 @@ pub fn compare(before: &Report, after: &Report) -> Comparison {
     }
 }
 
-/// Parses a size budget: `10MB`, `9.5MiB`, `500KB`, `1GB` or bytes.
-pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" | "k" => 1e3,
-        "mb" | "m" => 1e6,
-        "gb" | "g" => 1e9,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    (number >= 0.0).then(|| (number * multiplier).round() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,16 +377,5 @@ mod tests {
             ]
         );
         assert!(diff.uncompressed_delta > 0);
-    }
-
-    #[test]
-    fn size_budgets_parse() {
-        assert_eq!(parse_size("10MB"), Some(10_000_000));
-        assert_eq!(parse_size("9.5MiB"), Some(9_961_472));
-        assert_eq!(parse_size("500kb"), Some(500_000));
-        assert_eq!(parse_size("1234"), Some(1234));
-        for bad in ["", "MB", "10 parsecs", "-1MB"] {
-            assert_eq!(parse_size(bad), None, "{bad}");
-        }
     }
 }

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use gantry_build::analyze::{self, Report};
 use gantry_client::{ImageRef, Layout};
 use gantry_oci::manifest::{self, ManifestKind};
-use gantry_oci::Digest;
+use gantry_oci::{size, Digest};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -170,20 +170,9 @@ fn analyze_fetched(fetched: &Fetched) -> anyhow::Result<Report> {
         .with_context(|| format!("cannot read the layers of {}", fetched.name))
 }
 
-/// Bytes as people read them: 1.9 MB, 220.3 KB (decimal, as registries report sizes).
-fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    match bytes {
-        0..1_000 => format!("{bytes} B"),
-        1_000..1_000_000 => format!("{:.1} KB", b / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", b / 1e6),
-        _ => format!("{:.2} GB", b / 1e9),
-    }
-}
-
 fn signed(delta: i64) -> String {
     let sign = if delta < 0 { "-" } else { "+" };
-    format!("{sign}{}", human(delta.unsigned_abs()))
+    format!("{sign}{}", size::format(delta.unsigned_abs()))
 }
 
 fn print_report(fetched: &Fetched, report: &Report) {
@@ -195,8 +184,8 @@ fn print_report(fetched: &Fetched, report: &Report) {
     for (i, layer) in report.layers.iter().enumerate() {
         println!(
             "{i:<6} {:>11} {:>13} {:>6}  {}",
-            human(layer.compressed),
-            human(layer.uncompressed),
+            size::format(layer.compressed),
+            size::format(layer.uncompressed),
             layer.files,
             layer.created_by.as_deref().unwrap_or("-")
         );
@@ -204,22 +193,22 @@ fn print_report(fetched: &Fetched, report: &Report) {
     println!(
         "{:<6} {:>11} {:>13}",
         "total",
-        human(report.compressed),
-        human(report.uncompressed)
+        size::format(report.compressed),
+        size::format(report.uncompressed)
     );
     println!("\nLargest files:");
     for f in &report.largest {
-        println!("  {:>10}  /{} (layer {})", human(f.size), f.path, f.layer);
+        println!("  {:>10}  /{} (layer {})", size::format(f.size), f.path, f.layer);
     }
     println!(
         "\nWasted: {} in {} files overwritten or deleted by later layers",
-        human(report.wasted_bytes),
+        size::format(report.wasted_bytes),
         report.wasted.len()
     );
     for w in report.wasted.iter().take(10) {
         println!(
             "  {:>10}  /{} (layer {}, {} by layer {})",
-            human(w.size),
+            size::format(w.size),
             w.path,
             w.layer,
             w.how,
@@ -230,7 +219,7 @@ fn print_report(fetched: &Fetched, report: &Report) {
         Some(b) if b.elf => println!(
             "\nBinary {}: {}, {}, {}{}",
             b.path,
-            human(b.size),
+            size::format(b.size),
             if b.static_linked == Some(true) {
                 "static"
             } else {
@@ -249,7 +238,7 @@ fn print_report(fetched: &Fetched, report: &Report) {
         Some(b) => println!(
             "\nEntrypoint {}: not an ELF binary ({})",
             b.path,
-            human(b.size)
+            size::format(b.size)
         ),
         None => println!("\nEntrypoint: not found in the image"),
     }
@@ -279,23 +268,23 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             println!(
                 "compressed {} ({} → {}), uncompressed {}",
                 signed(diff.compressed_delta),
-                human(report.compressed),
-                human(after.compressed),
+                size::format(report.compressed),
+                size::format(after.compressed),
                 signed(diff.uncompressed_delta)
             );
             for (path, before, now) in diff.changed.iter().take(20) {
                 println!(
                     "  {:>11}  /{path} ({} → {})",
                     signed(*now as i64 - *before as i64),
-                    human(*before),
-                    human(*now)
+                    size::format(*before),
+                    size::format(*now)
                 );
             }
         }
         return Ok(());
     }
     let budget = match &args.budget {
-        Some(text) => Some(analyze::parse_size(text).with_context(|| {
+        Some(text) => Some(size::parse(text).with_context(|| {
             format!("budget {text:?} is not a size such as 10MB, 9.5MiB or 500KB")
         })?),
         None => None,
@@ -318,8 +307,8 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             };
             println!(
                 "\nBudget {}: {verdict} ({} compressed, {:.0}%)",
-                human(budget),
-                human(report.compressed),
+                size::format(budget),
+                size::format(report.compressed),
                 report.compressed as f64 * 100.0 / budget.max(1) as f64
             );
         }
@@ -327,8 +316,8 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     if let Some(budget) = budget.filter(|b| report.compressed > *b) {
         bail!(
             "the image is {} compressed, over the budget of {}",
-            human(report.compressed),
-            human(budget)
+            size::format(report.compressed),
+            size::format(budget)
         );
     }
     Ok(())

@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod media_type;
 pub mod name;
 pub mod reference;
+pub mod size;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error_code::ErrorCode;
