@@ -3,7 +3,6 @@
 //! (or as the API's JSON with `--json`).
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -30,7 +29,7 @@ pub struct ApiArgs {
     password: Option<String>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 impl ApiArgs {
@@ -65,7 +64,12 @@ impl ApiArgs {
         ))
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let client = self.client()?;
         client
             .api(method, path, body.as_ref())
@@ -168,7 +172,7 @@ pub fn parse_duration(text: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("duration {text:?} must be positive and not absurdly long"))
 }
 
-fn time_of(secs: i64) -> String {
+pub(crate) fn time_of(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
         .and_then(|t| {
@@ -179,7 +183,7 @@ fn time_of(secs: i64) -> String {
 }
 
 /// Prints rows as aligned columns under a header.
-fn table(header: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -200,7 +204,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -209,7 +213,7 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn print_json(value: &Value) {
+pub(crate) fn print_json(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).expect("JSON prints")
@@ -233,7 +237,7 @@ fn rows(value: &Value, key: &str, columns: &[&str]) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
-fn list(args: &ApiArgs, value: &Value, key: &str, columns: &[&str]) {
+pub(crate) fn list(args: &ApiArgs, value: &Value, key: &str, columns: &[&str]) {
     if args.json {
         print_json(value);
     } else {
@@ -241,7 +245,7 @@ fn list(args: &ApiArgs, value: &Value, key: &str, columns: &[&str]) {
     }
 }
 
-fn done(args: &ApiArgs, value: &Value, message: &str) {
+pub(crate) fn done(args: &ApiArgs, value: &Value, message: &str) {
     if args.json {
         print_json(value);
     } else {
@@ -425,244 +429,6 @@ pub enum TokenCommand {
     },
     /// Revoke a CI token now.
     Revoke { name: String },
-}
-
-#[derive(Subcommand)]
-pub enum TagRulesCommand {
-    /// Show a project's tag rules.
-    Show { project: String },
-    /// Replace a project's tag rules (maintainers and project admins).
-    #[command(
-        long_about = "Replace a project's tag rules (maintainers and project admins).\n\n\
-        Patterns are globs (* and ?). Immutable tags can be pushed once and never moved or\n\
-        deleted; with allowed patterns, other tags are refused. Example, the seeds' convention:\n    \
-        gantry tag-rules set team --immutable 'v*' --allowed 'v*,commit-*,dev-*' --refuse-latest"
-    )]
-    Set {
-        project: String,
-        /// Immutable tag patterns, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        immutable: Vec<String>,
-        /// Allowed tag patterns, comma-separated [default: every tag].
-        #[arg(long, value_delimiter = ',')]
-        allowed: Vec<String>,
-        /// Refuse the tag latest.
-        #[arg(long)]
-        refuse_latest: bool,
-    },
-}
-
-pub async fn tag_rules(args: &ApiArgs, command: TagRulesCommand) -> anyhow::Result<()> {
-    let (project, body) = match command {
-        TagRulesCommand::Show { project } => (project, None),
-        TagRulesCommand::Set {
-            project,
-            immutable,
-            allowed,
-            refuse_latest,
-        } => (
-            project,
-            Some(
-                json!({"immutable": immutable, "allowed": allowed, "refuse_latest": refuse_latest}),
-            ),
-        ),
-    };
-    let method = if body.is_some() {
-        Method::PUT
-    } else {
-        Method::GET
-    };
-    let rules = args
-        .call(
-            method,
-            &format!("/api/v1/projects/{project}/tag-rules"),
-            body,
-        )
-        .await?;
-    if args.json {
-        print_json(&rules);
-    } else {
-        let list = |key: &str| match text(&rules[key]).as_str() {
-            "" => "(none)".to_string(),
-            t => t.to_string(),
-        };
-        println!("tag rules of {project}:");
-        println!("  immutable:     {}", list("immutable"));
-        println!(
-            "  allowed:       {}",
-            if rules["allowed"].as_array().is_some_and(|a| a.is_empty()) {
-                "every tag".to_string()
-            } else {
-                list("allowed")
-            }
-        );
-        println!("  refuse latest: {}", rules["refuse_latest"]);
-    }
-    Ok(())
-}
-
-#[derive(Subcommand)]
-pub enum RetentionCommand {
-    /// Show a project's retention policy (TOML by default, or --json).
-    Show { project: String },
-    /// Replace a project's retention policy from a TOML or JSON file.
-    #[command(
-        long_about = "Replace a project's retention policy from a TOML or JSON file.\n\n\
-        Example (the seeds' policy):\n\n    \
-        [[rules]]\n    tags = { include = [\"v*\"] }\n    keep = { newest_per_version_line = 3 }\n\n    \
-        [[rules]]\n    tags = { include = [\"commit-*\"] }\n    keep = { pushed_within_days = 14 }\n\n    \
-        [[rules]]\n    tags = { include = [\"dev-*\"] }\n    keep = { pulled_within_days = 7 }\n\n\
-        Within the repositories a rule applies to, tags no rule keeps are deleted; a digest\n\
-        survives when any of its tags does; signatures and SBOMs follow their subject."
-    )]
-    Set { project: String, file: PathBuf },
-    /// Run the policy now; --dry-run lists what would go without deleting anything.
-    Run {
-        project: String,
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Earlier runs, newest first.
-    History { project: String },
-}
-
-pub async fn retention(args: &ApiArgs, command: RetentionCommand) -> anyhow::Result<()> {
-    match command {
-        RetentionCommand::Show { project } => {
-            let policy = args
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/projects/{project}/retention"),
-                    None,
-                )
-                .await?;
-            if args.json {
-                print_json(&policy);
-            } else {
-                print!(
-                    "{}",
-                    toml::to_string(&policy).context("the policy has no TOML form")?
-                );
-            }
-        }
-        RetentionCommand::Set { project, file } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let policy: Value = if text.trim_start().starts_with('{') {
-                serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not valid JSON", file.display()))?
-            } else {
-                let parsed: toml::Value = toml::from_str(&text)
-                    .with_context(|| format!("{} is not valid TOML", file.display()))?;
-                serde_json::to_value(parsed)?
-            };
-            let value = args
-                .call(
-                    Method::PUT,
-                    &format!("/api/v1/projects/{project}/retention"),
-                    Some(policy),
-                )
-                .await?;
-            let rules = value["rules"].as_array().map_or(0, Vec::len);
-            done(
-                args,
-                &value,
-                &format!("Retention policy of {project} set ({rules} rules)."),
-            );
-        }
-        RetentionCommand::Run { project, dry_run } => {
-            let report = args
-                .call(
-                    Method::POST,
-                    &format!("/api/v1/projects/{project}/retention/runs?dry_run={dry_run}"),
-                    None,
-                )
-                .await?;
-            if args.json {
-                print_json(&report);
-                return Ok(());
-            }
-            let verb = if dry_run { "would delete" } else { "deleted" };
-            let pairs = |key: &str| -> Vec<String> {
-                report[key]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|p| format!("{}:{}", text(&p[0]), text(&p[1])))
-                    .collect()
-            };
-            println!("{verb} {} tags:", pairs("delete_tags").len());
-            for t in pairs("delete_tags") {
-                println!("  {t}");
-            }
-            println!(
-                "{verb} {} manifests, freeing {} bytes",
-                pairs("delete_manifests").len(),
-                report["freed_bytes"]
-            );
-            for p in pairs("protected") {
-                println!("  kept by an immutable tag rule: {p}");
-            }
-            println!("kept:");
-            for s in report["keep"].as_array().into_iter().flatten() {
-                println!(
-                    "  {} {} — {}",
-                    text(&s["repository"]),
-                    text(&s["tags"]),
-                    text(&s["reasons"])
-                );
-            }
-        }
-        RetentionCommand::History { project } => {
-            let runs = args
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/projects/{project}/retention/runs"),
-                    None,
-                )
-                .await?;
-            list(
-                args,
-                &runs,
-                "runs",
-                &[
-                    "at",
-                    "actor",
-                    "dry_run",
-                    "deleted_tags",
-                    "deleted_manifests",
-                    "freed_bytes",
-                ],
-            );
-        }
-    }
-    Ok(())
-}
-
-pub async fn gc(args: &ApiArgs, dry_run: bool, grace_secs: u64) -> anyhow::Result<()> {
-    let report = args
-        .call(
-            Method::POST,
-            &format!("/api/v1/gc?dry_run={dry_run}&grace_secs={grace_secs}"),
-            None,
-        )
-        .await?;
-    if args.json {
-        print_json(&report);
-        return Ok(());
-    }
-    let verb = if dry_run { "would free" } else { "freed" };
-    println!(
-        "{verb}: {} untagged manifests ({} bytes), {} blob links, {} blobs ({} bytes), {} abandoned uploads; {} ms",
-        report["manifests"].as_array().map_or(0, Vec::len),
-        report["manifest_bytes"],
-        report["links"],
-        report["blobs"],
-        report["blob_bytes"],
-        report["uploads"],
-        report["millis"]
-    );
-    Ok(())
 }
 
 pub async fn login(

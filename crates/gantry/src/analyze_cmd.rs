@@ -198,7 +198,12 @@ fn print_report(fetched: &Fetched, report: &Report) {
     );
     println!("\nLargest files:");
     for f in &report.largest {
-        println!("  {:>10}  /{} (layer {})", size::format(f.size), f.path, f.layer);
+        println!(
+            "  {:>10}  /{} (layer {})",
+            size::format(f.size),
+            f.path,
+            f.layer
+        );
     }
     println!(
         "\nWasted: {} in {} files overwritten or deleted by later layers",

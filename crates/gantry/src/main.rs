@@ -12,6 +12,7 @@ mod analyze_cmd;
 mod bootstrap;
 mod build_cmd;
 mod config;
+mod lifecycle_cmd;
 mod lint_cmd;
 mod progress;
 mod serve;
@@ -195,14 +196,21 @@ enum Command {
     /// Show or set a project's tag rules: immutable tags, allowed tags, no latest.
     TagRules {
         #[command(subcommand)]
-        command: admin::TagRulesCommand,
+        command: lifecycle_cmd::TagRulesCommand,
         #[command(flatten)]
         api: admin::ApiArgs,
     },
     /// Show, set, run (or dry-run) a project's retention policy.
     Retention {
         #[command(subcommand)]
-        command: admin::RetentionCommand,
+        command: lifecycle_cmd::RetentionCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// Show a project's usage and quota; set limits; recount (system administrators).
+    Quota {
+        #[command(subcommand)]
+        command: lifecycle_cmd::QuotaCommand,
         #[command(flatten)]
         api: admin::ApiArgs,
     },
@@ -446,13 +454,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Member { command, api } => admin::member(&api, command).await,
         Command::Robot { command, api } => admin::robot(&api, command).await,
         Command::Token { command, api } => admin::token(&api, command).await,
-        Command::TagRules { command, api } => admin::tag_rules(&api, command).await,
-        Command::Retention { command, api } => admin::retention(&api, command).await,
+        Command::TagRules { command, api } => lifecycle_cmd::tag_rules(&api, command).await,
+        Command::Retention { command, api } => lifecycle_cmd::retention(&api, command).await,
+        Command::Quota { command, api } => lifecycle_cmd::quota(&api, command).await,
         Command::Gc {
             dry_run,
             grace,
             api,
-        } => admin::gc(&api, dry_run, grace).await,
+        } => lifecycle_cmd::gc(&api, dry_run, grace).await,
         Command::Audit {
             project,
             since,

@@ -228,6 +228,26 @@ const CASES: &[Case] = &[
         public: DELETERS,
     },
     Case {
+        name: "api quota show",
+        private: MEMBERS_WHO_PULL,
+        public: AUTHENTICATED,
+    },
+    Case {
+        name: "api quota set",
+        private: &["sysadmin"],
+        public: &["sysadmin"],
+    },
+    Case {
+        name: "api quota recount",
+        private: &["sysadmin"],
+        public: &["sysadmin"],
+    },
+    Case {
+        name: "api quotas list",
+        private: &["sysadmin"],
+        public: &["sysadmin"],
+    },
+    Case {
         name: "api member remove",
         private: ADMINS,
         public: ADMINS,
@@ -312,6 +332,12 @@ async fn call(
         "api retention dry run" => c.post(url(&format!(
             "/api/v1/projects/{project}/retention/runs?dry_run=true"
         ))),
+        "api quota show" => c.get(url(&format!("/api/v1/projects/{project}/quota"))),
+        "api quota set" => c
+            .put(url(&format!("/api/v1/projects/{project}/quota")))
+            .json(&json!({"storage_bytes": null, "artifacts": null})),
+        "api quota recount" => c.post(url(&format!("/api/v1/projects/{project}/quota/recount"))),
+        "api quotas list" => c.get(url("/api/v1/quotas")),
         "api users list" => c.get(url("/api/v1/users")),
         "api system robots list" => c.get(url("/api/v1/robots")),
         other => panic!("unknown case {other}"),

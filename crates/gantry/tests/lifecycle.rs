@@ -563,3 +563,300 @@ fn walk_count(dir: &std::path::Path) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// The project's live usage (bytes, artifacts) after `gantry quota recount` confirmed it.
+fn recounted_usage(s: &Server, project: &str) -> (i64, i64) {
+    let out = gantry_as_admin(s, &["quota", "recount", project, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let recount: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(recount["agree"], true, "live usage drifted: {recount}");
+    (
+        recount["live"]["bytes"].as_i64().unwrap(),
+        recount["live"]["artifacts"].as_i64().unwrap(),
+    )
+}
+
+fn set_quota(s: &Server, project: &str, limits: &[&str]) {
+    let out = gantry_as_admin(s, &[&["quota", "set", project], limits].concat());
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Quota of"));
+}
+
+fn len(bytes: &[u8]) -> i64 {
+    bytes.len() as i64
+}
+
+#[tokio::test]
+async fn quota_refuses_pushes_past_the_limit_and_usage_stays_exact_through_deletes_and_gc() {
+    let s = Server::start();
+    api_create_project(&s, "team", false).await;
+    set_quota(&s, "team", &["--storage", "20KB", "--artifacts", "3"]);
+    let big = vec![b'x'; 8000];
+    let push = |repo: &'static str, tag: &'static str, config: &'static [u8]| {
+        let (s, big) = (&s, big.clone());
+        async move {
+            push_blob(s, repo, &big).await;
+            push_blob(s, repo, config).await;
+            let manifest = image_manifest(config, &[&big]);
+            let r = put_manifest(s, repo, tag, media_type::OCI_MANIFEST, &manifest).await;
+            (r, manifest)
+        }
+    };
+    let (r, manifest_a) = push("team/a", "v1", b"{\"config\":\"a\"}").await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut expected = 8000 + len(b"{\"config\":\"a\"}") + len(&manifest_a);
+    assert_eq!(recounted_usage(&s, "team"), (expected, 1));
+    // The same layer in another repository of the project is not counted twice.
+    let (r, manifest_b) = push("team/b", "v1", b"{\"config\":\"b\"}").await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    expected += len(b"{\"config\":\"b\"}") + len(&manifest_b);
+    assert_eq!(recounted_usage(&s, "team"), (expected, 2));
+    // Other projects are counted apart.
+    push_image(&s, "other/app", "v1", "o").await;
+    assert_eq!(recounted_usage(&s, "team"), (expected, 2));
+
+    // A blob past the storage limit is refused with a message that says what to do, and
+    // leaves nothing behind.
+    let huge = vec![b'y'; 12_000];
+    let huge_digest = gantry_oci::Digest::sha256_of(&huge);
+    let r = http()
+        .post(s.url(&format!("/v2/team/a/blobs/uploads/?digest={huge_digest}")))
+        .body(huge.clone())
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("storage quota exceeded") && message.contains("gantry quota set team"),
+        "{message}"
+    );
+    assert!(!blob_file(&s, &huge_digest).exists());
+    // The same through a chunked upload: refused at the last request, the session ends.
+    let r = http()
+        .post(s.url("/v2/team/a/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = header(&r, "location").unwrap().to_string();
+    let r = patch_chunk(&s, &location, &format!("0-{}", huge.len() - 1), &huge).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let r = http()
+        .put(s.url(&format!("{location}{separator}digest={huge_digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    assert!(!blob_file(&s, &huge_digest).exists());
+    let r = http().get(s.url(&location)).send().await.unwrap();
+    assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
+    assert_eq!(recounted_usage(&s, "team"), (expected, 2));
+
+    // Past the artifact limit a manifest is refused; tagging an existing one again is not a
+    // new artifact.
+    push_blob(&s, "team/a", b"{\"config\":\"c\"}").await;
+    set_quota(&s, "team", &["--artifacts", "2"]);
+    let manifest_c = image_manifest(b"{\"config\":\"c\"}", &[&big]);
+    let r = put_manifest(&s, "team/a", "v2", media_type::OCI_MANIFEST, &manifest_c).await;
+    let body = assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("artifact quota exceeded"));
+    expected += len(b"{\"config\":\"c\"}"); // its config blob was linked before the refusal
+    let r = put_manifest(&s, "team/a", "again", media_type::OCI_MANIFEST, &manifest_a).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(recounted_usage(&s, "team"), (expected, 2));
+
+    // Deleting: a manifest's own bytes go at once, the blobs only it used once GC unlinks them
+    // (the shared layer stays, team/a still uses it).
+    let digest_b = gantry_oci::Digest::sha256_of(&manifest_b);
+    let r = http()
+        .delete(s.url(&format!("/v2/team/b/manifests/{digest_b}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    expected -= len(&manifest_b);
+    assert_eq!(recounted_usage(&s, "team"), (expected, 1));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    gc(&s, false, 0).await;
+    expected -= len(b"{\"config\":\"b\"}") + len(b"{\"config\":\"c\"}");
+    assert_eq!(recounted_usage(&s, "team"), (expected, 1));
+    assert_eq!(
+        expected,
+        8000 + len(b"{\"config\":\"a\"}") + len(&manifest_a)
+    );
+
+    // A full project refuses a new upload before any byte is sent.
+    set_quota(&s, "team", &["--storage", &expected.to_string()]);
+    let r = http()
+        .post(s.url("/v2/team/a/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("storage quota exceeded"));
+
+    // A real client shows the reason.
+    let dir = tempfile::tempdir().unwrap();
+    make_layout(dir.path(), "v1", &[("app/data", b"some data")]);
+    let stderr = fails(
+        skopeo(dir.path())
+            .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
+            .arg(format!("admin:{ADMIN_PASSWORD}"))
+            .arg(format!("oci:{}:v1", dir.path().join("layout").display()))
+            .arg(format!("docker://{}/team/c:v1", s.addr)),
+    );
+    assert!(stderr.contains("quota exceeded"), "{stderr}");
+
+    // Lifting the limit lets pushes through again; `quota show` and `quota list` report it.
+    set_quota(&s, "team", &["--storage", "unlimited"]);
+    let out = gantry_as_admin(&s, &["quota", "show", "team"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("(unlimited)") && shown.contains("1 of 2"),
+        "{shown}"
+    );
+    let out = gantry_as_admin(&s, &["quota", "list", "--json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let projects: Vec<&str> = listed["quotas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["project"].as_str().unwrap())
+        .collect();
+    assert_eq!(projects, ["other", "team"]);
+    // Only system administrators set quotas.
+    api_create_user(&s, "owner", "a-password", false).await;
+    api_set_role(&s, "team", "owner", "project-admin").await;
+    let r = http_as("owner", "a-password")
+        .put(s.url("/api/v1/projects/team/quota"))
+        .json(&json!({"storage_bytes": null, "artifacts": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    let r = http()
+        .put(s.url("/api/v1/projects/team/quota"))
+        .json(&json!({"storage_bytes": -1}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+}
+
+#[tokio::test]
+async fn quota_is_never_exceeded_and_stays_exact_under_concurrent_pushes_deletes_and_gc() {
+    let s = std::sync::Arc::new(Server::start());
+    api_create_project(&s, "busy", false).await;
+    const LIMIT: i64 = 60_000;
+    set_quota(&s, "busy", &["--storage", &LIMIT.to_string()]);
+    let mut workers = Vec::new();
+    for worker in 0..8 {
+        let s = s.clone();
+        workers.push(tokio::spawn(async move {
+            let (mut kept, mut refusals) = (Vec::new(), 0);
+            for round in 0..6 {
+                let repo = format!("busy/w{}", worker % 4);
+                let layer = vec![b'a' + (worker * 6 + round) as u8; 3000];
+                let config = format!("config {worker} {round}").into_bytes();
+                let mut refused = false;
+                for blob in [&layer, &config] {
+                    let digest = gantry_oci::Digest::sha256_of(blob);
+                    let r = http()
+                        .post(s.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
+                        .body(blob.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    match r.status() {
+                        StatusCode::CREATED => {}
+                        StatusCode::FORBIDDEN => refused = true,
+                        other => panic!("unexpected {other}"),
+                    }
+                }
+                if refused {
+                    refusals += 1;
+                    continue;
+                }
+                let manifest = image_manifest(&config, &[&layer]);
+                let tag = format!("w{worker}-r{round}");
+                let r = put_manifest(&s, &repo, &tag, media_type::OCI_MANIFEST, &manifest).await;
+                match r.status() {
+                    StatusCode::CREATED => {}
+                    StatusCode::FORBIDDEN => {
+                        refusals += 1;
+                        continue;
+                    }
+                    other => panic!("unexpected {other}"),
+                }
+                // Every other image is deleted again, making room for others.
+                if round % 2 == 0 {
+                    kept.push(manifest);
+                } else {
+                    let digest = gantry_oci::Digest::sha256_of(&manifest);
+                    let r = http()
+                        .delete(s.url(&format!("/v2/{repo}/manifests/{digest}")))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), StatusCode::ACCEPTED);
+                }
+            }
+            (kept, refusals)
+        }));
+    }
+    let collector = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                gc(&s, false, 0).await;
+                let quota = get_json(&s, "/api/v1/projects/busy/quota").await;
+                let used = quota["storage"]["used_bytes"].as_i64().unwrap();
+                assert!(used <= LIMIT, "usage {used} passed the limit {LIMIT}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let (mut kept, mut refusals) = (Vec::new(), 0);
+    for w in workers {
+        let (worker_kept, worker_refusals) = w.await.unwrap();
+        kept.extend(worker_kept);
+        refusals += worker_refusals;
+    }
+    assert!(
+        refusals > 0,
+        "the limit was never reached: the test shows nothing"
+    );
+    collector.await.unwrap();
+    let during = recounted_usage(&s, "busy");
+    assert!(during.0 <= LIMIT, "{during:?}");
+
+    // Once GC has removed everything untagged, usage is exactly what the tagged images hold.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    gc(&s, false, 0).await;
+    let mut blobs = std::collections::HashMap::new();
+    let mut manifests = std::collections::HashMap::new();
+    for manifest in &kept {
+        let parsed: Value = serde_json::from_slice(manifest).unwrap();
+        for blob in [&parsed["config"], &parsed["layers"][0]] {
+            blobs.insert(
+                blob["digest"].as_str().unwrap().to_string(),
+                blob["size"].as_i64().unwrap(),
+            );
+        }
+        manifests.insert(gantry_oci::Digest::sha256_of(manifest), len(manifest));
+    }
+    let want_bytes: i64 = blobs.values().sum::<i64>() + manifests.values().sum::<i64>();
+    assert_eq!(
+        recounted_usage(&s, "busy"),
+        (want_bytes, manifests.len() as i64)
+    );
+    assert!(!kept.is_empty());
+}

@@ -86,18 +86,22 @@ impl MetaStore {
         let mut tx = self.writer.begin().await?;
         let mut removed = 0;
         for (repository, digest) in links {
-            removed += sqlx::query(
+            let repo: Option<i64> = sqlx::query_scalar(
                 "DELETE FROM repository_blobs WHERE digest = $2 AND created_at < $3 \
                  AND repository_id = (SELECT id FROM repositories WHERE name = $1) \
                  AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb \
-                     WHERE mb.repository_id = repository_blobs.repository_id AND mb.blob_digest = $2)",
+                     WHERE mb.repository_id = repository_blobs.repository_id AND mb.blob_digest = $2) \
+                 RETURNING repository_id",
             )
             .bind(repository)
             .bind(digest)
             .bind(cutoff)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(repo) = repo {
+                Self::blob_unlinked(&mut tx, (repo, repository), digest).await?;
+                removed += 1;
+            }
         }
         tx.commit().await?;
         Ok(removed)

@@ -20,12 +20,15 @@ mod gc;
 mod identity;
 mod lifecycle;
 mod migrate;
+mod quota;
 
 pub use credentials::{AuditEvent, AuditQuery, Credential};
 pub use gc::DeadManifest;
 pub use identity::{Project, ProjectAccessRow, User, PROJECT_ADMIN_ROLE};
 use lifecycle::ProjectDocument;
 pub use lifecycle::{ArtifactRow, PullDelta, RetentionRun, TagRow};
+use quota::{Change, Held};
+pub use quota::{Quota, QuotaExceeded, QuotaResource, Recount, Usage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -42,6 +45,8 @@ pub enum MetaError {
     /// An immutable tag would move to another digest.
     #[error("tag {tag:?} already points at {current}")]
     TagImmutable { tag: String, current: String },
+    #[error("{0}")]
+    QuotaExceeded(QuotaExceeded),
 }
 
 /// The tag a manifest is pushed under, and whether it may move once it exists.
@@ -188,9 +193,12 @@ impl MetaStore {
     }
 
     async fn ensure_repository(tx: &mut Transaction<'_, Sqlite>, name: &str) -> Result<i64> {
-        sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(now())
+        sqlx::query(
+            "INSERT INTO repositories (name, project, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(gantry_oci::RepositoryName::project_of(name))
+        .bind(now())
             .execute(&mut **tx)
             .await?;
         let id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
@@ -237,6 +245,15 @@ impl MetaStore {
         Ok(size.map(|s| s as u64))
     }
 
+    /// Whether the blob store is known to hold `digest`'s bytes (linked or awaiting collection).
+    pub async fn blob_recorded(&self, digest: &Digest) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blobs WHERE digest = $1")
+            .bind(digest.to_string())
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// Records that the durable blob `digest` is held by repository `name`.
     pub async fn link_blob(&self, name: &str, digest: &Digest, size: u64) -> Result<()> {
         let mut tx = self.writer.begin().await?;
@@ -277,7 +294,7 @@ impl MetaStore {
             .bind(now())
             .execute(&mut **tx)
             .await?;
-        sqlx::query(
+        let linked = sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (repository_id, digest) DO NOTHING",
         )
@@ -285,21 +302,53 @@ impl MetaStore {
         .bind(&digest)
         .bind(now())
         .execute(&mut **tx)
-        .await?;
+        .await?
+        .rows_affected()
+            > 0;
+        if linked {
+            Self::account(
+                tx,
+                Held::Blob,
+                Change::Added,
+                (repo, name),
+                &digest,
+                size as i64,
+            )
+            .await?;
+        }
         Ok(())
+    }
+
+    /// Accounts for a blob link just deleted from repository `(id, name)`.
+    async fn blob_unlinked(
+        tx: &mut Transaction<'_, Sqlite>,
+        repository: (i64, &str),
+        digest: &str,
+    ) -> Result<()> {
+        let size: i64 = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_one(&mut **tx)
+            .await?;
+        Self::account(tx, Held::Blob, Change::Removed, repository, digest, size).await
     }
 
     /// Removes the repository's link to a blob; the bytes stay until garbage collection.
     pub async fn unlink_blob(&self, name: &str, digest: &Digest) -> Result<bool> {
-        let done = sqlx::query(
+        let mut tx = self.writer.begin().await?;
+        let digest = digest.to_string();
+        let repo: Option<i64> = sqlx::query_scalar(
             "DELETE FROM repository_blobs WHERE digest = $1 \
-             AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
+             AND repository_id = (SELECT id FROM repositories WHERE name = $2) RETURNING repository_id",
         )
-        .bind(digest.to_string())
+        .bind(&digest)
         .bind(name)
-        .execute(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        if let Some(repo) = repo {
+            Self::blob_unlinked(&mut tx, (repo, name), &digest).await?;
+        }
+        tx.commit().await?;
+        Ok(repo.is_some())
     }
 
     // ---- upload sessions ---------------------------------------------------------------
@@ -420,6 +469,15 @@ impl MetaStore {
         .rows_affected()
             > 0;
         if inserted {
+            Self::account(
+                &mut tx,
+                Held::Manifest,
+                Change::Added,
+                (repo, name),
+                &digest,
+                manifest.content.len() as i64,
+            )
+            .await?;
             for (kind, digests) in references {
                 for referenced in digests.iter() {
                     sqlx::query(kind.record)
@@ -539,14 +597,24 @@ impl MetaStore {
             .fetch_optional(&mut **tx)
             .await?;
         let Some(repo) = repo else { return Ok(false) };
-        let deleted = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
-            .bind(repo)
-            .bind(digest)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected()
-            > 0;
-        if deleted {
+        let size: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2 RETURNING size",
+        )
+        .bind(repo)
+        .bind(digest)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let deleted = size.is_some();
+        if let Some(size) = size {
+            Self::account(
+                tx,
+                Held::Manifest,
+                Change::Removed,
+                (repo, name),
+                digest,
+                size,
+            )
+            .await?;
             for table in [
                 "DELETE FROM tag_pulls WHERE repository_id = $1 AND tag IN \
                  (SELECT name FROM tags WHERE repository_id = $1 AND digest = $2)",

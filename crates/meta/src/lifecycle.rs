@@ -68,8 +68,8 @@ impl ProjectDocument {
     }
 }
 
-/// `repository = project` or inside it.
-const IN_PROJECT: &str = "(r.name = $1 OR substr(r.name, 1, length($1) + 1) = $1 || '/')";
+/// The repository `r` belongs to project `$1`.
+const IN_PROJECT: &str = "r.project = $1";
 
 impl MetaStore {
     /// Adds batched pull counts in one transaction (counts add up, the latest time wins).

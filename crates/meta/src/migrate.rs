@@ -16,7 +16,11 @@ const SQLITE: &[(i64, &str)] = &[
         5,
         include_str!("../migrations/sqlite/0005_pulls_retention.sql"),
     ),
+    (6, include_str!("../migrations/sqlite/0006_quotas.sql")),
 ];
+
+/// The migration that starts keeping usage per project; data from before it is counted then.
+const QUOTAS: i64 = 6;
 
 pub async fn run(pool: &SqlitePool) -> Result<()> {
     sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
@@ -31,6 +35,9 @@ pub async fn run(pool: &SqlitePool) -> Result<()> {
         }
         let mut tx = pool.begin().await?;
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        if *version == QUOTAS {
+            crate::MetaStore::count_all_usage(&mut tx).await?;
+        }
         sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
             .bind(version)
             .bind(crate::now())

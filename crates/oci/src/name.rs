@@ -57,7 +57,12 @@ impl RepositoryName {
 
     /// The project the repository belongs to: its first path component.
     pub fn project(&self) -> &str {
-        self.0.split('/').next().unwrap_or(&self.0)
+        Self::project_of(&self.0)
+    }
+
+    /// The project of a repository name already known to be valid.
+    pub fn project_of(name: &str) -> &str {
+        name.split('/').next().unwrap_or(name)
     }
 }
 

@@ -1,4 +1,4 @@
-use gantry_meta::MetaError;
+use gantry_meta::{MetaError, QuotaExceeded};
 use gantry_oci::{Digest, DigestError, ManifestError, NameError};
 use gantry_storage::StorageError;
 
@@ -50,6 +50,8 @@ pub enum RegistryError {
     #[error(transparent)]
     TagRule(#[from] gantry_lifecycle::TagRuleViolation),
     #[error(transparent)]
+    Quota(QuotaExceeded),
+    #[error(transparent)]
     Meta(MetaError),
 }
 
@@ -58,6 +60,7 @@ impl From<MetaError> for RegistryError {
         match e {
             MetaError::MissingBlob(d) => RegistryError::ManifestBlobUnknown(d),
             MetaError::MissingManifest(d) => RegistryError::ManifestChildUnknown(d),
+            MetaError::QuotaExceeded(q) => RegistryError::Quota(q),
             other => RegistryError::Meta(other),
         }
     }

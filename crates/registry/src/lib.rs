@@ -204,7 +204,40 @@ impl Registry {
 
     // ---- uploads ----------------------------------------------------------------------
 
+    /// Refuses to start an upload into a project that is already at a quota limit, so that a
+    /// client does not send a whole blob only to have it refused at the end.
+    async fn refuse_if_full(&self, name: &RepositoryName) -> Result<()> {
+        match self.meta.quota_full(name.project()).await? {
+            Some(full) => Err(RegistryError::Quota(full)),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes verified upload bytes durable and runs `link` (which records them), under the
+    /// blob's lock. Should `link` fail (a quota refusal, say), bytes that no row accounts for
+    /// are deleted again.
+    async fn commit_and_link(
+        &self,
+        id: &str,
+        digest: &Digest,
+        link: impl std::future::Future<Output = gantry_meta::Result<()>>,
+    ) -> Result<()> {
+        let _blob = self.blob_locks.lock(digest).await;
+        let stored_before = self.meta.blob_recorded(digest).await?;
+        self.blobs.commit_upload(id, digest).await?;
+        if let Err(e) = link.await {
+            if !stored_before {
+                if let Err(delete) = self.blobs.delete(digest).await {
+                    tracing::warn!(%digest, error = %delete, "cannot delete the bytes of a refused blob; garbage collection will not see them");
+                }
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     pub async fn start_upload(&self, name: &RepositoryName) -> Result<String> {
+        self.refuse_if_full(name).await?;
         let id = uuid::Uuid::new_v4().to_string();
         self.blobs.create_upload(&id).await?;
         self.meta.create_upload(&id, name.as_str()).await?;
@@ -293,16 +326,20 @@ impl Registry {
         let slot = self.upload_slot(name, id).await?;
         let mut progress = slot.lock().await;
         let size = self.verify(&mut progress, id, digest, last_chunk).await?;
-        {
-            let _blob = self.blob_locks.lock(digest).await;
-            self.blobs.commit_upload(id, digest).await?;
-            self.meta
-                .complete_upload(id, name.as_str(), digest, size)
-                .await?;
+        let linked = self
+            .commit_and_link(
+                id,
+                digest,
+                self.meta.complete_upload(id, name.as_str(), digest, size),
+            )
+            .await;
+        if linked.is_err() {
+            // The session's bytes are gone (committed, then deleted): it cannot go on.
+            let _ = self.meta.delete_upload(id).await;
         }
         drop(progress);
         self.uploads.lock().remove(id);
-        Ok(size)
+        linked.map(|()| size)
     }
 
     /// Appends the last chunk and checks the digest. The caller commits the bytes and links
@@ -344,6 +381,7 @@ impl Registry {
         digest: &Digest,
         body: ByteStream,
     ) -> Result<u64> {
+        self.refuse_if_full(name).await?;
         let id = uuid::Uuid::new_v4().to_string();
         self.blobs.create_upload(&id).await?;
         let mut progress = UploadProgress::default();
@@ -352,9 +390,12 @@ impl Registry {
             .await
         {
             Ok(size) => {
-                let _blob = self.blob_locks.lock(digest).await;
-                self.blobs.commit_upload(&id, digest).await?;
-                self.meta.link_blob(name.as_str(), digest, size).await?;
+                self.commit_and_link(
+                    &id,
+                    digest,
+                    self.meta.link_blob(name.as_str(), digest, size),
+                )
+                .await?;
                 Ok(size)
             }
             Err(e) => {

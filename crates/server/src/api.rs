@@ -15,7 +15,7 @@ use gantry_access::{now_secs, AccessError, AuditEntry, LoginVia, CI_PREFIX, ROBO
 use gantry_auth::{Action, Identity, Role};
 use gantry_lifecycle::retention::Policy;
 use gantry_lifecycle::TagRules;
-use gantry_meta::{AuditQuery, Credential};
+use gantry_meta::{AuditQuery, Credential, Quota, Usage};
 use http::{header, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -56,6 +56,15 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/api/v1/projects/{project}/retention/runs",
             get(retention_history).post(run_retention),
         )
+        .route(
+            "/api/v1/projects/{project}/quota",
+            get(show_quota).put(set_quota),
+        )
+        .route(
+            "/api/v1/projects/{project}/quota/recount",
+            axum::routing::post(recount_quota),
+        )
+        .route("/api/v1/quotas", get(list_quotas))
         .route(
             "/api/v1/projects/{project}/members/{user}",
             put(set_member).delete(remove_member),
@@ -629,6 +638,109 @@ async fn retention_history(
     Ok(Json(json!({ "runs": runs })).into_response())
 }
 
+// ---- quotas ---------------------------------------------------------------------------
+
+fn quota_json(quota: &Quota) -> serde_json::Value {
+    json!({
+        "project": quota.project,
+        "storage": {"used_bytes": quota.used.bytes, "limit_bytes": quota.bytes_limit},
+        "artifacts": {"used": quota.used.artifacts, "limit": quota.artifacts_limit},
+    })
+}
+
+async fn show_quota(
+    State(state): State<Arc<AppState>>,
+    caller: ApiCaller,
+    Path(project): Path<String>,
+) -> ApiResult {
+    caller
+        .require(&state, &project, Action::Pull, "see the quota")
+        .await?;
+    let quota = state.access.meta().quota(&project).await?;
+    Ok(Json(quota_json(&quota)).into_response())
+}
+
+/// New limits; a missing or null field means unlimited.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotaLimits {
+    storage_bytes: Option<i64>,
+    artifacts: Option<i64>,
+}
+
+/// Quotas are the platform team's to set (system administrators), as in Harbor.
+async fn set_quota(
+    State(state): State<Arc<AppState>>,
+    caller: ApiCaller,
+    Path(project): Path<String>,
+    Body(limits): Body<QuotaLimits>,
+) -> ApiResult {
+    caller.require_system_admin("set quotas")?;
+    caller
+        .require(&state, &project, Action::ManageSettings, "set the quota")
+        .await?;
+    if limits.storage_bytes.is_some_and(|n| n < 0) || limits.artifacts.is_some_and(|n| n < 0) {
+        return Err(ApiError::Invalid(
+            "quota limits are counts of bytes and artifacts: zero or more, or null for unlimited"
+                .into(),
+        ));
+    }
+    let quota = state
+        .access
+        .meta()
+        .set_quota_limits(&project, limits.storage_bytes, limits.artifacts)
+        .await?;
+    let summary = format!(
+        "storage {}, artifacts {}",
+        limits
+            .storage_bytes
+            .map_or("unlimited".into(), |n| n.to_string()),
+        limits
+            .artifacts
+            .map_or("unlimited".into(), |n| n.to_string())
+    );
+    caller
+        .audit(&state, "quota.set", &summary, Some(&project))
+        .await;
+    Ok(Json(quota_json(&quota)).into_response())
+}
+
+/// Adds the project's usage up from its rows and compares with the live figures (which it
+/// corrects, should they differ).
+async fn recount_quota(
+    State(state): State<Arc<AppState>>,
+    caller: ApiCaller,
+    Path(project): Path<String>,
+) -> ApiResult {
+    caller.require_system_admin("recount usage")?;
+    caller
+        .require(&state, &project, Action::ManageSettings, "recount usage")
+        .await?;
+    let recount = state.access.meta().recount_usage(&project).await?;
+    let figures = |u: Usage| json!({"bytes": u.bytes, "artifacts": u.artifacts});
+    Ok(Json(json!({
+        "project": project,
+        "live": figures(recount.live),
+        "counted": figures(recount.counted),
+        "agree": recount.live == recount.counted,
+    }))
+    .into_response())
+}
+
+/// Usage and limits of every project (system administrators).
+async fn list_quotas(State(state): State<Arc<AppState>>, caller: ApiCaller) -> ApiResult {
+    caller.require_system_admin("list every project's usage")?;
+    let quotas: Vec<_> = state
+        .access
+        .meta()
+        .quotas()
+        .await?
+        .iter()
+        .map(quota_json)
+        .collect();
+    Ok(Json(json!({ "quotas": quotas })).into_response())
+}
+
 // ---- members --------------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -1174,6 +1286,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/projects/{project}/retention"),
     ("get", "/api/v1/projects/{project}/retention/runs"),
     ("post", "/api/v1/projects/{project}/retention/runs"),
+    ("get", "/api/v1/projects/{project}/quota"),
+    ("put", "/api/v1/projects/{project}/quota"),
+    ("post", "/api/v1/projects/{project}/quota/recount"),
+    ("get", "/api/v1/quotas"),
     ("put", "/api/v1/projects/{project}/members/{user}"),
     ("delete", "/api/v1/projects/{project}/members/{user}"),
     ("get", "/api/v1/projects/{project}/robots"),

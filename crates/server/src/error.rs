@@ -127,6 +127,8 @@ fn classify(e: &RegistryError) -> (StatusCode, ErrorCode) {
             (StatusCode::FORBIDDEN, ErrorCode::Denied)
         }
         E::TagRule(_) => (StatusCode::BAD_REQUEST, ErrorCode::TagInvalid),
+        // As Harbor answers: the push is understood but not permitted.
+        E::Quota(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
         E::Storage(_) | E::Meta(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
     }
 }

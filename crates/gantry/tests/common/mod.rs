@@ -381,3 +381,81 @@ pub async fn api_set_role(server: &Server, project: &str, user: &str, role: &str
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{user} as {role} in {project}");
 }
+
+// ---- real clients -------------------------------------------------------------------
+
+/// Builds a small OCI layout with umoci: one layer holding `files`.
+pub fn make_layout(dir: &Path, tag: &str, files: &[(&str, &[u8])]) {
+    let layout = dir.join("layout");
+    let bundle = dir.join("bundle");
+    let image = format!("{}:{tag}", layout.display());
+    run(Command::new("umoci")
+        .args(["init", "--layout"])
+        .arg(&layout));
+    run(Command::new("umoci").args(["new", "--image", &image]));
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image", &image])
+        .arg(&bundle));
+    for (name, content) in files {
+        let path = bundle.join("rootfs").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    run(Command::new("umoci")
+        .args(["repack", "--image", &image])
+        .arg(&bundle));
+}
+
+pub fn index_digest(layout: &Path) -> String {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// skopeo with a private blob-info cache and credentials file (`auth.json` under
+/// XDG_RUNTIME_DIR, which podman shares) per test, so earlier runs cannot skip uploads.
+pub fn skopeo(dir: &Path) -> Command {
+    let mut cmd = Command::new("skopeo");
+    cmd.env("XDG_RUNTIME_DIR", dir).env("HOME", dir);
+    cmd.arg("--registries-conf").arg("/dev/null");
+    cmd
+}
+
+/// podman with private storage and credentials under `dir`.
+pub fn podman(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args(["--storage-driver", "vfs"])
+        .env("HOME", dir)
+        .env("XDG_RUNTIME_DIR", dir)
+        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
+        .args(args);
+    cmd
+}
+
+/// Runs a client that must fail; returns its stderr.
+pub fn fails(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{cmd:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `skopeo login` as `user`: later skopeo and podman commands in `dir` use the stored
+/// credentials through the token flow.
+pub fn login(dir: &Path, server: &Server, user: &str, password: &str) {
+    run(skopeo(dir).args([
+        "login",
+        "--tls-verify=false",
+        "-u",
+        user,
+        "-p",
+        password,
+        &server.addr,
+    ]));
+}
