@@ -38,6 +38,14 @@ pub struct FileConfig {
     pub auth: FileAuthConfig,
     #[serde(default)]
     pub gc: FileGcConfig,
+    #[serde(default)]
+    pub archive: FileArchiveConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileArchiveConfig {
+    pub location: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +99,8 @@ pub struct ServeConfig {
     /// How often online garbage collection runs by itself; `None`: only when asked.
     pub gc_interval: Option<std::time::Duration>,
     pub gc_grace: std::time::Duration,
+    /// Where `gantry archive` moves artifacts: a directory or `s3://BUCKET[/PREFIX]`.
+    pub archive_location: String,
 }
 
 /// Scheduled garbage collection: every 6 hours, collecting what is older than an hour.
@@ -113,6 +123,7 @@ pub struct Overrides {
     pub auto_create_projects: Option<bool>,
     pub token_ttl_secs: Option<u64>,
     pub gc_interval_secs: Option<u64>,
+    pub archive_location: Option<String>,
 }
 
 pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -138,12 +149,17 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
     let listen: SocketAddr = listen.parse().with_context(|| {
         format!("listen address {listen:?} is not an IP:port such as 127.0.0.1:5000 or [::1]:5000")
     })?;
+    let data_dir: PathBuf = overrides
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
     Ok(ServeConfig {
         listen,
-        data_dir: overrides
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        archive_location: overrides
+            .archive_location
+            .or(file.archive.location)
+            .unwrap_or_else(|| data_dir.join("archive").display().to_string()),
+        data_dir,
         drain_timeout: std::time::Duration::from_secs(
             overrides
                 .drain_timeout_secs

@@ -437,3 +437,145 @@ mod tests {
         assert!(parse_limit_size("lots").unwrap_err().contains("50GB"));
     }
 }
+
+/// `gantry archive`: which artifacts to move out, or `--list` to see earlier archives.
+#[derive(clap::Args)]
+pub struct ArchiveArgs {
+    project: String,
+    /// Repositories to look at (globs, e.g. team/api); default: every repository.
+    #[arg(long = "repository", value_name = "GLOB")]
+    repositories: Vec<String>,
+    /// Tags to archive (globs, e.g. 'v*'); default: every tag.
+    #[arg(long = "tag", value_name = "GLOB")]
+    tags: Vec<String>,
+    /// Tags never to archive (globs).
+    #[arg(long = "exclude-tag", value_name = "GLOB")]
+    exclude_tags: Vec<String>,
+    /// Only what was pushed at least this long ago, in days (e.g. 180d).
+    #[arg(long, value_parser = parse_days)]
+    pushed_before: Option<u64>,
+    /// Only what nobody pulled for this long, in days (e.g. 90d).
+    #[arg(long, value_parser = parse_days)]
+    not_pulled_for: Option<u64>,
+    /// List what would be archived without moving anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// List the project's archives instead.
+    #[arg(long, conflicts_with_all = ["repositories", "tags", "exclude_tags", "pushed_before", "not_pulled_for", "dry_run"])]
+    list: bool,
+}
+
+fn parse_days(text: &str) -> Result<u64, String> {
+    let secs = crate::admin::parse_duration(text).map_err(|e| e.to_string())?;
+    if secs % 86_400 != 0 {
+        return Err(format!(
+            "{text:?} is not a whole number of days: give e.g. 180d"
+        ));
+    }
+    Ok(secs / 86_400)
+}
+
+pub async fn archive(api: &ApiArgs, args: ArchiveArgs) -> anyhow::Result<()> {
+    let path = format!("/api/v1/projects/{}/archives", args.project);
+    if args.list {
+        let archives = api.call(Method::GET, &path, None).await?;
+        list(
+            api,
+            &archives,
+            "archives",
+            &[
+                "id",
+                "repository",
+                "tags",
+                "digest",
+                "bytes",
+                "archived_at",
+                "restored_at",
+            ],
+        );
+        return Ok(());
+    }
+    let selector = json!({
+        "repositories": {"include": args.repositories},
+        "tags": {"include": args.tags, "exclude": args.exclude_tags},
+        "pushed_before_days": args.pushed_before,
+        "not_pulled_for_days": args.not_pulled_for,
+    });
+    let report = api
+        .call(
+            Method::POST,
+            &format!("{path}?dry_run={}", args.dry_run),
+            Some(selector),
+        )
+        .await?;
+    if api.json {
+        print_json(&report);
+        return Ok(());
+    }
+    let archived = report["archived"].as_array().cloned().unwrap_or_default();
+    let verb = if args.dry_run {
+        "would archive"
+    } else {
+        "archived"
+    };
+    let total: u64 = archived.iter().filter_map(|a| a["bytes"].as_u64()).sum();
+    println!(
+        "{verb} {} artifacts ({}) to {}",
+        archived.len(),
+        gantry_oci::size::format(total),
+        text(&report["location"])
+    );
+    for a in &archived {
+        let id = match a["id"].as_i64() {
+            Some(id) => format!("#{id} "),
+            None => String::new(),
+        };
+        println!(
+            "  {id}{}:{} {}",
+            text(&a["repository"]),
+            text(&a["tags"]),
+            text(&a["digest"])
+        );
+    }
+    for p in report["passed"].as_array().into_iter().flatten() {
+        println!(
+            "  left {}@{}: {}",
+            text(&p["repository"]),
+            text(&p["digest"]),
+            text(&p["reason"])
+        );
+    }
+    if !args.dry_run && !archived.is_empty() {
+        println!("Their blobs are freed by the next garbage collection (`gantry gc`).");
+    }
+    Ok(())
+}
+
+pub async fn restore(api: &ApiArgs, project: &str, ids: &[i64]) -> anyhow::Result<()> {
+    for id in ids {
+        let report = api
+            .call(
+                Method::POST,
+                &format!("/api/v1/projects/{project}/archives/{id}/restore"),
+                None,
+            )
+            .await
+            .with_context(|| {
+                format!("cannot restore archive {id} (see `gantry archive {project} --list`)")
+            })?;
+        if api.json {
+            print_json(&report);
+        } else {
+            println!(
+                "restored archive {id}: {}:{} {} ({} manifests, {} blobs, {})",
+                text(&report["repository"]),
+                text(&report["tags"]),
+                text(&report["digest"]),
+                report["manifests"],
+                report["blobs"],
+                gantry_oci::size::format(report["bytes"].as_u64().unwrap_or(0))
+            );
+        }
+    }
+    Ok(())
+}

@@ -214,6 +214,30 @@ enum Command {
         #[command(flatten)]
         api: admin::ApiArgs,
     },
+    /// Move old artifacts out of the registry into the archive location (dir or S3).
+    #[command(
+        long_about = "Move old artifacts out of the registry into the server's archive location\n\
+        (a directory or an S3 bucket, see `gantry serve --archive-location`), one OCI image layout\n\
+        tarball per artifact. A digest goes with all its tags or not at all; signatures and SBOMs go\n\
+        with their subject; garbage collection then frees the blobs. `gantry restore` brings an\n\
+        archive back byte for byte. Example, release versions older than half a year:\n    \
+        gantry archive team --tag 'v*' --pushed-before 180d --dry-run\n    \
+        gantry archive team --tag 'v*' --pushed-before 180d"
+    )]
+    Archive {
+        #[command(flatten)]
+        args: lifecycle_cmd::ArchiveArgs,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// Bring archived artifacts back, byte for byte (ids from `gantry archive PROJECT --list`).
+    Restore {
+        project: String,
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
     /// Run online garbage collection now (system administrators); pushes and pulls go on.
     Gc {
         /// Report what would be freed without deleting anything.
@@ -296,6 +320,10 @@ struct ServeArgs {
     /// Seconds between scheduled garbage collections; 0 turns them off [default: 21600].
     #[arg(long, env = "GANTRY_GC_INTERVAL_SECS")]
     gc_interval_secs: Option<u64>,
+    /// Where archived artifacts go: a directory, or s3://BUCKET[/PREFIX] with the usual
+    /// AWS_* variables for credentials, region and endpoint [default: DATA_DIR/archive].
+    #[arg(long, env = "GANTRY_ARCHIVE_LOCATION")]
+    archive_location: Option<String>,
 }
 
 #[derive(Args)]
@@ -364,6 +392,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 auto_create_projects: args.auto_create_projects,
                 token_ttl_secs: args.token_ttl_secs,
                 gc_interval_secs: args.gc_interval_secs,
+                archive_location: args.archive_location,
             })?;
             init_logging(config.log_format, &config.log_level)?;
             serve::run(config).await
@@ -457,6 +486,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TagRules { command, api } => lifecycle_cmd::tag_rules(&api, command).await,
         Command::Retention { command, api } => lifecycle_cmd::retention(&api, command).await,
         Command::Quota { command, api } => lifecycle_cmd::quota(&api, command).await,
+        Command::Archive { args, api } => lifecycle_cmd::archive(&api, args).await,
+        Command::Restore { project, ids, api } => {
+            lifecycle_cmd::restore(&api, &project, &ids).await
+        }
         Command::Gc {
             dry_run,
             grace,

@@ -10,7 +10,7 @@ use gantry_auth::TokenKey;
 use gantry_meta::MetaStore;
 use gantry_registry::Registry;
 use gantry_server::AppState;
-use gantry_storage::FsBlobStore;
+use gantry_storage::{ArchiveLocation, FsBlobStore};
 
 use crate::config::ServeConfig;
 
@@ -54,7 +54,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             ..AccessConfig::default()
         },
     )?;
-    let registry = Arc::new(Registry::new(Arc::new(blobs), meta.clone()));
+    let archive = ArchiveLocation::open(&config.archive_location).with_context(|| {
+        format!(
+            "cannot open the archive location {}: give a writable directory or s3://BUCKET[/PREFIX] \
+             (--archive-location, GANTRY_ARCHIVE_LOCATION or [archive] location)",
+            config.archive_location
+        )
+    })?;
+    let registry = Arc::new(Registry::new(Arc::new(blobs), meta.clone()).with_archive(archive));
     let flusher = {
         let registry = registry.clone();
         tokio::spawn(async move {

@@ -248,6 +248,21 @@ const CASES: &[Case] = &[
         public: &["sysadmin"],
     },
     Case {
+        name: "api archives list",
+        private: MEMBERS_WHO_PULL,
+        public: AUTHENTICATED,
+    },
+    Case {
+        name: "api archive dry run",
+        private: DELETERS,
+        public: DELETERS,
+    },
+    Case {
+        name: "api archive restore",
+        private: DELETERS,
+        public: DELETERS,
+    },
+    Case {
         name: "api member remove",
         private: ADMINS,
         public: ADMINS,
@@ -338,6 +353,16 @@ async fn call(
             .json(&json!({"storage_bytes": null, "artifacts": null})),
         "api quota recount" => c.post(url(&format!("/api/v1/projects/{project}/quota/recount"))),
         "api quotas list" => c.get(url("/api/v1/quotas")),
+        "api archives list" => c.get(url(&format!("/api/v1/projects/{project}/archives"))),
+        "api archive dry run" => c
+            .post(url(&format!(
+                "/api/v1/projects/{project}/archives?dry_run=true"
+            )))
+            .json(&json!({"tags": {"include": ["none-such-*"]}})),
+        // No such archive: an allowed caller gets 404, so the matrix changes nothing.
+        "api archive restore" => c.post(url(&format!(
+            "/api/v1/projects/{project}/archives/999/restore"
+        ))),
         "api users list" => c.get(url("/api/v1/users")),
         "api system robots list" => c.get(url("/api/v1/robots")),
         other => panic!("unknown case {other}"),
@@ -362,6 +387,7 @@ async fn authorization_matrix_every_endpoint_role_and_visibility() {
                         // Allowed deletes of unknown digests reach the registry: 404.
                         "manifest delete" => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
                         "blob delete" => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+                        "api archive restore" => (StatusCode::NOT_FOUND, "NOT_FOUND"),
                         // The first allowed caller removes the member; later ones find none.
                         "api member remove" if status == StatusCode::NOT_FOUND => {
                             (StatusCode::NOT_FOUND, "NOT_FOUND")

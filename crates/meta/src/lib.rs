@@ -15,6 +15,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+mod archive;
 mod credentials;
 mod gc;
 mod identity;
@@ -22,6 +23,7 @@ mod lifecycle;
 mod migrate;
 mod quota;
 
+pub use archive::ArchiveRecord;
 pub use credentials::{AuditEvent, AuditQuery, Credential};
 pub use gc::DeadManifest;
 pub use identity::{Project, ProjectAccessRow, User, PROJECT_ADMIN_ROLE};

@@ -17,6 +17,7 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0005_pulls_retention.sql"),
     ),
     (6, include_str!("../migrations/sqlite/0006_quotas.sql")),
+    (7, include_str!("../migrations/sqlite/0007_archives.sql")),
 ];
 
 /// The migration that starts keeping usage per project; data from before it is counted then.

@@ -51,6 +51,12 @@ pub enum RegistryError {
     TagRule(#[from] gantry_lifecycle::TagRuleViolation),
     #[error(transparent)]
     Quota(QuotaExceeded),
+    #[error("archive {0} is not known in this project")]
+    ArchiveUnknown(i64),
+    #[error("archive cannot be used: {0}")]
+    ArchiveInvalid(String),
+    #[error(transparent)]
+    Tar(#[from] crate::tarball::TarError),
     #[error(transparent)]
     Meta(MetaError),
 }

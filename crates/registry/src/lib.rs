@@ -9,15 +9,18 @@ use gantry_lifecycle::{TagRules, TagWrite};
 use gantry_meta::{MetaError, MetaStore, NewManifest, Page, StoredManifest, TagRef};
 use gantry_oci::manifest::{self, MAX_MANIFEST_BYTES};
 use gantry_oci::{media_type, Algorithm, Digest, Hasher, Reference, RepositoryName};
-use gantry_storage::{BlobStore, ByteStream};
+use gantry_storage::{ArchiveLocation, BlobStore, ByteStream};
 use serde_json::json;
 
+mod archive;
 mod error;
 mod gc;
 mod pulls;
 mod retention;
 mod tag_policy;
+mod tarball;
 
+pub use archive::{ArchiveReport, ArchivedArtifact, RestoreReport};
 pub use gc::{GcOptions, GcReport};
 pub use retention::RetentionReport;
 mod upload;
@@ -52,6 +55,8 @@ pub struct Registry {
     /// Serializes, per digest, making a blob visible (commit + link, mount) with garbage
     /// collection deleting it.
     blob_locks: gc::BlobLocks,
+    /// Where archived artifacts go; archiving is unavailable without one.
+    archive: Option<ArchiveLocation>,
 }
 
 /// A manifest's identity once stored.
@@ -113,7 +118,13 @@ impl Registry {
             tag_policy: tag_policy::TagPolicy::default(),
             pulls: pulls::PullTracker::default(),
             blob_locks: gc::BlobLocks::default(),
+            archive: None,
         }
+    }
+
+    pub fn with_archive(mut self, location: ArchiveLocation) -> Registry {
+        self.archive = Some(location);
+        self
     }
 
     // ---- pull tracking ----------------------------------------------------------------
@@ -491,6 +502,17 @@ impl Registry {
             Some(tag) => {
                 let rules = self.tag_rules(name.project()).await?;
                 let write = rules.check_push(name.project(), tag.as_str())?;
+                if write == TagWrite::Immutable {
+                    // Archiving an immutable tag does not free it for other content.
+                    let archived = self.meta.archived_tag(name.as_str(), tag.as_str()).await?;
+                    if archived.is_some_and(|a| a.digest != digest.to_string()) {
+                        rules.check_change(
+                            name.project(),
+                            tag.as_str(),
+                            "pushed with other content while it is archived (restore it instead)",
+                        )?;
+                    }
+                }
                 Some((
                     rules,
                     TagRef {

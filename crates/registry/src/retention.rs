@@ -38,18 +38,9 @@ impl Registry {
         Ok(self.meta.set_retention_policy(project, &json).await?)
     }
 
-    /// Evaluates (and unless `dry_run`, applies) the project's policy at `now`.
-    pub async fn run_retention(
-        &self,
-        project: &str,
-        actor: &str,
-        now: i64,
-        dry_run: bool,
-    ) -> Result<RetentionReport> {
-        let policy = self.retention_policy(project).await?.unwrap_or_default();
-        // Pulls counted in memory must be seen by "pulled within" rules.
-        self.flush_pulls().await?;
-        let artifacts: Vec<Artifact> = self
+    /// Every manifest of `project` as the lifecycle policies see it.
+    pub(crate) async fn project_artifacts(&self, project: &str) -> Result<Vec<Artifact>> {
+        Ok(self
             .meta
             .artifacts(project)
             .await?
@@ -76,7 +67,21 @@ impl Registry {
                     .map(|(d, s)| (d, s.max(0) as u64))
                     .collect(),
             })
-            .collect();
+            .collect())
+    }
+
+    /// Evaluates (and unless `dry_run`, applies) the project's policy at `now`.
+    pub async fn run_retention(
+        &self,
+        project: &str,
+        actor: &str,
+        now: i64,
+        dry_run: bool,
+    ) -> Result<RetentionReport> {
+        let policy = self.retention_policy(project).await?.unwrap_or_default();
+        // Pulls counted in memory must be seen by "pulled within" rules.
+        self.flush_pulls().await?;
+        let artifacts = self.project_artifacts(project).await?;
         let plan = retention::evaluate(&policy, &artifacts, now);
         let rules = self.tag_rules(project).await?;
         let protected: Vec<(String, String)> = plan

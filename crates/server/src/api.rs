@@ -13,6 +13,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use gantry_access::{now_secs, AccessError, AuditEntry, LoginVia, CI_PREFIX, ROBOT_PREFIX};
 use gantry_auth::{Action, Identity, Role};
+use gantry_lifecycle::archive::ArchiveSelector;
 use gantry_lifecycle::retention::Policy;
 use gantry_lifecycle::TagRules;
 use gantry_meta::{AuditQuery, Credential, Quota, Usage};
@@ -65,6 +66,14 @@ pub fn routes() -> Router<Arc<AppState>> {
             axum::routing::post(recount_quota),
         )
         .route("/api/v1/quotas", get(list_quotas))
+        .route(
+            "/api/v1/projects/{project}/archives",
+            get(list_archives).post(run_archive),
+        )
+        .route(
+            "/api/v1/projects/{project}/archives/{id}/restore",
+            axum::routing::post(restore_archive),
+        )
         .route(
             "/api/v1/projects/{project}/members/{user}",
             put(set_member).delete(remove_member),
@@ -741,6 +750,92 @@ async fn list_quotas(State(state): State<Arc<AppState>>, caller: ApiCaller) -> A
     Ok(Json(json!({ "quotas": quotas })).into_response())
 }
 
+// ---- archives -------------------------------------------------------------------------
+
+/// Archives what the selector picks: a dry run lists it; a real run moves it out.
+async fn run_archive(
+    State(state): State<Arc<AppState>>,
+    caller: ApiCaller,
+    Path(project): Path<String>,
+    Params(options): Params<RunOptions>,
+    Body(selector): Body<ArchiveSelector>,
+) -> ApiResult {
+    caller
+        .require(
+            &state,
+            &project,
+            Action::ManageTagRules,
+            "archive artifacts",
+        )
+        .await?;
+    let report = state
+        .registry
+        .archive(
+            &project,
+            &selector,
+            caller.name(),
+            gantry_registry::unix_now(),
+            options.dry_run,
+        )
+        .await?;
+    if !options.dry_run {
+        for archived in &report.archived {
+            let resource = format!(
+                "{}@{} ({}) as archive {}",
+                archived.artifact.repository,
+                archived.artifact.digest,
+                archived.artifact.tags.join(","),
+                archived.id.unwrap_or_default()
+            );
+            caller
+                .audit(&state, "archive.create", &resource, Some(&project))
+                .await;
+        }
+    }
+    Ok(Json(report).into_response())
+}
+
+async fn list_archives(
+    State(state): State<Arc<AppState>>,
+    caller: ApiCaller,
+    Path(project): Path<String>,
+) -> ApiResult {
+    caller
+        .require(&state, &project, Action::Pull, "see archives")
+        .await?;
+    let archives: Vec<_> = state
+        .registry
+        .archives(&project)
+        .await?
+        .into_iter()
+        .map(|a| {
+            json!({"id": a.id, "repository": a.repository, "digest": a.digest, "tags": a.tags,
+                   "object_key": a.object_key, "bytes": a.bytes, "archived_at": a.archived_at,
+                   "archived_by": a.archived_by, "restored_at": a.restored_at})
+        })
+        .collect();
+    Ok(Json(json!({ "archives": archives })).into_response())
+}
+
+async fn restore_archive(
+    State(state): State<Arc<AppState>>,
+    caller: ApiCaller,
+    Path((project, id)): Path<(String, i64)>,
+) -> ApiResult {
+    caller
+        .require(&state, &project, Action::ManageTagRules, "restore archives")
+        .await?;
+    let report = state
+        .registry
+        .restore(&project, id, gantry_registry::unix_now())
+        .await?;
+    let resource = format!("archive {id}: {}@{}", report.repository, report.digest);
+    caller
+        .audit(&state, "archive.restore", &resource, Some(&project))
+        .await;
+    Ok(Json(report).into_response())
+}
+
 // ---- members --------------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -1290,6 +1385,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/projects/{project}/quota"),
     ("post", "/api/v1/projects/{project}/quota/recount"),
     ("get", "/api/v1/quotas"),
+    ("get", "/api/v1/projects/{project}/archives"),
+    ("post", "/api/v1/projects/{project}/archives"),
+    ("post", "/api/v1/projects/{project}/archives/{id}/restore"),
     ("put", "/api/v1/projects/{project}/members/{user}"),
     ("delete", "/api/v1/projects/{project}/members/{user}"),
     ("get", "/api/v1/projects/{project}/robots"),

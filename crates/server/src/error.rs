@@ -129,6 +129,11 @@ fn classify(e: &RegistryError) -> (StatusCode, ErrorCode) {
         E::TagRule(_) => (StatusCode::BAD_REQUEST, ErrorCode::TagInvalid),
         // As Harbor answers: the push is understood but not permitted.
         E::Quota(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
+        E::ArchiveUnknown(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+        // A damaged or missing archive object is the server's problem, not the request's.
+        E::ArchiveInvalid(_) | E::Tar(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError)
+        }
         E::Storage(_) | E::Meta(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
     }
 }

@@ -13,10 +13,12 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use gantry_oci::Digest;
 
+mod archive;
 mod fs;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
 
+pub use archive::{ArchiveLocation, ArchiveWriter};
 pub use fs::FsBlobStore;
 
 /// A stream of blob bytes.
@@ -30,6 +32,8 @@ pub enum StorageError {
     InvalidUploadId(String),
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("archive storage: {0}")]
+    Archive(String),
 }
 
 #[async_trait]

@@ -1,0 +1,105 @@
+//! Records of archived artifacts.
+
+use sqlx::Row;
+
+use crate::{MetaStore, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveRecord {
+    pub id: i64,
+    pub project: String,
+    pub repository: String,
+    pub digest: String,
+    pub tags: Vec<String>,
+    pub object_key: String,
+    pub bytes: i64,
+    pub archived_at: i64,
+    pub archived_by: String,
+    pub restored_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, project, repository, digest, tags, object_key, bytes, archived_at, \
+                       archived_by, restored_at";
+
+fn record(row: &sqlx::sqlite::SqliteRow) -> Result<ArchiveRecord> {
+    let tags: String = row.get(4);
+    Ok(ArchiveRecord {
+        id: row.get(0),
+        project: row.get(1),
+        repository: row.get(2),
+        digest: row.get(3),
+        tags: tags
+            .split('\n')
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
+        object_key: row.get(5),
+        bytes: row.get(6),
+        archived_at: row.get(7),
+        archived_by: row.get(8),
+        restored_at: row.get(9),
+    })
+}
+
+impl MetaStore {
+    /// Records an archived artifact; returns its id.
+    pub async fn record_archive(&self, archive: &ArchiveRecord) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO archives (project, repository, digest, tags, object_key, bytes, archived_at, archived_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(&archive.project)
+        .bind(&archive.repository)
+        .bind(&archive.digest)
+        .bind(archive.tags.join("\n"))
+        .bind(&archive.object_key)
+        .bind(archive.bytes)
+        .bind(archive.archived_at)
+        .bind(&archive.archived_by)
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(id)
+    }
+
+    /// A project's archives, newest first.
+    pub async fn archives(&self, project: &str) -> Result<Vec<ArchiveRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM archives WHERE project = $1 ORDER BY archived_at DESC, id DESC"
+        ))
+        .bind(project)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    pub async fn archive(&self, id: i64) -> Result<Option<ArchiveRecord>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM archives WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    pub async fn mark_restored(&self, id: i64, at: i64) -> Result<()> {
+        sqlx::query("UPDATE archives SET restored_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// The newest archive, not restored since, that took tag `tag` of `repository` away.
+    pub async fn archived_tag(&self, repository: &str, tag: &str) -> Result<Option<ArchiveRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM archives WHERE repository = $1 AND restored_at IS NULL \
+             AND instr(char(10) || tags || char(10), char(10) || $2 || char(10)) > 0 \
+             ORDER BY archived_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(repository)
+        .bind(tag)
+        .fetch_optional(&self.readers)
+        .await?;
+        rows.as_ref().map(record).transpose()
+    }
+}
