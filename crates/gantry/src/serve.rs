@@ -94,6 +94,40 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             }
         })
     });
+    let scheduled_retention = {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            // Schedules may have seconds: look every second at what fired since the last look.
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            let mut last = gantry_registry::unix_now();
+            loop {
+                every.tick().await;
+                let now = gantry_registry::unix_now();
+                if now <= last {
+                    continue;
+                }
+                match registry.run_scheduled_retention(last, now).await {
+                    Ok(outcomes) => {
+                        for (project, outcome) in outcomes {
+                            match outcome {
+                                Ok(report) => tracing::info!(
+                                    project,
+                                    deleted_manifests = report.plan.delete_manifests.len(),
+                                    freed_bytes = report.plan.freed_bytes,
+                                    "scheduled retention ran"
+                                ),
+                                Err(e) => {
+                                    tracing::warn!(project, error = %e, "scheduled retention failed")
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read retention schedules"),
+                }
+                last = now;
+            }
+        })
+    };
     let app = gantry_server::router(AppState {
         registry: registry.clone(),
         access: access.clone(),
@@ -128,6 +162,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     }
     flusher.abort();
+    scheduled_retention.abort();
     if let Some(gc) = scheduled_gc {
         gc.abort();
     }

@@ -860,3 +860,66 @@ async fn quota_is_never_exceeded_and_stays_exact_under_concurrent_pushes_deletes
     );
     assert!(!kept.is_empty());
 }
+
+#[tokio::test]
+async fn retention_runs_by_itself_on_its_cron_schedule() {
+    let s = Server::start();
+    push_image(&s, "team/app", "dev-idle", "idle").await;
+    push_image(&s, "team/app", "v1.0.0", "release").await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("retention.toml");
+    // Every second (cron with a seconds field), so that the test need not wait for a minute.
+    std::fs::write(
+        &policy,
+        "schedule = \"* * * * * *\"\n\n\
+         [[rules]]\ntags = { include = [\"dev-*\"] }\nkeep = { pulled_within_days = 7 }\n\n\
+         [[rules]]\ntags = { include = [\"v*\"] }\nkeep = \"always\"\n",
+    )
+    .unwrap();
+    let out = gantry_as_admin(&s, &["retention", "set", "team", policy.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let out = gantry_as_admin(&s, &["retention", "show", "team"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("schedule = \"* * * * * *\""), "{shown}");
+
+    let mut history = Value::Null;
+    for _ in 0..100 {
+        history = get_json(&s, "/api/v1/projects/team/retention/runs").await;
+        if history["runs"]
+            .as_array()
+            .is_some_and(|runs| runs.iter().any(|r| r["actor"] == "scheduler"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let run = history["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["actor"] == "scheduler")
+        .unwrap_or_else(|| panic!("no scheduled run within 10 s: {history}"));
+    assert_eq!(run["dry_run"], false);
+    let tags = get_json(&s, "/v2/team/app/tags/list").await;
+    assert_eq!(
+        tags["tags"],
+        json!(["v1.0.0"]),
+        "the idle dev tag went by schedule"
+    );
+
+    // A malformed schedule is refused with the expected form.
+    let r = http()
+        .put(s.url("/api/v1/projects/team/retention"))
+        .json(&json!({"rules": [], "schedule": "daily"}))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("0 3 * * *"),
+        "{body}"
+    );
+}

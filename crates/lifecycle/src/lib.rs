@@ -1,8 +1,10 @@
-//! Image lifecycle policies: tag rules (the conventions a push must follow) and retention
-//! (which tags and manifests a project keeps).
+//! Image lifecycle policies, as pure functions of data and time: tag rules (the conventions a
+//! push must follow), retention (which tags and manifests a project keeps) and its schedule,
+//! and archive selection (which artifacts move out of the registry).
 
 pub mod archive;
 pub mod retention;
+pub mod schedule;
 pub mod tag_rules;
 
 pub use tag_rules::{Pattern, TagRuleViolation, TagRules, TagWrite};

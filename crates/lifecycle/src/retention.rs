@@ -112,6 +112,9 @@ pub struct Rule {
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     pub rules: Vec<Rule>,
+    /// When the policy runs by itself; without one it runs only when asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule::Schedule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -568,6 +571,7 @@ mod tests {
                 untagged: false,
                 keep,
             }],
+            schedule: None,
         };
         let kept = |p: &Policy| -> Vec<String> {
             let mut d: Vec<String> = evaluate(p, &arts, NOW)
@@ -608,6 +612,7 @@ mod tests {
                 untagged: false,
                 keep: Keep::MostRecentlyPushed(0),
             }],
+            schedule: None,
         };
         let plan = evaluate(&elsewhere, &arts, NOW);
         assert!(plan.delete_manifests.is_empty() && plan.delete_tags.is_empty());

@@ -172,6 +172,15 @@ impl MetaStore {
             .await
     }
 
+    /// Every project's retention policy: (project, policy JSON), by project.
+    pub async fn retention_policies(&self) -> Result<Vec<(String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT project, policy FROM retention_policies ORDER BY project")
+                .fetch_all(&self.readers)
+                .await?,
+        )
+    }
+
     pub async fn set_retention_policy(&self, project: &str, policy: &str) -> Result<()> {
         self.set_project_document(ProjectDocument::RetentionPolicy, project, policy)
             .await

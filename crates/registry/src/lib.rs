@@ -22,7 +22,7 @@ mod tarball;
 
 pub use archive::{ArchiveReport, ArchivedArtifact, RestoreReport};
 pub use gc::{GcOptions, GcReport};
-pub use retention::RetentionReport;
+pub use retention::{RetentionReport, SCHEDULER};
 mod upload;
 
 pub use error::{RegistryError, Result};

@@ -19,6 +19,9 @@ pub struct RetentionReport {
     pub protected: Vec<(String, String)>,
 }
 
+/// The actor scheduled runs are recorded as.
+pub const SCHEDULER: &str = "scheduler";
+
 fn corrupt(what: String) -> RegistryError {
     RegistryError::Meta(gantry_meta::MetaError::Corrupt(what))
 }
@@ -36,6 +39,34 @@ impl Registry {
     pub async fn set_retention_policy(&self, project: &str, policy: &Policy) -> Result<()> {
         let json = serde_json::to_string(policy).expect("policies serialize");
         Ok(self.meta.set_retention_policy(project, &json).await?)
+    }
+
+    /// Runs every policy whose schedule fires in `(after, until]`, as of `until`; returns the
+    /// projects run, each with its outcome.
+    pub async fn run_scheduled_retention(
+        &self,
+        after: i64,
+        until: i64,
+    ) -> Result<Vec<(String, Result<RetentionReport>)>> {
+        let mut outcomes = Vec::new();
+        for (project, json) in self.meta.retention_policies().await? {
+            let policy: Policy = match serde_json::from_str(&json) {
+                Ok(policy) => policy,
+                Err(e) => {
+                    tracing::warn!(project, error = %e, "stored retention policy is unreadable");
+                    continue;
+                }
+            };
+            if policy
+                .schedule
+                .as_ref()
+                .is_some_and(|s| s.fires_between(after, until))
+            {
+                let outcome = self.run_retention(&project, SCHEDULER, until, false).await;
+                outcomes.push((project, outcome));
+            }
+        }
+        Ok(outcomes)
     }
 
     /// Every manifest of `project` as the lifecycle policies see it.
