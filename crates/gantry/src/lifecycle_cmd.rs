@@ -222,11 +222,16 @@ pub async fn retention(args: &ApiArgs, command: RetentionCommand) -> anyhow::Res
     Ok(())
 }
 
-pub async fn gc(args: &ApiArgs, dry_run: bool, grace_secs: u64) -> anyhow::Result<()> {
+pub async fn gc(
+    args: &ApiArgs,
+    dry_run: bool,
+    grace_secs: u64,
+    pause_ms: u64,
+) -> anyhow::Result<()> {
     let report = args
         .call(
             Method::POST,
-            &format!("/api/v1/gc?dry_run={dry_run}&grace_secs={grace_secs}"),
+            &format!("/api/v1/gc?dry_run={dry_run}&grace_secs={grace_secs}&pause_ms={pause_ms}"),
             None,
         )
         .await?;

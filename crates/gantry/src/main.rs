@@ -246,6 +246,9 @@ enum Command {
         /// Only collect what is older than this, e.g. 1h, 30m (protects pushes in flight).
         #[arg(long, default_value = "1h", value_parser = admin::parse_duration)]
         grace: u64,
+        /// Throttle: milliseconds to pause between batches of 1000 deletions.
+        #[arg(long, default_value_t = 0)]
+        pause_ms: u64,
         #[command(flatten)]
         api: admin::ApiArgs,
     },
@@ -493,8 +496,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gc {
             dry_run,
             grace,
+            pause_ms,
             api,
-        } => lifecycle_cmd::gc(&api, dry_run, grace).await,
+        } => lifecycle_cmd::gc(&api, dry_run, grace, pause_ms).await,
         Command::Audit {
             project,
             since,

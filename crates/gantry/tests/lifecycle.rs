@@ -335,7 +335,8 @@ async fn retention_dry_run_and_real_run_agree_and_respect_pulls_and_immutable_ta
 async fn gc(s: &Server, dry_run: bool, grace_secs: u64) -> Value {
     let r = http()
         .post(s.url(&format!(
-            "/api/v1/gc?dry_run={dry_run}&grace_secs={grace_secs}"
+            // pause_ms: the throttle's path runs too (1 ms between batches).
+            "/api/v1/gc?dry_run={dry_run}&grace_secs={grace_secs}&pause_ms=1"
         )))
         .send()
         .await
@@ -437,6 +438,13 @@ async fn gc_collects_unreachable_manifests_and_blobs_and_keeps_everything_tagged
 
     let report = gc(&s, false, 0).await;
     assert_eq!(report["manifests"].as_array().unwrap().len(), 2);
+    // The dry run said exactly what the real run then freed.
+    for figure in ["manifest_bytes", "links", "blobs", "blob_bytes"] {
+        assert_eq!(
+            dry[figure], report[figure],
+            "{figure}: dry {dry} real {report}"
+        );
+    }
     // b's and c's own layers and configs, and the dangling blob: 5 blobs.
     assert_eq!(report["blobs"], 5, "{report}");
     for gone in [&b_own, &c_own, &b_config, &dangling] {

@@ -8,6 +8,22 @@ use sqlx::Row;
 
 use crate::{MetaStore, Result};
 
+/// The reachable manifests (`live`) as of cutoff `$1`: tagged ones, ones pushed at or after
+/// the cutoff, the children of reachable indexes and the referrers of reachable manifests.
+const LIVE: &str = "WITH RECURSIVE live(repository_id, digest) AS ( \
+        SELECT repository_id, digest FROM tags \
+        UNION SELECT repository_id, digest FROM manifests WHERE created_at >= $1 \
+        UNION SELECT c.repository_id, c.child_digest FROM manifest_children c \
+            JOIN live l ON l.repository_id = c.repository_id AND l.digest = c.manifest_digest \
+        UNION SELECT m.repository_id, m.digest FROM manifests m \
+            JOIN live l ON l.repository_id = m.repository_id AND m.subject = l.digest \
+    )";
+
+/// Whether a live manifest of link `rb`'s repository references its blob.
+const LIVE_REFERENCE: &str = "EXISTS (SELECT 1 FROM manifest_blobs mb JOIN live l \
+        ON l.repository_id = mb.repository_id AND l.digest = mb.manifest_digest \
+        WHERE mb.repository_id = rb.repository_id AND mb.blob_digest = rb.digest)";
+
 /// A collectable manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadManifest {
@@ -17,26 +33,25 @@ pub struct DeadManifest {
 }
 
 impl MetaStore {
-    /// Manifests no tag, index or subject keeps alive, pushed before `cutoff`.
+    /// Manifests no tag, index or subject keeps alive, pushed before `cutoff`, in key order
+    /// after `after`. Deleting them leaves the live set as it is, so one walk finds them all.
     pub async fn unreachable_manifests(
         &self,
         cutoff: i64,
+        after: Option<&(String, String)>,
         limit: u32,
     ) -> Result<Vec<DeadManifest>> {
-        let rows = sqlx::query(
-            "WITH RECURSIVE live(repository_id, digest) AS ( \
-                 SELECT repository_id, digest FROM tags \
-                 UNION SELECT repository_id, digest FROM manifests WHERE created_at >= $1 \
-                 UNION SELECT c.repository_id, c.child_digest FROM manifest_children c \
-                     JOIN live l ON l.repository_id = c.repository_id AND l.digest = c.manifest_digest \
-                 UNION SELECT m.repository_id, m.digest FROM manifests m \
-                     JOIN live l ON l.repository_id = m.repository_id AND m.subject = l.digest \
-             ) \
+        let (after_name, after_digest) = after.map_or(("", ""), |(n, d)| (n.as_str(), d.as_str()));
+        let rows = sqlx::query(&format!(
+            "{LIVE} \
              SELECT r.name, m.digest, m.size FROM manifests m JOIN repositories r ON r.id = m.repository_id \
-             WHERE NOT EXISTS (SELECT 1 FROM live l WHERE l.repository_id = m.repository_id AND l.digest = m.digest) \
-             ORDER BY r.name, m.digest LIMIT $2",
-        )
+             WHERE (r.name > $2 OR (r.name = $2 AND m.digest > $3)) \
+             AND NOT EXISTS (SELECT 1 FROM live l WHERE l.repository_id = m.repository_id AND l.digest = m.digest) \
+             ORDER BY r.name, m.digest LIMIT $4"
+        ))
         .bind(cutoff)
+        .bind(after_name)
+        .bind(after_digest)
         .bind(limit as i64)
         .fetch_all(&self.readers)
         .await?;
@@ -48,6 +63,55 @@ impl MetaStore {
                 size: r.get(2),
             })
             .collect())
+    }
+
+    /// For a dry run: the links a collection would remove once the unreachable manifests are
+    /// gone (no live manifest of the repository references them), made before `cutoff`, in
+    /// key order after `after`.
+    pub async fn links_without_live_manifest(
+        &self,
+        cutoff: i64,
+        after: Option<&(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>> {
+        let (after_name, after_digest) = after.map_or(("", ""), |(n, d)| (n.as_str(), d.as_str()));
+        let rows = sqlx::query(&format!(
+            "{LIVE} \
+             SELECT r.name, rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
+             WHERE rb.created_at < $1 AND (r.name > $2 OR (r.name = $2 AND rb.digest > $3)) \
+             AND NOT {LIVE_REFERENCE} \
+             ORDER BY r.name, rb.digest LIMIT $4"
+        ))
+        .bind(cutoff)
+        .bind(after_name)
+        .bind(after_digest)
+        .bind(limit as i64)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// For a dry run: the blobs a collection would delete, (digest, size) in digest order after
+    /// `after`: those none of whose links would survive it.
+    pub async fn blobs_without_surviving_link(
+        &self,
+        cutoff: i64,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(&format!(
+            "{LIVE} \
+             SELECT digest, size FROM blobs b WHERE digest > $2 AND NOT EXISTS \
+             (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest \
+              AND (rb.created_at >= $1 OR {LIVE_REFERENCE})) \
+             ORDER BY digest LIMIT $3"
+        ))
+        .bind(cutoff)
+        .bind(after.unwrap_or(""))
+        .bind(limit as i64)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// Repository links to blobs that no manifest of the repository references, made before

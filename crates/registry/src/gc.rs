@@ -90,41 +90,38 @@ impl Registry {
             dry_run: options.dry_run,
             ..GcReport::default()
         };
-        // 1. Manifests. Deleting one can make others unreachable (an index's children), so
-        // repeat until a pass finds nothing.
+        // 1. Manifests nothing keeps alive, walked once in key order.
+        let mut after: Option<(String, String)> = None;
         loop {
             let dead = self
                 .meta
-                .unreachable_manifests(cutoff, options.batch)
+                .unreachable_manifests(cutoff, after.as_ref(), options.batch)
                 .await?;
-            let batch: Vec<(String, String)> = dead
-                .iter()
-                .map(|m| (m.repository.clone(), m.digest.clone()))
-                .filter(|m| !report.manifests.contains(m))
-                .collect();
-            if batch.is_empty() {
-                break;
+            let Some(last) = dead.last() else { break };
+            after = Some((last.repository.clone(), last.digest.clone()));
+            report.manifest_bytes += dead.iter().map(|m| m.size.max(0) as u64).sum::<u64>();
+            let batch: Vec<(String, String)> =
+                dead.into_iter().map(|m| (m.repository, m.digest)).collect();
+            if !options.dry_run {
+                // Tag rules do not apply: an unreachable manifest has no tag.
+                self.meta.delete_manifests(&batch).await?;
+                tokio::time::sleep(options.pause).await;
             }
-            report.manifest_bytes += dead
-                .iter()
-                .filter(|m| batch.contains(&(m.repository.clone(), m.digest.clone())))
-                .map(|m| m.size.max(0) as u64)
-                .sum::<u64>();
-            report.manifests.extend(batch.iter().cloned());
-            if options.dry_run {
-                break;
-            }
-            // Tag rules do not apply: an unreachable manifest has no tag.
-            self.meta.delete_manifests(&batch).await?;
-            tokio::time::sleep(options.pause).await;
+            report.manifests.extend(batch);
         }
-        // 2. Repository links nothing references any more, walked once in key order.
+        // 2. Repository links nothing references any more, walked once in key order. A dry
+        // run counts those only the manifests above reference too, as a real run would.
         let mut after: Option<(String, String)> = None;
         loop {
-            let links = self
-                .meta
-                .unreferenced_links(cutoff, after.as_ref(), options.batch)
-                .await?;
+            let links = if options.dry_run {
+                self.meta
+                    .links_without_live_manifest(cutoff, after.as_ref(), options.batch)
+                    .await?
+            } else {
+                self.meta
+                    .unreferenced_links(cutoff, after.as_ref(), options.batch)
+                    .await?
+            };
             let Some(last) = links.last().cloned() else {
                 break;
             };
@@ -139,10 +136,15 @@ impl Registry {
         // 3. Blobs no repository links: rows (re-checked), then bytes, under their locks.
         let mut after: Option<String> = None;
         loop {
-            let orphans = self
-                .meta
-                .orphan_blobs(after.as_deref(), options.batch)
-                .await?;
+            let orphans = if options.dry_run {
+                self.meta
+                    .blobs_without_surviving_link(cutoff, after.as_deref(), options.batch)
+                    .await?
+            } else {
+                self.meta
+                    .orphan_blobs(after.as_deref(), options.batch)
+                    .await?
+            };
             let Some((last, _)) = orphans.last().cloned() else {
                 break;
             };

@@ -1266,6 +1266,8 @@ struct GcParams {
     dry_run: bool,
     /// Only what is older than this many seconds is collected [default: 3600].
     grace_secs: Option<u64>,
+    /// Throttling: milliseconds to pause between batches of 1000 deletions [default: 0].
+    pause_ms: Option<u64>,
 }
 
 /// Runs an online garbage collection now (system administrators).
@@ -1281,6 +1283,9 @@ async fn run_gc(
     };
     if let Some(grace) = params.grace_secs {
         options.grace = std::time::Duration::from_secs(grace);
+    }
+    if let Some(pause) = params.pause_ms {
+        options.pause = std::time::Duration::from_millis(pause.min(60_000));
     }
     let report = state
         .registry
