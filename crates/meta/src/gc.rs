@@ -6,6 +6,7 @@
 
 use sqlx::Row;
 
+use crate::quota::UsageChanges;
 use crate::{MetaStore, Result};
 
 /// The reachable manifests (`live`) as of cutoff `$1`: tagged ones, ones pushed at or after
@@ -148,6 +149,7 @@ impl MetaStore {
         cutoff: i64,
     ) -> Result<u64> {
         let mut tx = self.writer.begin().await?;
+        let mut changes = UsageChanges::default();
         let mut removed = 0;
         for (repository, digest) in links {
             let repo: Option<i64> = sqlx::query_scalar(
@@ -163,10 +165,13 @@ impl MetaStore {
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(repo) = repo {
-                Self::blob_unlinked(&mut tx, (repo, repository), digest).await?;
+                changes
+                    .record_unlinked_blob(&mut tx, (repo, repository), digest)
+                    .await?;
                 removed += 1;
             }
         }
+        changes.charge(&mut tx).await?;
         tx.commit().await?;
         Ok(removed)
     }

@@ -29,7 +29,7 @@ pub use gc::DeadManifest;
 pub use identity::{Project, ProjectAccessRow, User, PROJECT_ADMIN_ROLE};
 use lifecycle::ProjectDocument;
 pub use lifecycle::{ArtifactRow, PullDelta, RetentionRun, TagRow};
-use quota::{Change, Held};
+use quota::{Change, Held, UsageChanges};
 pub use quota::{Quota, QuotaExceeded, QuotaResource, Recount, Usage};
 
 #[derive(Debug, thiserror::Error)]
@@ -308,30 +308,21 @@ impl MetaStore {
         .rows_affected()
             > 0;
         if linked {
-            Self::account(
-                tx,
-                Held::Blob,
-                Change::Added,
-                (repo, name),
-                &digest,
-                size as i64,
-            )
-            .await?;
+            let mut changes = UsageChanges::default();
+            let repository = (repo, name);
+            changes
+                .record(
+                    tx,
+                    Held::Blob,
+                    Change::Added,
+                    repository,
+                    &digest,
+                    size as i64,
+                )
+                .await?;
+            changes.charge(tx).await?;
         }
         Ok(())
-    }
-
-    /// Accounts for a blob link just deleted from repository `(id, name)`.
-    async fn blob_unlinked(
-        tx: &mut Transaction<'_, Sqlite>,
-        repository: (i64, &str),
-        digest: &str,
-    ) -> Result<()> {
-        let size: i64 = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
-            .bind(digest)
-            .fetch_one(&mut **tx)
-            .await?;
-        Self::account(tx, Held::Blob, Change::Removed, repository, digest, size).await
     }
 
     /// Removes the repository's link to a blob; the bytes stay until garbage collection.
@@ -347,7 +338,11 @@ impl MetaStore {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(repo) = repo {
-            Self::blob_unlinked(&mut tx, (repo, name), &digest).await?;
+            let mut changes = UsageChanges::default();
+            changes
+                .record_unlinked_blob(&mut tx, (repo, name), &digest)
+                .await?;
+            changes.charge(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(repo.is_some())
@@ -471,15 +466,19 @@ impl MetaStore {
         .rows_affected()
             > 0;
         if inserted {
-            Self::account(
-                &mut tx,
-                Held::Manifest,
-                Change::Added,
-                (repo, name),
-                &digest,
-                manifest.content.len() as i64,
-            )
-            .await?;
+            let mut changes = UsageChanges::default();
+            let size = manifest.content.len() as i64;
+            changes
+                .record(
+                    &mut tx,
+                    Held::Manifest,
+                    Change::Added,
+                    (repo, name),
+                    &digest,
+                    size,
+                )
+                .await?;
+            changes.charge(&mut tx).await?;
             for (kind, digests) in references {
                 for referenced in digests.iter() {
                     sqlx::query(kind.record)
@@ -569,21 +568,22 @@ impl MetaStore {
 
     /// Removes a manifest, every tag pointing at it and its reference rows.
     pub async fn delete_manifest(&self, name: &str, digest: &Digest) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let deleted = Self::delete_manifest_in(&mut tx, name, &digest.to_string()).await?;
-        tx.commit().await?;
-        Ok(deleted)
+        self.delete_manifests(&[(name.to_string(), digest.to_string())])
+            .await
+            .map(|deleted| deleted > 0)
     }
 
     /// Deletes manifests (repository, digest) in one transaction; returns how many existed.
     pub async fn delete_manifests(&self, manifests: &[(String, String)]) -> Result<usize> {
         let mut tx = self.writer.begin().await?;
+        let mut changes = UsageChanges::default();
         let mut deleted = 0;
         for (name, digest) in manifests {
-            if Self::delete_manifest_in(&mut tx, name, digest).await? {
+            if Self::delete_manifest_in(&mut tx, &mut changes, name, digest).await? {
                 deleted += 1;
             }
         }
+        changes.charge(&mut tx).await?;
         tx.commit().await?;
         Ok(deleted)
     }
@@ -591,6 +591,7 @@ impl MetaStore {
     /// Removes a manifest, every tag pointing at it, its reference rows and pull statistics.
     async fn delete_manifest_in(
         tx: &mut Transaction<'_, Sqlite>,
+        changes: &mut UsageChanges,
         name: &str,
         digest: &str,
     ) -> Result<bool> {
@@ -608,15 +609,16 @@ impl MetaStore {
         .await?;
         let deleted = size.is_some();
         if let Some(size) = size {
-            Self::account(
-                tx,
-                Held::Manifest,
-                Change::Removed,
-                (repo, name),
-                digest,
-                size,
-            )
-            .await?;
+            changes
+                .record(
+                    tx,
+                    Held::Manifest,
+                    Change::Removed,
+                    (repo, name),
+                    digest,
+                    size,
+                )
+                .await?;
             for table in [
                 "DELETE FROM tag_pulls WHERE repository_id = $1 AND tag IN \
                  (SELECT name FROM tags WHERE repository_id = $1 AND digest = $2)",

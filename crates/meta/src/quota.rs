@@ -4,6 +4,7 @@
 //! writes are serialized, concurrent pushes cannot both slip under a limit, and the live
 //! figure always equals a recount from the rows themselves.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use gantry_oci::{size, RepositoryName};
@@ -155,12 +156,23 @@ fn usage_row(row: &sqlx::sqlite::SqliteRow) -> Quota {
 
 const QUOTA_COLUMNS: &str = "project, bytes, artifacts, bytes_limit, artifacts_limit";
 
-impl MetaStore {
-    /// Accounts for repository `repository_id` (of repository `name`) having gained or lost
-    /// digest `digest` of `bytes` bytes: the project's usage changes only when no other
-    /// repository of the project holds the same digest. Call inside the changing transaction,
-    /// after the change; an error means the transaction must be dropped.
-    pub(crate) async fn account(
+/// The usage changes of one transaction, summed per project and charged at its end: one
+/// usage row update per project however many rows a batch changes.
+#[derive(Debug, Default)]
+pub(crate) struct UsageChanges(BTreeMap<String, Usage>);
+
+impl UsageChanges {
+    fn add(&mut self, project: &str, delta: Usage) {
+        let sum = self.0.entry(project.to_string()).or_default();
+        sum.bytes += delta.bytes;
+        sum.artifacts += delta.artifacts;
+    }
+
+    /// Records that repository `(id, name)` gained or lost digest `digest` of `bytes` bytes:
+    /// its project's usage changes only when no other repository of the project holds it.
+    /// Call inside the changing transaction, after the change.
+    pub async fn record(
+        &mut self,
         tx: &mut Transaction<'_, Sqlite>,
         held: Held,
         change: Change,
@@ -175,57 +187,97 @@ impl MetaStore {
             .bind(repository_id)
             .fetch_optional(&mut **tx)
             .await?;
-        if elsewhere.is_some() {
-            return Ok(());
-        }
-        let delta = held.usage(bytes);
-        let delta = match change {
-            Change::Added => delta,
-            Change::Removed => Usage {
-                bytes: -delta.bytes,
-                artifacts: -delta.artifacts,
-            },
-        };
-        let row = sqlx::query(&format!(
-            "INSERT INTO project_usage (project, bytes, artifacts) VALUES ($1, $2, $3) \
-             ON CONFLICT (project) DO UPDATE SET bytes = project_usage.bytes + excluded.bytes, \
-             artifacts = project_usage.artifacts + excluded.artifacts RETURNING {QUOTA_COLUMNS}"
-        ))
-        .bind(project)
-        .bind(delta.bytes)
-        .bind(delta.artifacts)
-        .fetch_one(&mut **tx)
-        .await?;
-        let quota = usage_row(&row);
-        // Only growth is refused: removing things always succeeds, even past a lowered limit.
-        let checks = [
-            (
-                QuotaResource::Storage,
-                delta.bytes,
-                quota.used.bytes,
-                quota.bytes_limit,
-            ),
-            (
-                QuotaResource::Artifacts,
-                delta.artifacts,
-                quota.used.artifacts,
-                quota.artifacts_limit,
-            ),
-        ];
-        for (resource, added, used, limit) in checks {
-            if let Some(limit) = limit.filter(|limit| added > 0 && used > *limit) {
-                return Err(MetaError::QuotaExceeded(QuotaExceeded {
-                    project: project.to_string(),
-                    resource,
-                    needed: Some(added),
-                    used: used - added,
-                    limit,
-                }));
-            }
+        if elsewhere.is_none() {
+            let delta = held.usage(bytes);
+            self.add(
+                project,
+                match change {
+                    Change::Added => delta,
+                    Change::Removed => Usage {
+                        bytes: -delta.bytes,
+                        artifacts: -delta.artifacts,
+                    },
+                },
+            );
         }
         Ok(())
     }
 
+    /// Records that repository `(id, name)` lost its link to blob `digest` (its size is looked
+    /// up in the same statement that asks whether the project holds it elsewhere).
+    pub async fn record_unlinked_blob(
+        &mut self,
+        tx: &mut Transaction<'_, Sqlite>,
+        (repository_id, name): (i64, &str),
+        digest: &str,
+    ) -> Result<()> {
+        let project = RepositoryName::project_of(name);
+        let size: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT size FROM blobs WHERE digest = $1 AND NOT EXISTS ({})",
+            Held::Blob.elsewhere_in_project()
+        ))
+        .bind(digest)
+        .bind(project)
+        .bind(repository_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(size) = size {
+            self.add(project, Held::Blob.usage(-size));
+        }
+        Ok(())
+    }
+
+    /// Applies the changes. An increase past a limit is an error, after which the caller
+    /// must drop the transaction (rolling back the change and the charge together).
+    pub async fn charge(self, tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+        for (project, delta) in self.0 {
+            if delta == Usage::default() {
+                continue;
+            }
+            let row = sqlx::query(&format!(
+                "INSERT INTO project_usage (project, bytes, artifacts) VALUES ($1, $2, $3) \
+                 ON CONFLICT (project) DO UPDATE SET bytes = project_usage.bytes + excluded.bytes, \
+                 artifacts = project_usage.artifacts + excluded.artifacts RETURNING {QUOTA_COLUMNS}"
+            ))
+            .bind(&project)
+            .bind(delta.bytes)
+            .bind(delta.artifacts)
+            .fetch_one(&mut **tx)
+            .await?;
+            let quota = usage_row(&row);
+            // Only growth is refused: removing things always succeeds, even past a lowered
+            // limit.
+            let checks = [
+                (
+                    QuotaResource::Storage,
+                    delta.bytes,
+                    quota.used.bytes,
+                    quota.bytes_limit,
+                ),
+                (
+                    QuotaResource::Artifacts,
+                    delta.artifacts,
+                    quota.used.artifacts,
+                    quota.artifacts_limit,
+                ),
+            ];
+            for (resource, added, used, limit) in checks {
+                if let Some(limit) = limit.filter(|limit| added > 0 && used > *limit) {
+                    return Err(MetaError::QuotaExceeded(QuotaExceeded {
+                        project,
+                        resource,
+                        needed: Some(added),
+                        used: used - added,
+                        limit,
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MetaStore {
     /// A project's usage and limits (zero and unlimited for a project never written to).
     pub async fn quota(&self, project: &str) -> Result<Quota> {
         let row = sqlx::query(&format!(
