@@ -88,7 +88,7 @@ for repo, tag in pushed[::2]:
 kept = pushed[1::2]
 time.sleep(1.1)  # everything is now older than a grace window of 0 s
 if os.environ.get("FILL_ONLY"):
-    print(json.dumps({"fill_secs": round(fill, 1)}))
+    print(json.dumps({"fill_secs": round(fill, 1), "peak_rss_mib": round(peak_rss_mib(), 1)}))
     sys.exit(0)
 rss_before = peak_rss_mib()
 baseline = latencies(kept)

@@ -295,3 +295,31 @@ async fn pushing_and_pulling_a_2_gib_blob_keeps_server_memory_bounded() {
         "server memory grew by {growth_mib} MiB for a 2 GiB blob"
     );
 }
+
+/// Regression: glibc kept the 7 MiB that each Argon2id verification allocates in the arena of
+/// whichever blocking thread ran it (its mmap threshold rises after the first large free), so
+/// 16 concurrent logins left the server at ~140 MiB for good, and a fill by 16 clients at
+/// 120–300 MiB.
+#[tokio::test]
+async fn concurrent_password_checks_leave_no_memory_behind() {
+    let server = Server::start();
+    http().get(server.url("/v2/")).send().await.unwrap();
+    let before = server.rss_kib();
+    let users: Vec<String> = (0..16).map(|i| format!("login{i}")).collect();
+    for user in &users {
+        api_create_user(&server, user, "a-long-password", false).await;
+    }
+    let logins = users.iter().map(|user| {
+        let client = http_as(user, "a-long-password");
+        let url = server.url("/v2/");
+        async move { client.get(url).send().await.unwrap().status() }
+    });
+    for status in futures::future::join_all(logins).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    let grown_mib = server.rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 24,
+        "16 users created and logged in at once left {grown_mib} MiB behind"
+    );
+}
