@@ -25,6 +25,30 @@ const LIVE_REFERENCE: &str = "EXISTS (SELECT 1 FROM manifest_blobs mb JOIN live 
         ON l.repository_id = mb.repository_id AND l.digest = mb.manifest_digest \
         WHERE mb.repository_id = rb.repository_id AND mb.blob_digest = rb.digest)";
 
+/// Which state of the store a listing of collectable links or blobs describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reckoning {
+    /// The store as it is: what a collection's current step deletes.
+    AsItIs,
+    /// The store as a collection would leave it, for a dry run that deletes nothing: what
+    /// only unreachable manifests use counts as collectable too.
+    AfterCollection,
+}
+
+impl Reckoning {
+    /// The query's `WITH` prefix, and the condition "a manifest that stays references link `rb`".
+    fn clauses(self) -> (&'static str, &'static str) {
+        match self {
+            Reckoning::AsItIs => (
+                "",
+                "EXISTS (SELECT 1 FROM manifest_blobs mb \
+                 WHERE mb.repository_id = rb.repository_id AND mb.blob_digest = rb.digest)",
+            ),
+            Reckoning::AfterCollection => (LIVE, LIVE_REFERENCE),
+        }
+    }
+}
+
 /// A collectable manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadManifest {
@@ -66,72 +90,25 @@ impl MetaStore {
             .collect())
     }
 
-    /// For a dry run: the links a collection would remove once the unreachable manifests are
-    /// gone (no live manifest of the repository references them), made before `cutoff`, in
-    /// key order after `after`.
-    pub async fn links_without_live_manifest(
+    /// Repository links made before `cutoff` (younger ones may belong to a push in progress)
+    /// that no manifest of their repository references (`AsItIs`), or no live one
+    /// (`AfterCollection`): (repository, digest), in key order after `after`, so a collection
+    /// walks them once, page by page.
+    pub async fn collectable_links(
         &self,
+        reckoning: Reckoning,
         cutoff: i64,
         after: Option<&(String, String)>,
         limit: u32,
     ) -> Result<Vec<(String, String)>> {
         let (after_name, after_digest) = after.map_or(("", ""), |(n, d)| (n.as_str(), d.as_str()));
+        let (with, referenced) = reckoning.clauses();
         let rows = sqlx::query(&format!(
-            "{LIVE} \
-             SELECT r.name, rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
+            "{with} SELECT r.name, rb.digest FROM repository_blobs rb \
+             JOIN repositories r ON r.id = rb.repository_id \
              WHERE rb.created_at < $1 AND (r.name > $2 OR (r.name = $2 AND rb.digest > $3)) \
-             AND NOT {LIVE_REFERENCE} \
-             ORDER BY r.name, rb.digest LIMIT $4"
+             AND NOT {referenced} ORDER BY r.name, rb.digest LIMIT $4"
         ))
-        .bind(cutoff)
-        .bind(after_name)
-        .bind(after_digest)
-        .bind(limit as i64)
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    /// For a dry run: the blobs a collection would delete, (digest, size) in digest order after
-    /// `after`: those none of whose links would survive it.
-    pub async fn blobs_without_surviving_link(
-        &self,
-        cutoff: i64,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(&format!(
-            "{LIVE} \
-             SELECT digest, size FROM blobs b WHERE digest > $2 AND NOT EXISTS \
-             (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest \
-              AND (rb.created_at >= $1 OR {LIVE_REFERENCE})) \
-             ORDER BY digest LIMIT $3"
-        ))
-        .bind(cutoff)
-        .bind(after.unwrap_or(""))
-        .bind(limit as i64)
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    /// Repository links to blobs that no manifest of the repository references, made before
-    /// `cutoff` (younger ones may belong to a push in progress): (repository, digest), in key
-    /// order after `after`, so a collection walks them once, page by page.
-    pub async fn unreferenced_links(
-        &self,
-        cutoff: i64,
-        after: Option<&(String, String)>,
-        limit: u32,
-    ) -> Result<Vec<(String, String)>> {
-        let (after_name, after_digest) = after.map_or(("", ""), |(n, d)| (n.as_str(), d.as_str()));
-        let rows = sqlx::query(
-            "SELECT r.name, rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
-             WHERE rb.created_at < $1 AND (r.name > $2 OR (r.name = $2 AND rb.digest > $3)) \
-             AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb \
-                 WHERE mb.repository_id = rb.repository_id AND mb.blob_digest = rb.digest) \
-             ORDER BY r.name, rb.digest LIMIT $4",
-        )
         .bind(cutoff)
         .bind(after_name)
         .bind(after_digest)
@@ -176,16 +153,27 @@ impl MetaStore {
         Ok(removed)
     }
 
-    /// Blobs no repository links: (digest, size), in digest order after `after`.
-    pub async fn orphan_blobs(
+    /// Blobs no repository links (`AsItIs`), or none of whose links would survive a
+    /// collection (`AfterCollection`): (digest, size), in digest order after `after`.
+    pub async fn collectable_blobs(
         &self,
+        reckoning: Reckoning,
+        cutoff: i64,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT digest, size FROM blobs b WHERE digest > $1 AND NOT EXISTS \
-             (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest) ORDER BY digest LIMIT $2",
-        )
+        let (with, referenced) = reckoning.clauses();
+        let survives = match reckoning {
+            Reckoning::AsItIs => "true".to_string(),
+            Reckoning::AfterCollection => format!("(rb.created_at >= $1 OR {referenced})"),
+        };
+        // `$1` (the cutoff) is bound either way; SQLite sizes parameters by the highest number.
+        let rows = sqlx::query(&format!(
+            "{with} SELECT digest, size FROM blobs b WHERE digest > $2 AND NOT EXISTS \
+             (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest AND {survives}) \
+             ORDER BY digest LIMIT $3"
+        ))
+        .bind(cutoff)
         .bind(after.unwrap_or(""))
         .bind(limit as i64)
         .fetch_all(&self.readers)

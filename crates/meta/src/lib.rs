@@ -25,7 +25,7 @@ mod quota;
 
 pub use archive::ArchiveRecord;
 pub use credentials::{AuditEvent, AuditQuery, Credential};
-pub use gc::DeadManifest;
+pub use gc::{DeadManifest, Reckoning};
 pub use identity::{Project, ProjectAccessRow, User, PROJECT_ADMIN_ROLE};
 use lifecycle::ProjectDocument;
 pub use lifecycle::{ArtifactRow, PullDelta, RetentionRun, TagRow};

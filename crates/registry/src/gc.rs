@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use gantry_meta::Reckoning;
 use gantry_oci::Digest;
 use serde::Serialize;
 
@@ -111,17 +112,17 @@ impl Registry {
         }
         // 2. Repository links nothing references any more, walked once in key order. A dry
         // run counts those only the manifests above reference too, as a real run would.
+        let reckoning = if options.dry_run {
+            Reckoning::AfterCollection
+        } else {
+            Reckoning::AsItIs
+        };
         let mut after: Option<(String, String)> = None;
         loop {
-            let links = if options.dry_run {
-                self.meta
-                    .links_without_live_manifest(cutoff, after.as_ref(), options.batch)
-                    .await?
-            } else {
-                self.meta
-                    .unreferenced_links(cutoff, after.as_ref(), options.batch)
-                    .await?
-            };
+            let links = self
+                .meta
+                .collectable_links(reckoning, cutoff, after.as_ref(), options.batch)
+                .await?;
             let Some(last) = links.last().cloned() else {
                 break;
             };
@@ -136,15 +137,10 @@ impl Registry {
         // 3. Blobs no repository links: rows (re-checked), then bytes, under their locks.
         let mut after: Option<String> = None;
         loop {
-            let orphans = if options.dry_run {
-                self.meta
-                    .blobs_without_surviving_link(cutoff, after.as_deref(), options.batch)
-                    .await?
-            } else {
-                self.meta
-                    .orphan_blobs(after.as_deref(), options.batch)
-                    .await?
-            };
+            let orphans = self
+                .meta
+                .collectable_blobs(reckoning, cutoff, after.as_deref(), options.batch)
+                .await?;
             let Some((last, _)) = orphans.last().cloned() else {
                 break;
             };
