@@ -22,7 +22,7 @@ mod tarball;
 
 pub use archive::{ArchiveReport, ArchivedArtifact, RestoreReport};
 pub use gc::{GcOptions, GcReport};
-pub use retention::{RetentionReport, SCHEDULER};
+pub use retention::RetentionReport;
 mod upload;
 
 pub use error::{RegistryError, Result};
@@ -234,10 +234,11 @@ impl Registry {
         link: impl std::future::Future<Output = gantry_meta::Result<()>>,
     ) -> Result<()> {
         let _blob = self.blob_locks.lock(digest).await;
-        let stored_before = self.meta.blob_recorded(digest).await?;
         self.blobs.commit_upload(id, digest).await?;
         if let Err(e) = link.await {
-            if !stored_before {
+            // The failed link rolled back, and under the lock nobody else records this digest:
+            // a row now means the bytes were stored before, and belong to it.
+            if !self.meta.blob_recorded(digest).await? {
                 if let Err(delete) = self.blobs.delete(digest).await {
                     tracing::warn!(%digest, error = %delete, "cannot delete the bytes of a refused blob; garbage collection will not see them");
                 }

@@ -20,7 +20,7 @@ pub struct RetentionReport {
 }
 
 /// The actor scheduled runs are recorded as.
-pub const SCHEDULER: &str = "scheduler";
+const SCHEDULER: &str = "scheduler";
 
 fn corrupt(what: String) -> RegistryError {
     RegistryError::Meta(gantry_meta::MetaError::Corrupt(what))
