@@ -468,6 +468,9 @@ pub struct ArchiveArgs {
     /// List the project's archives instead.
     #[arg(long, conflicts_with_all = ["repositories", "tags", "exclude_tags", "pushed_before", "not_pulled_for", "dry_run"])]
     list: bool,
+    /// Delete archive ID for good (its tarball and its record) instead.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["repositories", "tags", "exclude_tags", "pushed_before", "not_pulled_for", "dry_run", "list"])]
+    delete: Option<i64>,
 }
 
 fn parse_days(text: &str) -> Result<u64, String> {
@@ -482,6 +485,16 @@ fn parse_days(text: &str) -> Result<u64, String> {
 
 pub async fn archive(api: &ApiArgs, args: ArchiveArgs) -> anyhow::Result<()> {
     let path = format!("/api/v1/projects/{}/archives", args.project);
+    if let Some(id) = args.delete {
+        api.call(Method::DELETE, &format!("{path}/{id}"), None)
+            .await?;
+        done(
+            api,
+            &json!({ "deleted": id }),
+            &format!("Archive {id} deleted."),
+        );
+        return Ok(());
+    }
     if args.list {
         let archives = api.call(Method::GET, &path, None).await?;
         list(

@@ -258,6 +258,11 @@ const CASES: &[Case] = &[
         public: DELETERS,
     },
     Case {
+        name: "api archive delete",
+        private: DELETERS,
+        public: DELETERS,
+    },
+    Case {
         name: "api archive restore",
         private: DELETERS,
         public: DELETERS,
@@ -360,6 +365,7 @@ async fn call(
             )))
             .json(&json!({"tags": {"include": ["none-such-*"]}})),
         // No such archive: an allowed caller gets 404, so the matrix changes nothing.
+        "api archive delete" => c.delete(url(&format!("/api/v1/projects/{project}/archives/999"))),
         "api archive restore" => c.post(url(&format!(
             "/api/v1/projects/{project}/archives/999/restore"
         ))),
@@ -387,7 +393,9 @@ async fn authorization_matrix_every_endpoint_role_and_visibility() {
                         // Allowed deletes of unknown digests reach the registry: 404.
                         "manifest delete" => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
                         "blob delete" => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
-                        "api archive restore" => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+                        "api archive restore" | "api archive delete" => {
+                            (StatusCode::NOT_FOUND, "NOT_FOUND")
+                        }
                         // The first allowed caller removes the member; later ones find none.
                         "api member remove" if status == StatusCode::NOT_FOUND => {
                             (StatusCode::NOT_FOUND, "NOT_FOUND")

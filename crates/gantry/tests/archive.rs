@@ -212,6 +212,29 @@ async fn archive_to_a_directory_and_restore_byte_identical() {
             .contains("archived"),
         "{body}"
     );
+
+    // Deleting an archive removes its tarball and its record; it can no longer be restored.
+    let id = report["archived"][0]["id"].as_i64().unwrap();
+    let second = s
+        .data_dir
+        .join("archive")
+        .join(report["archived"][0]["object_key"].as_str().unwrap());
+    assert!(second.is_file());
+    let deleted = gantry(&s, &["archive", "team", "--delete", &id.to_string()]);
+    assert_eq!(deleted["deleted"], id);
+    assert!(!second.exists(), "the tarball is gone");
+    let listed = gantry(&s, &["archive", "team", "--list"]);
+    assert!(listed["archives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["id"] != id));
+    let r = http()
+        .post(s.url(&format!("/api/v1/projects/team/archives/{id}/restore")))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::NOT_FOUND, "NOT_FOUND").await;
 }
 
 /// moto's S3 server (pip moto[server]) on a free port, stopped on drop.

@@ -80,6 +80,15 @@ impl MetaStore {
         row.as_ref().map(record).transpose()
     }
 
+    /// Forgets an archive; whether it existed.
+    pub async fn delete_archive(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM archives WHERE id = $1")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn mark_restored(&self, id: i64, at: i64) -> Result<()> {
         sqlx::query("UPDATE archives SET restored_at = $2 WHERE id = $1")
             .bind(id)

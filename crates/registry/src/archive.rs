@@ -318,14 +318,28 @@ impl Registry {
         Ok(self.meta.archives(project).await?)
     }
 
-    /// Brings archive `id` of `project` back: blobs, then manifests children-first, then tags.
-    pub async fn restore(&self, project: &str, id: i64, now: i64) -> Result<RestoreReport> {
-        let record = self
-            .meta
+    /// Deletes archive `id` of `project` for good: its tarball, then its record.
+    pub async fn delete_archive(&self, project: &str, id: i64) -> Result<ArchiveRecord> {
+        let record = self.archive_record(project, id).await?;
+        match self.archive_location()?.delete(&record.object_key).await {
+            Ok(()) | Err(gantry_storage::StorageError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.meta.delete_archive(id).await?;
+        Ok(record)
+    }
+
+    async fn archive_record(&self, project: &str, id: i64) -> Result<ArchiveRecord> {
+        self.meta
             .archive(id)
             .await?
             .filter(|r| r.project == project)
-            .ok_or(RegistryError::ArchiveUnknown(id))?;
+            .ok_or(RegistryError::ArchiveUnknown(id))
+    }
+
+    /// Brings archive `id` of `project` back: blobs, then manifests children-first, then tags.
+    pub async fn restore(&self, project: &str, id: i64, now: i64) -> Result<RestoreReport> {
+        let record = self.archive_record(project, id).await?;
         let name = parse_name(&record.repository)?;
         let stream = self.archive_location()?.read(&record.object_key).await?;
         let mut reader = TarReader::new(tokio_util::io::StreamReader::new(stream));

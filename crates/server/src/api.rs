@@ -71,6 +71,10 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(list_archives).post(run_archive),
         )
         .route(
+            "/api/v1/projects/{project}/archives/{id}",
+            axum::routing::delete(delete_archive),
+        )
+        .route(
             "/api/v1/projects/{project}/archives/{id}/restore",
             axum::routing::post(restore_archive),
         )
@@ -836,6 +840,23 @@ async fn restore_archive(
     Ok(Json(report).into_response())
 }
 
+/// Deletes an archive for good (its tarball and its record).
+async fn delete_archive(
+    State(state): State<Arc<AppState>>,
+    caller: ApiCaller,
+    Path((project, id)): Path<(String, i64)>,
+) -> ApiResult {
+    caller
+        .require(&state, &project, Action::ManageTagRules, "delete archives")
+        .await?;
+    let record = state.registry.delete_archive(&project, id).await?;
+    let resource = format!("archive {id}: {}@{}", record.repository, record.digest);
+    caller
+        .audit(&state, "archive.delete", &resource, Some(&project))
+        .await;
+    Ok(no_content())
+}
+
 // ---- members --------------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -1392,6 +1413,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/quotas"),
     ("get", "/api/v1/projects/{project}/archives"),
     ("post", "/api/v1/projects/{project}/archives"),
+    ("delete", "/api/v1/projects/{project}/archives/{id}"),
     ("post", "/api/v1/projects/{project}/archives/{id}/restore"),
     ("put", "/api/v1/projects/{project}/members/{user}"),
     ("delete", "/api/v1/projects/{project}/members/{user}"),
