@@ -445,6 +445,9 @@ mod tests {
 
 /// `gantry archive`: which artifacts to move out, or `--list` to see earlier archives.
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("selection").multiple(true).args(
+    ["repositories", "tags", "exclude_tags", "pushed_before", "not_pulled_for", "dry_run"]
+)))]
 pub struct ArchiveArgs {
     project: String,
     /// Repositories to look at (globs, e.g. team/api); default: every repository.
@@ -466,10 +469,10 @@ pub struct ArchiveArgs {
     #[arg(long)]
     dry_run: bool,
     /// List the project's archives instead.
-    #[arg(long, conflicts_with_all = ["repositories", "tags", "exclude_tags", "pushed_before", "not_pulled_for", "dry_run"])]
+    #[arg(long, conflicts_with = "selection")]
     list: bool,
     /// Delete archive ID for good (its tarball and its record) instead.
-    #[arg(long, value_name = "ID", conflicts_with_all = ["repositories", "tags", "exclude_tags", "pushed_before", "not_pulled_for", "dry_run", "list"])]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["selection", "list"])]
     delete: Option<i64>,
 }
 
