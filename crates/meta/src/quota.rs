@@ -42,6 +42,28 @@ pub enum QuotaResource {
     Artifacts,
 }
 
+impl QuotaResource {
+    const ALL: [QuotaResource; 2] = [QuotaResource::Storage, QuotaResource::Artifacts];
+}
+
+impl Usage {
+    fn of(&self, resource: QuotaResource) -> i64 {
+        match resource {
+            QuotaResource::Storage => self.bytes,
+            QuotaResource::Artifacts => self.artifacts,
+        }
+    }
+}
+
+impl Quota {
+    fn limit(&self, resource: QuotaResource) -> Option<i64> {
+        match resource {
+            QuotaResource::Storage => self.bytes_limit,
+            QuotaResource::Artifacts => self.artifacts_limit,
+        }
+    }
+}
+
 /// A write refused because it would take a project past a limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaExceeded {
@@ -247,22 +269,12 @@ impl UsageChanges {
             let quota = usage_row(&row);
             // Only growth is refused: removing things always succeeds, even past a lowered
             // limit.
-            let checks = [
-                (
-                    QuotaResource::Storage,
-                    delta.bytes,
-                    quota.used.bytes,
-                    quota.bytes_limit,
-                ),
-                (
-                    QuotaResource::Artifacts,
-                    delta.artifacts,
-                    quota.used.artifacts,
-                    quota.artifacts_limit,
-                ),
-            ];
-            for (resource, added, used, limit) in checks {
-                if let Some(limit) = limit.filter(|limit| added > 0 && used > *limit) {
+            for resource in QuotaResource::ALL {
+                let (added, used) = (delta.of(resource), quota.used.of(resource));
+                if let Some(limit) = quota
+                    .limit(resource)
+                    .filter(|limit| added > 0 && used > *limit)
+                {
                     return Err(MetaError::QuotaExceeded(QuotaExceeded {
                         project,
                         resource,
@@ -328,16 +340,10 @@ impl MetaStore {
     /// The reason a new upload into `project` would be refused now, if the project is full.
     pub async fn quota_full(&self, project: &str) -> Result<Option<QuotaExceeded>> {
         let quota = self.quota(project).await?;
-        let checks = [
-            (QuotaResource::Storage, quota.used.bytes, quota.bytes_limit),
-            (
-                QuotaResource::Artifacts,
-                quota.used.artifacts,
-                quota.artifacts_limit,
-            ),
-        ];
-        Ok(checks.into_iter().find_map(|(resource, used, limit)| {
-            limit
+        Ok(QuotaResource::ALL.into_iter().find_map(|resource| {
+            let used = quota.used.of(resource);
+            quota
+                .limit(resource)
                 .filter(|limit| used >= *limit)
                 .map(|limit| QuotaExceeded {
                     project: project.to_string(),
