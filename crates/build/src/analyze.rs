@@ -1,10 +1,12 @@
 //! Where the bytes of an image go: per-layer sizes, the largest files, bytes wasted on files
 //! that a later layer overwrites or deletes, and what the main binary is. Layers are read as
-//! streams (gzip → tar), one at a time; only the entrypoint binary is held in memory.
+//! streams (tar, tar+gzip or tar+zstd → tar entries), one at a time; only the entrypoint
+//! binary is held in memory.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{self, Read};
 
+use gantry_oci::media_type::{layer_compression, LayerCompression};
 use serde::Serialize;
 
 use crate::buildinfo;
@@ -77,25 +79,89 @@ fn clean(path: &str) -> String {
         .to_string()
 }
 
-/// Analyzes layers given bottom first as (digest, compressed size, history, gzip stream), with
-/// `entrypoint` the path of the main binary (from the image config).
+/// One layer to analyze: what its descriptor says and its blob's bytes.
+pub struct LayerInput<R> {
+    pub digest: String,
+    /// The descriptor's media type; with the blob's first bytes it decides the decompression.
+    pub media_type: String,
+    /// The blob's size in bytes (compressed, as stored).
+    pub compressed: u64,
+    /// What the image config's history says made it, if anything.
+    pub created_by: Option<String>,
+    /// The blob: tar, tar+gzip or tar+zstd.
+    pub blob: R,
+}
+
+/// The magic numbers that open a gzip member (RFC 1952) and a zstd frame (RFC 8878).
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+/// Where a POSIX (ustar) tar header says `ustar`.
+const USTAR_MAGIC_AT: std::ops::Range<usize> = 257..262;
+
+/// Opens a layer blob as its uncompressed tar stream, streaming. The blob's own first bytes
+/// decide (tools label layers loosely: Docker's "tar.gzip" layers are sometimes plain tar,
+/// `buildah commit --disable-compression` writes tar); the media type only rules out reading a
+/// blob declared compressed that is neither compressed nor a tar. Multi-member gzip (eStargz)
+/// and multi-frame zstd are read to the end; zstd keeps the decoder's default window limit
+/// (128 MiB), so memory stays bounded whatever the blob says.
+///
+/// Errors: `InvalidData` when a blob declared gzip or zstd starts with neither its magic nor a
+/// tar header; I/O errors reading the blob.
+pub fn open_layer<'a, R: Read + 'a>(
+    mut blob: R,
+    media_type: &str,
+) -> io::Result<Box<dyn Read + 'a>> {
+    let mut head = Vec::with_capacity(USTAR_MAGIC_AT.end);
+    (&mut blob)
+        .take(USTAR_MAGIC_AT.end as u64)
+        .read_to_end(&mut head)?;
+    let is_tar = head.get(USTAR_MAGIC_AT) == Some(b"ustar".as_slice());
+    let compression = if head.starts_with(GZIP_MAGIC) {
+        LayerCompression::Gzip
+    } else if head.starts_with(ZSTD_MAGIC) {
+        LayerCompression::Zstd
+    } else {
+        match layer_compression(media_type) {
+            Some(declared @ (LayerCompression::Gzip | LayerCompression::Zstd)) if !is_tar => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the layer is declared {media_type} but is neither {declared:?}-compressed nor a tar"
+                    ),
+                ))
+            }
+            _ => LayerCompression::None,
+        }
+    };
+    let blob = io::Cursor::new(head).chain(blob);
+    Ok(match compression {
+        LayerCompression::None => Box::new(blob),
+        LayerCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(blob)),
+        LayerCompression::Zstd => Box::new(zstd::stream::read::Decoder::new(blob)?),
+    })
+}
+
+/// Analyzes layers given bottom first, with `entrypoint` the path of the main binary (from the
+/// image config). Errors name the layer they are about.
 pub fn analyze<R: Read>(
-    layers: impl IntoIterator<Item = (String, u64, Option<String>, R)>,
+    layers: impl IntoIterator<Item = LayerInput<R>>,
     entrypoint: Option<&str>,
-) -> std::io::Result<Report> {
+) -> io::Result<Report> {
     let entrypoint = entrypoint.map(clean);
     // The final filesystem as it builds up: path → (size, layer).
     let mut live: BTreeMap<String, (u64, usize)> = BTreeMap::new();
     let mut wasted = Vec::new();
     let mut reports = Vec::new();
     let mut binary_bytes: Option<Vec<u8>> = None;
-    for (index, (digest, compressed, created_by, stream)) in layers.into_iter().enumerate() {
+    for (index, layer) in layers.into_iter().enumerate() {
+        let in_layer =
+            |e: io::Error| io::Error::new(e.kind(), format!("layer {}: {e}", layer.digest));
         let mut counted = Counting {
-            inner: flate2::read::GzDecoder::new(stream),
+            inner: open_layer(layer.blob, &layer.media_type).map_err(in_layer)?,
             count: 0,
         };
         let mut files = 0;
-        {
+        let mut read_entries = || -> io::Result<()> {
             let mut archive = tar::Archive::new(&mut counted);
             for entry in archive.entries()? {
                 let mut entry = entry?;
@@ -141,15 +207,17 @@ pub fn analyze<R: Read>(
                     binary_bytes = Some(bytes);
                 }
             }
-        }
-        // Whatever the tar reader left unread (padding) still counts as uncompressed bytes.
-        std::io::copy(&mut counted, &mut std::io::sink())?;
+            // Whatever the tar reader left unread (padding) still counts as uncompressed bytes.
+            io::copy(&mut counted, &mut io::sink())?;
+            Ok(())
+        };
+        read_entries().map_err(in_layer)?;
         reports.push(LayerReport {
-            digest,
-            compressed,
+            digest: layer.digest,
+            compressed: layer.compressed,
             uncompressed: counted.count,
             files,
-            created_by,
+            created_by: layer.created_by,
         });
     }
     let mut largest: Vec<FileReport> = live
@@ -262,6 +330,7 @@ pub fn compare(before: &Report, after: &Report) -> Comparison {
 mod tests {
     use super::*;
     use crate::layer::{self, Content, Entry, LayerSpec};
+    use gantry_oci::media_type::{OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 
     fn file(bytes: &[u8]) -> Entry {
         Entry {
@@ -276,18 +345,19 @@ mod tests {
         dir: &std::path::Path,
         name: &str,
         files: &[(&str, &[u8])],
-    ) -> (String, u64, Option<String>, std::fs::File) {
+    ) -> LayerInput<std::fs::File> {
         let mut spec = LayerSpec::default();
         for (path, bytes) in files {
             spec.add(path, file(bytes));
         }
         let built = layer::write(&spec, 0, &dir.join(name)).unwrap();
-        (
-            built.digest.to_string(),
-            built.size,
-            None,
-            std::fs::File::open(&built.path).unwrap(),
-        )
+        LayerInput {
+            digest: built.digest.to_string(),
+            media_type: OCI_LAYER_GZIP.into(),
+            compressed: built.size,
+            created_by: None,
+            blob: std::fs::File::open(&built.path).unwrap(),
+        }
     }
 
     #[test]
@@ -344,6 +414,72 @@ mod tests {
             ("/app", 10, false)
         );
         assert_eq!(report.files.len(), 2);
+    }
+
+    fn input<'a>(media_type: &str, blob: &'a [u8]) -> LayerInput<&'a [u8]> {
+        LayerInput {
+            digest: "sha256:layer".into(),
+            media_type: media_type.into(),
+            compressed: blob.len() as u64,
+            created_by: None,
+            blob,
+        }
+    }
+
+    #[test]
+    fn layers_are_read_as_tar_gzip_or_zstd_by_their_bytes_whatever_the_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut gz = Vec::new();
+        layer_of(
+            dir.path(),
+            "a",
+            &[("app", b"binary"), ("etc/big", &[5; 70_000])],
+        )
+        .blob
+        .read_to_end(&mut gz)
+        .unwrap();
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(gz.as_slice())
+            .read_to_end(&mut tar)
+            .unwrap();
+        let zst = zstd::encode_all(tar.as_slice(), 3).unwrap();
+        // eStargz-style: several gzip members, one after another.
+        let mut two_members = Vec::new();
+        for half in tar.chunks(tar.len() / 2 + 1) {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut e, half).unwrap();
+            two_members.extend(e.finish().unwrap());
+        }
+        for (media_type, blob) in [
+            (OCI_LAYER_GZIP, &gz),
+            (OCI_LAYER, &tar),
+            (OCI_LAYER_ZSTD, &zst),
+            (OCI_LAYER_GZIP, &two_members),
+            // Mislabelled: the bytes decide.
+            (OCI_LAYER_GZIP, &tar),
+            (OCI_LAYER, &zst),
+            (OCI_LAYER_ZSTD, &gz),
+        ] {
+            let report = analyze(vec![input(media_type, blob)], None)
+                .unwrap_or_else(|e| panic!("{media_type}: {e}"));
+            let files: Vec<(&str, u64)> =
+                report.files.iter().map(|(p, s)| (p.as_str(), *s)).collect();
+            assert_eq!(files, [("app", 6), ("etc/big", 70_000)], "{media_type}");
+            assert_eq!(report.uncompressed, tar.len() as u64, "{media_type}");
+        }
+    }
+
+    #[test]
+    fn a_layer_declared_compressed_that_is_neither_compressed_nor_tar_is_an_error() {
+        for media_type in [OCI_LAYER_GZIP, OCI_LAYER_ZSTD] {
+            let err = analyze(vec![input(media_type, b"not a layer at all")], None).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+            let message = err.to_string();
+            assert!(
+                message.contains("sha256:layer") && message.contains(media_type),
+                "{message}"
+            );
+        }
     }
 
     #[test]

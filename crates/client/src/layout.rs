@@ -8,7 +8,7 @@ use gantry_oci::{Descriptor, Digest};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::{BlobStream, ClientError, Result};
+use crate::{BlobStream, ClientError, FetchedManifest, Result};
 
 /// The annotation that names a manifest of a layout's index.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -149,6 +149,37 @@ impl Layout {
             .await
             .map(Bytes::from)
             .map_err(io_error(&path))
+    }
+
+    /// Reads the manifest `digest` (verified against it). `claimed_type` is the media type of
+    /// the descriptor that pointed at it (`index.json`, or a parent index): it says what a
+    /// manifest without a `mediaType` field is. The result carries the resolved media type.
+    pub async fn read_manifest(
+        &self,
+        digest: &Digest,
+        claimed_type: Option<&str>,
+    ) -> Result<FetchedManifest> {
+        let bytes = self.read_blob(digest).await?;
+        let actual = Digest::of(digest.algorithm(), &bytes);
+        if &actual != digest {
+            return Err(ClientError::DigestMismatch {
+                what: "layout manifest".into(),
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let mut fetched = FetchedManifest {
+            media_type: String::new(),
+            digest: digest.clone(),
+            bytes,
+        };
+        fetched.parse(claimed_type).map_err(|e| {
+            ClientError::Protocol(format!(
+                "manifest {digest} in the layout at {}: {e}",
+                self.root.display()
+            ))
+        })?;
+        Ok(fetched)
     }
 
     /// Streams a blob from disk in large chunks.

@@ -76,6 +76,28 @@ pub struct FetchedManifest {
     pub bytes: Bytes,
 }
 
+impl FetchedManifest {
+    /// Parses the manifest and settles its media type, which is then what a destination is
+    /// told. The type it came with (a registry's Content-Type) is trusted when it names a
+    /// manifest type; otherwise `descriptor_type`, the media type of the descriptor that named
+    /// it (a layout's `index.json`, an index's child), says what a manifest without a
+    /// `mediaType` field is (see [`gantry_oci::manifest::parse`]).
+    pub fn parse(
+        &mut self,
+        descriptor_type: Option<&str>,
+    ) -> std::result::Result<gantry_oci::ParsedManifest, gantry_oci::ManifestError> {
+        let served = self.media_type.as_str();
+        let claim = if gantry_oci::media_type::MANIFEST_TYPES.contains(&served) {
+            Some(served)
+        } else {
+            descriptor_type
+        };
+        let parsed = gantry_oci::manifest::parse(&self.bytes, claim)?;
+        self.media_type = parsed.media_type.clone();
+        Ok(parsed)
+    }
+}
+
 /// Every manifest type a client of Gantry accepts.
 pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use gantry_oci::manifest::{self, ManifestKind};
+use gantry_oci::manifest::{ManifestKind, ParsedManifest};
 use gantry_oci::{Descriptor, Digest};
 
 use crate::{BlobStream, ClientError, FetchedManifest, ImageRef, Layout, RegistryClient, Result};
@@ -33,34 +33,29 @@ enum Endpoint<'a> {
 }
 
 impl Endpoint<'_> {
-    async fn manifest(&self, reference: &str) -> Result<FetchedManifest> {
-        match self {
+    /// The manifest `reference` with everything it references parsed. `claimed_type` is the
+    /// media type of the descriptor that named it, if one did; the returned manifest carries
+    /// the resolved type (what a destination is told), whatever the source said.
+    async fn manifest(
+        &self,
+        reference: &str,
+        claimed_type: Option<&str>,
+    ) -> Result<(FetchedManifest, ParsedManifest)> {
+        let mut fetched = match self {
             Endpoint::Registry { client, repository } => {
-                client.get_manifest(repository, reference).await
+                client.get_manifest(repository, reference).await?
             }
             Endpoint::Layout(layout) => {
                 let digest: Digest = reference.parse().map_err(|e| {
                     ClientError::Protocol(format!("layout manifests are addressed by digest: {e}"))
                 })?;
-                let bytes = layout.read_blob(&digest).await?;
-                let actual = Digest::of(digest.algorithm(), &bytes);
-                if actual != digest {
-                    return Err(ClientError::DigestMismatch {
-                        what: "layout manifest".into(),
-                        expected: digest,
-                        actual,
-                    });
-                }
-                let parsed = manifest::parse(&bytes, None).map_err(|e| {
-                    ClientError::Protocol(format!("manifest {digest} in layout: {e}"))
-                })?;
-                Ok(FetchedManifest {
-                    media_type: parsed.media_type,
-                    digest,
-                    bytes,
-                })
+                layout.read_manifest(&digest, claimed_type).await?
             }
-        }
+        };
+        let parsed = fetched
+            .parse(claimed_type)
+            .map_err(|e| ClientError::Protocol(format!("manifest {}: {e}", fetched.digest)))?;
+        Ok((fetched, parsed))
     }
 
     async fn has_blob(&self, digest: &Digest) -> Result<bool> {
@@ -129,21 +124,24 @@ async fn transfer(
     source: &Endpoint<'_>,
     destination: &Endpoint<'_>,
     reference: &str,
+    claimed_type: Option<&str>,
     tag: Option<&str>,
     mount_from: Option<&str>,
     progress: Arc<dyn Progress>,
 ) -> Result<Digest> {
-    let top = source.manifest(reference).await?;
+    let (top, parsed) = source.manifest(reference, claimed_type).await?;
     // An explicit stack instead of recursion: (manifest, children already queued). Children
     // are written before their index, and the top manifest last.
-    let mut pending = vec![(top, false)];
-    while let Some((m, expanded)) = pending.pop() {
-        let parsed = manifest::parse(&m.bytes, Some(&m.media_type))
-            .map_err(|e| ClientError::Protocol(format!("manifest {}: {e}", m.digest)))?;
+    let mut pending = vec![(top, parsed, false)];
+    while let Some((m, parsed, expanded)) = pending.pop() {
         if parsed.kind == ManifestKind::Index && !expanded {
-            pending.push((m, true));
-            for child in &parsed.manifests {
-                pending.push((source.manifest(&child.digest.to_string()).await?, false));
+            let children = parsed.manifests.clone();
+            pending.push((m, parsed, true));
+            for child in &children {
+                let (child_manifest, child_parsed) = source
+                    .manifest(&child.digest.to_string(), Some(&child.media_type))
+                    .await?;
+                pending.push((child_manifest, child_parsed, false));
             }
             continue;
         }
@@ -209,6 +207,7 @@ pub async fn push_layout(
         &Endpoint::Layout(layout),
         &to,
         &top.digest.to_string(),
+        Some(&top.media_type),
         destination.tag(),
         None,
         progress,
@@ -232,6 +231,7 @@ pub async fn pull_to_layout(
         &from,
         &Endpoint::Layout(layout),
         &source.reference,
+        None,
         Some(tag),
         None,
         progress,
@@ -262,6 +262,7 @@ pub async fn copy(
         &from,
         &to,
         &source.reference,
+        None,
         destination.tag(),
         mount_from,
         progress,

@@ -6,9 +6,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use futures::StreamExt;
 use gantry_build::analyze::{self, Report};
-use gantry_client::{ImageRef, Layout};
-use gantry_oci::manifest::{self, ManifestKind};
-use gantry_oci::{size, Digest};
+use gantry_client::{FetchedManifest, ImageRef, Layout, RegistryClient};
+use gantry_oci::manifest::{ManifestKind, ParsedManifest};
+use gantry_oci::{size, Descriptor, Digest};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -38,16 +38,76 @@ struct Fetched {
     name: String,
     digest: Digest,
     config: Value,
-    /// (digest, compressed size, file holding the gzip bytes)
-    layers: Vec<(Digest, u64, PathBuf)>,
+    /// Each layer's descriptor and the file holding its blob.
+    layers: Vec<(Descriptor, PathBuf)>,
 }
 
-fn pick_platform(index: &[u8], platform: &str) -> anyhow::Result<Digest> {
+/// The child of an image index for `platform`, as its descriptor.
+fn pick_platform(index: &ManifestAt, platform: &str) -> anyhow::Result<Descriptor> {
     let wanted: gantry_build::Platform = platform.parse()?;
-    let doc: Value = serde_json::from_slice(index)?;
-    gantry_build::image::select_platform(&doc, &wanted).with_context(|| {
+    let doc: Value = serde_json::from_slice(&index.manifest.bytes)?;
+    let digest = gantry_build::image::select_platform(&doc, &wanted).with_context(|| {
         format!("the image has no {platform} manifest; choose one with --platform")
-    })
+    })?;
+    index
+        .parsed
+        .manifests
+        .iter()
+        .find(|child| child.digest == digest)
+        .cloned()
+        .context("the index's platform entry is not one of its manifests")
+}
+
+/// A manifest as fetched, with what it references.
+struct ManifestAt {
+    manifest: FetchedManifest,
+    parsed: ParsedManifest,
+}
+
+/// Where `gantry analyze` reads an image from.
+enum Source {
+    Layout(Layout),
+    Registry {
+        client: RegistryClient,
+        repository: String,
+    },
+}
+
+impl Source {
+    /// The manifest `reference`; `claimed_type` is the media type of the descriptor that named
+    /// it (a layout's index.json, an index's child), which says what a manifest without a
+    /// `mediaType` field is.
+    async fn manifest(
+        &self,
+        reference: &str,
+        claimed_type: Option<&str>,
+    ) -> anyhow::Result<ManifestAt> {
+        let mut manifest = match self {
+            Source::Layout(layout) => {
+                layout
+                    .read_manifest(&reference.parse()?, claimed_type)
+                    .await?
+            }
+            Source::Registry { client, repository } => {
+                client.get_manifest(repository, reference).await?
+            }
+        };
+        let parsed = manifest
+            .parse(claimed_type)
+            .with_context(|| format!("manifest {}", manifest.digest))?;
+        Ok(ManifestAt { manifest, parsed })
+    }
+
+    /// A blob as a file: the layout's own, or downloaded (verified) to `path`.
+    async fn blob_file(&self, digest: &Digest, path: PathBuf) -> anyhow::Result<PathBuf> {
+        match self {
+            Source::Layout(layout) => Ok(layout.blob_path(digest)),
+            Source::Registry { client, repository } => {
+                download(client, repository, digest, &path).await?;
+                Ok(path)
+            }
+        }
+    }
 }
 
 /// Splits `oci:DIR[:TAG]` (or an existing directory) from registry references.
@@ -66,62 +126,52 @@ fn layout_source(arg: &str) -> Option<(PathBuf, Option<String>)> {
 }
 
 async fn fetch(args: &AnalyzeArgs, arg: &str, temp: &Path) -> anyhow::Result<Fetched> {
-    if let Some((dir, tag)) = layout_source(arg) {
-        let layout = Layout::open(&dir)?;
-        let mut digest = layout.find(tag.as_deref())?.digest;
-        let mut bytes = layout.read_blob(&digest).await?;
-        if manifest::parse(&bytes, None)?.kind == ManifestKind::Index {
-            digest = pick_platform(&bytes, &args.platform)?;
-            bytes = layout.read_blob(&digest).await?;
+    let (source, reference, claimed_type) = match layout_source(arg) {
+        Some((dir, tag)) => {
+            let layout = Layout::open(&dir)?;
+            let top = layout.find(tag.as_deref())?;
+            (
+                Source::Layout(layout),
+                top.digest.to_string(),
+                Some(top.media_type),
+            )
         }
-        let parsed = manifest::parse(&bytes, None)?;
-        let config_digest = &parsed
-            .config
-            .as_ref()
-            .context("the manifest has no config")?
-            .digest;
-        let config = serde_json::from_slice(&layout.read_blob(config_digest).await?)?;
-        return Ok(Fetched {
-            name: arg.to_string(),
-            digest,
-            config,
-            layers: parsed
-                .layers
-                .iter()
-                .map(|l| (l.digest.clone(), l.size, layout.blob_path(&l.digest)))
-                .collect(),
-        });
+        None => {
+            let image = ImageRef::parse(arg)?;
+            let client = args.remote.client(&image)?;
+            let source = Source::Registry {
+                client,
+                repository: image.repository.as_str().to_string(),
+            };
+            (source, image.reference.clone(), None)
+        }
+    };
+    let mut top = source.manifest(&reference, claimed_type.as_deref()).await?;
+    if top.parsed.kind == ManifestKind::Index {
+        let child = pick_platform(&top, &args.platform)?;
+        top = source
+            .manifest(&child.digest.to_string(), Some(&child.media_type))
+            .await?;
     }
-    let image = ImageRef::parse(arg)?;
-    let client = args.remote.client(&image)?;
-    let repo = image.repository.as_str();
-    let mut top = client.get_manifest(repo, &image.reference).await?;
-    if manifest::parse(&top.bytes, Some(&top.media_type))?.kind == ManifestKind::Index {
-        let digest = pick_platform(&top.bytes, &args.platform)?;
-        top = client.get_manifest(repo, &digest.to_string()).await?;
-    }
-    let parsed = manifest::parse(&top.bytes, Some(&top.media_type))?;
-    let config_digest = &parsed
+    let config = top
+        .parsed
         .config
         .as_ref()
-        .context("the manifest has no config")?
-        .digest;
-    let config = download(&client, repo, config_digest, &temp.join("config")).await?;
+        .context("the manifest has no config")?;
+    let config = source
+        .blob_file(&config.digest, temp.join("config"))
+        .await?;
     let config = serde_json::from_slice(&std::fs::read(config)?)?;
     let mut layers = Vec::new();
-    for (i, layer) in parsed.layers.iter().enumerate() {
-        let path = download(
-            &client,
-            repo,
-            &layer.digest,
-            &temp.join(format!("layer{i}")),
-        )
-        .await?;
-        layers.push((layer.digest.clone(), layer.size, path));
+    for (i, layer) in top.parsed.layers.iter().enumerate() {
+        let path = source
+            .blob_file(&layer.digest, temp.join(format!("layer{i}")))
+            .await?;
+        layers.push((layer.clone(), path));
     }
     Ok(Fetched {
         name: arg.to_string(),
-        digest: top.digest,
+        digest: top.manifest.digest,
         config,
         layers,
     })
@@ -129,7 +179,7 @@ async fn fetch(args: &AnalyzeArgs, arg: &str, temp: &Path) -> anyhow::Result<Fet
 
 /// Streams a blob (verified against its digest) to a file.
 async fn download(
-    client: &gantry_client::RegistryClient,
+    client: &RegistryClient,
     repo: &str,
     digest: &Digest,
     path: &Path,
@@ -156,15 +206,16 @@ fn analyze_fetched(fetched: &Fetched) -> anyhow::Result<Report> {
         .or(fetched.config["config"]["Cmd"][0].as_str())
         .map(str::to_string);
     let mut layers = Vec::new();
-    for (i, (digest, size, path)) in fetched.layers.iter().enumerate() {
+    for (i, (layer, path)) in fetched.layers.iter().enumerate() {
         let file = std::fs::File::open(path)
-            .with_context(|| format!("cannot read layer {digest} at {}", path.display()))?;
-        layers.push((
-            digest.to_string(),
-            *size,
-            history.get(i).cloned().flatten(),
-            std::io::BufReader::new(file),
-        ));
+            .with_context(|| format!("cannot read layer {} at {}", layer.digest, path.display()))?;
+        layers.push(analyze::LayerInput {
+            digest: layer.digest.to_string(),
+            media_type: layer.media_type.clone(),
+            compressed: layer.size,
+            created_by: history.get(i).cloned().flatten(),
+            blob: std::io::BufReader::new(file),
+        });
     }
     analyze::analyze(layers, entrypoint.as_deref())
         .with_context(|| format!("cannot read the layers of {}", fetched.name))

@@ -23,6 +23,11 @@ pub enum ManifestError {
         "Content-Type {content_type:?} does not match the manifest's mediaType field {field:?}"
     )]
     MediaTypeMismatch { content_type: String, field: String },
+    #[error("the manifest is declared as {media_type} but its fields are those of {shape}")]
+    ShapeMismatch {
+        media_type: String,
+        shape: &'static str,
+    },
     #[error("Docker schema 1 manifests are not supported; push a schema 2 or OCI manifest")]
     Schema1,
     #[error("manifest schemaVersion must be 2")]
@@ -104,8 +109,34 @@ fn descriptors(
     }
 }
 
-/// Parses and validates manifest bytes. `content_type` is the request's Content-Type, if any.
-pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, ManifestError> {
+/// What a manifest's fields say it is, whatever it declares: `manifests` makes an index,
+/// `config` or `layers` an image manifest; both or neither say nothing.
+fn shape(object: &Map<String, Value>) -> Option<ManifestKind> {
+    let has = |field| !matches!(object.get(field), None | Some(Value::Null));
+    match (has("manifests"), has("config") || has("layers")) {
+        (true, false) => Some(ManifestKind::Index),
+        (false, true) => Some(ManifestKind::Image),
+        _ => None,
+    }
+}
+
+/// Parses and validates manifest bytes.
+///
+/// `claimed_type` is the media type something outside the document says it has: a manifest
+/// PUT's Content-Type, the descriptor that pointed at it (an OCI layout's `index.json`, an
+/// index's child), or a registry response's Content-Type. The media type is resolved as
+/// Distribution and containerd do:
+/// - the document's own `mediaType` field wins; a claimed manifest type that differs is a
+///   [`ManifestError::MediaTypeMismatch`];
+/// - without the field (it is optional in OCI manifests and indexes, and umoci omits it), a
+///   claimed manifest type is trusted;
+/// - with neither (no claim, or a generic one such as `application/json`), the fields decide:
+///   `manifests` is an OCI index, `config`/`layers` an OCI image manifest (Docker schema 2
+///   documents always carry `mediaType`).
+///
+/// A media type whose kind contradicts the fields (an "index" with `config` and `layers`) is
+/// a [`ManifestError::ShapeMismatch`].
+pub fn parse(bytes: &[u8], claimed_type: Option<&str>) -> Result<ParsedManifest, ManifestError> {
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
     let object = value
@@ -117,7 +148,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(ManifestError::Field("mediaType", "not a string".into())),
     };
-    let header = content_type.map(essence).filter(|s| !s.is_empty());
+    let header = claimed_type.map(essence).filter(|s| !s.is_empty());
     if matches!(
         header,
         Some(media_type::DOCKER_SCHEMA1 | media_type::DOCKER_SCHEMA1_SIGNED)
@@ -136,9 +167,19 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest,
                 field: f.to_string(),
             })
         }
-        (Some(h), _) if known(h) => h.to_string(),
         (_, Some(f)) if known(f) => f.to_string(),
-        _ => {
+        (Some(h), _) if known(h) => h.to_string(),
+        (_, None) => match shape(object) {
+            Some(ManifestKind::Index) => media_type::OCI_INDEX.to_string(),
+            Some(ManifestKind::Image) => media_type::OCI_MANIFEST.to_string(),
+            None => {
+                return Err(ManifestError::UnknownMediaType {
+                    content_type: header.unwrap_or("").to_string(),
+                    field,
+                })
+            }
+        },
+        (_, Some(_)) => {
             return Err(ManifestError::UnknownMediaType {
                 content_type: header.unwrap_or("").to_string(),
                 field,
@@ -153,6 +194,18 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest,
         media_type::OCI_INDEX | media_type::DOCKER_MANIFEST_LIST => ManifestKind::Index,
         _ => ManifestKind::Image,
     };
+    match shape(object) {
+        Some(found) if found != kind => {
+            return Err(ManifestError::ShapeMismatch {
+                media_type,
+                shape: match found {
+                    ManifestKind::Index => "an index (manifests)",
+                    ManifestKind::Image => "an image manifest (config, layers)",
+                },
+            })
+        }
+        _ => {}
+    }
     let subject = descriptor(object.get("subject"), "subject")?;
     let annotations = match object.get("annotations") {
         None | Some(Value::Null) => None,
@@ -227,6 +280,71 @@ mod tests {
         )
         .is_ok());
         assert!(parse(image(OCI_CONFIG).as_bytes(), None).is_ok());
+    }
+
+    /// An image manifest as umoci writes it: no `mediaType` field (optional in OCI).
+    fn image_without_media_type() -> String {
+        image(OCI_CONFIG).replacen(&format!(r#""mediaType":"{OCI_MANIFEST}","#), "", 1)
+    }
+
+    fn index_without_media_type() -> String {
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":100}}]}}"#,
+            digest(3)
+        )
+    }
+
+    #[test]
+    fn manifest_without_media_type_field_takes_the_descriptors_type() {
+        let body = image_without_media_type();
+        assert!(!body.contains(OCI_MANIFEST));
+        let m = parse(body.as_bytes(), Some(OCI_MANIFEST)).unwrap();
+        assert_eq!(
+            (m.media_type.as_str(), m.kind),
+            (OCI_MANIFEST, ManifestKind::Image)
+        );
+        let m = parse(index_without_media_type().as_bytes(), Some(OCI_INDEX)).unwrap();
+        assert_eq!(
+            (m.media_type.as_str(), m.kind),
+            (OCI_INDEX, ManifestKind::Index)
+        );
+    }
+
+    #[test]
+    fn manifest_without_media_type_field_or_claim_is_known_by_its_fields() {
+        for claim in [None, Some(""), Some("application/json")] {
+            let m = parse(image_without_media_type().as_bytes(), claim).unwrap();
+            assert_eq!(
+                (m.media_type.as_str(), m.kind),
+                (OCI_MANIFEST, ManifestKind::Image)
+            );
+            let m = parse(index_without_media_type().as_bytes(), claim).unwrap();
+            assert_eq!(
+                (m.media_type.as_str(), m.kind),
+                (OCI_INDEX, ManifestKind::Index)
+            );
+        }
+    }
+
+    #[test]
+    fn docker_schema2_is_read_with_or_without_a_claim() {
+        let body = image(DOCKER_CONFIG).replace(OCI_MANIFEST, DOCKER_MANIFEST);
+        for claim in [None, Some(DOCKER_MANIFEST)] {
+            let m = parse(body.as_bytes(), claim).unwrap();
+            assert_eq!(m.media_type, DOCKER_MANIFEST);
+        }
+    }
+
+    #[test]
+    fn claimed_kind_that_contradicts_the_fields_is_refused() {
+        assert!(matches!(
+            parse(image_without_media_type().as_bytes(), Some(OCI_INDEX)),
+            Err(ManifestError::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            parse(index_without_media_type().as_bytes(), Some(DOCKER_MANIFEST)),
+            Err(ManifestError::ShapeMismatch { .. })
+        ));
     }
 
     #[test]
