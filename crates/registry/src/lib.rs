@@ -180,6 +180,26 @@ impl Registry {
         Ok(self.blobs.read(digest, range).await?)
     }
 
+    /// Opens ranges of a blob one after another, each only once the stream before it has been
+    /// read to its end (one open file or backend request at a time, however many ranges a
+    /// `multipart/byteranges` answer has).
+    pub fn read_blob_ranges(
+        &self,
+        digest: &Digest,
+        ranges: Vec<Range<u64>>,
+    ) -> futures::stream::BoxStream<'static, Result<ByteStream>> {
+        let blobs = self.blobs.clone();
+        let digest = digest.clone();
+        Box::pin(futures::StreamExt::then(
+            futures::stream::iter(ranges),
+            move |range| {
+                let blobs = blobs.clone();
+                let digest = digest.clone();
+                async move { Ok(blobs.read(&digest, range).await?) }
+            },
+        ))
+    }
+
     /// Removes the repository's link to the blob; garbage collection frees the bytes.
     pub async fn delete_blob(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
         if self.meta.unlink_blob(name.as_str(), digest).await? {
