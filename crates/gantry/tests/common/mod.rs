@@ -455,6 +455,17 @@ pub fn fails(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Runs the `gantry` CLI as the test servers' admin (credentials from the environment, as in
+/// CI); the caller checks the outcome.
+pub fn gantry_as_admin(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(args)
+        .env("GANTRY_USERNAME", "admin")
+        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .unwrap()
+}
+
 /// `skopeo login` as `user`: later skopeo and podman commands in `dir` use the stored
 /// credentials through the token flow.
 pub fn login(dir: &Path, server: &Server, user: &str, password: &str) {
