@@ -10,12 +10,7 @@ use serde_json::Value;
 
 /// Runs the CLI as the test servers' admin (credentials from the environment, as in CI).
 fn gantry(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(args)
-        .env("GANTRY_USERNAME", "admin")
-        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
-        .output()
-        .unwrap()
+    gantry_as_admin(args)
 }
 
 fn stderr(out: &std::process::Output) -> String {

@@ -150,20 +150,6 @@ async fn umoci_layout_without_manifest_media_type_is_pushed_analyzed_and_pulled_
     assert_eq!(header(&r, "content-type"), Some(media_type::OCI_MANIFEST));
 }
 
-/// buildah with private storage under `dir`.
-fn buildah(dir: &Path) -> Command {
-    let mut cmd = Command::new("buildah");
-    cmd.arg("--root")
-        .arg(dir.join("root"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .args(["--storage-driver", "vfs"])
-        .env("HOME", dir)
-        .env("XDG_RUNTIME_DIR", dir)
-        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
-    cmd
-}
-
 /// An image made with `buildah from scratch`, `copy` and `commit --disable-compression` into
 /// the layout `<dir>/buildah` (tag `v1`): one uncompressed tar layer holding /app/hello.txt
 /// and /app/data.bin.
@@ -187,6 +173,21 @@ fn buildah_layout(dir: &Path) -> PathBuf {
 }
 
 const BUILDAH_FILES: &[(&str, u64)] = &[("app/data.bin", 300_000), ("app/hello.txt", 6)];
+
+/// The buildah image copied by skopeo (with `copy_args`) into the layout `<dir>/<name>`;
+/// returns it and its manifest's descriptor and first layer's media type.
+fn reencoded_buildah_layout(dir: &Path, name: &str, copy_args: &[&str]) -> (PathBuf, Value, Value) {
+    let plain = buildah_layout(dir);
+    let layout = dir.join(name);
+    run(skopeo(dir)
+        .arg("copy")
+        .args(copy_args)
+        .arg(format!("oci:{}:v1", plain.display()))
+        .arg(format!("oci:{}:v1", layout.display())));
+    let (manifest, descriptor) = layout_manifest(&layout);
+    let layer_type = manifest["layers"][0]["mediaType"].clone();
+    (layout, descriptor, layer_type)
+}
 
 #[test]
 fn buildah_uncompressed_tar_layers_are_analyzed_and_pushed() {
@@ -214,18 +215,12 @@ fn buildah_uncompressed_tar_layers_are_analyzed_and_pushed() {
 fn zstd_layers_are_analyzed_and_pushed() {
     let s = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    let plain = buildah_layout(dir.path());
-    let layout = dir.path().join("zstd");
-    run(skopeo(dir.path())
-        .args(["copy", "--dest-compress", "--dest-compress-format", "zstd"])
-        .arg(format!("oci:{}:v1", plain.display()))
-        .arg(format!("oci:{}:v1", layout.display())));
-    let (manifest, _) = layout_manifest(&layout);
-    assert_eq!(
-        manifest["layers"][0]["mediaType"],
-        media_type::OCI_LAYER_ZSTD,
-        "{manifest}"
+    let (layout, _, layer_type) = reencoded_buildah_layout(
+        dir.path(),
+        "zstd",
+        &["--dest-compress", "--dest-compress-format", "zstd"],
     );
+    assert_eq!(layer_type, media_type::OCI_LAYER_ZSTD);
     let report = analyze(&format!("oci:{}:v1", layout.display()));
     let layer = &report["layers"][0];
     assert!(
@@ -241,26 +236,20 @@ fn zstd_layers_are_analyzed_and_pushed() {
 fn docker_schema2_layout_is_pushed_analyzed_and_pulled_back() {
     let s = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    let plain = buildah_layout(dir.path());
-    let layout = dir.path().join("v2s2");
-    run(skopeo(dir.path())
-        .args(["copy", "--format", "v2s2"])
-        .arg(format!("oci:{}:v1", plain.display()))
-        .arg(format!("oci:{}:v1", layout.display())));
-    let (manifest, descriptor) = layout_manifest(&layout);
+    let (layout, descriptor, layer_type) =
+        reencoded_buildah_layout(dir.path(), "v2s2", &["--format", "v2s2"]);
     assert_eq!(descriptor["mediaType"], media_type::DOCKER_MANIFEST);
-    assert_eq!(
-        manifest["layers"][0]["mediaType"],
-        media_type::DOCKER_LAYER_GZIP,
-        "{manifest}"
-    );
+    assert_eq!(layer_type, media_type::DOCKER_LAYER_GZIP);
     login(dir.path(), &s, "admin", ADMIN_PASSWORD);
     let image = format!("{}/team/docker:v1", s.addr);
     push_analyze_and_pull_back(dir.path(), &layout, &image, BUILDAH_FILES);
 }
 
+/// Response or part headers: (lower-case name, value), in order.
+type Headers = Vec<(String, String)>;
+
 /// curl's answer: status, headers (lower-case names) and body.
-fn curl(s: &Server, dir: &Path, path: &str, range: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+fn curl(s: &Server, dir: &Path, path: &str, range: &str) -> (u16, Headers, Vec<u8>) {
     let head = dir.join("head");
     let body = dir.join("body");
     run(Command::new("curl")
@@ -302,7 +291,7 @@ fn get<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// Splits a `multipart/byteranges` body (RFC 9110 §14.6, RFC 2046 §5.1) into its parts'
 /// headers and bytes.
-fn multipart_parts(body: &[u8], boundary: &str) -> Vec<(Vec<(String, String)>, Vec<u8>)> {
+fn multipart_parts(body: &[u8], boundary: &str) -> Vec<(Headers, Vec<u8>)> {
     let delimiter = format!("--{boundary}");
     let mut pieces = Vec::new();
     let mut rest = body;

@@ -435,7 +435,20 @@ pub fn skopeo(dir: &Path) -> Command {
 
 /// podman with private storage and credentials under `dir`.
 pub fn podman(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new("podman");
+    let mut cmd = with_private_storage("podman", dir);
+    cmd.args(args);
+    cmd
+}
+
+/// buildah with private storage under `dir` (the same layout as [`podman`]'s).
+pub fn buildah(dir: &Path) -> Command {
+    with_private_storage("buildah", dir)
+}
+
+/// A containers/storage tool (podman, buildah) with its storage, home and registries
+/// configuration under `dir`, so tests share nothing with each other or the machine.
+fn with_private_storage(program: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
     cmd.arg("--root")
         .arg(dir.join("root"))
         .arg("--runroot")
@@ -443,8 +456,7 @@ pub fn podman(dir: &Path, args: &[&str]) -> Command {
         .args(["--storage-driver", "vfs"])
         .env("HOME", dir)
         .env("XDG_RUNTIME_DIR", dir)
-        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null")
-        .args(args);
+        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
     cmd
 }
 
