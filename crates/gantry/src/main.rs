@@ -12,6 +12,7 @@ mod analyze_cmd;
 mod bootstrap;
 mod build_cmd;
 mod config;
+mod data_dir;
 mod lifecycle_cmd;
 mod lint_cmd;
 mod progress;
@@ -87,7 +88,9 @@ enum Command {
         Example: gantry copy 127.0.0.1:5000/team/app:v1 registry.example.com/team/app:v1"
     )]
     Copy {
+        /// REGISTRY/REPOSITORY[:TAG|@DIGEST] to copy from.
         source: String,
+        /// REGISTRY/REPOSITORY[:TAG|@DIGEST] to copy to.
         destination: String,
         #[command(flatten)]
         remote: RemoteArgs,
@@ -151,6 +154,7 @@ enum Command {
     Login {
         /// HOST[:PORT] [default: 127.0.0.1:5000].
         registry: Option<String>,
+        /// The user (or robot / CI token name) to log in as [default: asked].
         #[arg(short, long)]
         username: Option<String>,
         /// Read the password from stdin.
@@ -232,7 +236,9 @@ enum Command {
     },
     /// Bring archived artifacts back, byte for byte (ids from `gantry archive PROJECT --list`).
     Restore {
+        /// The project the archives belong to.
         project: String,
+        /// Archive ids to restore.
         #[arg(required = true)]
         ids: Vec<i64>,
         #[command(flatten)]
@@ -243,7 +249,8 @@ enum Command {
         /// Report what would be freed without deleting anything.
         #[arg(long)]
         dry_run: bool,
-        /// Only collect what is older than this, e.g. 1h, 30m (protects pushes in flight).
+        /// Only collect what is older than this, e.g. 1h, 30m (protects pushes in flight);
+        /// 0s collects everything unreferenced now: only when no push is under way.
         #[arg(long, default_value = "1h", value_parser = admin::parse_duration)]
         grace: u64,
         /// Throttle: milliseconds to pause between batches of 1000 deletions.
@@ -371,8 +378,13 @@ fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| {
         format!("log filter {level:?} is invalid; use a level such as info or debug")
     })?;
+    // Colour codes only where a person reads them: a file, a pipe or a log collector gets plain
+    // text. NO_COLOR (https://no-color.org) turns colour off on a terminal too.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -554,5 +566,33 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    /// Every command and every argument a user can give says what it is in `--help`
+    /// (an entry with an empty description teaches nothing).
+    #[test]
+    fn help_entries_have_no_empty_descriptions() {
+        use clap::CommandFactory;
+        fn undescribed(command: &clap::Command, path: &str, found: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                    found.push(format!("{path} <{}>", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    found.push(sub_path.clone());
+                }
+                undescribed(sub, &sub_path, found);
+            }
+        }
+        let mut found = Vec::new();
+        undescribed(&Cli::command(), "gantry", &mut found);
+        assert!(
+            found.is_empty(),
+            "help entries without a description: {found:#?}"
+        );
     }
 }
