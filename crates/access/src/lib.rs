@@ -260,15 +260,28 @@ impl AccessService {
         let now = now_secs();
         let user_key = format!("user:{username}");
         let address_key = format!("addr:{client}");
+        let audit = |outcome: &str, detail: Option<String>| AuditEntry {
+            actor: username.chars().take(100).collect(),
+            action: "login".into(),
+            resource: via.as_str().into(),
+            project: None,
+            client: client.to_string(),
+            outcome: outcome.into(),
+            detail,
+        };
         for (throttle, key) in [
             (&self.addresses_throttle, &address_key),
             (&self.users_throttle, &user_key),
         ] {
-            throttle
-                .check(key, now)
-                .map_err(|locked| AccessError::Throttled {
+            if let Err(locked) = throttle.check(key, now) {
+                let refused = AccessError::Throttled {
                     retry_after_secs: locked.retry_after_secs,
-                })?;
+                };
+                self.audit
+                    .record(audit("denied", Some(refused.to_string())))
+                    .await;
+                return Err(refused);
+            }
         }
         let (identity, known_user) = if username.contains('$') {
             (self.verify_secret(username, password).await?, false)
@@ -280,16 +293,7 @@ impl AccessService {
         } else {
             "failure"
         };
-        self.audit
-            .record(AuditEntry {
-                actor: username.chars().take(100).collect(),
-                action: "login".into(),
-                resource: via.as_str().into(),
-                project: None,
-                client: client.to_string(),
-                outcome: outcome.into(),
-            })
-            .await;
+        self.audit.record(audit(outcome, None)).await;
         match identity {
             Some(identity) => {
                 self.users_throttle.success(&user_key);
@@ -583,6 +587,7 @@ impl AccessService {
                 project: Some(project.to_string()),
                 client: String::new(),
                 outcome: "success".into(),
+                detail: None,
             })
             .await;
         Ok(())

@@ -817,7 +817,7 @@ pub async fn audit(
         return Ok(());
     }
     let columns = [
-        "at", "actor", "action", "resource", "project", "client", "outcome",
+        "at", "actor", "action", "resource", "project", "client", "outcome", "detail",
     ];
     table(&columns, rows(&events, "events", &columns));
     Ok(())

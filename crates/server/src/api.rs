@@ -252,6 +252,7 @@ impl ApiCaller {
                 project: project.map(str::to_string),
                 client: self.client.clone(),
                 outcome: "success".into(),
+                detail: None,
             })
             .await;
     }
@@ -1380,6 +1381,7 @@ async fn audit(
                 "project": e.project,
                 "client": e.client_addr,
                 "outcome": e.outcome,
+                "detail": e.detail,
             })
         })
         .collect();

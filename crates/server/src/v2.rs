@@ -308,13 +308,29 @@ fn challenge_scope(name: &RepositoryName, action: Action) -> String {
     format!("repository:{name}:{actions}")
 }
 
-/// What the audit log calls a successful request, if it records it.
+/// What the audit log calls a successful request, if it records it: one entry per image
+/// pulled, pushed or deleted, not one per blob.
 fn audited_action(route: &Route<'_>, method: &Method) -> Option<&'static str> {
     match (route, method) {
         (Route::Manifest(..), &Method::GET) => Some("pull"),
         (Route::Manifest(..), &Method::PUT) => Some("push"),
         (Route::Manifest(..) | Route::Blob(..), &Method::DELETE) => Some("delete"),
         _ => None,
+    }
+}
+
+/// What the audit log calls a refused request: any refusal of a repository operation counts
+/// (a push is usually stopped at its first blob upload, long before its manifest).
+fn refused_action(action: Action) -> &'static str {
+    match action {
+        Action::Pull => "pull",
+        Action::Push => "push",
+        Action::Delete => "delete",
+        Action::List => "list",
+        // Not needed by any /v2 route; named for completeness.
+        Action::ManageTagRules => "tag-rules.set",
+        Action::ManageMembers => "member.set",
+        Action::ManageSettings => "project.set",
     }
 }
 
@@ -338,7 +354,9 @@ pub async fn dispatch(
     let caller = auth::caller(&state, &headers, &client, LoginVia::Basic)
         .await
         .map_err(|e| refuse(e, None))?;
-    let mut repository = None;
+    // The repository operation this request is, if any: what it needs and how the audit log
+    // names it (`team/app:v1`, `team/app:sha256:…`, or the repository).
+    let mut operation = None;
     match need(&route, &method) {
         Need::Authenticated if caller.is_anonymous() => {
             return Err(refuse(
@@ -349,39 +367,69 @@ pub async fn dispatch(
         Need::Authenticated | Need::Nothing => {}
         Need::Repository(name, action) => {
             let name = parse_name(name)?;
-            state
-                .access
-                .authorize(&caller, &name, action)
-                .await
-                .map_err(|e| refuse(e, Some(challenge_scope(&name, action))))?;
-            repository = Some(name);
+            let resource = match &route {
+                Route::Manifest(_, reference) | Route::Blob(_, reference) => {
+                    format!("{name}:{}", decoded(reference))
+                }
+                _ => name.to_string(),
+            };
+            operation = Some((name, action, resource));
         }
     }
+    // Successes are recorded per image pulled, pushed or deleted; refusals of any repository
+    // operation by a known caller (a push is usually stopped at its first blob upload). An
+    // anonymous refusal is not recorded: a 401 to a caller without credentials is the first
+    // step of every token login, not an attempt that was stopped.
     let audited = audited_action(&route, &method);
-    let resource = match (&route, &repository) {
-        (Route::Manifest(_, reference) | Route::Blob(_, reference), Some(name)) => {
-            format!("{name}:{}", decoded(reference))
-        }
-        _ => String::new(),
-    };
-    let response = handle(&state, &caller, route, method, &params, &headers, body).await?;
-    if let (Some(action), Some(name), false) = (audited, repository, caller.is_anonymous()) {
-        if response.status().is_success() {
-            state
-                .access
-                .audit_log()
-                .record(AuditEntry {
+    let audit = |outcome: &'static str, detail: Option<String>| {
+        let entry = operation
+            .as_ref()
+            .filter(|_| !caller.is_anonymous())
+            .and_then(|(name, action, resource)| {
+                let action = match outcome {
+                    "success" => audited?,
+                    _ => audited.unwrap_or_else(|| refused_action(*action)),
+                };
+                Some(AuditEntry {
                     actor: caller.name().to_string(),
                     action: action.into(),
-                    resource,
+                    resource: resource.clone(),
                     project: Some(project_of(name.as_str()).to_string()),
-                    client,
-                    outcome: "success".into(),
+                    client: client.clone(),
+                    outcome: outcome.into(),
+                    detail,
                 })
-                .await;
+            });
+        async {
+            if let Some(entry) = entry {
+                state.access.audit_log().record(entry).await;
+            }
+        }
+    };
+    if let Some((name, action, _)) = &operation {
+        if let Err(e) = state.access.authorize(&caller, name, *action).await {
+            let refused = refuse(e, Some(challenge_scope(name, *action)));
+            if let Some(detail) = refused.refusal() {
+                audit("denied", Some(detail)).await;
+            }
+            return Err(refused);
         }
     }
-    Ok(response)
+    match handle(&state, &caller, route, method, &params, &headers, body).await {
+        Ok(response) => {
+            if response.status().is_success() {
+                audit("success", None).await;
+            }
+            Ok(response)
+        }
+        // Refused by a policy the registry applies (tag rules, immutability, quota).
+        Err(error) => {
+            if let Some(detail) = error.refusal() {
+                audit("denied", Some(detail)).await;
+            }
+            Err(error)
+        }
+    }
 }
 
 async fn handle(
