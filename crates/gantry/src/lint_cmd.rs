@@ -20,7 +20,18 @@ pub fn long_about() -> String {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        let _ = writeln!(text, "  {} {severity:<7}  {}", rule.id, rule.summary);
+        // Summaries wrap at 100 columns, continuation lines under the summary's start.
+        let mut line = format!("  {} {severity:<7} ", rule.id);
+        let indent = line.len();
+        for word in rule.summary.split(' ') {
+            if line.len() + 1 + word.len() > 100 && line.len() > indent {
+                let _ = writeln!(text, "{line}");
+                line = " ".repeat(indent);
+            }
+            line.push(' ');
+            line.push_str(word);
+        }
+        let _ = writeln!(text, "{line}");
     }
     text.push_str(
         "\nExits 1 on errors. `gantry init dockerfile` prints a Dockerfile that passes.\n\n\

@@ -58,18 +58,18 @@ const fn rule(id: &'static str, severity: Severity, summary: &'static str) -> Ru
 pub const RULES: [Rule; 14] = [
     rule("GL001", Severity::Error, "base image without a tag, or tagged latest (after ARG defaults)"),
     rule("GL002", Severity::Warning, "runtime stage not minimal"),
-    rule("GL003", Severity::Error, "CGO not disabled for a scratch, distroless/static, chainguard/static or alpine runtime (heredoc scripts included)"),
-    rule("GL004", Severity::Error, "final stage runs as root (no USER, and its base is not known to run as non-root, e.g. distroless :nonroot, chainguard/static)"),
+    rule("GL003", Severity::Error, "CGO not disabled (heredocs included) for a runtime without glibc: scratch, distroless/static, alpine"),
+    rule("GL004", Severity::Error, "final stage runs as root (no USER, on a base not known to run as non-root as distroless :nonroot does)"),
     rule("GL005", Severity::Warning, "scratch runtime without CA certificates"),
     rule("GL006", Severity::Error, "Go toolchain or sources in the final stage"),
     rule("GL007", Severity::Warning, "ADD where COPY would do"),
     rule("GL008", Severity::Warning, "CMD or ENTRYPOINT in shell form (anything that is not a JSON array of strings)"),
     rule("GL009", Severity::Error, "unknown instruction: BuildKit stops the build"),
-    rule("GL010", Severity::Error, "instruction BuildKit rejects: wrong number of arguments, bad JSON array, ENV without =, invalid stage name, unterminated heredoc, bad parser directive, instruction before FROM"),
-    rule("GL011", Severity::Error, "look-alike Unicode punctuation (en dash for --, curly quotes in a JSON form, no-break space): BuildKit reads it as something else"),
-    rule("GL012", Severity::Error, "flag BuildKit rejects or misreads: unknown, without value, repeated, COPY --from with a variable, an out-of-range stage index, its own stage, or a name that is no stage"),
-    rule("GL013", Severity::Warning, "FROM or --platform that, with the ARG defaults, uses an undeclared ARG or resolves to an empty or invalid image"),
-    rule("GL014", Severity::Error, "cross-build for the wrong platform: go build on $BUILDPLATFORM without GOARCH, or $TARGETARCH-style ARGs used in a stage without ARG"),
+    rule("GL010", Severity::Error, "instruction BuildKit rejects: argument count, non-string JSON array, ENV without =, stage name, unterminated heredoc, parser directive, anything but ARG before FROM"),
+    rule("GL011", Severity::Error, "look-alike Unicode punctuation (en dash for --, curly quotes in JSON, no-break space) BuildKit misreads"),
+    rule("GL012", Severity::Error, "flag BuildKit rejects or misreads: unknown, no value, repeated; COPY --from with a variable, a bad index, its own stage, or no such stage"),
+    rule("GL013", Severity::Warning, "FROM or --platform using an undeclared ARG, or empty or invalid once resolved with the ARG defaults"),
+    rule("GL014", Severity::Error, "wrong-platform cross-build: go build on $BUILDPLATFORM without GOARCH, or $TARGETARCH without ARG"),
 ];
 
 fn severity_of(id: &str) -> Severity {
@@ -685,7 +685,7 @@ fn check_copy_from(linter: &mut Linter) {
                         let stage_names = names.iter().flatten().map(String::as_str);
                         let hint = match dockerfile::closest(&lower, stage_names) {
                             Some(name) => format!("did you mean --from={name}?"),
-                            None => format!("name a stage FROM ... AS {lower}, or give an image with its tag (--from=image:tag)"),
+                            None => format!("name a stage FROM ... AS {lower}, or give an image with its tag (--from=image:tag); a named build context (--build-context {lower}=...) is the one exception"),
                         };
                         reports.push((
                             ins.line,
@@ -835,8 +835,9 @@ fn check_runtime(linter: &mut Linter) {
         Base::Image(reference) => reference.default_non_root_user(),
         _ => None,
     };
+    let root_known = !matches!(root, Base::Unresolved); // else GL013 or GL010 said why
     match user {
-        None if base_user.is_none() => linter.report(
+        None if base_user.is_none() && root_known => linter.report(
             "GL004",
             final_line,
             format!("the final stage sets no USER and its base {root_name} runs as root, so the service runs as root"),
@@ -1384,6 +1385,11 @@ mod tests {
             .any(|f| f.hint == "declare ARG GO_VERSION=<default> before the first FROM"));
         let no_default = format!("ARG GO_VERSION\n{undeclared}");
         assert_eq!(at(&no_default), [("GL013", 2)]);
+        // An unresolved final base is reported once (GL013), not guessed at as root.
+        let unknown_runtime = GOOD
+            .replace("FROM scratch", "FROM ${RUNTIME}")
+            .replace("USER 65532:65532\n", "");
+        assert_eq!(rules(&format!("ARG RUNTIME\n{unknown_runtime}")), ["GL013"]);
         let with_default = format!("ARG GO_VERSION=1.22\n{undeclared}");
         assert!(rules(&with_default).is_empty());
         // The final stage named through an ARG is a stage, so its base decides.
