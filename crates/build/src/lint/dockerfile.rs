@@ -1218,4 +1218,23 @@ mod tests {
         assert_eq!(problem("ARG --whatever A"), None, "ARG never parses flags");
         assert!(parse("").errors[0].message.contains("no instructions"));
     }
+
+    proptest::proptest! {
+        /// Whatever the input, instructions come in file order, each within the file, and
+        /// heredoc bodies lie between an instruction and the next.
+        #[test]
+        fn lines_are_ordered_and_within_the_file(text in "(RUN <<-?EOF|COPY <<A <<B /d|EOF|\tEOF|A|B|FROM x|# escape=`|`|\\\\| |\n|[a-z\"'\\[\\]$-]){0,120}") {
+            let parsed = parse(&text);
+            let line_count = text.lines().count().max(1);
+            let mut previous_end = 0;
+            for ins in &parsed.instructions {
+                proptest::prop_assert!(ins.line > previous_end, "{:?}", parsed);
+                proptest::prop_assert!(ins.line <= ins.end_line && ins.end_line <= line_count);
+                for doc in &ins.heredocs {
+                    proptest::prop_assert!(doc.first_line > ins.line && doc.first_line <= ins.end_line + 1);
+                }
+                previous_end = ins.end_line;
+            }
+        }
+    }
 }
