@@ -123,14 +123,7 @@ enum Command {
     )]
     Analyze(analyze_cmd::AnalyzeArgs),
     /// Check a Dockerfile for the mistakes of multi-stage Go builds.
-    #[command(
-        long_about = "Check a Dockerfile for the mistakes of multi-stage Go builds.\n\n\
-        Rules: GL001 untagged or latest base; GL002 runtime stage not minimal; GL003 CGO not\n\
-        disabled for a scratch/distroless/alpine runtime; GL004 final stage runs as root; GL005\n\
-        scratch runtime without CA certificates; GL006 Go toolchain or sources in the final stage;\n\
-        GL007 ADD where COPY would do; GL008 CMD/ENTRYPOINT in shell form. Exits 1 on errors.\n\
-        `gantry init dockerfile` prints a Dockerfile that passes."
-    )]
+    #[command(long_about = lint_cmd::long_about())]
     Lint {
         /// The Dockerfile.
         #[arg(default_value = "Dockerfile")]
