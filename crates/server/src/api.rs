@@ -1585,6 +1585,263 @@ mod tests {
         assert_eq!(documented, routes);
     }
 
+    /// Calls `visit(location, schema)` for every schema a request may carry: parameters
+    /// (`"POST /api/v1/gc pause_ms"`) and bodies (`"PUT /api/v1/... body"`), and everything
+    /// inside them. A `$ref` is followed and named by its target, so a schema used by two
+    /// operations has one location (`"#/components/schemas/NewRobot.expires_in_secs"`).
+    fn walk_request_schemas(
+        doc: &serde_json::Value,
+        visit: &mut dyn FnMut(&str, &serde_json::Value),
+    ) {
+        fn walk(
+            doc: &serde_json::Value,
+            schema: &serde_json::Value,
+            location: String,
+            visit: &mut dyn FnMut(&str, &serde_json::Value),
+        ) {
+            if let Some(target) = schema["$ref"].as_str() {
+                let pointer = target.strip_prefix('#').expect("local reference");
+                let resolved = doc.pointer(pointer).expect("reference resolves");
+                return walk(doc, resolved, target.to_string(), visit);
+            }
+            visit(&location, schema);
+            if let Some(properties) = schema["properties"].as_object() {
+                for (name, property) in properties {
+                    walk(doc, property, format!("{location}.{name}"), visit);
+                }
+            }
+            if schema["items"].is_object() {
+                walk(doc, &schema["items"], format!("{location}[]"), visit);
+            }
+            for combinator in ["oneOf", "anyOf", "allOf"] {
+                for variant in schema[combinator].as_array().into_iter().flatten() {
+                    walk(doc, variant, location.clone(), visit);
+                }
+            }
+        }
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let operation_name = format!("{} {path}", method.to_uppercase());
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    let name = parameter["name"].as_str().unwrap();
+                    let location = format!("{operation_name} {name}");
+                    walk(doc, &parameter["schema"], location, visit);
+                }
+                let body = &operation["requestBody"]["content"]["application/json"]["schema"];
+                if !body.is_null() {
+                    walk(doc, body, format!("{operation_name} body"), visit);
+                }
+            }
+        }
+    }
+
+    /// The range of every integer a request may carry, where the document gives it.
+    fn documented_integer_ranges() -> std::collections::BTreeMap<String, (i128, i128)> {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let bound = |schema: &serde_json::Value, key: &str, location: &str| -> i128 {
+            let value = &schema[key];
+            value
+                .as_i64()
+                .map(i128::from)
+                .or(value.as_u64().map(i128::from))
+                .unwrap_or_else(|| {
+                    panic!("the integer at {location} has no {key}: the server's types have one")
+                })
+        };
+        let mut ranges = std::collections::BTreeMap::new();
+        walk_request_schemas(&doc, &mut |location, schema| {
+            if schema["type"] == "integer" {
+                let range = (
+                    bound(schema, "minimum", location),
+                    bound(schema, "maximum", location),
+                );
+                ranges.insert(location.to_string(), range);
+            }
+        });
+        ranges
+    }
+
+    #[test]
+    fn documented_integer_ranges_are_the_ranges_the_server_enforces() {
+        macro_rules! range {
+            ($range:expr) => {
+                (*$range.start() as i128, *$range.end() as i128)
+            };
+        }
+        let schemas = "#/components/schemas";
+        let keep = format!("{schemas}/RetentionPolicy.rules[].keep");
+        let enforced: std::collections::BTreeMap<String, (i128, i128)> = [
+            (
+                "POST /api/v1/gc pause_ms".to_string(),
+                range!(limits::GC_PAUSE_MS),
+            ),
+            (
+                "POST /api/v1/gc grace_secs".into(),
+                range!(limits::GC_GRACE_SECS),
+            ),
+            (
+                "GET /api/v1/audit limit".into(),
+                range!(limits::AUDIT_LIMIT),
+            ),
+            ("GET /api/v1/audit since".into(), range!(limits::UNIX_SECS)),
+            ("GET /api/v1/audit until".into(), range!(limits::UNIX_SECS)),
+            (
+                "DELETE /api/v1/projects/{project}/archives/{id} id".into(),
+                range!(limits::ARCHIVE_ID),
+            ),
+            (
+                "POST /api/v1/projects/{project}/archives/{id}/restore id".into(),
+                range!(limits::ARCHIVE_ID),
+            ),
+            (
+                format!("{schemas}/NewToken.ttl_secs"),
+                range!(limits::CI_TOKEN_TTL_SECS),
+            ),
+            (
+                format!("{schemas}/NewRobot.expires_in_secs"),
+                range!(limits::ROBOT_EXPIRES_IN_SECS),
+            ),
+            (
+                format!("{schemas}/QuotaLimits.storage_bytes"),
+                range!(limits::QUOTA_LIMIT),
+            ),
+            (
+                format!("{schemas}/QuotaLimits.artifacts"),
+                range!(limits::QUOTA_LIMIT),
+            ),
+            (
+                format!("{schemas}/ArchiveSelector.pushed_before_days"),
+                range!(limits::DAYS),
+            ),
+            (
+                format!("{schemas}/ArchiveSelector.not_pulled_for_days"),
+                range!(limits::DAYS),
+            ),
+            (
+                format!("{keep}.most_recently_pushed"),
+                range!(limits::KEEP_COUNT),
+            ),
+            (
+                format!("{keep}.most_recently_pulled"),
+                range!(limits::KEEP_COUNT),
+            ),
+            (
+                format!("{keep}.newest_per_version_line"),
+                range!(limits::KEEP_COUNT),
+            ),
+            (format!("{keep}.pushed_within_days"), range!(limits::DAYS)),
+            (format!("{keep}.pulled_within_days"), range!(limits::DAYS)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(documented_integer_ranges(), enforced);
+    }
+
+    #[test]
+    fn request_bodies_are_closed_json_objects_as_the_server_reads_them() {
+        // `Body` refuses anything but a JSON object, and every body type denies unknown
+        // fields: the document must say both, or generated requests it allows are refused.
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        walk_request_schemas(&doc, &mut |location, schema| {
+            if location.ends_with(" body") {
+                assert_eq!(schema["type"], "object", "{location}");
+            }
+            if schema["properties"].is_object() {
+                assert_eq!(
+                    schema["additionalProperties"],
+                    serde_json::json!(false),
+                    "{location} takes no other properties"
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn every_operation_documents_every_status_it_answers() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let name = format!("{} {path}", method.to_uppercase());
+                let responses = operation["responses"].as_object().unwrap();
+                assert!(
+                    !responses.contains_key("default"),
+                    "{name}: list the statuses, not a default"
+                );
+                let mut expected = Vec::new();
+                if operation["security"] != serde_json::json!([]) {
+                    // A malformed Authorization header, no or wrong credentials, a caller
+                    // without the permission, and the failed-login throttle.
+                    expected.extend(["400", "401", "403", "429"]);
+                }
+                let names_a_resource = operation["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["in"] == "path");
+                if names_a_resource {
+                    expected.push("404");
+                }
+                for status in expected {
+                    assert!(responses.contains_key(status), "{name} answers {status}");
+                }
+                for (status, response) in responses {
+                    if status.starts_with('2') {
+                        continue;
+                    }
+                    let response = match response["$ref"].as_str() {
+                        Some(target) => doc.pointer(target.strip_prefix('#').unwrap()).unwrap(),
+                        None => response,
+                    };
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/Errors",
+                        "{name} {status} is an OCI error document"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_must_be_a_json_object_of_its_type() {
+        // serde alone reads `[null, null]` into the two fields of QuotaLimits.
+        for (body, expected) in [
+            ("[null, null]", "request body must be a JSON object"),
+            ("[5, 6]", "request body must be a JSON object"),
+            ("null", "request body must be a JSON object"),
+            (
+                r#"{"storage_bytes": "5"}"#,
+                "request body: storage_bytes: invalid type",
+            ),
+            (r#"{"storage_bytes": 5, "x": 1}"#, "unknown field `x`"),
+            ("storage_bytes=5", "request body is not JSON"),
+        ] {
+            match parse_body::<QuotaLimits>(body.as_bytes()) {
+                Err(ApiError::Invalid(message)) => {
+                    assert!(message.contains(expected), "{body}: {message}")
+                }
+                Err(other) => panic!("{body}: {other:?}"),
+                Ok(_) => panic!("{body} was accepted"),
+            }
+        }
+        let limits: QuotaLimits = parse_body(br#"{"storage_bytes": 5}"#).unwrap();
+        assert_eq!((limits.storage_bytes, limits.artifacts), (Some(5), None));
+    }
+
+    #[test]
+    fn values_outside_a_range_are_refused_naming_the_range() {
+        assert_eq!(
+            within("pause_ms", 60_000, limits::GC_PAUSE_MS).unwrap(),
+            60_000
+        );
+        match within("pause_ms", 60_001, limits::GC_PAUSE_MS) {
+            Err(ApiError::Invalid(m)) => {
+                assert_eq!(m, "pause_ms 60001 is out of range: give 0 to 60000")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn names_are_validated() {
         for good in ["alice", "ci-bot", "a.b_c", "0x"] {
