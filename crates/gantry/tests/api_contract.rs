@@ -14,14 +14,13 @@ use serde_json::{json, Value};
 
 /// The served OpenAPI document.
 async fn openapi(s: &Server) -> Value {
-    anonymous()
-        .get(s.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(s, "/api/v1/openapi.json").await
+}
+
+/// Sends `request` and asserts it is refused with 400 INVALID_REQUEST, the JSON error.
+async fn assert_invalid(request: reqwest::RequestBuilder) -> Value {
+    let response = request.send().await.unwrap();
+    assert_error(response, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await
 }
 
 /// The schema of `operation`'s parameter `name` in the served document.
@@ -43,14 +42,7 @@ async fn rest_api_conforms_to_its_openapi_document_under_schemathesis() {
     // the admin's Basic credentials): it changes the admin's own password among everything
     // else it tries, which would make Basic credentials fail for the rest of the run and lock
     // them out through the failed-login throttle. The token names the admin, not a password.
-    let token: Value = http()
-        .get(s.url("/auth/token?service=gantry&scope=api:v1:*"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = get_json(&s, "/auth/token?service=gantry&scope=api:v1:*").await;
     let token = token["token"].as_str().expect("a token").to_string();
     let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schemathesis.toml");
     let workdir = tempfile::tempdir().unwrap();
@@ -103,8 +95,7 @@ async fn malformed_path_parameter_is_the_json_error_not_plain_text() {
         ),
     ] {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let r = http().request(method, s.url(path)).send().await.unwrap();
-        let body = assert_error(r, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+        let body = assert_invalid(http().request(method, s.url(path))).await;
         let message = body["errors"][0]["message"].as_str().unwrap();
         assert!(message.starts_with("path parameter:"), "{path}: {message}");
     }
@@ -125,12 +116,8 @@ async fn gc_pause_ms_above_the_documented_maximum_is_refused() {
         .as_u64()
         .expect("pause_ms has a documented maximum");
     assert_eq!(maximum, 60_000);
-    let r = http()
-        .post(s.url(&format!("/api/v1/gc?dry_run=true&pause_ms={}", maximum + 1)))
-        .send()
-        .await
-        .unwrap();
-    let body = assert_error(r, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+    let too_long = format!("/api/v1/gc?dry_run=true&pause_ms={}", maximum + 1);
+    let body = assert_invalid(http().post(s.url(&too_long))).await;
     assert_eq!(
         body["errors"][0]["message"],
         "pause_ms 60001 is out of range: give 0 to 60000"
@@ -165,8 +152,7 @@ async fn quota_body_of_the_wrong_type_is_refused_with_the_json_error() {
         r#"{"storage_bytes": 9223372036854775808}"#,
         "null",
     ] {
-        let r = http().put(&quota).body(body).send().await.unwrap();
-        assert_error(r, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+        assert_invalid(http().put(&quota).body(body)).await;
     }
     let now = get_json(&s, "/api/v1/projects/team-a/quota").await;
     assert_eq!(now["storage"]["limit_bytes"], 1000, "{now}");
@@ -199,12 +185,7 @@ async fn audit_limit_the_document_allows_is_accepted() {
         "limit=99999999999".to_string(),
         "since=-1".to_string(),
     ] {
-        let r = http()
-            .get(s.url(&format!("/api/v1/audit?{query}")))
-            .send()
-            .await
-            .unwrap();
-        assert_error(r, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+        assert_invalid(http().get(s.url(&format!("/api/v1/audit?{query}")))).await;
     }
 }
 
@@ -219,12 +200,7 @@ async fn deleting_yourself_answers_the_documented_400() {
             .is_some_and(|d| d.contains("you cannot delete yourself")),
         "{documented}"
     );
-    let r = http()
-        .delete(s.url("/api/v1/users/admin"))
-        .send()
-        .await
-        .unwrap();
-    let body = assert_error(r, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+    let body = assert_invalid(http().delete(s.url("/api/v1/users/admin"))).await;
     assert_eq!(body["errors"][0]["message"], "you cannot delete yourself");
 }
 
