@@ -246,7 +246,7 @@ enum Command {
         /// 0s collects everything unreferenced now: only when no push is under way.
         #[arg(long, default_value = "1h", value_parser = admin::parse_duration)]
         grace: u64,
-        /// Throttle: milliseconds to pause between batches of 1000 deletions.
+        /// Throttle: milliseconds to pause between batches of 1000 deletions (at most 60000).
         #[arg(long, default_value_t = 0)]
         pause_ms: u64,
         #[command(flatten)]
