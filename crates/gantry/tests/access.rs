@@ -563,8 +563,8 @@ async fn token_flow_challenges_and_grants_the_intersection_of_asked_and_allowed(
         );
         assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
         let scope = format!("repository:{repository}:pull,push");
-        let (_, better) = token_for(&s, &http_as("developer", PASSWORD), &[&scope]).await;
-        let r = bearer(better["token"].as_str().unwrap())
+        let r = bearer_as(&s, "developer", &[&scope])
+            .await
             .post(s.url(&path))
             .send()
             .await
@@ -949,13 +949,20 @@ async fn ci_token(s: &Server, project: &str, repository: &str) -> (String, Strin
     )
 }
 
-#[tokio::test]
-async fn a_valid_password_is_not_refused_after_another_names_failures_from_the_same_address() {
+/// A server with user `alice` (who never logged in yet) and a fresh, unused CI token for
+/// `ci/app` (name, secret).
+async fn server_with_alice_and_a_ci_token() -> (Server, String, String) {
     let s = Server::start();
     api_create_project(&s, "ci", false).await;
     api_create_user(&s, "alice", PASSWORD, false).await;
-    // A CI token minted a second before the failures, not yet used.
     let (ci_name, ci_secret) = ci_token(&s, "ci", "ci/app").await;
+    (s, ci_name, ci_secret)
+}
+
+#[tokio::test]
+async fn a_valid_password_is_not_refused_after_another_names_failures_from_the_same_address() {
+    // The CI token is minted a second before the failures.
+    let (s, ci_name, ci_secret) = server_with_alice_and_a_ci_token().await;
     // One stale secret for a name that does not exist, from this (shared) address.
     for _ in 0..5 {
         assert_eq!(curl_status(&s, "/v2/", "nobody:stale", &[]), 401);
@@ -990,10 +997,7 @@ async fn a_valid_password_is_not_refused_after_another_names_failures_from_the_s
 
 #[tokio::test]
 async fn a_stale_ci_secret_does_not_lock_its_address() {
-    let s = Server::start();
-    api_create_project(&s, "ci", false).await;
-    api_create_user(&s, "alice", PASSWORD, false).await;
-    let (ci_name, _) = ci_token(&s, "ci", "ci/app").await;
+    let (s, ci_name, _) = server_with_alice_and_a_ci_token().await;
     // A CI fleet behind one NAT retrying with an old secret.
     for _ in 0..20 {
         assert_eq!(
@@ -1093,6 +1097,12 @@ async fn x_forwarded_for_is_honoured_only_from_a_trusted_proxy() {
         .all(|e| e["client"] == "127.0.0.1"));
 }
 
+/// A client holding the token `user` gets for `scopes`.
+async fn bearer_as(s: &Server, user: &str, scopes: &[&str]) -> reqwest::Client {
+    let (_, answer) = token_for(s, &http_as(user, PASSWORD), scopes).await;
+    bearer(answer["token"].as_str().unwrap())
+}
+
 /// The `WWW-Authenticate` value that asks for `scopes` because a token lacks them.
 fn insufficient_scope_challenge(s: &Server, scopes: &str) -> String {
     format!(
@@ -1104,13 +1114,8 @@ fn insufficient_scope_challenge(s: &Server, scopes: &str) -> String {
 #[tokio::test]
 async fn pull_token_may_poll_its_upload_status() {
     let (s, _) = matrix_server().await;
-    let (_, pusher) = token_for(
-        &s,
-        &http_as("developer", PASSWORD),
-        &["repository:priv/app:pull,push"],
-    )
-    .await;
-    let r = bearer(pusher["token"].as_str().unwrap())
+    let pusher = bearer_as(&s, "developer", &["repository:priv/app:pull,push"]).await;
+    let r = pusher
         .post(s.url("/v2/priv/app/blobs/uploads/"))
         .send()
         .await
@@ -1119,13 +1124,8 @@ async fn pull_token_may_poll_its_upload_status() {
     let location = header(&r, "location").unwrap().to_string();
     // The client's token after a refresh carries pull only (as the oras SDK's may).
     for user in ["developer", "guest"] {
-        let (_, puller) =
-            token_for(&s, &http_as(user, PASSWORD), &["repository:priv/app:pull"]).await;
-        let r = bearer(puller["token"].as_str().unwrap())
-            .get(s.url(&location))
-            .send()
-            .await
-            .unwrap();
+        let puller = bearer_as(&s, user, &["repository:priv/app:pull"]).await;
+        let r = puller.get(s.url(&location)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT, "{user}");
         assert_eq!(header(&r, "range"), Some("0-0"));
     }
@@ -1135,9 +1135,8 @@ async fn pull_token_may_poll_its_upload_status() {
         ("developer", StatusCode::UNAUTHORIZED),
         ("guest", StatusCode::FORBIDDEN),
     ] {
-        let (_, puller) =
-            token_for(&s, &http_as(user, PASSWORD), &["repository:priv/app:pull"]).await;
-        let r = bearer(puller["token"].as_str().unwrap())
+        let puller = bearer_as(&s, user, &["repository:priv/app:pull"]).await;
+        let r = puller
             .patch(s.url(&location))
             .body("x")
             .send()
@@ -1161,13 +1160,7 @@ async fn pull_token_may_poll_its_upload_status() {
 #[tokio::test]
 async fn missing_scope_answers_401_insufficient_scope_challenge() {
     let (s, _) = matrix_server().await;
-    let (_, answer) = token_for(
-        &s,
-        &http_as("developer", PASSWORD),
-        &["repository:priv/app:pull"],
-    )
-    .await;
-    let stale = bearer(answer["token"].as_str().unwrap());
+    let stale = bearer_as(&s, "developer", &["repository:priv/app:pull"]).await;
     let get = |client: &reqwest::Client| {
         client
             .get(s.url("/v2/pub/app/manifests/v1"))
@@ -1184,19 +1177,8 @@ async fn missing_scope_answers_401_insufficient_scope_challenge() {
     assert_eq!(header(&r, "www-authenticate"), Some(challenge.as_str()));
     assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
     // The token the challenge asks for works.
-    let (_, better) = token_for(
-        &s,
-        &http_as("developer", PASSWORD),
-        &["repository:pub/app:pull"],
-    )
-    .await;
-    assert_eq!(
-        get(&bearer(better["token"].as_str().unwrap()))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    let better = bearer_as(&s, "developer", &["repository:pub/app:pull"]).await;
+    assert_eq!(get(&better).await.unwrap().status(), StatusCode::OK);
     // Push with a pull token: the challenge names pull,push.
     let r = stale
         .put(s.url("/v2/priv/app/manifests/v2"))
@@ -1211,13 +1193,8 @@ async fn missing_scope_answers_401_insufficient_scope_challenge() {
     );
     assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
     // An outsider's token for what it may never have: 403, no request for a better token.
-    let (_, outsider) = token_for(
-        &s,
-        &http_as("outsider", PASSWORD),
-        &["repository:priv/app:pull"],
-    )
-    .await;
-    let r = bearer(outsider["token"].as_str().unwrap())
+    let outsider = bearer_as(&s, "outsider", &["repository:priv/app:pull"]).await;
+    let r = outsider
         .get(s.url("/v2/priv/app/tags/list"))
         .send()
         .await
@@ -1233,14 +1210,7 @@ async fn mount_lacking_pull_on_from_answers_a_challenge_with_both_scopes() {
     let (s, images) = matrix_server().await;
     let (from, _, config) = &images[1]; // pub/app's config blob
     let mount = format!("/v2/priv/app/blobs/uploads/?mount={config}&from={from}");
-    let token = |scopes: &'static [&'static str]| {
-        let s = &s;
-        async move {
-            let (_, answer) = token_for(s, &http_as("developer", PASSWORD), scopes).await;
-            bearer(answer["token"].as_str().unwrap())
-        }
-    };
-    let r = token(&["repository:priv/app:pull,push"])
+    let r = bearer_as(&s, "developer", &["repository:priv/app:pull,push"])
         .await
         .post(s.url(&mount))
         .send()
@@ -1258,12 +1228,16 @@ async fn mount_lacking_pull_on_from_answers_a_challenge_with_both_scopes() {
     );
     assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
     // With both scopes, as the challenge asked, the blob is mounted.
-    let r = token(&["repository:priv/app:pull,push", "repository:pub/app:pull"])
-        .await
-        .post(s.url(&mount))
-        .send()
-        .await
-        .unwrap();
+    let r = bearer_as(
+        &s,
+        "developer",
+        &["repository:priv/app:pull,push", "repository:pub/app:pull"],
+    )
+    .await
+    .post(s.url(&mount))
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(
         header(&r, "docker-content-digest"),
@@ -1274,17 +1248,9 @@ async fn mount_lacking_pull_on_from_answers_a_challenge_with_both_scopes() {
     let (secret_repo, _, secret_config) = &images[0]; // priv/app
     api_create_project(&s, "own", false).await;
     api_set_role(&s, "own", "outsider", "developer").await;
-    let (_, answer) = token_for(
-        &s,
-        &http_as("outsider", PASSWORD),
-        &["repository:own/app:pull,push"],
-    )
-    .await;
+    let outsider = bearer_as(&s, "outsider", &["repository:own/app:pull,push"]).await;
     let steal = format!("/v2/own/app/blobs/uploads/?mount={secret_config}&from={secret_repo}");
-    for client in [
-        bearer(answer["token"].as_str().unwrap()),
-        http_as("outsider", PASSWORD),
-    ] {
+    for client in [outsider, http_as("outsider", PASSWORD)] {
         let r = client.post(s.url(&steal)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::ACCEPTED);
     }
