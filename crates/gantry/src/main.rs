@@ -313,6 +313,11 @@ struct ServeArgs {
     /// proxy (token challenges point there) [default: the Host of each request].
     #[arg(long, env = "GANTRY_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Reverse proxies whose X-Forwarded-For / Forwarded headers name the client (for login
+    /// throttling and the audit log): addresses or CIDR networks, comma-separated, e.g.
+    /// 10.0.0.0/8,::1 [default: none; the client is the connection's peer].
+    #[arg(long, env = "GANTRY_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Option<Vec<String>>,
     /// Create a project (private, pusher as project admin) on the first push into it,
     /// instead of refusing the push [default: false].
     #[arg(long, env = "GANTRY_AUTO_CREATE_PROJECTS")]
@@ -397,6 +402,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 log_format: args.log_format,
                 log_level: args.log_level,
                 public_url: args.public_url,
+                trusted_proxies: args.trusted_proxies,
                 auto_create_projects: args.auto_create_projects,
                 token_ttl_secs: args.token_ttl_secs,
                 gc_interval_secs: args.gc_interval_secs,

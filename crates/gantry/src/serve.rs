@@ -151,6 +151,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         registry: registry.clone(),
         access: access.clone(),
         public_url: config.public_url.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
     })
     .into_make_service_with_connect_info::<SocketAddr>();
 

@@ -118,7 +118,7 @@ impl FromRequestParts<Arc<AppState>> for ApiCaller {
         let client = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| client_address(addr))
+            .map(|ConnectInfo(addr)| client_address(&state.trusted_proxies, addr, &parts.headers))
             .unwrap_or_default();
         let caller = auth::caller(state, &parts.headers, &client, LoginVia::Basic).await?;
         let identity = state.access.api_identity(&caller).await?;

@@ -82,7 +82,12 @@ impl ApiError {
 fn classify_access(e: &AccessError) -> (StatusCode, ErrorCode) {
     match e {
         AccessError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
-        AccessError::Denied(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
+        AccessError::Denied(_) | AccessError::InsufficientScope { repeated: true, .. } => {
+            (StatusCode::FORBIDDEN, ErrorCode::Denied)
+        }
+        AccessError::InsufficientScope { .. } => {
+            (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized)
+        }
         AccessError::Throttled { .. } => {
             (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests)
         }

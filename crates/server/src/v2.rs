@@ -290,8 +290,19 @@ fn need<'a>(route: &Route<'a>, method: &Method) -> Need<'a> {
         Route::Base => Need::Authenticated,
         Route::Catalog => Need::Nothing,
         Route::Tags(name) => Need::Repository(name, Action::List),
-        // Every method on an upload session is part of pushing.
-        Route::UploadStart(name) | Route::Upload(name, _) => Need::Repository(name, Action::Push),
+        // Reading an upload's progress needs pull, as in CNCF Distribution (a client polls
+        // its own upload; the session id is unguessable). Writing to it needs push, and so
+        // does cancelling it (Distribution asks for delete there; cancelling one's own
+        // unfinished upload deletes nothing a pusher without delete rights could not).
+        Route::UploadStart(name) => Need::Repository(name, Action::Push),
+        Route::Upload(name, _) => Need::Repository(
+            name,
+            if matches!(*method, Method::GET | Method::HEAD) {
+                Action::Pull
+            } else {
+                Action::Push
+            },
+        ),
         Route::Manifest(name, _) | Route::Blob(name, _) | Route::Referrers(name, _) => {
             Need::Repository(name, action)
         }
@@ -306,6 +317,22 @@ fn challenge_scope(name: &RepositoryName, action: Action) -> String {
         _ => "pull",
     };
     format!("repository:{name}:{actions}")
+}
+
+/// A refused registry request: `error` with the challenge that tells the client which token
+/// to get for `scope` (space-separated scopes of the token spec).
+fn refusal(
+    state: &AppState,
+    headers: &HeaderMap,
+    error: AccessError,
+    scope: Option<&str>,
+) -> ApiError {
+    ApiError::Access {
+        challenge: state
+            .access
+            .challenge(&realm(state, headers), scope, &error),
+        error,
+    }
 }
 
 /// What the audit log calls a successful request, if it records it: one entry per image
@@ -344,12 +371,9 @@ pub async fn dispatch(
     body: Body,
 ) -> ApiResult {
     let route = route(uri.path()).ok_or(ApiError::NoRoute)?;
-    let client = client_address(&addr);
-    let refuse = |error: AccessError, scope: Option<String>| ApiError::Access {
-        challenge: state
-            .access
-            .challenge(&realm(&state, &headers), scope.as_deref()),
-        error,
+    let client = client_address(&state.trusted_proxies, &addr, &headers);
+    let refuse = |error: AccessError, scope: Option<String>| {
+        refusal(&state, &headers, error, scope.as_deref())
     };
     let caller = auth::caller(&state, &headers, &client, LoginVia::Basic)
         .await
@@ -469,7 +493,7 @@ async fn handle(
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Route::UploadStart(name), Method::POST) => {
-            start_upload(state, caller, name, params, body).await
+            start_upload(state, caller, name, params, headers, body).await
         }
         (Route::Upload(name, id), method) => {
             upload(r, name, &decoded(id), method, params, headers, body).await
@@ -651,19 +675,32 @@ async fn get_blob(
     Ok(response)
 }
 
-/// Whether `caller` may mount blobs from `from`: it must be allowed to pull there. Without
-/// `from`, the registry would look for the blob in every repository, so only system
-/// administrators get automatic mounts (for others a digest must not open another tenant's
-/// blobs).
+/// Whether `caller` may mount blobs from `from` into `name`: it must be allowed to pull
+/// there. A bearer token that lacks pull on `from` while its subject could have it is refused
+/// with a challenge naming both scopes (as Distribution does), so the client asks for a token
+/// with both and mounts; a caller who may not pull from `from` at all gets an upload session
+/// instead (the spec's answer to a mount that cannot be done). Without `from`, the registry
+/// would look for the blob in every repository, so only system administrators get automatic
+/// mounts (for others a digest must not open another tenant's blobs).
 async fn may_mount_from(
     state: &AppState,
     caller: &Caller,
+    name: &RepositoryName,
     from: Option<&RepositoryName>,
+    headers: &HeaderMap,
 ) -> Result<bool, ApiError> {
     match from {
         Some(from) => match state.access.authorize(caller, from, Action::Pull).await {
             Ok(()) => Ok(true),
             Err(AccessError::Meta(e)) => Err(e.into()),
+            Err(error @ AccessError::InsufficientScope { .. }) => {
+                let scopes = format!(
+                    "{} {}",
+                    challenge_scope(name, Action::Push),
+                    challenge_scope(from, Action::Pull)
+                );
+                Err(refusal(state, headers, error, Some(&scopes)))
+            }
             Err(_) => Ok(false),
         },
         None => Ok(matches!(
@@ -681,6 +718,7 @@ async fn start_upload(
     caller: &Caller,
     name: &str,
     params: &HashMap<String, String>,
+    headers: &HeaderMap,
     body: Body,
 ) -> ApiResult {
     let r = state.registry.as_ref();
@@ -688,7 +726,7 @@ async fn start_upload(
     if let Some(mount) = params.get("mount") {
         let digest: Digest = mount.parse().map_err(RegistryError::from)?;
         let from = params.get("from").map(|f| parse_name(f)).transpose()?;
-        if may_mount_from(state, caller, from.as_ref()).await?
+        if may_mount_from(state, caller, &name, from.as_ref(), headers).await?
             && r.mount_blob(&name, &digest, from.as_ref()).await?.is_some()
         {
             return Ok(blob_created(&name, &digest));
@@ -750,6 +788,56 @@ async fn upload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scope each route and method needs, as a token spec scope string ("" for none).
+    fn needed_scope(path: &str, method: Method) -> String {
+        match need(&route(path).unwrap(), &method) {
+            Need::Authenticated => "authenticated".into(),
+            Need::Nothing => String::new(),
+            Need::Repository(name, action) => {
+                let name = parse_name(name).unwrap();
+                let scope = challenge_scope(&name, action);
+                if action == Action::List {
+                    format!("{scope} (list)")
+                } else {
+                    scope
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_route_needs_the_scope_distribution_asks_for() {
+        let pull = "repository:a/b:pull";
+        let push = "repository:a/b:pull,push";
+        let delete = "repository:a/b:delete";
+        let d = "sha256:aa";
+        for (path, method, want) in [
+            ("/v2/", Method::GET, "authenticated"),
+            ("/v2/_catalog", Method::GET, ""),
+            (
+                "/v2/a/b/tags/list",
+                Method::GET,
+                "repository:a/b:pull (list)",
+            ),
+            ("/v2/a/b/manifests/v1", Method::GET, pull),
+            ("/v2/a/b/manifests/v1", Method::HEAD, pull),
+            ("/v2/a/b/manifests/v1", Method::PUT, push),
+            ("/v2/a/b/manifests/v1", Method::DELETE, delete),
+            (&format!("/v2/a/b/blobs/{d}"), Method::GET, pull),
+            (&format!("/v2/a/b/blobs/{d}"), Method::HEAD, pull),
+            (&format!("/v2/a/b/blobs/{d}"), Method::DELETE, delete),
+            (&format!("/v2/a/b/referrers/{d}"), Method::GET, pull),
+            ("/v2/a/b/blobs/uploads/", Method::POST, push),
+            // A client polling its own upload needs only pull (as in Distribution).
+            ("/v2/a/b/blobs/uploads/u1", Method::GET, pull),
+            ("/v2/a/b/blobs/uploads/u1", Method::PATCH, push),
+            ("/v2/a/b/blobs/uploads/u1", Method::PUT, push),
+            ("/v2/a/b/blobs/uploads/u1", Method::DELETE, push),
+        ] {
+            assert_eq!(needed_scope(path, method.clone()), want, "{method} {path}");
+        }
+    }
 
     #[test]
     fn routes_are_recognised_from_the_end() {
