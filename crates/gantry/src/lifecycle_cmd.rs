@@ -13,15 +13,19 @@ use crate::admin::{done, list, print_json, table, text, ApiArgs};
 #[derive(Subcommand)]
 pub enum TagRulesCommand {
     /// Show a project's tag rules.
-    Show { project: String },
+    Show {
+        /// The project whose rules to show.
+        project: String,
+    },
     /// Replace a project's tag rules (maintainers and project admins).
     #[command(
         long_about = "Replace a project's tag rules (maintainers and project admins).\n\n\
         Patterns are globs (* and ?). Immutable tags can be pushed once and never moved or\n\
-        deleted; with allowed patterns, other tags are refused. Example, the seeds' convention:\n    \
+        deleted; with allowed patterns, other tags are refused. Example, for the tag convention v1.2.0 / commit-abc123 / dev-latest:\n    \
         gantry tag-rules set team --immutable 'v*' --allowed 'v*,commit-*,dev-*' --refuse-latest"
     )]
     Set {
+        /// The project whose rules to replace.
         project: String,
         /// Immutable tag patterns, comma-separated.
         #[arg(long, value_delimiter = ',')]
@@ -87,26 +91,39 @@ pub async fn tag_rules(args: &ApiArgs, command: TagRulesCommand) -> anyhow::Resu
 #[derive(Subcommand)]
 pub enum RetentionCommand {
     /// Show a project's retention policy (TOML by default, or --json).
-    Show { project: String },
+    Show {
+        /// The project whose policy to show.
+        project: String,
+    },
     /// Replace a project's retention policy from a TOML or JSON file.
     #[command(
         long_about = "Replace a project's retention policy from a TOML or JSON file.\n\n\
-        Example (the seeds' policy):\n\n    \
+        Example, for the tag convention v1.2.0 / commit-abc123 / dev-latest:\n\n    \
         [[rules]]\n    tags = { include = [\"v*\"] }\n    keep = { newest_per_version_line = 3 }\n\n    \
         [[rules]]\n    tags = { include = [\"commit-*\"] }\n    keep = { pushed_within_days = 14 }\n\n    \
         [[rules]]\n    tags = { include = [\"dev-*\"] }\n    keep = { pulled_within_days = 7 }\n\n\
         Within the repositories a rule applies to, tags no rule keeps are deleted; a digest\n\
         survives when any of its tags does; signatures and SBOMs follow their subject."
     )]
-    Set { project: String, file: PathBuf },
+    Set {
+        /// The project whose policy to replace.
+        project: String,
+        /// The policy: a .toml or .json file.
+        file: PathBuf,
+    },
     /// Run the policy now; --dry-run lists what would go without deleting anything.
     Run {
+        /// The project whose policy to run.
         project: String,
+        /// List what would be deleted, and why each survivor stays, without deleting anything.
         #[arg(long)]
         dry_run: bool,
     },
     /// Earlier runs, newest first.
-    History { project: String },
+    History {
+        /// The project whose runs to list.
+        project: String,
+    },
 }
 
 pub async fn retention(args: &ApiArgs, command: RetentionCommand) -> anyhow::Result<()> {
@@ -228,6 +245,12 @@ pub async fn gc(
     grace_secs: u64,
     pause_ms: u64,
 ) -> anyhow::Result<()> {
+    if grace_secs == 0 {
+        eprintln!(
+            "warning: --grace 0s collects everything unreferenced now, including the layers of \
+             pushes still under way (their manifests not yet written); run it only while no one pushes"
+        );
+    }
     let report = args
         .call(
             Method::POST,
@@ -256,7 +279,10 @@ pub async fn gc(
 #[derive(Subcommand)]
 pub enum QuotaCommand {
     /// Show a project's usage and limits.
-    Show { project: String },
+    Show {
+        /// The project whose usage to show.
+        project: String,
+    },
     /// Every project's usage and limits (system administrators).
     List,
     /// Set a project's limits (system administrators).
@@ -267,6 +293,7 @@ pub enum QuotaCommand {
         gantry quota set team --storage 50GB --artifacts 10000\n    \
         gantry quota set team --storage unlimited")]
     Set {
+        /// The project whose limits to set.
         project: String,
         /// Storage limit, e.g. 50GB, 512MiB, or `unlimited`.
         #[arg(long, value_parser = parse_limit_size)]
@@ -276,7 +303,10 @@ pub enum QuotaCommand {
         artifacts: Option<Limit>,
     },
     /// Add the usage up from what the project stores and compare with the live figures.
-    Recount { project: String },
+    Recount {
+        /// The project whose usage to recount.
+        project: String,
+    },
 }
 
 /// A limit as given on the command line.
@@ -449,6 +479,7 @@ mod tests {
     ["repositories", "tags", "exclude_tags", "pushed_before", "not_pulled_for", "dry_run"]
 )))]
 pub struct ArchiveArgs {
+    /// The project whose artifacts to archive (or list, or delete archives of).
     project: String,
     /// Repositories to look at (globs, e.g. team/api); default: every repository.
     #[arg(long = "repository", value_name = "GLOB")]
