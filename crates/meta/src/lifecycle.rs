@@ -21,7 +21,8 @@ pub struct PullDelta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagRow {
     pub name: String,
-    pub pushed_at: i64,
+    /// When the tag was last pointed at its digest (Unix microseconds).
+    pub pushed_at_us: i64,
     pub last_pulled_at: Option<i64>,
     pub pull_count: i64,
 }
@@ -32,7 +33,8 @@ pub struct ArtifactRow {
     pub repository: String,
     pub digest: String,
     pub media_type: String,
-    pub pushed_at: i64,
+    /// When the manifest was first pushed (Unix microseconds).
+    pub pushed_at_us: i64,
     pub size: i64,
     pub subject: Option<String>,
     pub last_pulled_at: Option<i64>,
@@ -40,6 +42,8 @@ pub struct ArtifactRow {
     pub tags: Vec<TagRow>,
     /// Config and layers (digest, size).
     pub blobs: Vec<(String, i64)>,
+    /// The manifests an index lists (digests), sorted.
+    pub children: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,19 +104,19 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Every manifest of `project`'s repositories, with tags, pulls and blobs.
+    /// Every manifest of `project`'s repositories, with tags, pulls, blobs and index children.
     pub async fn artifacts(&self, project: &str) -> Result<Vec<ArtifactRow>> {
         let manifests = sqlx::query(&format!(
-            "SELECT r.name, m.digest, m.media_type, m.created_at, m.size, m.subject, p.last_pulled_at, p.pull_count \
+            "SELECT r.name, m.digest, m.media_type, COALESCE(m.created_at_us, m.created_at * 1000000), m.size, m.subject, p.last_pulled_at, p.pull_count \
              FROM manifests m JOIN repositories r ON r.id = m.repository_id \
              LEFT JOIN manifest_pulls p ON p.repository_id = m.repository_id AND p.digest = m.digest \
-             WHERE {IN_PROJECT} ORDER BY r.name, m.created_at, m.digest"
+             WHERE {IN_PROJECT} ORDER BY r.name, m.created_at_us, m.digest"
         ))
         .bind(project)
         .fetch_all(&self.readers)
         .await?;
         let tags = sqlx::query(&format!(
-            "SELECT r.name, t.digest, t.name, t.updated_at, p.last_pulled_at, p.pull_count \
+            "SELECT r.name, t.digest, t.name, COALESCE(t.updated_at_us, t.updated_at * 1000000), p.last_pulled_at, p.pull_count \
              FROM tags t JOIN repositories r ON r.id = t.repository_id \
              LEFT JOIN tag_pulls p ON p.repository_id = t.repository_id AND p.tag = t.name \
              WHERE {IN_PROJECT} ORDER BY t.name"
@@ -128,6 +132,21 @@ impl MetaStore {
         .bind(project)
         .fetch_all(&self.readers)
         .await?;
+        let children = sqlx::query(&format!(
+            "SELECT r.name, mc.manifest_digest, mc.child_digest \
+             FROM manifest_children mc JOIN repositories r ON r.id = mc.repository_id \
+             WHERE {IN_PROJECT} ORDER BY mc.child_digest"
+        ))
+        .bind(project)
+        .fetch_all(&self.readers)
+        .await?;
+        let mut children_of: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for row in children {
+            children_of
+                .entry((row.get(0), row.get(1)))
+                .or_default()
+                .push(row.get(2));
+        }
         let mut tags_of: HashMap<(String, String), Vec<TagRow>> = HashMap::new();
         for row in tags {
             tags_of
@@ -135,7 +154,7 @@ impl MetaStore {
                 .or_default()
                 .push(TagRow {
                     name: row.get(2),
-                    pushed_at: row.get(3),
+                    pushed_at_us: row.get(3),
                     last_pulled_at: row.get(4),
                     pull_count: row.get::<Option<i64>, _>(5).unwrap_or(0),
                 });
@@ -154,10 +173,11 @@ impl MetaStore {
                 ArtifactRow {
                     tags: tags_of.remove(&key).unwrap_or_default(),
                     blobs: blobs_of.remove(&key).unwrap_or_default(),
+                    children: children_of.remove(&key).unwrap_or_default(),
                     repository: key.0,
                     digest: key.1,
                     media_type: row.get(2),
-                    pushed_at: row.get(3),
+                    pushed_at_us: row.get(3),
                     size: row.get(4),
                     subject: row.get(5),
                     last_pulled_at: row.get(6),

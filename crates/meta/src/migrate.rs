@@ -18,6 +18,10 @@ const SQLITE: &[(i64, &str)] = &[
     ),
     (6, include_str!("../migrations/sqlite/0006_quotas.sql")),
     (7, include_str!("../migrations/sqlite/0007_archives.sql")),
+    (
+        8,
+        include_str!("../migrations/sqlite/0008_push_times_in_microseconds.sql"),
+    ),
 ];
 
 /// The migration that starts keeping usage per project; data from before it is counted then.
