@@ -309,3 +309,41 @@ async fn archive_to_an_s3_bucket_and_restore_byte_identical() {
         "nothing archived locally"
     );
 }
+
+#[tokio::test]
+async fn archive_never_takes_a_platform_image_of_a_kept_index() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    // v1.9.0 is a real image that is also the amd64 entry of the index v2.0.0, which stays.
+    let image = push_release(&s, &dir.path().join("image"), "v1.9.0").await;
+    let manifest = get_bytes(&s, &format!("/v2/team/app/manifests/{image}")).await;
+    let mut entry = descriptor(media_type::OCI_MANIFEST, &manifest);
+    entry["platform"] = json!({"architecture": "amd64", "os": "linux"});
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": [entry],
+    }))
+    .unwrap();
+    let r = put_manifest(&s, "team/app", "v2.0.0", media_type::OCI_INDEX, &index).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let index_digest = Digest::sha256_of(&index).to_string();
+
+    let report = gantry(&s, &["archive", "team", "--tag", "v1.*"]);
+    assert_eq!(report["archived"], json!([]), "{report}");
+    assert_eq!(
+        report["passed"],
+        json!([{
+            "repository": "team/app",
+            "digest": image,
+            "reason": format!("child of index {index_digest}, which stays"),
+        }])
+    );
+    assert_eq!(manifest_status(&s, "v1.9.0").await, StatusCode::OK);
+    // The kept index is whole: skopeo copies every platform.
+    run(skopeo(dir.path())
+        .args(["copy", "--all", "--src-tls-verify=false", "--src-creds"])
+        .arg(format!("admin:{ADMIN_PASSWORD}"))
+        .arg(format!("docker://{}/team/app:v2.0.0", s.addr))
+        .arg(format!("oci:{}:v2.0.0", dir.path().join("copy").display())));
+}

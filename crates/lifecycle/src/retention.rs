@@ -1,14 +1,18 @@
 //! Retention policies: which tags and manifests of a project to keep, as data, evaluated
-//! digest-aware against the project's artifacts at a given time (passed in, so tests and dry
-//! runs need no clock). A plan says, for every survivor, which rule kept it, and lists exactly
-//! what would go and the bytes that would be freed.
+//! digest-aware against the project's artifacts and tag rules at a given time (passed in, so
+//! tests and dry runs need no clock). The [`Plan`] is the run: it says, for every survivor,
+//! why it stays, for every deleted tag and manifest, why it goes, which tags tag rules
+//! protect, and the bytes that would be freed; a real run executes exactly it.
 //!
 //! Semantics: a rule applies to the repositories its selector matches; within repositories
-//! some rule applies to, a tag survives if a rule whose tag selector matches it keeps it, and
-//! a digest survives if any of its tags survives (then all its tags survive: tags sharing a
-//! digest with a survivor stay). Tags no rule keeps are deleted; a manifest left without tags
-//! is deleted with them unless a rule selecting untagged artifacts keeps it. Referrers
-//! (signatures, SBOMs) follow their subject. Repositories no rule applies to are untouched.
+//! some rule applies to, a tag survives if a rule whose tag selector matches it keeps it, or
+//! if an immutable tag pattern matches it (tag rules override the policy: such a tag is
+//! *protected*), and a digest survives if any of its tags survives (then all its tags
+//! survive). Everything a surviving manifest reaches (index children at any depth,
+//! referrers; see [`crate::reach`]) survives with it. Tags nothing keeps are deleted; a
+//! manifest left without tags is deleted with them unless a rule selecting untagged artifacts
+//! keeps it. Untagged manifests no rule looks at, and repositories no rule applies to, are
+//! untouched. "Most recent" orders by push time in microseconds, then version, then digest.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -383,4 +383,43 @@ mod tests {
             [(20, false), (10, true)]
         );
     }
+
+    /// Puts manifest `content` (listing `children`) into team/app, tagged `tag`.
+    async fn put(store: &MetaStore, content: &[u8], children: Vec<&Digest>, tag: &str) -> Digest {
+        let digest = Digest::sha256_of(content);
+        let manifest = NewManifest {
+            digest: &digest,
+            media_type: gantry_oci::media_type::OCI_MANIFEST,
+            artifact_type: None,
+            subject: None,
+            annotations: None,
+            content,
+            blobs: vec![],
+            children,
+        };
+        store
+            .put_manifest("team/app", &manifest, Some(tag.into()))
+            .await
+            .unwrap();
+        digest
+    }
+
+    #[tokio::test]
+    async fn artifacts_carry_index_children_and_push_times_that_order_pushes_within_a_second() {
+        let (_dir, store) = store().await;
+        let child = put(&store, b"child", vec![], "a").await;
+        let index = put(&store, b"index", vec![&child], "b").await;
+        let artifacts = store.artifacts("team").await.unwrap();
+        let of = |d: &Digest| {
+            artifacts
+                .iter()
+                .find(|a| a.digest == d.to_string())
+                .unwrap()
+        };
+        assert_eq!(of(&index).children, [child.to_string()]);
+        assert!(of(&child).children.is_empty());
+        // Two pushes in a row, well within one second, still have an order.
+        assert!(of(&index).pushed_at_us > of(&child).pushed_at_us);
+        assert!(of(&index).tags[0].pushed_at_us > of(&child).tags[0].pushed_at_us);
+    }
 }
