@@ -48,16 +48,7 @@ async fn push_release(s: &Server, dir: &Path, tag: &str) -> String {
         "subject": {"mediaType": media_type::OCI_MANIFEST, "digest": digest, "size": 1},
     }))
     .unwrap();
-    let referrer_digest = Digest::sha256_of(&referrer).to_string();
-    let r = put_manifest(
-        s,
-        "team/app",
-        &referrer_digest,
-        media_type::OCI_MANIFEST,
-        &referrer,
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
+    push_manifest_by_digest(s, "team/app", media_type::OCI_MANIFEST, &referrer).await;
     digest
 }
 
@@ -190,13 +181,7 @@ async fn archive_to_a_directory_and_restore_byte_identical() {
     assert_eq!(inspected["Layers"].as_array().unwrap().len(), 1);
 
     // While archived, an immutable tag cannot come back with other content.
-    let r = http()
-        .put(s.url("/api/v1/projects/team/tag-rules"))
-        .json(&json!({"immutable": ["v*"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    api_set_immutable_tags(&s, "team", &["v*"]).await;
     let report = gantry(&s, &["archive", "team", "--tag", "v1.*"]);
     assert_eq!(report["archived"].as_array().unwrap().len(), 1);
     let (config, layer) = (b"{\"other\":1}".to_vec(), b"other".to_vec());

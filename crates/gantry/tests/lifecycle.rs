@@ -258,13 +258,7 @@ async fn retention_dry_run_and_real_run_agree_and_respect_pulls_and_immutable_ta
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     // v1.0.0 is protected by an immutable tag rule.
-    let r = http()
-        .put(s.url("/api/v1/projects/team/tag-rules"))
-        .json(&json!({"immutable": ["v1.0.0"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    api_set_immutable_tags(&s, "team", &["v1.0.0"]).await;
 
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("retention.toml");
@@ -375,9 +369,7 @@ async fn push_multi_arch_index(s: &Server, repo: &str, tag: &str) -> (String, Ve
     let mut children = Vec::new();
     for arch in ["amd64", "arm64"] {
         let manifest = prepared_manifest(s, repo, &format!("{tag}-{arch}")).await;
-        let digest = gantry_oci::Digest::sha256_of(&manifest).to_string();
-        let r = put_manifest(s, repo, &digest, media_type::OCI_MANIFEST, &manifest).await;
-        assert_eq!(r.status(), StatusCode::CREATED);
+        let digest = push_manifest_by_digest(s, repo, media_type::OCI_MANIFEST, &manifest).await;
         let mut entry = descriptor(media_type::OCI_MANIFEST, &manifest);
         entry["platform"] = json!({"architecture": arch, "os": "linux"});
         entries.push(entry);
@@ -413,16 +405,8 @@ async fn retention_never_deletes_children_of_a_kept_index() {
     let (index, children) = push_multi_arch_index(&s, "team/app", "v1.0.1").await;
     // An unrelated untagged manifest: the untagged rule may take that one.
     let stray = prepared_manifest(&s, "team/app", "stray").await;
-    let stray_digest = gantry_oci::Digest::sha256_of(&stray).to_string();
-    let r = put_manifest(
-        &s,
-        "team/app",
-        &stray_digest,
-        media_type::OCI_MANIFEST,
-        &stray,
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
+    let stray_digest =
+        push_manifest_by_digest(&s, "team/app", media_type::OCI_MANIFEST, &stray).await;
 
     let dir = tempfile::tempdir().unwrap();
     set_policy(
@@ -512,13 +496,7 @@ async fn retention_dry_run_real_run_history_and_what_is_gone_are_one_plan_under_
     }
     let before = get_json(&s, "/v2/team/app/tags/list").await["tags"].clone();
     // The README's recommended setup: immutable v* and the newest 3 of each version line.
-    let r = http()
-        .put(s.url("/api/v1/projects/team/tag-rules"))
-        .json(&json!({"immutable": ["v*"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    api_set_immutable_tags(&s, "team", &["v*"]).await;
 
     let dir = tempfile::tempdir().unwrap();
     set_policy(

@@ -293,21 +293,7 @@ mod tests {
         let (_dir, store) = store().await;
         let blob = Digest::sha256_of(b"layer");
         store.link_blob("team/app", &blob, 5).await.unwrap();
-        let digest = Digest::sha256_of(b"manifest");
-        let manifest = NewManifest {
-            digest: &digest,
-            media_type: gantry_oci::media_type::OCI_MANIFEST,
-            artifact_type: None,
-            subject: None,
-            annotations: None,
-            content: b"manifest",
-            blobs: vec![&blob],
-            children: vec![],
-        };
-        store
-            .put_manifest("team/app", &manifest, Some("v1".into()))
-            .await
-            .unwrap();
+        let digest = put(&store, b"manifest", vec![&blob], vec![], "v1").await;
         let pull = |digest: Option<&str>, tag: Option<&str>, count, at| PullDelta {
             repository: "team/app".into(),
             digest: digest.map(str::to_string),
@@ -384,18 +370,19 @@ mod tests {
         );
     }
 
-    /// Puts manifest `content` (listing `children`) into team/app, tagged `tag`.
-    async fn put(store: &MetaStore, content: &[u8], children: Vec<&Digest>, tag: &str) -> Digest {
+    /// Puts manifest `content` (using `blobs`, listing `children`) into team/app, tagged `tag`.
+    async fn put(
+        store: &MetaStore,
+        content: &[u8],
+        blobs: Vec<&Digest>,
+        children: Vec<&Digest>,
+        tag: &str,
+    ) -> Digest {
         let digest = Digest::sha256_of(content);
         let manifest = NewManifest {
-            digest: &digest,
-            media_type: gantry_oci::media_type::OCI_MANIFEST,
-            artifact_type: None,
-            subject: None,
-            annotations: None,
             content,
-            blobs: vec![],
             children,
+            ..crate::tests::manifest(&digest, blobs, None)
         };
         store
             .put_manifest("team/app", &manifest, Some(tag.into()))
@@ -407,8 +394,8 @@ mod tests {
     #[tokio::test]
     async fn artifacts_carry_index_children_and_push_times_that_order_pushes_within_a_second() {
         let (_dir, store) = store().await;
-        let child = put(&store, b"child", vec![], "a").await;
-        let index = put(&store, b"index", vec![&child], "b").await;
+        let child = put(&store, b"child", vec![], vec![], "a").await;
+        let index = put(&store, b"index", vec![], vec![&child], "b").await;
         let artifacts = store.artifacts("team").await.unwrap();
         let of = |d: &Digest| {
             artifacts
