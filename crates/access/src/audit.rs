@@ -15,8 +15,11 @@ pub struct AuditEntry {
     pub resource: String,
     pub project: Option<String>,
     pub client: String,
-    /// `success`, `failure` or `denied`.
+    /// `success`, `failure` (wrong credentials) or `denied` (refused by a permission, tag
+    /// rule, quota or throttle).
     pub outcome: String,
+    /// For a refusal, what refused it, as the client was told.
+    pub detail: Option<String>,
 }
 
 enum Message {
@@ -48,6 +51,7 @@ impl AuditLog {
             project: entry.project,
             client_addr: (!entry.client.is_empty()).then_some(entry.client),
             outcome: entry.outcome,
+            detail: entry.detail,
         };
         // Fails only once the writer task is gone, at shutdown.
         let _ = self.sender.send(Message::Entry(event)).await;

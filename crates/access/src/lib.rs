@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gantry_auth::scope::Resource;
-use gantry_auth::throttle::{Throttle, ThrottleRules};
+use gantry_auth::throttle::{LoginAttempt, LoginThrottle, ThrottleRules};
 use gantry_auth::token::Access as TokenAccess;
 use gantry_auth::{Action, Claims, Identity, ProjectAccess, Role, Scope, Target, TokenKey};
 use gantry_meta::{Credential, MetaError, MetaStore};
@@ -31,6 +31,15 @@ pub enum AccessError {
     /// An authenticated caller who may not do this: 403.
     #[error("{0}")]
     Denied(String),
+    /// A bearer token that lacks the scope the request needs, when the token endpoint would
+    /// grant it: 401 with a challenge `error="insufficient_scope"` naming the scope, so the
+    /// client fetches a better token (the Docker token spec, CNCF Distribution).
+    /// `repeated`: the same token was already told so for the same need, and the client sent
+    /// it again instead of fetching another; then 403 with the same challenge (RFC 6750's
+    /// status for insufficient_scope), which clients such as the oras Python SDK need before
+    /// they fetch a new token.
+    #[error("{message}")]
+    InsufficientScope { message: String, repeated: bool },
     #[error("too many failed logins from this client or for this user; try again in {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
     /// Pushing into a project that does not exist (and is not created automatically).
@@ -150,8 +159,14 @@ const CREDENTIAL_STATE_TTL: Duration = Duration::from_secs(5);
 /// How long a project's visibility and a member's role are trusted. Changes made through this
 /// server apply at once; this bounds how long another replica may lag behind.
 const PROJECT_ACCESS_TTL: Duration = Duration::from_secs(2);
+/// How long a token that was told its scope is insufficient is remembered (to answer a client
+/// that sends it again for the same need; such clients retry at once).
+const INSUFFICIENT_SCOPE_MEMORY: Duration = Duration::from_secs(60);
 /// Concurrent Argon2 verifications (each uses 19 MiB): bounds memory under a login flood.
 const PASSWORD_CHECKS: usize = 4;
+/// Concurrent verifications for clients at a locked-out address (on top of their turn in
+/// `PASSWORD_CHECKS`): one, so a guessing client cannot use the whole verifier.
+const LOCKED_ADDRESS_PASSWORD_CHECKS: usize = 1;
 
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -202,15 +217,19 @@ pub struct AccessService {
     meta: MetaStore,
     key: TokenKey,
     config: AccessConfig,
-    users_throttle: Throttle,
-    addresses_throttle: Throttle,
+    login_throttle: LoginThrottle,
     /// SHA-256 of "user\0password" → the identity it verified as.
     verified: TtlCache<[u8; 32], Identity>,
     /// Credential name → whether it is still active (for bearer tokens issued to it).
     credential_active: TtlCache<String, bool>,
     /// (project, user name or "") → the project's visibility and the user's role, if it exists.
     project_access: TtlCache<(String, String), Option<ProjectAccess>>,
+    /// (token id, repository, token action) of insufficient-scope answers given recently.
+    insufficient_scope_answered: TtlCache<(String, String, &'static str), ()>,
     password_checks: tokio::sync::Semaphore,
+    /// Password checks for clients whose address is locked out: they wait for one another
+    /// (slowed down) but are still checked, so a valid password is never refused.
+    locked_address_checks: tokio::sync::Semaphore,
     /// An Argon2 hash verified when the user does not exist, so that the answer takes as
     /// long as for a real user.
     dummy_hash: String,
@@ -223,14 +242,15 @@ impl AccessService {
             .map_err(|e| AccessError::Hashing(e.to_string()))?;
         Ok(Arc::new(AccessService {
             audit: AuditLog::start(meta.clone()),
-            users_throttle: Throttle::new(config.throttle),
-            addresses_throttle: Throttle::new(config.throttle),
+            login_throttle: LoginThrottle::new(config.throttle),
+            locked_address_checks: tokio::sync::Semaphore::new(LOCKED_ADDRESS_PASSWORD_CHECKS),
             meta,
             key,
             config,
             verified: TtlCache::new(10_000),
             credential_active: TtlCache::new(10_000),
             project_access: TtlCache::new(10_000),
+            insufficient_scope_answered: TtlCache::new(10_000),
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             dummy_hash,
         }))
@@ -248,8 +268,11 @@ impl AccessService {
         &self.audit
     }
 
-    /// Verifies a user's password or a credential's secret. Throttled per client address and
-    /// per existing user; every outcome is audited as a login.
+    /// Verifies a user's password or a credential's secret; every outcome is audited as a
+    /// login. Throttling follows `gantry_auth::throttle::LoginThrottle`: a locked user is
+    /// refused (`Throttled`) before the password is checked; a locked address never refuses a
+    /// valid credential, only answers its failures with `Throttled` and checks its passwords
+    /// one at a time; scoped credentials are not throttled per address.
     pub async fn login(
         &self,
         username: &str,
@@ -258,20 +281,42 @@ impl AccessService {
         via: LoginVia,
     ) -> Result<Identity> {
         let now = now_secs();
-        let user_key = format!("user:{username}");
-        let address_key = format!("addr:{client}");
-        for (throttle, key) in [
-            (&self.addresses_throttle, &address_key),
-            (&self.users_throttle, &user_key),
-        ] {
-            throttle
-                .check(key, now)
-                .map_err(|locked| AccessError::Throttled {
-                    retry_after_secs: locked.retry_after_secs,
-                })?;
-        }
-        let (identity, known_user) = if username.contains('$') {
+        let audit = |outcome: &str, detail: Option<String>| AuditEntry {
+            actor: username.chars().take(100).collect(),
+            action: "login".into(),
+            resource: via.as_str().into(),
+            project: None,
+            client: client.to_string(),
+            outcome: outcome.into(),
+            detail,
+        };
+        let throttled = |locked: gantry_auth::throttle::Locked| AccessError::Throttled {
+            retry_after_secs: locked.retry_after_secs,
+        };
+        let attempt = LoginAttempt {
+            name: username,
+            address: client,
+            secret: username.contains('$'),
+        };
+        let admission = match self.login_throttle.admit(&attempt, now) {
+            Ok(admission) => admission,
+            Err(locked) => {
+                let refused = throttled(locked);
+                self.audit
+                    .record(audit("denied", Some(refused.to_string())))
+                    .await;
+                return Err(refused);
+            }
+        };
+        let (identity, known_user) = if attempt.secret {
             (self.verify_secret(username, password).await?, false)
+        } else if admission.address_locked.is_some() {
+            let _slowed = self
+                .locked_address_checks
+                .acquire()
+                .await
+                .map_err(|e| AccessError::Hashing(e.to_string()))?;
+            self.verify_password(username, password).await?
         } else {
             self.verify_password(username, password).await?
         };
@@ -280,28 +325,17 @@ impl AccessService {
         } else {
             "failure"
         };
-        self.audit
-            .record(AuditEntry {
-                actor: username.chars().take(100).collect(),
-                action: "login".into(),
-                resource: via.as_str().into(),
-                project: None,
-                client: client.to_string(),
-                outcome: outcome.into(),
-            })
-            .await;
+        self.audit.record(audit(outcome, None)).await;
         match identity {
             Some(identity) => {
-                self.users_throttle.success(&user_key);
+                self.login_throttle.succeeded(&attempt);
                 Ok(identity)
             }
             None => {
-                self.addresses_throttle.failure(&address_key, now);
-                // Only existing users are tracked, so the table is bounded by real accounts.
-                if known_user {
-                    self.users_throttle.failure(&user_key, now);
-                }
                 tracing::info!(user = %username.chars().take(100).collect::<String>(), client, "login failed");
+                self.login_throttle
+                    .failed(&attempt, admission, known_user, now)
+                    .map_err(throttled)?;
                 Err(AccessError::Unauthenticated(
                     "invalid username or password".into(),
                 ))
@@ -500,10 +534,13 @@ impl AccessService {
             Caller::Token(claims) => {
                 let in_token = token_action(action)
                     .is_some_and(|a| claims.allows("repository", repository.as_str(), a));
-                in_token
-                    && self
-                        .token_subject_may(claims, project, repository, action)
-                        .await?
+                if !in_token {
+                    return Err(self
+                        .token_lacks_scope(claims, repository, action, what())
+                        .await?);
+                }
+                self.token_subject_may(claims, project, repository, action)
+                    .await?
             }
             Caller::Identity(identity) => {
                 if action == Action::Push
@@ -525,6 +562,50 @@ impl AccessService {
             self.ensure_project_for_push(caller, project).await?;
         }
         Ok(())
+    }
+
+    /// The answer to a token that does not carry the scope a request needs: insufficient
+    /// scope when the token endpoint would grant it to the token's subject (a new token
+    /// helps), else the refusal the subject itself would get (401 for nobody, 403 for
+    /// somebody: no token will help).
+    async fn token_lacks_scope(
+        &self,
+        claims: &Claims,
+        repository: &RepositoryName,
+        action: Action,
+        what: String,
+    ) -> Result<AccessError> {
+        let Some(token_action) = token_action(action) else {
+            return Ok(Self::refusal(&claims.sub, what));
+        };
+        let subject = match self.subject(&claims.sub).await {
+            Ok(identity) => identity,
+            Err(AccessError::Unauthenticated(message)) => {
+                return Ok(AccessError::Unauthenticated(message))
+            }
+            Err(e) => return Err(e),
+        };
+        let project = project_of(repository.as_str());
+        if !self
+            .may_via_token(&subject, project, repository.as_str(), action)
+            .await?
+        {
+            return Ok(Self::refusal(&claims.sub, what));
+        }
+        let key = (
+            claims.jti.clone(),
+            repository.as_str().to_string(),
+            token_action,
+        );
+        let repeated = self.insufficient_scope_answered.get(&key).is_some();
+        self.insufficient_scope_answered
+            .insert(key, (), INSUFFICIENT_SCOPE_MEMORY);
+        Ok(AccessError::InsufficientScope {
+            message: format!(
+                "this token does not allow to {what}: ask the token endpoint for the scope in the challenge"
+            ),
+            repeated,
+        })
     }
 
     /// What a token grants is fixed when it is issued, except that (a) a revoked or expired
@@ -583,6 +664,7 @@ impl AccessService {
                 project: Some(project.to_string()),
                 client: String::new(),
                 outcome: "success".into(),
+                detail: None,
             })
             .await;
         Ok(())
@@ -780,14 +862,19 @@ impl AccessService {
         }
     }
 
-    /// The `WWW-Authenticate` challenge for a request that needs `scope`.
-    pub fn challenge(&self, realm: &str, scope: Option<&str>) -> String {
+    /// The `WWW-Authenticate` challenge for a request that needs `scope` (space-separated
+    /// scopes of the token spec) and was refused with `error`; an insufficient scope says so
+    /// with `error="insufficient_scope"` (RFC 6750 section 3.1, as Distribution does).
+    pub fn challenge(&self, realm: &str, scope: Option<&str>, error: &AccessError) -> String {
         let mut challenge = format!(
             "Bearer realm=\"{realm}\",service=\"{}\"",
             self.config.service
         );
         if let Some(scope) = scope {
             challenge.push_str(&format!(",scope=\"{scope}\""));
+        }
+        if matches!(error, AccessError::InsufficientScope { .. }) {
+            challenge.push_str(",error=\"insufficient_scope\"");
         }
         challenge
     }

@@ -117,7 +117,7 @@ async fn logins_verify_passwords_and_secrets_and_are_audited() {
 }
 
 #[tokio::test]
-async fn repeated_failures_lock_the_user_and_the_address() {
+async fn repeated_failures_lock_the_user_and_slow_only_failures_from_the_address() {
     let f = fixture(AccessConfig {
         throttle: ThrottleRules {
             max_failures: 3,
@@ -145,11 +145,16 @@ async fn repeated_failures_lock_the_user_and_the_address() {
             .await,
         Err(AccessError::Throttled { .. })
     ));
+    // The address is locked for failures, not for someone else's valid password.
     assert!(matches!(
-        a.login("bob", "secret-pw", "198.51.100.1", LoginVia::Basic)
+        a.login("bob", "wrong", "198.51.100.1", LoginVia::Basic)
             .await,
         Err(AccessError::Throttled { .. })
     ));
+    assert!(a
+        .login("bob", "secret-pw", "198.51.100.1", LoginVia::Basic)
+        .await
+        .is_ok());
     assert!(a
         .login("bob", "secret-pw", "198.51.100.3", LoginVia::Basic)
         .await

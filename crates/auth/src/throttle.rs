@@ -1,12 +1,15 @@
-//! Failed-login throttling. Callers check a key per user and per client address before
-//! verifying a password, and report the outcome after. Too many failures inside the window
-//! lock the key for a while. Time is passed in (Unix seconds), so the rules are tested without
-//! sleeping.
+//! Failed-login throttling. Too many failures for a key inside the window lock the key for a
+//! while. Time is passed in (Unix seconds), so the rules are tested without sleeping.
 //!
-//! Use one `Throttle` for users and another for addresses, and track user keys only for users
-//! that exist: the user table is then bounded by the real users, and an attacker who fills the
-//! address table (addresses are cheap with IPv6) cannot stop a real user's failures from
-//! being counted.
+//! [`LoginThrottle`] holds the login policy: a locked *user* is refused before the password is
+//! checked; a locked *address* refuses nobody with a valid credential (behind a proxy or a
+//! NAT'd CI fleet one address is many people, and one stale secret must not lock them all
+//! out); it only turns the failures from that address into "back off" answers, and the
+//! caller checks their passwords one at a time. Scoped credentials (robots, CI tokens: 256-bit
+//! random secrets, not guessable) are not throttled per address at all, and their failures do
+//! not count against the address. User keys are tracked only for users that exist: the user
+//! table is then bounded by the real users, and an attacker who fills the address table
+//! (addresses are cheap with IPv6) cannot stop a real user's failures from being counted.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -113,6 +116,90 @@ impl Throttle {
     }
 }
 
+/// One login attempt, as the throttles see it.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginAttempt<'a> {
+    /// The name logged in as (a user, or a scoped credential such as `robot$…`).
+    pub name: &'a str,
+    /// The client's address (after trusted proxies).
+    pub address: &'a str,
+    /// Whether `name` is a scoped credential with a random secret (not guessable).
+    pub secret: bool,
+}
+
+/// What the throttles said before the credential was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// The address is locked out: a failure from it is answered with [`Locked`], and the
+    /// caller should check its credentials one at a time (it is suspected of guessing).
+    pub address_locked: Option<Locked>,
+}
+
+/// The failed-login policy over a per-user and a per-address [`Throttle`] (see the module
+/// documentation).
+pub struct LoginThrottle {
+    users: Throttle,
+    addresses: Throttle,
+}
+
+impl LoginThrottle {
+    pub fn new(rules: ThrottleRules) -> LoginThrottle {
+        LoginThrottle {
+            users: Throttle::new(rules),
+            addresses: Throttle::new(rules),
+        }
+    }
+
+    fn user_key(attempt: &LoginAttempt<'_>) -> String {
+        format!("user:{}", attempt.name)
+    }
+
+    fn address_key(attempt: &LoginAttempt<'_>) -> String {
+        format!("addr:{}", attempt.address)
+    }
+
+    /// Before the credential is checked. Errors: [`Locked`] when the user is locked (then the
+    /// credential is not checked at all). A locked address refuses no one here.
+    pub fn admit(&self, attempt: &LoginAttempt<'_>, now: u64) -> Result<Admission, Locked> {
+        self.users.check(&Self::user_key(attempt), now)?;
+        let address_locked = if attempt.secret {
+            None
+        } else {
+            self.addresses.check(&Self::address_key(attempt), now).err()
+        };
+        Ok(Admission { address_locked })
+    }
+
+    /// After the credential was checked and found valid: the user's failures are forgiven
+    /// (the address's are not: other people may be failing there).
+    pub fn succeeded(&self, attempt: &LoginAttempt<'_>) {
+        self.users.success(&Self::user_key(attempt));
+    }
+
+    /// After the credential was checked and found wrong. `known_user`: `name` is a user that
+    /// exists. Errors: [`Locked`] when the address was already locked out at admission, so
+    /// the client is told to back off rather than to try another password.
+    pub fn failed(
+        &self,
+        attempt: &LoginAttempt<'_>,
+        admission: Admission,
+        known_user: bool,
+        now: u64,
+    ) -> Result<(), Locked> {
+        if attempt.secret {
+            return Ok(());
+        }
+        self.addresses.failure(&Self::address_key(attempt), now);
+        if known_user {
+            self.users.failure(&Self::user_key(attempt), now);
+        }
+        match admission.address_locked {
+            Some(locked) => Err(locked),
+            None => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +252,107 @@ mod tests {
         t.success("u");
         t.failure("u", 2);
         assert!(t.check("u", 2).is_ok());
+    }
+
+    /// Runs one attempt through the policy; `Ok(true)`: logged in.
+    fn login(
+        t: &LoginThrottle,
+        attempt: LoginAttempt<'_>,
+        valid: bool,
+        known_user: bool,
+        now: u64,
+    ) -> Result<bool, Locked> {
+        let admission = t.admit(&attempt, now)?;
+        if valid {
+            t.succeeded(&attempt);
+            return Ok(true);
+        }
+        t.failed(&attempt, admission, known_user, now)
+            .map(|()| false)
+    }
+
+    fn user<'a>(name: &'a str, address: &'a str) -> LoginAttempt<'a> {
+        LoginAttempt {
+            name,
+            address,
+            secret: false,
+        }
+    }
+
+    #[test]
+    fn a_valid_password_is_not_refused_after_another_names_failures_from_the_same_address() {
+        let t = LoginThrottle::new(rules());
+        for i in 0..3 {
+            assert_eq!(
+                login(&t, user("nobody", "192.0.2.7"), false, false, 100 + i),
+                Ok(false)
+            );
+        }
+        // The address is locked: its failures are answered "back off"...
+        assert_eq!(
+            login(&t, user("mallory", "192.0.2.7"), false, false, 104),
+            Err(Locked {
+                retry_after_secs: 298
+            })
+        );
+        // ...but the admin with the right password behind the same address gets in.
+        assert_eq!(
+            login(&t, user("admin", "192.0.2.7"), true, true, 105),
+            Ok(true)
+        );
+        // And the lock still holds for failures.
+        assert!(login(&t, user("admin", "192.0.2.7"), false, true, 106).is_err());
+    }
+
+    #[test]
+    fn a_ci_secret_still_works_after_failures_from_its_address_and_its_failures_do_not_lock_it() {
+        let t = LoginThrottle::new(rules());
+        let ci = LoginAttempt {
+            name: "ci$deploy",
+            address: "192.0.2.9",
+            secret: true,
+        };
+        // A stale CI secret failing over and over locks nobody out, itself included.
+        for i in 0..10 {
+            assert_eq!(login(&t, ci, false, false, 100 + i), Ok(false));
+        }
+        assert_eq!(
+            login(&t, user("admin", "192.0.2.9"), false, true, 111),
+            Ok(false),
+            "the secret's failures did not count against the address"
+        );
+        // Users failing from the address lock it; a CI secret is still checked and accepted.
+        for i in 0..3 {
+            let _ = login(&t, user("nobody", "192.0.2.9"), false, false, 112 + i);
+        }
+        assert!(login(&t, user("nobody", "192.0.2.9"), false, false, 116).is_err());
+        assert_eq!(login(&t, ci, true, false, 117), Ok(true));
+    }
+
+    #[test]
+    fn per_user_throttling_stays_whatever_the_address() {
+        let t = LoginThrottle::new(rules());
+        for (i, address) in ["192.0.2.1", "192.0.2.2", "192.0.2.3"].iter().enumerate() {
+            let _ = login(&t, user("alice", address), false, true, 100 + i as u64);
+        }
+        assert_eq!(
+            login(&t, user("alice", "198.51.100.1"), true, true, 103),
+            Err(Locked {
+                retry_after_secs: 299
+            }),
+            "a locked user is refused before the password is checked"
+        );
+        // Names that do not exist are not tracked per user (bounded table), only per address.
+        for i in 0..3 {
+            let _ = login(
+                &t,
+                user("ghost", &format!("203.0.113.{i}")),
+                false,
+                false,
+                100,
+            );
+        }
+        assert!(t.admit(&user("ghost", "198.51.100.2"), 101).is_ok());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! What the source's git checkout says: the commit, its time (the default build time, for
-//! reproducibility) and the tags the seeds' convention derives from it.
+//! reproducibility) and the tags the convention (v1.2.0, commit-abc123, dev-latest) derives from it.
 
 use std::path::Path;
 use std::process::Command;
@@ -65,7 +65,7 @@ fn is_release_branch(branch: &str) -> bool {
         || branch.starts_with("release-")
 }
 
-/// The seeds' tag convention from what git says: a release tag at HEAD gives itself; every
+/// The tag convention (v1.2.0, commit-abc123, dev-latest) from what git says: a release tag at HEAD gives itself; every
 /// commit gives `commit-<short sha>`; a build on a non-release branch also gives `dev-latest`.
 /// `latest` is never produced.
 pub fn auto_tags(release_tag: Option<&str>, short_sha: &str, branch: Option<&str>) -> Vec<String> {

@@ -149,7 +149,11 @@ fn read_secret(prompt: &str) -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-/// Parses `90`, `30s`, `15m`, `12h`, `7d` into seconds.
+/// A hundred years: longer durations are typing mistakes (and would overflow a timestamp).
+const LONGEST_DURATION_SECS: u64 = 100 * 365 * 86_400;
+
+/// Parses `90`, `30s`, `15m`, `12h`, `7d` into seconds; `0` and `0s` are a length too (a grace
+/// window or an age of zero). Lifetimes, which cannot be zero, use [`parse_lifetime`].
 pub fn parse_duration(text: &str) -> anyhow::Result<u64> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
@@ -168,8 +172,19 @@ pub fn parse_duration(text: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("duration {text:?} is not a number followed by s, m, h or d"))?;
     number
         .checked_mul(multiplier)
-        .filter(|secs| *secs > 0)
-        .with_context(|| format!("duration {text:?} must be positive and not absurdly long"))
+        .filter(|secs| *secs <= LONGEST_DURATION_SECS)
+        .with_context(|| format!("duration {text:?} is absurdly long: give at most a few years"))
+}
+
+/// Parses a lifetime (of a token or a robot account) like [`parse_duration`], refusing zero,
+/// which would make a credential that is expired when it is made.
+pub fn parse_lifetime(text: &str) -> anyhow::Result<u64> {
+    let secs = parse_duration(text)?;
+    anyhow::ensure!(
+        secs > 0,
+        "lifetime {text:?} is zero: a credential that expires at once is useless; give e.g. 15m or 90d"
+    );
+    Ok(secs)
 }
 
 pub(crate) fn time_of(secs: i64) -> String {
@@ -323,6 +338,7 @@ pub enum UserCommand {
     List,
     /// Create a user; the password is read from stdin, or generated and printed.
     Create {
+        /// The new user's name (letters, digits, '.', '_', '-').
         name: String,
         /// Make the user a system administrator.
         #[arg(long)]
@@ -332,9 +348,15 @@ pub enum UserCommand {
         password_stdin: bool,
     },
     /// Delete a user.
-    Delete { name: String },
+    Delete {
+        /// The user to delete.
+        name: String,
+    },
     /// Change a password (yours, or anyone's as system administrator), read from stdin.
-    Passwd { name: String },
+    Passwd {
+        /// The user whose password changes.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -343,48 +365,73 @@ pub enum ProjectCommand {
     List,
     /// Create a project; you become its project admin.
     Create {
+        /// The project's name: the first path component of its repositories.
         name: String,
         /// Allow anonymous pulls.
         #[arg(long)]
         public: bool,
     },
     /// Show a project.
-    Show { name: String },
-    /// Make a project public (anonymous pulls) or private.
-    Set {
+    Show {
+        /// The project to show.
         name: String,
-        #[arg(long, value_name = "true|false")]
+    },
+    /// Make a project public (anonymous pulls) or private.
+    #[command(group(clap::ArgGroup::new("visibility").required(true).args(["public", "private"])))]
+    Set {
+        /// The project to change.
+        name: String,
+        /// Allow anonymous pulls.
+        #[arg(long)]
         public: bool,
+        /// Only members (and system administrators) may pull.
+        #[arg(long)]
+        private: bool,
     },
     /// Delete an empty project.
-    Delete { name: String },
+    Delete {
+        /// The project to delete.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum MemberCommand {
     /// List a project's members.
-    List { project: String },
+    List {
+        /// The project whose members to list.
+        project: String,
+    },
     /// Add a member, or change their role.
     Add {
+        /// The project to add the member to.
         project: String,
+        /// The user who becomes a member.
         user: String,
         /// project-admin, maintainer, developer, guest or limited-guest.
         #[arg(long, default_value = "developer")]
         role: String,
     },
     /// Remove a member.
-    Remove { project: String, user: String },
+    Remove {
+        /// The project to remove the member from.
+        project: String,
+        /// The member to remove.
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum RobotCommand {
     /// List robot accounts of a project (or system-wide ones without --project).
     List {
+        /// The project whose robots to list.
         #[arg(long)]
         project: Option<String>,
     },
     /// Create a robot account; its secret is printed once.
     Create {
+        /// The robot's short name; it logs in as 'robot$PROJECT+NAME' (or 'robot$NAME').
         name: String,
         /// The project it works in; without it, a system-wide robot (system administrators).
         #[arg(long)]
@@ -392,11 +439,14 @@ pub enum RobotCommand {
         #[command(flatten)]
         permissions: Permissions,
         /// Expire after this long, e.g. 90d [default: never].
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = parse_lifetime)]
         expires_in: Option<u64>,
     },
     /// Revoke a robot account, e.g. 'robot$team-a+builder'.
-    Revoke { name: String },
+    Revoke {
+        /// The robot's full name, e.g. 'robot$team-a+builder'.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -411,6 +461,7 @@ pub enum TokenCommand {
         gantry token create --project team-a --repository team-a/api --push --ttl 15m --json"
     )]
     Create {
+        /// The project the token works in.
         #[arg(long)]
         project: String,
         /// Limit the token to this repository of the project.
@@ -419,16 +470,20 @@ pub enum TokenCommand {
         #[command(flatten)]
         permissions: Permissions,
         /// Lifetime, e.g. 15m, 1h (at most 7d).
-        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        #[arg(long, default_value = "15m", value_parser = parse_lifetime)]
         ttl: u64,
     },
     /// List a project's CI tokens.
     List {
+        /// The project whose CI tokens to list.
         #[arg(long)]
         project: String,
     },
     /// Revoke a CI token now.
-    Revoke { name: String },
+    Revoke {
+        /// The token's username, e.g. 'ci$team-a+3f9c2a1b7d4e'.
+        name: String,
+    },
 }
 
 pub async fn login(
@@ -568,7 +623,11 @@ pub async fn project(args: &ApiArgs, command: ProjectCommand) -> anyhow::Result<
                 );
             }
         }
-        ProjectCommand::Set { name, public } => {
+        ProjectCommand::Set {
+            name,
+            public,
+            private: _,
+        } => {
             let value = args
                 .call(
                     Method::PATCH,
@@ -758,7 +817,7 @@ pub async fn audit(
         return Ok(());
     }
     let columns = [
-        "at", "actor", "action", "resource", "project", "client", "outcome",
+        "at", "actor", "action", "resource", "project", "client", "outcome", "detail",
     ];
     table(&columns, rows(&events, "events", &columns));
     Ok(())
@@ -775,9 +834,27 @@ mod tests {
         assert_eq!(parse_duration("15m").unwrap(), 900);
         assert_eq!(parse_duration("2h").unwrap(), 7200);
         assert_eq!(parse_duration("7d").unwrap(), 604800);
-        for bad in ["", "m", "15x", "-1m", "0s", "1.5h", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "m",
+            "15x",
+            "-1m",
+            "1.5h",
+            "99999999999999999999d",
+            "36501d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    /// `gantry gc --grace 0s` was refused as "not positive": a zero window is a length too.
+    #[test]
+    fn zero_duration_is_accepted_but_a_zero_lifetime_is_not() {
+        assert_eq!(parse_duration("0s").unwrap(), 0);
+        assert_eq!(parse_duration("0").unwrap(), 0);
+        let refused = parse_lifetime("0s").unwrap_err().to_string();
+        assert!(refused.contains("zero"), "{refused}");
+        assert_eq!(parse_lifetime("15m").unwrap(), 900);
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub drain_timeout_secs: Option<u64>,
     pub public_url: Option<String>,
+    /// Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For / Forwarded headers
+    /// name the client.
+    pub trusted_proxies: Option<Vec<String>>,
     #[serde(default)]
     pub log: FileLogConfig,
     #[serde(default)]
@@ -93,6 +96,9 @@ pub struct ServeConfig {
     /// The URL clients use to reach the registry (the token realm is derived from it);
     /// `None`: the Host of each request.
     pub public_url: Option<String>,
+    /// Peers believed when they name the client in X-Forwarded-For / Forwarded; empty: none
+    /// (the client is the connection's peer).
+    pub trusted_proxies: gantry_server::TrustedProxies,
     /// Whether a push into a project that does not exist creates it.
     pub auto_create_projects: bool,
     pub token_ttl: std::time::Duration,
@@ -120,6 +126,7 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
     pub public_url: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
     pub auto_create_projects: Option<bool>,
     pub token_ttl_secs: Option<u64>,
     pub gc_interval_secs: Option<u64>,
@@ -180,6 +187,16 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
             }
             url => url,
         },
+        trusted_proxies: gantry_server::TrustedProxies::parse(
+            &overrides
+                .trusted_proxies
+                .or(file.trusted_proxies)
+                .unwrap_or_default(),
+        )
+        .context(
+            "trusted proxies (--trusted-proxies, GANTRY_TRUSTED_PROXIES or trusted_proxies) \
+             must be IP addresses or CIDR networks, separated by commas",
+        )?,
         auto_create_projects: overrides
             .auto_create_projects
             .or(file.auth.auto_create_projects)
@@ -222,6 +239,10 @@ mod tests {
         );
         assert_eq!(c.token_ttl.as_secs(), DEFAULT_TOKEN_TTL_SECS);
         assert_eq!(c.public_url, None);
+        assert!(
+            c.trusted_proxies.is_empty(),
+            "no forwarding header is believed unless proxies are configured"
+        );
         assert_eq!(
             c.gc_interval.map(|d| d.as_secs()),
             Some(DEFAULT_GC_INTERVAL_SECS)
@@ -234,7 +255,7 @@ mod tests {
         let path = dir.path().join("gantry.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:6000\"\ndata_dir = \"/srv/g\"\n[log]\nformat = \"json\"\n[auth]\nauto_create_projects = true\n",
+            "listen = \"127.0.0.1:6000\"\ndata_dir = \"/srv/g\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n[log]\nformat = \"json\"\n[auth]\nauto_create_projects = true\n",
         )
         .unwrap();
         let c = resolve(Overrides {
@@ -246,6 +267,10 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/srv/g"));
         assert_eq!(c.log_format, LogFormat::Json);
         assert!(c.auto_create_projects);
+        assert_eq!(
+            c.trusted_proxies,
+            gantry_server::TrustedProxies::parse(&["10.0.0.0/8", "::1"]).unwrap()
+        );
         let c = resolve(Overrides {
             config: Some(path),
             listen: Some("127.0.0.1:7000".into()),
@@ -272,6 +297,12 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("https://"), "{err}");
+        let err = resolve(Overrides {
+            trusted_proxies: Some(vec!["10.0.0.0/8".into(), "lb.internal".into()]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("\"lb.internal\""), "{err:#}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "listne = \"x\"\n").unwrap();

@@ -15,15 +15,19 @@ use crate::admin::{done, list, print_json, table, text, ApiArgs};
 #[derive(Subcommand)]
 pub enum TagRulesCommand {
     /// Show a project's tag rules.
-    Show { project: String },
+    Show {
+        /// The project whose rules to show.
+        project: String,
+    },
     /// Replace a project's tag rules (maintainers and project admins).
     #[command(
         long_about = "Replace a project's tag rules (maintainers and project admins).\n\n\
         Patterns are globs (* and ?). Immutable tags can be pushed once and never moved or\n\
-        deleted; with allowed patterns, other tags are refused. Example, the seeds' convention:\n    \
+        deleted; with allowed patterns, other tags are refused. Example, for the tag convention v1.2.0 / commit-abc123 / dev-latest:\n    \
         gantry tag-rules set team --immutable 'v*' --allowed 'v*,commit-*,dev-*' --refuse-latest"
     )]
     Set {
+        /// The project whose rules to replace.
         project: String,
         /// Immutable tag patterns, comma-separated.
         #[arg(long, value_delimiter = ',')]
@@ -89,11 +93,14 @@ pub async fn tag_rules(args: &ApiArgs, command: TagRulesCommand) -> anyhow::Resu
 #[derive(Subcommand)]
 pub enum RetentionCommand {
     /// Show a project's retention policy (TOML by default, or --json).
-    Show { project: String },
+    Show {
+        /// The project whose policy to show.
+        project: String,
+    },
     /// Replace a project's retention policy from a TOML or JSON file.
     #[command(
         long_about = "Replace a project's retention policy from a TOML or JSON file.\n\n\
-        Example, a policy for the tag convention v1.2.0 / commit-abc123 / dev-latest:\n\n    \
+        Example, for the tag convention v1.2.0 / commit-abc123 / dev-latest:\n\n    \
         [[rules]]\n    tags = { include = [\"v*\"] }\n    keep = { newest_per_version_line = 3 }\n\n    \
         [[rules]]\n    tags = { include = [\"commit-*\"] }\n    keep = { pushed_within_days = 14 }\n\n    \
         [[rules]]\n    tags = { include = [\"dev-*\"] }\n    keep = { pulled_within_days = 7 }\n\n\
@@ -104,15 +111,25 @@ pub enum RetentionCommand {
         children, signatures, SBOMs) survives with it. An immutable tag rule overrides the\n\
         policy: such tags are kept and reported as protected."
     )]
-    Set { project: String, file: PathBuf },
+    Set {
+        /// The project whose policy to replace.
+        project: String,
+        /// The policy: a .toml or .json file.
+        file: PathBuf,
+    },
     /// Run the policy now; --dry-run lists what would go without deleting anything.
     Run {
+        /// The project whose policy to run.
         project: String,
+        /// List what would be deleted, and why each survivor stays, without deleting anything.
         #[arg(long)]
         dry_run: bool,
     },
     /// Earlier runs, newest first.
-    History { project: String },
+    History {
+        /// The project whose runs to list.
+        project: String,
+    },
 }
 
 /// Reads a retention policy file (TOML, or JSON when it starts with `{`) into the policy
@@ -123,10 +140,8 @@ fn read_policy(file: &std::path::Path, text: &str) -> anyhow::Result<Policy> {
     if text.trim_start().starts_with('{') {
         serde_json::from_str(text).map_err(|e| {
             anyhow::anyhow!(
-                "{} is not a valid retention policy (JSON): {e} (line {}, column {}); {what}",
-                file.display(),
-                e.line(),
-                e.column()
+                "{} is not a valid retention policy (JSON): {e}; {what}",
+                file.display()
             )
         })
     } else {
@@ -276,6 +291,12 @@ pub async fn gc(
     grace_secs: u64,
     pause_ms: u64,
 ) -> anyhow::Result<()> {
+    if grace_secs == 0 {
+        eprintln!(
+            "warning: --grace 0s collects everything unreferenced now, including the layers of \
+             pushes still under way (their manifests not yet written); run it only while no one pushes"
+        );
+    }
     let report = args
         .call(
             Method::POST,
@@ -304,7 +325,10 @@ pub async fn gc(
 #[derive(Subcommand)]
 pub enum QuotaCommand {
     /// Show a project's usage and limits.
-    Show { project: String },
+    Show {
+        /// The project whose usage to show.
+        project: String,
+    },
     /// Every project's usage and limits (system administrators).
     List,
     /// Set a project's limits (system administrators).
@@ -315,6 +339,7 @@ pub enum QuotaCommand {
         gantry quota set team --storage 50GB --artifacts 10000\n    \
         gantry quota set team --storage unlimited")]
     Set {
+        /// The project whose limits to set.
         project: String,
         /// Storage limit, e.g. 50GB, 512MiB, or `unlimited`.
         #[arg(long, value_parser = parse_limit_size)]
@@ -324,7 +349,10 @@ pub enum QuotaCommand {
         artifacts: Option<Limit>,
     },
     /// Add the usage up from what the project stores and compare with the live figures.
-    Recount { project: String },
+    Recount {
+        /// The project whose usage to recount.
+        project: String,
+    },
 }
 
 /// A limit as given on the command line.
@@ -497,6 +525,7 @@ mod tests {
     ["repositories", "tags", "exclude_tags", "pushed_before", "not_pulled_for", "dry_run"]
 )))]
 pub struct ArchiveArgs {
+    /// The project whose artifacts to archive (or list, or delete archives of).
     project: String,
     /// Repositories to look at (globs, e.g. team/api); default: every repository.
     #[arg(long = "repository", value_name = "GLOB")]

@@ -12,6 +12,7 @@ mod analyze_cmd;
 mod bootstrap;
 mod build_cmd;
 mod config;
+mod data_dir;
 mod lifecycle_cmd;
 mod lint_cmd;
 mod progress;
@@ -87,7 +88,9 @@ enum Command {
         Example: gantry copy 127.0.0.1:5000/team/app:v1 registry.example.com/team/app:v1"
     )]
     Copy {
+        /// REGISTRY/REPOSITORY[:TAG|@DIGEST] to copy from.
         source: String,
+        /// REGISTRY/REPOSITORY[:TAG|@DIGEST] to copy to.
         destination: String,
         #[command(flatten)]
         remote: RemoteArgs,
@@ -120,14 +123,7 @@ enum Command {
     )]
     Analyze(analyze_cmd::AnalyzeArgs),
     /// Check a Dockerfile for the mistakes of multi-stage Go builds.
-    #[command(
-        long_about = "Check a Dockerfile for the mistakes of multi-stage Go builds.\n\n\
-        Rules: GL001 untagged or latest base; GL002 runtime stage not minimal; GL003 CGO not\n\
-        disabled for a scratch/distroless/alpine runtime; GL004 final stage runs as root; GL005\n\
-        scratch runtime without CA certificates; GL006 Go toolchain or sources in the final stage;\n\
-        GL007 ADD where COPY would do; GL008 CMD/ENTRYPOINT in shell form. Exits 1 on errors.\n\
-        `gantry init dockerfile` prints a Dockerfile that passes."
-    )]
+    #[command(long_about = lint_cmd::long_about())]
     Lint {
         /// The Dockerfile.
         #[arg(default_value = "Dockerfile")]
@@ -151,6 +147,7 @@ enum Command {
     Login {
         /// HOST[:PORT] [default: 127.0.0.1:5000].
         registry: Option<String>,
+        /// The user (or robot / CI token name) to log in as [default: asked].
         #[arg(short, long)]
         username: Option<String>,
         /// Read the password from stdin.
@@ -232,7 +229,9 @@ enum Command {
     },
     /// Bring archived artifacts back, byte for byte (ids from `gantry archive PROJECT --list`).
     Restore {
+        /// The project the archives belong to.
         project: String,
+        /// Archive ids to restore.
         #[arg(required = true)]
         ids: Vec<i64>,
         #[command(flatten)]
@@ -243,10 +242,11 @@ enum Command {
         /// Report what would be freed without deleting anything.
         #[arg(long)]
         dry_run: bool,
-        /// Only collect what is older than this, e.g. 1h, 30m (protects pushes in flight).
+        /// Only collect what is older than this, e.g. 1h, 30m (protects pushes in flight);
+        /// 0s collects everything unreferenced now: only when no push is under way.
         #[arg(long, default_value = "1h", value_parser = admin::parse_duration)]
         grace: u64,
-        /// Throttle: milliseconds to pause between batches of 1000 deletions.
+        /// Throttle: milliseconds to pause between batches of 1000 deletions (at most 60000).
         #[arg(long, default_value_t = 0)]
         pause_ms: u64,
         #[command(flatten)]
@@ -313,6 +313,11 @@ struct ServeArgs {
     /// proxy (token challenges point there) [default: the Host of each request].
     #[arg(long, env = "GANTRY_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Reverse proxies whose X-Forwarded-For / Forwarded headers name the client (for login
+    /// throttling and the audit log): addresses or CIDR networks, comma-separated, e.g.
+    /// 10.0.0.0/8,::1 [default: none; the client is the connection's peer].
+    #[arg(long, env = "GANTRY_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Option<Vec<String>>,
     /// Create a project (private, pusher as project admin) on the first push into it,
     /// instead of refusing the push [default: false].
     #[arg(long, env = "GANTRY_AUTO_CREATE_PROJECTS")]
@@ -371,8 +376,13 @@ fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| {
         format!("log filter {level:?} is invalid; use a level such as info or debug")
     })?;
+    // Colour codes only where a person reads them: a file, a pipe or a log collector gets plain
+    // text. NO_COLOR (https://no-color.org) turns colour off on a terminal too.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -392,6 +402,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 log_format: args.log_format,
                 log_level: args.log_level,
                 public_url: args.public_url,
+                trusted_proxies: args.trusted_proxies,
                 auto_create_projects: args.auto_create_projects,
                 token_ttl_secs: args.token_ttl_secs,
                 gc_interval_secs: args.gc_interval_secs,
@@ -554,5 +565,33 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    /// Every command and every argument a user can give says what it is in `--help`
+    /// (an entry with an empty description teaches nothing).
+    #[test]
+    fn help_entries_have_no_empty_descriptions() {
+        use clap::CommandFactory;
+        fn undescribed(command: &clap::Command, path: &str, found: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                    found.push(format!("{path} <{}>", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    found.push(sub_path.clone());
+                }
+                undescribed(sub, &sub_path, found);
+            }
+        }
+        let mut found = Vec::new();
+        undescribed(&Cli::command(), "gantry", &mut found);
+        assert!(
+            found.is_empty(),
+            "help entries without a description: {found:#?}"
+        );
     }
 }

@@ -40,8 +40,8 @@ fn return_large_allocations_to_the_system() {}
 
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     return_large_allocations_to_the_system();
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    // Held until this function returns: one server per data directory.
+    let _data_dir = crate::data_dir::claim(&config.data_dir)?;
     let blobs = FsBlobStore::open(config.data_dir.join("storage")).with_context(|| {
         format!(
             "cannot open blob storage under {}",
@@ -151,6 +151,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         registry: registry.clone(),
         access: access.clone(),
         public_url: config.public_url.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
     })
     .into_make_service_with_connect_info::<SocketAddr>();
 

@@ -536,13 +536,15 @@ async fn token_flow_challenges_and_grants_the_intersection_of_asked_and_allowed(
         .send()
         .await
         .unwrap();
-    // 403 (not 401) with a challenge: what the oras SDK needs to ask for a new token.
-    assert!(header(&r, "www-authenticate")
-        .unwrap()
-        .contains("scope=\"repository:priv/app:pull,push\""));
+    // No token would let a guest push: 403, not a request for a better token (the challenge
+    // still names the scope).
+    let challenge = header(&r, "www-authenticate").unwrap().to_string();
+    assert!(challenge.contains("scope=\"repository:priv/app:pull,push\""));
+    assert!(!challenge.contains("insufficient_scope"), "{challenge}");
     assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
 
-    // A token for one repository is nothing on another, even one the user may push to.
+    // A token for one repository is nothing on another, even one the user may push to: the
+    // registry asks for a better token (401 insufficient_scope), which the user then gets.
     let (_, answer) = token_for(
         &s,
         &http_as("developer", PASSWORD),
@@ -550,12 +552,24 @@ async fn token_flow_challenges_and_grants_the_intersection_of_asked_and_allowed(
     )
     .await;
     let developer = bearer(answer["token"].as_str().unwrap());
-    for path in [
-        "/v2/pub/app/blobs/uploads/",
-        "/v2/priv/other/blobs/uploads/",
-    ] {
-        let r = developer.post(s.url(path)).send().await.unwrap();
-        assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    for repository in ["pub/app", "priv/other"] {
+        let path = format!("/v2/{repository}/blobs/uploads/");
+        let r = developer.post(s.url(&path)).send().await.unwrap();
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some(format!(
+                "Bearer realm=\"{realm}\",service=\"gantry\",scope=\"repository:{repository}:pull,push\",error=\"insufficient_scope\""
+            ).as_str())
+        );
+        assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+        let scope = format!("repository:{repository}:pull,push");
+        let r = bearer_as(&s, "developer", &[&scope])
+            .await
+            .post(s.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{path}");
     }
     let r = developer
         .post(s.url("/v2/priv/app/blobs/uploads/"))
@@ -897,4 +911,347 @@ async fn the_api_takes_bearer_tokens_issued_for_it_and_no_others() {
         .await
         .unwrap();
     assert!(doc["paths"]["/api/v1/tokens"]["post"].is_object());
+}
+
+/// `curl` as a real client: the HTTP status of `GET path` with Basic credentials `user:password`
+/// and extra `headers`.
+fn curl_status(s: &Server, path: &str, credentials: &str, headers: &[&str]) -> u16 {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-u",
+        credentials,
+    ]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    run(cmd.arg(s.url(path))).trim().parse().unwrap()
+}
+
+/// Mints a CI token for `repository` (project `project`, which must exist) as admin.
+async fn ci_token(s: &Server, project: &str, repository: &str) -> (String, String) {
+    let r: Value = http()
+        .post(s.url("/api/v1/tokens"))
+        .json(&json!({"project": project, "repository": repository, "actions": ["push"], "ttl_secs": 600}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        r["name"].as_str().unwrap().to_string(),
+        r["secret"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A server with user `alice` (who never logged in yet) and a fresh, unused CI token for
+/// `ci/app` (name, secret).
+async fn server_with_alice_and_a_ci_token() -> (Server, String, String) {
+    let s = Server::start();
+    api_create_project(&s, "ci", false).await;
+    api_create_user(&s, "alice", PASSWORD, false).await;
+    let (ci_name, ci_secret) = ci_token(&s, "ci", "ci/app").await;
+    (s, ci_name, ci_secret)
+}
+
+#[tokio::test]
+async fn a_valid_password_is_not_refused_after_another_names_failures_from_the_same_address() {
+    // The CI token is minted a second before the failures.
+    let (s, ci_name, ci_secret) = server_with_alice_and_a_ci_token().await;
+    // One stale secret for a name that does not exist, from this (shared) address.
+    for _ in 0..5 {
+        assert_eq!(curl_status(&s, "/v2/", "nobody:stale", &[]), 401);
+    }
+    assert_eq!(
+        curl_status(&s, "/v2/", "nobody:stale", &[]),
+        429,
+        "the failing client is told to back off"
+    );
+    // Everyone else behind the address, with a valid credential, gets in.
+    assert_eq!(
+        curl_status(&s, "/v2/", &format!("alice:{PASSWORD}"), &[]),
+        200
+    );
+    assert_eq!(
+        curl_status(&s, "/v2/", &format!("{ci_name}:{ci_secret}"), &[]),
+        200,
+        "a CI token still works after failures from its address"
+    );
+    assert_eq!(
+        curl_status(
+            &s,
+            "/auth/token?service=gantry&scope=repository:ci/app:pull,push",
+            &format!("{ci_name}:{ci_secret}"),
+            &[]
+        ),
+        200
+    );
+    // A wrong password from the locked address is throttled, not just refused.
+    assert_eq!(curl_status(&s, "/v2/", "alice:wrong", &[]), 429);
+}
+
+#[tokio::test]
+async fn a_stale_ci_secret_does_not_lock_its_address() {
+    let (s, ci_name, _) = server_with_alice_and_a_ci_token().await;
+    // A CI fleet behind one NAT retrying with an old secret.
+    for _ in 0..20 {
+        assert_eq!(
+            curl_status(&s, "/v2/", &format!("{ci_name}:old-secret"), &[]),
+            401
+        );
+    }
+    assert_eq!(curl_status(&s, "/v2/", "alice:wrong", &[]), 401);
+    assert_eq!(
+        curl_status(&s, "/v2/", &format!("alice:{PASSWORD}"), &[]),
+        200
+    );
+}
+
+#[tokio::test]
+async fn x_forwarded_for_is_honoured_only_from_a_trusted_proxy() {
+    // The tests connect from 127.0.0.1: here that is a trusted proxy in front of the clients.
+    let behind_proxy =
+        Server::start_configured(&[("GANTRY_TRUSTED_PROXIES", "127.0.0.1,10.0.0.0/8")]);
+    for _ in 0..5 {
+        let status = curl_status(
+            &behind_proxy,
+            "/v2/",
+            "nobody:wrong",
+            &["X-Forwarded-For: 203.0.113.5"],
+        );
+        assert_eq!(status, 401);
+    }
+    assert_eq!(
+        curl_status(
+            &behind_proxy,
+            "/v2/",
+            "nobody:wrong",
+            &["X-Forwarded-For: 203.0.113.5"]
+        ),
+        429,
+        "the client behind the proxy is throttled..."
+    );
+    assert_eq!(
+        curl_status(
+            &behind_proxy,
+            "/v2/",
+            "nobody:wrong",
+            &["X-Forwarded-For: 203.0.113.6"]
+        ),
+        401,
+        "...not its neighbours behind the same proxy"
+    );
+    assert_eq!(
+        curl_status(
+            &behind_proxy,
+            "/v2/",
+            "nobody:wrong",
+            &["Forwarded: for=203.0.113.7"]
+        ),
+        401
+    );
+    let audit = get_json(&behind_proxy, "/api/v1/audit?limit=1000").await;
+    let clients: std::collections::BTreeSet<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "login" && e["actor"] == "nobody")
+        .map(|e| e["client"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        clients,
+        ["203.0.113.5", "203.0.113.6", "203.0.113.7"].into(),
+        "the audit log names the client, not the proxy"
+    );
+
+    // Without trusted proxies the header is anyone's to forge and is ignored.
+    let direct = Server::start();
+    for n in 0..5 {
+        let forged = format!("X-Forwarded-For: 203.0.113.{n}");
+        assert_eq!(
+            curl_status(&direct, "/v2/", "nobody:wrong", &[&forged]),
+            401
+        );
+    }
+    assert_eq!(
+        curl_status(
+            &direct,
+            "/v2/",
+            "nobody:wrong",
+            &["X-Forwarded-For: 198.51.100.1"]
+        ),
+        429,
+        "rotating a forged header does not escape the peer's throttle"
+    );
+    let audit = get_json(&direct, "/api/v1/audit?limit=1000").await;
+    assert!(audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "login" && e["actor"] == "nobody")
+        .all(|e| e["client"] == "127.0.0.1"));
+}
+
+/// A client holding the token `user` gets for `scopes`.
+async fn bearer_as(s: &Server, user: &str, scopes: &[&str]) -> reqwest::Client {
+    let (_, answer) = token_for(s, &http_as(user, PASSWORD), scopes).await;
+    bearer(answer["token"].as_str().unwrap())
+}
+
+/// The `WWW-Authenticate` value that asks for `scopes` because a token lacks them.
+fn insufficient_scope_challenge(s: &Server, scopes: &str) -> String {
+    format!(
+        "Bearer realm=\"http://{}/auth/token\",service=\"gantry\",scope=\"{scopes}\",error=\"insufficient_scope\"",
+        s.addr
+    )
+}
+
+#[tokio::test]
+async fn pull_token_may_poll_its_upload_status() {
+    let (s, _) = matrix_server().await;
+    let pusher = bearer_as(&s, "developer", &["repository:priv/app:pull,push"]).await;
+    let r = pusher
+        .post(s.url("/v2/priv/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = header(&r, "location").unwrap().to_string();
+    // The client's token after a refresh carries pull only (as the oras SDK's may).
+    for user in ["developer", "guest"] {
+        let puller = bearer_as(&s, user, &["repository:priv/app:pull"]).await;
+        let r = puller.get(s.url(&location)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{user}");
+        assert_eq!(header(&r, "range"), Some("0-0"));
+    }
+    // Writing to the upload still needs push: a developer is asked for a better token, a
+    // guest (who will never get one) is denied.
+    for (user, status) in [
+        ("developer", StatusCode::UNAUTHORIZED),
+        ("guest", StatusCode::FORBIDDEN),
+    ] {
+        let puller = bearer_as(&s, user, &["repository:priv/app:pull"]).await;
+        let r = puller
+            .patch(s.url(&location))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{user}");
+    }
+    // Basic callers follow the same table: a guest may poll, not write.
+    let guest = http_as("guest", PASSWORD);
+    let r = guest.get(s.url(&location)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = guest
+        .patch(s.url(&location))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+}
+
+#[tokio::test]
+async fn missing_scope_answers_401_insufficient_scope_challenge() {
+    let (s, _) = matrix_server().await;
+    let stale = bearer_as(&s, "developer", &["repository:priv/app:pull"]).await;
+    let get = |client: &reqwest::Client| {
+        client
+            .get(s.url("/v2/pub/app/manifests/v1"))
+            .header("accept", media_type::OCI_MANIFEST)
+            .send()
+    };
+    let r = get(&stale).await.unwrap();
+    let challenge = insufficient_scope_challenge(&s, "repository:pub/app:pull");
+    assert_eq!(header(&r, "www-authenticate"), Some(challenge.as_str()));
+    assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    // A client that sends the same token again (the oras SDK acts on 403 only) gets 403
+    // with the same challenge.
+    let r = get(&stale).await.unwrap();
+    assert_eq!(header(&r, "www-authenticate"), Some(challenge.as_str()));
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    // The token the challenge asks for works.
+    let better = bearer_as(&s, "developer", &["repository:pub/app:pull"]).await;
+    assert_eq!(get(&better).await.unwrap().status(), StatusCode::OK);
+    // Push with a pull token: the challenge names pull,push.
+    let r = stale
+        .put(s.url("/v2/priv/app/manifests/v2"))
+        .header("content-type", media_type::OCI_MANIFEST)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "www-authenticate"),
+        Some(insufficient_scope_challenge(&s, "repository:priv/app:pull,push").as_str())
+    );
+    assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    // An outsider's token for what it may never have: 403, no request for a better token.
+    let outsider = bearer_as(&s, "outsider", &["repository:priv/app:pull"]).await;
+    let r = outsider
+        .get(s.url("/v2/priv/app/tags/list"))
+        .send()
+        .await
+        .unwrap();
+    assert!(!header(&r, "www-authenticate")
+        .unwrap()
+        .contains("insufficient_scope"));
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+}
+
+#[tokio::test]
+async fn mount_lacking_pull_on_from_answers_a_challenge_with_both_scopes() {
+    let (s, images) = matrix_server().await;
+    let (from, _, config) = &images[1]; // pub/app's config blob
+    let mount = format!("/v2/priv/app/blobs/uploads/?mount={config}&from={from}");
+    let r = bearer_as(&s, "developer", &["repository:priv/app:pull,push"])
+        .await
+        .post(s.url(&mount))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "www-authenticate"),
+        Some(
+            insufficient_scope_challenge(
+                &s,
+                &format!("repository:priv/app:pull,push repository:{from}:pull")
+            )
+            .as_str()
+        )
+    );
+    assert_error(r, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+    // With both scopes, as the challenge asked, the blob is mounted.
+    let r = bearer_as(
+        &s,
+        "developer",
+        &["repository:priv/app:pull,push", "repository:pub/app:pull"],
+    )
+    .await
+    .post(s.url(&mount))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        header(&r, "docker-content-digest"),
+        Some(config.to_string().as_str())
+    );
+    // A caller who may not pull from `from` at all gets an upload session instead (the spec's
+    // answer to a mount that cannot be done), with a token as with Basic credentials.
+    let (secret_repo, _, secret_config) = &images[0]; // priv/app
+    api_create_project(&s, "own", false).await;
+    api_set_role(&s, "own", "outsider", "developer").await;
+    let outsider = bearer_as(&s, "outsider", &["repository:own/app:pull,push"]).await;
+    let steal = format!("/v2/own/app/blobs/uploads/?mount={secret_config}&from={secret_repo}");
+    for client in [outsider, http_as("outsider", PASSWORD)] {
+        let r = client.post(s.url(&steal)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
 }

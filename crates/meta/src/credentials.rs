@@ -26,7 +26,11 @@ pub struct AuditEvent {
     pub resource: String,
     pub project: Option<String>,
     pub client_addr: Option<String>,
+    /// `success`, `failure` (wrong credentials) or `denied` (refused by a permission, tag rule,
+    /// quota or throttle).
     pub outcome: String,
+    /// For a refusal, what refused it, in the words the client was told.
+    pub detail: Option<String>,
 }
 
 /// Which audit events to return, newest first.
@@ -142,8 +146,8 @@ impl MetaStore {
         let mut tx = self.writer.begin().await?;
         for event in events {
             sqlx::query(
-                "INSERT INTO audit_log (at, actor, action, resource, project, client_addr, outcome) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO audit_log (at, actor, action, resource, project, client_addr, outcome, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(event.at)
             .bind(&event.actor)
@@ -152,6 +156,7 @@ impl MetaStore {
             .bind(&event.project)
             .bind(&event.client_addr)
             .bind(&event.outcome)
+            .bind(&event.detail)
             .execute(&mut *tx)
             .await?;
         }
@@ -161,7 +166,7 @@ impl MetaStore {
 
     pub async fn audit(&self, query: &AuditQuery<'_>) -> Result<Vec<AuditEvent>> {
         let rows = sqlx::query(
-            "SELECT at, actor, action, resource, project, client_addr, outcome FROM audit_log \
+            "SELECT at, actor, action, resource, project, client_addr, outcome, detail FROM audit_log \
              WHERE ($1 IS NULL OR project = $1) AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3) \
              ORDER BY at DESC, id DESC LIMIT $4",
         )
@@ -181,6 +186,7 @@ impl MetaStore {
                 project: r.get(4),
                 client_addr: r.get(5),
                 outcome: r.get(6),
+                detail: r.get(7),
             })
             .collect())
     }
@@ -281,7 +287,8 @@ mod tests {
                     resource: format!("{project}/app"),
                     project: Some(project.into()),
                     client_addr: Some("127.0.0.1".into()),
-                    outcome: "allowed".into(),
+                    outcome: "denied".into(),
+                    detail: Some(format!("{action} refused in {project}")),
                 })
                 .collect();
         store.record_audit(&events).await.unwrap();

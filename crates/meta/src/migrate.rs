@@ -20,7 +20,11 @@ const SQLITE: &[(i64, &str)] = &[
     (7, include_str!("../migrations/sqlite/0007_archives.sql")),
     (
         8,
-        include_str!("../migrations/sqlite/0008_push_times_in_microseconds.sql"),
+        include_str!("../migrations/sqlite/0008_audit_detail.sql"),
+    ),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_push_times_in_microseconds.sql"),
     ),
 ];
 

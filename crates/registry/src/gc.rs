@@ -86,6 +86,11 @@ impl Registry {
     /// Collects garbage older than the grace window at `now` (Unix seconds).
     pub async fn collect_garbage(&self, now: i64, options: &GcOptions) -> Result<GcReport> {
         let started = Instant::now();
+        if options.grace.is_zero() && !options.dry_run {
+            // Allowed (an administrator who stopped every push may want everything back now),
+            // but blobs of a push whose manifest has not arrived yet go too.
+            tracing::warn!("garbage collection with a zero grace window: layers of pushes under way are collected too");
+        }
         let cutoff = now - options.grace.as_secs() as i64;
         let mut report = GcReport {
             dry_run: options.dry_run,

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use gantry_access::{now_secs, AccessError, AuditEntry, LoginVia, CI_PREFIX, ROBOT_PREFIX};
 use gantry_auth::{Action, Identity, Role};
 use gantry_lifecycle::archive::ArchiveSelector;
-use gantry_lifecycle::retention::Policy;
+use gantry_lifecycle::retention::{Keep, Policy};
 use gantry_lifecycle::TagRules;
 use gantry_meta::{AuditQuery, Credential, Quota, Usage};
 use http::{header, HeaderValue, StatusCode};
@@ -27,8 +27,6 @@ use crate::AppState;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Longest lifetime of a CI token: they are meant to live for one pipeline run.
-const MAX_CI_TOKEN_TTL_SECS: u64 = 7 * 24 * 3600;
 const DEFAULT_CI_TOKEN_TTL_SECS: u64 = 15 * 60;
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -120,7 +118,7 @@ impl FromRequestParts<Arc<AppState>> for ApiCaller {
         let client = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| client_address(addr))
+            .map(|ConnectInfo(addr)| client_address(&state.trusted_proxies, addr, &parts.headers))
             .unwrap_or_default();
         let caller = auth::caller(state, &parts.headers, &client, LoginVia::Basic).await?;
         let identity = state.access.api_identity(&caller).await?;
@@ -134,21 +132,48 @@ impl FromRequestParts<Arc<AppState>> for ApiCaller {
     }
 }
 
-/// A JSON body whose rejection is an OCI error like every other failure.
+/// A JSON request body; every rejection is an OCI error like every other failure.
+///
+/// The body is JSON whatever its `Content-Type` says (`curl -d` sends
+/// `application/x-www-form-urlencoded`), as most REST APIs take it. It must be a JSON object
+/// (every body the document describes is one): serde would otherwise read a JSON array into a
+/// struct field by field. Unknown fields are refused by the types (`deny_unknown_fields`).
 pub struct Body<T>(T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(ApiError::Invalid(format!(
-                "request body: {}",
-                rejection.body_text()
-            ))),
-        }
+        let bytes = bytes::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::Invalid(format!("request body: {}", rejection.body_text()))
+            })?;
+        parse_body(&bytes).map(Body)
     }
+}
+
+/// Reads a request body: a JSON object of the shape `T`.
+fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::Invalid(format!(
+            "request body is not JSON ({e}): send a JSON object"
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::Invalid(
+            "request body must be a JSON object".to_string(),
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::Invalid(format!("request body: {inner}"))
+        } else {
+            ApiError::Invalid(format!("request body: {path}: {inner}"))
+        }
+    })
 }
 
 /// Query parameters whose rejection is an OCI error like every other failure.
@@ -165,6 +190,71 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Par
             Ok(Query(value)) => Ok(Params(value)),
             Err(rejection) => Err(ApiError::Invalid(rejection.body_text())),
         }
+    }
+}
+
+/// Path parameters whose rejection (an archive id that is not a number, say) is an OCI
+/// error like every other failure, not axum's plain-text answer.
+pub struct PathParams<T>(T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParams(value)),
+            Err(rejection) => Err(ApiError::Invalid(format!(
+                "path parameter: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
+
+/// The ranges of the API's integer parameters and fields. `openapi.json` gives each as
+/// `minimum`/`maximum`; a test checks the two agree, and [`within`] refuses what lies outside.
+pub mod limits {
+    use std::ops::RangeInclusive;
+
+    /// `pause_ms` of `POST /gc`: at most a minute between batches.
+    pub const GC_PAUSE_MS: RangeInclusive<u64> = 0..=60_000;
+    /// `grace_secs` of `POST /gc`: at most ten years (the cutoff is `now - grace`).
+    pub const GC_GRACE_SECS: RangeInclusive<u64> = 0..=315_360_000;
+    /// `limit` of `GET /audit`.
+    pub const AUDIT_LIMIT: RangeInclusive<u32> = 1..=10_000;
+    /// `since` and `until` of `GET /audit`: Unix seconds.
+    pub const UNIX_SECS: RangeInclusive<i64> = 0..=i64::MAX;
+    /// `ttl_secs` of a CI token: they are meant to live for one pipeline run (at most 7 days).
+    pub const CI_TOKEN_TTL_SECS: RangeInclusive<u64> = 1..=7 * 24 * 3600;
+    /// `expires_in_secs` of a robot account: at most ten years.
+    pub const ROBOT_EXPIRES_IN_SECS: RangeInclusive<u64> = 1..=315_360_000;
+    /// Quota limits, in bytes or artifacts.
+    pub const QUOTA_LIMIT: RangeInclusive<i64> = 0..=i64::MAX;
+    /// Ages in days (archive selectors, retention rules): at most 100 years.
+    pub const DAYS: RangeInclusive<i64> = 0..=36_500;
+    /// Counts of a retention rule (`most_recently_pushed` and the like).
+    pub const KEEP_COUNT: RangeInclusive<usize> = 0..=1_000_000;
+    /// Archive ids.
+    pub const ARCHIVE_ID: RangeInclusive<i64> = 1..=i64::MAX;
+}
+
+/// `value` of the parameter or field `name`, if it lies in `range`; else 400 naming both.
+fn within<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ApiError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::Invalid(format!(
+            "{name} {value} is out of range: give {} to {}",
+            range.start(),
+            range.end()
+        )))
     }
 }
 
@@ -252,6 +342,7 @@ impl ApiCaller {
                 project: project.map(str::to_string),
                 client: self.client.clone(),
                 outcome: "success".into(),
+                detail: None,
             })
             .await;
     }
@@ -346,7 +437,7 @@ async fn hash_password(password: &str) -> Result<String, ApiError> {
 async fn delete_user(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(user): Path<String>,
+    PathParams(user): PathParams<String>,
 ) -> ApiResult {
     caller.require_system_admin("delete users")?;
     if user == caller.name() {
@@ -371,7 +462,7 @@ struct NewPassword {
 async fn set_password(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(user): Path<String>,
+    PathParams(user): PathParams<String>,
     Body(body): Body<NewPassword>,
 ) -> ApiResult {
     if user != caller.name() {
@@ -450,7 +541,7 @@ async fn create_project(
 async fn show_project(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
 ) -> ApiResult {
     caller
         .require(&state, &project, Action::Pull, "see the project")
@@ -464,7 +555,7 @@ async fn show_project(
 async fn update_project(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
     Body(update): Body<ProjectUpdate>,
 ) -> ApiResult {
     caller
@@ -493,7 +584,7 @@ async fn update_project(
 async fn delete_project(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
 ) -> ApiResult {
     caller
         .require(
@@ -515,7 +606,7 @@ async fn delete_project(
 async fn show_tag_rules(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
 ) -> ApiResult {
     caller
         .require(&state, &project, Action::Pull, "see tag rules")
@@ -527,7 +618,7 @@ async fn show_tag_rules(
 async fn set_tag_rules(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
     Body(rules): Body<TagRules>,
 ) -> ApiResult {
     caller
@@ -546,7 +637,7 @@ async fn set_tag_rules(
 async fn show_retention(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
 ) -> ApiResult {
     caller
         .require(&state, &project, Action::Pull, "see the retention policy")
@@ -558,7 +649,7 @@ async fn show_retention(
 async fn set_retention(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
     Body(policy): Body<Policy>,
 ) -> ApiResult {
     caller
@@ -569,6 +660,7 @@ async fn set_retention(
             "change the retention policy",
         )
         .await?;
+    check_retention_bounds(&policy)?;
     state
         .registry
         .set_retention_policy(&project, &policy)
@@ -584,6 +676,25 @@ async fn set_retention(
     Ok(Json(policy).into_response())
 }
 
+/// Refuses counts and ages of a policy's rules outside the ranges the document gives them
+/// (the types alone would take any `usize` or `i64`, and an age in days becomes seconds).
+fn check_retention_bounds(policy: &Policy) -> Result<(), ApiError> {
+    for rule in &policy.rules {
+        match rule.keep {
+            Keep::MostRecentlyPushed(n)
+            | Keep::MostRecentlyPulled(n)
+            | Keep::NewestPerVersionLine(n) => {
+                within("the count a rule keeps", n, limits::KEEP_COUNT)?;
+            }
+            Keep::PushedWithinDays(days) | Keep::PulledWithinDays(days) => {
+                within("the days a rule keeps", days, limits::DAYS)?;
+            }
+            Keep::Always => {}
+        }
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 struct RunOptions {
     #[serde(default)]
@@ -594,7 +705,7 @@ struct RunOptions {
 async fn run_retention(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
     Params(options): Params<RunOptions>,
 ) -> ApiResult {
     caller
@@ -632,7 +743,7 @@ async fn run_retention(
 async fn retention_history(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
 ) -> ApiResult {
     caller
         .require(&state, &project, Action::Pull, "see retention runs")
@@ -664,7 +775,7 @@ fn quota_json(quota: &Quota) -> serde_json::Value {
 async fn show_quota(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
 ) -> ApiResult {
     caller
         .require(&state, &project, Action::Pull, "see the quota")
@@ -685,18 +796,20 @@ struct QuotaLimits {
 async fn set_quota(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
     Body(limits): Body<QuotaLimits>,
 ) -> ApiResult {
     caller.require_system_admin("set quotas")?;
     caller
         .require(&state, &project, Action::ManageSettings, "set the quota")
         .await?;
-    if limits.storage_bytes.is_some_and(|n| n < 0) || limits.artifacts.is_some_and(|n| n < 0) {
-        return Err(ApiError::Invalid(
-            "quota limits are counts of bytes and artifacts: zero or more, or null for unlimited"
-                .into(),
-        ));
+    for (name, limit) in [
+        ("storage_bytes", limits.storage_bytes),
+        ("artifacts", limits.artifacts),
+    ] {
+        if let Some(limit) = limit {
+            within(name, limit, self::limits::QUOTA_LIMIT)?;
+        }
     }
     let quota = state
         .access
@@ -723,7 +836,7 @@ async fn set_quota(
 async fn recount_quota(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
 ) -> ApiResult {
     caller.require_system_admin("recount usage")?;
     caller
@@ -760,7 +873,7 @@ async fn list_quotas(State(state): State<Arc<AppState>>, caller: ApiCaller) -> A
 async fn run_archive(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
     Params(options): Params<RunOptions>,
     Body(selector): Body<ArchiveSelector>,
 ) -> ApiResult {
@@ -772,6 +885,14 @@ async fn run_archive(
             "archive artifacts",
         )
         .await?;
+    for (name, days) in [
+        ("pushed_before_days", selector.pushed_before_days),
+        ("not_pulled_for_days", selector.not_pulled_for_days),
+    ] {
+        if let Some(days) = days {
+            within(name, days, limits::DAYS)?;
+        }
+    }
     let report = state
         .registry
         .archive(
@@ -802,7 +923,7 @@ async fn run_archive(
 async fn list_archives(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
 ) -> ApiResult {
     caller
         .require(&state, &project, Action::Pull, "see archives")
@@ -824,11 +945,12 @@ async fn list_archives(
 async fn restore_archive(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path((project, id)): Path<(String, i64)>,
+    PathParams((project, id)): PathParams<(String, i64)>,
 ) -> ApiResult {
     caller
         .require(&state, &project, Action::ManageTagRules, "restore archives")
         .await?;
+    let id = within("archive id", id, limits::ARCHIVE_ID)?;
     let report = state
         .registry
         .restore(&project, id, gantry_registry::unix_now())
@@ -844,11 +966,12 @@ async fn restore_archive(
 async fn delete_archive(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path((project, id)): Path<(String, i64)>,
+    PathParams((project, id)): PathParams<(String, i64)>,
 ) -> ApiResult {
     caller
         .require(&state, &project, Action::ManageTagRules, "delete archives")
         .await?;
+    let id = within("archive id", id, limits::ARCHIVE_ID)?;
     let record = state.registry.delete_archive(&project, id).await?;
     let resource = format!("archive {id}: {}@{}", record.repository, record.digest);
     caller
@@ -868,7 +991,7 @@ struct Membership {
 async fn list_members(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
 ) -> ApiResult {
     caller
         .require(&state, &project, Action::List, "list members")
@@ -887,7 +1010,7 @@ async fn list_members(
 async fn set_member(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path((project, user)): Path<(String, String)>,
+    PathParams((project, user)): PathParams<(String, String)>,
     Body(membership): Body<Membership>,
 ) -> ApiResult {
     caller
@@ -919,7 +1042,7 @@ async fn set_member(
 async fn remove_member(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path((project, user)): Path<(String, String)>,
+    PathParams((project, user)): PathParams<(String, String)>,
 ) -> ApiResult {
     caller
         .require(&state, &project, Action::ManageMembers, "manage members")
@@ -1064,6 +1187,9 @@ async fn create_robot(
         )));
     }
     let actions = credential_actions(&robot.actions)?;
+    if let Some(secs) = robot.expires_in_secs {
+        within("expires_in_secs", secs, limits::ROBOT_EXPIRES_IN_SECS)?;
+    }
     let name = match &project {
         Some(project) => format!("{ROBOT_PREFIX}{project}+{}", robot.name),
         None => format!("{ROBOT_PREFIX}{}", robot.name),
@@ -1074,9 +1200,7 @@ async fn create_robot(
         project,
         repository: None,
         actions: action_names(&actions),
-        expires_at: robot
-            .expires_in_secs
-            .map(|secs| (now_secs() + secs.max(1)) as i64),
+        expires_at: robot.expires_in_secs.map(|secs| (now_secs() + secs) as i64),
         revoked_at: None,
         created_by: caller.name().to_string(),
     };
@@ -1086,7 +1210,7 @@ async fn create_robot(
 async fn create_project_robot(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
     Body(robot): Body<NewRobot>,
 ) -> ApiResult {
     caller
@@ -1125,7 +1249,7 @@ async fn credential_list(state: &AppState, project: Option<&str>, kind: &str) ->
 async fn list_project_robots(
     State(state): State<Arc<AppState>>,
     caller: ApiCaller,
-    Path(project): Path<String>,
+    PathParams(project): PathParams<String>,
 ) -> ApiResult {
     caller
         .require(
@@ -1182,10 +1306,10 @@ fn revoke_handler(
 ) -> impl Fn(
     State<Arc<AppState>>,
     ApiCaller,
-    Path<String>,
+    PathParams<String>,
 ) -> futures::future::BoxFuture<'static, ApiResult>
        + Clone {
-    move |State(state), caller, Path(name)| {
+    move |State(state), caller, PathParams(name)| {
         Box::pin(async move { revoke(&state, &caller, &name, kind).await })
     }
 }
@@ -1200,6 +1324,12 @@ async fn create_token(
         return Err(AccessError::Denied("only users can mint CI tokens".into()).into());
     }
     let actions = credential_actions(&token.actions)?;
+    if state.access.meta().project(&token.project).await?.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "project {:?} does not exist",
+            token.project
+        )));
+    }
     if let Some(repository) = &token.repository {
         let valid = gantry_oci::RepositoryName::parse(repository).is_ok()
             && gantry_access::project_of(repository) == token.project;
@@ -1209,12 +1339,6 @@ async fn create_token(
                 token.project
             )));
         }
-    }
-    if state.access.meta().project(&token.project).await?.is_none() {
-        return Err(ApiError::NotFound(format!(
-            "project {:?} does not exist",
-            token.project
-        )));
     }
     for action in &actions {
         let allowed = state
@@ -1235,12 +1359,11 @@ async fn create_token(
             .into());
         }
     }
-    let ttl = token.ttl_secs.unwrap_or(DEFAULT_CI_TOKEN_TTL_SECS);
-    if !(1..=MAX_CI_TOKEN_TTL_SECS).contains(&ttl) {
-        return Err(ApiError::Invalid(format!(
-            "ttl_secs {ttl} is out of range: CI tokens live between 1 s and 7 days"
-        )));
-    }
+    let ttl = within(
+        "ttl_secs",
+        token.ttl_secs.unwrap_or(DEFAULT_CI_TOKEN_TTL_SECS),
+        limits::CI_TOKEN_TTL_SECS,
+    )?;
     let suffix = &random_hex()[..12];
     let credential = Credential {
         name: format!("{CI_PREFIX}{}+{suffix}", token.project),
@@ -1303,10 +1426,12 @@ async fn run_gc(
         ..Default::default()
     };
     if let Some(grace) = params.grace_secs {
+        let grace = within("grace_secs", grace, limits::GC_GRACE_SECS)?;
         options.grace = std::time::Duration::from_secs(grace);
     }
     if let Some(pause) = params.pause_ms {
-        options.pause = std::time::Duration::from_millis(pause.min(60_000));
+        let pause = within("pause_ms", pause, limits::GC_PAUSE_MS)?;
+        options.pause = std::time::Duration::from_millis(pause);
     }
     let report = state
         .registry
@@ -1357,6 +1482,12 @@ async fn audit(
         }
         _ => caller.require_system_admin("read the whole audit log (give ?project=NAME)")?,
     }
+    let limit = within("limit", filter.limit.unwrap_or(100), limits::AUDIT_LIMIT)?;
+    for (name, time) in [("since", filter.since), ("until", filter.until)] {
+        if let Some(time) = time {
+            within(name, time, limits::UNIX_SECS)?;
+        }
+    }
     // Entries recorded just before this request are visible to it.
     state.access.audit_log().flush().await;
     let events = state
@@ -1366,7 +1497,7 @@ async fn audit(
             project: filter.project.as_deref(),
             since: filter.since,
             until: filter.until,
-            limit: filter.limit.unwrap_or(100).min(10_000),
+            limit,
         })
         .await?;
     let events: Vec<_> = events
@@ -1380,6 +1511,7 @@ async fn audit(
                 "project": e.project,
                 "client": e.client_addr,
                 "outcome": e.outcome,
+                "detail": e.detail,
             })
         })
         .collect();
@@ -1453,6 +1585,263 @@ mod tests {
             .collect();
         routes.sort();
         assert_eq!(documented, routes);
+    }
+
+    /// Calls `visit(location, schema)` for every schema a request may carry: parameters
+    /// (`"POST /api/v1/gc pause_ms"`) and bodies (`"PUT /api/v1/... body"`), and everything
+    /// inside them. A `$ref` is followed and named by its target, so a schema used by two
+    /// operations has one location (`"#/components/schemas/NewRobot.expires_in_secs"`).
+    fn walk_request_schemas(
+        doc: &serde_json::Value,
+        visit: &mut dyn FnMut(&str, &serde_json::Value),
+    ) {
+        fn walk(
+            doc: &serde_json::Value,
+            schema: &serde_json::Value,
+            location: String,
+            visit: &mut dyn FnMut(&str, &serde_json::Value),
+        ) {
+            if let Some(target) = schema["$ref"].as_str() {
+                let pointer = target.strip_prefix('#').expect("local reference");
+                let resolved = doc.pointer(pointer).expect("reference resolves");
+                return walk(doc, resolved, target.to_string(), visit);
+            }
+            visit(&location, schema);
+            if let Some(properties) = schema["properties"].as_object() {
+                for (name, property) in properties {
+                    walk(doc, property, format!("{location}.{name}"), visit);
+                }
+            }
+            if schema["items"].is_object() {
+                walk(doc, &schema["items"], format!("{location}[]"), visit);
+            }
+            for combinator in ["oneOf", "anyOf", "allOf"] {
+                for variant in schema[combinator].as_array().into_iter().flatten() {
+                    walk(doc, variant, location.clone(), visit);
+                }
+            }
+        }
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let operation_name = format!("{} {path}", method.to_uppercase());
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    let name = parameter["name"].as_str().unwrap();
+                    let location = format!("{operation_name} {name}");
+                    walk(doc, &parameter["schema"], location, visit);
+                }
+                let body = &operation["requestBody"]["content"]["application/json"]["schema"];
+                if !body.is_null() {
+                    walk(doc, body, format!("{operation_name} body"), visit);
+                }
+            }
+        }
+    }
+
+    /// The range of every integer a request may carry, where the document gives it.
+    fn documented_integer_ranges() -> std::collections::BTreeMap<String, (i128, i128)> {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let bound = |schema: &serde_json::Value, key: &str, location: &str| -> i128 {
+            let value = &schema[key];
+            value
+                .as_i64()
+                .map(i128::from)
+                .or(value.as_u64().map(i128::from))
+                .unwrap_or_else(|| {
+                    panic!("the integer at {location} has no {key}: the server's types have one")
+                })
+        };
+        let mut ranges = std::collections::BTreeMap::new();
+        walk_request_schemas(&doc, &mut |location, schema| {
+            if schema["type"] == "integer" {
+                let range = (
+                    bound(schema, "minimum", location),
+                    bound(schema, "maximum", location),
+                );
+                ranges.insert(location.to_string(), range);
+            }
+        });
+        ranges
+    }
+
+    #[test]
+    fn documented_integer_ranges_are_the_ranges_the_server_enforces() {
+        macro_rules! range {
+            ($range:expr) => {
+                (*$range.start() as i128, *$range.end() as i128)
+            };
+        }
+        let schemas = "#/components/schemas";
+        let keep = format!("{schemas}/RetentionPolicy.rules[].keep");
+        let enforced: std::collections::BTreeMap<String, (i128, i128)> = [
+            (
+                "POST /api/v1/gc pause_ms".to_string(),
+                range!(limits::GC_PAUSE_MS),
+            ),
+            (
+                "POST /api/v1/gc grace_secs".into(),
+                range!(limits::GC_GRACE_SECS),
+            ),
+            (
+                "GET /api/v1/audit limit".into(),
+                range!(limits::AUDIT_LIMIT),
+            ),
+            ("GET /api/v1/audit since".into(), range!(limits::UNIX_SECS)),
+            ("GET /api/v1/audit until".into(), range!(limits::UNIX_SECS)),
+            (
+                "DELETE /api/v1/projects/{project}/archives/{id} id".into(),
+                range!(limits::ARCHIVE_ID),
+            ),
+            (
+                "POST /api/v1/projects/{project}/archives/{id}/restore id".into(),
+                range!(limits::ARCHIVE_ID),
+            ),
+            (
+                format!("{schemas}/NewToken.ttl_secs"),
+                range!(limits::CI_TOKEN_TTL_SECS),
+            ),
+            (
+                format!("{schemas}/NewRobot.expires_in_secs"),
+                range!(limits::ROBOT_EXPIRES_IN_SECS),
+            ),
+            (
+                format!("{schemas}/QuotaLimits.storage_bytes"),
+                range!(limits::QUOTA_LIMIT),
+            ),
+            (
+                format!("{schemas}/QuotaLimits.artifacts"),
+                range!(limits::QUOTA_LIMIT),
+            ),
+            (
+                format!("{schemas}/ArchiveSelector.pushed_before_days"),
+                range!(limits::DAYS),
+            ),
+            (
+                format!("{schemas}/ArchiveSelector.not_pulled_for_days"),
+                range!(limits::DAYS),
+            ),
+            (
+                format!("{keep}.most_recently_pushed"),
+                range!(limits::KEEP_COUNT),
+            ),
+            (
+                format!("{keep}.most_recently_pulled"),
+                range!(limits::KEEP_COUNT),
+            ),
+            (
+                format!("{keep}.newest_per_version_line"),
+                range!(limits::KEEP_COUNT),
+            ),
+            (format!("{keep}.pushed_within_days"), range!(limits::DAYS)),
+            (format!("{keep}.pulled_within_days"), range!(limits::DAYS)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(documented_integer_ranges(), enforced);
+    }
+
+    #[test]
+    fn request_bodies_are_closed_json_objects_as_the_server_reads_them() {
+        // `Body` refuses anything but a JSON object, and every body type denies unknown
+        // fields: the document must say both, or generated requests it allows are refused.
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        walk_request_schemas(&doc, &mut |location, schema| {
+            if location.ends_with(" body") {
+                assert_eq!(schema["type"], "object", "{location}");
+            }
+            if schema["properties"].is_object() {
+                assert_eq!(
+                    schema["additionalProperties"],
+                    serde_json::json!(false),
+                    "{location} takes no other properties"
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn every_operation_documents_every_status_it_answers() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let name = format!("{} {path}", method.to_uppercase());
+                let responses = operation["responses"].as_object().unwrap();
+                assert!(
+                    !responses.contains_key("default"),
+                    "{name}: list the statuses, not a default"
+                );
+                let mut expected = Vec::new();
+                if operation["security"] != serde_json::json!([]) {
+                    // A malformed Authorization header, no or wrong credentials, a caller
+                    // without the permission, and the failed-login throttle.
+                    expected.extend(["400", "401", "403", "429"]);
+                }
+                let names_a_resource = operation["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["in"] == "path");
+                if names_a_resource {
+                    expected.push("404");
+                }
+                for status in expected {
+                    assert!(responses.contains_key(status), "{name} answers {status}");
+                }
+                for (status, response) in responses {
+                    if status.starts_with('2') {
+                        continue;
+                    }
+                    let response = match response["$ref"].as_str() {
+                        Some(target) => doc.pointer(target.strip_prefix('#').unwrap()).unwrap(),
+                        None => response,
+                    };
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/Errors",
+                        "{name} {status} is an OCI error document"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_must_be_a_json_object_of_its_type() {
+        // serde alone reads `[null, null]` into the two fields of QuotaLimits.
+        for (body, expected) in [
+            ("[null, null]", "request body must be a JSON object"),
+            ("[5, 6]", "request body must be a JSON object"),
+            ("null", "request body must be a JSON object"),
+            (
+                r#"{"storage_bytes": "5"}"#,
+                "request body: storage_bytes: invalid type",
+            ),
+            (r#"{"storage_bytes": 5, "x": 1}"#, "unknown field `x`"),
+            ("storage_bytes=5", "request body is not JSON"),
+        ] {
+            match parse_body::<QuotaLimits>(body.as_bytes()) {
+                Err(ApiError::Invalid(message)) => {
+                    assert!(message.contains(expected), "{body}: {message}")
+                }
+                Err(other) => panic!("{body}: {other:?}"),
+                Ok(_) => panic!("{body} was accepted"),
+            }
+        }
+        let limits: QuotaLimits = parse_body(br#"{"storage_bytes": 5}"#).unwrap();
+        assert_eq!((limits.storage_bytes, limits.artifacts), (Some(5), None));
+    }
+
+    #[test]
+    fn values_outside_a_range_are_refused_naming_the_range() {
+        assert_eq!(
+            within("pause_ms", 60_000, limits::GC_PAUSE_MS).unwrap(),
+            60_000
+        );
+        match within("pause_ms", 60_001, limits::GC_PAUSE_MS) {
+            Err(ApiError::Invalid(m)) => {
+                assert_eq!(m, "pause_ms 60001 is out of range: give 0 to 60000")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! spec: `GET` with Basic credentials (docker, skopeo, podman, oras) and the OAuth2 `POST`
 //! form with password and refresh-token grants (containerd).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -20,9 +20,105 @@ use crate::AppState;
 /// The path of the token endpoint (the `realm` of challenges).
 pub const TOKEN_PATH: &str = "/auth/token";
 
-/// The caller's address as audit records and throttling see it.
-pub fn client_address(addr: &SocketAddr) -> String {
-    addr.ip().to_string()
+/// The reverse proxies whose `X-Forwarded-For` / `Forwarded` headers are believed: a list of
+/// addresses and CIDR networks. Empty (the default): no header is believed, the client is the
+/// peer of the connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+/// A trusted-proxy entry that is neither an IP address nor a CIDR network.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an IP address or a CIDR network such as 10.0.0.0/8 or fd00::/8")]
+pub struct BadTrustedProxy(pub String);
+
+impl TrustedProxies {
+    /// Parses entries such as `10.1.2.3`, `10.0.0.0/8`, `::1`, `fd00::/8`.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<TrustedProxies, BadTrustedProxy> {
+        entries
+            .iter()
+            .map(|entry| {
+                let entry = entry.as_ref().trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| BadTrustedProxy(entry.to_string()))
+            })
+            .collect::<Result<_, _>>()
+            .map(TrustedProxies)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// One hop of `X-Forwarded-For` (`192.0.2.1`, `[2001:db8::1]:4711`, `192.0.2.1:80`) or of a
+/// `Forwarded` `for=` parameter (quoted); `None` for `unknown` and obfuscated identifiers.
+fn forwarded_hop(raw: &str) -> Option<IpAddr> {
+    let raw = raw.trim().trim_matches('"');
+    if let Ok(ip) = raw.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(socket) = raw.parse::<SocketAddr>() {
+        return Some(socket.ip());
+    }
+    raw.strip_prefix('[')
+        .and_then(|rest| rest.split(']').next())
+        .and_then(|inner| inner.parse().ok())
+}
+
+/// The forwarding chain a proxy reported, client first: `X-Forwarded-For` (what nginx, HAProxy
+/// and Traefik set), else the `for=` parameters of `Forwarded` (RFC 7239). Entries that are not
+/// addresses are `None`.
+fn forwarding_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let xff: Vec<_> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(forwarded_hop)
+        .collect();
+    if !xff.is_empty() {
+        return xff;
+    }
+    headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                key.trim()
+                    .eq_ignore_ascii_case("for")
+                    .then(|| forwarded_hop(value))
+            })
+        })
+        .collect()
+}
+
+/// The caller's address as audit records and throttling see it: the peer of the connection,
+/// unless the peer is a trusted proxy; then the forwarding chain is read from the right
+/// (nearest hop first) past trusted proxies, and the first address not trusted is the client
+/// (entries further left were written by that client and may be forged). A hop that is not an
+/// address stops the walk at the last address known.
+pub fn client_address(trusted: &TrustedProxies, peer: &SocketAddr, headers: &HeaderMap) -> String {
+    let mut client = peer.ip().to_canonical();
+    if trusted.contains(client) {
+        for hop in forwarding_chain(headers).into_iter().rev() {
+            let Some(hop) = hop else { break };
+            client = hop.to_canonical();
+            if !trusted.contains(client) {
+                break;
+            }
+        }
+    }
+    client.to_string()
 }
 
 /// Splits Basic credentials; `None` when the header is not Basic.
@@ -170,7 +266,7 @@ pub async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let client = client_address(&addr);
+    let client = client_address(&state.trusted_proxies, &addr, &headers);
     let oauth = method == Method::POST;
     let request = match method {
         Method::GET => TokenRequest::parse(query.unwrap_or_default().as_bytes()),
@@ -258,6 +354,73 @@ mod tests {
                 .unwrap()
                 .is_err()
         );
+    }
+
+    fn forwarded(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn x_forwarded_for_is_honoured_only_from_a_trusted_proxy() {
+        let trusted = TrustedProxies::parse(&["10.0.0.0/8", "::1"]).unwrap();
+        let proxy: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+        let stranger: SocketAddr = "198.51.100.9:40000".parse().unwrap();
+        let xff = forwarded(&[("x-forwarded-for", "203.0.113.5")]);
+        assert_eq!(client_address(&trusted, &proxy, &xff), "203.0.113.5");
+        assert_eq!(
+            client_address(&trusted, &stranger, &xff),
+            "198.51.100.9",
+            "anyone may send the header; only a trusted proxy is believed"
+        );
+        assert_eq!(
+            client_address(&TrustedProxies::default(), &proxy, &xff),
+            "10.1.2.3",
+            "nothing is trusted unless configured"
+        );
+        // A client that forges the header gets its forgery to the left of its real address.
+        let forged = forwarded(&[("x-forwarded-for", "192.0.2.1, 203.0.113.5, 10.9.9.9")]);
+        assert_eq!(client_address(&trusted, &proxy, &forged), "203.0.113.5");
+        // No header: the proxy itself.
+        assert_eq!(
+            client_address(&trusted, &proxy, &HeaderMap::new()),
+            "10.1.2.3"
+        );
+        // Every hop trusted: the leftmost one.
+        let internal = forwarded(&[("x-forwarded-for", "10.0.0.7, 10.0.0.8")]);
+        assert_eq!(client_address(&trusted, &proxy, &internal), "10.0.0.7");
+        // A hop that is not an address stops the walk.
+        let garbage = forwarded(&[("x-forwarded-for", "203.0.113.5, unknown")]);
+        assert_eq!(client_address(&trusted, &proxy, &garbage), "10.1.2.3");
+        // IPv4-mapped IPv6 peers match IPv4 networks.
+        let mapped: SocketAddr = "[::ffff:10.1.2.3]:1".parse().unwrap();
+        assert_eq!(client_address(&trusted, &mapped, &xff), "203.0.113.5");
+    }
+
+    #[test]
+    fn forwarded_for_is_read_when_there_is_no_x_forwarded_for() {
+        let trusted = TrustedProxies::parse(&["127.0.0.1"]).unwrap();
+        let proxy: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let headers = forwarded(&[
+            ("forwarded", "for=192.0.2.60;proto=http;by=203.0.113.43"),
+            ("forwarded", "For=\"[2001:db8:cafe::17]:4711\""),
+        ]);
+        assert_eq!(
+            client_address(&trusted, &proxy, &headers),
+            "2001:db8:cafe::17"
+        );
+        let v4_port = forwarded(&[("forwarded", "for=\"192.0.2.60:8080\"")]);
+        assert_eq!(client_address(&trusted, &proxy, &v4_port), "192.0.2.60");
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_networks_and_name_a_bad_entry() {
+        assert!(TrustedProxies::parse(&["10.0.0.1", "192.168.0.0/16", "fd00::/8"]).is_ok());
+        let err = TrustedProxies::parse(&["10.0.0.0/8", "proxy.internal"]).unwrap_err();
+        assert!(err.to_string().contains("proxy.internal"), "{err}");
     }
 
     #[test]

@@ -57,11 +57,37 @@ impl From<AccessError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// When this error is a policy refusing the operation (a missing permission, an immutable
+    /// tag, a tag rule, a quota, a login throttle), what refused it, as the client was told;
+    /// the audit log records these as `denied`.
+    pub fn refusal(&self) -> Option<String> {
+        match self {
+            ApiError::Access {
+                error:
+                    error @ (AccessError::Denied(_)
+                    | AccessError::Unauthenticated(_)
+                    | AccessError::Throttled { .. }),
+                ..
+            } => Some(error.to_string()),
+            ApiError::Registry(error @ (RegistryError::TagRule(_) | RegistryError::Quota(_))) => {
+                Some(error.to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Status and code for each access error.
 fn classify_access(e: &AccessError) -> (StatusCode, ErrorCode) {
     match e {
         AccessError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
-        AccessError::Denied(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
+        AccessError::Denied(_) | AccessError::InsufficientScope { repeated: true, .. } => {
+            (StatusCode::FORBIDDEN, ErrorCode::Denied)
+        }
+        AccessError::InsufficientScope { .. } => {
+            (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized)
+        }
         AccessError::Throttled { .. } => {
             (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests)
         }

@@ -18,6 +18,7 @@ mod auth;
 mod error;
 mod v2;
 
+pub use auth::{BadTrustedProxy, TrustedProxies};
 pub use error::ApiError;
 
 /// What every handler needs.
@@ -27,6 +28,8 @@ pub struct AppState {
     /// The URL clients reach this registry at (e.g. behind a TLS proxy), for the token
     /// realm; `None` means the request's own `Host`.
     pub public_url: Option<String>,
+    /// Reverse proxies whose forwarding headers name the client (for throttling and audit).
+    pub trusted_proxies: auth::TrustedProxies,
 }
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");

@@ -290,8 +290,19 @@ fn need<'a>(route: &Route<'a>, method: &Method) -> Need<'a> {
         Route::Base => Need::Authenticated,
         Route::Catalog => Need::Nothing,
         Route::Tags(name) => Need::Repository(name, Action::List),
-        // Every method on an upload session is part of pushing.
-        Route::UploadStart(name) | Route::Upload(name, _) => Need::Repository(name, Action::Push),
+        // Reading an upload's progress needs pull, as in CNCF Distribution (a client polls
+        // its own upload; the session id is unguessable). Writing to it needs push, and so
+        // does cancelling it (Distribution asks for delete there; cancelling one's own
+        // unfinished upload deletes nothing a pusher without delete rights could not).
+        Route::UploadStart(name) => Need::Repository(name, Action::Push),
+        Route::Upload(name, _) => Need::Repository(
+            name,
+            if matches!(*method, Method::GET | Method::HEAD) {
+                Action::Pull
+            } else {
+                Action::Push
+            },
+        ),
         Route::Manifest(name, _) | Route::Blob(name, _) | Route::Referrers(name, _) => {
             Need::Repository(name, action)
         }
@@ -308,13 +319,45 @@ fn challenge_scope(name: &RepositoryName, action: Action) -> String {
     format!("repository:{name}:{actions}")
 }
 
-/// What the audit log calls a successful request, if it records it.
+/// A refused registry request: `error` with the challenge that tells the client which token
+/// to get for `scope` (space-separated scopes of the token spec).
+fn refusal(
+    state: &AppState,
+    headers: &HeaderMap,
+    error: AccessError,
+    scope: Option<&str>,
+) -> ApiError {
+    ApiError::Access {
+        challenge: state
+            .access
+            .challenge(&realm(state, headers), scope, &error),
+        error,
+    }
+}
+
+/// What the audit log calls a successful request, if it records it: one entry per image
+/// pulled, pushed or deleted, not one per blob.
 fn audited_action(route: &Route<'_>, method: &Method) -> Option<&'static str> {
     match (route, method) {
         (Route::Manifest(..), &Method::GET) => Some("pull"),
         (Route::Manifest(..), &Method::PUT) => Some("push"),
         (Route::Manifest(..) | Route::Blob(..), &Method::DELETE) => Some("delete"),
         _ => None,
+    }
+}
+
+/// What the audit log calls a refused request: any refusal of a repository operation counts
+/// (a push is usually stopped at its first blob upload, long before its manifest).
+fn refused_action(action: Action) -> &'static str {
+    match action {
+        Action::Pull => "pull",
+        Action::Push => "push",
+        Action::Delete => "delete",
+        Action::List => "list",
+        // Not needed by any /v2 route; named for completeness.
+        Action::ManageTagRules => "tag-rules.set",
+        Action::ManageMembers => "member.set",
+        Action::ManageSettings => "project.set",
     }
 }
 
@@ -328,17 +371,16 @@ pub async fn dispatch(
     body: Body,
 ) -> ApiResult {
     let route = route(uri.path()).ok_or(ApiError::NoRoute)?;
-    let client = client_address(&addr);
-    let refuse = |error: AccessError, scope: Option<String>| ApiError::Access {
-        challenge: state
-            .access
-            .challenge(&realm(&state, &headers), scope.as_deref()),
-        error,
+    let client = client_address(&state.trusted_proxies, &addr, &headers);
+    let refuse = |error: AccessError, scope: Option<String>| {
+        refusal(&state, &headers, error, scope.as_deref())
     };
     let caller = auth::caller(&state, &headers, &client, LoginVia::Basic)
         .await
         .map_err(|e| refuse(e, None))?;
-    let mut repository = None;
+    // The repository operation this request is, if any: what it needs and how the audit log
+    // names it (`team/app:v1`, `team/app:sha256:…`, or the repository).
+    let mut operation = None;
     match need(&route, &method) {
         Need::Authenticated if caller.is_anonymous() => {
             return Err(refuse(
@@ -349,39 +391,69 @@ pub async fn dispatch(
         Need::Authenticated | Need::Nothing => {}
         Need::Repository(name, action) => {
             let name = parse_name(name)?;
-            state
-                .access
-                .authorize(&caller, &name, action)
-                .await
-                .map_err(|e| refuse(e, Some(challenge_scope(&name, action))))?;
-            repository = Some(name);
+            let resource = match &route {
+                Route::Manifest(_, reference) | Route::Blob(_, reference) => {
+                    format!("{name}:{}", decoded(reference))
+                }
+                _ => name.to_string(),
+            };
+            operation = Some((name, action, resource));
         }
     }
+    // Successes are recorded per image pulled, pushed or deleted; refusals of any repository
+    // operation by a known caller (a push is usually stopped at its first blob upload). An
+    // anonymous refusal is not recorded: a 401 to a caller without credentials is the first
+    // step of every token login, not an attempt that was stopped.
     let audited = audited_action(&route, &method);
-    let resource = match (&route, &repository) {
-        (Route::Manifest(_, reference) | Route::Blob(_, reference), Some(name)) => {
-            format!("{name}:{}", decoded(reference))
-        }
-        _ => String::new(),
-    };
-    let response = handle(&state, &caller, route, method, &params, &headers, body).await?;
-    if let (Some(action), Some(name), false) = (audited, repository, caller.is_anonymous()) {
-        if response.status().is_success() {
-            state
-                .access
-                .audit_log()
-                .record(AuditEntry {
+    let audit = |outcome: &'static str, detail: Option<String>| {
+        let entry = operation
+            .as_ref()
+            .filter(|_| !caller.is_anonymous())
+            .and_then(|(name, action, resource)| {
+                let action = match outcome {
+                    "success" => audited?,
+                    _ => audited.unwrap_or_else(|| refused_action(*action)),
+                };
+                Some(AuditEntry {
                     actor: caller.name().to_string(),
                     action: action.into(),
-                    resource,
+                    resource: resource.clone(),
                     project: Some(project_of(name.as_str()).to_string()),
-                    client,
-                    outcome: "success".into(),
+                    client: client.clone(),
+                    outcome: outcome.into(),
+                    detail,
                 })
-                .await;
+            });
+        async {
+            if let Some(entry) = entry {
+                state.access.audit_log().record(entry).await;
+            }
+        }
+    };
+    if let Some((name, action, _)) = &operation {
+        if let Err(e) = state.access.authorize(&caller, name, *action).await {
+            let refused = refuse(e, Some(challenge_scope(name, *action)));
+            if let Some(detail) = refused.refusal() {
+                audit("denied", Some(detail)).await;
+            }
+            return Err(refused);
         }
     }
-    Ok(response)
+    match handle(&state, &caller, route, method, &params, &headers, body).await {
+        Ok(response) => {
+            if response.status().is_success() {
+                audit("success", None).await;
+            }
+            Ok(response)
+        }
+        // Refused by a policy the registry applies (tag rules, immutability, quota).
+        Err(error) => {
+            if let Some(detail) = error.refusal() {
+                audit("denied", Some(detail)).await;
+            }
+            Err(error)
+        }
+    }
 }
 
 async fn handle(
@@ -421,7 +493,7 @@ async fn handle(
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Route::UploadStart(name), Method::POST) => {
-            start_upload(state, caller, name, params, body).await
+            start_upload(state, caller, name, params, headers, body).await
         }
         (Route::Upload(name, id), method) => {
             upload(r, name, &decoded(id), method, params, headers, body).await
@@ -603,19 +675,32 @@ async fn get_blob(
     Ok(response)
 }
 
-/// Whether `caller` may mount blobs from `from`: it must be allowed to pull there. Without
-/// `from`, the registry would look for the blob in every repository, so only system
-/// administrators get automatic mounts (for others a digest must not open another tenant's
-/// blobs).
+/// Whether `caller` may mount blobs from `from` into `name`: it must be allowed to pull
+/// there. A bearer token that lacks pull on `from` while its subject could have it is refused
+/// with a challenge naming both scopes (as Distribution does), so the client asks for a token
+/// with both and mounts; a caller who may not pull from `from` at all gets an upload session
+/// instead (the spec's answer to a mount that cannot be done). Without `from`, the registry
+/// would look for the blob in every repository, so only system administrators get automatic
+/// mounts (for others a digest must not open another tenant's blobs).
 async fn may_mount_from(
     state: &AppState,
     caller: &Caller,
+    name: &RepositoryName,
     from: Option<&RepositoryName>,
+    headers: &HeaderMap,
 ) -> Result<bool, ApiError> {
     match from {
         Some(from) => match state.access.authorize(caller, from, Action::Pull).await {
             Ok(()) => Ok(true),
             Err(AccessError::Meta(e)) => Err(e.into()),
+            Err(error @ AccessError::InsufficientScope { .. }) => {
+                let scopes = format!(
+                    "{} {}",
+                    challenge_scope(name, Action::Push),
+                    challenge_scope(from, Action::Pull)
+                );
+                Err(refusal(state, headers, error, Some(&scopes)))
+            }
             Err(_) => Ok(false),
         },
         None => Ok(matches!(
@@ -633,6 +718,7 @@ async fn start_upload(
     caller: &Caller,
     name: &str,
     params: &HashMap<String, String>,
+    headers: &HeaderMap,
     body: Body,
 ) -> ApiResult {
     let r = state.registry.as_ref();
@@ -640,7 +726,7 @@ async fn start_upload(
     if let Some(mount) = params.get("mount") {
         let digest: Digest = mount.parse().map_err(RegistryError::from)?;
         let from = params.get("from").map(|f| parse_name(f)).transpose()?;
-        if may_mount_from(state, caller, from.as_ref()).await?
+        if may_mount_from(state, caller, &name, from.as_ref(), headers).await?
             && r.mount_blob(&name, &digest, from.as_ref()).await?.is_some()
         {
             return Ok(blob_created(&name, &digest));
@@ -702,6 +788,56 @@ async fn upload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scope each route and method needs, as a token spec scope string ("" for none).
+    fn needed_scope(path: &str, method: Method) -> String {
+        match need(&route(path).unwrap(), &method) {
+            Need::Authenticated => "authenticated".into(),
+            Need::Nothing => String::new(),
+            Need::Repository(name, action) => {
+                let name = parse_name(name).unwrap();
+                let scope = challenge_scope(&name, action);
+                if action == Action::List {
+                    format!("{scope} (list)")
+                } else {
+                    scope
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_route_needs_the_scope_distribution_asks_for() {
+        let pull = "repository:a/b:pull";
+        let push = "repository:a/b:pull,push";
+        let delete = "repository:a/b:delete";
+        let d = "sha256:aa";
+        for (path, method, want) in [
+            ("/v2/", Method::GET, "authenticated"),
+            ("/v2/_catalog", Method::GET, ""),
+            (
+                "/v2/a/b/tags/list",
+                Method::GET,
+                "repository:a/b:pull (list)",
+            ),
+            ("/v2/a/b/manifests/v1", Method::GET, pull),
+            ("/v2/a/b/manifests/v1", Method::HEAD, pull),
+            ("/v2/a/b/manifests/v1", Method::PUT, push),
+            ("/v2/a/b/manifests/v1", Method::DELETE, delete),
+            (&format!("/v2/a/b/blobs/{d}"), Method::GET, pull),
+            (&format!("/v2/a/b/blobs/{d}"), Method::HEAD, pull),
+            (&format!("/v2/a/b/blobs/{d}"), Method::DELETE, delete),
+            (&format!("/v2/a/b/referrers/{d}"), Method::GET, pull),
+            ("/v2/a/b/blobs/uploads/", Method::POST, push),
+            // A client polling its own upload needs only pull (as in Distribution).
+            ("/v2/a/b/blobs/uploads/u1", Method::GET, pull),
+            ("/v2/a/b/blobs/uploads/u1", Method::PATCH, push),
+            ("/v2/a/b/blobs/uploads/u1", Method::PUT, push),
+            ("/v2/a/b/blobs/uploads/u1", Method::DELETE, push),
+        ] {
+            assert_eq!(needed_scope(path, method.clone()), want, "{method} {path}");
+        }
+    }
 
     #[test]
     fn routes_are_recognised_from_the_end() {

@@ -1,7 +1,8 @@
 """Drives Gantry with the oras Python SDK: pushes an artifact (chunked), pushes a second
 artifact whose `subject` is the first, finds it through the referrers API, and pulls the
 files back unchanged, logged in through the token flow; then reads a repository its token does
-not cover (other/thing:v1, pushed by the test), which needs a new token after a 403. Usage (credentials in ORAS_USER and
+not cover (other/thing:v1, pushed by the test): the registry answers 401 insufficient_scope, the
+SDK resends the same token, gets 403 with the same challenge and only then fetches a new token. Usage (credentials in ORAS_USER and
 ORAS_PASSWORD): python3 oras_referrers.py HOST:PORT WORKDIR"""
 
 import hashlib
@@ -55,8 +56,9 @@ os.mkdir("out")
 files = client.pull(target=subject_ref, outdir="out")
 with open("payload.bin", "rb") as a, open(os.path.join("out", "payload.bin"), "rb") as b:
     assert a.read() == b.read(), "pulled payload differs"
-# The client's token covers oras/artifact only. Reading another repository with it gets a 403
-# with a challenge, after which the SDK (which ignores a second 401) asks for a new token.
+# The client's token covers oras/artifact only. Reading another repository with it gets 401
+# insufficient_scope; the SDK resends the same token (it refreshes only after a 403), and the
+# registry, seeing the same token refused for the same need again, answers 403 with the challenge.
 other = client.get_manifest(f"{host}/other/thing:v1")
 assert other["schemaVersion"] == 2, other
 

@@ -1,0 +1,174 @@
+//! The audit log records what was refused, not only what succeeded: auditors want the denied
+//! pushes and pulls, the tag-rule and immutability violations, the quota refusals and the
+//! failed and throttled logins most.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// The project's audit events (as admin), newest first.
+async fn events(s: &Server, project: Option<&str>) -> Vec<Value> {
+    let path = match project {
+        Some(p) => format!("/api/v1/audit?project={p}&limit=1000"),
+        None => "/api/v1/audit?limit=1000".to_string(),
+    };
+    get_json(s, &path).await["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The one denied event of `actor` doing `action` whose detail contains `why`.
+fn denied<'a>(events: &'a [Value], actor: &str, action: &str, why: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| {
+            e["actor"] == actor
+                && e["action"] == action
+                && e["outcome"] == "denied"
+                && e["detail"].as_str().is_some_and(|d| d.contains(why))
+        })
+        .unwrap_or_else(|| panic!("no denied {action} by {actor} for {why:?} in {events:#?}"))
+}
+
+/// Refused operations were missing from the audit log: denied pushes and pulls,
+/// immutable-tag and tag-rule violations, quota refusals.
+#[tokio::test]
+async fn refused_pushes_pulls_tag_rule_and_quota_violations_are_audited() {
+    let s = Server::start_configured(&[("GANTRY_AUTO_CREATE_PROJECTS", "false")]);
+    api_create_project(&s, "team", false).await;
+    api_create_user(&s, "guest1", "guest1-password", false).await;
+    api_set_role(&s, "team", "guest1", "guest").await;
+    api_create_user(&s, "dev1", "dev1-password", false).await;
+    api_set_role(&s, "team", "dev1", "developer").await;
+    api_create_user(&s, "outsider", "outsider-password", false).await;
+    push_image(&s, "team/app", "v1.0.0", "first").await;
+
+    // A guest's push with skopeo, through the token flow: refused at the first upload.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("src");
+    std::fs::create_dir_all(&layout).unwrap();
+    make_layout(&layout, "v2", &[("etc/app", b"guest push\n")]);
+    let out = fails(skopeo(dir.path()).args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "guest1:guest1-password",
+        &format!("oci:{}:v2", layout.join("layout").display()),
+        &format!("docker://{}/team/app:v2", s.addr),
+    ]));
+    assert!(!out.is_empty());
+
+    // A pull by someone who is not a member.
+    let r = http_as("outsider", "outsider-password")
+        .get(s.url("/v2/team/app/manifests/v1.0.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Tag rules: v* immutable, latest refused.
+    let r = http()
+        .put(s.url("/api/v1/projects/team/tag-rules"))
+        .json(&json!({"immutable": ["v*"], "refuse_latest": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let dev = http_as("dev1", "dev1-password");
+    let config = br#"{"architecture":"amd64","os":"linux","seed":"moved"}"#;
+    let layer = b"another layer";
+    for blob in [&config[..], &layer[..]] {
+        let digest = gantry_oci::Digest::sha256_of(blob);
+        let r = dev
+            .post(s.url(&format!("/v2/team/app/blobs/uploads/?digest={digest}")))
+            .body(blob.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let manifest = image_manifest(config, &[layer]);
+    for tag in ["v1.0.0", "latest"] {
+        let r = dev
+            .put(s.url(&format!("/v2/team/app/manifests/{tag}")))
+            .header("content-type", gantry_oci::media_type::OCI_MANIFEST)
+            .body(manifest.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{tag}: {}", r.status());
+    }
+
+    // A quota of one artifact: the next push is refused.
+    let r = http()
+        .put(s.url("/api/v1/projects/team/quota"))
+        .json(&json!({"artifacts": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let r = dev
+        .put(s.url("/v2/team/app/manifests/v3.0.0"))
+        .header("content-type", gantry_oci::media_type::OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    let log = events(&s, Some("team")).await;
+    let push = denied(&log, "guest1", "push", "may not push");
+    assert_eq!(push["project"], "team");
+    assert!(push["resource"].as_str().unwrap().starts_with("team/app"));
+    let pull = denied(&log, "outsider", "pull", "");
+    assert_eq!(pull["resource"], "team/app:v1.0.0");
+    let immutable = denied(&log, "dev1", "push", "immutable");
+    assert_eq!(immutable["resource"], "team/app:v1.0.0");
+    let latest = denied(&log, "dev1", "push", "latest");
+    assert_eq!(latest["resource"], "team/app:latest");
+    let quota = denied(&log, "dev1", "push", "quota");
+    assert_eq!(quota["resource"], "team/app:v3.0.0");
+    // Each refusal is recorded once, and the successful push of v1.0.0 is there as before.
+    assert_eq!(
+        log.iter()
+            .filter(|e| e["actor"] == "dev1" && e["outcome"] == "denied")
+            .count(),
+        3,
+        "{log:#?}"
+    );
+    assert!(log
+        .iter()
+        .any(|e| e["action"] == "push" && e["outcome"] == "success"));
+}
+
+/// Failed logins, and logins refused by the throttle, are audited with what refused them.
+#[tokio::test]
+async fn failed_and_throttled_logins_are_audited() {
+    let s = Server::start();
+    api_create_user(&s, "carol", "carol-password", false).await;
+    let wrong = http_as("carol", "wrong-password");
+    let mut throttled = false;
+    for _ in 0..20 {
+        let r = wrong.get(s.url("/v2/")).send().await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            throttled = true;
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert!(throttled, "wrong passwords were never throttled");
+    let log = events(&s, None).await;
+    let logins: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["actor"] == "carol" && e["action"] == "login")
+        .collect();
+    assert!(
+        logins.iter().any(|e| e["outcome"] == "failure"),
+        "{logins:#?}"
+    );
+    let refused = denied(&log, "carol", "login", "too many failed logins");
+    assert!(refused["client"].as_str().is_some_and(|c| !c.is_empty()));
+}
