@@ -8,6 +8,8 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use gantry_lifecycle::retention::Policy;
+
 use crate::admin::{done, list, print_json, table, text, ApiArgs};
 
 #[derive(Subcommand)]
@@ -102,8 +104,12 @@ pub enum RetentionCommand {
         [[rules]]\n    tags = { include = [\"v*\"] }\n    keep = { newest_per_version_line = 3 }\n\n    \
         [[rules]]\n    tags = { include = [\"commit-*\"] }\n    keep = { pushed_within_days = 14 }\n\n    \
         [[rules]]\n    tags = { include = [\"dev-*\"] }\n    keep = { pulled_within_days = 7 }\n\n\
+        keep is \"always\" or one of most_recently_pushed, most_recently_pulled,\n\
+        pushed_within_days, pulled_within_days, newest_per_version_line = N.\n\n\
         Within the repositories a rule applies to, tags no rule keeps are deleted; a digest\n\
-        survives when any of its tags does; signatures and SBOMs follow their subject."
+        survives when any of its tags does; everything a surviving manifest reaches (index\n\
+        children, signatures, SBOMs) survives with it. An immutable tag rule overrides the\n\
+        policy: such tags are kept and reported as protected."
     )]
     Set {
         /// The project whose policy to replace.
@@ -124,6 +130,30 @@ pub enum RetentionCommand {
         /// The project whose runs to list.
         project: String,
     },
+}
+
+/// Reads a retention policy file (TOML, or JSON when it starts with `{`) into the policy
+/// itself, so a mistake is reported at its line and column in the file the user wrote, with
+/// what is accepted there.
+fn read_policy(file: &std::path::Path, text: &str) -> anyhow::Result<Policy> {
+    let what = "see `gantry retention set --help` for the rules a policy may hold";
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not a valid retention policy (JSON): {e}; {what}",
+                file.display()
+            )
+        })
+    } else {
+        toml::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not a valid retention policy: {}{what}",
+                file.display(),
+                // toml's message names the line and column and shows the line.
+                e
+            )
+        })
+    }
 }
 
 pub async fn retention(args: &ApiArgs, command: RetentionCommand) -> anyhow::Result<()> {
@@ -148,14 +178,7 @@ pub async fn retention(args: &ApiArgs, command: RetentionCommand) -> anyhow::Res
         RetentionCommand::Set { project, file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let policy: Value = if text.trim_start().starts_with('{') {
-                serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not valid JSON", file.display()))?
-            } else {
-                let parsed: toml::Value = toml::from_str(&text)
-                    .with_context(|| format!("{} is not valid TOML", file.display()))?;
-                serde_json::to_value(parsed)?
-            };
+            let policy = serde_json::to_value(read_policy(&file, &text)?)?;
             let value = args
                 .call(
                     Method::PUT,
@@ -183,25 +206,48 @@ pub async fn retention(args: &ApiArgs, command: RetentionCommand) -> anyhow::Res
                 return Ok(());
             }
             let verb = if dry_run { "would delete" } else { "deleted" };
-            let pairs = |key: &str| -> Vec<String> {
-                report[key]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|p| format!("{}:{}", text(&p[0]), text(&p[1])))
-                    .collect()
-            };
-            println!("{verb} {} tags:", pairs("delete_tags").len());
-            for t in pairs("delete_tags") {
-                println!("  {t}");
+            let items = |key: &str| report[key].as_array().cloned().unwrap_or_default();
+            let (tags, manifests, protected) = (
+                items("delete_tags"),
+                items("delete_manifests"),
+                items("protected"),
+            );
+            println!("{verb} {} tags:", tags.len());
+            for t in &tags {
+                println!(
+                    "  {}:{} — {}",
+                    text(&t["repository"]),
+                    text(&t["tag"]),
+                    text(&t["reason"])
+                );
             }
             println!(
-                "{verb} {} manifests, freeing {} bytes",
-                pairs("delete_manifests").len(),
+                "{verb} {} manifests, freeing {} bytes:",
+                manifests.len(),
                 report["freed_bytes"]
             );
-            for p in pairs("protected") {
-                println!("  kept by an immutable tag rule: {p}");
+            for m in &manifests {
+                println!(
+                    "  {}@{} — {}",
+                    text(&m["repository"]),
+                    text(&m["digest"]),
+                    text(&m["reason"])
+                );
+            }
+            if !protected.is_empty() {
+                println!(
+                    "protected by immutable tag rules ({} tags; kept, and in none of the totals above):",
+                    protected.len()
+                );
+                for p in &protected {
+                    println!(
+                        "  {}:{} — immutable pattern {}; the policy alone: {}",
+                        text(&p["repository"]),
+                        text(&p["tag"]),
+                        text(&p["immutable_pattern"]),
+                        text(&p["policy_reason"])
+                    );
+                }
             }
             println!("kept:");
             for s in report["keep"].as_array().into_iter().flatten() {

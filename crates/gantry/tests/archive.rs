@@ -48,16 +48,7 @@ async fn push_release(s: &Server, dir: &Path, tag: &str) -> String {
         "subject": {"mediaType": media_type::OCI_MANIFEST, "digest": digest, "size": 1},
     }))
     .unwrap();
-    let referrer_digest = Digest::sha256_of(&referrer).to_string();
-    let r = put_manifest(
-        s,
-        "team/app",
-        &referrer_digest,
-        media_type::OCI_MANIFEST,
-        &referrer,
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
+    push_manifest_by_digest(s, "team/app", media_type::OCI_MANIFEST, &referrer).await;
     digest
 }
 
@@ -190,13 +181,7 @@ async fn archive_to_a_directory_and_restore_byte_identical() {
     assert_eq!(inspected["Layers"].as_array().unwrap().len(), 1);
 
     // While archived, an immutable tag cannot come back with other content.
-    let r = http()
-        .put(s.url("/api/v1/projects/team/tag-rules"))
-        .json(&json!({"immutable": ["v*"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    api_set_immutable_tags(&s, "team", &["v*"]).await;
     let report = gantry(&s, &["archive", "team", "--tag", "v1.*"]);
     assert_eq!(report["archived"].as_array().unwrap().len(), 1);
     let (config, layer) = (b"{\"other\":1}".to_vec(), b"other".to_vec());
@@ -308,4 +293,42 @@ async fn archive_to_an_s3_bucket_and_restore_byte_identical() {
         !s.data_dir.join("archive").exists(),
         "nothing archived locally"
     );
+}
+
+#[tokio::test]
+async fn archive_never_takes_a_platform_image_of_a_kept_index() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    // v1.9.0 is a real image that is also the amd64 entry of the index v2.0.0, which stays.
+    let image = push_release(&s, &dir.path().join("image"), "v1.9.0").await;
+    let manifest = get_bytes(&s, &format!("/v2/team/app/manifests/{image}")).await;
+    let mut entry = descriptor(media_type::OCI_MANIFEST, &manifest);
+    entry["platform"] = json!({"architecture": "amd64", "os": "linux"});
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": [entry],
+    }))
+    .unwrap();
+    let r = put_manifest(&s, "team/app", "v2.0.0", media_type::OCI_INDEX, &index).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let index_digest = Digest::sha256_of(&index).to_string();
+
+    let report = gantry(&s, &["archive", "team", "--tag", "v1.*"]);
+    assert_eq!(report["archived"], json!([]), "{report}");
+    assert_eq!(
+        report["passed"],
+        json!([{
+            "repository": "team/app",
+            "digest": image,
+            "reason": format!("child of index {index_digest}, which stays"),
+        }])
+    );
+    assert_eq!(manifest_status(&s, "v1.9.0").await, StatusCode::OK);
+    // The kept index is whole: skopeo copies every platform.
+    run(skopeo(dir.path())
+        .args(["copy", "--all", "--src-tls-verify=false", "--src-creds"])
+        .arg(format!("admin:{ADMIN_PASSWORD}"))
+        .arg(format!("docker://{}/team/app:v2.0.0", s.addr))
+        .arg(format!("oci:{}:v2.0.0", dir.path().join("copy").display())));
 }

@@ -1,4 +1,5 @@
-//! Lifecycle policies against the real server. So far: tag rules.
+//! Lifecycle policies against the real server: tag rules, retention, garbage collection,
+//! quotas.
 
 mod common;
 
@@ -179,15 +180,50 @@ fn gantry_as_admin(s: &Server, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The items of a plan list `key` as `repository:name` (the tag, or else the digest), sorted.
 fn sorted_pairs(report: &Value, key: &str) -> Vec<String> {
     let mut pairs: Vec<String> = report[key]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| format!("{}:{}", p[0].as_str().unwrap(), p[1].as_str().unwrap()))
+        .map(|p| {
+            let name = p.get("tag").unwrap_or(&p["digest"]);
+            format!(
+                "{}:{}",
+                p["repository"].as_str().unwrap(),
+                name.as_str().unwrap()
+            )
+        })
         .collect();
     pairs.sort();
     pairs
+}
+
+/// Writes `policy` to a file and sets it as `project`'s retention policy with the CLI.
+fn set_policy(s: &Server, dir: &std::path::Path, project: &str, policy: &str) {
+    let file = dir.join("retention.toml");
+    std::fs::write(&file, policy).unwrap();
+    let out = gantry_as_admin(s, &["retention", "set", project, file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `gantry retention run PROJECT [--dry-run] --json`.
+fn retention_run(s: &Server, project: &str, dry_run: bool) -> Value {
+    let mut args = vec!["retention", "run", project, "--json"];
+    if dry_run {
+        args.push("--dry-run");
+    }
+    let out = gantry_as_admin(s, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[tokio::test]
@@ -222,13 +258,7 @@ async fn retention_dry_run_and_real_run_agree_and_respect_pulls_and_immutable_ta
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     // v1.0.0 is protected by an immutable tag rule.
-    let r = http()
-        .put(s.url("/api/v1/projects/team/tag-rules"))
-        .json(&json!({"immutable": ["v1.0.0"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    api_set_immutable_tags(&s, "team", &["v1.0.0"]).await;
 
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("retention.toml");
@@ -261,10 +291,10 @@ async fn retention_dry_run_and_real_run_agree_and_respect_pulls_and_immutable_ta
         [
             "team/app:commit-old",
             "team/app:dev-idle",
-            "team/app:v1.0.0",
             "team/app:v1.0.1",
             "team/app:v1.0.2"
-        ]
+        ],
+        "the protected v1.0.0 is not among the deletions"
     );
     assert_eq!(sorted_pairs(&dry, "protected"), ["team/app:v1.0.0"]);
     assert!(dry["freed_bytes"].as_u64().unwrap() > 0);
@@ -330,6 +360,294 @@ async fn retention_dry_run_and_real_run_agree_and_respect_pulls_and_immutable_ta
         .await
         .unwrap();
     assert_error(r, StatusCode::BAD_REQUEST, "INVALID_REQUEST").await;
+}
+
+/// Pushes a two-platform index tagged `tag` over two untagged image manifests (pushed by
+/// digest, as `manifest push --all` does); returns the index digest and the children's.
+async fn push_multi_arch_index(s: &Server, repo: &str, tag: &str) -> (String, Vec<String>) {
+    let mut entries = Vec::new();
+    let mut children = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let manifest = prepared_manifest(s, repo, &format!("{tag}-{arch}")).await;
+        let digest = push_manifest_by_digest(s, repo, media_type::OCI_MANIFEST, &manifest).await;
+        let mut entry = descriptor(media_type::OCI_MANIFEST, &manifest);
+        entry["platform"] = json!({"architecture": arch, "os": "linux"});
+        entries.push(entry);
+        children.push(digest);
+    }
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": entries,
+    }))
+    .unwrap();
+    let r = put_manifest(s, repo, tag, media_type::OCI_INDEX, &index).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    (gantry_oci::Digest::sha256_of(&index).to_string(), children)
+}
+
+async fn manifest_status(s: &Server, repo: &str, digest: &str) -> StatusCode {
+    http()
+        .head(s.url(&format!("/v2/{repo}/manifests/{digest}")))
+        .header(
+            "accept",
+            format!("{},{}", media_type::OCI_MANIFEST, media_type::OCI_INDEX),
+        )
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn retention_never_deletes_children_of_a_kept_index() {
+    let s = Server::start();
+    let (index, children) = push_multi_arch_index(&s, "team/app", "v1.0.1").await;
+    // An unrelated untagged manifest: the untagged rule may take that one.
+    let stray = prepared_manifest(&s, "team/app", "stray").await;
+    let stray_digest =
+        push_manifest_by_digest(&s, "team/app", media_type::OCI_MANIFEST, &stray).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    set_policy(
+        &s,
+        dir.path(),
+        "team",
+        "[[rules]]\ntags = { include = [\"v1.0.1\"] }\nkeep = \"always\"\n\n\
+         [[rules]]\nuntagged = true\nkeep = { most_recently_pushed = 0 }\n",
+    );
+    let dry = retention_run(&s, "team", true);
+    assert_eq!(
+        sorted_pairs(&dry, "delete_manifests"),
+        [format!("team/app:{stray_digest}")],
+        "only the stray goes; the index's children are part of the kept v1.0.1"
+    );
+    for child in &children {
+        let survivor = dry["keep"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["digest"] == json!(child))
+            .unwrap();
+        assert_eq!(
+            survivor["reasons"],
+            json!([format!("child of index {index}, which stays")])
+        );
+    }
+    let real = retention_run(&s, "team", false);
+    assert_eq!(
+        sorted_pairs(&real, "delete_manifests"),
+        sorted_pairs(&dry, "delete_manifests")
+    );
+    assert_eq!(
+        manifest_status(&s, "team/app", &stray_digest).await,
+        StatusCode::NOT_FOUND
+    );
+    for child in &children {
+        assert_eq!(manifest_status(&s, "team/app", child).await, StatusCode::OK);
+    }
+    // The real client copies the whole index, every platform.
+    let out = tempfile::tempdir().unwrap();
+    run(skopeo(out.path())
+        .args(["copy", "--all", "--src-tls-verify=false", "--src-creds"])
+        .arg(format!("admin:{ADMIN_PASSWORD}"))
+        .arg(format!("docker://{}/team/app:v1.0.1", s.addr))
+        .arg(format!("oci:{}:v1.0.1", out.path().join("copy").display())));
+    let copied = std::fs::read_dir(out.path().join("copy/blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        copied,
+        1 + 2 * 3,
+        "the index, and each platform's manifest, config and layer"
+    );
+}
+
+#[tokio::test]
+async fn retention_dry_run_real_run_history_and_what_is_gone_are_one_plan_under_immutable_tags() {
+    let s = Server::start();
+    let mut digests = std::collections::BTreeMap::new();
+    let mut push = |tag: &'static str, digest: String| digests.insert(tag, digest);
+    for tag in [
+        "v1.0.0", "v1.0.1", "v1.0.2", "v1.0.3", "v1.0.4", "v1.1.0", "v1.1.1",
+    ] {
+        push(
+            tag,
+            push_image(&s, "team/app", tag, tag).await.1.to_string(),
+        );
+    }
+    // commit-old shares v1.0.0's digest and is the oldest commit tag; commit-mid and
+    // commit-new follow within moments (likely the same second: sub-second order decides).
+    let (v100, _) = push_image(&s, "team/app", "v1.0.0", "v1.0.0").await;
+    let r = put_manifest(
+        &s,
+        "team/app",
+        "commit-old",
+        media_type::OCI_MANIFEST,
+        &v100,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for tag in ["commit-mid", "commit-new", "dev-idle", "scratch"] {
+        push(
+            tag,
+            push_image(&s, "team/app", tag, tag).await.1.to_string(),
+        );
+    }
+    let before = get_json(&s, "/v2/team/app/tags/list").await["tags"].clone();
+    // The README's recommended setup: immutable v* and the newest 3 of each version line.
+    api_set_immutable_tags(&s, "team", &["v*"]).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    set_policy(
+        &s,
+        dir.path(),
+        "team",
+        "[[rules]]\ntags = { include = [\"v*\"] }\nkeep = { newest_per_version_line = 3 }\n\n\
+         [[rules]]\ntags = { include = [\"commit-*\"] }\nkeep = { most_recently_pushed = 1 }\n\n\
+         [[rules]]\ntags = { include = [\"dev-*\"] }\nkeep = { pulled_within_days = 7 }\n",
+    );
+    let text = gantry_as_admin(&s, &["retention", "run", "team", "--dry-run"]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let dry = retention_run(&s, "team", true);
+    let expected_tags = [
+        "team/app:commit-mid",
+        "team/app:dev-idle",
+        "team/app:scratch",
+    ];
+    assert_eq!(sorted_pairs(&dry, "delete_tags"), expected_tags);
+    assert_eq!(
+        sorted_pairs(&dry, "protected"),
+        ["team/app:v1.0.0", "team/app:v1.0.1"]
+    );
+    let mut expected_manifests: Vec<String> = ["commit-mid", "dev-idle", "scratch"]
+        .iter()
+        .map(|t| format!("team/app:{}", digests[t]))
+        .collect();
+    expected_manifests.sort();
+    assert_eq!(sorted_pairs(&dry, "delete_manifests"), expected_manifests);
+    // Every deletion carries its reason; the protected are listed apart, in no total.
+    let reasons: Vec<(String, String)> = dry["delete_tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["tag"].as_str().unwrap().into(),
+                t["reason"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(reasons.contains(&("scratch".into(), "selected by no rule".into())));
+    assert!(reasons.contains(&(
+        "commit-mid".into(),
+        "not kept by rule 2 (most_recently_pushed)".into()
+    )));
+    assert!(text.contains("would delete 3 tags:"), "{text}");
+    assert!(text.contains("would delete 3 manifests"), "{text}");
+    assert!(
+        text.contains(
+            "protected by immutable tag rules (2 tags; kept, and in none of the totals above):"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("team/app:scratch — selected by no rule"),
+        "{text}"
+    );
+
+    let real = retention_run(&s, "team", false);
+    for key in ["delete_tags", "delete_manifests", "protected"] {
+        assert_eq!(sorted_pairs(&real, key), sorted_pairs(&dry, key), "{key}");
+    }
+    assert_eq!(real["freed_bytes"], dry["freed_bytes"]);
+    // What is gone is exactly the plan.
+    let after = get_json(&s, "/v2/team/app/tags/list").await["tags"].clone();
+    let gone: Vec<String> = before
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| !after.as_array().unwrap().contains(t))
+        .map(|t| format!("team/app:{}", t.as_str().unwrap()))
+        .collect();
+    assert_eq!(gone, expected_tags);
+    for (tag, digest) in &digests {
+        let expected = if ["commit-mid", "dev-idle", "scratch"].contains(tag) {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(
+            manifest_status(&s, "team/app", digest).await,
+            expected,
+            "{tag}"
+        );
+    }
+    // The history records the same numbers for every run.
+    let history = get_json(&s, "/api/v1/projects/team/retention/runs").await;
+    for run in history["runs"].as_array().unwrap() {
+        assert_eq!(
+            (
+                run["deleted_tags"].clone(),
+                run["deleted_manifests"].clone(),
+                run["freed_bytes"].clone()
+            ),
+            (json!(3), json!(3), dry["freed_bytes"].clone()),
+            "{run}"
+        );
+    }
+    let dry_runs: Vec<bool> = history["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["dry_run"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        dry_runs,
+        [false, true, true],
+        "the real run and both dry runs"
+    );
+}
+
+#[tokio::test]
+async fn retention_policy_errors_point_at_the_users_toml_and_say_what_is_accepted() {
+    let s = Server::start();
+    push_image(&s, "team/app", "v1.0.1", "v1.0.1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("retention.toml");
+    std::fs::write(
+        &file,
+        "[[rules]]\ntags = { include = [\"v1.0.1\"] }\nkeep = { always = true }\n",
+    )
+    .unwrap();
+    let out = gantry_as_admin(&s, &["retention", "set", "team", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 3, column 8"), "{stderr}");
+    assert!(
+        stderr.contains(r#"`always` takes no value: write keep = "always""#),
+        "{stderr}"
+    );
+    std::fs::write(
+        &file,
+        "[[rules]]\ntags = { include = [\"v*\"] }\nkeep = { newest = 3 }\n",
+    )
+    .unwrap();
+    let out = gantry_as_admin(&s, &["retention", "set", "team", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 3") && stderr.contains("newest_per_version_line"),
+        "{stderr}"
+    );
+    // The documented form is accepted and shown back.
+    set_policy(
+        &s,
+        dir.path(),
+        "team",
+        "[[rules]]\ntags = { include = [\"v1.0.1\"] }\nkeep = \"always\"\n",
+    );
+    let out = gantry_as_admin(&s, &["retention", "show", "team"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#"keep = "always""#));
 }
 
 async fn gc(s: &Server, dry_run: bool, grace_secs: u64) -> Value {

@@ -1,6 +1,10 @@
 //! Which artifacts an archive run moves out of the registry: tagged manifests whose every tag
 //! the selector takes (a digest goes with all its tags or not at all), pushed long enough ago
-//! and not pulled recently. Signatures and SBOMs go with their subject.
+//! and not pulled recently. Signatures and SBOMs go with their subject. Nothing that an
+//! artifact which stays reaches ([`crate::reach`]: a platform image of a kept index, a
+//! signature of a kept image) is archived: such an artifact is passed with the reason.
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -73,7 +77,7 @@ pub fn select(selector: &ArchiveSelector, artifacts: &[Artifact], now: i64) -> S
             continue;
         }
         if let Some(days) = selector.pushed_before_days {
-            if artifact.pushed_at > now - days * DAY {
+            if artifact.pushed_at_us > (now - days * DAY) * 1_000_000 {
                 selection
                     .passed
                     .push(pass(format!("pushed within the last {days} days")));
@@ -111,10 +115,58 @@ pub fn select(selector: &ArchiveSelector, artifacts: &[Artifact], now: i64) -> S
             referrers,
         });
     }
+    keep_what_stays_reaches(&mut selection, artifacts);
     selection
         .archive
         .sort_by(|a, b| (&a.repository, &a.digest).cmp(&(&b.repository, &b.digest)));
     selection
+}
+
+/// Passes every selected artifact whose manifests (itself or a referrer) something that
+/// stays reaches, until nothing that stays reaches anything archived.
+fn keep_what_stays_reaches(selection: &mut Selection, artifacts: &[Artifact]) {
+    let graph = crate::reach::Graph::new(artifacts);
+    loop {
+        let archived: BTreeSet<(&str, &str)> = selection
+            .archive
+            .iter()
+            .flat_map(|s| {
+                std::iter::once(&s.digest)
+                    .chain(&s.referrers)
+                    .map(|d| (s.repository.as_str(), d.as_str()))
+            })
+            .collect();
+        let staying = artifacts
+            .iter()
+            .map(|a| (a.repository.as_str(), a.digest.as_str()))
+            .filter(|key| !archived.contains(key));
+        let reached = graph.closure(staying);
+        let mut passed = Vec::new();
+        selection.archive.retain(|s| {
+            let reason = std::iter::once(&s.digest)
+                .chain(&s.referrers)
+                .find_map(|d| Some((d, reached.get(&(s.repository.as_str(), d.as_str()))?)));
+            match reason {
+                Some((digest, how)) => {
+                    passed.push(Passed {
+                        repository: s.repository.clone(),
+                        digest: s.digest.clone(),
+                        reason: if *digest == s.digest {
+                            how.to_string()
+                        } else {
+                            format!("its referrer {digest} stays: {how}")
+                        },
+                    });
+                    false
+                }
+                None => true,
+            }
+        });
+        if passed.is_empty() {
+            return;
+        }
+        selection.passed.extend(passed);
+    }
 }
 
 #[cfg(test)]
@@ -128,17 +180,18 @@ mod tests {
         Artifact {
             repository: repo.into(),
             digest: digest.into(),
-            pushed_at: NOW - pushed_days_ago * DAY,
+            pushed_at_us: (NOW - pushed_days_ago * DAY) * 1_000_000,
             last_pulled_at: None,
             tags: tags
                 .iter()
                 .map(|t| TagInfo {
                     name: t.to_string(),
-                    pushed_at: NOW - pushed_days_ago * DAY,
+                    pushed_at_us: (NOW - pushed_days_ago * DAY) * 1_000_000,
                     last_pulled_at: None,
                 })
                 .collect(),
             subject: None,
+            children: vec![],
             size: 10,
             blobs: vec![],
         }
@@ -197,6 +250,42 @@ mod tests {
                 ),
                 ("sha256:pulled", "pulled within the last 30 days"),
             ]
+        );
+    }
+
+    #[test]
+    fn archive_never_takes_what_a_kept_artifact_reaches() {
+        // A kept index `v2.0.0` over a platform image that is also tagged `v1.9.0` (all of
+        // whose tags the selector takes), and an index `v1.0.0` that goes whole.
+        let mut kept_index = artifact("team/app", "sha256:index-new", 10, &["v2.0.0"]);
+        kept_index.children = vec!["sha256:shared-child".into()];
+        let mut old_index = artifact("team/app", "sha256:index-old", 400, &["v1.0.0"]);
+        old_index.children = vec!["sha256:old-child".into()];
+        let artifacts = vec![
+            kept_index,
+            artifact("team/app", "sha256:shared-child", 400, &["v1.9.0"]),
+            old_index,
+            artifact("team/app", "sha256:old-child", 400, &[]),
+        ];
+        let selector = ArchiveSelector {
+            tags: globs(&["v1.*"]),
+            pushed_before_days: Some(180),
+            ..ArchiveSelector::default()
+        };
+        let selection = select(&selector, &artifacts, NOW);
+        let archived: Vec<&str> = selection
+            .archive
+            .iter()
+            .map(|s| s.digest.as_str())
+            .collect();
+        assert_eq!(archived, ["sha256:index-old"]);
+        assert_eq!(
+            selection.passed,
+            [Passed {
+                repository: "team/app".into(),
+                digest: "sha256:shared-child".into(),
+                reason: "child of index sha256:index-new, which stays".into(),
+            }]
         );
     }
 

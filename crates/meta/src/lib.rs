@@ -135,9 +135,14 @@ const CHILD_REFERENCES: ReferenceKind = ReferenceKind {
 };
 
 fn now() -> i64 {
+    now_us() / 1_000_000
+}
+
+/// Unix time in microseconds: push times, so that pushes within one second keep their order.
+fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
 }
 
@@ -448,9 +453,10 @@ impl MetaStore {
             }
         }
         let digest = manifest.digest.to_string();
+        let pushed_us = now_us();
         let inserted = sqlx::query(
-            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repository_id, digest) DO NOTHING",
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at, created_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (repository_id, digest) DO NOTHING",
         )
         .bind(repo)
         .bind(&digest)
@@ -460,7 +466,8 @@ impl MetaStore {
         .bind(manifest.annotations.as_deref())
         .bind(manifest.content.len() as i64)
         .bind(manifest.content)
-        .bind(now())
+        .bind(pushed_us / 1_000_000)
+        .bind(pushed_us)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -508,13 +515,15 @@ impl MetaStore {
                 }
             }
             sqlx::query(
-                "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+                "INSERT INTO tags (repository_id, name, digest, updated_at, updated_at_us) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, \
+                 updated_at = excluded.updated_at, updated_at_us = excluded.updated_at_us",
             )
             .bind(repo)
             .bind(tag.name)
             .bind(&digest)
-            .bind(now())
+            .bind(pushed_us / 1_000_000)
+            .bind(pushed_us)
             .execute(&mut *tx)
             .await?;
         }

@@ -21,7 +21,8 @@ pub struct PullDelta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagRow {
     pub name: String,
-    pub pushed_at: i64,
+    /// When the tag was last pointed at its digest (Unix microseconds).
+    pub pushed_at_us: i64,
     pub last_pulled_at: Option<i64>,
     pub pull_count: i64,
 }
@@ -32,7 +33,8 @@ pub struct ArtifactRow {
     pub repository: String,
     pub digest: String,
     pub media_type: String,
-    pub pushed_at: i64,
+    /// When the manifest was first pushed (Unix microseconds).
+    pub pushed_at_us: i64,
     pub size: i64,
     pub subject: Option<String>,
     pub last_pulled_at: Option<i64>,
@@ -40,6 +42,8 @@ pub struct ArtifactRow {
     pub tags: Vec<TagRow>,
     /// Config and layers (digest, size).
     pub blobs: Vec<(String, i64)>,
+    /// The manifests an index lists (digests), sorted.
+    pub children: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,19 +104,19 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Every manifest of `project`'s repositories, with tags, pulls and blobs.
+    /// Every manifest of `project`'s repositories, with tags, pulls, blobs and index children.
     pub async fn artifacts(&self, project: &str) -> Result<Vec<ArtifactRow>> {
         let manifests = sqlx::query(&format!(
-            "SELECT r.name, m.digest, m.media_type, m.created_at, m.size, m.subject, p.last_pulled_at, p.pull_count \
+            "SELECT r.name, m.digest, m.media_type, COALESCE(m.created_at_us, m.created_at * 1000000), m.size, m.subject, p.last_pulled_at, p.pull_count \
              FROM manifests m JOIN repositories r ON r.id = m.repository_id \
              LEFT JOIN manifest_pulls p ON p.repository_id = m.repository_id AND p.digest = m.digest \
-             WHERE {IN_PROJECT} ORDER BY r.name, m.created_at, m.digest"
+             WHERE {IN_PROJECT} ORDER BY r.name, m.created_at_us, m.digest"
         ))
         .bind(project)
         .fetch_all(&self.readers)
         .await?;
         let tags = sqlx::query(&format!(
-            "SELECT r.name, t.digest, t.name, t.updated_at, p.last_pulled_at, p.pull_count \
+            "SELECT r.name, t.digest, t.name, COALESCE(t.updated_at_us, t.updated_at * 1000000), p.last_pulled_at, p.pull_count \
              FROM tags t JOIN repositories r ON r.id = t.repository_id \
              LEFT JOIN tag_pulls p ON p.repository_id = t.repository_id AND p.tag = t.name \
              WHERE {IN_PROJECT} ORDER BY t.name"
@@ -128,6 +132,21 @@ impl MetaStore {
         .bind(project)
         .fetch_all(&self.readers)
         .await?;
+        let children = sqlx::query(&format!(
+            "SELECT r.name, mc.manifest_digest, mc.child_digest \
+             FROM manifest_children mc JOIN repositories r ON r.id = mc.repository_id \
+             WHERE {IN_PROJECT} ORDER BY mc.child_digest"
+        ))
+        .bind(project)
+        .fetch_all(&self.readers)
+        .await?;
+        let mut children_of: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for row in children {
+            children_of
+                .entry((row.get(0), row.get(1)))
+                .or_default()
+                .push(row.get(2));
+        }
         let mut tags_of: HashMap<(String, String), Vec<TagRow>> = HashMap::new();
         for row in tags {
             tags_of
@@ -135,7 +154,7 @@ impl MetaStore {
                 .or_default()
                 .push(TagRow {
                     name: row.get(2),
-                    pushed_at: row.get(3),
+                    pushed_at_us: row.get(3),
                     last_pulled_at: row.get(4),
                     pull_count: row.get::<Option<i64>, _>(5).unwrap_or(0),
                 });
@@ -154,10 +173,11 @@ impl MetaStore {
                 ArtifactRow {
                     tags: tags_of.remove(&key).unwrap_or_default(),
                     blobs: blobs_of.remove(&key).unwrap_or_default(),
+                    children: children_of.remove(&key).unwrap_or_default(),
                     repository: key.0,
                     digest: key.1,
                     media_type: row.get(2),
-                    pushed_at: row.get(3),
+                    pushed_at_us: row.get(3),
                     size: row.get(4),
                     subject: row.get(5),
                     last_pulled_at: row.get(6),
@@ -273,21 +293,7 @@ mod tests {
         let (_dir, store) = store().await;
         let blob = Digest::sha256_of(b"layer");
         store.link_blob("team/app", &blob, 5).await.unwrap();
-        let digest = Digest::sha256_of(b"manifest");
-        let manifest = NewManifest {
-            digest: &digest,
-            media_type: gantry_oci::media_type::OCI_MANIFEST,
-            artifact_type: None,
-            subject: None,
-            annotations: None,
-            content: b"manifest",
-            blobs: vec![&blob],
-            children: vec![],
-        };
-        store
-            .put_manifest("team/app", &manifest, Some("v1".into()))
-            .await
-            .unwrap();
+        let digest = put(&store, b"manifest", vec![&blob], vec![], "v1").await;
         let pull = |digest: Option<&str>, tag: Option<&str>, count, at| PullDelta {
             repository: "team/app".into(),
             digest: digest.map(str::to_string),
@@ -362,5 +368,45 @@ mod tests {
             runs.iter().map(|r| (r.at, r.dry_run)).collect::<Vec<_>>(),
             [(20, false), (10, true)]
         );
+    }
+
+    /// Puts manifest `content` (using `blobs`, listing `children`) into team/app, tagged `tag`.
+    async fn put(
+        store: &MetaStore,
+        content: &[u8],
+        blobs: Vec<&Digest>,
+        children: Vec<&Digest>,
+        tag: &str,
+    ) -> Digest {
+        let digest = Digest::sha256_of(content);
+        let manifest = NewManifest {
+            content,
+            children,
+            ..crate::tests::manifest(&digest, blobs, None)
+        };
+        store
+            .put_manifest("team/app", &manifest, Some(tag.into()))
+            .await
+            .unwrap();
+        digest
+    }
+
+    #[tokio::test]
+    async fn artifacts_carry_index_children_and_push_times_that_order_pushes_within_a_second() {
+        let (_dir, store) = store().await;
+        let child = put(&store, b"child", vec![], vec![], "a").await;
+        let index = put(&store, b"index", vec![], vec![&child], "b").await;
+        let artifacts = store.artifacts("team").await.unwrap();
+        let of = |d: &Digest| {
+            artifacts
+                .iter()
+                .find(|a| a.digest == d.to_string())
+                .unwrap()
+        };
+        assert_eq!(of(&index).children, [child.to_string()]);
+        assert!(of(&child).children.is_empty());
+        // Two pushes in a row, well within one second, still have an order.
+        assert!(of(&index).pushed_at_us > of(&child).pushed_at_us);
+        assert!(of(&index).tags[0].pushed_at_us > of(&child).tags[0].pushed_at_us);
     }
 }

@@ -22,6 +22,10 @@ const SQLITE: &[(i64, &str)] = &[
         8,
         include_str!("../migrations/sqlite/0008_audit_detail.sql"),
     ),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_push_times_in_microseconds.sql"),
+    ),
 ];
 
 /// The migration that starts keeping usage per project; data from before it is counted then.

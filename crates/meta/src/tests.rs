@@ -19,7 +19,8 @@ pub(crate) async fn store() -> (tempfile::TempDir, MetaStore) {
     (dir, store)
 }
 
-fn manifest<'a>(
+/// An image manifest record over `blobs` (content `{}`), for tests.
+pub(crate) fn manifest<'a>(
     digest: &'a Digest,
     blobs: Vec<&'a Digest>,
     subject: Option<&'a Digest>,

@@ -1,6 +1,7 @@
-//! Running a project's retention policy: load it, evaluate it over the project's artifacts at
-//! `now`, and (unless it is a dry run) delete what the plan says, through the same tag rules
-//! as any delete: an immutable tag is never removed by retention, it is reported instead.
+//! Running a project's retention policy: load it and the project's tag rules, evaluate them
+//! over the project's artifacts at `now` into one plan (immutable tags are protected in the
+//! plan itself), and unless it is a dry run, execute exactly that plan. The dry run, the real
+//! run's report and the history row are that one plan rendered three ways.
 
 use gantry_lifecycle::retention::{self, Artifact, Plan, Policy, TagInfo};
 use gantry_meta::RetentionRun;
@@ -9,14 +10,14 @@ use serde::Serialize;
 
 use crate::{parse_name, parse_reference, Registry, RegistryError, Result};
 
+/// One retention run: the plan (what goes, each with its reason; what stays and why; what
+/// tag rules protect), executed unless `dry_run`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RetentionReport {
     pub dry_run: bool,
     pub at: i64,
     #[serde(flatten)]
     pub plan: Plan,
-    /// (repository, tag) the plan would delete but the tag rules protect.
-    pub protected: Vec<(String, String)>,
 }
 
 /// The actor scheduled runs are recorded as.
@@ -82,15 +83,16 @@ impl Registry {
                     .into_iter()
                     .map(|t| TagInfo {
                         name: t.name,
-                        pushed_at: t.pushed_at,
+                        pushed_at_us: t.pushed_at_us,
                         last_pulled_at: t.last_pulled_at,
                     })
                     .collect(),
                 repository: a.repository,
                 digest: a.digest,
-                pushed_at: a.pushed_at,
+                pushed_at_us: a.pushed_at_us,
                 last_pulled_at: a.last_pulled_at,
                 subject: a.subject,
+                children: a.children,
                 size: a.size.max(0) as u64,
                 blobs: a
                     .blobs
@@ -101,7 +103,8 @@ impl Registry {
             .collect())
     }
 
-    /// Evaluates (and unless `dry_run`, applies) the project's policy at `now`.
+    /// Evaluates (and unless `dry_run`, executes) the project's policy at `now`; records the
+    /// run in the history with the plan's numbers.
     pub async fn run_retention(
         &self,
         project: &str,
@@ -113,22 +116,16 @@ impl Registry {
         // Pulls counted in memory must be seen by "pulled within" rules.
         self.flush_pulls().await?;
         let artifacts = self.project_artifacts(project).await?;
-        let plan = retention::evaluate(&policy, &artifacts, now);
         let rules = self.tag_rules(project).await?;
-        let protected: Vec<(String, String)> = plan
-            .delete_tags
-            .iter()
-            .filter(|(_, tag)| rules.immutable_pattern(tag).is_some())
-            .cloned()
-            .collect();
+        let plan = retention::evaluate(&policy, &rules, &artifacts, now);
         if !dry_run {
-            self.apply(&plan, &protected).await?;
+            self.execute(&plan).await?;
         }
         let run = RetentionRun {
             at: now,
             actor: actor.to_string(),
             dry_run,
-            deleted_tags: (plan.delete_tags.len() - protected.len()) as i64,
+            deleted_tags: plan.delete_tags.len() as i64,
             deleted_manifests: plan.delete_manifests.len() as i64,
             freed_bytes: plan.freed_bytes as i64,
         };
@@ -137,29 +134,35 @@ impl Registry {
             dry_run,
             at: now,
             plan,
-            protected,
         })
     }
 
-    /// Deletes the plan's tags, then its manifests (a manifest one of whose tags is protected
-    /// stays, with that tag).
-    async fn apply(&self, plan: &Plan, protected: &[(String, String)]) -> Result<()> {
-        for (repo, tag) in &plan.delete_tags {
-            if protected.contains(&(repo.clone(), tag.clone())) {
-                continue;
-            }
-            let name = parse_name(repo)?;
-            let tag = parse_reference(tag)?;
+    /// Deletes exactly the plan's tags, then its manifests (indexes before their children),
+    /// through the same checks as any delete. Something already gone counts as done. If the
+    /// project changed since the plan was made (a tag rule now refuses, or a manifest to delete
+    /// was tagged meanwhile) the run stops there with an error, deleting nothing unplanned.
+    async fn execute(&self, plan: &Plan) -> Result<()> {
+        for t in &plan.delete_tags {
+            let name = parse_name(&t.repository)?;
+            let tag = parse_reference(&t.tag)?;
             match self.delete_manifest(&name, &tag).await {
                 Ok(()) | Err(RegistryError::ManifestUnknown(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        for (repo, digest) in &plan.delete_manifests {
-            let name = parse_name(repo)?;
-            let digest: Digest = digest.parse()?;
-            if !self.meta.tags_of(repo, &digest).await?.is_empty() {
-                continue; // kept by a protected tag
+        for m in &plan.delete_manifests {
+            let name = parse_name(&m.repository)?;
+            let digest: Digest = m.digest.parse()?;
+            let tags = self.meta.tags_of(&m.repository, &digest).await?;
+            if !tags.is_empty() {
+                return Err(RegistryError::Meta(gantry_meta::MetaError::Conflict(
+                    format!(
+                    "retention stopped: {}@{} was tagged {} after the plan was made; run it again",
+                    m.repository,
+                    m.digest,
+                    tags.join(", ")
+                ),
+                )));
             }
             match self
                 .delete_manifest(&name, &Reference::Digest(digest))

@@ -730,7 +730,7 @@ async fn run_retention(
             },
             &format!(
                 "{} tags, {} manifests, {} bytes",
-                report.plan.delete_tags.len() - report.protected.len(),
+                report.plan.delete_tags.len(),
                 report.plan.delete_manifests.len(),
                 report.plan.freed_bytes
             ),

@@ -272,6 +272,35 @@ pub async fn put_manifest(
         .unwrap()
 }
 
+/// Makes tags matching `patterns` immutable in `project` (as admin, through the REST API).
+pub async fn api_set_immutable_tags(server: &Server, project: &str, patterns: &[&str]) {
+    let r = http()
+        .put(server.url(&format!("/api/v1/projects/{project}/tag-rules")))
+        .json(&json!({ "immutable": patterns }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "tag rules of {project}");
+}
+
+/// Pushes a manifest by its digest (untagged, as `manifest push --all` pushes platform
+/// images); returns the digest.
+pub async fn push_manifest_by_digest(
+    server: &Server,
+    repo: &str,
+    content_type: &str,
+    body: &[u8],
+) -> String {
+    let digest = Digest::sha256_of(body).to_string();
+    let r = put_manifest(server, repo, &digest, content_type, body).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "manifest push to {repo}@{digest}"
+    );
+    digest
+}
+
 /// Pushes a small image (config + one layer) tagged `tag`; returns manifest bytes and digest.
 pub async fn push_image(server: &Server, repo: &str, tag: &str, seed: &str) -> (Vec<u8>, Digest) {
     let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#).into_bytes();
