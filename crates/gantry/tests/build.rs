@@ -418,13 +418,7 @@ fn auto_tags_follow_git_and_never_add_latest() {
 
 /// Runs `gantry analyze` as admin.
 fn gantry_analyze(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .arg("analyze")
-        .args(args)
-        .env("GANTRY_USERNAME", "admin")
-        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
-        .output()
-        .unwrap()
+    gantry_as_admin(&[&["analyze"], args].concat())
 }
 
 #[tokio::test]

@@ -14,13 +14,7 @@ use serde_json::Value;
 
 /// Runs the CLI against `server` as its admin.
 fn gantry(server: &Server, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(args)
-        .env("GANTRY_REGISTRY", &server.addr)
-        .env("GANTRY_USERNAME", "admin")
-        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
-        .output()
-        .unwrap()
+    gantry_as_admin(&[args, &["--registry", &server.addr]].concat())
 }
 
 fn text(bytes: &[u8]) -> String {
