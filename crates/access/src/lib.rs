@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gantry_auth::scope::Resource;
-use gantry_auth::throttle::{LoginAttempt, LoginThrottle, ThrottleRules};
+use gantry_auth::throttle::{Admission, LoginAttempt, LoginThrottle, ThrottleRules};
 use gantry_auth::token::Access as TokenAccess;
 use gantry_auth::{Action, Claims, Identity, ProjectAccess, Role, Scope, Target, TokenKey};
 use gantry_meta::{Credential, MetaError, MetaStore};
@@ -236,6 +236,30 @@ pub struct AccessService {
     audit: AuditLog,
 }
 
+fn throttled(locked: gantry_auth::throttle::Locked) -> AccessError {
+    AccessError::Throttled {
+        retry_after_secs: locked.retry_after_secs,
+    }
+}
+
+/// The audit entry of a login attempt (`detail`: why it failed or was refused).
+fn login_audit(
+    attempt: &LoginAttempt<'_>,
+    via: LoginVia,
+    outcome: &str,
+    detail: Option<String>,
+) -> AuditEntry {
+    AuditEntry {
+        actor: attempt.name.chars().take(100).collect(),
+        action: "login".into(),
+        resource: via.as_str().into(),
+        project: None,
+        client: attempt.address.to_string(),
+        outcome: outcome.into(),
+        detail,
+    }
+}
+
 impl AccessService {
     pub fn new(meta: MetaStore, key: TokenKey, config: AccessConfig) -> Result<Arc<Self>> {
         let dummy_hash = gantry_auth::password::hash("gantry-timing-equaliser")
@@ -281,33 +305,12 @@ impl AccessService {
         via: LoginVia,
     ) -> Result<Identity> {
         let now = now_secs();
-        let audit = |outcome: &str, detail: Option<String>| AuditEntry {
-            actor: username.chars().take(100).collect(),
-            action: "login".into(),
-            resource: via.as_str().into(),
-            project: None,
-            client: client.to_string(),
-            outcome: outcome.into(),
-            detail,
-        };
-        let throttled = |locked: gantry_auth::throttle::Locked| AccessError::Throttled {
-            retry_after_secs: locked.retry_after_secs,
-        };
         let attempt = LoginAttempt {
             name: username,
             address: client,
             secret: username.contains('$'),
         };
-        let admission = match self.login_throttle.admit(&attempt, now) {
-            Ok(admission) => admission,
-            Err(locked) => {
-                let refused = throttled(locked);
-                self.audit
-                    .record(audit("denied", Some(refused.to_string())))
-                    .await;
-                return Err(refused);
-            }
-        };
+        let admission = self.admit_login(&attempt, via, now).await?;
         let (identity, known_user) = if attempt.secret {
             (self.verify_secret(username, password).await?, false)
         } else if admission.address_locked.is_some() {
@@ -320,25 +323,61 @@ impl AccessService {
         } else {
             self.verify_password(username, password).await?
         };
-        let outcome = if identity.is_some() {
-            "success"
-        } else {
-            "failure"
-        };
-        self.audit.record(audit(outcome, None)).await;
         match identity {
             Some(identity) => {
+                self.audit
+                    .record(login_audit(&attempt, via, "success", None))
+                    .await;
                 self.login_throttle.succeeded(&attempt);
                 Ok(identity)
             }
             None => {
                 tracing::info!(user = %username.chars().take(100).collect::<String>(), client, "login failed");
-                self.login_throttle
+                // A wrong credential is a failure; from a locked-out address it is also refused.
+                let (outcome, refused) = match self
+                    .login_throttle
                     .failed(&attempt, admission, known_user, now)
-                    .map_err(throttled)?;
-                Err(AccessError::Unauthenticated(
-                    "invalid username or password".into(),
-                ))
+                {
+                    Ok(()) => (
+                        "failure",
+                        AccessError::Unauthenticated("invalid username or password".into()),
+                    ),
+                    Err(locked) => ("denied", throttled(locked)),
+                };
+                self.audit
+                    .record(login_audit(
+                        &attempt,
+                        via,
+                        outcome,
+                        Some(refused.to_string()),
+                    ))
+                    .await;
+                Err(refused)
+            }
+        }
+    }
+
+    /// The throttle's admission of a login attempt; a refusal (the user is locked out) is
+    /// audited and answered with `Throttled`.
+    async fn admit_login(
+        &self,
+        attempt: &LoginAttempt<'_>,
+        via: LoginVia,
+        now: u64,
+    ) -> Result<Admission> {
+        match self.login_throttle.admit(attempt, now) {
+            Ok(admission) => Ok(admission),
+            Err(locked) => {
+                let refused = throttled(locked);
+                self.audit
+                    .record(login_audit(
+                        attempt,
+                        via,
+                        "denied",
+                        Some(refused.to_string()),
+                    ))
+                    .await;
+                Err(refused)
             }
         }
     }
@@ -399,6 +438,14 @@ impl AccessService {
         hasher.update(password.as_bytes());
         let key: [u8; 32] = hasher.finalize().into();
         if let Some(identity) = self.verified.get(&key) {
+            // A locked-out user is refused even with a remembered password: otherwise the
+            // right guess would be answered differently (from here) than the wrong ones.
+            let attempt = LoginAttempt {
+                name: username,
+                address: client,
+                secret: username.contains('$'),
+            };
+            self.admit_login(&attempt, via, now_secs()).await?;
             return Ok(identity);
         }
         let identity = self.login(username, password, client, via).await?;

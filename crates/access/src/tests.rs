@@ -161,6 +161,48 @@ async fn repeated_failures_lock_the_user_and_slow_only_failures_from_the_address
         .is_ok());
 }
 
+/// Basic verifications are remembered for a minute, and that memory answered a locked-out user
+/// with the right password at once while every wrong guess got 429: the difference told an
+/// attacker which guess was right. A locked user is refused whatever the cache holds.
+#[tokio::test]
+async fn a_locked_user_is_refused_even_with_a_password_the_server_remembers() {
+    let f = fixture(AccessConfig {
+        throttle: ThrottleRules {
+            max_failures: 3,
+            ..ThrottleRules::default()
+        },
+        ..AccessConfig::default()
+    })
+    .await;
+    let a = &f.access;
+    assert!(a
+        .basic("alice", "secret-pw", "198.51.100.1", LoginVia::Basic)
+        .await
+        .is_ok());
+    for guess in 0..3 {
+        let refused = a
+            .basic(
+                "alice",
+                &format!("guess-{guess}"),
+                "203.0.113.9",
+                LoginVia::Basic,
+            )
+            .await;
+        assert!(matches!(refused, Err(AccessError::Unauthenticated(_))));
+    }
+    for client in ["198.51.100.1", "203.0.113.9"] {
+        assert!(matches!(
+            a.basic("alice", "secret-pw", client, LoginVia::Basic).await,
+            Err(AccessError::Throttled { .. })
+        ));
+    }
+    // Other users' remembered passwords still work.
+    assert!(a
+        .basic("bob", "secret-pw", "203.0.113.9", LoginVia::Basic)
+        .await
+        .is_ok());
+}
+
 #[tokio::test]
 async fn authorization_follows_roles_visibility_and_project_existence() {
     let f = fixture(AccessConfig::default()).await;

@@ -166,9 +166,42 @@ async fn failed_and_throttled_logins_are_audited() {
         .filter(|e| e["actor"] == "carol" && e["action"] == "login")
         .collect();
     assert!(
-        logins.iter().any(|e| e["outcome"] == "failure"),
+        logins
+            .iter()
+            .any(|e| e["outcome"] == "failure" && e["detail"] == "invalid username or password"),
         "{logins:#?}"
     );
     let refused = denied(&log, "carol", "login", "too many failed logins");
     assert!(refused["client"].as_str().is_some_and(|c| !c.is_empty()));
+}
+
+/// A wrong password from an address that is locked out is answered 429; the audit log said
+/// "failure" with no reason, as if nothing had been refused.
+#[tokio::test]
+async fn failures_from_a_locked_out_address_are_audited_as_denied() {
+    let s = Server::start();
+    let mut throttled = false;
+    for i in 0..20 {
+        let r = http_as(&format!("nobody{i}"), "guess")
+            .get(s.url("/v2/"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled, "failures from one address were never throttled");
+    let log = events(&s, None).await;
+    let refused = log
+        .iter()
+        .find(|e| e["action"] == "login" && e["outcome"] == "denied")
+        .unwrap_or_else(|| panic!("no denied login in {log:#?}"));
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("too many failed logins")),
+        "{refused}"
+    );
 }
