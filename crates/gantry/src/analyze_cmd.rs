@@ -110,11 +110,19 @@ impl Source {
     }
 }
 
-/// Splits `oci:DIR[:TAG]` (or an existing directory) from registry references.
+/// Splits `oci:DIR[:TAG]` (or an existing directory, `DIR[:TAG]` as `gantry push` takes it)
+/// from registry references.
 fn layout_source(arg: &str) -> Option<(PathBuf, Option<String>)> {
+    let existing_dir = |path: &str| Path::new(path).is_dir();
     let rest = match arg.strip_prefix("oci:") {
         Some(rest) => rest,
-        None if Path::new(arg).is_dir() => arg,
+        None if existing_dir(arg)
+            || arg
+                .rsplit_once(':')
+                .is_some_and(|(dir, _)| existing_dir(dir)) =>
+        {
+            arg
+        }
         None => return None,
     };
     match rest.rsplit_once(':') {
@@ -377,4 +385,28 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `gantry analyze ./layout:v1` was taken for a registry named "." ("cannot reach
+    /// registry https://."), although `gantry push` takes the same argument as a layout.
+    #[test]
+    fn existing_layout_directory_with_a_tag_is_read_as_a_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("layout");
+        std::fs::create_dir(&layout).unwrap();
+        let with_tag = format!("{}:v1", layout.display());
+        assert_eq!(
+            layout_source(&with_tag),
+            Some((layout.clone(), Some("v1".to_string())))
+        );
+        assert_eq!(
+            layout_source(layout.to_str().unwrap()),
+            Some((layout.clone(), None))
+        );
+        assert_eq!(layout_source("127.0.0.1:5000/team/app:v1"), None);
+    }
 }
