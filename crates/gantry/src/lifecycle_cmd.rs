@@ -251,11 +251,19 @@ pub async fn retention(args: &ApiArgs, command: RetentionCommand) -> anyhow::Res
             }
             println!("kept:");
             for s in report["keep"].as_array().into_iter().flatten() {
+                // An untagged survivor (an index's child, a signature) is named by its digest.
+                let tagged = s["tags"].as_array().is_some_and(|tags| !tags.is_empty());
+                let reasons: Vec<String> = s["reasons"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(text)
+                    .collect();
                 println!(
                     "  {} {} — {}",
                     text(&s["repository"]),
-                    text(&s["tags"]),
-                    text(&s["reasons"])
+                    text(if tagged { &s["tags"] } else { &s["digest"] }),
+                    reasons.join("; ")
                 );
             }
         }
