@@ -25,6 +25,18 @@ async fn fixture(config: AccessConfig) -> Fixture {
     Fixture { _dir: dir, access }
 }
 
+/// A fixture whose throttle locks after three failures.
+async fn fixture_locking_after_three_failures() -> Fixture {
+    fixture(AccessConfig {
+        throttle: ThrottleRules {
+            max_failures: 3,
+            ..ThrottleRules::default()
+        },
+        ..AccessConfig::default()
+    })
+    .await
+}
+
 fn repo(name: &str) -> RepositoryName {
     RepositoryName::parse(name).unwrap()
 }
@@ -118,14 +130,7 @@ async fn logins_verify_passwords_and_secrets_and_are_audited() {
 
 #[tokio::test]
 async fn repeated_failures_lock_the_user_and_slow_only_failures_from_the_address() {
-    let f = fixture(AccessConfig {
-        throttle: ThrottleRules {
-            max_failures: 3,
-            ..ThrottleRules::default()
-        },
-        ..AccessConfig::default()
-    })
-    .await;
+    let f = fixture_locking_after_three_failures().await;
     let a = &f.access;
     for _ in 0..3 {
         assert!(matches!(
@@ -166,14 +171,7 @@ async fn repeated_failures_lock_the_user_and_slow_only_failures_from_the_address
 /// attacker which guess was right. A locked user is refused whatever the cache holds.
 #[tokio::test]
 async fn a_locked_user_is_refused_even_with_a_password_the_server_remembers() {
-    let f = fixture(AccessConfig {
-        throttle: ThrottleRules {
-            max_failures: 3,
-            ..ThrottleRules::default()
-        },
-        ..AccessConfig::default()
-    })
-    .await;
+    let f = fixture_locking_after_three_failures().await;
     let a = &f.access;
     assert!(a
         .basic("alice", "secret-pw", "198.51.100.1", LoginVia::Basic)
