@@ -8,7 +8,7 @@ use anyhow::Context;
 use gantry_access::{AccessConfig, AccessService};
 use gantry_auth::TokenKey;
 use gantry_meta::MetaStore;
-use gantry_registry::Registry;
+use gantry_registry::{BlobDeletionLock, Registry};
 use gantry_server::AppState;
 use gantry_storage::{ArchiveLocation, FsBlobStore};
 
@@ -80,7 +80,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             config.archive_location
         )
     })?;
-    let registry = Arc::new(Registry::new(Arc::new(blobs), meta.clone()).with_archive(archive));
+    let registry = Arc::new(
+        Registry::new(Arc::new(blobs), meta.clone())
+            .with_archive(archive)
+            .with_blob_deletion_lock(BlobDeletionLock::in_data_dir(&config.data_dir)),
+    );
     let flusher = {
         let registry = registry.clone();
         tokio::spawn(async move {

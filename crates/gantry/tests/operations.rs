@@ -210,3 +210,39 @@ async fn project_set_has_private_as_well_as_public() {
     let out = gantry(&s, &["project", "set", "team", "--public", "--private"]);
     assert!(!out.status.success());
 }
+
+/// The systemd units in packaging/ load without a single remark from `systemd-analyze verify`
+/// (ExecStart pointed at the binary under test, since /usr/local/bin/gantry need not exist).
+#[test]
+fn systemd_units_pass_systemd_analyze_verify() {
+    let packaging = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging");
+    let temp = tempfile::tempdir().unwrap();
+    let units = [
+        "gantry.service",
+        "gantry-backup.service",
+        "gantry-backup.timer",
+    ];
+    for unit in units {
+        let text = std::fs::read_to_string(packaging.join(unit)).unwrap();
+        let text = text.replace("/usr/local/bin/gantry", env!("CARGO_BIN_EXE_gantry"));
+        std::fs::write(temp.path().join(unit), text).unwrap();
+    }
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(units)
+        .current_dir(temp.path())
+        .output()
+        .expect("systemd-analyze runs (apt-get install systemd)");
+    let remarks: Vec<String> = text(&out.stderr)
+        .lines()
+        .chain(text(&out.stdout).lines())
+        .filter(|line| line.contains("gantry"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        out.status.success() && remarks.is_empty(),
+        "systemd-analyze verify: {}\n{remarks:#?}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+}
