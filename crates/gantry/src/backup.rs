@@ -46,7 +46,8 @@ const FORMAT: u32 = 1;
 /// Where the data directory is, as `gantry serve` finds it.
 #[derive(Args)]
 pub struct DataDirArgs {
-    /// The server's data directory [default: data_dir from --config, else ./gantry-data].
+    /// The data directory: the server's (backup), or the new one to fill (restore-backup)
+    /// [default: data_dir from --config, else ./gantry-data].
     #[arg(long, env = "GANTRY_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// The server's TOML configuration file (for its data_dir).
@@ -225,6 +226,15 @@ fn copy_blobs(
     Ok(())
 }
 
+/// Whether `dir` does not exist or holds nothing: a place to fill without overwriting.
+fn missing_or_empty(dir: &Path) -> anyhow::Result<bool> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    }
+}
+
 fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -248,13 +258,8 @@ pub async fn backup(dir: &Path, args: &DataDirArgs) -> anyhow::Result<()> {
          directory with --data-dir, GANTRY_DATA_DIR or --config",
         data_dir.display()
     );
-    let empty = match std::fs::read_dir(dir) {
-        Ok(mut entries) => entries.next().is_none(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
-    };
     anyhow::ensure!(
-        empty,
+        missing_or_empty(dir)?,
         "{} is not empty: give a new directory for each backup, e.g. one named after the date",
         dir.display()
     );
@@ -395,13 +400,8 @@ pub async fn restore(dir: &Path, args: &DataDirArgs) -> anyhow::Result<()> {
             data_dir.display()
         );
     }
-    let target_is_empty = match std::fs::read_dir(&data_dir) {
-        Ok(mut entries) => entries.next().is_none(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", data_dir.display())),
-    };
     anyhow::ensure!(
-        target_is_empty,
+        missing_or_empty(&data_dir)?,
         "{} is not empty: restore into a new or empty data directory (move the old one aside \
          first, if it is to be replaced)",
         data_dir.display()

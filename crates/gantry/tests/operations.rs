@@ -246,3 +246,49 @@ fn systemd_units_pass_systemd_analyze_verify() {
         text(&out.stderr)
     );
 }
+
+/// Under systemd, stderr is journald's stream, which stamps every line itself: our lines
+/// carried a second timestamp and no priority. With `JOURNAL_STREAM` naming stderr they start
+/// with the syslog priority (`<6>` for info) and no time; naming another file (a child whose
+/// stderr was redirected inherits the variable), it changes nothing.
+#[test]
+fn logs_to_journald_carry_priorities_and_no_timestamps_of_their_own() {
+    use std::os::unix::fs::MetadataExt;
+    fn ready_line(journal_stream: fn(&std::fs::Metadata) -> String) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("stderr.log");
+        let file = std::fs::File::create(&log_path).unwrap();
+        let announced = journal_stream(&file.metadata().unwrap());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(["serve", "--log-format", "text", "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("GANTRY_LOG", "info")
+            .env("GANTRY_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("JOURNAL_STREAM", announced)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = std::fs::read_to_string(&log_path).unwrap();
+            if let Some(line) = log.lines().find(|l| l.contains("gantry registry ready")) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                assert!(!log.contains('\u{1b}'), "colour codes: {log:?}");
+                return line.to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "never ready: {log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let line = ready_line(|m| format!("{}:{}", m.dev(), m.ino()));
+    let rest = line.strip_prefix("<6>").unwrap_or_else(|| panic!("{line}"));
+    assert!(rest.trim_start().starts_with("INFO"), "{line}");
+    let line = ready_line(|m| format!("{}:{}", m.dev(), m.ino() + 1));
+    assert!(
+        line.starts_with(|c: char| c.is_ascii_digit()),
+        "our own timestamp first when stderr is not the journal: {line}"
+    );
+}
