@@ -241,6 +241,18 @@ fn sync_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot sync directory {}", dir.display()))
 }
 
+/// The names of the files besides the database, for a summary line.
+fn file_names(files: &[FileRecord]) -> String {
+    if files.is_empty() {
+        return "no other files".to_string();
+    }
+    files
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn total_bytes(blobs: &[(Digest, u64)]) -> u64 {
     blobs.iter().map(|(_, size)| size).sum()
 }
@@ -335,12 +347,7 @@ pub async fn backup(dir: &Path, args: &DataDirArgs) -> anyhow::Result<()> {
             size::format(manifest.database.size),
             manifest.blobs,
             size::format(manifest.blob_bytes),
-            manifest
-                .files
-                .iter()
-                .map(|f| f.path.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            file_names(&manifest.files)
         ));
         Ok(())
     })
@@ -502,16 +509,7 @@ async fn restore_into(
         data_dir.display(),
         snapshot.blobs.len(),
         size::format(blob_bytes),
-        if manifest.files.is_empty() {
-            "no other files".to_string()
-        } else {
-            manifest
-                .files
-                .iter()
-                .map(|f| f.path.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        },
+        file_names(&manifest.files),
         data_dir.display()
     ));
     Ok(())

@@ -24,6 +24,17 @@ fn gantry(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `gantry restore-backup FROM --data-dir TO`.
+fn restore_backup(from: &Path, to: &Path) -> Output {
+    gantry(&[
+        "restore-backup",
+        path(from),
+        "--quiet",
+        "--data-dir",
+        path(to),
+    ])
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -98,14 +109,11 @@ async fn backup_taken_while_eight_clients_push_and_gc_runs_restores_every_push_a
         doomed.push(push_random_image(&s, "doomed/app", &format!("d{i}"), &[24 << 20]).await);
     }
     // A token issued before the backup works against the restored registry (same key).
-    let token: Value = http()
-        .get(s.url("/auth/token?service=gantry&scope=repository:doomed/app:pull"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = get_json(
+        &s,
+        "/auth/token?service=gantry&scope=repository:doomed/app:pull",
+    )
+    .await;
     let token = token["token"].as_str().expect("a token").to_string();
 
     let acknowledged: Arc<Mutex<Vec<(Instant, Pushed)>>> = Arc::default();
@@ -219,13 +227,7 @@ async fn backup_taken_while_eight_clients_push_and_gc_runs_restores_every_push_a
     );
 
     let restored = temp.path().join("restored");
-    let out = gantry(&[
-        "restore-backup",
-        path(&backup_dir),
-        "--quiet",
-        "--data-dir",
-        path(&restored),
-    ]);
+    let out = restore_backup(&backup_dir, &restored);
     assert!(
         out.status.success(),
         "restore failed: {}",
@@ -276,13 +278,7 @@ async fn restore_refuses_an_incomplete_or_damaged_backup_and_a_used_or_non_empty
     );
 
     let restore = |from: &Path, to: &Path| {
-        let out = gantry(&[
-            "restore-backup",
-            path(from),
-            "--quiet",
-            "--data-dir",
-            path(to),
-        ]);
+        let out = restore_backup(from, to);
         assert!(
             !out.status.success(),
             "restore of {from:?} into {to:?} succeeded"
@@ -341,13 +337,7 @@ async fn restore_refuses_an_incomplete_or_damaged_backup_and_a_used_or_non_empty
 
     // The intact backup restores into an empty directory that exists already.
     std::fs::create_dir(&target).unwrap();
-    let out = gantry(&[
-        "restore-backup",
-        path(&backup_dir),
-        "--quiet",
-        "--data-dir",
-        path(&target),
-    ]);
+    let out = restore_backup(&backup_dir, &target);
     assert!(
         out.status.success(),
         "restore failed: {}",

@@ -108,16 +108,23 @@ fn data_directory_left_open_by_an_earlier_version_is_tightened_at_start() {
     assert_eq!(mode(&db), 0o600);
 }
 
+/// `gantry serve` on a new data directory under `dir`, any port, text logs at info level.
+fn serve_with_text_logs(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    command
+        .args(["serve", "--log-format", "text", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("GANTRY_LOG", "info")
+        .env("GANTRY_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    command
+}
+
 /// Logs written to a file or pipe kept ANSI colour codes. Colour only on a terminal.
 #[test]
 fn logs_to_a_pipe_carry_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["serve", "--log-format", "text", "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("GANTRY_LOG", "info")
-        .env("GANTRY_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    let mut child = serve_with_text_logs(dir.path())
         .env_remove("NO_COLOR")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -259,29 +266,27 @@ fn logs_to_journald_carry_priorities_and_no_timestamps_of_their_own() {
         let log_path = dir.path().join("stderr.log");
         let file = std::fs::File::create(&log_path).unwrap();
         let announced = journal_stream(&file.metadata().unwrap());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-            .args(["serve", "--log-format", "text", "--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env("GANTRY_LOG", "info")
-            .env("GANTRY_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        let mut child = serve_with_text_logs(dir.path())
             .env("JOURNAL_STREAM", announced)
             .stdout(Stdio::null())
             .stderr(Stdio::from(file))
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
+        let log = loop {
             let log = std::fs::read_to_string(&log_path).unwrap();
-            if let Some(line) = log.lines().find(|l| l.contains("gantry registry ready")) {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                assert!(!log.contains('\u{1b}'), "colour codes: {log:?}");
-                return line.to_string();
+            if log.contains("gantry registry ready") || std::time::Instant::now() > deadline {
+                break log;
             }
-            assert!(std::time::Instant::now() < deadline, "never ready: {log}");
             std::thread::sleep(Duration::from_millis(50));
-        }
+        };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!log.contains('\u{1b}'), "colour codes: {log:?}");
+        log.lines()
+            .find(|l| l.contains("gantry registry ready"))
+            .unwrap_or_else(|| panic!("never ready: {log}"))
+            .to_string()
     }
     let line = ready_line(|m| format!("{}:{}", m.dev(), m.ino()));
     let rest = line.strip_prefix("<6>").unwrap_or_else(|| panic!("{line}"));
