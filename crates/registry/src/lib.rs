@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use gantry_lifecycle::{TagRules, TagWrite};
 use gantry_meta::{MetaError, MetaStore, NewManifest, Page, StoredManifest, TagRef};
+use gantry_metrics::{Job, Metrics, MetricsOptions, ProjectUsage};
 use gantry_oci::manifest::{self, MAX_MANIFEST_BYTES};
 use gantry_oci::{media_type, Algorithm, Digest, Hasher, Reference, RepositoryName};
 use gantry_storage::{ArchiveLocation, BlobStore, ByteStream};
@@ -57,6 +58,8 @@ pub struct Registry {
     blob_locks: gc::BlobLocks,
     /// Where archived artifacts go; archiving is unavailable without one.
     archive: Option<ArchiveLocation>,
+    /// Pushes, pulls and job runs are counted here.
+    metrics: Arc<Metrics>,
 }
 
 /// A manifest's identity once stored.
@@ -119,12 +122,67 @@ impl Registry {
             pulls: pulls::PullTracker::default(),
             blob_locks: gc::BlobLocks::default(),
             archive: None,
+            metrics: Arc::new(
+                Metrics::new(MetricsOptions::default()).expect("metric families are distinct"),
+            ),
         }
     }
 
     pub fn with_archive(mut self, location: ArchiveLocation) -> Registry {
         self.archive = Some(location);
         self
+    }
+
+    /// Records pushes, pulls and job runs in `metrics` (the process's, which `/metrics`
+    /// shows) instead of a private set.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Registry {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Times `run` as a run of `job` in the metrics; `freed` says how many bytes a successful
+    /// run freed.
+    async fn timed_job<T>(
+        &self,
+        job: Job,
+        freed: impl FnOnce(&T) -> u64,
+        run: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let started = std::time::Instant::now();
+        let outcome = run.await;
+        let seconds = started.elapsed().as_secs_f64();
+        let freed_bytes = outcome.as_ref().map(freed).unwrap_or(0);
+        self.metrics
+            .job_finished(job, outcome.is_ok(), seconds, freed_bytes);
+        outcome
+    }
+
+    /// Every metric in the Prometheus text format, with the per-project storage gauges and
+    /// the metadata pool's use read now.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let projects: Vec<ProjectUsage> = self
+            .meta
+            .quotas()
+            .await?
+            .into_iter()
+            .map(|quota| ProjectUsage {
+                project: quota.project,
+                stored_bytes: quota.used.bytes.max(0) as u64,
+                artifacts: quota.used.artifacts.max(0) as u64,
+            })
+            .collect();
+        self.metrics.set_project_usage(&projects);
+        self.metrics.set_pool_use(&self.meta.pool_use());
+        Ok(self.metrics.encode()?)
+    }
+
+    /// Whether the metadata store and the blob store answer (for `/readyz`).
+    ///
+    /// Errors: the first store that does not, with its reason.
+    pub async fn check_ready(&self) -> Result<()> {
+        self.meta.check_ready().await?;
+        self.blobs.check_ready().await?;
+        Ok(())
     }
 
     // ---- pull tracking ----------------------------------------------------------------
@@ -142,6 +200,9 @@ impl Registry {
             Reference::Tag(tag) => Some(tag.as_str()),
             Reference::Digest(_) => None,
         };
+        if counted {
+            self.metrics.pull(name.project(), name.as_str());
+        }
         let digest = digest.to_string();
         self.pulls.note(
             name.as_str(),
@@ -552,6 +613,7 @@ impl Registry {
             rules.check_change(name.project(), tag, "moved to another digest")?;
         }
         stored?;
+        self.metrics.push(name.project(), name.as_str());
         Ok(PutManifest {
             subject: subject.cloned(),
             digest,

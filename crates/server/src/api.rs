@@ -283,7 +283,7 @@ impl ApiCaller {
         )
     }
 
-    fn require_system_admin(&self, what: &str) -> Result<(), ApiError> {
+    pub(crate) fn require_system_admin(&self, what: &str) -> Result<(), ApiError> {
         if self.is_system_admin() {
             Ok(())
         } else {

@@ -75,6 +75,20 @@ fn route(path: &str) -> Option<Route<'_>> {
     }
 }
 
+/// The route family of a `/v2` path (`None` for other paths), the `route` label of the HTTP
+/// metrics.
+pub(crate) fn route_family(path: &str) -> Option<&'static str> {
+    Some(match route(path)? {
+        Route::Base => "base",
+        Route::Catalog => "catalog",
+        Route::Tags(_) => "tags",
+        Route::Manifest(..) => "manifests",
+        Route::Blob(..) => "blobs",
+        Route::UploadStart(_) | Route::Upload(..) => "uploads",
+        Route::Referrers(..) => "referrers",
+    })
+}
+
 fn decoded(segment: &str) -> String {
     percent_decode_str(segment).decode_utf8_lossy().into_owned()
 }
