@@ -197,9 +197,8 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> 
 pub mod limits {
     use std::ops::RangeInclusive;
 
-    /// The ranges the access service enforces itself: `AUDIT_LIMIT`, `UNIX_SECS`,
-    /// `CI_TOKEN_TTL_SECS`, `ROBOT_EXPIRES_IN_SECS`.
-    pub use gantry_access::limits as access;
+    /// The ranges the access service enforces itself (`AUDIT_LIMIT`, `UNIX_SECS`,
+    /// `CI_TOKEN_TTL_SECS`, `ROBOT_EXPIRES_IN_SECS`) are in `gantry_access::limits`.
     pub use gantry_access::limits::within;
 
     /// `pause_ms` of `POST /gc`: at most a minute between batches.
@@ -411,15 +410,15 @@ mod tests {
             ),
             (
                 "GET /api/v1/audit limit".into(),
-                range!(limits::access::AUDIT_LIMIT),
+                range!(gantry_access::limits::AUDIT_LIMIT),
             ),
             (
                 "GET /api/v1/audit since".into(),
-                range!(limits::access::UNIX_SECS),
+                range!(gantry_access::limits::UNIX_SECS),
             ),
             (
                 "GET /api/v1/audit until".into(),
-                range!(limits::access::UNIX_SECS),
+                range!(gantry_access::limits::UNIX_SECS),
             ),
             (
                 "DELETE /api/v1/projects/{project}/archives/{id} id".into(),
@@ -431,11 +430,11 @@ mod tests {
             ),
             (
                 format!("{schemas}/NewToken.ttl_secs"),
-                range!(limits::access::CI_TOKEN_TTL_SECS),
+                range!(gantry_access::limits::CI_TOKEN_TTL_SECS),
             ),
             (
                 format!("{schemas}/NewRobot.expires_in_secs"),
-                range!(limits::access::ROBOT_EXPIRES_IN_SECS),
+                range!(gantry_access::limits::ROBOT_EXPIRES_IN_SECS),
             ),
             (
                 format!("{schemas}/QuotaLimits.storage_bytes"),
