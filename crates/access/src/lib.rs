@@ -18,11 +18,18 @@ use gantry_metrics::{LoginResult, Metrics, MetricsOptions};
 use gantry_oci::RepositoryName;
 use sha2::Digest as _;
 
+mod accounts;
 mod audit;
 mod cache;
+pub mod limits;
+mod projects;
 
+pub use accounts::{
+    valid_account_name, Actor, CredentialKind, MintedCredential, NewCiToken, NewRobot,
+};
 pub use audit::{AuditEntry, AuditLog};
 use cache::TtlCache;
+pub use projects::{valid_project_name, AuditFilter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -49,6 +56,9 @@ pub enum AccessError {
     /// A malformed request to the token endpoint or the API.
     #[error("{0}")]
     Invalid(String),
+    /// No such project, user, member or credential (the API).
+    #[error("{0}")]
+    NotFound(String),
     #[error(transparent)]
     Meta(#[from] MetaError),
     #[error("password hashing failed: {0}")]

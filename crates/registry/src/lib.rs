@@ -6,7 +6,9 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use gantry_lifecycle::{TagRules, TagWrite};
-use gantry_meta::{MetaError, MetaStore, NewManifest, Page, StoredManifest, TagRef};
+use gantry_meta::{
+    MetaError, MetaStore, NewManifest, Page, Quota, Recount, StoredManifest, TagRef,
+};
 use gantry_metrics::{Job, Metrics, MetricsOptions, ProjectUsage};
 use gantry_oci::manifest::{self, MAX_MANIFEST_BYTES};
 use gantry_oci::{media_type, Algorithm, Digest, Hasher, Reference, RepositoryName};
@@ -225,6 +227,37 @@ impl Registry {
 
     pub async fn set_tag_rules(&self, project: &str, rules: &TagRules) -> Result<()> {
         self.tag_policy.set(&self.meta, project, rules).await
+    }
+
+    // ---- quotas -----------------------------------------------------------------------
+
+    /// A project's usage and limits.
+    pub async fn quota(&self, project: &str) -> Result<Quota> {
+        Ok(self.meta.quota(project).await?)
+    }
+
+    /// Usage and limits of every project, by project name.
+    pub async fn quotas(&self) -> Result<Vec<Quota>> {
+        Ok(self.meta.quotas().await?)
+    }
+
+    /// Sets a project's limits (bytes of storage, artifacts); `None` is unlimited.
+    pub async fn set_quota_limits(
+        &self,
+        project: &str,
+        bytes_limit: Option<i64>,
+        artifacts_limit: Option<i64>,
+    ) -> Result<Quota> {
+        Ok(self
+            .meta
+            .set_quota_limits(project, bytes_limit, artifacts_limit)
+            .await?)
+    }
+
+    /// Adds a project's usage up from its rows and compares it with the live figures (which
+    /// it corrects, should they differ).
+    pub async fn recount_usage(&self, project: &str) -> Result<Recount> {
+        Ok(self.meta.recount_usage(project).await?)
     }
 
     // ---- blobs ------------------------------------------------------------------------

@@ -38,6 +38,11 @@ impl Registry {
         }
     }
 
+    /// A project's last `limit` retention runs, newest first.
+    pub async fn retention_runs(&self, project: &str, limit: u32) -> Result<Vec<RetentionRun>> {
+        Ok(self.meta.retention_runs(project, limit).await?)
+    }
+
     pub async fn set_retention_policy(&self, project: &str, policy: &Policy) -> Result<()> {
         let json = serde_json::to_string(policy).expect("policies serialize");
         Ok(self.meta.set_retention_policy(project, &json).await?)

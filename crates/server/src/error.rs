@@ -94,6 +94,7 @@ fn classify_access(e: &AccessError) -> (StatusCode, ErrorCode) {
         }
         AccessError::ProjectUnknown(_) => (StatusCode::NOT_FOUND, ErrorCode::NameUnknown),
         AccessError::Invalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+        AccessError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
         AccessError::Meta(e) => classify_meta(e),
         AccessError::Hashing(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
     }

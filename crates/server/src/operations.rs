@@ -63,9 +63,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Result<Response, ApiError
 
 async fn metrics_for_admins(
     state: State<Arc<AppState>>,
-    caller: ApiCaller,
+    ApiCaller(actor): ApiCaller,
 ) -> Result<Response, ApiError> {
-    caller.require_system_admin("read metrics")?;
+    actor.require_system_admin("read metrics")?;
     metrics(state).await
 }
 
