@@ -14,14 +14,22 @@ use gantry_auth::throttle::{Admission, LoginAttempt, LoginThrottle, ThrottleRule
 use gantry_auth::token::Access as TokenAccess;
 use gantry_auth::{Action, Claims, Identity, ProjectAccess, Role, Scope, Target, TokenKey};
 use gantry_meta::{Credential, MetaError, MetaStore};
+use gantry_metrics::{LoginResult, Metrics, MetricsOptions};
 use gantry_oci::RepositoryName;
 use sha2::Digest as _;
 
+mod accounts;
 mod audit;
 mod cache;
+pub mod limits;
+mod projects;
 
+pub use accounts::{
+    valid_account_name, Actor, CredentialKind, MintedCredential, NewCiToken, NewRobot,
+};
 pub use audit::{AuditEntry, AuditLog};
 use cache::TtlCache;
+pub use projects::{valid_project_name, AuditFilter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -48,6 +56,9 @@ pub enum AccessError {
     /// A malformed request to the token endpoint or the API.
     #[error("{0}")]
     Invalid(String),
+    /// No such project, user, member or credential (the API).
+    #[error("{0}")]
+    NotFound(String),
     #[error(transparent)]
     Meta(#[from] MetaError),
     #[error("password hashing failed: {0}")]
@@ -70,6 +81,8 @@ pub struct AccessConfig {
     /// project admin) instead of being refused.
     pub auto_create_projects: bool,
     pub throttle: ThrottleRules,
+    /// Where logins are counted (the process's metrics, which `/metrics` shows).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for AccessConfig {
@@ -81,6 +94,9 @@ impl Default for AccessConfig {
             refresh_ttl: Duration::from_secs(24 * 3600),
             auto_create_projects: false,
             throttle: ThrottleRules::default(),
+            metrics: Arc::new(
+                Metrics::new(MetricsOptions::default()).expect("metric families are distinct"),
+            ),
         }
     }
 }
@@ -246,9 +262,14 @@ fn throttled(locked: gantry_auth::throttle::Locked) -> AccessError {
 fn login_audit(
     attempt: &LoginAttempt<'_>,
     via: LoginVia,
-    outcome: &str,
+    result: LoginResult,
     detail: Option<String>,
 ) -> AuditEntry {
+    let outcome = match result {
+        LoginResult::Success => "success",
+        LoginResult::Failure => "failure",
+        LoginResult::Throttled => "denied",
+    };
     AuditEntry {
         actor: attempt.name.chars().take(100).collect(),
         action: "login".into(),
@@ -325,8 +346,7 @@ impl AccessService {
         };
         match identity {
             Some(identity) => {
-                self.audit
-                    .record(login_audit(&attempt, via, "success", None))
+                self.record_login(&attempt, via, LoginResult::Success, None)
                     .await;
                 self.login_throttle.succeeded(&attempt);
                 Ok(identity)
@@ -334,27 +354,35 @@ impl AccessService {
             None => {
                 tracing::info!(user = %username.chars().take(100).collect::<String>(), client, "login failed");
                 // A wrong credential is a failure; from a locked-out address it is also refused.
-                let (outcome, refused) = match self
+                let (result, refused) = match self
                     .login_throttle
                     .failed(&attempt, admission, known_user, now)
                 {
                     Ok(()) => (
-                        "failure",
+                        LoginResult::Failure,
                         AccessError::Unauthenticated("invalid username or password".into()),
                     ),
-                    Err(locked) => ("denied", throttled(locked)),
+                    Err(locked) => (LoginResult::Throttled, throttled(locked)),
                 };
-                self.audit
-                    .record(login_audit(
-                        &attempt,
-                        via,
-                        outcome,
-                        Some(refused.to_string()),
-                    ))
+                self.record_login(&attempt, via, result, Some(refused.to_string()))
                     .await;
                 Err(refused)
             }
         }
+    }
+
+    /// Audits a login attempt and counts it in the metrics.
+    async fn record_login(
+        &self,
+        attempt: &LoginAttempt<'_>,
+        via: LoginVia,
+        result: LoginResult,
+        detail: Option<String>,
+    ) {
+        self.config.metrics.login(result);
+        self.audit
+            .record(login_audit(attempt, via, result, detail))
+            .await;
     }
 
     /// The throttle's admission of a login attempt; a refusal (the user is locked out) is
@@ -369,14 +397,13 @@ impl AccessService {
             Ok(admission) => Ok(admission),
             Err(locked) => {
                 let refused = throttled(locked);
-                self.audit
-                    .record(login_audit(
-                        attempt,
-                        via,
-                        "denied",
-                        Some(refused.to_string()),
-                    ))
-                    .await;
+                self.record_login(
+                    attempt,
+                    via,
+                    LoginResult::Throttled,
+                    Some(refused.to_string()),
+                )
+                .await;
                 Err(refused)
             }
         }

@@ -43,6 +43,16 @@ pub struct FileConfig {
     pub gc: FileGcConfig,
     #[serde(default)]
     pub archive: FileArchiveConfig,
+    #[serde(default)]
+    pub metrics: FileMetricsConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMetricsConfig {
+    /// A separate address serving /metrics, /healthz and /readyz without credentials.
+    pub listen: Option<String>,
+    pub per_repository: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +117,11 @@ pub struct ServeConfig {
     pub gc_grace: std::time::Duration,
     /// Where `gantry archive` moves artifacts: a directory or `s3://BUCKET[/PREFIX]`.
     pub archive_location: String,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served without credentials; `None`:
+    /// only on the main listener, `/metrics` for system administrators.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Whether push and pull counters carry the repository (one series per repository).
+    pub metrics_per_repository: bool,
 }
 
 /// Scheduled garbage collection: every 6 hours, collecting what is older than an hour.
@@ -131,6 +146,8 @@ pub struct Overrides {
     pub token_ttl_secs: Option<u64>,
     pub gc_interval_secs: Option<u64>,
     pub archive_location: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub metrics_per_repository: Option<bool>,
 }
 
 pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -219,6 +236,22 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
         gc_grace: std::time::Duration::from_secs(
             file.gc.grace_secs.unwrap_or(DEFAULT_GC_GRACE_SECS),
         ),
+        metrics_listen: overrides
+            .metrics_listen
+            .or(file.metrics.listen)
+            .map(|address| {
+                address.parse().with_context(|| {
+                    format!(
+                        "metrics listen address {address:?} (--metrics-listen, GANTRY_METRICS_LISTEN \
+                         or [metrics] listen) is not an IP:port such as 127.0.0.1:9090"
+                    )
+                })
+            })
+            .transpose()?,
+        metrics_per_repository: overrides
+            .metrics_per_repository
+            .or(file.metrics.per_repository)
+            .unwrap_or(false),
     })
 }
 

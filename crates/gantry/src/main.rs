@@ -364,6 +364,15 @@ struct ServeArgs {
     /// AWS_* variables for credentials, region and endpoint [default: DATA_DIR/archive].
     #[arg(long, env = "GANTRY_ARCHIVE_LOCATION")]
     archive_location: Option<String>,
+    /// Also serve /metrics, /healthz and /readyz on this IP:port, without credentials (for
+    /// Prometheus and load balancers on a monitoring network) [default: none; /metrics is then
+    /// served on the main listener to system administrators only].
+    #[arg(long, env = "GANTRY_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// Label push and pull counters with the repository too: one series per repository, so
+    /// only for registries with few of them [default: false].
+    #[arg(long, env = "GANTRY_METRICS_PER_REPOSITORY")]
+    metrics_per_repository: Option<bool>,
 }
 
 #[derive(Args)]
@@ -420,6 +429,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 token_ttl_secs: args.token_ttl_secs,
                 gc_interval_secs: args.gc_interval_secs,
                 archive_location: args.archive_location,
+                metrics_listen: args.metrics_listen,
+                metrics_per_repository: args.metrics_per_repository,
             })?;
             logging::init(config.log_format, &config.log_level)?;
             serve::run(config).await

@@ -8,6 +8,7 @@ use anyhow::Context;
 use gantry_access::{AccessConfig, AccessService};
 use gantry_auth::TokenKey;
 use gantry_meta::MetaStore;
+use gantry_metrics::{Metrics, MetricsOptions};
 use gantry_registry::{BlobDeletionLock, Registry};
 use gantry_server::AppState;
 use gantry_storage::{ArchiveLocation, FsBlobStore};
@@ -62,6 +63,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         config.admin_password.as_ref().map(|s| s.0.as_str()),
     )
     .await?;
+    let metrics = Arc::new(Metrics::new(MetricsOptions {
+        per_repository: config.metrics_per_repository,
+    })?);
     let key = TokenKey::load_or_generate(&config.data_dir.join(TOKEN_KEY_FILE))?;
     tracing::info!(kid = key.kid(), "token signing key loaded");
     let access = AccessService::new(
@@ -70,6 +74,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         AccessConfig {
             token_ttl: config.token_ttl,
             auto_create_projects: config.auto_create_projects,
+            metrics: metrics.clone(),
             ..AccessConfig::default()
         },
     )?;
@@ -83,7 +88,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let registry = Arc::new(
         Registry::new(Arc::new(blobs), meta.clone())
             .with_archive(archive)
-            .with_blob_deletion_lock(BlobDeletionLock::in_data_dir(&config.data_dir)),
+            .with_blob_deletion_lock(BlobDeletionLock::in_data_dir(&config.data_dir))
+            .with_metrics(metrics.clone()),
     );
     let flusher = {
         let registry = registry.clone();
@@ -151,13 +157,21 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             }
         })
     };
-    let app = gantry_server::router(AppState {
+    let state = Arc::new(AppState {
         registry: registry.clone(),
         access: access.clone(),
         public_url: config.public_url.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
-    })
-    .into_make_service_with_connect_info::<SocketAddr>();
+        metrics,
+    });
+    let (metrics_server, metrics_listen) = match config.metrics_listen {
+        Some(address) => {
+            let (task, bound) = serve_metrics(address, state.clone()).await?;
+            (Some(task), Some(bound))
+        }
+        None => (None, None),
+    };
+    let app = gantry_server::router(state).into_make_service_with_connect_info::<SocketAddr>();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -168,7 +182,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             )
         })?;
     let local = listener.local_addr()?;
-    tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "gantry registry ready");
+    tracing::info!(
+        listen = %local,
+        metrics_listen = metrics_listen.map(|a| a.to_string()),
+        data_dir = %config.data_dir.display(),
+        "gantry registry ready"
+    );
     let stopping = Arc::new(tokio::sync::Notify::new());
     let signalled = stopping.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -187,6 +206,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
     flusher.abort();
     scheduled_retention.abort();
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     if let Some(gc) = scheduled_gc {
         gc.abort();
     }
@@ -197,6 +219,29 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     meta.close().await;
     tracing::info!("gantry stopped");
     Ok(())
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` without credentials on `address` until the
+/// returned task is aborted; returns it and the address bound.
+async fn serve_metrics(
+    address: SocketAddr,
+    state: Arc<AppState>,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for metrics on {address}: is another process using it? choose another with --metrics-listen"
+            )
+        })?;
+    let bound = listener.local_addr()?;
+    let app = gantry_server::metrics_router(state);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics listener failed");
+        }
+    });
+    Ok((task, bound))
 }
 
 async fn shutdown_signal() {

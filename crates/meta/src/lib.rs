@@ -5,10 +5,14 @@
 //! Queries use `$n` placeholders and `ON CONFLICT`, which SQLite and PostgreSQL both accept,
 //! so one query text serves both backends.
 
-use std::path::Path;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use gantry_metrics::PoolUse;
 use gantry_oci::Digest;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -60,6 +64,9 @@ pub enum MetaError {
          go back to this version"
     )]
     SchemaTooNew { database: i64, binary: i64 },
+    /// The store cannot serve (its file is gone or unreadable, or it does not answer).
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// The tag a manifest is pushed under, and whether it may move once it exists.
@@ -175,7 +182,20 @@ fn parse_digest(s: &str) -> Result<Digest> {
 pub struct MetaStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    /// The database file and its identity when opened, for readiness checks: open
+    /// connections keep working on a file that was moved, replaced or made unreadable, so
+    /// only a look at the path tells.
+    file: Arc<DatabaseFile>,
 }
+
+struct DatabaseFile {
+    path: PathBuf,
+    device: u64,
+    inode: u64,
+}
+
+/// The first 16 bytes of every SQLite database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 impl MetaStore {
     /// Opens (creating if needed) the SQLite database at `path` and migrates it.
@@ -202,7 +222,77 @@ impl MetaStore {
             .min_connections(1)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(MetaStore { writer, readers })
+        let opened = std::fs::metadata(path).map_err(|e| {
+            MetaError::Unavailable(format!("cannot inspect {}: {e}", path.display()))
+        })?;
+        let file = Arc::new(DatabaseFile {
+            path: path.to_path_buf(),
+            device: opened.dev(),
+            inode: opened.ino(),
+        });
+        Ok(MetaStore {
+            writer,
+            readers,
+            file,
+        })
+    }
+
+    /// Whether the store can serve: the database file is still the one opened and readable,
+    /// and both pools answer a query.
+    ///
+    /// Errors: `Unavailable` with the reason (the file's name, not its full path: the answer
+    /// goes to unauthenticated probes).
+    pub async fn check_ready(&self) -> Result<()> {
+        let name = self
+            .file
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = self.file.path.clone();
+        let (device, inode) = (self.file.device, self.file.inode);
+        let file_state = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
+            let mut file =
+                std::fs::File::open(&path).map_err(|e| format!("cannot open {name}: {e}"))?;
+            let found = file
+                .metadata()
+                .map_err(|e| format!("cannot inspect {name}: {e}"))?;
+            if (found.dev(), found.ino()) != (device, inode) {
+                return Err(format!(
+                    "{name} was replaced since the server opened it; restart the server"
+                ));
+            }
+            let mut header = [0u8; 16];
+            file.read_exact(&mut header)
+                .map_err(|e| format!("cannot read {name}: {e}"))?;
+            if &header != SQLITE_HEADER {
+                return Err(format!("{name} is not an SQLite database any more"));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| MetaError::Unavailable(e.to_string()))?;
+        file_state.map_err(MetaError::Unavailable)?;
+        for pool in [&self.readers, &self.writer] {
+            sqlx::query("SELECT 1").execute(pool).await.map_err(|e| {
+                MetaError::Unavailable(format!("the database does not answer: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// How the connection pools are used now (for metrics).
+    pub fn pool_use(&self) -> [PoolUse; 2] {
+        let usage = |pool: &'static str, p: &SqlitePool| PoolUse {
+            pool,
+            open: p.size(),
+            idle: p.num_idle() as u32,
+            max: p.options().get_max_connections(),
+        };
+        [
+            usage("writer", &self.writer),
+            usage("readers", &self.readers),
+        ]
     }
 
     pub async fn close(&self) {

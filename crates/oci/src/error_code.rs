@@ -33,6 +33,9 @@ pub enum ErrorCode {
     NotFound,
     /// Not in the spec's table (REST API): the thing exists already, or is still in use.
     Conflict,
+    /// Not in the spec's table: a store the server needs does not answer (status 503);
+    /// CNCF Distribution's `UNAVAILABLE`.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -58,6 +61,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 }
@@ -102,6 +106,7 @@ mod tests {
             ErrorCode::InvalidRequest,
             ErrorCode::NotFound,
             ErrorCode::Conflict,
+            ErrorCode::Unavailable,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

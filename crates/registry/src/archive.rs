@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use futures::StreamExt;
 use gantry_lifecycle::archive::{self as selection, ArchiveSelector, Passed, Selected};
 use gantry_meta::ArchiveRecord;
+use gantry_metrics::Job;
 use gantry_oci::manifest::{self, MAX_MANIFEST_BYTES};
 use gantry_oci::{media_type, Digest, Hasher, Reference, RepositoryName};
 use gantry_storage::{ArchiveLocation, ArchiveWriter};
@@ -89,6 +90,19 @@ impl Registry {
 
     /// Archives what `selector` picks in `project` at `now` (or, in a dry run, reports it).
     pub async fn archive(
+        &self,
+        project: &str,
+        selector: &ArchiveSelector,
+        actor: &str,
+        now: i64,
+        dry_run: bool,
+    ) -> Result<ArchiveReport> {
+        // Archiving moves bytes out; garbage collection is what frees them here.
+        let run = self.select_and_archive(project, selector, actor, now, dry_run);
+        self.timed_job(Job::Archive, |_| 0, run).await
+    }
+
+    async fn select_and_archive(
         &self,
         project: &str,
         selector: &ArchiveSelector,

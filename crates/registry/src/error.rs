@@ -59,6 +59,8 @@ pub enum RegistryError {
     Tar(#[from] crate::tarball::TarError),
     #[error(transparent)]
     Meta(MetaError),
+    #[error(transparent)]
+    Metrics(#[from] gantry_metrics::MetricsError),
 }
 
 impl From<MetaError> for RegistryError {

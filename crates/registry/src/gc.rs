@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use gantry_meta::Reckoning;
+use gantry_metrics::Job;
 use gantry_oci::Digest;
 use gantry_storage::StorageError;
 use serde::Serialize;
@@ -86,6 +87,12 @@ pub struct GcReport {
 impl Registry {
     /// Collects garbage older than the grace window at `now` (Unix seconds).
     pub async fn collect_garbage(&self, now: i64, options: &GcOptions) -> Result<GcReport> {
+        let freed = |report: &GcReport| if report.dry_run { 0 } else { report.blob_bytes };
+        self.timed_job(Job::GarbageCollection, freed, self.sweep(now, options))
+            .await
+    }
+
+    async fn sweep(&self, now: i64, options: &GcOptions) -> Result<GcReport> {
         let started = Instant::now();
         if options.grace.is_zero() && !options.dry_run {
             // Allowed (an administrator who stopped every push may want everything back now),

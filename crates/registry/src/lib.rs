@@ -6,7 +6,10 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use gantry_lifecycle::{TagRules, TagWrite};
-use gantry_meta::{MetaError, MetaStore, NewManifest, Page, StoredManifest, TagRef};
+use gantry_meta::{
+    MetaError, MetaStore, NewManifest, Page, Quota, Recount, StoredManifest, TagRef,
+};
+use gantry_metrics::{Job, Metrics, MetricsOptions, ProjectUsage};
 use gantry_oci::manifest::{self, MAX_MANIFEST_BYTES};
 use gantry_oci::{media_type, Algorithm, Digest, Hasher, Reference, RepositoryName};
 use gantry_storage::{ArchiveLocation, BlobStore, ByteStream};
@@ -62,6 +65,8 @@ pub struct Registry {
     /// Held by garbage collection while it deletes blobs, so that a backup in another process
     /// never loses a blob between its snapshot and its copy; `None`: no backups to respect.
     deletion_lock: Option<BlobDeletionLock>,
+    /// Pushes, pulls and job runs are counted here.
+    metrics: Arc<Metrics>,
 }
 
 /// A manifest's identity once stored.
@@ -125,6 +130,9 @@ impl Registry {
             blob_locks: gc::BlobLocks::default(),
             archive: None,
             deletion_lock: None,
+            metrics: Arc::new(
+                Metrics::new(MetricsOptions::default()).expect("metric families are distinct"),
+            ),
         }
     }
 
@@ -137,6 +145,58 @@ impl Registry {
     pub fn with_archive(mut self, location: ArchiveLocation) -> Registry {
         self.archive = Some(location);
         self
+    }
+
+    /// Records pushes, pulls and job runs in `metrics` (the process's, which `/metrics`
+    /// shows) instead of a private set.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Registry {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Times `run` as a run of `job` in the metrics; `freed` says how many bytes a successful
+    /// run freed.
+    async fn timed_job<T>(
+        &self,
+        job: Job,
+        freed: impl FnOnce(&T) -> u64,
+        run: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let started = std::time::Instant::now();
+        let outcome = run.await;
+        let seconds = started.elapsed().as_secs_f64();
+        let freed_bytes = outcome.as_ref().map(freed).unwrap_or(0);
+        self.metrics
+            .job_finished(job, outcome.is_ok(), seconds, freed_bytes);
+        outcome
+    }
+
+    /// Every metric in the Prometheus text format, with the per-project storage gauges and
+    /// the metadata pool's use read now.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let projects: Vec<ProjectUsage> = self
+            .meta
+            .quotas()
+            .await?
+            .into_iter()
+            .map(|quota| ProjectUsage {
+                project: quota.project,
+                stored_bytes: quota.used.bytes.max(0) as u64,
+                artifacts: quota.used.artifacts.max(0) as u64,
+            })
+            .collect();
+        self.metrics.set_project_usage(&projects);
+        self.metrics.set_pool_use(&self.meta.pool_use());
+        Ok(self.metrics.encode()?)
+    }
+
+    /// Whether the metadata store and the blob store answer (for `/readyz`).
+    ///
+    /// Errors: the first store that does not, with its reason.
+    pub async fn check_ready(&self) -> Result<()> {
+        self.meta.check_ready().await?;
+        self.blobs.check_ready().await?;
+        Ok(())
     }
 
     // ---- pull tracking ----------------------------------------------------------------
@@ -154,6 +214,9 @@ impl Registry {
             Reference::Tag(tag) => Some(tag.as_str()),
             Reference::Digest(_) => None,
         };
+        if counted {
+            self.metrics.pull(name.project(), name.as_str());
+        }
         let digest = digest.to_string();
         self.pulls.note(
             name.as_str(),
@@ -176,6 +239,37 @@ impl Registry {
 
     pub async fn set_tag_rules(&self, project: &str, rules: &TagRules) -> Result<()> {
         self.tag_policy.set(&self.meta, project, rules).await
+    }
+
+    // ---- quotas -----------------------------------------------------------------------
+
+    /// A project's usage and limits.
+    pub async fn quota(&self, project: &str) -> Result<Quota> {
+        Ok(self.meta.quota(project).await?)
+    }
+
+    /// Usage and limits of every project, by project name.
+    pub async fn quotas(&self) -> Result<Vec<Quota>> {
+        Ok(self.meta.quotas().await?)
+    }
+
+    /// Sets a project's limits (bytes of storage, artifacts); `None` is unlimited.
+    pub async fn set_quota_limits(
+        &self,
+        project: &str,
+        bytes_limit: Option<i64>,
+        artifacts_limit: Option<i64>,
+    ) -> Result<Quota> {
+        Ok(self
+            .meta
+            .set_quota_limits(project, bytes_limit, artifacts_limit)
+            .await?)
+    }
+
+    /// Adds a project's usage up from its rows and compares it with the live figures (which
+    /// it corrects, should they differ).
+    pub async fn recount_usage(&self, project: &str) -> Result<Recount> {
+        Ok(self.meta.recount_usage(project).await?)
     }
 
     // ---- blobs ------------------------------------------------------------------------
@@ -564,6 +658,7 @@ impl Registry {
             rules.check_change(name.project(), tag, "moved to another digest")?;
         }
         stored?;
+        self.metrics.push(name.project(), name.as_str());
         Ok(PutManifest {
             subject: subject.cloned(),
             digest,

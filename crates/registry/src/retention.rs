@@ -5,6 +5,7 @@
 
 use gantry_lifecycle::retention::{self, Artifact, Plan, Policy, TagInfo};
 use gantry_meta::RetentionRun;
+use gantry_metrics::Job;
 use gantry_oci::{Digest, Reference};
 use serde::Serialize;
 
@@ -35,6 +36,11 @@ impl Registry {
                 .map_err(|e| corrupt(format!("retention policy of {project}: {e}"))),
             None => Ok(None),
         }
+    }
+
+    /// A project's last `limit` retention runs, newest first.
+    pub async fn retention_runs(&self, project: &str, limit: u32) -> Result<Vec<RetentionRun>> {
+        Ok(self.meta.retention_runs(project, limit).await?)
     }
 
     pub async fn set_retention_policy(&self, project: &str, policy: &Policy) -> Result<()> {
@@ -106,6 +112,24 @@ impl Registry {
     /// Evaluates (and unless `dry_run`, executes) the project's policy at `now`; records the
     /// run in the history with the plan's numbers.
     pub async fn run_retention(
+        &self,
+        project: &str,
+        actor: &str,
+        now: i64,
+        dry_run: bool,
+    ) -> Result<RetentionReport> {
+        let freed = |report: &RetentionReport| {
+            if report.dry_run {
+                0
+            } else {
+                report.plan.freed_bytes
+            }
+        };
+        let run = self.plan_and_run_retention(project, actor, now, dry_run);
+        self.timed_job(Job::Retention, freed, run).await
+    }
+
+    async fn plan_and_run_retention(
         &self,
         project: &str,
         actor: &str,

@@ -9,6 +9,7 @@ use gantry_meta::MetaError;
 use gantry_oci::error_code::error_body;
 use gantry_oci::{DigestError, ErrorCode};
 use gantry_registry::RegistryError;
+use gantry_storage::StorageError;
 use http::{header, HeaderValue, StatusCode};
 
 #[derive(Debug)]
@@ -93,6 +94,7 @@ fn classify_access(e: &AccessError) -> (StatusCode, ErrorCode) {
         }
         AccessError::ProjectUnknown(_) => (StatusCode::NOT_FOUND, ErrorCode::NameUnknown),
         AccessError::Invalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+        AccessError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
         AccessError::Meta(e) => classify_meta(e),
         AccessError::Hashing(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
     }
@@ -101,14 +103,16 @@ fn classify_access(e: &AccessError) -> (StatusCode, ErrorCode) {
 fn classify_meta(e: &MetaError) -> (StatusCode, ErrorCode) {
     match e {
         MetaError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+        MetaError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
     }
 }
 
 /// The message for a failure: its own text, unless it is the server's fault (then the
-/// details go to the log, not to the client).
+/// details go to the log, not to the client). A store's unavailability (503) is said as it
+/// is: its reasons are written for the client.
 fn message(status: StatusCode, e: &dyn std::fmt::Display) -> String {
-    if status.is_server_error() {
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(error = %e, "request failed");
         "internal error; the server log has the details".to_string()
     } else {
@@ -160,7 +164,13 @@ fn classify(e: &RegistryError) -> (StatusCode, ErrorCode) {
         E::ArchiveInvalid(_) | E::Tar(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError)
         }
-        E::Storage(_) | E::Meta(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
+        E::Storage(StorageError::Unavailable(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+        }
+        E::Meta(e) => classify_meta(e),
+        E::Storage(_) | E::Metrics(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError)
+        }
     }
 }
 

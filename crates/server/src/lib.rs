@@ -10,16 +10,19 @@ use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use gantry_access::AccessService;
+use gantry_metrics::Metrics;
 use gantry_registry::Registry;
 use http::{HeaderName, HeaderValue};
 
 mod api;
 mod auth;
 mod error;
+mod operations;
 mod v2;
 
 pub use auth::{BadTrustedProxy, TrustedProxies};
 pub use error::ApiError;
+pub use operations::metrics_router;
 
 /// What every handler needs.
 pub struct AppState {
@@ -30,6 +33,9 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Reverse proxies whose forwarding headers name the client (for throttling and audit).
     pub trusted_proxies: auth::TrustedProxies,
+    /// The process's metrics, which the edge records requests into (the same the registry
+    /// records into).
+    pub metrics: Arc<Metrics>,
 }
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
@@ -55,15 +61,20 @@ async fn edge(request: Request, next: Next) -> Response {
 
 /// The whole HTTP surface. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`:
 /// throttling and the audit log need the client's address.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v2", any(v2::dispatch))
         .route("/v2/", any(v2::dispatch))
         .route("/v2/{*rest}", any(v2::dispatch))
         .route(auth::TOKEN_PATH, any(auth::token))
         .merge(api::routes())
+        .merge(operations::routes())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(Arc::new(state))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            operations::measure,
+        ))
+        .with_state(state)
         .layer(middleware::from_fn(edge))
 }

@@ -97,6 +97,21 @@ fn stream_file(mut file: File, len: u64) -> ByteStream {
 
 #[async_trait]
 impl BlobStore for FsBlobStore {
+    async fn check_ready(&self) -> Result<(), StorageError> {
+        for directory in ["blobs", "uploads"] {
+            let path = self.root.join(directory);
+            let listed = tokio::fs::read_dir(&path).await;
+            if let Err(e) = listed {
+                tracing::warn!(path = %path.display(), error = %e, "blob store is not ready");
+                return Err(StorageError::Unavailable(format!(
+                    "the {directory} directory cannot be read: {}",
+                    e.kind()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
         let path = self.blob_path(digest);
         Ok(not_found_as_none(tokio::fs::metadata(path).await)?.map(|m| m.len()))
@@ -287,6 +302,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::open(dir.path()).unwrap();
         crate::suite::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn store_is_not_ready_while_its_blob_directory_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        std::fs::rename(dir.path().join("blobs"), dir.path().join("moved")).unwrap();
+        let refused = store.check_ready().await.unwrap_err();
+        assert!(
+            matches!(&refused, StorageError::Unavailable(why) if why.contains("blobs directory")),
+            "{refused}"
+        );
+        assert!(!refused.to_string().contains(&*dir.path().to_string_lossy()));
+        std::fs::rename(dir.path().join("moved"), dir.path().join("blobs")).unwrap();
+        store.check_ready().await.unwrap();
     }
 
     #[tokio::test]

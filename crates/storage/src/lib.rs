@@ -34,6 +34,9 @@ pub enum StorageError {
     Io(#[from] std::io::Error),
     #[error("archive storage: {0}")]
     Archive(String),
+    /// The backend cannot serve (a directory is missing, a bucket does not answer).
+    #[error("blob store unavailable: {0}")]
+    Unavailable(String),
 }
 
 #[async_trait]
@@ -55,6 +58,11 @@ pub trait BlobStore: Send + Sync + 'static {
     /// has verified the digest. If the blob already exists the upload is simply dropped.
     async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<(), StorageError>;
     async fn delete_upload(&self, id: &str) -> Result<(), StorageError>;
+    /// Whether the backend can serve now (for readiness probes): cheap, no blob is read.
+    ///
+    /// Errors: `Unavailable` with a reason fit for an unauthenticated caller (no full paths
+    /// or credentials).
+    async fn check_ready(&self) -> Result<(), StorageError>;
 }
 
 #[async_trait]

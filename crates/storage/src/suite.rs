@@ -38,6 +38,11 @@ pub async fn run(store: &dyn BlobStore) {
     let content: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
     let digest = Digest::sha256_of(&content);
 
+    store
+        .check_ready()
+        .await
+        .expect("a freshly opened store is ready");
+
     // Absent blobs and uploads.
     assert_eq!(store.stat(&digest).await.unwrap(), None);
     assert!(matches!(

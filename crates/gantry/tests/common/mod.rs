@@ -23,14 +23,18 @@ pub fn admin_creds() -> String {
 pub struct Server {
     pub base: String,
     pub addr: String,
+    /// `http://IP:PORT` of the unauthenticated metrics listener, when one was asked for
+    /// (GANTRY_METRICS_LISTEN).
+    pub metrics_base: Option<String>,
     pub data_dir: PathBuf,
     child: Option<Child>,
     _temp: Option<tempfile::TempDir>,
 }
 
 /// Spawns `gantry serve` and waits for its JSON "ready" log line, which carries the address
-/// it bound. Binding port 0 in the server avoids races between tests picking free ports.
-fn spawn(listen: &str, data_dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
+/// it bound (and the metrics listener's, if any). Binding port 0 in the server avoids races
+/// between tests picking free ports.
+fn spawn(listen: &str, data_dir: &Path, env: &[(&str, &str)]) -> (Child, Value) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
         .args([
             "serve",
@@ -62,17 +66,21 @@ fn spawn(listen: &str, data_dir: &Path, env: &[(&str, &str)]) -> (Child, String)
                 .filter(|v| v["message"] == "gantry registry ready");
             match (ready, tx.as_ref()) {
                 (Some(v), Some(sender)) => {
-                    let _ = sender.send(v["listen"].as_str().unwrap_or_default().to_string());
+                    let _ = sender.send(v);
                     tx = None;
                 }
                 _ => eprintln!("gantry: {line}"),
             }
         }
     });
-    let addr = rx
+    let ready = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("gantry did not report that it is ready");
-    (child, addr)
+    (child, ready)
+}
+
+fn listen_field(ready: &Value) -> String {
+    ready["listen"].as_str().unwrap_or_default().to_string()
 }
 
 impl Server {
@@ -96,10 +104,14 @@ impl Server {
 
     /// Starts a server with extra environment variables (settings).
     pub fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-        let (child, addr) = spawn("127.0.0.1:0", data_dir, env);
+        let (child, ready) = spawn("127.0.0.1:0", data_dir, env);
+        let addr = listen_field(&ready);
         Server {
             base: format!("http://{addr}"),
             addr,
+            metrics_base: ready["metrics_listen"]
+                .as_str()
+                .map(|a| format!("http://{a}")),
             data_dir: data_dir.to_path_buf(),
             child: Some(child),
             _temp: None,
@@ -143,8 +155,8 @@ impl Server {
     /// Restarts on the same data directory and port.
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, addr) = spawn(&self.addr, &self.data_dir, &[]);
-        assert_eq!(addr, self.addr);
+        let (child, ready) = spawn(&self.addr, &self.data_dir, &[]);
+        assert_eq!(listen_field(&ready), self.addr);
         self.child = Some(child);
     }
 

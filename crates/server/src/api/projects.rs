@@ -1,0 +1,104 @@
+//! `/projects` and `/projects/{project}`: projects and their visibility.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{created, no_content, ok, ApiCaller, ApiResult, Body, PathParams};
+use crate::AppState;
+
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/projects", get(list_projects).post(create_project))
+        .route(
+            "/api/v1/projects/{project}",
+            get(show_project)
+                .patch(update_project)
+                .delete(delete_project),
+        )
+}
+
+#[cfg(test)]
+pub(super) const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/projects"),
+    ("post", "/api/v1/projects"),
+    ("get", "/api/v1/projects/{project}"),
+    ("patch", "/api/v1/projects/{project}"),
+    ("delete", "/api/v1/projects/{project}"),
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProject {
+    name: String,
+    #[serde(default)]
+    public: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectUpdate {
+    public: bool,
+}
+
+/// The projects the caller may pull from.
+async fn list_projects(
+    State(state): State<Arc<AppState>>,
+    ApiCaller(actor): ApiCaller,
+) -> ApiResult {
+    let visible: Vec<_> = state
+        .access
+        .visible_projects(&actor)
+        .await?
+        .into_iter()
+        .map(|project| json!({"name": project.name, "public": project.public}))
+        .collect();
+    ok(json!({ "projects": visible }))
+}
+
+async fn create_project(
+    State(state): State<Arc<AppState>>,
+    ApiCaller(actor): ApiCaller,
+    Body(project): Body<NewProject>,
+) -> ApiResult {
+    state
+        .access
+        .create_project(&actor, &project.name, project.public)
+        .await?;
+    created(json!({"name": project.name, "public": project.public}))
+}
+
+async fn show_project(
+    State(state): State<Arc<AppState>>,
+    ApiCaller(actor): ApiCaller,
+    PathParams(project): PathParams<String>,
+) -> ApiResult {
+    let found = state.access.project(&actor, &project).await?;
+    ok(json!({"name": found.name, "public": found.public}))
+}
+
+async fn update_project(
+    State(state): State<Arc<AppState>>,
+    ApiCaller(actor): ApiCaller,
+    PathParams(project): PathParams<String>,
+    Body(update): Body<ProjectUpdate>,
+) -> ApiResult {
+    state
+        .access
+        .set_project_public(&actor, &project, update.public)
+        .await?;
+    ok(json!({"name": project, "public": update.public}))
+}
+
+async fn delete_project(
+    State(state): State<Arc<AppState>>,
+    ApiCaller(actor): ApiCaller,
+    PathParams(project): PathParams<String>,
+) -> ApiResult {
+    state.access.delete_project(&actor, &project).await?;
+    no_content()
+}
