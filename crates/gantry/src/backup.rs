@@ -332,7 +332,9 @@ pub async fn backup(dir: &Path, args: &DataDirArgs) -> anyhow::Result<()> {
         let temporary = dir.join(format!("{MANIFEST_FILE}.partial"));
         let mut file = File::create(&temporary)
             .with_context(|| format!("cannot create {}", temporary.display()))?;
-        file.write_all(&serde_json::to_vec_pretty(&manifest)?)
+        let mut text = serde_json::to_vec_pretty(&manifest)?;
+        text.push(b'\n');
+        file.write_all(&text)
             .and_then(|()| file.sync_all())
             .with_context(|| format!("cannot write {}", temporary.display()))?;
         std::fs::rename(&temporary, dir.join(MANIFEST_FILE))
