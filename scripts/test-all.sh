@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: the clients and engines, and what builds the Python tools' environment.
-packages=(skopeo podman buildah umoci curl containerd docker-registry wrk apache2-utils prometheus
+packages=(skopeo podman buildah umoci curl containerd docker-registry wrk apache2-utils prometheus sqlite3
   ca-certificates golang-go git tzdata python3 python3-venv python3-pip)
 missing=()
 for package in "${packages[@]}"; do
