@@ -473,23 +473,21 @@ fn connect_error(registry: &str, source: reqwest::Error) -> ClientError {
     }
 }
 
-/// The certificate problem rustls found, wherever in the error's chain it is (inside I/O
-/// errors too, whose `source` skips the error they wrap).
+/// The certificate problem rustls found, wherever in the error's chain it is.
 fn certificate_refusal(error: &reqwest::Error) -> Option<&rustls::CertificateError> {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(error) = next {
-        let wrapped = error
+        if let Some(rustls::Error::InvalidCertificate(refusal)) = error.downcast_ref() {
+            return Some(refusal);
+        }
+        // An I/O error's `source` skips the error it wraps (TLS errors come wrapped twice).
+        next = match error
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .map(|inner| inner as &(dyn std::error::Error + 'static));
-        for candidate in [Some(error), wrapped].into_iter().flatten() {
-            if let Some(rustls::Error::InvalidCertificate(refusal)) =
-                candidate.downcast_ref::<rustls::Error>()
-            {
-                return Some(refusal);
-            }
-        }
-        next = error.source();
+        {
+            Some(wrapped) => Some(wrapped),
+            None => error.source(),
+        };
     }
     None
 }

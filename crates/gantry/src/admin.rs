@@ -37,9 +37,8 @@ impl TransportArgs {
             plain_http: self.plain_http,
             ca_cert: self.ca_cert.clone(),
         };
-        RegistryClient::new(registry, &transport, credentials).context(
-            "check --ca-cert (or GANTRY_CA_CERT): it must name a PEM file of CA certificates",
-        )
+        RegistryClient::new(registry, &transport, credentials)
+            .context("--ca-cert (or GANTRY_CA_CERT) must name a PEM file of CA certificates")
     }
 }
 
