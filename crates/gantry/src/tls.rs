@@ -236,12 +236,13 @@ impl TlsListener {
     async fn accept(&mut self) -> (TlsStream<TcpStream>, SocketAddr) {
         enum Event {
             Connected(std::io::Result<(TcpStream, SocketAddr)>),
-            Handshaken(Option<(TlsStream<TcpStream>, SocketAddr)>),
+            // Boxed: a TLS session is a kilobyte, a TCP stream a few words.
+            Handshaken(Option<Box<(TlsStream<TcpStream>, SocketAddr)>>),
         }
         loop {
             let event = tokio::select! {
                 connected = self.tcp.accept() => Event::Connected(connected),
-                Some(done) = self.handshakes.join_next() => Event::Handshaken(done.ok().flatten()),
+                Some(done) = self.handshakes.join_next() => Event::Handshaken(done.ok().flatten().map(Box::new)),
             };
             match event {
                 Event::Connected(Ok((tcp, peer))) => {
@@ -265,7 +266,7 @@ impl TlsListener {
                     tracing::error!(error = %e, "cannot accept a connection");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                Event::Handshaken(Some(connection)) => return connection,
+                Event::Handshaken(Some(connection)) => return *connection,
                 Event::Handshaken(None) => {}
             }
         }

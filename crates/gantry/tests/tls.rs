@@ -165,7 +165,7 @@ fn serial_in(text: &str) -> String {
     x509.stdin
         .take()
         .unwrap()
-        .write_all(text[begin..end].as_bytes())
+        .write_all(&text.as_bytes()[begin..end])
         .unwrap();
     let out = x509.wait_with_output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
@@ -575,7 +575,7 @@ fn rsa_keys_serve_tls_1_2_and_1_3_and_alpn_negotiates_http2() {
         "TLS 1.2 is served"
     );
     assert_eq!(version(&["--tlsv1.3"]), "2", "TLS 1.3 is served");
-    let alpn = run(&mut openssl(&[
+    let alpn = run(openssl(&[
         "s_client",
         "-connect",
         &s.addr,
