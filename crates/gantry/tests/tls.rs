@@ -215,6 +215,22 @@ fn replace(source: &Path, target: &Path) {
     std::fs::rename(&staged, target).unwrap();
 }
 
+/// A server on files of its own (`DIR/served.crt`, `DIR/served.key`), first holding `chain`
+/// and `key`; returns it and the two paths, for replacing.
+fn server_on_replaceable_files(
+    dir: &Path,
+    chain: &Path,
+    key: &Path,
+    env: &[(&str, &str)],
+) -> (Server, PathBuf, PathBuf) {
+    let served_chain = dir.join("served.crt");
+    let served_key = dir.join("served.key");
+    replace(chain, &served_chain);
+    replace(key, &served_key);
+    let server = tls_server(dir, &served_chain, &served_key, env);
+    (server, served_chain, served_key)
+}
+
 /// An `openssl s_client` connection, handshake done, that has not sent a request yet.
 struct OpenConnection {
     child: std::process::Child,
@@ -610,11 +626,8 @@ fn replacing_the_certificate_files_switches_the_served_certificate_without_dropp
     let ca = TestCa::new(dir.path(), "test-ca");
     let (first_chain, first_key) = ca.issue("first", KeyKind::Ecdsa, 0x65);
     let (second_chain, second_key) = ca.issue("second", KeyKind::Rsa, 0xCA);
-    let served_chain = dir.path().join("served.crt");
-    let served_key = dir.path().join("served.key");
-    replace(&first_chain, &served_chain);
-    replace(&first_key, &served_key);
-    let s = tls_server(dir.path(), &served_chain, &served_key, &[]);
+    let (s, served_chain, served_key) =
+        server_on_replaceable_files(dir.path(), &first_chain, &first_key, &[]);
     assert_eq!(served_serial(&s.addr, &ca.cert), "serial=65");
 
     // A connection opened before the renewal...
@@ -644,6 +657,9 @@ fn replacing_the_certificate_files_switches_the_served_certificate_without_dropp
     );
     replace(&first_key, &served_key);
     wait_for_serial(&s.addr, &ca.cert, "serial=65");
+    // SIGTERM still stops a TLS server gracefully (the watcher does not hold it up).
+    let mut s = s;
+    assert!(s.terminate().success());
 }
 
 #[test]
@@ -652,14 +668,10 @@ fn sighup_reloads_the_certificate_when_polling_is_off() {
     let ca = TestCa::new(dir.path(), "test-ca");
     let (first_chain, first_key) = ca.issue("first", KeyKind::Ecdsa, 0x11);
     let (second_chain, second_key) = ca.issue("second", KeyKind::Ecdsa, 0x22);
-    let served_chain = dir.path().join("served.crt");
-    let served_key = dir.path().join("served.key");
-    replace(&first_chain, &served_chain);
-    replace(&first_key, &served_key);
-    let s = tls_server(
+    let (s, served_chain, served_key) = server_on_replaceable_files(
         dir.path(),
-        &served_chain,
-        &served_key,
+        &first_chain,
+        &first_key,
         &[("GANTRY_TLS_RELOAD_POLL_SECS", "0")],
     );
     replace(&second_key, &served_key);
