@@ -19,6 +19,7 @@ mod lint_cmd;
 mod logging;
 mod progress;
 mod serve;
+mod tls;
 
 use config::LogFormat;
 
@@ -51,7 +52,7 @@ enum Command {
     #[command(long_about = "Run the registry server.\n\n\
         Settings come from flags, then GANTRY_* environment variables, then the TOML file given by\n\
         --config, then defaults. Example file:\n\n    \
-        listen = \"127.0.0.1:5000\"\n    data_dir = \"/var/lib/gantry\"\n    drain_timeout_secs = 30\n    [log]\n    format = \"json\"\n    level = \"info\"")]
+        listen = \"127.0.0.1:5000\"\n    data_dir = \"/var/lib/gantry\"\n    drain_timeout_secs = 30\n    [log]\n    format = \"json\"\n    level = \"info\"\n    [tls]\n    cert = \"/etc/gantry/fullchain.pem\"\n    key = \"/etc/gantry/privkey.pem\"")]
     Serve(ServeArgs),
     /// Push an image from an OCI image layout directory to a registry.
     #[command(
@@ -147,7 +148,7 @@ enum Command {
         echo \"$TOKEN\" | gantry login registry.example.com -u 'ci$team+1a2b3c' --password-stdin"
     )]
     Login {
-        /// HOST[:PORT] [default: 127.0.0.1:5000].
+        /// HOST[:PORT] (or https://HOST[:PORT] / http://HOST[:PORT]) [default: 127.0.0.1:5000].
         registry: Option<String>,
         /// The user (or robot / CI token name) to log in as [default: asked].
         #[arg(short, long)]
@@ -155,9 +156,8 @@ enum Command {
         /// Read the password from stdin.
         #[arg(long)]
         password_stdin: bool,
-        /// Speak plain HTTP (loopback registries always do).
-        #[arg(long)]
-        plain_http: bool,
+        #[command(flatten)]
+        transport: admin::TransportArgs,
     },
     /// Forget the credentials of a registry.
     Logout {
@@ -373,13 +373,23 @@ struct ServeArgs {
     /// only for registries with few of them [default: false].
     #[arg(long, env = "GANTRY_METRICS_PER_REPOSITORY")]
     metrics_per_repository: Option<bool>,
+    /// Serve HTTPS (TLS 1.2+, HTTP/2 and HTTP/1.1) with this PEM certificate chain, the
+    /// server's certificate first; reloaded when the file changes or on SIGHUP [default: plain HTTP].
+    #[arg(long, env = "GANTRY_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key (ECDSA, Ed25519 or RSA) of --tls-cert.
+    #[arg(long, env = "GANTRY_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Seconds between looks at the certificate files for a change (a renewal is then served
+    /// without a restart); 0: reload only on SIGHUP [default: 2].
+    #[arg(long, env = "GANTRY_TLS_RELOAD_POLL_SECS")]
+    tls_reload_poll_secs: Option<u64>,
 }
 
 #[derive(Args)]
 pub struct RemoteArgs {
-    /// Speak plain HTTP to the registry (loopback registries always do).
-    #[arg(long)]
-    plain_http: bool,
+    #[command(flatten)]
+    transport: admin::TransportArgs,
     /// Username for registries that require one.
     #[arg(long, env = "GANTRY_USERNAME")]
     username: Option<String>,
@@ -399,7 +409,7 @@ impl RemoteArgs {
             self.password.as_deref(),
             &image.registry,
         )?;
-        Ok(RegistryClient::for_ref(image, self.plain_http, credentials))
+        self.transport.client(&image.registry, credentials)
     }
 }
 
@@ -431,6 +441,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 archive_location: args.archive_location,
                 metrics_listen: args.metrics_listen,
                 metrics_per_repository: args.metrics_per_repository,
+                tls_cert: args.tls_cert,
+                tls_key: args.tls_key,
+                tls_reload_poll_secs: args.tls_reload_poll_secs,
             })?;
             logging::init(config.log_format, &config.log_level)?;
             serve::run(config).await
@@ -513,8 +526,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             registry,
             username,
             password_stdin,
-            plain_http,
-        } => admin::login(registry, username, password_stdin, plain_http).await,
+            transport,
+        } => admin::login(registry, username, password_stdin, transport).await,
         Command::Logout { registry } => admin::logout(registry),
         Command::User { command, api } => admin::user(&api, command).await,
         Command::Project { command, api } => admin::project(&api, command).await,
