@@ -26,6 +26,7 @@ mod identity;
 mod lifecycle;
 mod migrate;
 mod quota;
+mod removal;
 
 pub use archive::ArchiveRecord;
 pub use credentials::{AuditEvent, AuditQuery, Credential};
@@ -35,6 +36,7 @@ use lifecycle::ProjectDocument;
 pub use lifecycle::{ArtifactRow, PullDelta, RetentionRun, TagRow};
 use quota::{Change, Held, UsageChanges};
 pub use quota::{Quota, QuotaExceeded, QuotaResource, Recount, Usage};
+pub use removal::ProjectRemoval;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {

@@ -16,6 +16,7 @@ use gantry_storage::{ArchiveLocation, BlobStore, ByteStream};
 use serde_json::json;
 
 mod archive;
+mod deletion;
 mod error;
 mod gc;
 mod pulls;
@@ -24,6 +25,7 @@ mod tag_policy;
 mod tarball;
 
 pub use archive::{ArchiveReport, ArchivedArtifact, RestoreReport};
+pub use deletion::{ProjectContentDeletion, RepositoryDeletion};
 pub use gc::{GcOptions, GcReport};
 pub use retention::RetentionReport;
 mod upload;
