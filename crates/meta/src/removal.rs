@@ -171,3 +171,46 @@ impl MetaStore {
         Ok(Some(ProjectRemoval { credentials }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::store;
+    use crate::MetaError;
+    use gantry_oci::Digest;
+
+    #[tokio::test]
+    async fn a_repository_that_holds_nothing_does_not_hold_its_project_back() {
+        let (_dir, store) = store().await;
+        store.create_project("team", false, None).await.unwrap();
+        let digest = Digest::sha256_of(b"x");
+        store.link_blob("team/app", &digest, 1).await.unwrap();
+        store.create_upload("u1", "team/web").await.unwrap();
+        let refused = store.delete_project("team").await;
+        assert!(
+            matches!(&refused, Err(MetaError::Conflict(m)) if m.contains("2 repositories (team/app, team/web)")),
+            "{refused:?}"
+        );
+        // Emptied: the row of team/app stays, holding nothing.
+        assert!(store.unlink_blob("team/app", &digest).await.unwrap());
+        store.delete_upload("u1").await.unwrap();
+        assert!(store.repository_exists("team/app").await.unwrap());
+        assert!(store.holding_repositories("team").await.unwrap().is_empty());
+        assert!(store.delete_project("team").await.unwrap().is_some());
+        assert!(!store.repository_exists("team/app").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn garbage_collection_forgets_only_repositories_that_hold_nothing() {
+        let (_dir, store) = store().await;
+        let digest = Digest::sha256_of(b"x");
+        store.link_blob("team/app", &digest, 1).await.unwrap();
+        store.link_blob("team/web", &digest, 1).await.unwrap();
+        store.unlink_blob("team/web", &digest).await.unwrap();
+        // Younger than the cutoff: kept (a push may be about to fill it).
+        assert_eq!(store.forget_empty_repositories(0).await.unwrap(), 0);
+        let later = crate::now() + 10;
+        assert_eq!(store.forget_empty_repositories(later).await.unwrap(), 1);
+        assert!(store.repository_exists("team/app").await.unwrap());
+        assert!(!store.repository_exists("team/web").await.unwrap());
+    }
+}
