@@ -8,31 +8,8 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-/// Garbage collection with no grace window, after the second turns (links younger than the
-/// cutoff second stay).
-async fn gc_now(s: &Server) -> Value {
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let r = http()
-        .post(s.url("/api/v1/gc?grace_secs=0"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.unwrap()
-}
-
 fn blob_files(s: &Server) -> usize {
-    fn walk(dir: &std::path::Path) -> usize {
-        std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .map(|e| e.unwrap().path())
-                    .map(|p| if p.is_dir() { walk(&p) } else { 1 })
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-    walk(&s.data_dir.join("storage/blobs"))
+    files_under(&s.data_dir.join("storage/blobs"))
 }
 
 /// The `gantry` CLI as admin against `s`; must succeed; returns stdout.
