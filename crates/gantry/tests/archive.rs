@@ -127,7 +127,7 @@ async fn round_trip(s: &Server) -> String {
             .map(|l| l["digest"].as_str().unwrap().to_string())
             .collect()
     };
-    gc_now(&s).await;
+    gc_now(s).await;
     for layer in &layers {
         let r = http()
             .head(s.url(&format!("/v2/team/app/blobs/{layer}")))
