@@ -196,6 +196,20 @@ impl AccessService {
         resource: &str,
         project: Option<&str>,
     ) {
+        self.record_change_detailed(actor, action, resource, project, None)
+            .await;
+    }
+
+    /// Records a successful change made by `actor` in the audit log, with `detail` (what it
+    /// did: counts, as JSON or prose).
+    pub async fn record_change_detailed(
+        &self,
+        actor: &Actor,
+        action: &str,
+        resource: &str,
+        project: Option<&str>,
+        detail: Option<String>,
+    ) {
         self.audit
             .record(AuditEntry {
                 actor: actor.name().to_string(),
@@ -204,7 +218,7 @@ impl AccessService {
                 project: project.map(str::to_string),
                 client: actor.client.clone(),
                 outcome: "success".into(),
-                detail: None,
+                detail,
             })
             .await;
     }

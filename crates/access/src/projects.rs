@@ -38,12 +38,41 @@ impl AccessService {
         action: Action,
         what: &str,
     ) -> Result<()> {
+        self.require_at(actor, project, None, action, what).await
+    }
+
+    /// Refuses unless `actor` may do `action` on repository `repository` (whose project
+    /// must exist: [`AccessError::NotFound`]); a robot scoped to one repository may act on
+    /// that one only. `what` completes "… may not … in project …".
+    pub async fn require_in_repository(
+        &self,
+        actor: &Actor,
+        repository: &str,
+        action: Action,
+        what: &str,
+    ) -> Result<()> {
+        let project = crate::project_of(repository);
+        self.require_at(actor, project, Some(repository), action, what)
+            .await
+    }
+
+    async fn require_at(
+        &self,
+        actor: &Actor,
+        project: &str,
+        repository: Option<&str>,
+        action: Action,
+        what: &str,
+    ) -> Result<()> {
         if self.meta.project(project).await?.is_none() {
             return Err(AccessError::NotFound(format!(
                 "project {project:?} does not exist"
             )));
         }
-        if self.may(&actor.identity, project, None, action).await? {
+        if self
+            .may(&actor.identity, project, repository, action)
+            .await?
+        {
             Ok(())
         } else {
             Err(AccessError::Denied(format!(
@@ -109,13 +138,28 @@ impl AccessService {
         Ok(())
     }
 
-    /// Deletes a project (its settings managers may); one that still holds repositories is
-    /// `Meta(Conflict)`.
-    pub async fn delete_project(&self, actor: &Actor, name: &str) -> Result<()> {
+    /// Deletes a project (its settings managers may) with its members, robot accounts, CI
+    /// tokens and policies; the audit log stays. `detail` (what a forced delete removed
+    /// first) goes into the audit entry. A project that still holds repositories or archived
+    /// artifacts is `Meta(Conflict)`.
+    pub async fn delete_project(
+        &self,
+        actor: &Actor,
+        name: &str,
+        detail: Option<String>,
+    ) -> Result<()> {
         self.require(actor, name, Action::ManageSettings, "delete the project")
             .await?;
-        self.meta.delete_project(name).await?;
-        self.permissions_changed_by(actor, "project.delete", name, Some(name))
+        let removal = self
+            .meta
+            .delete_project(name)
+            .await?
+            .ok_or_else(|| AccessError::NotFound(format!("project {name:?} does not exist")))?;
+        for credential in &removal.credentials {
+            self.forget(credential);
+        }
+        self.permissions_changed();
+        self.record_change_detailed(actor, "project.delete", name, Some(name), detail)
             .await;
         Ok(())
     }

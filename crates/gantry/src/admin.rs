@@ -408,11 +408,83 @@ pub enum ProjectCommand {
         #[arg(long)]
         private: bool,
     },
-    /// Delete an empty project.
+    /// Delete a project with its members, robot accounts, CI tokens and policies. Without
+    /// --force, only a project that holds nothing (repositories emptied by deleting their
+    /// tags stop counting once `gantry gc` has run).
     Delete {
         /// The project to delete.
         name: String,
+        /// Delete its repositories and archived artifacts first. Tag rules still apply: an
+        /// immutable tag refuses the whole delete before anything is deleted (change the tag
+        /// rules first).
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long)]
+        yes: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum RepoCommand {
+    /// Delete a repository: every tag, manifest, blob link and upload in it. Tag rules apply
+    /// (an immutable tag refuses it all); `gantry gc` then frees the bytes.
+    Delete {
+        /// The repository, PROJECT/NAME.
+        repository: String,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Asks "`question` [y/N]" on a terminal unless `yes`; off a terminal (scripts) it goes on.
+fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
+    if yes || !std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        bail!("nothing deleted (answer y to delete, or pass --yes)")
+    }
+}
+
+/// One line per deleted repository: what went, and the bytes garbage collection will free.
+fn deleted_repository_line(deleted: &Value) -> String {
+    format!(
+        "Deleted repository {}: {} tags, {} manifests, {} blob links, {} uploads; {} bytes to be freed by `gantry gc`.",
+        text(&deleted["repository"]),
+        text(&deleted["tags"]),
+        text(&deleted["manifests"]),
+        text(&deleted["blobs"]),
+        text(&deleted["uploads"]),
+        text(&deleted["freed_bytes"]),
+    )
+}
+
+pub async fn repo(args: &ApiArgs, command: RepoCommand) -> anyhow::Result<()> {
+    match command {
+        RepoCommand::Delete { repository, yes } => {
+            confirm(
+                &format!("Delete repository {repository} and everything in it?"),
+                yes,
+            )?;
+            let value = args
+                .call(
+                    Method::DELETE,
+                    &format!("/api/v1/repositories/{}", repository.replace('/', "%2F")),
+                    None,
+                )
+                .await?;
+            done(args, &value, &deleted_repository_line(&value));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -662,11 +734,31 @@ pub async fn project(args: &ApiArgs, command: ProjectCommand) -> anyhow::Result<
                 &format!("Project {name} is now {visibility}."),
             );
         }
-        ProjectCommand::Delete { name } => {
+        ProjectCommand::Delete { name, force, yes } => {
+            let what = if force {
+                "with all its repositories and archives"
+            } else {
+                "with its members, robots and policies"
+            };
+            confirm(&format!("Delete project {name} {what}?"), yes)?;
             let value = args
-                .call(Method::DELETE, &format!("/api/v1/projects/{name}"), None)
+                .call(
+                    Method::DELETE,
+                    &format!("/api/v1/projects/{name}?force={force}"),
+                    None,
+                )
                 .await?;
-            done(args, &value, &format!("Deleted project {name}."));
+            if args.json {
+                print_json(&value);
+            } else {
+                for repository in value["repositories"].as_array().into_iter().flatten() {
+                    println!("{}", deleted_repository_line(repository));
+                }
+                println!(
+                    "Deleted project {name} ({} archived artifacts deleted).",
+                    text(&value["archives"])
+                );
+            }
         }
     }
     Ok(())

@@ -318,13 +318,14 @@ pub async fn gc(
     }
     let verb = if dry_run { "would free" } else { "freed" };
     println!(
-        "{verb}: {} untagged manifests ({} bytes), {} blob links, {} blobs ({} bytes), {} abandoned uploads; {} ms",
+        "{verb}: {} untagged manifests ({} bytes), {} blob links, {} blobs ({} bytes), {} abandoned uploads, {} empty repositories; {} ms",
         report["manifests"].as_array().map_or(0, Vec::len),
         report["manifest_bytes"],
         report["links"],
         report["blobs"],
         report["blob_bytes"],
         report["uploads"],
+        report["repositories"],
         report["millis"]
     );
     Ok(())

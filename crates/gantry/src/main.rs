@@ -178,6 +178,13 @@ enum Command {
         #[command(flatten)]
         api: admin::ApiArgs,
     },
+    /// Manage repositories: delete one with everything in it.
+    Repo {
+        #[command(subcommand)]
+        command: admin::RepoCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
     /// Manage project members and their roles.
     Member {
         #[command(subcommand)]
@@ -531,6 +538,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logout { registry } => admin::logout(registry),
         Command::User { command, api } => admin::user(&api, command).await,
         Command::Project { command, api } => admin::project(&api, command).await,
+        Command::Repo { command, api } => admin::repo(&api, command).await,
         Command::Member { command, api } => admin::member(&api, command).await,
         Command::Robot { command, api } => admin::robot(&api, command).await,
         Command::Token { command, api } => admin::token(&api, command).await,

@@ -148,6 +148,11 @@ const CASES: &[Case] = &[
         public: DELETERS,
     },
     Case {
+        name: "api repository delete",
+        private: DELETERS,
+        public: DELETERS,
+    },
+    Case {
         name: "api project show",
         private: MEMBERS_WHO_PULL,
         public: AUTHENTICATED,
@@ -317,6 +322,10 @@ async fn call(
         // Unknown digests: an allowed caller gets 404, so the matrix changes nothing.
         "manifest delete" => c.delete(url(&format!("/v2/{repo}/manifests/{unknown}"))),
         "blob delete" => c.delete(url(&format!("/v2/{repo}/blobs/{unknown}"))),
+        // No such repository: an allowed caller gets 404, so the matrix changes nothing.
+        "api repository delete" => c.delete(url(&format!(
+            "/api/v1/repositories/{project}%2Fnone-such-{round}"
+        ))),
         "api project show" => c.get(url(&format!("/api/v1/projects/{project}"))),
         "api members list" => c.get(url(&format!("/api/v1/projects/{project}/members"))),
         "api member set" => c
@@ -393,6 +402,7 @@ async fn authorization_matrix_every_endpoint_role_and_visibility() {
                         // Allowed deletes of unknown digests reach the registry: 404.
                         "manifest delete" => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
                         "blob delete" => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+                        "api repository delete" => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
                         "api archive restore" | "api archive delete" => {
                             (StatusCode::NOT_FOUND, "NOT_FOUND")
                         }

@@ -127,13 +127,7 @@ async fn round_trip(s: &Server) -> String {
             .map(|l| l["digest"].as_str().unwrap().to_string())
             .collect()
     };
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let r = http()
-        .post(s.url("/api/v1/gc?grace_secs=0"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    gc_now(s).await;
     for layer in &layers {
         let r = http()
             .head(s.url(&format!("/v2/team/app/blobs/{layer}")))

@@ -874,20 +874,9 @@ async fn gc_stress_pushes_and_pulls_go_on_and_nothing_reachable_is_lost() {
         ),
         (0, Some(0), Some(0))
     );
-    let files = walk_count(&s.data_dir.join("storage/blobs"));
+    let files = files_under(&s.data_dir.join("storage/blobs"));
     // Per worker: at most 3 tagged manifests × (config + own layer), plus the shared base.
     assert!(files <= 4 * 3 * 2 + 1, "{files} blob files remain");
-}
-
-fn walk_count(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap().path())
-                .map(|p| if p.is_dir() { walk_count(&p) } else { 1 })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// The project's live usage (bytes, artifacts) after `gantry quota recount` confirmed it.

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::{conflict, now, MetaError, MetaStore, Result};
+use crate::{conflict, now, MetaStore, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -156,29 +156,6 @@ impl MetaStore {
             .bind(name)
             .execute(&self.writer)
             .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    /// Deletes an empty project; a project that still has repositories is a conflict, so
-    /// deleting a project never orphans images.
-    pub async fn delete_project(&self, name: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let repositories: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM repositories WHERE name = $1 OR substr(name, 1, length($1) + 1) = $1 || '/'",
-        )
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await?;
-        if repositories > 0 {
-            return Err(MetaError::Conflict(format!(
-                "project {name:?} still has {repositories} repositories; delete them first"
-            )));
-        }
-        let done = sqlx::query("DELETE FROM projects WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -390,10 +367,10 @@ mod tests {
             .unwrap();
         assert!(matches!(
             store.delete_project("team-a").await,
-            Err(MetaError::Conflict(m)) if m.contains("1 repositories")
+            Err(MetaError::Conflict(m)) if m.contains("1 repositories (team-a/app)")
         ));
         // A project whose name is a prefix of another's is not held back by it.
-        assert!(store.delete_project("team").await.unwrap());
-        assert!(!store.delete_project("team").await.unwrap());
+        assert!(store.delete_project("team").await.unwrap().is_some());
+        assert!(store.delete_project("team").await.unwrap().is_none());
     }
 }

@@ -26,6 +26,7 @@ mod identity;
 mod lifecycle;
 mod migrate;
 mod quota;
+mod removal;
 pub mod snapshot;
 
 pub use archive::ArchiveRecord;
@@ -37,6 +38,7 @@ pub use lifecycle::{ArtifactRow, PullDelta, RetentionRun, TagRow};
 pub use migrate::latest_known_version;
 use quota::{Change, Held, UsageChanges};
 pub use quota::{Quota, QuotaExceeded, QuotaResource, Recount, Usage};
+pub use removal::ProjectRemoval;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {

@@ -1,5 +1,6 @@
 //! Online garbage collection: unreachable manifests, then repository links no manifest
-//! references, then blobs no repository links (bytes and row), then abandoned upload sessions.
+//! references, then blobs no repository links (bytes and row), then abandoned upload sessions,
+//! then repositories that hold nothing any more.
 //! Pushes and pulls go on meanwhile: only things older than the grace window are touched, every
 //! deletion re-checks its condition in the database, and a blob is deleted under the same
 //! per-digest lock that uploads and mounts take to make one visible.
@@ -81,6 +82,9 @@ pub struct GcReport {
     pub blobs: u64,
     pub blob_bytes: u64,
     pub uploads: u64,
+    /// Repositories forgotten because they hold nothing any more (no manifest, tag, blob
+    /// link or upload session): their names no longer keep a project from being deleted.
+    pub repositories: u64,
     pub millis: u64,
 }
 
@@ -204,6 +208,10 @@ impl Registry {
                 self.uploads.lock().remove(&id);
             }
         }
+        // 5. Repositories that hold nothing any more (re-checked in the deleting statement).
+        if !options.dry_run {
+            report.repositories = self.meta.forget_empty_repositories(cutoff).await?;
+        }
         report.millis = started.elapsed().as_millis() as u64;
         tracing::info!(
             dry_run = options.dry_run,
@@ -212,6 +220,7 @@ impl Registry {
             blobs = report.blobs,
             blob_bytes = report.blob_bytes,
             uploads = report.uploads,
+            repositories = report.repositories,
             millis = report.millis,
             "garbage collection finished"
         );

@@ -16,6 +16,7 @@ use gantry_storage::{ArchiveLocation, BlobStore, ByteStream};
 use serde_json::json;
 
 mod archive;
+mod deletion;
 mod deletion_lock;
 mod error;
 mod gc;
@@ -25,6 +26,7 @@ mod tag_policy;
 mod tarball;
 
 pub use archive::{ArchiveReport, ArchivedArtifact, RestoreReport};
+pub use deletion::{ProjectContentDeletion, RepositoryDeletion};
 pub use deletion_lock::{BlobDeletionGuard, BlobDeletionLock, BLOB_DELETION_LOCK_FILE};
 pub use gc::{GcOptions, GcReport};
 pub use retention::RetentionReport;

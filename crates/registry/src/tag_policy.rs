@@ -50,4 +50,9 @@ impl TagPolicy {
         self.cache.lock().remove(project);
         Ok(())
     }
+
+    /// Drops the cached rules of `project` (deleted, so its rules are gone).
+    pub fn forget(&self, project: &str) {
+        self.cache.lock().remove(project);
+    }
 }

@@ -594,3 +594,28 @@ impl Drop for Containerd {
         let _ = self.child.wait();
     }
 }
+
+/// How many files lie under `dir`, at any depth (0 when it does not exist).
+pub fn files_under(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Garbage collection with no grace window, once the second has turned (links made in the
+/// cutoff second stay); returns the report.
+pub async fn gc_now(server: &Server) -> Value {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = http()
+        .post(server.url("/api/v1/gc?grace_secs=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}

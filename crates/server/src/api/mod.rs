@@ -39,6 +39,7 @@ mod gc;
 mod members;
 mod projects;
 mod quotas;
+mod repository_delete;
 mod retention;
 mod robots;
 mod tag_rules;
@@ -62,6 +63,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(tokens::routes())
         .merge(audit::routes())
         .merge(gc::routes())
+        .merge(repository_delete::routes())
 }
 
 /// Every route of [`routes`], as (method, OpenAPI path), per resource, for the test that
@@ -80,6 +82,7 @@ const ROUTES: &[&[(&str, &str)]] = &[
     tokens::ROUTES,
     audit::ROUTES,
     gc::ROUTES,
+    repository_delete::ROUTES,
 ];
 
 /// The authenticated caller of an API request and where it came from, as the access service

@@ -8,7 +8,10 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{created, no_content, ok, ApiCaller, ApiResult, Body, PathParams};
+use gantry_auth::Action;
+use gantry_registry::ProjectContentDeletion;
+
+use super::{created, ok, ApiCaller, ApiResult, Body, Params, PathParams};
 use crate::AppState;
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
@@ -94,11 +97,59 @@ async fn update_project(
     ok(json!({"name": project, "public": update.public}))
 }
 
+/// `?force=true` of a project delete.
+#[derive(Deserialize)]
+struct DeleteOptions {
+    #[serde(default)]
+    force: bool,
+}
+
+/// Deletes a project that holds nothing; with `force`, first every repository in it (each
+/// audited as `repository.delete`, tag rules applying: an immutable tag refuses before
+/// anything is deleted) and its archived artifacts.
 async fn delete_project(
     State(state): State<Arc<AppState>>,
     ApiCaller(actor): ApiCaller,
     PathParams(project): PathParams<String>,
+    Params(options): Params<DeleteOptions>,
 ) -> ApiResult {
-    state.access.delete_project(&actor, &project).await?;
-    no_content()
+    let mut deleted = ProjectContentDeletion::default();
+    if options.force {
+        state
+            .access
+            .require(
+                &actor,
+                &project,
+                Action::ManageSettings,
+                "delete the project",
+            )
+            .await?;
+        deleted = state.registry.delete_project_content(&project).await?;
+        for repository in &deleted.repositories {
+            let detail = serde_json::to_string(repository).expect("reports serialize");
+            state
+                .access
+                .record_change_detailed(
+                    &actor,
+                    "repository.delete",
+                    &repository.repository,
+                    Some(&project),
+                    Some(detail),
+                )
+                .await;
+        }
+    }
+    let detail = options
+        .force
+        .then(|| json!({"force": true, "repositories": deleted.repositories.len(), "archives": deleted.archives}).to_string());
+    state
+        .access
+        .delete_project(&actor, &project, detail)
+        .await?;
+    state.registry.forget_project(&project);
+    ok(json!({
+        "name": project,
+        "repositories": deleted.repositories,
+        "archives": deleted.archives,
+    }))
 }
