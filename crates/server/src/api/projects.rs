@@ -11,6 +11,7 @@ use serde_json::json;
 use gantry_auth::Action;
 use gantry_registry::ProjectContentDeletion;
 
+use super::repository_delete::record_repository_deleted;
 use super::{created, ok, ApiCaller, ApiResult, Body, Params, PathParams};
 use crate::AppState;
 
@@ -126,17 +127,7 @@ async fn delete_project(
             .await?;
         deleted = state.registry.delete_project_content(&project).await?;
         for repository in &deleted.repositories {
-            let detail = serde_json::to_string(repository).expect("reports serialize");
-            state
-                .access
-                .record_change_detailed(
-                    &actor,
-                    "repository.delete",
-                    &repository.repository,
-                    Some(&project),
-                    Some(detail),
-                )
-                .await;
+            record_repository_deleted(&state, &actor, &project, repository).await;
         }
     }
     let detail = options

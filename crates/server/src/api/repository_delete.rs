@@ -6,7 +6,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::delete;
 use axum::Router;
+use gantry_access::Actor;
 use gantry_auth::Action;
+use gantry_registry::RepositoryDeletion;
 
 use super::{ok, ApiCaller, ApiResult, PathParams};
 use crate::AppState;
@@ -34,16 +36,26 @@ async fn delete_repository(
         .require_in_repository(&actor, name.as_str(), Action::Delete, "delete repositories")
         .await?;
     let deleted = state.registry.delete_repository(&name).await?;
-    let detail = serde_json::to_string(&deleted).expect("reports serialize");
+    record_repository_deleted(&state, &actor, name.project(), &deleted).await;
+    ok(deleted)
+}
+
+/// Audits a deleted repository as `repository.delete`, with its counts as the detail.
+pub(super) async fn record_repository_deleted(
+    state: &AppState,
+    actor: &Actor,
+    project: &str,
+    deleted: &RepositoryDeletion,
+) {
+    let detail = serde_json::to_string(deleted).expect("reports serialize");
     state
         .access
         .record_change_detailed(
-            &actor,
+            actor,
             "repository.delete",
-            name.as_str(),
-            Some(name.project()),
+            &deleted.repository,
+            Some(project),
             Some(detail),
         )
         .await;
-    ok(deleted)
 }
