@@ -26,6 +26,7 @@ mod identity;
 mod lifecycle;
 mod migrate;
 mod quota;
+mod usage;
 
 pub use archive::ArchiveRecord;
 pub use credentials::{AuditEvent, AuditQuery, Credential};
@@ -35,6 +36,7 @@ use lifecycle::ProjectDocument;
 pub use lifecycle::{ArtifactRow, PullDelta, RetentionRun, TagRow};
 use quota::{Change, Held, UsageChanges};
 pub use quota::{Quota, QuotaExceeded, QuotaResource, Recount, Usage};
+pub use usage::{ProjectUsage, RepositoryUsage, UsageFigures, UsageSnapshot, VersionSize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -617,6 +619,7 @@ impl MetaStore {
             .execute(&mut *tx)
             .await?;
         }
+        usage::count_push(&mut tx, name).await?;
         tx.commit().await?;
         Ok(())
     }

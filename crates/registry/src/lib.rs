@@ -22,10 +22,12 @@ mod pulls;
 mod retention;
 mod tag_policy;
 mod tarball;
+mod usage;
 
 pub use archive::{ArchiveReport, ArchivedArtifact, RestoreReport};
 pub use gc::{GcOptions, GcReport};
 pub use retention::RetentionReport;
+pub use usage::{day_of, SnapshotTaken, UsageReport};
 mod upload;
 
 pub use error::{RegistryError, Result};
