@@ -338,7 +338,14 @@ impl Registry {
         self.flush_pulls().await?;
         let day = day_of(now);
         let repositories = self.meta.repository_usage_now().await?;
-        let mut projects: BTreeMap<String, UsageFigures> = BTreeMap::new();
+        // Every project, also those that hold nothing yet (their series starts at zero).
+        let mut projects: BTreeMap<String, UsageFigures> = self
+            .meta
+            .projects()
+            .await?
+            .into_iter()
+            .map(|p| (p.name, UsageFigures::default()))
+            .collect();
         for quota in self.meta.quotas().await? {
             let figures = projects.entry(quota.project).or_default();
             figures.bytes = quota.used.bytes;
