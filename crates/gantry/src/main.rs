@@ -207,7 +207,6 @@ enum Command {
     },
     /// How projects and images grow and are used over time (daily snapshots).
     #[command(
-        args_conflicts_with_subcommands = true,
         long_about = "How projects and their images grow and are used over time, from the snapshots the\n\
         server takes each day (stored bytes, artifacts, cumulative pushes and pulls per project and\n\
         repository, and the size of the newest image of each version line vMAJOR.MINOR).\n\n\
