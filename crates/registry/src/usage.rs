@@ -153,54 +153,65 @@ fn artifact_bytes(artifact: &Artifact, by_digest: &HashMap<&str, &Artifact>) -> 
     bytes as i64
 }
 
+/// A version line, `(major, minor)`.
+type Line = (u64, u64);
+
+/// The newest artifact of a version line found so far: the highest patch, then the latest push.
+struct Newest<'a> {
+    patch: u64,
+    pushed_at_us: i64,
+    tag: &'a str,
+    artifact: &'a Artifact,
+}
+
 /// The newest artifact of each version line of each repository of `artifacts`.
 fn version_sizes(project: &str, artifacts: &[Artifact]) -> Vec<VersionSize> {
-    let mut by_digest: HashMap<(&str, &str), &Artifact> = HashMap::new();
+    // repository → its artifacts by digest (an index's children are in its repository).
+    let mut repositories: BTreeMap<&str, HashMap<&str, &Artifact>> = BTreeMap::new();
     for a in artifacts {
-        by_digest.insert((a.repository.as_str(), a.digest.as_str()), a);
+        repositories
+            .entry(a.repository.as_str())
+            .or_default()
+            .insert(a.digest.as_str(), a);
     }
-    // (repository, line) → (patch, pushed_at_us, tag, artifact)
-    let mut newest: BTreeMap<(&str, (u64, u64)), (u64, i64, &str, &Artifact)> = BTreeMap::new();
-    for a in artifacts {
-        for tag in &a.tags {
-            let Some((line, patch)) = version_line(&tag.name) else {
-                continue;
-            };
-            let candidate = (patch, a.pushed_at_us, tag.name.as_str(), a);
-            let entry = newest
-                .entry((a.repository.as_str(), line))
-                .or_insert(candidate);
-            if (candidate.0, candidate.1) > (entry.0, entry.1) {
-                *entry = candidate;
+    let mut sizes = Vec::new();
+    for (repository, by_digest) in &repositories {
+        let mut newest: BTreeMap<Line, Newest> = BTreeMap::new();
+        for a in by_digest.values() {
+            for tag in &a.tags {
+                let Some((line, patch)) = version_line(&tag.name) else {
+                    continue;
+                };
+                let candidate = Newest {
+                    patch,
+                    pushed_at_us: a.pushed_at_us,
+                    tag: tag.name.as_str(),
+                    artifact: a,
+                };
+                match newest.get(&line) {
+                    Some(n) if (n.patch, n.pushed_at_us) >= (patch, a.pushed_at_us) => {}
+                    _ => {
+                        newest.insert(line, candidate);
+                    }
+                }
             }
         }
+        sizes.extend(newest.into_iter().map(|((major, minor), n)| VersionSize {
+            day: String::new(),
+            project: project.to_string(),
+            repository: repository.to_string(),
+            line: format!("v{major}.{minor}"),
+            tag: n.tag.to_string(),
+            digest: n.artifact.digest.clone(),
+            bytes: artifact_bytes(n.artifact, by_digest),
+            pushed_at_us: n.pushed_at_us,
+        }));
     }
-    newest
-        .into_iter()
-        .map(
-            |((repository, (major, minor)), (_, pushed_at_us, tag, a))| {
-                let in_repository: HashMap<&str, &Artifact> = by_digest
-                    .iter()
-                    .filter(|((r, _), _)| *r == repository)
-                    .map(|((_, d), a)| (*d, *a))
-                    .collect();
-                VersionSize {
-                    day: String::new(),
-                    project: project.to_string(),
-                    repository: repository.to_string(),
-                    line: format!("v{major}.{minor}"),
-                    tag: tag.to_string(),
-                    digest: a.digest.clone(),
-                    bytes: artifact_bytes(a, &in_repository),
-                    pushed_at_us,
-                }
-            },
-        )
-        .collect()
+    sizes
 }
 
 /// Orders version lines `v1.10` after `v1.9`.
-fn line_order(line: &str) -> (u64, u64) {
+fn line_order(line: &str) -> Line {
     version_line(&format!("{line}.0")).map_or((u64::MAX, u64::MAX), |(l, _)| l)
 }
 
@@ -286,7 +297,7 @@ fn growers(rows: &[RepositoryUsage]) -> Vec<Grower> {
 
 fn version_growth(rows: &[VersionSize]) -> Vec<VersionGrowth> {
     // (project, repository) → line → latest row (rows come ordered by day).
-    let mut latest: BTreeMap<(&str, &str), BTreeMap<(u64, u64), &VersionSize>> = BTreeMap::new();
+    let mut latest: BTreeMap<(&str, &str), BTreeMap<Line, &VersionSize>> = BTreeMap::new();
     for v in rows {
         latest
             .entry((&v.project, &v.repository))
