@@ -156,38 +156,39 @@ impl MetaStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        for p in &snapshot.projects {
-            let f = p.figures;
-            sqlx::query(
-                "INSERT INTO usage_project_snapshots (day, project, bytes, artifacts, pushes, pulls, taken_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(day)
-            .bind(&p.project)
-            .bind(f.bytes)
-            .bind(f.artifacts)
-            .bind(f.pushes)
-            .bind(f.pulls)
-            .bind(taken_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for r in &snapshot.repositories {
-            let f = r.figures;
-            sqlx::query(
-                "INSERT INTO usage_snapshots (day, project, repository, bytes, artifacts, pushes, pulls, taken_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(day)
-            .bind(&r.project)
-            .bind(&r.repository)
-            .bind(f.bytes)
-            .bind(f.artifacts)
-            .bind(f.pushes)
-            .bind(f.pulls)
-            .bind(taken_at)
-            .execute(&mut *tx)
-            .await?;
+        let rows = snapshot
+            .projects
+            .iter()
+            .map(|p| (&p.project, None, p.figures))
+            .chain(
+                snapshot
+                    .repositories
+                    .iter()
+                    .map(|r| (&r.project, Some(&r.repository), r.figures)),
+            );
+        for (project, repository, f) in rows {
+            // A project's row, or (with a repository) a repository's.
+            let (table, key) = match repository {
+                None => ("usage_project_snapshots", ""),
+                Some(_) => ("usage_snapshots", ", repository"),
+            };
+            let sql = format!(
+                "INSERT INTO {table} (day, taken_at, bytes, artifacts, pushes, pulls, project{key}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7{})",
+                if repository.is_some() { ", $8" } else { "" }
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(day)
+                .bind(taken_at)
+                .bind(f.bytes)
+                .bind(f.artifacts)
+                .bind(f.pushes)
+                .bind(f.pulls)
+                .bind(project);
+            if let Some(repository) = repository {
+                query = query.bind(repository);
+            }
+            query.execute(&mut *tx).await?;
         }
         for v in &snapshot.versions {
             sqlx::query(
