@@ -333,3 +333,35 @@ async fn usage_of_a_project_is_for_those_who_may_list_it_and_every_projects_for_
         .collect();
     assert_eq!(projects, ["ops", "team"]);
 }
+
+#[tokio::test]
+async fn serve_takes_todays_usage_snapshot_at_start_when_it_is_missing() {
+    let mut s = Server::start();
+    let (_, bytes) = push_sized_image(&s, "team/api", "v1.0.0", 1000).await;
+    // Today's snapshot was taken at start, before the push; without it, the next start takes
+    // one, which sees the image.
+    sqlite(
+        &s,
+        "DELETE FROM usage_snapshot_days; DELETE FROM usage_snapshots; \
+                DELETE FROM usage_project_snapshots; DELETE FROM usage_version_snapshots;",
+    );
+    s.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let report = get_json(&s, "/api/v1/usage?project=team").await;
+        if let Some(days) = report["projects"][0]["days"].as_array() {
+            assert_eq!(days.len(), 1);
+            assert_eq!(days[0]["day"], report["until"]);
+            assert_eq!(
+                (&days[0]["bytes"], &days[0]["pushes"]),
+                (&json!(bytes), &json!(1))
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot at start: {report}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -206,19 +206,25 @@ impl MetaStore {
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query(
+            "INSERT INTO usage_snapshot_days (day, taken_at) VALUES ($1, $2) \
+             ON CONFLICT (day) DO UPDATE SET taken_at = excluded.taken_at",
+        )
+        .bind(day)
+        .bind(taken_at)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Whether `day` (`YYYY-MM-DD`) has a snapshot.
     pub async fn has_usage_snapshot(&self, day: &str) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM usage_project_snapshots WHERE day = $1 \
-             UNION SELECT 1 FROM usage_snapshots WHERE day = $1 LIMIT 1",
-        )
-        .bind(day)
-        .fetch_optional(&self.readers)
-        .await?;
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM usage_snapshot_days WHERE day = $1")
+                .bind(day)
+                .fetch_optional(&self.readers)
+                .await?;
         Ok(found.is_some())
     }
 

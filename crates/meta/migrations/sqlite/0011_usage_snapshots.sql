@@ -57,3 +57,10 @@ CREATE TABLE usage_version_snapshots (
     PRIMARY KEY (day, repository, line)
 );
 CREATE INDEX usage_version_snapshots_by_project ON usage_version_snapshots(project, day);
+
+-- The days that have a snapshot, even one of an empty registry (so the daily schedule does not
+-- take it again every minute).
+CREATE TABLE usage_snapshot_days (
+    day         TEXT PRIMARY KEY,
+    taken_at    INTEGER NOT NULL
+);
