@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh Debian machine, and is all the set-up there is:
 # installs the real clients and engines the tests drive (skopeo, podman, buildah, umoci, curl,
-# containerd, Go, git, Debian's docker-registry, Prometheus and promtool; the oras SDK, moto's
-# S3 server and schemathesis in a Python virtual environment under target/), then runs
-# `cargo test`. The tests start the engines they use themselves (each its own containerd,
-# Prometheus, moto server or registry on a free port).
+# containerd, openssl (the TLS tests' CA and s_client), Go, git, Debian's docker-registry,
+# Prometheus and promtool, sqlite3; the oras SDK, moto's S3 server and schemathesis in a Python
+# virtual environment under target/), then runs `cargo test`. The tests start the engines they
+# use themselves (each its own containerd, Prometheus, moto server or registry on a free port).
 # `.ci/run` calls this after its format and lint checks. Extra arguments go to `cargo test`:
 #
 #   scripts/test-all.sh                       # everything
@@ -15,8 +15,8 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: the clients and engines, and what builds the Python tools' environment.
-packages=(skopeo podman buildah umoci curl containerd docker-registry wrk apache2-utils prometheus
-  ca-certificates golang-go git tzdata python3 python3-venv python3-pip)
+packages=(skopeo podman buildah umoci curl openssl containerd docker-registry wrk apache2-utils
+  prometheus sqlite3 ca-certificates golang-go git tzdata python3 python3-venv python3-pip)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")

@@ -9,7 +9,7 @@ use crate::{RegistryClient, Result};
 impl RegistryClient {
     /// Sends a JSON request to the REST API; returns the JSON answer (`Null` for 204).
     pub async fn api(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
-        let url = self.url(path);
+        let url = self.url(path).await?;
         let mut request = self.request(method.clone(), &url);
         if let Some(body) = body {
             request = request.json(body);
@@ -26,7 +26,7 @@ impl RegistryClient {
 
     /// Checks the credentials: `GET /v2/` must answer 200 with them.
     pub async fn check_login(&self) -> Result<()> {
-        let url = self.url("/v2/");
+        let url = self.url("/v2/").await?;
         let response = self.send(self.request(Method::GET, &url)).await?;
         self.check(Method::GET, response).await.map(|_| ())
     }

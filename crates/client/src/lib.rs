@@ -2,6 +2,8 @@
 //! blobs go from source to destination chunk by chunk, verified against their digest.
 
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 mod api;
 mod docker_config;
@@ -11,7 +13,7 @@ mod transfer;
 
 pub use docker_config::DockerConfig;
 pub use layout::Layout;
-pub use reference::{ImageRef, RefError};
+pub use reference::{is_loopback, ImageRef, RefError};
 pub use transfer::{copy, pull_to_layout, push_layout, Progress, Silent};
 
 use bytes::Bytes;
@@ -26,6 +28,11 @@ pub enum ClientError {
         registry: String,
         source: reqwest::Error,
     },
+    /// The registry's TLS certificate was refused (an unknown CA, another host's name, expired).
+    #[error("the TLS certificate of {registry} is not trusted: {reason}")]
+    UntrustedCertificate { registry: String, reason: String },
+    #[error("cannot use the CA certificates in {path}: {reason}")]
+    CaCertificates { path: String, reason: String },
     #[error("{method} {url} failed with {status}: {message}")]
     Status {
         method: Method,
@@ -101,48 +108,116 @@ impl FetchedManifest {
 /// Every manifest type a client of Gantry accepts.
 pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
+/// How a client reaches registries: which scheme, and which certificates it trusts.
+#[derive(Clone, Debug, Default)]
+pub struct Transport {
+    /// Speak plain HTTP to every registry, loopback or not.
+    pub plain_http: bool,
+    /// A PEM file of CA certificates trusted besides the system's roots (a private CA).
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// Which scheme a registry is spoken to with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    Https,
+    Http,
+    /// https, and plain HTTP when the TLS connection cannot be made (loopback registries,
+    /// as docker treats them).
+    HttpsThenHttp,
+}
+
+/// Splits `[https://|http://]host[:port][/]` into the host and the scheme rule: an explicit
+/// scheme wins, then `plain_http`; loopback hosts try https first, others speak only https.
+fn scheme_of(registry: &str, plain_http: bool) -> (&str, Scheme) {
+    let trimmed = registry.trim_end_matches('/');
+    if let Some(host) = trimmed.strip_prefix("https://") {
+        (host, Scheme::Https)
+    } else if let Some(host) = trimmed.strip_prefix("http://") {
+        (host, Scheme::Http)
+    } else if plain_http {
+        (trimmed, Scheme::Http)
+    } else if is_loopback(trimmed) {
+        (trimmed, Scheme::HttpsThenHttp)
+    } else {
+        (trimmed, Scheme::Https)
+    }
+}
+
 /// A connection to one registry host.
 #[derive(Clone, Debug)]
 pub struct RegistryClient {
     http: reqwest::Client,
-    base: String,
+    /// `host[:port]`
+    host: String,
+    scheme: Scheme,
+    /// `scheme://host[:port]`, settled by the first request.
+    base: Arc<tokio::sync::OnceCell<String>>,
     credentials: Option<Credentials>,
 }
 
 impl RegistryClient {
-    /// `registry` is `host[:port]`; plain HTTP is used when `plain_http` is set.
+    /// `registry` is `host[:port]`, or `https://host[:port]` / `http://host[:port]` to fix the
+    /// scheme. Without one, a loopback registry is tried over https first and then plain HTTP
+    /// (as docker does), any other over https only unless `transport.plain_http` is set.
+    /// Fails when `transport.ca_cert` cannot be read or holds no certificate.
     pub fn new(
         registry: &str,
-        plain_http: bool,
+        transport: &Transport,
         credentials: Option<Credentials>,
-    ) -> RegistryClient {
-        let scheme = if plain_http { "http" } else { "https" };
-        RegistryClient {
-            http: reqwest::Client::builder()
-                .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
-                .pool_max_idle_per_host(16)
-                .build()
-                .expect("HTTP client builds"),
-            base: format!("{scheme}://{registry}"),
-            credentials,
+    ) -> Result<RegistryClient> {
+        let (host, scheme) = scheme_of(registry, transport.plain_http);
+        let mut http = reqwest::Client::builder()
+            .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(16);
+        if let Some(path) = &transport.ca_cert {
+            for certificate in ca_certificates(path)? {
+                http = http.add_root_certificate(certificate);
+            }
         }
+        Ok(RegistryClient {
+            http: http.build().expect("HTTP client builds"),
+            host: host.to_string(),
+            scheme,
+            base: Arc::default(),
+            credentials,
+        })
     }
 
-    /// Client for the registry an image reference names; loopback hosts speak plain HTTP.
+    /// Client for the registry an image reference names (see [`RegistryClient::new`]).
     pub fn for_ref(
         image: &ImageRef,
-        plain_http: bool,
+        transport: &Transport,
         credentials: Option<Credentials>,
-    ) -> RegistryClient {
-        RegistryClient::new(
-            &image.registry,
-            plain_http || image.is_loopback(),
-            credentials,
-        )
+    ) -> Result<RegistryClient> {
+        RegistryClient::new(&image.registry, transport, credentials)
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+    /// `scheme://host[:port]`; the first call settles the scheme of a loopback registry by
+    /// asking `/v2/` over https and, when no TLS connection can be made, over plain HTTP.
+    async fn base(&self) -> Result<&str> {
+        let base = self.base.get_or_try_init(|| async {
+            let https = format!("https://{}", self.host);
+            let http = format!("http://{}", self.host);
+            match self.scheme {
+                Scheme::Https => Ok(https),
+                Scheme::Http => Ok(http),
+                Scheme::HttpsThenHttp => match self.http.get(format!("{https}/v2/")).send().await {
+                    Ok(_) => Ok(https),
+                    Err(tls_failure) => match self.http.get(format!("{http}/v2/")).send().await {
+                        Ok(_) => Ok(http),
+                        // Neither answers: the https failure says more (e.g. an untrusted
+                        // certificate) than a TLS server's refusal of plain HTTP.
+                        Err(_) => Err(connect_error(&https, tls_failure)),
+                    },
+                },
+            }
+        });
+        base.await.map(String::as_str)
+    }
+
+    async fn url(&self, path: &str) -> Result<String> {
+        Ok(format!("{}{path}", self.base().await?))
     }
 
     fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
@@ -154,9 +229,9 @@ impl RegistryClient {
     }
 
     async fn send(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        builder.send().await.map_err(|source| ClientError::Connect {
-            registry: self.base.clone(),
-            source,
+        builder.send().await.map_err(|source| {
+            let registry = self.base.get().map_or(self.host.as_str(), String::as_str);
+            connect_error(registry, source)
         })
     }
 
@@ -193,7 +268,9 @@ impl RegistryClient {
 
     /// Size of the blob in `repository`, or `None` when the registry does not hold it there.
     pub async fn blob_size(&self, repository: &str, digest: &Digest) -> Result<Option<u64>> {
-        let url = self.url(&format!("/v2/{repository}/blobs/{digest}"));
+        let url = self
+            .url(&format!("/v2/{repository}/blobs/{digest}"))
+            .await?;
         let response = self.send(self.request(Method::HEAD, &url)).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -208,9 +285,11 @@ impl RegistryClient {
 
     /// Asks the registry to mount a blob from another repository; true when it did.
     pub async fn mount_blob(&self, repository: &str, digest: &Digest, from: &str) -> Result<bool> {
-        let url = self.url(&format!(
-            "/v2/{repository}/blobs/uploads/?mount={digest}&from={from}"
-        ));
+        let url = self
+            .url(&format!(
+                "/v2/{repository}/blobs/uploads/?mount={digest}&from={from}"
+            ))
+            .await?;
         let response = self.send(self.request(Method::POST, &url)).await?;
         let response = self.check(Method::POST, response).await?;
         if response.status() == StatusCode::CREATED {
@@ -222,17 +301,17 @@ impl RegistryClient {
             .get(header::LOCATION)
             .and_then(|l| l.to_str().ok())
         {
-            let url = self.resolve(location);
+            let url = self.resolve(location).await?;
             let _ = self.send(self.request(Method::DELETE, &url)).await;
         }
         Ok(false)
     }
 
-    fn resolve(&self, location: &str) -> String {
+    async fn resolve(&self, location: &str) -> Result<String> {
         if location.starts_with("http://") || location.starts_with("https://") {
-            location.to_string()
+            Ok(location.to_string())
         } else {
-            self.url(location)
+            self.url(location).await
         }
     }
 
@@ -258,7 +337,9 @@ impl RegistryClient {
     }
 
     async fn start_upload(&self, repository: &str) -> Result<String> {
-        let url = self.url(&format!("/v2/{repository}/blobs/uploads/"));
+        let url = self
+            .url(&format!("/v2/{repository}/blobs/uploads/"))
+            .await?;
         let response = self.send(self.request(Method::POST, &url)).await?;
         let response = self.check(Method::POST, response).await?;
         let location = response
@@ -268,13 +349,15 @@ impl RegistryClient {
             .ok_or_else(|| {
                 ClientError::Protocol("upload session response has no Location header".into())
             })?;
-        Ok(self.resolve(location))
+        self.resolve(location).await
     }
 
     /// Streams a blob; every chunk passes through `verify`, which fails the stream's end if
     /// the bytes do not match the digest.
     pub async fn get_blob(&self, repository: &str, digest: &Digest) -> Result<BlobStream> {
-        let url = self.url(&format!("/v2/{repository}/blobs/{digest}"));
+        let url = self
+            .url(&format!("/v2/{repository}/blobs/{digest}"))
+            .await?;
         let response = self
             .check(
                 Method::GET,
@@ -288,7 +371,9 @@ impl RegistryClient {
     }
 
     pub async fn get_manifest(&self, repository: &str, reference: &str) -> Result<FetchedManifest> {
-        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
+        let url = self
+            .url(&format!("/v2/{repository}/manifests/{reference}"))
+            .await?;
         let request = self
             .request(Method::GET, &url)
             .header(header::ACCEPT, ACCEPT_MANIFESTS);
@@ -332,7 +417,9 @@ impl RegistryClient {
         media_type: &str,
         bytes: Bytes,
     ) -> Result<Digest> {
-        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
+        let url = self
+            .url(&format!("/v2/{repository}/manifests/{reference}"))
+            .await?;
         let request = self
             .request(Method::PUT, &url)
             .header(header::CONTENT_TYPE, media_type)
@@ -340,6 +427,69 @@ impl RegistryClient {
         self.check(Method::PUT, self.send(request).await?).await?;
         Ok(Digest::sha256_of(&bytes))
     }
+}
+
+/// The CA certificates of a PEM file.
+fn ca_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
+    let fail = |reason: String| ClientError::CaCertificates {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let certificates =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(fail(
+            "the file holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        ));
+    }
+    Ok(certificates)
+}
+
+/// A failed request as an error: a refused certificate is told apart from an unreachable host,
+/// with what to do about it.
+fn connect_error(registry: &str, source: reqwest::Error) -> ClientError {
+    let Some(refusal) = certificate_refusal(&source) else {
+        return ClientError::Connect {
+            registry: registry.to_string(),
+            source,
+        };
+    };
+    let reason = match refusal {
+        rustls::CertificateError::UnknownIssuer => "it is signed by a CA this machine does not \
+            trust; give that CA's certificate with --ca-cert FILE (or GANTRY_CA_CERT), or add it \
+            to the system's trust store"
+            .to_string(),
+        rustls::CertificateError::NotValidForName
+        | rustls::CertificateError::NotValidForNameContext { .. } => {
+            "it does not name this host; use a name (or address) the certificate was issued for"
+                .to_string()
+        }
+        other => format!("{other:?}"),
+    };
+    ClientError::UntrustedCertificate {
+        registry: registry.to_string(),
+        reason,
+    }
+}
+
+/// The certificate problem rustls found, wherever in the error's chain it is.
+fn certificate_refusal(error: &reqwest::Error) -> Option<&rustls::CertificateError> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = next {
+        if let Some(rustls::Error::InvalidCertificate(refusal)) = error.downcast_ref() {
+            return Some(refusal);
+        }
+        // An I/O error's `source` skips the error it wraps (TLS errors come wrapped twice).
+        next = match error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(wrapped) => Some(wrapped),
+            None => error.source(),
+        };
+    }
+    None
 }
 
 /// Passes chunks through while hashing them; at the end, errors if the digest differs.
@@ -371,4 +521,53 @@ pub fn verify(expected: Digest, stream: BlobStream) -> BlobStream {
             }
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registries_are_spoken_to_over_https_unless_loopback_or_told() {
+        assert_eq!(
+            scheme_of("registry.example.com", false),
+            ("registry.example.com", Scheme::Https)
+        );
+        assert_eq!(
+            scheme_of("registry.example.com:5000", true),
+            ("registry.example.com:5000", Scheme::Http)
+        );
+        for loopback in ["127.0.0.1:5000", "localhost:5000", "[::1]:5000", "[::1]"] {
+            assert_eq!(
+                scheme_of(loopback, false),
+                (loopback, Scheme::HttpsThenHttp),
+                "{loopback}"
+            );
+        }
+        // An explicit scheme wins over the rest.
+        assert_eq!(
+            scheme_of("https://127.0.0.1:5000/", true),
+            ("127.0.0.1:5000", Scheme::Https)
+        );
+        assert_eq!(
+            scheme_of("http://registry.example.com", false),
+            ("registry.example.com", Scheme::Http)
+        );
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let transport = Transport {
+            plain_http: false,
+            ca_cert: Some(path),
+        };
+        let err = RegistryClient::new("registry.example.com", &transport, None).unwrap_err();
+        assert!(
+            err.to_string().contains("ca.pem") && err.to_string().contains("no PEM certificate"),
+            "{err}"
+        );
+    }
 }

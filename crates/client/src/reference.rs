@@ -11,6 +11,16 @@ pub struct RefError {
     reason: String,
 }
 
+/// Whether `host[:port]` is this machine (`localhost`, `127.x.y.z`, `[::1]`): such registries
+/// may speak plain HTTP, as docker allows.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => registry,
+    };
+    matches!(host, "localhost" | "[::1]") || host.starts_with("127.")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
     /// `host[:port]`
@@ -54,13 +64,9 @@ impl ImageRef {
         })
     }
 
-    /// Loopback registries are spoken to over plain HTTP, as docker does.
+    /// Whether the registry is on this machine (see [`is_loopback`]).
     pub fn is_loopback(&self) -> bool {
-        let host = self
-            .registry
-            .rsplit_once(':')
-            .map_or(self.registry.as_str(), |(h, _)| h);
-        matches!(host, "localhost" | "[::1]") || host.starts_with("127.")
+        is_loopback(&self.registry)
     }
 
     /// The tag, when the reference is one.

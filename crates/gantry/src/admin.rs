@@ -3,24 +3,54 @@
 //! (or as the API's JSON with `--json`).
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use gantry_client::{ClientError, Credentials, DockerConfig, RegistryClient};
+use gantry_client::{ClientError, Credentials, DockerConfig, RegistryClient, Transport};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 pub const DEFAULT_REGISTRY: &str = "127.0.0.1:5000";
 
+/// How to reach a registry: the scheme and the certificates to trust.
+#[derive(Args, Clone, Default)]
+pub struct TransportArgs {
+    /// Speak plain HTTP even to a registry that is not on this machine (loopback registries
+    /// are tried over https first, then plain HTTP).
+    #[arg(long, global = true)]
+    plain_http: bool,
+    /// A PEM file of CA certificates to trust besides the system's, for a registry whose
+    /// certificate a private CA signed.
+    #[arg(long, env = "GANTRY_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
+}
+
+impl TransportArgs {
+    /// A client for `registry` (`HOST[:PORT]`, or with `https://` / `http://` to fix the scheme).
+    pub fn client(
+        &self,
+        registry: &str,
+        credentials: Option<Credentials>,
+    ) -> anyhow::Result<RegistryClient> {
+        let transport = Transport {
+            plain_http: self.plain_http,
+            ca_cert: self.ca_cert.clone(),
+        };
+        RegistryClient::new(registry, &transport, credentials)
+            .context("--ca-cert (or GANTRY_CA_CERT) must name a PEM file of CA certificates")
+    }
+}
+
 /// Which registry to talk to and as whom.
 #[derive(Args, Clone)]
 pub struct ApiArgs {
-    /// Registry to manage, HOST[:PORT] [default: 127.0.0.1:5000].
+    /// Registry to manage, HOST[:PORT], or https://HOST[:PORT] or http://HOST[:PORT] to fix
+    /// the scheme [default: 127.0.0.1:5000].
     #[arg(long, env = "GANTRY_REGISTRY", global = true)]
     registry: Option<String>,
-    /// Speak plain HTTP (loopback registries always do).
-    #[arg(long, global = true)]
-    plain_http: bool,
+    #[command(flatten)]
+    transport: TransportArgs,
     /// User (or robot/CI token name) [default: from `gantry login`].
     #[arg(long, env = "GANTRY_USERNAME", global = true)]
     username: Option<String>,
@@ -42,26 +72,21 @@ impl ApiArgs {
             .to_string()
     }
 
-    fn plain_http(&self) -> bool {
-        let explicit_http = self
-            .registry
-            .as_deref()
-            .is_some_and(|r| r.starts_with("http://"));
-        self.plain_http || explicit_http || is_loopback(&self.registry())
-    }
-
     fn client(&self) -> anyhow::Result<RegistryClient> {
-        let registry = self.registry();
         let credentials = stored_or_given(
             self.username.as_deref(),
             self.password.as_deref(),
-            &registry,
+            &self.registry(),
         )?;
-        Ok(RegistryClient::new(
-            &registry,
-            self.plain_http(),
+        self.client_as(credentials)
+    }
+
+    /// A client for the registry (its scheme as given) with these credentials.
+    fn client_as(&self, credentials: Option<Credentials>) -> anyhow::Result<RegistryClient> {
+        self.transport.client(
+            self.registry.as_deref().unwrap_or(DEFAULT_REGISTRY),
             credentials,
-        ))
+        )
     }
 
     pub(crate) async fn call(
@@ -76,11 +101,6 @@ impl ApiArgs {
             .await
             .map_err(|e| explain(e, &self.registry()))
     }
-}
-
-fn is_loopback(registry: &str) -> bool {
-    let host = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
-    matches!(host, "localhost" | "[::1]") || host.starts_with("127.")
 }
 
 /// Credentials from flags/environment, else from `gantry login`'s config.json entry.
@@ -490,11 +510,11 @@ pub async fn login(
     registry: Option<String>,
     username: Option<String>,
     password_stdin: bool,
-    plain_http: bool,
+    transport: TransportArgs,
 ) -> anyhow::Result<()> {
     let args = ApiArgs {
         registry,
-        plain_http,
+        transport,
         username: None,
         password: None,
         json: false,
@@ -512,7 +532,7 @@ pub async fn login(
         bail!("the password is empty: pipe it with --password-stdin or set GANTRY_PASSWORD");
     }
     let credentials = Credentials { username, password };
-    RegistryClient::new(&registry, args.plain_http(), Some(credentials.clone()))
+    args.client_as(Some(credentials.clone()))?
         .check_login()
         .await
         .map_err(|e| explain(e, &registry))

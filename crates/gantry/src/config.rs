@@ -45,6 +45,8 @@ pub struct FileConfig {
     pub archive: FileArchiveConfig,
     #[serde(default)]
     pub metrics: FileMetricsConfig,
+    #[serde(default)]
+    pub tls: FileTlsConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +55,16 @@ pub struct FileMetricsConfig {
     /// A separate address serving /metrics, /healthz and /readyz without credentials.
     pub listen: Option<String>,
     pub per_repository: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTlsConfig {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub key: Option<PathBuf>,
+    pub reload_poll_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +134,10 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Whether push and pull counters carry the repository (one series per repository).
     pub metrics_per_repository: bool,
+    /// Serve HTTPS with this certificate and key; `None`: plain HTTP.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// How often the certificate files are looked at for a change; `None`: only on SIGHUP.
+    pub tls_reload_poll: Option<std::time::Duration>,
 }
 
 /// Scheduled garbage collection: every 6 hours, collecting what is older than an hour.
@@ -130,6 +146,9 @@ pub const DEFAULT_GC_GRACE_SECS: u64 = 3600;
 
 /// Lifetime of registry tokens (distribution's default is also a few minutes).
 pub const DEFAULT_TOKEN_TTL_SECS: u64 = 300;
+
+/// Looking at two files' metadata every 2 s costs nothing, and a renewal is served at once.
+pub const DEFAULT_TLS_RELOAD_POLL_SECS: u64 = 2;
 
 /// What flags and environment said (each `None` when neither was given).
 #[derive(Debug, Default)]
@@ -148,6 +167,9 @@ pub struct Overrides {
     pub archive_location: Option<String>,
     pub metrics_listen: Option<String>,
     pub metrics_per_repository: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_reload_poll_secs: Option<u64>,
 }
 
 pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -177,8 +199,28 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
         .data_dir
         .or(file.data_dir)
         .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    let tls = match (
+        overrides.tls_cert.or(file.tls.cert),
+        overrides.tls_key.or(file.tls.key),
+    ) {
+        (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "TLS needs both the certificate chain and its private key: give --tls-cert and \
+             --tls-key (GANTRY_TLS_CERT and GANTRY_TLS_KEY, or cert and key under [tls])"
+        ),
+    };
     Ok(ServeConfig {
         listen,
+        tls,
+        tls_reload_poll: match overrides
+            .tls_reload_poll_secs
+            .or(file.tls.reload_poll_secs)
+            .unwrap_or(DEFAULT_TLS_RELOAD_POLL_SECS)
+        {
+            0 => None,
+            secs => Some(std::time::Duration::from_secs(secs)),
+        },
         archive_location: overrides
             .archive_location
             .or(file.archive.location)
@@ -280,6 +322,37 @@ mod tests {
             c.gc_interval.map(|d| d.as_secs()),
             Some(DEFAULT_GC_INTERVAL_SECS)
         );
+        assert_eq!(c.tls, None, "plain HTTP unless a certificate is given");
+    }
+
+    #[test]
+    fn tls_takes_a_certificate_and_a_key_from_file_or_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gantry.toml");
+        std::fs::write(
+            &path,
+            "[tls]\ncert = \"/etc/gantry/chain.pem\"\nkey = \"/etc/gantry/key.pem\"\n",
+        )
+        .unwrap();
+        let c = resolve(Overrides {
+            config: Some(path.clone()),
+            tls_cert: Some("/run/renewed.pem".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(crate::tls::TlsFiles {
+                cert: "/run/renewed.pem".into(),
+                key: "/etc/gantry/key.pem".into(),
+            })
+        );
+        let err = resolve(Overrides {
+            tls_cert: Some("/etc/gantry/chain.pem".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("--tls-key"), "{err}");
     }
 
     #[test]

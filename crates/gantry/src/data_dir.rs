@@ -21,6 +21,39 @@ pub const LOCK_FILE: &str = "gantry.lock";
 /// Files in the data directory from before it was kept private, tightened at start-up.
 const SECRET_FILES: &[&str] = &["gantry.db", "gantry.db-wal", "gantry.db-shm"];
 
+/// Makes every file and directory this process creates from now on private to its user
+/// (umask 077): data directories and backups hold secrets.
+pub fn create_privately() {
+    // SAFETY: umask only changes the mode of files this process creates from now on; it is set
+    // before the runtime starts work that creates files.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// Who holds the lock of data directory `dir` now ("pid N, started T"), or `None` when no
+/// process does (no lock file, or nobody holds it).
+pub fn holder(dir: &Path) -> Option<String> {
+    let mut file = File::open(dir.join(LOCK_FILE)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(std::fs::TryLockError::WouldBlock) => Some(describe_holder(&mut file)),
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
+/// The holder a locked lock file names.
+fn describe_holder(file: &mut File) -> String {
+    let mut holder = String::new();
+    let _ = file.read_to_string(&mut holder);
+    let holder = holder.trim();
+    if holder.is_empty() {
+        "a process that is just starting".to_string()
+    } else {
+        holder.replace('\n', ", ")
+    }
+}
+
 /// Held while the server runs; dropping it (or the process ending) releases the directory.
 #[derive(Debug)]
 pub struct DataDirLock {
@@ -32,11 +65,7 @@ pub struct DataDirLock {
 /// Errors: the directory cannot be created or its mode set; another process holds the lock
 /// (the message names the directory and that process's pid and start time).
 pub fn claim(dir: &Path) -> anyhow::Result<DataDirLock> {
-    // SAFETY: umask only changes the mode of files this process creates from now on; it is set
-    // before the runtime starts work that creates files.
-    unsafe {
-        libc::umask(0o077);
-    }
+    create_privately();
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     let private = |path: PathBuf, mode: u32| {
@@ -65,14 +94,7 @@ pub fn claim(dir: &Path) -> anyhow::Result<DataDirLock> {
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            let holder = if holder.is_empty() {
-                "a process that is just starting".to_string()
-            } else {
-                holder.replace('\n', ", ")
-            };
+            let holder = describe_holder(&mut file);
             anyhow::bail!(
                 "data directory {} is in use by another gantry process ({holder}): stop that \
                  process, or give this one another --data-dir",

@@ -9,14 +9,17 @@ use gantry_client::{ImageRef, Layout, RegistryClient};
 
 mod admin;
 mod analyze_cmd;
+mod backup;
 mod bootstrap;
 mod build_cmd;
 mod config;
 mod data_dir;
 mod lifecycle_cmd;
 mod lint_cmd;
+mod logging;
 mod progress;
 mod serve;
+mod tls;
 mod usage_cmd;
 
 use config::LogFormat;
@@ -50,7 +53,7 @@ enum Command {
     #[command(long_about = "Run the registry server.\n\n\
         Settings come from flags, then GANTRY_* environment variables, then the TOML file given by\n\
         --config, then defaults. Example file:\n\n    \
-        listen = \"127.0.0.1:5000\"\n    data_dir = \"/var/lib/gantry\"\n    drain_timeout_secs = 30\n    [log]\n    format = \"json\"\n    level = \"info\"")]
+        listen = \"127.0.0.1:5000\"\n    data_dir = \"/var/lib/gantry\"\n    drain_timeout_secs = 30\n    [log]\n    format = \"json\"\n    level = \"info\"\n    [tls]\n    cert = \"/etc/gantry/fullchain.pem\"\n    key = \"/etc/gantry/privkey.pem\"")]
     Serve(ServeArgs),
     /// Push an image from an OCI image layout directory to a registry.
     #[command(
@@ -146,7 +149,7 @@ enum Command {
         echo \"$TOKEN\" | gantry login registry.example.com -u 'ci$team+1a2b3c' --password-stdin"
     )]
     Login {
-        /// HOST[:PORT] [default: 127.0.0.1:5000].
+        /// HOST[:PORT] (or https://HOST[:PORT] / http://HOST[:PORT]) [default: 127.0.0.1:5000].
         registry: Option<String>,
         /// The user (or robot / CI token name) to log in as [default: asked].
         #[arg(short, long)]
@@ -154,9 +157,8 @@ enum Command {
         /// Read the password from stdin.
         #[arg(long)]
         password_stdin: bool,
-        /// Speak plain HTTP (loopback registries always do).
-        #[arg(long)]
-        plain_http: bool,
+        #[command(flatten)]
+        transport: admin::TransportArgs,
     },
     /// Forget the credentials of a registry.
     Logout {
@@ -279,6 +281,36 @@ enum Command {
         #[command(flatten)]
         api: admin::ApiArgs,
     },
+    /// Copy the data directory into DIR while the server runs: a consistent backup.
+    #[command(
+        long_about = "Copy the data directory into DIR while the server runs: a consistent backup.\n\n\
+        The database is copied as of one moment (SQLite's VACUUM INTO: pushes go on), then every\n\
+        blob it records (digests verified), the token signing key and the initial admin password\n\
+        file; gantry-backup.json is written last, and only a directory with it is a backup.\n\
+        Garbage collection waits while a backup copies blobs. Upload sessions in progress and\n\
+        the archive location are not included. Run it as the server's user, e.g. nightly:\n    \
+        gantry backup /var/backups/gantry/$(date +%F) --data-dir /var/lib/gantry"
+    )]
+    Backup {
+        /// A new (or empty) directory for the backup.
+        dir: PathBuf,
+        #[command(flatten)]
+        data: backup::DataDirArgs,
+    },
+    /// Restore a backup made by `gantry backup` into a new data directory.
+    #[command(
+        long_about = "Restore a backup made by `gantry backup` into a new data directory.\n\n\
+        The data directory (--data-dir) must not exist or be empty, and no server may run on it.\n\
+        Every file's checksum and every blob's digest is verified; the data appears there only\n\
+        once all of it is copied. Then start the server on it. Example:\n    \
+        gantry restore-backup /var/backups/gantry/2026-11-30 --data-dir /var/lib/gantry"
+    )]
+    RestoreBackup {
+        /// The backup directory (it holds gantry-backup.json).
+        dir: PathBuf,
+        #[command(flatten)]
+        data: backup::DataDirArgs,
+    },
     /// Mint, list and revoke short-lived CI tokens.
     Token {
         #[command(subcommand)]
@@ -368,13 +400,23 @@ struct ServeArgs {
     /// only for registries with few of them [default: false].
     #[arg(long, env = "GANTRY_METRICS_PER_REPOSITORY")]
     metrics_per_repository: Option<bool>,
+    /// Serve HTTPS (TLS 1.2+, HTTP/2 and HTTP/1.1) with this PEM certificate chain, the
+    /// server's certificate first; reloaded when the file changes or on SIGHUP [default: plain HTTP].
+    #[arg(long, env = "GANTRY_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key (ECDSA, Ed25519 or RSA) of --tls-cert.
+    #[arg(long, env = "GANTRY_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Seconds between looks at the certificate files for a change (a renewal is then served
+    /// without a restart); 0: reload only on SIGHUP [default: 2].
+    #[arg(long, env = "GANTRY_TLS_RELOAD_POLL_SECS")]
+    tls_reload_poll_secs: Option<u64>,
 }
 
 #[derive(Args)]
 pub struct RemoteArgs {
-    /// Speak plain HTTP to the registry (loopback registries always do).
-    #[arg(long)]
-    plain_http: bool,
+    #[command(flatten)]
+    transport: admin::TransportArgs,
     /// Username for registries that require one.
     #[arg(long, env = "GANTRY_USERNAME")]
     username: Option<String>,
@@ -394,7 +436,7 @@ impl RemoteArgs {
             self.password.as_deref(),
             &image.registry,
         )?;
-        Ok(RegistryClient::for_ref(image, self.plain_http, credentials))
+        self.transport.client(&image.registry, credentials)
     }
 }
 
@@ -406,25 +448,6 @@ fn split_layout(arg: &str) -> (&str, Option<&str>) {
         }
         _ => (arg, None),
     }
-}
-
-fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| {
-        format!("log filter {level:?} is invalid; use a level such as info or debug")
-    })?;
-    // Colour codes only where a person reads them: a file, a pipe or a log collector gets plain
-    // text. NO_COLOR (https://no-color.org) turns colour off on a terminal too.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-    Ok(())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -445,8 +468,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 archive_location: args.archive_location,
                 metrics_listen: args.metrics_listen,
                 metrics_per_repository: args.metrics_per_repository,
+                tls_cert: args.tls_cert,
+                tls_key: args.tls_key,
+                tls_reload_poll_secs: args.tls_reload_poll_secs,
             })?;
-            init_logging(config.log_format, &config.log_level)?;
+            logging::init(config.log_format, &config.log_level)?;
             serve::run(config).await
         }
         Command::Push {
@@ -527,8 +553,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             registry,
             username,
             password_stdin,
-            plain_http,
-        } => admin::login(registry, username, password_stdin, plain_http).await,
+            transport,
+        } => admin::login(registry, username, password_stdin, transport).await,
         Command::Logout { registry } => admin::logout(registry),
         Command::User { command, api } => admin::user(&api, command).await,
         Command::Project { command, api } => admin::project(&api, command).await,
@@ -554,6 +580,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pause_ms,
             api,
         } => lifecycle_cmd::gc(&api, dry_run, grace, pause_ms).await,
+        Command::Backup { dir, data } => backup::backup(&dir, &data).await,
+        Command::RestoreBackup { dir, data } => backup::restore(&dir, &data).await,
         Command::Audit {
             project,
             since,

@@ -30,6 +30,13 @@ impl Bars {
         Arc::new(Bars { bar })
     }
 
+    /// Sets the bar to `total` bytes of work described by `message` (a copy whose size is
+    /// known before it starts).
+    pub fn expect_bytes(&self, total: u64, message: &str) {
+        self.bar.set_length(total);
+        self.bar.set_message(message.to_string());
+    }
+
     pub fn finish(&self, message: &str) {
         self.bar.finish_and_clear();
         println!("{message}");

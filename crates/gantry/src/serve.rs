@@ -5,15 +5,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use gantry_access::{AccessConfig, AccessService};
 use gantry_auth::TokenKey;
 use gantry_meta::MetaStore;
 use gantry_metrics::{Metrics, MetricsOptions};
-use gantry_registry::Registry;
+use gantry_registry::{BlobDeletionLock, Registry};
 use gantry_server::AppState;
 use gantry_storage::{ArchiveLocation, FsBlobStore};
 
 use crate::config::ServeConfig;
+use crate::tls::{EdgeListener, ServedCertificate, TlsListener};
 
 /// How often pull counts gathered in memory are written (a crash loses at most this much).
 const PULL_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -43,6 +45,12 @@ fn return_large_allocations_to_the_system() {}
 
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     return_large_allocations_to_the_system();
+    // Before anything else: a certificate that cannot be used stops the start at once.
+    let certificate = config
+        .tls
+        .as_ref()
+        .map(ServedCertificate::load)
+        .transpose()?;
     // Held until this function returns: one server per data directory.
     let _data_dir = crate::data_dir::claim(&config.data_dir)?;
     let blobs = FsBlobStore::open(config.data_dir.join("storage")).with_context(|| {
@@ -90,6 +98,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let registry = Arc::new(
         Registry::new(Arc::new(blobs), meta.clone())
             .with_archive(archive)
+            .with_blob_deletion_lock(BlobDeletionLock::in_data_dir(&config.data_dir))
             .with_metrics(metrics.clone()),
     );
     let flusher = {
@@ -189,6 +198,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         public_url: config.public_url.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
         metrics,
+        serves_tls: certificate.is_some(),
     });
     let (metrics_server, metrics_listen) = match config.metrics_listen {
         Some(address) => {
@@ -208,14 +218,30 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             )
         })?;
     let local = listener.local_addr()?;
+    let (listener, certificate_watch) = match &certificate {
+        Some(certificate) => (
+            EdgeListener::Tls(TlsListener::new(listener, certificate.server_config()?)),
+            Some(certificate.watch(config.tls_reload_poll)?),
+        ),
+        None => (EdgeListener::Plain(listener), None),
+    };
+    let scheme = if certificate.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(
         listen = %local,
+        scheme,
         metrics_listen = metrics_listen.map(|a| a.to_string()),
         data_dir = %config.data_dir.display(),
         "gantry registry ready"
     );
     let stopping = Arc::new(tokio::sync::Notify::new());
     let signalled = stopping.clone();
+    // axum gives handlers the peer's address (ConnectInfo<SocketAddr>) for a tapped listener
+    // of any kind; the tap itself has nothing to do.
+    let listener = listener.tap_io(|_| {});
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         signalled.notify_one();
@@ -231,6 +257,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     }
     flusher.abort();
+    if let Some(watch) = certificate_watch {
+        watch.abort();
+    }
     scheduled_retention.abort();
     scheduled_usage_snapshot.abort();
     if let Some(metrics_server) = metrics_server {

@@ -315,62 +315,6 @@ async fn skopeo_and_podman_use_robot_accounts_and_ci_tokens_until_expiry_or_revo
         .any(|e| e["action"] == "ci.revoke" && e["resource"] == ci_name));
 }
 
-/// A containerd daemon of the test's own, with every path under `dir`.
-struct Containerd {
-    child: std::process::Child,
-    socket: std::path::PathBuf,
-}
-
-impl Containerd {
-    fn start(dir: &Path) -> Containerd {
-        std::fs::create_dir_all(dir).unwrap();
-        let socket = dir.join("containerd.sock");
-        let config = dir.join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
-                 disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.snapshotter.v1.btrfs\", \
-                 \"io.containerd.snapshotter.v1.zfs\", \"io.containerd.snapshotter.v1.devmapper\", \
-                 \"io.containerd.snapshotter.v1.aufs\"]\n[grpc]\n  address = \"{socket}\"\n",
-                root = dir.join("root").display(),
-                state = dir.join("state").display(),
-                socket = socket.display(),
-            ),
-        )
-        .unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("containerd starts (.ci/run installs it)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !socket.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "containerd did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Containerd { child, socket }
-    }
-
-    fn ctr(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ctr");
-        cmd.arg("--address").arg(&self.socket).args(args);
-        cmd
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn containerd_pulls_and_pushes_through_the_oauth2_password_grant() {
     let dir = tempfile::tempdir().unwrap();

@@ -151,7 +151,14 @@ async fn kill_9_during_concurrent_pushes_loses_no_acknowledged_write() {
                 ))
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(700 + 300 * cycle)).await;
+        // Kill once this cycle has made progress (however loaded the machine), then a moment
+        // later, so that the kill lands in the middle of uploads rather than between them.
+        let before = acked.lock().unwrap().blobs.len();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked.lock().unwrap().blobs.len() < before + 8 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100 + 150 * cycle)).await;
         server.kill9();
         for w in workers {
             w.await.unwrap();

@@ -108,16 +108,23 @@ fn data_directory_left_open_by_an_earlier_version_is_tightened_at_start() {
     assert_eq!(mode(&db), 0o600);
 }
 
+/// `gantry serve` on a new data directory under `dir`, any port, text logs at info level.
+fn serve_with_text_logs(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    command
+        .args(["serve", "--log-format", "text", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("GANTRY_LOG", "info")
+        .env("GANTRY_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    command
+}
+
 /// Logs written to a file or pipe kept ANSI colour codes. Colour only on a terminal.
 #[test]
 fn logs_to_a_pipe_carry_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["serve", "--log-format", "text", "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("GANTRY_LOG", "info")
-        .env("GANTRY_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    let mut child = serve_with_text_logs(dir.path())
         .env_remove("NO_COLOR")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -209,4 +216,84 @@ async fn project_set_has_private_as_well_as_public() {
     );
     let out = gantry(&s, &["project", "set", "team", "--public", "--private"]);
     assert!(!out.status.success());
+}
+
+/// The systemd units in packaging/ load without a single remark from `systemd-analyze verify`
+/// (ExecStart pointed at the binary under test, since /usr/local/bin/gantry need not exist).
+#[test]
+fn systemd_units_pass_systemd_analyze_verify() {
+    let packaging = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging");
+    let temp = tempfile::tempdir().unwrap();
+    let units = [
+        "gantry.service",
+        "gantry-backup.service",
+        "gantry-backup.timer",
+    ];
+    for unit in units {
+        let text = std::fs::read_to_string(packaging.join(unit)).unwrap();
+        let text = text.replace("/usr/local/bin/gantry", env!("CARGO_BIN_EXE_gantry"));
+        std::fs::write(temp.path().join(unit), text).unwrap();
+    }
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(units)
+        .current_dir(temp.path())
+        .output()
+        .expect("systemd-analyze runs (apt-get install systemd)");
+    let remarks: Vec<String> = text(&out.stderr)
+        .lines()
+        .chain(text(&out.stdout).lines())
+        .filter(|line| line.contains("gantry"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        out.status.success() && remarks.is_empty(),
+        "systemd-analyze verify: {}\n{remarks:#?}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+}
+
+/// Under systemd, stderr is journald's stream, which stamps every line itself: our lines
+/// carried a second timestamp and no priority. With `JOURNAL_STREAM` naming stderr they start
+/// with the syslog priority (`<6>` for info) and no time; naming another file (a child whose
+/// stderr was redirected inherits the variable), it changes nothing.
+#[test]
+fn logs_to_journald_carry_priorities_and_no_timestamps_of_their_own() {
+    use std::os::unix::fs::MetadataExt;
+    fn ready_line(journal_stream: fn(&std::fs::Metadata) -> String) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("stderr.log");
+        let file = std::fs::File::create(&log_path).unwrap();
+        let announced = journal_stream(&file.metadata().unwrap());
+        let mut child = serve_with_text_logs(dir.path())
+            .env("JOURNAL_STREAM", announced)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let log = loop {
+            let log = std::fs::read_to_string(&log_path).unwrap();
+            if log.contains("gantry registry ready") || std::time::Instant::now() > deadline {
+                break log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!log.contains('\u{1b}'), "colour codes: {log:?}");
+        log.lines()
+            .find(|l| l.contains("gantry registry ready"))
+            .unwrap_or_else(|| panic!("never ready: {log}"))
+            .to_string()
+    }
+    let line = ready_line(|m| format!("{}:{}", m.dev(), m.ino()));
+    let rest = line.strip_prefix("<6>").unwrap_or_else(|| panic!("{line}"));
+    assert!(rest.trim_start().starts_with("INFO"), "{line}");
+    let line = ready_line(|m| format!("{}:{}", m.dev(), m.ino() + 1));
+    assert!(
+        line.starts_with(|c: char| c.is_ascii_digit()),
+        "our own timestamp first when stderr is not the journal: {line}"
+    );
 }

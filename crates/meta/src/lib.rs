@@ -26,6 +26,7 @@ mod identity;
 mod lifecycle;
 mod migrate;
 mod quota;
+pub mod snapshot;
 mod usage;
 
 pub use archive::ArchiveRecord;
@@ -34,6 +35,7 @@ pub use gc::{DeadManifest, Reckoning};
 pub use identity::{Project, ProjectAccessRow, User, PROJECT_ADMIN_ROLE};
 use lifecycle::ProjectDocument;
 pub use lifecycle::{ArtifactRow, PullDelta, RetentionRun, TagRow};
+pub use migrate::latest_known_version;
 use quota::{Change, Held, UsageChanges};
 pub use quota::{Quota, QuotaExceeded, QuotaResource, Recount, Usage};
 pub use usage::{ProjectUsage, RepositoryUsage, UsageFigures, UsageSnapshot, VersionSize};
@@ -55,6 +57,15 @@ pub enum MetaError {
     TagImmutable { tag: String, current: String },
     #[error("{0}")]
     QuotaExceeded(QuotaExceeded),
+    /// The database was migrated by a newer gantry (`database` is the newest schema version it
+    /// holds, `binary` the newest this binary knows); migrations only go forward.
+    #[error(
+        "the metadata database has schema version {database}, but this gantry knows versions up \
+         to {binary}: a newer gantry has run on this data directory. Run that newer gantry (or a \
+         later one), or restore the backup taken before the upgrade (gantry restore-backup) to \
+         go back to this version"
+    )]
+    SchemaTooNew { database: i64, binary: i64 },
     /// The store cannot serve (its file is gone or unreadable, or it does not answer).
     #[error("metadata store unavailable: {0}")]
     Unavailable(String),

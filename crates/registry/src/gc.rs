@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use gantry_meta::Reckoning;
 use gantry_metrics::Job;
 use gantry_oci::Digest;
+use gantry_storage::StorageError;
 use serde::Serialize;
 
 use crate::{Registry, RegistryError, Result};
@@ -146,7 +147,12 @@ impl Registry {
             after = Some(last);
             tokio::time::sleep(options.pause).await;
         }
-        // 3. Blobs no repository links: rows (re-checked), then bytes, under their locks.
+        // 3. Blobs no repository links: rows (re-checked), then bytes, under their locks, and
+        // under the deletion lock, which a backup holds from its snapshot to its last copy.
+        let _deleting = match (&self.deletion_lock, options.dry_run) {
+            (Some(lock), false) => Some(lock.acquire().await.map_err(StorageError::Io)?),
+            _ => None,
+        };
         let mut after: Option<String> = None;
         loop {
             let orphans = self
@@ -184,6 +190,7 @@ impl Registry {
             drop(_locks);
             tokio::time::sleep(options.pause).await;
         }
+        drop(_deleting);
         // 4. Abandoned upload sessions.
         let upload_cutoff = now - options.upload_expiry.as_secs() as i64;
         for id in self.meta.stale_uploads(upload_cutoff).await? {

@@ -16,6 +16,7 @@ use gantry_storage::{ArchiveLocation, BlobStore, ByteStream};
 use serde_json::json;
 
 mod archive;
+mod deletion_lock;
 mod error;
 mod gc;
 mod pulls;
@@ -25,6 +26,7 @@ mod tarball;
 mod usage;
 
 pub use archive::{ArchiveReport, ArchivedArtifact, RestoreReport};
+pub use deletion_lock::{BlobDeletionGuard, BlobDeletionLock, BLOB_DELETION_LOCK_FILE};
 pub use gc::{GcOptions, GcReport};
 pub use retention::RetentionReport;
 pub use usage::{day_of, SnapshotTaken, UsageReport};
@@ -62,6 +64,9 @@ pub struct Registry {
     blob_locks: gc::BlobLocks,
     /// Where archived artifacts go; archiving is unavailable without one.
     archive: Option<ArchiveLocation>,
+    /// Held by garbage collection while it deletes blobs, so that a backup in another process
+    /// never loses a blob between its snapshot and its copy; `None`: no backups to respect.
+    deletion_lock: Option<BlobDeletionLock>,
     /// Pushes, pulls and job runs are counted here.
     metrics: Arc<Metrics>,
 }
@@ -126,10 +131,17 @@ impl Registry {
             pulls: pulls::PullTracker::default(),
             blob_locks: gc::BlobLocks::default(),
             archive: None,
+            deletion_lock: None,
             metrics: Arc::new(
                 Metrics::new(MetricsOptions::default()).expect("metric families are distinct"),
             ),
         }
+    }
+
+    /// Makes garbage collection take `lock` while it deletes blobs (see [`BlobDeletionLock`]).
+    pub fn with_blob_deletion_lock(mut self, lock: BlobDeletionLock) -> Registry {
+        self.deletion_lock = Some(lock);
+        self
     }
 
     pub fn with_archive(mut self, location: ArchiveLocation) -> Registry {

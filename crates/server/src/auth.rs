@@ -176,7 +176,7 @@ pub async fn caller(
 }
 
 /// The absolute URL of the token endpoint: the configured public URL, or the address the
-/// client used to reach us.
+/// client used to reach us (https when a proxy says so or when this server serves TLS).
 pub fn realm(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(public) = &state.public_url {
         return format!("{}{TOKEN_PATH}", public.trim_end_matches('/'));
@@ -189,7 +189,7 @@ pub fn realm(state: &AppState, headers: &HeaderMap) -> String {
         .get("x-forwarded-proto")
         .and_then(|h| h.to_str().ok())
         .filter(|p| *p == "https" || *p == "http")
-        .unwrap_or("http");
+        .unwrap_or(if state.serves_tls { "https" } else { "http" });
     format!("{scheme}://{host}{TOKEN_PATH}")
 }
 

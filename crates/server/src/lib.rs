@@ -36,12 +36,22 @@ pub struct AppState {
     /// The process's metrics, which the edge records requests into (the same the registry
     /// records into).
     pub metrics: Arc<Metrics>,
+    /// Whether this server terminates TLS itself: the token realm is then `https://`.
+    pub serves_tls: bool,
 }
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
 /// Adds the API version header to every response and logs each request.
-async fn edge(request: Request, next: Next) -> Response {
+async fn edge(mut request: Request, next: Next) -> Response {
+    // HTTP/2 names the host in `:authority`, which arrives in the URI, not in a Host header;
+    // the token realm is made from Host.
+    if !request.headers().contains_key(http::header::HOST) {
+        let authority = request.uri().authority().map(|a| a.as_str().to_string());
+        if let Some(value) = authority.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            request.headers_mut().insert(http::header::HOST, value);
+        }
+    }
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();

@@ -36,7 +36,9 @@ impl FsBlobStore {
         Ok(FsBlobStore { root })
     }
 
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
+    /// Where the committed blob `digest` lives: `<root>/blobs/<alg>/<2 hex>/<hex>` (backups
+    /// copy the files directly).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
         self.root
             .join("blobs")

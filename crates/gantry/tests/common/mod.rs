@@ -102,12 +102,18 @@ impl Server {
         Server::start_with(data_dir, &[])
     }
 
-    /// Starts a server with extra environment variables (settings).
+    /// Starts a server with extra environment variables (settings); `base` is https when
+    /// they give it a certificate (GANTRY_TLS_CERT).
     pub fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
         let (child, ready) = spawn("127.0.0.1:0", data_dir, env);
         let addr = listen_field(&ready);
+        let scheme = if env.iter().any(|(name, _)| *name == "GANTRY_TLS_CERT") {
+            "https"
+        } else {
+            "http"
+        };
         Server {
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
             addr,
             metrics_base: ready["metrics_listen"]
                 .as_str()
@@ -531,4 +537,60 @@ pub fn login(dir: &Path, server: &Server, user: &str, password: &str) {
         password,
         &server.addr,
     ]));
+}
+
+/// A containerd daemon of the test's own, with every path under `dir`.
+pub struct Containerd {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Containerd {
+    pub fn start(dir: &Path) -> Containerd {
+        std::fs::create_dir_all(dir).unwrap();
+        let socket = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.snapshotter.v1.btrfs\", \
+                 \"io.containerd.snapshotter.v1.zfs\", \"io.containerd.snapshotter.v1.devmapper\", \
+                 \"io.containerd.snapshotter.v1.aufs\"]\n[grpc]\n  address = \"{socket}\"\n",
+                root = dir.join("root").display(),
+                state = dir.join("state").display(),
+                socket = socket.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("containerd starts (.ci/run installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "containerd did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Containerd { child, socket }
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address").arg(&self.socket).args(args);
+        cmd
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
