@@ -20,6 +20,7 @@ mod logging;
 mod progress;
 mod serve;
 mod tls;
+mod usage_cmd;
 
 use config::LogFormat;
 
@@ -210,6 +211,32 @@ enum Command {
     Retention {
         #[command(subcommand)]
         command: lifecycle_cmd::RetentionCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// How projects and images grow and are used over time (daily snapshots).
+    #[command(
+        long_about = "How projects and their images grow and are used over time, from the snapshots the\n\
+        server takes each day (stored bytes, artifacts, cumulative pushes and pulls per project and\n\
+        repository, and the size of the newest image of each version line vMAJOR.MINOR).\n\n\
+        Shows, per project, a sparkline of stored bytes over the days with first → last and the\n\
+        change; the repositories that grew most; and the images that grew between versions\n\
+        (`team/api  v1.0.0 9.0 MB → v1.4.0 30.1 MB (+234%)`), which stay visible after retention\n\
+        deleted the old versions. Without PROJECT: every project (system administrators).\n\
+        Examples:\n    \
+        gantry usage team\n    \
+        gantry usage team --since 12w\n    \
+        gantry usage --since 7d --json\n    \
+        gantry usage snapshot"
+    )]
+    Usage {
+        #[command(subcommand)]
+        command: Option<usage_cmd::UsageCommand>,
+        /// The project to show [default: every project, for system administrators].
+        project: Option<String>,
+        /// The window: snapshots of the last 7d, 30d, 12w... (days or weeks), today included.
+        #[arg(long, default_value = "30d", value_parser = usage_cmd::parse_window)]
+        since: u32,
         #[command(flatten)]
         api: admin::ApiArgs,
     },
@@ -545,6 +572,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TagRules { command, api } => lifecycle_cmd::tag_rules(&api, command).await,
         Command::Retention { command, api } => lifecycle_cmd::retention(&api, command).await,
         Command::Quota { command, api } => lifecycle_cmd::quota(&api, command).await,
+        Command::Usage {
+            command,
+            project,
+            since,
+            api,
+        } => usage_cmd::usage(&api, command, project, since).await,
         Command::Archive { args, api } => lifecycle_cmd::archive(&api, args).await,
         Command::Restore { project, ids, api } => {
             lifecycle_cmd::restore(&api, &project, &ids).await

@@ -19,6 +19,8 @@ use crate::tls::{EdgeListener, ServedCertificate, TlsListener};
 
 /// How often pull counts gathered in memory are written (a crash loses at most this much).
 const PULL_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often the server looks whether today (UTC) has its usage snapshot yet.
+const USAGE_SNAPSHOT_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The ES256 key registry tokens are signed with, created on first start (mode 0600).
 pub const TOKEN_KEY_FILE: &str = "token-signing-key.pem";
@@ -165,6 +167,31 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             }
         })
     };
+    let scheduled_usage_snapshot = {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            // At start if today has no snapshot yet, then once a day: a look every minute
+            // notices the new UTC day (and a day missed while the server was down is not
+            // invented afterwards: snapshots record what is, not what was).
+            let mut every = tokio::time::interval(USAGE_SNAPSHOT_CHECK);
+            loop {
+                every.tick().await;
+                match registry
+                    .take_missing_usage_snapshot(gantry_registry::unix_now())
+                    .await
+                {
+                    Ok(Some(taken)) => tracing::info!(
+                        day = taken.day,
+                        projects = taken.projects,
+                        repositories = taken.repositories,
+                        "usage snapshot taken"
+                    ),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot take the usage snapshot"),
+                }
+            }
+        })
+    };
     let state = Arc::new(AppState {
         registry: registry.clone(),
         access: access.clone(),
@@ -234,6 +261,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         watch.abort();
     }
     scheduled_retention.abort();
+    scheduled_usage_snapshot.abort();
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
     }

@@ -287,6 +287,22 @@ const CASES: &[Case] = &[
         private: &["sysadmin"],
         public: &["sysadmin"],
     },
+    // A project's usage names its repositories and version tags: those who may list them.
+    Case {
+        name: "api usage of a project",
+        private: MEMBERS_WHO_LIST,
+        public: AUTHENTICATED,
+    },
+    Case {
+        name: "api usage of every project",
+        private: &["sysadmin"],
+        public: &["sysadmin"],
+    },
+    Case {
+        name: "api usage snapshot",
+        private: &["sysadmin"],
+        public: &["sysadmin"],
+    },
 ];
 
 /// Sends the case's request as `identity` on the project's image; returns the response.
@@ -367,6 +383,9 @@ async fn call(
             .json(&json!({"storage_bytes": null, "artifacts": null})),
         "api quota recount" => c.post(url(&format!("/api/v1/projects/{project}/quota/recount"))),
         "api quotas list" => c.get(url("/api/v1/quotas")),
+        "api usage of a project" => c.get(url(&format!("/api/v1/usage?project={project}"))),
+        "api usage of every project" => c.get(url("/api/v1/usage")),
+        "api usage snapshot" => c.post(url("/api/v1/usage/snapshots")),
         "api archives list" => c.get(url(&format!("/api/v1/projects/{project}/archives"))),
         "api archive dry run" => c
             .post(url(&format!(

@@ -285,7 +285,10 @@ pub struct Plan {
 
 const MICROS: i64 = 1_000_000;
 
-fn version_line(tag: &str) -> Option<((u64, u64), u64)> {
+/// A release tag's version line and patch: `v1.4.2` → `((1, 4), 2)`; `None` for tags that are
+/// not exactly `vMAJOR.MINOR.PATCH` (`v1.4`, `v1.4.2-rc1`, `latest`). Retention's "newest N
+/// per version line" and the usage snapshots' version sizes both group tags by it.
+pub fn version_line(tag: &str) -> Option<((u64, u64), u64)> {
     let mut parts = tag.strip_prefix('v')?.split('.');
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;

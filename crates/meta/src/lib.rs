@@ -28,6 +28,7 @@ mod migrate;
 mod quota;
 mod removal;
 pub mod snapshot;
+mod usage;
 
 pub use archive::ArchiveRecord;
 pub use credentials::{AuditEvent, AuditQuery, Credential};
@@ -39,6 +40,7 @@ pub use migrate::latest_known_version;
 use quota::{Change, Held, UsageChanges};
 pub use quota::{Quota, QuotaExceeded, QuotaResource, Recount, Usage};
 pub use removal::ProjectRemoval;
+pub use usage::{ProjectUsage, RepositoryUsage, UsageFigures, UsageSnapshot, VersionSize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -630,6 +632,7 @@ impl MetaStore {
             .execute(&mut *tx)
             .await?;
         }
+        usage::count_push(&mut tx, name).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -99,6 +99,10 @@ impl MetaStore {
             .bind(pull.count)
             .execute(&mut *tx)
             .await?;
+            if pull.digest.is_some() {
+                // Only GETs by digest count as pulls (tag rows also count HEADs by tag).
+                crate::usage::count_pulls(&mut tx, &pull.repository, pull.count).await?;
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -30,6 +30,10 @@ const SQLITE: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/sqlite/0009_push_times_in_microseconds.sql"),
     ),
+    (
+        11,
+        include_str!("../migrations/sqlite/0011_usage_snapshots.sql"),
+    ),
 ];
 
 /// The migration that starts keeping usage per project; data from before it is counted then.

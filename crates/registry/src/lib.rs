@@ -24,12 +24,14 @@ mod pulls;
 mod retention;
 mod tag_policy;
 mod tarball;
+mod usage;
 
 pub use archive::{ArchiveReport, ArchivedArtifact, RestoreReport};
 pub use deletion::{ProjectContentDeletion, RepositoryDeletion};
 pub use deletion_lock::{BlobDeletionGuard, BlobDeletionLock, BLOB_DELETION_LOCK_FILE};
 pub use gc::{GcOptions, GcReport};
 pub use retention::RetentionReport;
+pub use usage::{day_of, SnapshotTaken, UsageReport};
 mod upload;
 
 pub use error::{RegistryError, Result};

@@ -1,5 +1,6 @@
 //! The REST API under `/api/v1`: users, projects, members, robot accounts, CI tokens, tag
-//! rules, retention, quotas, archives, garbage collection and the audit log, as JSON.
+//! rules, retention, quotas, archives, garbage collection, usage over time and the audit log,
+//! as JSON.
 //! `openapi.json` (served at `/api/v1/openapi.json`) describes it; tests here keep the two in
 //! step. Callers authenticate with Basic credentials or a bearer token issued for the scope
 //! `api:v1:*`; every decision goes through the access service.
@@ -44,6 +45,7 @@ mod retention;
 mod robots;
 mod tag_rules;
 mod tokens;
+mod usage;
 mod users;
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -64,6 +66,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(audit::routes())
         .merge(gc::routes())
         .merge(repository_delete::routes())
+        .merge(usage::routes())
 }
 
 /// Every route of [`routes`], as (method, OpenAPI path), per resource, for the test that
@@ -83,6 +86,7 @@ const ROUTES: &[&[(&str, &str)]] = &[
     audit::ROUTES,
     gc::ROUTES,
     repository_delete::ROUTES,
+    usage::ROUTES,
 ];
 
 /// The authenticated caller of an API request and where it came from, as the access service
@@ -210,7 +214,7 @@ pub mod limits {
     pub const GC_GRACE_SECS: RangeInclusive<u64> = 0..=315_360_000;
     /// Quota limits, in bytes or artifacts.
     pub const QUOTA_LIMIT: RangeInclusive<i64> = 0..=i64::MAX;
-    /// Ages in days (archive selectors, retention rules): at most 100 years.
+    /// Ages in days (archive selectors, retention rules, the usage window): at most 100 years.
     pub const DAYS: RangeInclusive<i64> = 0..=36_500;
     /// Counts of a retention rule (`most_recently_pushed` and the like).
     pub const KEEP_COUNT: RangeInclusive<usize> = 0..=1_000_000;
@@ -468,6 +472,7 @@ mod tests {
                 range!(limits::KEEP_COUNT),
             ),
             (format!("{keep}.pushed_within_days"), range!(limits::DAYS)),
+            ("GET /api/v1/usage since_days".into(), range!(limits::DAYS)),
             (format!("{keep}.pulled_within_days"), range!(limits::DAYS)),
         ]
         .into_iter()
