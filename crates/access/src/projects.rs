@@ -38,12 +38,40 @@ impl AccessService {
         action: Action,
         what: &str,
     ) -> Result<()> {
+        self.require_in(actor, project, None, action, what).await
+    }
+
+    /// As [`AccessService::require`], for one repository of the project: credentials limited
+    /// to other repositories of the project are refused.
+    pub async fn require_in_repository(
+        &self,
+        actor: &Actor,
+        repository: &gantry_oci::RepositoryName,
+        action: Action,
+        what: &str,
+    ) -> Result<()> {
+        let project = repository.project();
+        self.require_in(actor, project, Some(repository.as_str()), action, what)
+            .await
+    }
+
+    async fn require_in(
+        &self,
+        actor: &Actor,
+        project: &str,
+        repository: Option<&str>,
+        action: Action,
+        what: &str,
+    ) -> Result<()> {
         if self.meta.project(project).await?.is_none() {
             return Err(AccessError::NotFound(format!(
                 "project {project:?} does not exist"
             )));
         }
-        if self.may(&actor.identity, project, None, action).await? {
+        if self
+            .may(&actor.identity, project, repository, action)
+            .await?
+        {
             Ok(())
         } else {
             Err(AccessError::Denied(format!(

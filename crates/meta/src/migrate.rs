@@ -26,6 +26,7 @@ const SQLITE: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/sqlite/0009_push_times_in_microseconds.sql"),
     ),
+    (10, include_str!("../migrations/sqlite/0010_browse.sql")),
 ];
 
 /// The migration that starts keeping usage per project; data from before it is counted then.

@@ -16,6 +16,7 @@ use gantry_storage::{ArchiveLocation, BlobStore, ByteStream};
 use serde_json::json;
 
 mod archive;
+mod browse;
 mod error;
 mod gc;
 mod pulls;
@@ -24,6 +25,10 @@ mod tag_policy;
 mod tarball;
 
 pub use archive::{ArchiveReport, ArchivedArtifact, RestoreReport};
+pub use browse::{
+    ArtifactView, BrowseOptions, BrowseSort, Browsed, PlatformView, ReferrerView, RepositoryView,
+    BROWSE_DEFAULT_PAGE, BROWSE_MAX_PAGE,
+};
 pub use gc::{GcOptions, GcReport};
 pub use retention::RetentionReport;
 mod upload;

@@ -34,11 +34,13 @@ use crate::error::ApiError;
 use crate::AppState;
 
 mod archives;
+mod artifacts;
 mod audit;
 mod gc;
 mod members;
 mod projects;
 mod quotas;
+mod repositories;
 mod retention;
 mod robots;
 mod tag_rules;
@@ -62,6 +64,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(tokens::routes())
         .merge(audit::routes())
         .merge(gc::routes())
+        .merge(repositories::routes())
+        .merge(artifacts::routes())
 }
 
 /// Every route of [`routes`], as (method, OpenAPI path), per resource, for the test that
@@ -80,6 +84,8 @@ const ROUTES: &[&[(&str, &str)]] = &[
     tokens::ROUTES,
     audit::ROUTES,
     gc::ROUTES,
+    repositories::ROUTES,
+    artifacts::ROUTES,
 ];
 
 /// The authenticated caller of an API request and where it came from, as the access service
@@ -213,6 +219,8 @@ pub mod limits {
     pub const KEEP_COUNT: RangeInclusive<usize> = 0..=1_000_000;
     /// Archive ids.
     pub const ARCHIVE_ID: RangeInclusive<i64> = 1..=i64::MAX;
+    /// `limit` of the browse listings (repositories, artifacts): rows per page.
+    pub const BROWSE_LIMIT: RangeInclusive<u32> = 1..=gantry_registry::BROWSE_MAX_PAGE;
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -427,6 +435,14 @@ mod tests {
             (
                 "POST /api/v1/projects/{project}/archives/{id}/restore id".into(),
                 range!(limits::ARCHIVE_ID),
+            ),
+            (
+                "GET /api/v1/projects/{project}/repositories limit".into(),
+                range!(limits::BROWSE_LIMIT),
+            ),
+            (
+                "GET /api/v1/repositories/{repository}/artifacts limit".into(),
+                range!(limits::BROWSE_LIMIT),
             ),
             (
                 format!("{schemas}/NewToken.ttl_secs"),
