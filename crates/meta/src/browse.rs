@@ -114,6 +114,10 @@ const ARTIFACT_SIZE: &str = "(m.size \
            ON mb.repository_id = c.repository_id AND mb.manifest_digest = c.child_digest \
            WHERE c.repository_id = m.repository_id AND c.manifest_digest = m.digest)), 0))";
 
+/// The sort key of a sort by name: the same for every row, so the name decides (a bare `0`
+/// would read as a column number in `ORDER BY`).
+const NO_KEY: &str = "CAST(0 AS INTEGER)";
+
 /// The media types of indexes, whose bytes a page returns for their platforms.
 const INDEX_TYPES: &str = "('application/vnd.oci.image.index.v1+json', \
      'application/vnd.docker.distribution.manifest.list.v2+json')";
@@ -140,7 +144,7 @@ impl MetaStore {
         page: BrowsePage<'_>,
     ) -> Result<Vec<RepositorySummary>> {
         let key = match page.sort {
-            BrowseSort::Name => "0",
+            BrowseSort::Name => NO_KEY,
             BrowseSort::Pushed => "COALESCE(pushed, -1)",
             BrowseSort::Pulled => "COALESCE(last_pulled, -1)",
             BrowseSort::Size => "size",
@@ -199,7 +203,7 @@ impl MetaStore {
         page: BrowsePage<'_>,
     ) -> Result<Option<Vec<ArtifactSummary>>> {
         let key = match page.sort {
-            BrowseSort::Name => "0".to_string(),
+            BrowseSort::Name => NO_KEY.to_string(),
             BrowseSort::Pushed => "m.created_at_us".to_string(),
             BrowseSort::Pulled => "COALESCE(p.last_pulled_at, -1)".to_string(),
             BrowseSort::Size => ARTIFACT_SIZE.to_string(),
