@@ -77,7 +77,7 @@ async fn rest_api_conforms_to_its_openapi_document_under_schemathesis() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("Tested: 36"),
+        stdout.contains("Tested: 40"),
         "every operation was tested:\n{stdout}"
     );
 }
@@ -237,6 +237,13 @@ fn readme_rest_example_works_with_curl_as_written() {
             .unwrap_or_else(|e| panic!("{example} answered JSON ({e}): {body}"));
         if example.contains("-X POST") {
             assert_eq!(body, json!({"name": "team-b", "public": false}));
+            // The browsing examples that follow show what team-b holds.
+            tokio::runtime::Runtime::new().unwrap().block_on(push_image(
+                &s,
+                "team-b/app",
+                "v1.2.0",
+                "readme",
+            ));
         }
     }
     // A body that is not JSON is still refused, with the JSON error.
