@@ -102,17 +102,19 @@ const TOP_LEVEL: &str = "NOT (m.subject IS NOT NULL AND EXISTS (SELECT 1 FROM ma
      AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest))";
 
 /// The bytes of manifest `m`: itself, its children's manifests, and the distinct blobs of
-/// both.
+/// both. `CROSS JOIN` keeps SQLite's join order (children first, then their blobs): left to
+/// choose, it walks every blob link of the repository for each manifest.
 const ARTIFACT_SIZE: &str = "(m.size \
      + COALESCE((SELECT SUM(cm.size) FROM manifest_children c JOIN manifests cm \
          ON cm.repository_id = c.repository_id AND cm.digest = c.child_digest \
          WHERE c.repository_id = m.repository_id AND c.manifest_digest = m.digest), 0) \
-     + COALESCE((SELECT SUM(b.size) FROM blobs b WHERE b.digest IN ( \
-         SELECT mb.blob_digest FROM manifest_blobs mb \
+     + COALESCE((SELECT SUM(b.size) FROM ( \
+         SELECT mb.blob_digest AS digest FROM manifest_blobs mb \
            WHERE mb.repository_id = m.repository_id AND mb.manifest_digest = m.digest \
-         UNION SELECT mb.blob_digest FROM manifest_children c JOIN manifest_blobs mb \
-           ON mb.repository_id = c.repository_id AND mb.manifest_digest = c.child_digest \
-           WHERE c.repository_id = m.repository_id AND c.manifest_digest = m.digest)), 0))";
+         UNION SELECT mb.blob_digest FROM manifest_children c CROSS JOIN manifest_blobs mb \
+           WHERE c.repository_id = m.repository_id AND c.manifest_digest = m.digest \
+             AND mb.repository_id = c.repository_id AND mb.manifest_digest = c.child_digest) u \
+         JOIN blobs b ON b.digest = u.digest), 0))";
 
 /// The sort key of a sort by name: the same for every row, so the name decides (a bare `0`
 /// would read as a column number in `ORDER BY`).
@@ -269,8 +271,8 @@ fn artifact_select(chosen: &str, order: &str) -> String {
         "WITH chosen AS ({chosen}) \
          SELECT m.digest, m.media_type, m.artifact_type, m.created_at_us, {ARTIFACT_SIZE}, \
            p.last_pulled_at, COALESCE(p.pull_count, 0), \
-           (SELECT json_group_array(name) FROM (SELECT t.name AS name FROM tags t \
-              WHERE t.repository_id = m.repository_id AND t.digest = m.digest ORDER BY t.name)), \
+           (SELECT json_group_array(t.name) FROM tags t \
+              WHERE t.repository_id = m.repository_id AND t.digest = m.digest), \
            (SELECT json_group_array(json_array(digest, media_type, artifact_type, pushed)) FROM ( \
               SELECT r.digest AS digest, r.media_type AS media_type, r.artifact_type AS artifact_type, \
                 r.created_at_us AS pushed FROM manifests r \
@@ -286,7 +288,10 @@ fn artifact_select(chosen: &str, order: &str) -> String {
 
 fn artifact_summary(row: &sqlx::sqlite::SqliteRow) -> Result<ArtifactSummary> {
     let corrupt = |e: serde_json::Error| crate::MetaError::Corrupt(format!("browse row: {e}"));
-    let tags: Vec<String> = serde_json::from_str(&row.get::<String, _>(7)).map_err(corrupt)?;
+    // Sorted here: ordering them in SQL makes SQLite walk the repository's tags by name
+    // instead of looking up the digest's.
+    let mut tags: Vec<String> = serde_json::from_str(&row.get::<String, _>(7)).map_err(corrupt)?;
+    tags.sort();
     type Referrer = (String, String, Option<String>, i64);
     let referrers: Vec<Referrer> =
         serde_json::from_str(&row.get::<String, _>(8)).map_err(corrupt)?;
