@@ -276,8 +276,7 @@ fn artifact_select(chosen: &str, order: &str) -> String {
            (SELECT json_group_array(json_array(digest, media_type, artifact_type, pushed)) FROM ( \
               SELECT r.digest AS digest, r.media_type AS media_type, r.artifact_type AS artifact_type, \
                 r.created_at_us AS pushed FROM manifests r \
-              WHERE r.repository_id = m.repository_id AND r.subject = m.digest \
-              ORDER BY r.created_at_us, r.digest)), \
+              WHERE r.repository_id = m.repository_id AND r.subject = m.digest)), \
            CASE WHEN m.media_type IN {INDEX_TYPES} THEN m.content END, \
            chosen.sort_key \
          FROM chosen JOIN manifests m ON m.repository_id = chosen.rid AND m.digest = chosen.digest \
@@ -293,8 +292,10 @@ fn artifact_summary(row: &sqlx::sqlite::SqliteRow) -> Result<ArtifactSummary> {
     let mut tags: Vec<String> = serde_json::from_str(&row.get::<String, _>(7)).map_err(corrupt)?;
     tags.sort();
     type Referrer = (String, String, Option<String>, i64);
-    let referrers: Vec<Referrer> =
+    // Sorted here for the same reason as the tags (SQL would walk the repository by push time).
+    let mut referrers: Vec<Referrer> =
         serde_json::from_str(&row.get::<String, _>(8)).map_err(corrupt)?;
+    referrers.sort_by(|a, b| (a.3, &a.0).cmp(&(b.3, &b.0)));
     Ok(ArtifactSummary {
         digest: row.get(0),
         media_type: row.get(1),
