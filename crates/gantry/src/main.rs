@@ -11,6 +11,7 @@ mod admin;
 mod analyze_cmd;
 mod backup;
 mod bootstrap;
+mod browse_cmd;
 mod build_cmd;
 mod config;
 mod data_dir;
@@ -204,6 +205,20 @@ enum Command {
     TagRules {
         #[command(subcommand)]
         command: lifecycle_cmd::TagRulesCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// Browse a project's repositories (`gantry repo list PROJECT`).
+    Repo {
+        #[command(subcommand)]
+        command: browse_cmd::RepoCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// Browse a repository's artifacts (`gantry artifact list REPOSITORY`, `gantry artifact show REF`).
+    Artifact {
+        #[command(subcommand)]
+        command: browse_cmd::ArtifactCommand,
         #[command(flatten)]
         api: admin::ApiArgs,
     },
@@ -570,6 +585,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Robot { command, api } => admin::robot(&api, command).await,
         Command::Token { command, api } => admin::token(&api, command).await,
         Command::TagRules { command, api } => lifecycle_cmd::tag_rules(&api, command).await,
+        Command::Repo { command, api } => browse_cmd::repo(&api, command).await,
+        Command::Artifact { command, api } => browse_cmd::artifact(&api, command).await,
         Command::Retention { command, api } => lifecycle_cmd::retention(&api, command).await,
         Command::Quota { command, api } => lifecycle_cmd::quota(&api, command).await,
         Command::Usage {

@@ -249,6 +249,13 @@ fn readme_rest_example_works_with_curl_as_written() {
             .unwrap_or_else(|e| panic!("{example} answered JSON ({e}): {body}"));
         if example.contains("-X POST") {
             assert_eq!(body, json!({"name": "team-b", "public": false}));
+            // The browsing examples that follow show what team-b holds.
+            tokio::runtime::Runtime::new().unwrap().block_on(push_image(
+                &s,
+                "team-b/app",
+                "v1.2.0",
+                "readme",
+            ));
         }
     }
     // A body that is not JSON is still refused, with the JSON error.

@@ -20,6 +20,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 mod archive;
+mod browse;
 mod credentials;
 mod gc;
 mod identity;
@@ -31,6 +32,7 @@ pub mod snapshot;
 mod usage;
 
 pub use archive::ArchiveRecord;
+pub use browse::{ArtifactSummary, BrowsePage, BrowseSort, ReferrerSummary, RepositorySummary};
 pub use credentials::{AuditEvent, AuditQuery, Credential};
 pub use gc::{DeadManifest, Reckoning};
 pub use identity::{Project, ProjectAccessRow, User, PROJECT_ADMIN_ROLE};

@@ -30,6 +30,7 @@ const SQLITE: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/sqlite/0009_push_times_in_microseconds.sql"),
     ),
+    (10, include_str!("../migrations/sqlite/0010_browse.sql")),
     (
         11,
         include_str!("../migrations/sqlite/0011_usage_snapshots.sql"),

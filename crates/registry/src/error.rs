@@ -57,6 +57,9 @@ pub enum RegistryError {
     ArchiveInvalid(String),
     #[error(transparent)]
     Tar(#[from] crate::tarball::TarError),
+    /// A listing's `page` token is not one it gave, or was given under another sort.
+    #[error("{0}")]
+    PageTokenInvalid(String),
     #[error(transparent)]
     Meta(MetaError),
     #[error(transparent)]

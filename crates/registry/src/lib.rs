@@ -16,6 +16,7 @@ use gantry_storage::{ArchiveLocation, BlobStore, ByteStream};
 use serde_json::json;
 
 mod archive;
+mod browse;
 mod deletion;
 mod deletion_lock;
 mod error;
@@ -27,6 +28,10 @@ mod tarball;
 mod usage;
 
 pub use archive::{ArchiveReport, ArchivedArtifact, RestoreReport};
+pub use browse::{
+    ArtifactView, BrowseOptions, BrowseSort, Browsed, PlatformView, ReferrerView, RepositoryView,
+    BROWSE_DEFAULT_PAGE, BROWSE_MAX_PAGE,
+};
 pub use deletion::{ProjectContentDeletion, RepositoryDeletion};
 pub use deletion_lock::{BlobDeletionGuard, BlobDeletionLock, BLOB_DELETION_LOCK_FILE};
 pub use gc::{GcOptions, GcReport};

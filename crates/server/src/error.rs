@@ -160,6 +160,7 @@ fn classify(e: &RegistryError) -> (StatusCode, ErrorCode) {
         // As Harbor answers: the push is understood but not permitted.
         E::Quota(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
         E::ArchiveUnknown(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+        E::PageTokenInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
         // A damaged or missing archive object is the server's problem, not the request's.
         E::ArchiveInvalid(_) | E::Tar(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError)

@@ -35,11 +35,13 @@ use crate::error::ApiError;
 use crate::AppState;
 
 mod archives;
+mod artifacts;
 mod audit;
 mod gc;
 mod members;
 mod projects;
 mod quotas;
+mod repositories;
 mod repository_delete;
 mod retention;
 mod robots;
@@ -65,6 +67,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(tokens::routes())
         .merge(audit::routes())
         .merge(gc::routes())
+        .merge(repositories::routes())
+        .merge(artifacts::routes())
         .merge(repository_delete::routes())
         .merge(usage::routes())
 }
@@ -85,6 +89,8 @@ const ROUTES: &[&[(&str, &str)]] = &[
     tokens::ROUTES,
     audit::ROUTES,
     gc::ROUTES,
+    repositories::ROUTES,
+    artifacts::ROUTES,
     repository_delete::ROUTES,
     usage::ROUTES,
 ];
@@ -220,6 +226,8 @@ pub mod limits {
     pub const KEEP_COUNT: RangeInclusive<usize> = 0..=1_000_000;
     /// Archive ids.
     pub const ARCHIVE_ID: RangeInclusive<i64> = 1..=i64::MAX;
+    /// `limit` of the browse listings (repositories, artifacts): rows per page.
+    pub const BROWSE_LIMIT: RangeInclusive<u32> = 1..=gantry_registry::BROWSE_MAX_PAGE;
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -434,6 +442,14 @@ mod tests {
             (
                 "POST /api/v1/projects/{project}/archives/{id}/restore id".into(),
                 range!(limits::ARCHIVE_ID),
+            ),
+            (
+                "GET /api/v1/projects/{project}/repositories limit".into(),
+                range!(limits::BROWSE_LIMIT),
+            ),
+            (
+                "GET /api/v1/repositories/{repository}/artifacts limit".into(),
+                range!(limits::BROWSE_LIMIT),
             ),
             (
                 format!("{schemas}/NewToken.ttl_secs"),

@@ -1,0 +1,351 @@
+//! Browsing what is stored: a project's repositories and a repository's artifacts, a sorted
+//! page at a time, as the REST API and the web UI show them. The figures and what counts as
+//! a top-level artifact are defined in `gantry_meta`'s browse module; this adds the page
+//! tokens and the platforms of indexes.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use gantry_meta::{ArtifactSummary, BrowsePage, RepositorySummary};
+use gantry_oci::{Digest, Reference, RepositoryName};
+use serde::Serialize;
+
+pub use gantry_meta::BrowseSort;
+
+use crate::{Registry, RegistryError, Result};
+
+/// At most this many rows per page; also the default.
+pub const BROWSE_MAX_PAGE: u32 = 1000;
+/// Rows per page when the caller names no limit.
+pub const BROWSE_DEFAULT_PAGE: u32 = 100;
+
+/// How to page: sort key, direction, page size and the token of the page to fetch.
+#[derive(Debug, Clone)]
+pub struct BrowseOptions {
+    pub sort: BrowseSort,
+    pub descending: bool,
+    /// 1..=[`BROWSE_MAX_PAGE`].
+    pub limit: u32,
+    /// The `next` token of the page before; `None` for the first page.
+    pub page: Option<String>,
+}
+
+/// One page and the token of the next (`None` on the last page).
+#[derive(Debug, Clone, Serialize)]
+pub struct Browsed<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// A repository as the API shows it. Times are Unix seconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepositoryView {
+    /// The full name, project included (`team/app`).
+    pub name: String,
+    /// Top-level artifacts: referrers and untagged index children are not counted.
+    pub artifacts: i64,
+    /// Manifests plus distinct blobs: a blob shared by several artifacts counts once.
+    pub size_bytes: i64,
+    pub last_pushed_at: Option<i64>,
+    pub last_pulled_at: Option<i64>,
+    /// Manifest pulls (GET) of its artifacts, children and referrers.
+    pub pulls: i64,
+}
+
+/// One platform of an index: an entry with a `platform`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PlatformView {
+    pub os: String,
+    pub architecture: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// The platform's manifest.
+    pub digest: String,
+}
+
+/// A manifest that names the artifact as its subject (a signature, an SBOM).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferrerView {
+    pub digest: String,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    pub pushed_at: i64,
+}
+
+/// An artifact as the API shows it. Times are Unix seconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactView {
+    pub digest: String,
+    pub media_type: String,
+    /// `artifactType`, else the config's media type; `null` for an index without one.
+    pub artifact_type: Option<String>,
+    /// Sorted.
+    pub tags: Vec<String>,
+    /// Manifest, config and layers; for an index, the index, its children's manifests and
+    /// their distinct blobs.
+    pub size_bytes: i64,
+    /// The platforms an index lists, in its order; empty for an image.
+    pub platforms: Vec<PlatformView>,
+    pub pushed_at: i64,
+    pub last_pulled_at: Option<i64>,
+    /// Pulls (GET) of this manifest.
+    pub pulls: i64,
+    /// Oldest first.
+    pub referrers: Vec<ReferrerView>,
+}
+
+impl From<RepositorySummary> for RepositoryView {
+    fn from(r: RepositorySummary) -> Self {
+        RepositoryView {
+            name: r.name,
+            artifacts: r.artifacts,
+            size_bytes: r.size,
+            last_pushed_at: r.last_pushed_at_us.map(seconds),
+            last_pulled_at: r.last_pulled_at,
+            pulls: r.pulls,
+        }
+    }
+}
+
+impl From<ArtifactSummary> for ArtifactView {
+    fn from(a: ArtifactSummary) -> Self {
+        ArtifactView {
+            platforms: a
+                .index_content
+                .as_deref()
+                .map(platforms_of)
+                .unwrap_or_default(),
+            digest: a.digest,
+            media_type: a.media_type,
+            artifact_type: a.artifact_type,
+            tags: a.tags,
+            size_bytes: a.size,
+            pushed_at: seconds(a.pushed_at_us),
+            last_pulled_at: a.last_pulled_at,
+            pulls: a.pulls,
+            referrers: a
+                .referrers
+                .into_iter()
+                .map(|r| ReferrerView {
+                    digest: r.digest,
+                    media_type: r.media_type,
+                    artifact_type: r.artifact_type,
+                    pushed_at: seconds(r.pushed_at_us),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn seconds(us: i64) -> i64 {
+    us.div_euclid(1_000_000)
+}
+
+/// The platforms of an index's entries (entries without a `platform` are left out).
+fn platforms_of(index: &[u8]) -> Vec<PlatformView> {
+    let Ok(index) = serde_json::from_slice::<serde_json::Value>(index) else {
+        return Vec::new();
+    };
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let platform = &entry["platform"];
+            Some(PlatformView {
+                os: text(&platform["os"])?,
+                architecture: text(&platform["architecture"])?,
+                variant: text(&platform["variant"]),
+                digest: text(&entry["digest"])?,
+            })
+        })
+        .collect()
+}
+
+fn sort_name(sort: BrowseSort) -> &'static str {
+    match sort {
+        BrowseSort::Name => "name",
+        BrowseSort::Pushed => "pushed",
+        BrowseSort::Pulled => "pulled",
+        BrowseSort::Size => "size",
+    }
+}
+
+/// A page token: where the page before ended, under which sort. Opaque to callers
+/// (base64url of `sort.order.key.name`); a token of another sort or order is refused.
+fn token(options: &BrowseOptions, key: i64, name: &str) -> String {
+    let order = if options.descending { "desc" } else { "asc" };
+    URL_SAFE_NO_PAD.encode(format!("{}.{order}.{key}.{name}", sort_name(options.sort)))
+}
+
+/// The (key, name) a token resumes after.
+fn resume_point(options: &BrowseOptions) -> Result<Option<(i64, String)>> {
+    let Some(token) = &options.page else {
+        return Ok(None);
+    };
+    let invalid = || {
+        RegistryError::PageTokenInvalid(
+            "page is not a token this listing gave: pass the `next` of the page before, \
+             with the same sort and order"
+                .into(),
+        )
+    };
+    let text = URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(invalid)?;
+    let mut parts = text.splitn(4, '.');
+    let (Some(sort), Some(order), Some(key), Some(name)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
+    };
+    let order_matches = (order == "desc") == options.descending && matches!(order, "asc" | "desc");
+    if sort != sort_name(options.sort) || !order_matches {
+        return Err(invalid());
+    }
+    let key = key.parse().map_err(|_| invalid())?;
+    Ok(Some((key, name.to_string())))
+}
+
+/// Turns rows fetched with one extra (to learn whether more follow) into a page.
+fn page_of<Row, View: From<Row>>(
+    options: &BrowseOptions,
+    mut rows: Vec<Row>,
+    resume: impl Fn(&Row) -> (i64, String),
+) -> Browsed<View> {
+    let more = rows.len() > options.limit as usize;
+    rows.truncate(options.limit as usize);
+    let next = more
+        .then(|| rows.last().map(&resume))
+        .flatten()
+        .map(|(key, name)| token(options, key, &name));
+    Browsed {
+        items: rows.into_iter().map(View::from).collect(),
+        next,
+    }
+}
+
+impl Registry {
+    /// A page of `project`'s repositories with their figures. Pulls counted in memory are
+    /// written first, so the figures are current.
+    pub async fn browse_repositories(
+        &self,
+        project: &str,
+        options: &BrowseOptions,
+    ) -> Result<Browsed<RepositoryView>> {
+        let resume = resume_point(options)?;
+        self.flush_pulls().await?;
+        let rows = self
+            .meta
+            .repository_page(project, meta_page(options, &resume))
+            .await?;
+        Ok(page_of(options, rows, |r| (r.sort_key, r.name.clone())))
+    }
+
+    /// A page of `name`'s top-level artifacts (referrers are listed under their subject,
+    /// untagged index children as the index's platforms).
+    pub async fn browse_artifacts(
+        &self,
+        name: &RepositoryName,
+        options: &BrowseOptions,
+    ) -> Result<Browsed<ArtifactView>> {
+        let resume = resume_point(options)?;
+        self.flush_pulls().await?;
+        let rows = self
+            .meta
+            .artifact_page(name.as_str(), meta_page(options, &resume))
+            .await?
+            .ok_or_else(|| RegistryError::NameUnknown(name.to_string()))?;
+        Ok(page_of(options, rows, |a| (a.sort_key, a.digest.clone())))
+    }
+
+    /// One artifact by tag or digest, top-level or not.
+    pub async fn browse_artifact(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<ArtifactView> {
+        self.flush_pulls().await?;
+        let unknown = || RegistryError::ManifestUnknown(reference.to_string());
+        let digest: Digest = match reference {
+            Reference::Digest(digest) => digest.clone(),
+            Reference::Tag(_) => self.get_manifest(name, reference).await?.digest,
+        };
+        self.meta
+            .artifact_summary(name.as_str(), &digest.to_string())
+            .await?
+            .map(ArtifactView::from)
+            .ok_or_else(unknown)
+    }
+}
+
+fn meta_page<'a>(options: &BrowseOptions, resume: &'a Option<(i64, String)>) -> BrowsePage<'a> {
+    BrowsePage {
+        sort: options.sort,
+        descending: options.descending,
+        after: resume.as_ref().map(|(key, name)| (*key, name.as_str())),
+        limit: options.limit.clamp(1, BROWSE_MAX_PAGE) + 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(sort: BrowseSort, descending: bool, page: Option<String>) -> BrowseOptions {
+        BrowseOptions {
+            sort,
+            descending,
+            limit: 10,
+            page,
+        }
+    }
+
+    #[test]
+    fn page_tokens_resume_after_the_last_row_and_only_under_their_own_sort() {
+        let first = options(BrowseSort::Size, true, None);
+        let next = token(&first, 42, "team/a.b");
+        let resumed = options(BrowseSort::Size, true, Some(next.clone()));
+        assert_eq!(
+            resume_point(&resumed).unwrap(),
+            Some((42, "team/a.b".to_string()))
+        );
+        for other in [
+            options(BrowseSort::Size, false, Some(next.clone())),
+            options(BrowseSort::Name, true, Some(next)),
+            options(BrowseSort::Size, true, Some("not a token".into())),
+        ] {
+            assert!(matches!(
+                resume_point(&other),
+                Err(RegistryError::PageTokenInvalid(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn platforms_come_from_the_index_entries_that_carry_one() {
+        let index = br#"{"manifests":[
+            {"digest":"sha256:a","platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
+            {"digest":"sha256:b","platform":{"os":"linux","architecture":"amd64"}},
+            {"digest":"sha256:c"}]}"#;
+        assert_eq!(
+            platforms_of(index),
+            [
+                PlatformView {
+                    os: "linux".into(),
+                    architecture: "arm64".into(),
+                    variant: Some("v8".into()),
+                    digest: "sha256:a".into()
+                },
+                PlatformView {
+                    os: "linux".into(),
+                    architecture: "amd64".into(),
+                    variant: None,
+                    digest: "sha256:b".into()
+                },
+            ]
+        );
+    }
+}

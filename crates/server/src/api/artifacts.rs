@@ -1,0 +1,72 @@
+//! `/repositories/{repository}/artifacts`: a repository's artifacts with their figures
+//! (digest, media and artifact type, tags, size, platforms, push and pull times, pulls,
+//! referrers), sorted and paged, and one artifact by tag or digest.
+//!
+//! Repository names hold `/`: the path carries the full name with each `/` percent-encoded
+//! (`/api/v1/repositories/team%2Fapp/artifacts`); axum decodes the segment.
+//! Referrers (signatures, SBOMs) are listed under their subject, untagged index children as
+//! the index's platforms, as Harbor shows them; `GET …/artifacts/{digest}` shows either.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use gantry_auth::Action;
+use gantry_registry::{parse_name, parse_reference, BrowseSort};
+use serde_json::json;
+
+use super::repositories::BrowseParams;
+use super::{ok, ApiCaller, ApiResult, Params, PathParams};
+use crate::AppState;
+
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            "/api/v1/repositories/{repository}/artifacts",
+            get(list_artifacts),
+        )
+        .route(
+            "/api/v1/repositories/{repository}/artifacts/{reference}",
+            get(show_artifact),
+        )
+}
+
+#[cfg(test)]
+pub(super) const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/repositories/{repository}/artifacts"),
+    (
+        "get",
+        "/api/v1/repositories/{repository}/artifacts/{reference}",
+    ),
+];
+
+async fn list_artifacts(
+    State(state): State<Arc<AppState>>,
+    ApiCaller(actor): ApiCaller,
+    PathParams(repository): PathParams<String>,
+    Params(params): Params<BrowseParams>,
+) -> ApiResult {
+    let name = parse_name(&repository)?;
+    state
+        .access
+        .require_in_repository(&actor, name.as_str(), Action::List, "list artifacts")
+        .await?;
+    let options = params.options(BrowseSort::Pushed)?;
+    let page = state.registry.browse_artifacts(&name, &options).await?;
+    ok(json!({"artifacts": page.items, "next": page.next}))
+}
+
+async fn show_artifact(
+    State(state): State<Arc<AppState>>,
+    ApiCaller(actor): ApiCaller,
+    PathParams((repository, reference)): PathParams<(String, String)>,
+) -> ApiResult {
+    let name = parse_name(&repository)?;
+    let reference = parse_reference(&reference)?;
+    state
+        .access
+        .require_in_repository(&actor, name.as_str(), Action::List, "see artifacts")
+        .await?;
+    ok(state.registry.browse_artifact(&name, &reference).await?)
+}
