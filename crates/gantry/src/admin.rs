@@ -425,19 +425,6 @@ pub enum ProjectCommand {
     },
 }
 
-#[derive(Subcommand)]
-pub enum RepoCommand {
-    /// Delete a repository: every tag, manifest, blob link and upload in it. Tag rules apply
-    /// (an immutable tag refuses it all); `gantry gc` then frees the bytes.
-    Delete {
-        /// The repository, PROJECT/NAME.
-        repository: String,
-        /// Do not ask for confirmation on a terminal.
-        #[arg(long)]
-        yes: bool,
-    },
-}
-
 /// Asks "`question` [y/N]" on a terminal unless `yes`; off a terminal (scripts) it goes on.
 fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
     if yes || !std::io::stdin().is_terminal() {
@@ -467,23 +454,20 @@ fn deleted_repository_line(deleted: &Value) -> String {
     )
 }
 
-pub async fn repo(args: &ApiArgs, command: RepoCommand) -> anyhow::Result<()> {
-    match command {
-        RepoCommand::Delete { repository, yes } => {
-            confirm(
-                &format!("Delete repository {repository} and everything in it?"),
-                yes,
-            )?;
-            let value = args
-                .call(
-                    Method::DELETE,
-                    &format!("/api/v1/repositories/{}", repository.replace('/', "%2F")),
-                    None,
-                )
-                .await?;
-            done(args, &value, &deleted_repository_line(&value));
-        }
-    }
+/// `gantry repo delete`: deletes a repository (after asking, on a terminal, unless `yes`).
+pub async fn delete_repository(args: &ApiArgs, repository: &str, yes: bool) -> anyhow::Result<()> {
+    confirm(
+        &format!("Delete repository {repository} and everything in it?"),
+        yes,
+    )?;
+    let value = args
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/repositories/{}", repository.replace('/', "%2F")),
+            None,
+        )
+        .await?;
+    done(args, &value, &deleted_repository_line(&value));
     Ok(())
 }
 

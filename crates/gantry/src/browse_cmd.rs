@@ -29,6 +29,15 @@ pub enum RepoCommand {
         #[command(flatten)]
         paging: Paging,
     },
+    /// Delete a repository: every tag, manifest, blob link and upload in it. Tag rules apply
+    /// (an immutable tag refuses it all); `gantry gc` then frees the bytes.
+    Delete {
+        /// The repository, PROJECT/NAME.
+        repository: String,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -143,7 +152,12 @@ async fn fetch_all(
 }
 
 pub async fn repo(api: &ApiArgs, command: RepoCommand) -> anyhow::Result<()> {
-    let RepoCommand::List { project, paging } = command;
+    let (project, paging) = match command {
+        RepoCommand::List { project, paging } => (project, paging),
+        RepoCommand::Delete { repository, yes } => {
+            return crate::admin::delete_repository(api, &repository, yes).await
+        }
+    };
     let path = format!("/api/v1/projects/{project}/repositories");
     let repositories = fetch_all(api, &path, "repositories", &paging).await?;
     if api.json {

@@ -180,13 +180,6 @@ enum Command {
         #[command(flatten)]
         api: admin::ApiArgs,
     },
-    /// Manage repositories: delete one with everything in it.
-    Repo {
-        #[command(subcommand)]
-        command: admin::RepoCommand,
-        #[command(flatten)]
-        api: admin::ApiArgs,
-    },
     /// Manage project members and their roles.
     Member {
         #[command(subcommand)]
@@ -208,7 +201,8 @@ enum Command {
         #[command(flatten)]
         api: admin::ApiArgs,
     },
-    /// Browse a project's repositories (`gantry repo list PROJECT`).
+    /// Browse a project's repositories (`gantry repo list PROJECT`) or delete one
+    /// (`gantry repo delete PROJECT/NAME`).
     Repo {
         #[command(subcommand)]
         command: browse_cmd::RepoCommand,
@@ -580,7 +574,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logout { registry } => admin::logout(registry),
         Command::User { command, api } => admin::user(&api, command).await,
         Command::Project { command, api } => admin::project(&api, command).await,
-        Command::Repo { command, api } => admin::repo(&api, command).await,
         Command::Member { command, api } => admin::member(&api, command).await,
         Command::Robot { command, api } => admin::robot(&api, command).await,
         Command::Token { command, api } => admin::token(&api, command).await,
