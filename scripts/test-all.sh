@@ -47,17 +47,17 @@ export PATH="$tools/bin:$PATH"
 
 cargo test --workspace --locked "$@"
 
-# The metadata suites again, on PostgreSQL (a fresh database per test), and the integration
-# tests whose servers keep metadata (each server then gets a database of its own). Left out
-# there: the tests of what is about the SQLite file itself (backup, the data directory's
-# files, readiness when the file goes away).
+# The metadata suites (meta, access, registry) again, on PostgreSQL (a fresh database per
+# test), and the integration tests whose servers keep metadata (each server then gets a
+# database of its own). Left out there: the tests of what is about the SQLite file itself
+# (backup, the data directory's files, readiness when the file goes away).
 if [ $# -eq 0 ]; then
   pg=$(mktemp -d /tmp/gantry-test-pg.XXXXXX)
   trap 'scripts/postgres.sh stop "$pg" || true; rm -rf "$pg"' EXIT
   GANTRY_TEST_POSTGRES=$(scripts/postgres.sh start "$pg")
   export GANTRY_TEST_POSTGRES
   echo "test-all: the metadata suites and integration tests again, on PostgreSQL" >&2
-  cargo test --locked -p gantry-meta -p gantry-access
+  cargo test --locked -p gantry-meta -p gantry-access -p gantry-registry
   cargo test --locked -p gantry --test conformance --test clients --test access --test audit \
     --test lifecycle --test archive --test browse --test usage --test deletion
 fi

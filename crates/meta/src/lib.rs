@@ -662,6 +662,31 @@ impl MetaStore {
         )
     }
 
+    /// Records that upload `id`'s first `hashed` bytes hash to the running state `state`
+    /// (`Hasher::save`'s bytes).
+    pub async fn save_upload_hash(&self, id: &str, hashed: u64, state: &[u8]) -> Result<()> {
+        sqlx::query("UPDATE uploads SET hashed_bytes = $1, hash_state = $2 WHERE id = $3")
+            .bind(hashed as i64)
+            .bind(state)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// The running hash upload `id` saved last: (bytes it covers, state), if any.
+    pub async fn upload_hash(&self, id: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        let row: Option<(Option<i64>, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT hashed_bytes, hash_state FROM uploads WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(match row {
+            Some((Some(hashed), Some(state))) => Some((hashed as u64, state)),
+            _ => None,
+        })
+    }
+
     pub async fn delete_upload(&self, id: &str) -> Result<()> {
         sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id)

@@ -35,11 +35,21 @@ const SQLITE: &[(i64, &str)] = &[
         11,
         include_str!("../migrations/sqlite/0011_usage_snapshots.sql"),
     ),
+    (
+        12,
+        include_str!("../migrations/sqlite/0012_upload_hash_state.sql"),
+    ),
 ];
 
 /// PostgreSQL starts at version 11 with the whole schema in one step (no PostgreSQL database
 /// predates it); every later version has a file for each backend.
-const POSTGRES: &[(i64, &str)] = &[(11, include_str!("../migrations/postgres/0011_baseline.sql"))];
+const POSTGRES: &[(i64, &str)] = &[
+    (11, include_str!("../migrations/postgres/0011_baseline.sql")),
+    (
+        12,
+        include_str!("../migrations/postgres/0012_upload_hash_state.sql"),
+    ),
+];
 
 /// A transaction-scoped advisory lock key held while migrating PostgreSQL, so that replicas
 /// starting together migrate once (ASCII "gantryM").
