@@ -19,6 +19,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyPool, ConnectOptions, Executor, Row, Transaction};
 
 mod archive;
+mod blob_locks;
 mod browse;
 mod credentials;
 mod gc;
@@ -33,6 +34,7 @@ pub mod testing;
 mod usage;
 
 pub use archive::ArchiveRecord;
+pub use blob_locks::SharedBlobLock;
 pub use browse::{ArtifactSummary, BrowsePage, BrowseSort, ReferrerSummary, RepositorySummary};
 pub use credentials::{AuditEvent, AuditQuery, Credential};
 pub use gc::{DeadManifest, Reckoning};
@@ -287,6 +289,8 @@ pub struct MetaStore {
     writer: AnyPool,
     readers: AnyPool,
     backend: Backend,
+    /// Connections that hold shared blob locks (PostgreSQL only; see `blob_locks`).
+    blob_locks: Option<AnyPool>,
     /// The SQLite file and its identity when opened, for readiness checks: open
     /// connections keep working on a file that was moved, replaced or made unreadable, so
     /// only a look at the path tells. `None` on PostgreSQL.
@@ -405,6 +409,7 @@ impl MetaStore {
             writer,
             readers,
             backend: Backend::Sqlite,
+            blob_locks: None,
             file: Some(file),
         })
     }
@@ -423,11 +428,18 @@ impl MetaStore {
         let readers = AnyPoolOptions::new()
             .max_connections(8)
             .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        // One connection per upload commit, mount or collection batch in progress.
+        let blob_locks = AnyPoolOptions::new()
+            .max_connections(16)
+            .min_connections(0)
             .connect_with(options)
             .await?;
         Ok(MetaStore {
             writer,
             readers,
+            blob_locks: Some(blob_locks),
             backend: Backend::Postgres,
             file: None,
         })

@@ -15,9 +15,27 @@ use serde::Serialize;
 
 use crate::{Registry, RegistryError, Result};
 
-/// Per-digest locks (striped: 256 locks for every digest).
+/// Per-digest locks (striped: 256 locks for every digest), taken by garbage collection while
+/// it deletes blobs and by upload commits and mounts while they make one visible. In-process
+/// mutexes, and on PostgreSQL the database's shared locks of the same stripes too, so that
+/// replicas exclude each other as well ([`gantry_meta::SharedBlobLock`]).
 pub struct BlobLocks {
     stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// Held blob locks; [`release`](Self::release) them (dropping releases too, closing the
+/// database connection that holds the shared ones).
+pub struct BlobGuard<'a> {
+    _local: Vec<tokio::sync::MutexGuard<'a, ()>>,
+    shared: Option<gantry_meta::SharedBlobLock>,
+}
+
+impl BlobGuard<'_> {
+    pub async fn release(self) {
+        if let Some(shared) = self.shared {
+            shared.release().await;
+        }
+    }
 }
 
 impl Default for BlobLocks {
@@ -29,22 +47,37 @@ impl Default for BlobLocks {
 }
 
 impl BlobLocks {
-    fn stripe(digest: &Digest) -> usize {
-        usize::from(u8::from_str_radix(&digest.hex()[..2], 16).unwrap_or(0))
+    fn stripe(digest: &Digest) -> u8 {
+        u8::from_str_radix(&digest.hex()[..2], 16).unwrap_or(0)
     }
 
-    pub async fn lock(&self, digest: &Digest) -> tokio::sync::MutexGuard<'_, ()> {
-        self.stripes[Self::stripe(digest)].lock().await
+    /// The lock of `digest`.
+    pub async fn lock(
+        &self,
+        meta: &gantry_meta::MetaStore,
+        digest: &Digest,
+    ) -> Result<BlobGuard<'_>> {
+        self.lock_all(meta, std::slice::from_ref(digest)).await
     }
 
-    /// The locks of all `digests`, taken in stripe order.
-    pub async fn lock_all(&self, digests: &[Digest]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
-        let stripes: std::collections::BTreeSet<usize> = digests.iter().map(Self::stripe).collect();
-        let mut guards = Vec::with_capacity(stripes.len());
-        for stripe in stripes {
-            guards.push(self.stripes[stripe].lock().await);
+    /// The locks of all `digests`, taken in stripe order, in-process ones first (everyone
+    /// takes them in that order, so no deadlock).
+    pub async fn lock_all(
+        &self,
+        meta: &gantry_meta::MetaStore,
+        digests: &[Digest],
+    ) -> Result<BlobGuard<'_>> {
+        let stripes: std::collections::BTreeSet<u8> = digests.iter().map(Self::stripe).collect();
+        let mut local = Vec::with_capacity(stripes.len());
+        for &stripe in &stripes {
+            local.push(self.stripes[usize::from(stripe)].lock().await);
         }
-        guards
+        let stripes: Vec<u8> = stripes.into_iter().collect();
+        let shared = meta.lock_blob_stripes(&stripes).await?;
+        Ok(BlobGuard {
+            _local: local,
+            shared,
+        })
     }
 }
 
@@ -178,7 +211,7 @@ impl Registry {
                 .collect::<std::result::Result<_, _>>()?;
             // Every stripe the batch touches, in order (everyone else takes one lock at a
             // time, so no deadlock), held across the row and the byte deletions.
-            let _locks = self.blob_locks.lock_all(&digests).await;
+            let locks = self.blob_locks.lock_all(&self.meta, &digests).await?;
             let names: Vec<String> = orphans.iter().map(|(d, _)| d.clone()).collect();
             let deleted = self.meta.delete_orphan_blobs(&names).await?;
             for ((name, size), digest) in orphans.iter().zip(&digests) {
@@ -191,7 +224,7 @@ impl Registry {
                 report.blobs += 1;
                 report.blob_bytes += (*size).max(0) as u64;
             }
-            drop(_locks);
+            locks.release().await;
             tokio::time::sleep(options.pause).await;
         }
         drop(_deleting);
@@ -225,5 +258,55 @@ impl Registry {
             "garbage collection finished"
         );
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Issue 12: blob locks were in-process mutexes only, so garbage collection on one
+    /// replica could delete a blob that an upload commit on another was making visible.
+    /// On PostgreSQL a lock held by one process's `BlobLocks` makes another's wait, and one
+    /// dropped without release (an error path) is released all the same. (SQLite serves one
+    /// process per database, where the in-process mutexes are the whole lock.)
+    #[tokio::test]
+    async fn a_blob_lock_held_by_one_replica_makes_another_wait_until_released_or_dropped() {
+        let (_dir, _, meta) = gantry_meta::testing::fresh_store().await;
+        if meta.backend() == gantry_meta::Backend::Sqlite {
+            return;
+        }
+        let digest = Digest::sha256_of(b"a layer");
+        let first = BlobLocks::default();
+        for let_go in ["release", "drop"] {
+            let held = first.lock(&meta, &digest).await.unwrap();
+            let (acquired, mut told) = tokio::sync::oneshot::channel();
+            let other = tokio::spawn({
+                let (meta, digest) = (meta.clone(), digest.clone());
+                async move {
+                    let second = BlobLocks::default();
+                    let lock = second.lock(&meta, &digest).await.unwrap();
+                    acquired.send(()).unwrap();
+                    lock.release().await;
+                }
+            });
+            assert!(
+                tokio::time::timeout(Duration::from_millis(300), &mut told)
+                    .await
+                    .is_err(),
+                "another replica took a held blob lock"
+            );
+            match let_go {
+                "release" => held.release().await,
+                _ => drop(held),
+            }
+            tokio::time::timeout(Duration::from_secs(10), told)
+                .await
+                .unwrap_or_else(|_| panic!("the lock was not free after {let_go}"))
+                .unwrap();
+            other.await.unwrap();
+        }
     }
 }

@@ -334,18 +334,33 @@ impl Registry {
         from: Option<&RepositoryName>,
     ) -> Result<Option<u64>> {
         // Under the blob's lock: a collection cannot delete it between the check and the link.
-        let _blob = self.blob_locks.lock(digest).await;
-        let size = match from {
-            Some(from) => self.meta.blob_in_repository(from.as_str(), digest).await?,
-            None => self.meta.blob_anywhere(digest).await?,
-        };
-        let Some(size) = size else { return Ok(None) };
-        if self.blobs.stat(digest).await?.is_none() {
-            tracing::warn!(%digest, "blob is linked in metadata but missing from storage; not mounting");
-            return Ok(None);
-        }
-        self.meta.link_blob(name.as_str(), digest, size).await?;
-        Ok(Some(size))
+        self.under_blob_lock(digest, async {
+            let size = match from {
+                Some(from) => self.meta.blob_in_repository(from.as_str(), digest).await?,
+                None => self.meta.blob_anywhere(digest).await?,
+            };
+            let Some(size) = size else { return Ok(None) };
+            if self.blobs.stat(digest).await?.is_none() {
+                tracing::warn!(%digest, "blob is linked in metadata but missing from storage; not mounting");
+                return Ok(None);
+            }
+            self.meta.link_blob(name.as_str(), digest, size).await?;
+            Ok(Some(size))
+        })
+        .await
+    }
+
+    /// Runs `work` holding `digest`'s blob lock (in this process and, on PostgreSQL, across
+    /// every replica).
+    async fn under_blob_lock<T>(
+        &self,
+        digest: &Digest,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let lock = self.blob_locks.lock(&self.meta, digest).await?;
+        let outcome = work.await;
+        lock.release().await;
+        outcome
     }
 
     // ---- uploads ----------------------------------------------------------------------
@@ -368,19 +383,21 @@ impl Registry {
         digest: &Digest,
         link: impl std::future::Future<Output = gantry_meta::Result<()>>,
     ) -> Result<()> {
-        let _blob = self.blob_locks.lock(digest).await;
-        self.blobs.commit_upload(id, digest).await?;
-        if let Err(e) = link.await {
-            // The failed link rolled back, and under the lock nobody else records this digest:
-            // a row now means the bytes were stored before, and belong to it.
-            if !self.meta.blob_recorded(digest).await? {
-                if let Err(delete) = self.blobs.delete(digest).await {
-                    tracing::warn!(%digest, error = %delete, "cannot delete the bytes of a refused blob; garbage collection will not see them");
+        self.under_blob_lock(digest, async {
+            self.blobs.commit_upload(id, digest).await?;
+            if let Err(e) = link.await {
+                // The failed link rolled back, and under the lock nobody else records this
+                // digest: a row now means the bytes were stored before, and belong to it.
+                if !self.meta.blob_recorded(digest).await? {
+                    if let Err(delete) = self.blobs.delete(digest).await {
+                        tracing::warn!(%digest, error = %delete, "cannot delete the bytes of a refused blob; garbage collection will not see them");
+                    }
                 }
+                return Err(e.into());
             }
-            return Err(e.into());
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     pub async fn start_upload(&self, name: &RepositoryName) -> Result<String> {
