@@ -231,7 +231,7 @@ impl AccessService {
         resource: &str,
         project: Option<&str>,
     ) {
-        self.permissions_changed();
+        self.permissions_changed().await;
         self.record_change(actor, action, resource, project).await;
     }
 
@@ -273,7 +273,7 @@ impl AccessService {
         if !self.meta.delete_user(name).await? {
             return Err(AccessError::NotFound(format!("no user {name:?}")));
         }
-        self.forget(name);
+        self.forget(name).await;
         self.permissions_changed_by(actor, "user.delete", name, None)
             .await;
         Ok(())
@@ -289,7 +289,7 @@ impl AccessService {
         if !self.meta.set_password(name, &hash).await? {
             return Err(AccessError::NotFound(format!("no user {name:?}")));
         }
-        self.forget(name);
+        self.forget(name).await;
         self.record_change(actor, "user.password", name, None).await;
         Ok(())
     }
@@ -469,7 +469,7 @@ impl AccessService {
             None => actor.require_system_admin("revoke system robot accounts")?,
         }
         self.meta.revoke_credential(name).await?;
-        self.forget(name);
+        self.forget(name).await;
         self.record_change(
             actor,
             &format!("{kind_name}.revoke"),

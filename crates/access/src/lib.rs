@@ -173,8 +173,14 @@ const VERIFIED_TTL: Duration = Duration::from_secs(60);
 /// How long a credential's active state is trusted for bearer tokens issued to it.
 const CREDENTIAL_STATE_TTL: Duration = Duration::from_secs(5);
 /// How long a project's visibility and a member's role are trusted. Changes made through this
-/// server apply at once; this bounds how long another replica may lag behind.
+/// server apply at once, and other replicas see them through the change counter.
 const PROJECT_ACCESS_TTL: Duration = Duration::from_secs(2);
+/// How often a server reads the `access` change counter that every change to users,
+/// credentials, projects and members bumps, dropping its caches when another server moved
+/// it: how long another replica may lag behind a change (plus a request's own duration).
+const CHANGE_POLL: Duration = Duration::from_secs(1);
+/// The change counter of what the caches hold.
+const ACCESS_COUNTER: &str = "access";
 /// How long a token that was told its scope is insufficient is remembered (to answer a client
 /// that sends it again for the same need; such clients retry at once).
 const INSUFFICIENT_SCOPE_MEMORY: Duration = Duration::from_secs(60);
@@ -240,6 +246,11 @@ pub struct AccessService {
     credential_active: TtlCache<String, bool>,
     /// (project, user name or "") → the project's visibility and the user's role, if it exists.
     project_access: TtlCache<(String, String), Option<ProjectAccess>>,
+    /// The `access` change counter as last read (`i64::MIN`: not read yet), when it was
+    /// read, and a lock so that one request at a time reads it.
+    access_version: std::sync::atomic::AtomicI64,
+    access_version_read_at: parking_lot::Mutex<Option<std::time::Instant>>,
+    access_version_reading: tokio::sync::Mutex<()>,
     /// (token id, repository, token action) of insufficient-scope answers given recently.
     insufficient_scope_answered: TtlCache<(String, String, &'static str), ()>,
     password_checks: tokio::sync::Semaphore,
@@ -295,6 +306,9 @@ impl AccessService {
             verified: TtlCache::new(10_000),
             credential_active: TtlCache::new(10_000),
             project_access: TtlCache::new(10_000),
+            access_version: std::sync::atomic::AtomicI64::new(i64::MIN),
+            access_version_read_at: parking_lot::Mutex::new(None),
+            access_version_reading: tokio::sync::Mutex::new(()),
             insufficient_scope_answered: TtlCache::new(10_000),
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             dummy_hash,
@@ -459,6 +473,7 @@ impl AccessService {
         client: &str,
         via: LoginVia,
     ) -> Result<Identity> {
+        self.catch_up_with_other_servers().await;
         let mut hasher = sha2::Sha256::new();
         hasher.update(username.as_bytes());
         hasher.update([0]);
@@ -515,16 +530,59 @@ impl AccessService {
         })
     }
 
-    /// Forgets cached verifications of `name` (after revocation, deletion or a password change).
-    pub fn forget(&self, name: &str) {
+    /// Forgets cached verifications of `name` (after revocation, deletion or a password
+    /// change), here at once and on other replicas within `CHANGE_POLL`.
+    pub async fn forget(&self, name: &str) {
         self.verified.retain(|_, identity| identity.name() != name);
         self.credential_active.remove(&name.to_string());
+        self.announce_change().await;
     }
 
-    /// Forgets cached project facts after a change to projects, members or users (other
-    /// replicas see the change within `PROJECT_ACCESS_TTL`).
-    pub fn permissions_changed(&self) {
+    /// Forgets cached project facts after a change to projects, members or users, here at
+    /// once and on other replicas within `CHANGE_POLL`.
+    pub async fn permissions_changed(&self) {
         self.project_access.retain(|_, _| false);
+        self.announce_change().await;
+    }
+
+    /// Bumps the `access` change counter, so that other servers drop their caches. The
+    /// change itself is already stored: should the bump fail, they catch up when their
+    /// cached entries expire (at most `VERIFIED_TTL`).
+    async fn announce_change(&self) {
+        if let Err(e) = self.meta.bump_change_counter(ACCESS_COUNTER).await {
+            tracing::warn!(error = %e, "cannot tell other servers of an access change");
+        }
+    }
+
+    /// Drops every cached verification and project fact when another server changed users,
+    /// credentials, projects or members since the counter was last read; reads it at most
+    /// every `CHANGE_POLL`, one request at a time (the others go on with the caches).
+    async fn catch_up_with_other_servers(&self) {
+        use std::sync::atomic::Ordering;
+        let due = self
+            .access_version_read_at
+            .lock()
+            .is_none_or(|at| at.elapsed() >= CHANGE_POLL);
+        if !due {
+            return;
+        }
+        let Ok(_reading) = self.access_version_reading.try_lock() else {
+            return;
+        };
+        let version = match self.meta.change_counter(ACCESS_COUNTER).await {
+            Ok(version) => version,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the access change counter");
+                return;
+            }
+        };
+        *self.access_version_read_at.lock() = Some(std::time::Instant::now());
+        let seen = self.access_version.swap(version, Ordering::SeqCst);
+        if seen != version && seen != i64::MIN {
+            self.verified.retain(|_, _| false);
+            self.credential_active.retain(|_, _| false);
+            self.project_access.retain(|_, _| false);
+        }
     }
 
     /// Whether the project exists, is public, and the user's role in it; `None`: no project.
@@ -533,6 +591,7 @@ impl AccessService {
         identity: &Identity,
         project: &str,
     ) -> Result<Option<ProjectAccess>> {
+        self.catch_up_with_other_servers().await;
         let user = match identity {
             Identity::User { name, .. } => Some(name.as_str()),
             _ => None,
@@ -709,6 +768,7 @@ impl AccessService {
     }
 
     async fn credential_still_active(&self, name: &str) -> Result<bool> {
+        self.catch_up_with_other_servers().await;
         if let Some(active) = self.credential_active.get(&name.to_string()) {
             return Ok(active);
         }
@@ -728,7 +788,7 @@ impl AccessService {
             Ok(_) | Err(MetaError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        self.permissions_changed();
+        self.permissions_changed().await;
         tracing::info!(project, owner, "created project on first push");
         self.audit
             .record(AuditEntry {

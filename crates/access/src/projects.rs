@@ -156,9 +156,9 @@ impl AccessService {
             .await?
             .ok_or_else(|| AccessError::NotFound(format!("project {name:?} does not exist")))?;
         for credential in &removal.credentials {
-            self.forget(credential);
+            self.forget(credential).await;
         }
-        self.permissions_changed();
+        self.permissions_changed().await;
         self.record_change_detailed(actor, "project.delete", name, Some(name), detail)
             .await;
         Ok(())

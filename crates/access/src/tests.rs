@@ -336,7 +336,7 @@ async fn refresh_tokens_are_not_access_tokens_and_die_with_their_credential() {
         .await
         .is_ok());
     assert!(a.meta().revoke_credential("ci$team-a+r").await.unwrap());
-    a.forget("ci$team-a+r");
+    a.forget("ci$team-a+r").await;
     assert!(a.refresh(&refresh).await.is_err());
     assert!(
         a.authorize(&caller, &repo("team-a/app"), Action::Push)
@@ -385,4 +385,59 @@ async fn repository_scoped_credentials_and_listing() {
         a.listable(&user("root"), names.clone()).await.unwrap(),
         names
     );
+}
+
+/// Issue 12: cached verifications and project facts were dropped only when the change went
+/// through the same server, so another replica kept accepting a deleted user's password for
+/// up to a minute (`VERIFIED_TTL`). Every change bumps the `access` change counter, which
+/// each server reads every `CHANGE_POLL`.
+#[tokio::test]
+async fn a_user_deleted_through_one_server_is_refused_by_another_within_a_second_or_two() {
+    let f = fixture(AccessConfig::default()).await;
+    let one = &f.access;
+    let other = AccessService::new(
+        one.meta().clone(),
+        TokenKey::generate(),
+        AccessConfig::default(),
+    )
+    .unwrap();
+    let bob = other
+        .basic("bob", "secret-pw", "10.0.0.2", LoginVia::Basic)
+        .await
+        .unwrap();
+    let pull = |who: Identity| {
+        let other = other.clone();
+        async move {
+            other
+                .authorize(&Caller::Identity(who), &repo("team-a/app"), Action::Pull)
+                .await
+        }
+    };
+    assert!(pull(bob.clone()).await.is_ok(), "bob is a guest of team-a");
+    let root = Actor {
+        identity: Identity::User {
+            name: "root".into(),
+            system_admin: true,
+        },
+        client: "10.0.0.1".into(),
+    };
+    one.delete_user(&root, "bob").await.unwrap();
+    let deleted_at = std::time::Instant::now();
+    loop {
+        let login = other
+            .basic("bob", "secret-pw", "10.0.0.2", LoginVia::Basic)
+            .await;
+        let role = pull(bob.clone()).await;
+        if login.is_err() && role.is_err() {
+            break;
+        }
+        assert!(
+            deleted_at.elapsed() < CHANGE_POLL * 3,
+            "the other server still accepts bob after {:?} (login {}, pull {})",
+            deleted_at.elapsed(),
+            login.is_ok(),
+            role.is_ok()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

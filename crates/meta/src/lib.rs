@@ -522,6 +522,31 @@ impl MetaStore {
         Ok(found.is_some())
     }
 
+    // ---- change counters ----------------------------------------------------------------
+
+    /// Adds one to the change counter `name` (creating it at 1), for servers that cache what
+    /// it counts to notice the change.
+    pub async fn bump_change_counter(&self, name: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO change_counters (name, version) VALUES ($1, 1) \
+             ON CONFLICT (name) DO UPDATE SET version = change_counters.version + 1",
+        )
+        .bind(name)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// The change counter `name` (0 before its first bump).
+    pub async fn change_counter(&self, name: &str) -> Result<i64> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM change_counters WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(version.unwrap_or(0))
+    }
+
     // ---- blobs ------------------------------------------------------------------------
 
     /// Size of `digest` if repository `name` holds it.

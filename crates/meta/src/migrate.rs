@@ -39,6 +39,10 @@ const SQLITE: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/sqlite/0012_upload_hash_state.sql"),
     ),
+    (
+        13,
+        include_str!("../migrations/sqlite/0013_change_counters.sql"),
+    ),
 ];
 
 /// PostgreSQL starts at version 11 with the whole schema in one step (no PostgreSQL database
@@ -48,6 +52,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         12,
         include_str!("../migrations/postgres/0012_upload_hash_state.sql"),
+    ),
+    (
+        13,
+        include_str!("../migrations/postgres/0013_change_counters.sql"),
     ),
 ];
 
