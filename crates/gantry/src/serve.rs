@@ -21,6 +21,8 @@ use crate::tls::{EdgeListener, ServedCertificate, TlsListener};
 const PULL_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often the server looks whether today (UTC) has its usage snapshot yet.
 const USAGE_SNAPSHOT_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often each server looks whether the scheduled garbage collection fired.
+const SCHEDULE_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The ES256 key registry tokens are signed with, created on first start (mode 0600).
 pub const TOKEN_KEY_FILE: &str = "token-signing-key.pem";
@@ -117,13 +119,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             grace: config.gc_grace,
             ..Default::default()
         };
+        let started = gantry_registry::unix_now();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(interval);
-            every.tick().await; // not at start-up: the first run is one interval in
+            // Every server sharing the database looks every minute (or every interval, when
+            // shorter); the one that claims a firing runs it.
+            let mut every = tokio::time::interval(interval.min(SCHEDULE_CHECK));
             loop {
                 every.tick().await;
                 if let Err(e) = registry
-                    .collect_garbage(gantry_registry::unix_now(), &options)
+                    .run_scheduled_gc(interval, started, gantry_registry::unix_now(), &options)
                     .await
                 {
                     tracing::warn!(error = %e, "scheduled garbage collection failed");

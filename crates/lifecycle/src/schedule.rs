@@ -64,14 +64,14 @@ impl From<Schedule> for String {
 }
 
 impl Schedule {
-    /// Whether the schedule fires in `(after, until]` (Unix seconds).
-    pub fn fires_between(&self, after: i64, until: i64) -> bool {
-        let Some(start) = DateTime::<Utc>::from_timestamp(after, 0) else {
-            return false;
-        };
+    /// The first time the schedule fires in `(after, until]` (Unix seconds), if it does.
+    pub fn firing_between(&self, after: i64, until: i64) -> Option<i64> {
+        let start = DateTime::<Utc>::from_timestamp(after, 0)?;
         self.cron
             .find_next_occurrence(&start, false)
-            .is_ok_and(|next| next.timestamp() <= until)
+            .ok()
+            .map(|next| next.timestamp())
+            .filter(|&next| next <= until)
     }
 
     pub fn as_str(&self) -> &str {
@@ -89,11 +89,16 @@ mod tests {
     #[test]
     fn fires_when_an_occurrence_falls_in_the_window() {
         let daily: Schedule = "0 3 * * *".parse().unwrap();
-        assert!(daily.fires_between(BEFORE_THREE, BEFORE_THREE + 30));
-        assert!(!daily.fires_between(BEFORE_THREE, BEFORE_THREE + 29));
-        assert!(!daily.fires_between(BEFORE_THREE + 30, BEFORE_THREE + 3600));
+        let three = BEFORE_THREE + 30;
+        assert_eq!(daily.firing_between(BEFORE_THREE, three), Some(three));
+        assert_eq!(daily.firing_between(BEFORE_THREE, three - 1), None);
+        assert_eq!(daily.firing_between(three, BEFORE_THREE + 3600), None);
         let every_second: Schedule = "* * * * * *".parse().unwrap();
-        assert!(every_second.fires_between(BEFORE_THREE, BEFORE_THREE + 1));
+        assert_eq!(
+            every_second.firing_between(BEFORE_THREE, BEFORE_THREE + 5),
+            Some(BEFORE_THREE + 1),
+            "the first firing in the window"
+        );
     }
 
     #[test]

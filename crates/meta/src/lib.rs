@@ -547,6 +547,33 @@ impl MetaStore {
         Ok(version.unwrap_or(0))
     }
 
+    /// Claims firing `fired_at` (Unix seconds) of schedule `schedule` for `claimer`: `true`
+    /// for the one caller that claims it first, `false` for every other (whichever server
+    /// asks), so that a firing runs once across the servers sharing the database.
+    pub async fn claim_firing(&self, schedule: &str, fired_at: i64, claimer: &str) -> Result<bool> {
+        let claimed = sqlx::query(
+            "INSERT INTO schedule_firings (schedule, fired_at, claimed_by, claimed_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (schedule, fired_at) DO NOTHING",
+        )
+        .bind(schedule)
+        .bind(fired_at)
+        .bind(claimer)
+        .bind(now())
+        .execute(&self.writer)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    /// How many firings of `schedule` were claimed (each ran once).
+    pub async fn firings_claimed(&self, schedule: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM schedule_firings WHERE schedule = $1")
+                .bind(schedule)
+                .fetch_one(&self.readers)
+                .await?,
+        )
+    }
+
     // ---- blobs ------------------------------------------------------------------------
 
     /// Size of `digest` if repository `name` holds it.

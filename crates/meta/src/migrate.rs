@@ -41,7 +41,7 @@ const SQLITE: &[(i64, &str)] = &[
     ),
     (
         13,
-        include_str!("../migrations/sqlite/0013_change_counters.sql"),
+        include_str!("../migrations/sqlite/0013_replica_coordination.sql"),
     ),
 ];
 
@@ -55,7 +55,7 @@ const POSTGRES: &[(i64, &str)] = &[
     ),
     (
         13,
-        include_str!("../migrations/postgres/0013_change_counters.sql"),
+        include_str!("../migrations/postgres/0013_replica_coordination.sql"),
     ),
 ];
 

@@ -261,6 +261,35 @@ impl Registry {
     }
 }
 
+/// The schedule name of scheduled collections' firings.
+const GC_SCHEDULE: &str = "gc";
+
+impl Registry {
+    /// The scheduled collection: it fires at every multiple of `interval` since the Unix
+    /// epoch (UTC), and runs when this server claims the latest firing before `now` first
+    /// (see `MetaStore::claim_firing`); firings before `started` (this server's start) are
+    /// left alone, so a start does not collect at once. `None` when there is nothing to run.
+    pub async fn run_scheduled_gc(
+        &self,
+        interval: Duration,
+        started: i64,
+        now: i64,
+        options: &GcOptions,
+    ) -> Result<Option<GcReport>> {
+        let every = interval.as_secs().max(1) as i64;
+        let fired_at = now - now.rem_euclid(every);
+        if fired_at <= started
+            || !self
+                .meta
+                .claim_firing(GC_SCHEDULE, fired_at, &self.instance)
+                .await?
+        {
+            return Ok(None);
+        }
+        self.collect_garbage(now, options).await.map(Some)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -308,5 +337,61 @@ mod tests {
                 .unwrap();
             other.await.unwrap();
         }
+    }
+
+    /// Issue 12: the scheduled collection and retention ran in every server, so three
+    /// replicas ran each firing three times. Three registries over one store (as three
+    /// replicas over one database) look at the same firings: each runs once; and the day's
+    /// usage snapshot is taken by the first that finds it missing.
+    #[tokio::test]
+    async fn a_schedule_fires_once_across_three_replicas() {
+        let (dir, _, meta) = gantry_meta::testing::fresh_store().await;
+        let blobs: std::sync::Arc<dyn gantry_storage::BlobStore> = std::sync::Arc::new(
+            gantry_storage::FsBlobStore::open(dir.path().join("blobs")).unwrap(),
+        );
+        let replicas: Vec<Registry> = (0..3)
+            .map(|_| Registry::new(blobs.clone(), meta.clone()))
+            .collect();
+        let policy: gantry_lifecycle::retention::Policy =
+            serde_json::from_value(serde_json::json!({"rules": [], "schedule": "* * * * * *"}))
+                .unwrap();
+        replicas[0]
+            .set_retention_policy("team", &policy)
+            .await
+            .unwrap();
+        let (started, now) = (1_800_000_000, 1_800_000_000 + 3600);
+        let options = GcOptions::default();
+        let (mut collections, mut retention_runs) = (0, 0);
+        for window in 0..3 {
+            let (after, until) = (now + window, now + window + 1);
+            for replica in &replicas {
+                let gc = replica
+                    .run_scheduled_gc(Duration::from_secs(60), started, until, &options)
+                    .await
+                    .unwrap();
+                collections += usize::from(gc.is_some());
+                retention_runs += replica
+                    .run_scheduled_retention(after, until)
+                    .await
+                    .unwrap()
+                    .len();
+            }
+        }
+        assert_eq!(collections, 1, "one GC firing (at {now}), run once");
+        assert_eq!(retention_runs, 3, "three retention firings, each run once");
+        let history = replicas[0].retention_runs("team", 10).await.unwrap();
+        assert_eq!(history.len(), 3, "one history row per firing");
+        assert_eq!(meta.firings_claimed("retention:team").await.unwrap(), 3);
+        assert_eq!(meta.firings_claimed("gc").await.unwrap(), 1);
+        let day_start = now - now.rem_euclid(86_400);
+        let mut snapshots = 0;
+        for replica in &replicas {
+            let taken = replica
+                .take_missing_usage_snapshot(day_start + 60)
+                .await
+                .unwrap();
+            snapshots += usize::from(taken.is_some());
+        }
+        assert_eq!(snapshots, 1, "one usage snapshot a day");
     }
 }

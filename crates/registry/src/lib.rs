@@ -69,6 +69,9 @@ pub struct Registry {
     /// Serializes, per digest, making a blob visible (commit + link, mount) with garbage
     /// collection deleting it.
     blob_locks: gc::BlobLocks,
+    /// This server among those sharing the database (process id and a random suffix), as
+    /// recorded on the schedule firings it claims.
+    instance: String,
     /// Where archived artifacts go; archiving is unavailable without one.
     archive: Option<ArchiveLocation>,
     /// Held by garbage collection while it deletes blobs, so that a backup in another process
@@ -137,6 +140,11 @@ impl Registry {
             tag_policy: tag_policy::TagPolicy::default(),
             pulls: pulls::PullTracker::default(),
             blob_locks: gc::BlobLocks::default(),
+            instance: format!(
+                "{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
             archive: None,
             deletion_lock: None,
             metrics: Arc::new(

@@ -48,8 +48,9 @@ impl Registry {
         Ok(self.meta.set_retention_policy(project, &json).await?)
     }
 
-    /// Runs every policy whose schedule fires in `(after, until]`, as of `until`; returns the
-    /// projects run, each with its outcome.
+    /// Runs every policy whose schedule fires in `(after, until]` and whose firing this server
+    /// claims first (see `MetaStore::claim_firing`), as of `until`; returns the projects run,
+    /// each with its outcome.
     pub async fn run_scheduled_retention(
         &self,
         after: i64,
@@ -64,10 +65,18 @@ impl Registry {
                     continue;
                 }
             };
-            if policy
+            let Some(fired_at) = policy
                 .schedule
                 .as_ref()
-                .is_some_and(|s| s.fires_between(after, until))
+                .and_then(|s| s.firing_between(after, until))
+            else {
+                continue;
+            };
+            // Every server sharing the database looks; the one that claims the firing runs it.
+            if self
+                .meta
+                .claim_firing(&format!("retention:{project}"), fired_at, &self.instance)
+                .await?
             {
                 let outcome = self.run_retention(&project, SCHEDULER, until, false).await;
                 outcomes.push((project, outcome));

@@ -401,6 +401,9 @@ impl Registry {
         if self.meta.has_usage_snapshot(&day_of(now)).await? {
             return Ok(None);
         }
+        // Not claimed as a firing: the day's rows are the record, and a snapshot taken twice
+        // (two servers looking at once) replaces the first, while a claim would keep a day
+        // whose rows are missing from ever being taken again.
         self.take_usage_snapshot(now).await.map(Some)
     }
 

@@ -1,8 +1,0 @@
--- Version counters of facts that servers cache (issue 12): a server that changes users,
--- credentials, projects or members bumps `access`; every server reads it every second and
--- drops its caches when it moved, so a change made through one replica applies on the others
--- within about a second.
-CREATE TABLE change_counters (
-    name     TEXT COLLATE "C" PRIMARY KEY,
-    version  BIGINT NOT NULL
-);
