@@ -3,8 +3,11 @@
 # installs the real clients and engines the tests drive (skopeo, podman, buildah, umoci, curl,
 # containerd, openssl (the TLS tests' CA and s_client), Go, git, Debian's docker-registry,
 # Prometheus and promtool, sqlite3; the oras SDK, moto's S3 server and schemathesis in a Python
-# virtual environment under target/), then runs `cargo test`. The tests start the engines they
-# use themselves (each its own containerd, Prometheus, moto server or registry on a free port).
+# virtual environment under target/; Garage, the S3 server blobs are tested on, with
+# `cargo install` under target/), starts one Garage for the run (scripts/garage.sh, its bucket
+# and key passed to the tests as GANTRY_TEST_S3_*), then runs `cargo test`. The tests start
+# the other engines they use themselves (each its own containerd, Prometheus, moto server or
+# registry on a free port).
 # `.ci/run` calls this after its format and lint checks. Extra arguments go to `cargo test`:
 #
 #   scripts/test-all.sh                       # everything
@@ -42,5 +45,20 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "${requirements[*]}" ]; then
   echo "${requirements[*]}" >"$stamp"
 fi
 export PATH="$tools/bin:$PATH"
+
+# Garage, pinned, built once into target/garage (about 10 minutes on 2 cores).
+garage_version=2.5.0
+garage_root=${GANTRY_TEST_GARAGE_ROOT:-$PWD/target/garage}
+if [ "$("$garage_root/bin/garage" --version 2>/dev/null | awk '{print $2}')" != "v$garage_version" ]; then
+  echo "test-all: building Garage $garage_version into $garage_root" >&2
+  cargo install garage --version "$garage_version" --locked --root "$garage_root" --force
+fi
+export GARAGE="$garage_root/bin/garage"
+garage_dir=$(mktemp -d "${TMPDIR:-/tmp}/gantry-garage.XXXXXX")
+trap 'scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
+scripts/garage.sh start "$garage_dir" >/dev/null
+# Only the GANTRY_TEST_S3_* half: AWS_* in the tests' environment would reach servers that
+# the tests mean to configure themselves.
+eval "$(grep GANTRY_TEST_S3_ "$garage_dir/env")"
 
 cargo test --workspace --locked "$@"

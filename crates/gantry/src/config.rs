@@ -44,6 +44,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub archive: FileArchiveConfig,
     #[serde(default)]
+    pub storage: FileStorageConfig,
+    #[serde(default)]
     pub metrics: FileMetricsConfig,
     #[serde(default)]
     pub tls: FileTlsConfig,
@@ -71,6 +73,16 @@ pub struct FileTlsConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileArchiveConfig {
     pub location: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStorageConfig {
+    /// `s3://BUCKET[/PREFIX]`; absent: the data directory.
+    pub location: Option<String>,
+    /// Size of the parts an upload sends to S3, in MiB (5 to 16): each active upload
+    /// buffers one part.
+    pub part_size_mib: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +141,10 @@ pub struct ServeConfig {
     pub gc_grace: std::time::Duration,
     /// Where `gantry archive` moves artifacts: a directory or `s3://BUCKET[/PREFIX]`.
     pub archive_location: String,
+    /// Where blobs live: `s3://BUCKET[/PREFIX]`; `None`: `<data_dir>/storage`.
+    pub storage_location: Option<String>,
+    /// Bytes per S3 part (and per upload buffered in memory), for S3 storage.
+    pub storage_part_size: usize,
     /// Where `/metrics`, `/healthz` and `/readyz` are served without credentials; `None`:
     /// only on the main listener, `/metrics` for system administrators.
     pub metrics_listen: Option<SocketAddr>,
@@ -165,6 +181,7 @@ pub struct Overrides {
     pub token_ttl_secs: Option<u64>,
     pub gc_interval_secs: Option<u64>,
     pub archive_location: Option<String>,
+    pub storage_location: Option<String>,
     pub metrics_listen: Option<String>,
     pub metrics_per_repository: Option<bool>,
     pub tls_cert: Option<PathBuf>,
@@ -225,6 +242,21 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
             .archive_location
             .or(file.archive.location)
             .unwrap_or_else(|| data_dir.join("archive").display().to_string()),
+        storage_location: match overrides.storage_location.or(file.storage.location) {
+            Some(location) if !location.starts_with("s3://") => anyhow::bail!(
+                "storage location {location:?} (--storage, GANTRY_STORAGE or [storage] location) \
+                 must be s3://BUCKET[/PREFIX]; leave it out to keep blobs in the data directory"
+            ),
+            location => location,
+        },
+        storage_part_size: match file.storage.part_size_mib {
+            None => gantry_storage::DEFAULT_PART_SIZE,
+            Some(mib) if (5..=16).contains(&mib) => mib * 1024 * 1024,
+            Some(mib) => anyhow::bail!(
+                "[storage] part_size_mib = {mib} is outside 5 to 16: S3 parts are at least \
+                 5 MiB, and each active upload buffers one part in memory"
+            ),
+        },
         data_dir,
         drain_timeout: std::time::Duration::from_secs(
             overrides

@@ -15,11 +15,14 @@ use gantry_oci::Digest;
 
 mod archive;
 mod fs;
+mod location;
+mod s3;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
 
 pub use archive::{ArchiveLocation, ArchiveWriter};
 pub use fs::FsBlobStore;
+pub use s3::{S3BlobStore, DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
 
 /// A stream of blob bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
@@ -34,6 +37,12 @@ pub enum StorageError {
     Io(#[from] std::io::Error),
     #[error("archive storage: {0}")]
     Archive(String),
+    /// A storage or archive location that cannot be used as given (no bucket, a bad setting).
+    #[error("{0}")]
+    InvalidLocation(String),
+    /// An object storage request failed (the message names the operation, never credentials).
+    #[error("object storage: {0}")]
+    ObjectStore(String),
     /// The backend cannot serve (a directory is missing, a bucket does not answer).
     #[error("blob store unavailable: {0}")]
     Unavailable(String),
