@@ -77,7 +77,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .transpose()?;
     // Held until this function returns: one server per data directory.
     let _data_dir = crate::data_dir::claim(&config.data_dir)?;
-    let blobs = open_blob_store(&config)?;
+    let blobs = open_blob_store(&config).await?;
     let meta = MetaStore::open_sqlite(&config.data_dir.join("gantry.db"))
         .await
         .with_context(|| {

@@ -1,0 +1,159 @@
+//! `gantry serve --storage s3://…` on a real Garage (scripts/test-all.sh starts it and passes
+//! its bucket as GANTRY_TEST_S3_*): skopeo pushes and pulls byte-identical images whose blobs
+//! live in the bucket, and a chunked upload goes on in a new process after kill -9.
+
+mod common;
+
+use common::*;
+use gantry_oci::Digest;
+use gantry_storage::suite::{test_bucket, TestBucket};
+use gantry_storage::{BlobStore, S3BlobStore, MIN_PART_SIZE};
+use reqwest::StatusCode;
+
+/// The server's settings for `bucket`: the storage location and the AWS_* variables.
+fn s3_env(bucket: &TestBucket) -> Vec<(&str, &str)> {
+    let mut env = bucket.settings();
+    env.push(("GANTRY_STORAGE", bucket.location.as_str()));
+    env
+}
+
+fn store(bucket: &TestBucket) -> S3BlobStore {
+    S3BlobStore::open_with(&bucket.location, MIN_PART_SIZE, &bucket.settings()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skopeo_pushes_and_pulls_with_blobs_in_garage() {
+    let bucket = test_bucket();
+    let s = Server::start_configured(&s3_env(&bucket));
+    let dir = tempfile::tempdir().unwrap();
+    // Larger than two S3 parts, so the layer goes up as a multipart upload.
+    let big: Vec<u8> = (0..12_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    make_layout(
+        dir.path(),
+        "v1",
+        &[("app/data.bin", &big), ("app/hello.txt", b"hello\n")],
+    );
+    let layout = dir.path().join("layout");
+    let pushed = index_digest(&layout);
+    login(dir.path(), &s, "admin", ADMIN_PASSWORD);
+    let dest = format!("docker://{}/team/app:v1", s.addr);
+    run(skopeo(dir.path())
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(&dest));
+
+    let out = dir.path().join("out");
+    run(skopeo(dir.path())
+        .args(["copy", "--src-tls-verify=false", &dest])
+        .arg(format!("oci:{}:v1", out.display())));
+    assert_eq!(index_digest(&out), pushed, "digest out equals digest in");
+
+    // Every blob came back byte-identical, and lives in the bucket, not on local disk.
+    let blobs = store(&bucket);
+    let mut in_bucket = 0;
+    for entry in std::fs::read_dir(out.join("blobs/sha256")).unwrap() {
+        let path = entry.unwrap().path();
+        let content = std::fs::read(&path).unwrap();
+        let digest = Digest::sha256_of(&content);
+        assert_eq!(digest.hex(), path.file_name().unwrap().to_str().unwrap());
+        if blobs.stat(&digest).await.unwrap() == Some(content.len() as u64) {
+            in_bucket += 1;
+        }
+    }
+    assert!(
+        in_bucket >= 3,
+        "config, layer and manifests are in the bucket: {in_bucket}"
+    );
+    assert_eq!(files_under(&s.data_dir.join("storage/blobs")), 0);
+
+    // Readiness asks the bucket.
+    let ready = anonymous().get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunked_upload_on_s3_storage_continues_in_a_new_process_after_kill_9() {
+    let bucket = test_bucket();
+    let env = s3_env(&bucket);
+    let mut first = Server::start_configured(&env);
+    let content: Vec<u8> = (0..9 * 1024 * 1024 + 77u32)
+        .map(|i| (i % 249) as u8 ^ (i >> 16) as u8)
+        .collect();
+    let digest = Digest::sha256_of(&content);
+    let cut = 6 * 1024 * 1024 + 5;
+
+    let r = http()
+        .post(first.url("/v2/team/chunks/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = header(&r, "location").unwrap().to_string();
+    let r = patch_chunk(
+        &first,
+        &location,
+        &format!("0-{}", cut - 1),
+        &content[..cut],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // The new process has no hash state and no bytes of its own: it continues from the bucket.
+    first.kill9();
+    let second = Server::start_with(&first.data_dir, &env);
+    let status = http().get(second.url(&location)).send().await.unwrap();
+    assert_eq!(status.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        header(&status, "range"),
+        Some(format!("0-{}", cut - 1).as_str())
+    );
+    let r = patch_chunk(
+        &second,
+        &location,
+        &format!("{cut}-{}", content.len() - 1),
+        &content[cut..],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = header(&r, "location").unwrap().to_string();
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let r = http()
+        .put(second.url(&format!("{location}{separator}digest={digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let got = get_bytes(&second, &format!("/v2/team/chunks/blobs/{digest}")).await;
+    assert!(got[..] == content[..], "the blob reads back byte for byte");
+    let r = http()
+        .get(second.url(&format!("/v2/team/chunks/blobs/{digest}")))
+        .header("range", "bytes=5242870-5242889")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert!(r.bytes().await.unwrap()[..] == content[5_242_870..5_242_890]);
+}
+
+#[test]
+fn serve_refuses_a_storage_location_that_is_not_s3() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--storage",
+            "/var/blobs",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("must be s3://BUCKET[/PREFIX]"), "{stderr}");
+}
