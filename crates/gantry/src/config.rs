@@ -388,6 +388,49 @@ mod tests {
     }
 
     #[test]
+    fn storage_location_comes_from_flag_or_file_and_must_be_s3() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gantry.toml");
+        std::fs::write(
+            &path,
+            "[storage]\nlocation = \"s3://blobs/gantry\"\npart_size_mib = 16\n",
+        )
+        .unwrap();
+        let c = resolve(Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.storage_location.as_deref(), Some("s3://blobs/gantry"));
+        assert_eq!(c.storage_part_size, 16 * 1024 * 1024);
+        let c = resolve(Overrides {
+            config: Some(path.clone()),
+            storage_location: Some("s3://other".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.storage_location.as_deref(), Some("s3://other"));
+        assert_eq!(
+            resolve(Overrides::default()).unwrap().storage_location,
+            None
+        );
+
+        let err = resolve(Overrides {
+            storage_location: Some("/var/blobs".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("GANTRY_STORAGE"), "{err}");
+        std::fs::write(&path, "[storage]\npart_size_mib = 4\n").unwrap();
+        let err = resolve(Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("outside 5 to 16"), "{err}");
+    }
+
+    #[test]
     fn flags_override_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gantry.toml");
