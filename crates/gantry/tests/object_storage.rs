@@ -27,22 +27,7 @@ async fn skopeo_pushes_and_pulls_with_blobs_in_garage() {
     let s = Server::start_configured(&s3_env(&bucket));
     let dir = tempfile::tempdir().unwrap();
     // Larger than two S3 parts, so the layer goes up as a multipart upload.
-    let big: Vec<u8> = (0..12_000_000u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    make_layout(
-        dir.path(),
-        "v1",
-        &[("app/data.bin", &big), ("app/hello.txt", b"hello\n")],
-    );
-    let layout = dir.path().join("layout");
-    let pushed = index_digest(&layout);
-    login(dir.path(), &s, "admin", ADMIN_PASSWORD);
-    let dest = format!("docker://{}/team/app:v1", s.addr);
-    run(skopeo(dir.path())
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:v1", layout.display()))
-        .arg(&dest));
+    let (_, pushed, dest) = skopeo_push_test_layout(&s, dir.path(), 12_000_000);
 
     let out = dir.path().join("out");
     run(skopeo(dir.path())

@@ -71,14 +71,7 @@ pub async fn run(store: &dyn BlobStore) {
     .await;
     assert_eq!(size, content.len() as u64);
     assert_eq!(store.upload_size(id).await.unwrap(), Some(size));
-    let received: Vec<Bytes> = store
-        .read_upload(id)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(received.concat(), content);
+    assert_eq!(upload_bytes(store, id).await, content);
     // Not visible as a blob before commit.
     assert_eq!(store.stat(&digest).await.unwrap(), None);
 

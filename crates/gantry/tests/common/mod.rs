@@ -471,6 +471,29 @@ pub fn index_digest(layout: &Path) -> String {
         .to_string()
 }
 
+/// Builds a layout (tag `v1`: `app/data.bin` of `big_len` pseudo-random bytes and a small
+/// file) under `dir` and pushes it with skopeo, logged in as admin, to `team/app:v1`.
+/// Returns the layout, its index digest and the pushed `docker://` reference.
+pub fn skopeo_push_test_layout(s: &Server, dir: &Path, big_len: u32) -> (PathBuf, String, String) {
+    let big: Vec<u8> = (0..big_len)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    make_layout(
+        dir,
+        "v1",
+        &[("app/data.bin", &big), ("app/hello.txt", b"hello\n")],
+    );
+    let layout = dir.join("layout");
+    let pushed = index_digest(&layout);
+    login(dir, s, "admin", ADMIN_PASSWORD);
+    let dest = format!("docker://{}/team/app:v1", s.addr);
+    run(skopeo(dir)
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(&dest));
+    (layout, pushed, dest)
+}
+
 /// skopeo with a private blob-info cache and credentials file (`auth.json` under
 /// XDG_RUNTIME_DIR, which podman shares) per test, so earlier runs cannot skip uploads.
 pub fn skopeo(dir: &Path) -> Command {
