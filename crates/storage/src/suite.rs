@@ -5,17 +5,16 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use gantry_oci::Digest;
 
-use crate::{BlobStore, StorageError};
+use crate::{BlobStore, ByteStream, StorageError};
+
+/// Everything `stream` yields, in one buffer.
+async fn concat(stream: Result<ByteStream, StorageError>) -> Vec<u8> {
+    let chunks: Vec<Bytes> = stream.unwrap().try_collect().await.unwrap();
+    chunks.concat()
+}
 
 async fn collect(store: &dyn BlobStore, digest: &Digest, range: std::ops::Range<u64>) -> Vec<u8> {
-    let chunks: Vec<Bytes> = store
-        .read(digest, range)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    chunks.concat()
+    concat(store.read(digest, range).await).await
 }
 
 async fn upload(store: &dyn BlobStore, id: &str, parts: &[&[u8]]) -> u64 {
@@ -133,14 +132,7 @@ async fn append(store: &dyn BlobStore, id: &str, writes: &[&[u8]]) -> u64 {
 }
 
 async fn upload_bytes(store: &dyn BlobStore, id: &str) -> Vec<u8> {
-    let chunks: Vec<Bytes> = store
-        .read_upload(id)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    chunks.concat()
+    concat(store.read_upload(id).await).await
 }
 
 async fn assert_invisible(stores: [&dyn BlobStore; 2], digest: &Digest) {
