@@ -38,6 +38,10 @@ pub const MAX_PART_SIZE: usize = 16 * 1024 * 1024;
 /// Part size when none is configured.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// How long a readiness check waits for the bucket (the client retries failed requests for
+/// minutes, longer than a load balancer's probe waits).
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Blobs in an S3 bucket (see the module documentation for the layout).
 pub struct S3BlobStore {
     bucket: Arc<Bucket>,
@@ -432,15 +436,25 @@ impl BlobStore for S3BlobStore {
 
     async fn check_ready(&self) -> Result<(), StorageError> {
         let probe = self.bucket.key("blobs");
-        if let Err(e) = self.bucket.client.list_with_delimiter(Some(&probe)).await {
-            tracing::warn!(location = %self.description, error = %e, "blob store is not ready");
-            let why = match e {
-                object_store::Error::NotFound { .. } => "the bucket does not exist",
-                _ => "the bucket does not answer",
-            };
-            return Err(StorageError::Unavailable(why.to_string()));
+        let listed = tokio::time::timeout(
+            READY_TIMEOUT,
+            self.bucket.client.list_with_delimiter(Some(&probe)),
+        )
+        .await;
+        let why = match listed {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(object_store::Error::NotFound { .. })) => "the bucket does not exist",
+            Ok(Err(_)) | Err(_) => "the bucket does not answer",
+        };
+        match listed {
+            Ok(Err(e)) => {
+                tracing::warn!(location = %self.description, error = %e, "blob store is not ready")
+            }
+            _ => {
+                tracing::warn!(location = %self.description, "blob store is not ready: no answer in time")
+            }
         }
-        Ok(())
+        Err(StorageError::Unavailable(why.to_string()))
     }
 }
 
