@@ -83,6 +83,8 @@ pub struct FileStorageConfig {
     /// Size of the parts an upload sends to S3, in MiB (5 to 16): each active upload
     /// buffers one part.
     pub part_size_mib: Option<usize>,
+    /// Blob GETs answer 307 to a presigned URL of the bucket instead of streaming.
+    pub redirect: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +147,8 @@ pub struct ServeConfig {
     pub storage_location: Option<String>,
     /// Bytes per S3 part (and per upload buffered in memory), for S3 storage.
     pub storage_part_size: usize,
+    /// Whether blob GETs are redirected to presigned URLs of the bucket (S3 storage only).
+    pub storage_redirect: bool,
     /// Where `/metrics`, `/healthz` and `/readyz` are served without credentials; `None`:
     /// only on the main listener, `/metrics` for system administrators.
     pub metrics_listen: Option<SocketAddr>,
@@ -242,6 +246,15 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
             .archive_location
             .or(file.archive.location)
             .unwrap_or_else(|| data_dir.join("archive").display().to_string()),
+        storage_redirect: match file.storage.redirect {
+            Some(true) if overrides.storage_location.is_none() && file.storage.location.is_none() => {
+                anyhow::bail!(
+                    "[storage] redirect = true needs blobs in object storage: set --storage, \
+                     GANTRY_STORAGE or [storage] location to s3://BUCKET[/PREFIX]"
+                )
+            }
+            redirect => redirect.unwrap_or(false),
+        },
         storage_location: match overrides.storage_location.or(file.storage.location) {
             Some(location) if !location.starts_with("s3://") => anyhow::bail!(
                 "storage location {location:?} (--storage, GANTRY_STORAGE or [storage] location) \
@@ -403,6 +416,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.storage_location.as_deref(), Some("s3://blobs/gantry"));
         assert_eq!(c.storage_part_size, 16 * 1024 * 1024);
+        assert!(!c.storage_redirect, "blobs are streamed unless asked");
         let c = resolve(Overrides {
             config: Some(path.clone()),
             storage_location: Some("s3://other".into()),
@@ -423,11 +437,21 @@ mod tests {
         assert!(err.to_string().contains("GANTRY_STORAGE"), "{err}");
         std::fs::write(&path, "[storage]\npart_size_mib = 4\n").unwrap();
         let err = resolve(Overrides {
-            config: Some(path),
+            config: Some(path.clone()),
             ..Default::default()
         })
         .unwrap_err();
         assert!(err.to_string().contains("outside 5 to 16"), "{err}");
+        std::fs::write(&path, "[storage]\nredirect = true\n").unwrap();
+        let err = resolve(Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("needs blobs in object storage"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -43,6 +43,10 @@ fn return_large_allocations_to_the_system() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn return_large_allocations_to_the_system() {}
 
+/// How long a presigned blob URL (`[storage] redirect`) stays valid: long enough for a slow
+/// pull of a large layer to start, as Distribution's 20 minutes.
+const BLOB_REDIRECT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
 /// The blob store `config` names: an S3 bucket, or `<data_dir>/storage` by default. A bucket
 /// that does not answer stops the start, as a missing directory would.
 async fn open_blob_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn BlobStore>> {
@@ -114,12 +118,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             config.archive_location
         )
     })?;
-    let registry = Arc::new(
-        Registry::new(blobs, meta.clone())
-            .with_archive(archive)
-            .with_blob_deletion_lock(BlobDeletionLock::in_data_dir(&config.data_dir))
-            .with_metrics(metrics.clone()),
-    );
+    let mut registry = Registry::new(blobs, meta.clone())
+        .with_archive(archive)
+        .with_blob_deletion_lock(BlobDeletionLock::in_data_dir(&config.data_dir))
+        .with_metrics(metrics.clone());
+    if config.storage_redirect {
+        registry = registry.with_blob_redirect(BLOB_REDIRECT_VALIDITY);
+    }
+    let registry = Arc::new(registry);
     let flusher = {
         let registry = registry.clone();
         tokio::spawn(async move {

@@ -142,3 +142,73 @@ fn serve_refuses_a_storage_location_that_is_not_s3() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("must be s3://BUCKET[/PREFIX]"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redirect_blob_gets_answer_307_to_a_presigned_url_that_skopeo_follows() {
+    let bucket = test_bucket();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gantry.toml");
+    std::fs::write(&config, "[storage]\nredirect = true\n").unwrap();
+    let mut env = s3_env(&bucket);
+    let config_path = config.to_str().unwrap().to_string();
+    env.push(("GANTRY_CONFIG", &config_path));
+    let s = Server::start_configured(&env);
+
+    let content = b"a blob served by the bucket itself".repeat(1000);
+    let digest = push_blob(&s, "team/direct", &content).await;
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let credentials = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, admin_creds(),)
+    );
+    let r = no_follow
+        .get(s.url(&format!("/v2/team/direct/blobs/{digest}")))
+        .header("authorization", &credentials)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        header(&r, "docker-content-digest"),
+        Some(digest.to_string().as_str())
+    );
+    let location = header(&r, "location").unwrap().to_string();
+    let endpoint = &bucket
+        .settings
+        .iter()
+        .find(|(k, _)| *k == "AWS_ENDPOINT_URL")
+        .unwrap()
+        .1;
+    assert!(location.starts_with(endpoint.as_str()), "{location}");
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    // The URL alone (no registry credentials) gives the bytes, and ranges of them.
+    let direct = anonymous().get(&location).send().await.unwrap();
+    assert_eq!(direct.status(), StatusCode::OK);
+    assert!(direct.bytes().await.unwrap()[..] == content[..]);
+    let ranged = anonymous()
+        .get(&location)
+        .header("range", "bytes=2-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+    assert!(ranged.bytes().await.unwrap()[..] == content[2..10]);
+    // HEAD still answers from the registry.
+    let head = http()
+        .head(s.url(&format!("/v2/team/direct/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+
+    // A real client pulls through the redirects, byte for byte.
+    let (_, pushed, dest) = skopeo_push_test_layout(&s, dir.path(), 3_000_000);
+    let out = dir.path().join("out");
+    run(skopeo(dir.path())
+        .args(["copy", "--src-tls-verify=false", &dest])
+        .arg(format!("oci:{}:v1", out.display())));
+    assert_eq!(index_digest(&out), pushed);
+}

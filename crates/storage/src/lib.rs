@@ -67,6 +67,16 @@ pub trait BlobStore: Send + Sync + 'static {
     /// has verified the digest. If the blob already exists the upload is simply dropped.
     async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<(), StorageError>;
     async fn delete_upload(&self, id: &str) -> Result<(), StorageError>;
+    /// A URL from which a client may GET the committed blob `digest` itself for `valid_for`
+    /// (an S3 presigned URL), or `None` when the backend has none and the registry streams the
+    /// blob. The URL is made without asking the backend whether the blob exists.
+    async fn direct_read_url(
+        &self,
+        _digest: &Digest,
+        _valid_for: std::time::Duration,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
     /// Whether the backend can serve now (for readiness probes): cheap, no blob is read.
     ///
     /// Errors: `Unavailable` with a reason fit for an unauthenticated caller (no full paths

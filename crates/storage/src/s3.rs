@@ -25,6 +25,7 @@ use gantry_oci::Digest;
 use object_store::aws::AmazonS3;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
+use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
 use serde::{Deserialize, Serialize};
 
@@ -432,6 +433,20 @@ impl BlobStore for S3BlobStore {
     async fn delete_upload(&self, id: &str) -> Result<(), StorageError> {
         let state = self.bucket.load_state(id).await?.unwrap_or_default();
         self.bucket.remove_upload(id, &state).await
+    }
+
+    async fn direct_read_url(
+        &self,
+        digest: &Digest,
+        valid_for: std::time::Duration,
+    ) -> Result<Option<String>, StorageError> {
+        let url = self
+            .bucket
+            .client
+            .signed_url(http::Method::GET, &self.bucket.blob_key(digest), valid_for)
+            .await
+            .map_err(|e| object_error("presign", e))?;
+        Ok(Some(url.to_string()))
     }
 
     async fn check_ready(&self) -> Result<(), StorageError> {
