@@ -471,12 +471,19 @@ pub fn index_digest(layout: &Path) -> String {
         .to_string()
 }
 
-/// Builds a layout (tag `v1`: `app/data.bin` of `big_len` pseudo-random bytes and a small
+/// Builds a layout (tag `v1`: `app/data.bin` of `big_len` incompressible bytes and a small
 /// file) under `dir` and pushes it with skopeo, logged in as admin, to `team/app:v1`.
 /// Returns the layout, its index digest and the pushed `docker://` reference.
 pub fn skopeo_push_test_layout(s: &Server, dir: &Path, big_len: u32) -> (PathBuf, String, String) {
+    // xorshift64: bytes that gzip cannot shrink, so the layer is as large as asked.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let big: Vec<u8> = (0..big_len)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
         .collect();
     make_layout(
         dir,
