@@ -49,7 +49,7 @@ export PATH="$tools/bin:$PATH"
 # Garage, pinned, built once into target/garage (about 10 minutes on 2 cores).
 garage_version=2.5.0
 garage_root=${GANTRY_TEST_GARAGE_ROOT:-$PWD/target/garage}
-if [ "$("$garage_root/bin/garage" --version 2>/dev/null | awk '{print $2}')" != "v$garage_version" ]; then
+if ! "$garage_root/bin/garage" --version 2>/dev/null | grep -qF "cargo:$garage_version "; then
   echo "test-all: building Garage $garage_version into $garage_root" >&2
   cargo install garage --version "$garage_version" --locked --root "$garage_root" --force
 fi
