@@ -162,17 +162,8 @@ async fn with_redirect_blob_gets_answer_307_to_a_presigned_url_that_skopeo_follo
 
     let content = b"a blob served by the bucket itself".repeat(1000);
     let digest = push_blob(&s, "team/direct", &content).await;
-    let no_follow = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let credentials = format!(
-        "Basic {}",
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, admin_creds(),)
-    );
-    let r = no_follow
+    let r = http_not_following_redirects()
         .get(s.url(&format!("/v2/team/direct/blobs/{digest}")))
-        .header("authorization", &credentials)
         .send()
         .await
         .unwrap();

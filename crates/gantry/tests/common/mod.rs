@@ -203,6 +203,18 @@ pub fn http() -> reqwest::Client {
 
 /// A client that sends `user`'s Basic credentials with every request.
 pub fn http_as(user: &str, password: &str) -> reqwest::Client {
+    client_as(user, password).build().unwrap()
+}
+
+/// The admin's client that answers redirects to the caller instead of following them.
+pub fn http_not_following_redirects() -> reqwest::Client {
+    client_as("admin", ADMIN_PASSWORD)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn client_as(user: &str, password: &str) -> reqwest::ClientBuilder {
     let mut headers = reqwest::header::HeaderMap::new();
     let credentials = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
@@ -212,10 +224,7 @@ pub fn http_as(user: &str, password: &str) -> reqwest::Client {
         reqwest::header::AUTHORIZATION,
         format!("Basic {credentials}").parse().unwrap(),
     );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
+    reqwest::Client::builder().default_headers(headers)
 }
 
 /// A client without credentials.
