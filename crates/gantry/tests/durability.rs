@@ -231,35 +231,6 @@ async fn kill_9_during_concurrent_pushes_loses_no_acknowledged_write() {
     assert!(files >= acked.blobs.len() / 2);
 }
 
-/// Streams `total` bytes of a cheap deterministic pattern without holding them in memory.
-fn pattern_stream(
-    total: u64,
-) -> (
-    impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>>,
-    Digest,
-) {
-    const CHUNK: usize = 1 << 20;
-    let block: Vec<u8> = (0..CHUNK).map(|i| (i * 31 % 251) as u8).collect();
-    let mut hasher = gantry_oci::Hasher::new(gantry_oci::Algorithm::Sha256);
-    let mut left = total;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
-        hasher.update(&block[..n]);
-        left -= n as u64;
-    }
-    let block = bytes::Bytes::from(block);
-    let stream = futures::stream::unfold(total, move |left| {
-        let block = block.clone();
-        async move {
-            (left > 0).then(|| {
-                let n = left.min(CHUNK as u64) as usize;
-                (Ok(block.slice(..n)), left - n as u64)
-            })
-        }
-    });
-    (stream, hasher.finish())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushing_and_pulling_a_2_gib_blob_keeps_server_memory_bounded() {
     const SIZE: u64 = 2 << 30;
@@ -282,16 +253,7 @@ async fn pushing_and_pulling_a_2_gib_blob_keeps_server_memory_bounded() {
         .send()
         .await
         .unwrap();
-    let mut body = r.bytes_stream();
-    let mut hasher = gantry_oci::Hasher::new(gantry_oci::Algorithm::Sha256);
-    let mut received = 0u64;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.unwrap();
-        received += chunk.len() as u64;
-        hasher.update(&chunk);
-    }
-    assert_eq!(received, SIZE);
-    assert_eq!(hasher.finish(), digest);
+    assert_eq!(hash_body(r).await, (SIZE, digest));
 
     let growth_mib = (server.peak_rss_kib().saturating_sub(before)) / 1024;
     eprintln!(

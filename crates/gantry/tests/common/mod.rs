@@ -658,3 +658,46 @@ pub async fn gc_now(server: &Server) -> Value {
     assert_eq!(r.status(), StatusCode::OK);
     r.json().await.unwrap()
 }
+
+/// Streams `total` bytes of a cheap deterministic pattern without holding them in memory.
+pub fn pattern_stream(
+    total: u64,
+) -> (
+    impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>>,
+    Digest,
+) {
+    const CHUNK: usize = 1 << 20;
+    let block: Vec<u8> = (0..CHUNK).map(|i| (i * 31 % 251) as u8).collect();
+    let mut hasher = gantry_oci::Hasher::new(gantry_oci::Algorithm::Sha256);
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        hasher.update(&block[..n]);
+        left -= n as u64;
+    }
+    let block = bytes::Bytes::from(block);
+    let stream = futures::stream::unfold(total, move |left| {
+        let block = block.clone();
+        async move {
+            (left > 0).then(|| {
+                let n = left.min(CHUNK as u64) as usize;
+                (Ok(block.slice(..n)), left - n as u64)
+            })
+        }
+    });
+    (stream, hasher.finish())
+}
+
+/// Reads a response body to its end without holding it; returns its length and SHA-256.
+pub async fn hash_body(response: Response) -> (u64, Digest) {
+    use futures::StreamExt;
+    let mut body = response.bytes_stream();
+    let mut hasher = gantry_oci::Hasher::new(gantry_oci::Algorithm::Sha256);
+    let mut received = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.unwrap();
+        received += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    (received, hasher.finish())
+}
