@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures::StreamExt;
 use gantry_oci::{media_type, Digest};
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
