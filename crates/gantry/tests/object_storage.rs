@@ -129,24 +129,34 @@ async fn a_chunked_upload_on_s3_storage_continues_in_a_new_process_after_kill_9(
     assert!(r.bytes().await.unwrap()[..] == content[5_242_870..5_242_890]);
 }
 
-#[test]
-fn serve_refuses_a_storage_location_that_is_not_s3() {
+/// Runs `gantry serve` with `storage` and `env`, which must refuse to start; returns stderr.
+fn serve_refuses(storage: &str, env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--storage",
-            "/var/blobs",
-            "--data-dir",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--storage", storage])
+        .arg("--data-dir")
         .arg(dir.path())
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn serve_refuses_a_storage_location_that_is_not_s3() {
+    let stderr = serve_refuses("/var/blobs", &[]);
     assert!(stderr.contains("must be s3://BUCKET[/PREFIX]"), "{stderr}");
+}
+
+#[test]
+fn serve_does_not_start_on_a_bucket_that_does_not_exist() {
+    let bucket = test_bucket();
+    let stderr = serve_refuses("s3://gantry-no-such-bucket/x", &bucket.settings());
+    assert!(stderr.contains("does not answer"), "{stderr}");
+    assert!(stderr.contains("the bucket does not"), "{stderr}");
+    let secret = bucket.setting("AWS_SECRET_ACCESS_KEY");
+    assert!(!stderr.contains(secret), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,13 +183,8 @@ async fn with_redirect_blob_gets_answer_307_to_a_presigned_url_that_skopeo_follo
         Some(digest.to_string().as_str())
     );
     let location = header(&r, "location").unwrap().to_string();
-    let endpoint = &bucket
-        .settings
-        .iter()
-        .find(|(k, _)| *k == "AWS_ENDPOINT_URL")
-        .unwrap()
-        .1;
-    assert!(location.starts_with(endpoint.as_str()), "{location}");
+    let endpoint = bucket.setting("AWS_ENDPOINT_URL");
+    assert!(location.starts_with(endpoint), "{location}");
     assert!(location.contains("X-Amz-Signature="), "{location}");
     // The URL alone (no registry credentials) gives the bytes, and ranges of them.
     let direct = anonymous().get(&location).send().await.unwrap();

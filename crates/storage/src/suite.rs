@@ -243,6 +243,14 @@ pub struct TestBucket {
 }
 
 impl TestBucket {
+    /// The value of one of [`TestBucket::settings`] (e.g. `AWS_SECRET_ACCESS_KEY`).
+    pub fn setting(&self, name: &str) -> &str {
+        let found = self.settings.iter().find(|(k, _)| *k == name);
+        found
+            .map(|(_, v)| v.as_str())
+            .expect("a test bucket setting")
+    }
+
     /// The settings as `open_with` takes them.
     pub fn settings(&self) -> Vec<(&str, &str)> {
         self.settings
