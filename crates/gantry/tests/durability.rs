@@ -234,27 +234,7 @@ async fn kill_9_during_concurrent_pushes_loses_no_acknowledged_write() {
 async fn pushing_and_pulling_a_2_gib_blob_keeps_server_memory_bounded() {
     const SIZE: u64 = 2 << 30;
     let server = Server::start();
-    let before = server.peak_rss_kib();
-    let (stream, digest) = pattern_stream(SIZE);
-    let started = Instant::now();
-    let r = http()
-        .post(server.url(&format!("/v2/big/blob/blobs/uploads/?digest={digest}")))
-        .header("content-length", SIZE)
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let push_secs = started.elapsed().as_secs_f64();
-
-    let r = http()
-        .get(server.url(&format!("/v2/big/blob/blobs/{digest}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(hash_body(r).await, (SIZE, digest));
-
-    let growth_mib = (server.peak_rss_kib().saturating_sub(before)) / 1024;
+    let (growth_mib, push_secs) = push_and_pull_a_large_blob(&server, SIZE).await;
     eprintln!(
         "2 GiB push took {push_secs:.1}s (debug build); server peak RSS grew by {growth_mib} MiB"
     );

@@ -220,24 +220,8 @@ async fn pushing_and_pulling_a_256_mib_blob_on_s3_storage_keeps_server_memory_bo
     const SIZE: u64 = 256 << 20;
     let bucket = test_bucket();
     let server = Server::start_configured(&s3_env(&bucket));
-    let before = server.peak_rss_kib();
-    let (stream, digest) = pattern_stream(SIZE);
-    let r = http()
-        .post(server.url(&format!("/v2/big/blob/blobs/uploads/?digest={digest}")))
-        .header("content-length", SIZE)
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let r = http()
-        .get(server.url(&format!("/v2/big/blob/blobs/{digest}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(hash_body(r).await, (SIZE, digest));
+    let (growth_mib, _) = push_and_pull_a_large_blob(&server, SIZE).await;
     // One 8 MiB part buffered (and its copy in flight), not the blob.
-    let growth_mib = server.peak_rss_kib().saturating_sub(before) / 1024;
     eprintln!("256 MiB on S3: server peak RSS grew by {growth_mib} MiB");
     assert!(
         growth_mib < 40,

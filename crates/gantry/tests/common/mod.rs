@@ -701,3 +701,29 @@ pub async fn hash_body(response: Response) -> (u64, Digest) {
     }
     (received, hasher.finish())
 }
+
+/// Pushes `size` bytes of [`pattern_stream`] monolithically to `big/blob`, pulls the blob back
+/// and checks its length and digest; returns the server's peak RSS growth in MiB and the
+/// push's duration in seconds.
+pub async fn push_and_pull_a_large_blob(server: &Server, size: u64) -> (u64, f64) {
+    let before = server.peak_rss_kib();
+    let (stream, digest) = pattern_stream(size);
+    let started = std::time::Instant::now();
+    let r = http()
+        .post(server.url(&format!("/v2/big/blob/blobs/uploads/?digest={digest}")))
+        .header("content-length", size)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let push_secs = started.elapsed().as_secs_f64();
+    let r = http()
+        .get(server.url(&format!("/v2/big/blob/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hash_body(r).await, (size, digest));
+    let growth_mib = server.peak_rss_kib().saturating_sub(before) / 1024;
+    (growth_mib, push_secs)
+}
