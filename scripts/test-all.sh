@@ -2,12 +2,13 @@
 # Runs every test of the workspace on a fresh Debian machine, and is all the set-up there is:
 # installs the real clients and engines the tests drive (skopeo, podman, buildah, umoci, curl,
 # containerd, openssl (the TLS tests' CA and s_client), Go, git, Debian's docker-registry,
-# Prometheus and promtool, sqlite3; the oras SDK, moto's S3 server and schemathesis in a Python
-# virtual environment under target/; Garage, the S3 server blobs are tested on, with
-# `cargo install` under target/), starts one Garage for the run (scripts/garage.sh, its bucket
-# and key passed to the tests as GANTRY_TEST_S3_*), then runs `cargo test`. The tests start
-# the other engines they use themselves (each its own containerd, Prometheus, moto server or
-# registry on a free port).
+# Prometheus and promtool, sqlite3, PostgreSQL 15; the oras SDK, moto's S3 server and
+# schemathesis in a Python virtual environment under target/; Garage, the S3 server blobs are
+# tested on, with `cargo install` under target/), then runs `cargo test`. Most tests start the
+# engines they use themselves (each its own containerd, Prometheus, moto server or registry on a
+# free port); this script starts one PostgreSQL server, on which the metadata suites
+# (gantry-meta, gantry-access) run a second time after the whole workspace ran on SQLite, and
+# one Garage (scripts/garage.sh), whose bucket and key reach the tests as GANTRY_TEST_S3_*.
 # `.ci/run` calls this after its format and lint checks. Extra arguments go to `cargo test`:
 #
 #   scripts/test-all.sh                       # everything
@@ -15,11 +16,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Engines this script starts are stopped on exit, each by the step it adds here.
+on_exit=()
+stop_engines() { for step in "${on_exit[@]}"; do eval "$step" || true; done; }
+trap stop_engines EXIT
+
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: the clients and engines, and what builds the Python tools' environment.
 packages=(skopeo podman buildah umoci curl openssl containerd docker-registry wrk apache2-utils
-  prometheus sqlite3 ca-certificates golang-go git tzdata python3 python3-venv python3-pip)
+  prometheus sqlite3 postgresql-15 ca-certificates golang-go git tzdata python3 python3-venv python3-pip)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
@@ -55,10 +61,25 @@ if ! "$garage_root/bin/garage" --version 2>/dev/null | grep -qF "cargo:$garage_v
 fi
 export GARAGE="$garage_root/bin/garage"
 garage_dir=$(mktemp -d "${TMPDIR:-/tmp}/gantry-garage.XXXXXX")
-trap 'scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
+on_exit+=('scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"')
 scripts/garage.sh start "$garage_dir" >/dev/null
 # Only the GANTRY_TEST_S3_* half: AWS_* in the tests' environment would reach servers that
 # the tests mean to configure themselves.
 eval "$(grep GANTRY_TEST_S3_ "$garage_dir/env")"
 
 cargo test --workspace --locked "$@"
+
+# The metadata suites (meta, access, registry) again, on PostgreSQL (a fresh database per
+# test), and the integration tests whose servers keep metadata (each server then gets a
+# database of its own). Left out there: the tests of what is about the SQLite file itself
+# (backup, the data directory's files, readiness when the file goes away).
+if [ $# -eq 0 ]; then
+  pg=$(mktemp -d /tmp/gantry-test-pg.XXXXXX)
+  on_exit+=('scripts/postgres.sh stop "$pg" || true; rm -rf "$pg"')
+  GANTRY_TEST_POSTGRES=$(scripts/postgres.sh start "$pg")
+  export GANTRY_TEST_POSTGRES
+  echo "test-all: the metadata suites and integration tests again, on PostgreSQL" >&2
+  cargo test --locked -p gantry-meta -p gantry-access -p gantry-registry
+  cargo test --locked -p gantry --test conformance --test clients --test access --test audit \
+    --test lifecycle --test archive --test browse --test usage --test deletion
+fi

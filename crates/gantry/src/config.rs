@@ -49,6 +49,16 @@ pub struct FileConfig {
     pub metrics: FileMetricsConfig,
     #[serde(default)]
     pub tls: FileTlsConfig,
+    #[serde(default)]
+    pub database: FileDatabaseConfig,
+}
+
+/// `[database]`: where the metadata lives.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDatabaseConfig {
+    /// `postgres://…` for PostgreSQL; otherwise an SQLite file path.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +159,8 @@ pub struct ServeConfig {
     pub storage_part_size: usize,
     /// Whether blob GETs are redirected to presigned URLs of the bucket (S3 storage only).
     pub storage_redirect: bool,
+    /// Where the metadata lives: `data_dir/gantry.db` unless `--database` says otherwise.
+    pub database: gantry_meta::DatabaseLocation,
     /// Where `/metrics`, `/healthz` and `/readyz` are served without credentials; `None`:
     /// only on the main listener, `/metrics` for system administrators.
     pub metrics_listen: Option<SocketAddr>,
@@ -186,11 +198,24 @@ pub struct Overrides {
     pub gc_interval_secs: Option<u64>,
     pub archive_location: Option<String>,
     pub storage_location: Option<String>,
+    pub database: Option<String>,
     pub metrics_listen: Option<String>,
     pub metrics_per_repository: Option<bool>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_reload_poll_secs: Option<u64>,
+}
+
+/// The SQLite file of the embedded default, inside the data directory.
+pub const DATABASE_FILE: &str = "gantry.db";
+
+/// `--database` (or `[database] url`) as a location; the data directory's SQLite file when
+/// neither is given.
+pub fn database_location(given: Option<String>, data_dir: &Path) -> gantry_meta::DatabaseLocation {
+    match given {
+        Some(location) => gantry_meta::DatabaseLocation::parse(&location),
+        None => gantry_meta::DatabaseLocation::Sqlite(data_dir.join(DATABASE_FILE)),
+    }
 }
 
 pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -270,6 +295,7 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
                  5 MiB, and each active upload buffers one part in memory"
             ),
         },
+        database: database_location(overrides.database.or(file.database.url), &data_dir),
         data_dir,
         drain_timeout: std::time::Duration::from_secs(
             overrides

@@ -412,6 +412,11 @@ struct ServeArgs {
     /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) [default: DATA_DIR/storage on local disk].
     #[arg(long = "storage", env = "GANTRY_STORAGE")]
     storage_location: Option<String>,
+    /// Where the metadata lives: postgres://USER:PASSWORD@HOST:PORT/DATABASE for PostgreSQL
+    /// (what several replicas share), or the path of an SQLite file
+    /// [default: DATA_DIR/gantry.db].
+    #[arg(long, env = "GANTRY_DATABASE")]
+    database: Option<String>,
     /// Also serve /metrics, /healthz and /readyz on this IP:port, without credentials (for
     /// Prometheus and load balancers on a monitoring network) [default: none; /metrics is then
     /// served on the main listener to system administrators only].
@@ -488,6 +493,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 gc_interval_secs: args.gc_interval_secs,
                 archive_location: args.archive_location,
                 storage_location: args.storage_location,
+                database: args.database,
                 metrics_listen: args.metrics_listen,
                 metrics_per_repository: args.metrics_per_repository,
                 tls_cert: args.tls_cert,

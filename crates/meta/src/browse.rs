@@ -17,7 +17,7 @@
 
 use sqlx::Row;
 
-use crate::{MetaStore, Result};
+use crate::{Backend, MetaStore, Result};
 
 /// What a page is sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,10 +105,10 @@ const TOP_LEVEL: &str = "NOT (m.subject IS NOT NULL AND EXISTS (SELECT 1 FROM ma
 /// both. `CROSS JOIN` keeps SQLite's join order (children first, then their blobs): left to
 /// choose, it walks every blob link of the repository for each manifest.
 const ARTIFACT_SIZE: &str = "(m.size \
-     + COALESCE((SELECT SUM(cm.size) FROM manifest_children c JOIN manifests cm \
+     + COALESCE((SELECT CAST(SUM(cm.size) AS BIGINT) FROM manifest_children c JOIN manifests cm \
          ON cm.repository_id = c.repository_id AND cm.digest = c.child_digest \
          WHERE c.repository_id = m.repository_id AND c.manifest_digest = m.digest), 0) \
-     + COALESCE((SELECT SUM(b.size) FROM ( \
+     + COALESCE((SELECT CAST(SUM(b.size) AS BIGINT) FROM ( \
          SELECT mb.blob_digest AS digest FROM manifest_blobs mb \
            WHERE mb.repository_id = m.repository_id AND mb.manifest_digest = m.digest \
          UNION SELECT mb.blob_digest FROM manifest_children c CROSS JOIN manifest_blobs mb \
@@ -154,21 +154,22 @@ impl MetaStore {
         let (filter, order) = keyset(key, "name", &page);
         let sql = format!(
             "WITH repo AS (SELECT id, name FROM repositories WHERE project = $1), \
-             man AS (SELECT m.repository_id AS rid, SUM(m.size) AS bytes, MAX(m.created_at_us) AS pushed, \
-                 SUM(CASE WHEN {TOP_LEVEL} THEN 1 ELSE 0 END) AS artifacts \
+             man AS (SELECT m.repository_id AS rid, CAST(SUM(m.size) AS BIGINT) AS bytes, MAX(m.created_at_us) AS pushed, \
+                 CAST(SUM(CASE WHEN {TOP_LEVEL} THEN 1 ELSE 0 END) AS BIGINT) AS artifacts \
                FROM manifests m JOIN repo ON repo.id = m.repository_id GROUP BY m.repository_id), \
-             blob AS (SELECT u.rid, SUM(b.size) AS bytes FROM (SELECT DISTINCT mb.repository_id AS rid, \
+             blob AS (SELECT u.rid, CAST(SUM(b.size) AS BIGINT) AS bytes FROM (SELECT DISTINCT mb.repository_id AS rid, \
                  mb.blob_digest AS digest FROM manifest_blobs mb JOIN repo ON repo.id = mb.repository_id) u \
                JOIN blobs b ON b.digest = u.digest GROUP BY u.rid), \
              tag AS (SELECT t.repository_id AS rid, MAX(t.updated_at_us) AS pushed FROM tags t \
                JOIN repo ON repo.id = t.repository_id GROUP BY t.repository_id), \
-             pull AS (SELECT p.repository_id AS rid, SUM(p.pull_count) AS pulls, MAX(p.last_pulled_at) AS last_pulled \
+             pull AS (SELECT p.repository_id AS rid, CAST(SUM(p.pull_count) AS BIGINT) AS pulls, MAX(p.last_pulled_at) AS last_pulled \
                FROM manifest_pulls p JOIN repo ON repo.id = p.repository_id \
                JOIN manifests m ON m.repository_id = p.repository_id AND m.digest = p.digest \
                GROUP BY p.repository_id), \
              summary AS (SELECT repo.name AS name, COALESCE(man.artifacts, 0) AS artifacts, \
                  COALESCE(man.bytes, 0) + COALESCE(blob.bytes, 0) AS size, \
-                 NULLIF(MAX(COALESCE(man.pushed, -1), COALESCE(tag.pushed, -1)), -1) AS pushed, \
+                 NULLIF(CASE WHEN COALESCE(man.pushed, -1) > COALESCE(tag.pushed, -1) \
+                   THEN COALESCE(man.pushed, -1) ELSE COALESCE(tag.pushed, -1) END, -1) AS pushed, \
                  pull.last_pulled AS last_pulled, COALESCE(pull.pulls, 0) AS pulls \
                FROM repo LEFT JOIN man ON man.rid = repo.id LEFT JOIN blob ON blob.rid = repo.id \
                LEFT JOIN tag ON tag.rid = repo.id LEFT JOIN pull ON pull.rid = repo.id) \
@@ -223,6 +224,7 @@ impl MetaStore {
         let direction = if page.descending { "DESC" } else { "ASC" };
         let (after_key, after_name) = split_after(&page);
         let rows = sqlx::query(&artifact_select(
+            self.backend,
             &chosen,
             &format!("chosen.sort_key {direction}, chosen.digest {direction}"),
         ))
@@ -249,7 +251,7 @@ impl MetaStore {
     ) -> Result<Option<ArtifactSummary>> {
         let chosen = "SELECT m.repository_id AS rid, m.digest AS digest, 0 AS sort_key FROM manifests m \
              WHERE m.repository_id = (SELECT id FROM repositories WHERE name = $1) AND m.digest = $2";
-        let row = sqlx::query(&artifact_select(chosen, "chosen.digest"))
+        let row = sqlx::query(&artifact_select(self.backend, chosen, "chosen.digest"))
             .bind(repository)
             .bind(digest)
             .fetch_optional(&self.readers)
@@ -266,17 +268,20 @@ fn split_after(page: &BrowsePage<'_>) -> (Option<i64>, Option<String>) {
 }
 
 /// The figures of the manifests `chosen` selects (`rid`, `digest`, `sort_key`), in `order`.
-fn artifact_select(chosen: &str, order: &str) -> String {
+fn artifact_select(backend: Backend, chosen: &str, order: &str) -> String {
+    let tags = backend.json_array_of(
+        "t.name",
+        "FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest",
+    );
+    let referrers = backend.json_array_of(
+        &backend.json_array("r.digest, r.media_type, r.artifact_type, r.created_at_us"),
+        "FROM manifests r WHERE r.repository_id = m.repository_id AND r.subject = m.digest",
+    );
     format!(
         "WITH chosen AS ({chosen}) \
          SELECT m.digest, m.media_type, m.artifact_type, m.created_at_us, {ARTIFACT_SIZE}, \
            p.last_pulled_at, COALESCE(p.pull_count, 0), \
-           (SELECT json_group_array(t.name) FROM tags t \
-              WHERE t.repository_id = m.repository_id AND t.digest = m.digest), \
-           (SELECT json_group_array(json_array(digest, media_type, artifact_type, pushed)) FROM ( \
-              SELECT r.digest AS digest, r.media_type AS media_type, r.artifact_type AS artifact_type, \
-                r.created_at_us AS pushed FROM manifests r \
-              WHERE r.repository_id = m.repository_id AND r.subject = m.digest)), \
+           {tags}, {referrers}, \
            CASE WHEN m.media_type IN {INDEX_TYPES} THEN m.content END, \
            chosen.sort_key \
          FROM chosen JOIN manifests m ON m.repository_id = chosen.rid AND m.digest = chosen.digest \
@@ -285,7 +290,7 @@ fn artifact_select(chosen: &str, order: &str) -> String {
     )
 }
 
-fn artifact_summary(row: &sqlx::sqlite::SqliteRow) -> Result<ArtifactSummary> {
+fn artifact_summary(row: &sqlx::any::AnyRow) -> Result<ArtifactSummary> {
     let corrupt = |e: serde_json::Error| crate::MetaError::Corrupt(format!("browse row: {e}"));
     // Sorted here: ordering them in SQL makes SQLite walk the repository's tags by name
     // instead of looking up the digest's.

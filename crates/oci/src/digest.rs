@@ -137,19 +137,34 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
-/// Incremental hashing for any supported algorithm.
+/// Incremental hashing for any supported algorithm. A SHA-256 hash can be saved and resumed
+/// (see [`Sha256State`](crate::Sha256State)).
 #[derive(Clone)]
 pub enum Hasher {
-    Sha256(sha2::Sha256),
+    Sha256(crate::Sha256State),
     Sha512(sha2::Sha512),
 }
 
 impl Hasher {
     pub fn new(algorithm: Algorithm) -> Hasher {
         match algorithm {
-            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha256 => Hasher::Sha256(crate::Sha256State::new()),
             Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
         }
+    }
+
+    /// The running state as bytes, for a SHA-256 hash (`None` for SHA-512).
+    pub fn save(&self) -> Option<Vec<u8>> {
+        match self {
+            Hasher::Sha256(state) => Some(state.save()),
+            Hasher::Sha512(_) => None,
+        }
+    }
+
+    /// A SHA-256 hash resumed from what [`save`](Self::save) gave.
+    /// Errors: `BadSavedState` when `saved` is not such a state.
+    pub fn resume_sha256(saved: &[u8]) -> Result<Hasher, crate::BadSavedState> {
+        crate::Sha256State::resume(saved).map(Hasher::Sha256)
     }
 
     pub fn update(&mut self, bytes: &[u8]) {
@@ -161,7 +176,7 @@ impl Hasher {
 
     pub fn finish(self) -> Digest {
         let (algorithm, hex) = match self {
-            Hasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
+            Hasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finish())),
             Hasher::Sha512(h) => (Algorithm::Sha512, hex::encode(h.finalize())),
         };
         Digest { algorithm, hex }

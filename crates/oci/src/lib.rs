@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod media_type;
 pub mod name;
 pub mod reference;
+pub mod sha256_state;
 pub mod size;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
@@ -14,3 +15,4 @@ pub use error_code::ErrorCode;
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest};
 pub use name::{NameError, RepositoryName, Tag};
 pub use reference::{Reference, ReferenceError};
+pub use sha256_state::{BadSavedState, Sha256State};

@@ -457,15 +457,30 @@ impl Registry {
         }
         let hasher = match progress.hashed.take() {
             Some((hashed, hasher)) if hashed == size => hasher,
-            _ => {
-                upload::rehash(self.blobs.as_ref(), id, Algorithm::Sha256)
-                    .await?
-                    .1
-            }
+            _ => self.resume_hash(id, size).await?,
         };
         let (result, state) = upload::append(self.blobs.as_ref(), id, hasher, body).await;
         progress.hashed = state;
         result
+    }
+
+    /// The SHA-256 of an upload's first `size` bytes: a fresh one for none, the state a chunk
+    /// saved when it covers exactly those bytes (another process, or this one before a
+    /// restart, received them), else hashed again from storage.
+    async fn resume_hash(&self, id: &str, size: u64) -> Result<Hasher> {
+        if size == 0 {
+            return Ok(Hasher::new(Algorithm::Sha256));
+        }
+        if let Some((hashed, saved)) = self.meta.upload_hash(id).await? {
+            match Hasher::resume_sha256(&saved) {
+                Ok(hasher) if hashed == size => return Ok(hasher),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(upload = id, error = %e, "ignoring a saved upload hash"),
+            }
+        }
+        Ok(upload::rehash(self.blobs.as_ref(), id, Algorithm::Sha256)
+            .await?
+            .1)
     }
 
     /// Appends a chunk; `start` is the first byte's offset from Content-Range, if sent.
@@ -478,7 +493,15 @@ impl Registry {
     ) -> Result<u64> {
         let slot = self.upload_slot(name, id).await?;
         let mut progress = slot.lock().await;
-        self.append_locked(&mut progress, id, start, body).await
+        let size = self.append_locked(&mut progress, id, start, body).await?;
+        // Saved, so that the next chunk may go to any replica without the bytes being read
+        // again there.
+        if let Some((hashed, state)) = &progress.hashed {
+            if let Some(saved) = state.save() {
+                self.meta.save_upload_hash(id, *hashed, &saved).await?;
+            }
+        }
+        Ok(size)
     }
 
     /// Appends the optional last chunk, verifies the digest and makes the blob durable and
@@ -796,6 +819,7 @@ fn paged(mut items: Vec<String>, limit: u32) -> Listing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gantry_storage::StorageError;
 
     #[test]
     fn accept_negotiation() {
@@ -813,6 +837,111 @@ mod tests {
             &[&format!("{};q=0.9", media_type::OCI_INDEX)],
             oci
         ));
+    }
+
+    /// A blob store that counts how often an upload's bytes are read back.
+    struct CountingReads {
+        inner: gantry_storage::FsBlobStore,
+        upload_reads: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl BlobStore for CountingReads {
+        async fn stat(&self, digest: &Digest) -> std::result::Result<Option<u64>, StorageError> {
+            self.inner.stat(digest).await
+        }
+        async fn read(
+            &self,
+            digest: &Digest,
+            range: Range<u64>,
+        ) -> std::result::Result<ByteStream, StorageError> {
+            self.inner.read(digest, range).await
+        }
+        async fn delete(&self, digest: &Digest) -> std::result::Result<(), StorageError> {
+            self.inner.delete(digest).await
+        }
+        async fn create_upload(&self, id: &str) -> std::result::Result<(), StorageError> {
+            self.inner.create_upload(id).await
+        }
+        async fn upload_size(&self, id: &str) -> std::result::Result<Option<u64>, StorageError> {
+            self.inner.upload_size(id).await
+        }
+        async fn append_upload(
+            &self,
+            id: &str,
+        ) -> std::result::Result<Box<dyn gantry_storage::UploadWriter>, StorageError> {
+            self.inner.append_upload(id).await
+        }
+        async fn read_upload(&self, id: &str) -> std::result::Result<ByteStream, StorageError> {
+            self.upload_reads
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.read_upload(id).await
+        }
+        async fn commit_upload(
+            &self,
+            id: &str,
+            digest: &Digest,
+        ) -> std::result::Result<(), StorageError> {
+            self.inner.commit_upload(id, digest).await
+        }
+        async fn delete_upload(&self, id: &str) -> std::result::Result<(), StorageError> {
+            self.inner.delete_upload(id).await
+        }
+        async fn check_ready(&self) -> std::result::Result<(), StorageError> {
+            self.inner.check_ready().await
+        }
+    }
+
+    fn chunk(bytes: &'static [u8]) -> ByteStream {
+        Box::pin(futures::stream::once(async move {
+            Ok(bytes::Bytes::from_static(bytes))
+        }))
+    }
+
+    /// Issue 12: an upload's running hash lived only in the memory of the process that
+    /// received the chunk, so a chunk that reached another replica (or the same server after
+    /// a restart) read every byte received so far back from storage to hash it again.
+    #[tokio::test]
+    async fn a_chunk_on_another_replica_resumes_the_saved_hash_without_reading_the_upload_again() {
+        let (dir, _, meta) = gantry_meta::testing::fresh_store().await;
+        let blobs = Arc::new(CountingReads {
+            inner: gantry_storage::FsBlobStore::open(dir.path().join("blobs")).unwrap(),
+            upload_reads: Default::default(),
+        });
+        let name = RepositoryName::parse("team/app").unwrap();
+        let first = Registry::new(blobs.clone(), meta.clone());
+        let id = first.start_upload(&name).await.unwrap();
+        let (head, tail) = (
+            b"the first chunk, of an odd length".as_slice(),
+            b"and the rest".as_slice(),
+        );
+        assert_eq!(
+            first
+                .append_upload(&name, &id, Some(0), chunk(head))
+                .await
+                .unwrap(),
+            head.len() as u64
+        );
+        // Another replica: the same stores, nothing of the first one's memory.
+        let second = Registry::new(blobs.clone(), meta);
+        let whole = [head, tail].concat();
+        let digest = Digest::sha256_of(&whole);
+        let size = second
+            .finish_upload(
+                &name,
+                &id,
+                &digest,
+                Some((Some(head.len() as u64), chunk(tail))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(size, whole.len() as u64);
+        assert_eq!(second.stat_blob(&name, &digest).await.unwrap(), size);
+        assert_eq!(
+            blobs.upload_reads.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "the received bytes were read back to hash them again"
+        );
     }
 
     #[test]
