@@ -3,16 +3,23 @@
 # installs the real clients and engines the tests drive (skopeo, podman, buildah, umoci, curl,
 # containerd, openssl (the TLS tests' CA and s_client), Go, git, Debian's docker-registry,
 # Prometheus and promtool, sqlite3, PostgreSQL 15; the oras SDK, moto's S3 server and
-# schemathesis in a Python virtual environment under target/), then runs `cargo test`. Most
-# tests start the engines they use themselves (each its own containerd, Prometheus, moto server
-# or registry on a free port); this script starts one PostgreSQL server, on which the metadata
-# suites (gantry-meta, gantry-access) run a second time after the whole workspace ran on SQLite.
+# schemathesis in a Python virtual environment under target/; Garage, the S3 server blobs are
+# tested on, with `cargo install` under target/), then runs `cargo test`. Most tests start the
+# engines they use themselves (each its own containerd, Prometheus, moto server or registry on a
+# free port); this script starts one PostgreSQL server, on which the metadata suites
+# (gantry-meta, gantry-access) run a second time after the whole workspace ran on SQLite, and
+# one Garage (scripts/garage.sh), whose bucket and key reach the tests as GANTRY_TEST_S3_*.
 # `.ci/run` calls this after its format and lint checks. Extra arguments go to `cargo test`:
 #
 #   scripts/test-all.sh                       # everything
 #   scripts/test-all.sh --test lifecycle gc   # one test binary, filtered
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Engines this script starts are stopped on exit, each by the step it adds here.
+on_exit=()
+stop_engines() { for step in "${on_exit[@]}"; do eval "$step" || true; done; }
+trap stop_engines EXIT
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -45,6 +52,21 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "${requirements[*]}" ]; then
 fi
 export PATH="$tools/bin:$PATH"
 
+# Garage, pinned, built once into target/garage (about 10 minutes on 2 cores).
+garage_version=2.5.0
+garage_root=${GANTRY_TEST_GARAGE_ROOT:-$PWD/target/garage}
+if ! "$garage_root/bin/garage" --version 2>/dev/null | grep -qF "cargo:$garage_version "; then
+  echo "test-all: building Garage $garage_version into $garage_root" >&2
+  cargo install garage --version "$garage_version" --locked --root "$garage_root" --force
+fi
+export GARAGE="$garage_root/bin/garage"
+garage_dir=$(mktemp -d "${TMPDIR:-/tmp}/gantry-garage.XXXXXX")
+on_exit+=('scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"')
+scripts/garage.sh start "$garage_dir" >/dev/null
+# Only the GANTRY_TEST_S3_* half: AWS_* in the tests' environment would reach servers that
+# the tests mean to configure themselves.
+eval "$(grep GANTRY_TEST_S3_ "$garage_dir/env")"
+
 cargo test --workspace --locked "$@"
 
 # The metadata suites (meta, access, registry) again, on PostgreSQL (a fresh database per
@@ -53,7 +75,7 @@ cargo test --workspace --locked "$@"
 # (backup, the data directory's files, readiness when the file goes away).
 if [ $# -eq 0 ]; then
   pg=$(mktemp -d /tmp/gantry-test-pg.XXXXXX)
-  trap 'scripts/postgres.sh stop "$pg" || true; rm -rf "$pg"' EXIT
+  on_exit+=('scripts/postgres.sh stop "$pg" || true; rm -rf "$pg"')
   GANTRY_TEST_POSTGRES=$(scripts/postgres.sh start "$pg")
   export GANTRY_TEST_POSTGRES
   echo "test-all: the metadata suites and integration tests again, on PostgreSQL" >&2

@@ -44,6 +44,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub archive: FileArchiveConfig,
     #[serde(default)]
+    pub storage: FileStorageConfig,
+    #[serde(default)]
     pub metrics: FileMetricsConfig,
     #[serde(default)]
     pub tls: FileTlsConfig,
@@ -81,6 +83,18 @@ pub struct FileTlsConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileArchiveConfig {
     pub location: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStorageConfig {
+    /// `s3://BUCKET[/PREFIX]`; absent: the data directory.
+    pub location: Option<String>,
+    /// Size of the parts an upload sends to S3, in MiB (5 to 16): each active upload
+    /// buffers one part.
+    pub part_size_mib: Option<usize>,
+    /// Blob GETs answer 307 to a presigned URL of the bucket instead of streaming.
+    pub redirect: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +153,12 @@ pub struct ServeConfig {
     pub gc_grace: std::time::Duration,
     /// Where `gantry archive` moves artifacts: a directory or `s3://BUCKET[/PREFIX]`.
     pub archive_location: String,
+    /// Where blobs live: `s3://BUCKET[/PREFIX]`; `None`: `<data_dir>/storage`.
+    pub storage_location: Option<String>,
+    /// Bytes per S3 part (and per upload buffered in memory), for S3 storage.
+    pub storage_part_size: usize,
+    /// Whether blob GETs are redirected to presigned URLs of the bucket (S3 storage only).
+    pub storage_redirect: bool,
     /// Where the metadata lives: `data_dir/gantry.db` unless `--database` says otherwise.
     pub database: gantry_meta::DatabaseLocation,
     /// Where `/metrics`, `/healthz` and `/readyz` are served without credentials; `None`:
@@ -177,6 +197,7 @@ pub struct Overrides {
     pub token_ttl_secs: Option<u64>,
     pub gc_interval_secs: Option<u64>,
     pub archive_location: Option<String>,
+    pub storage_location: Option<String>,
     pub database: Option<String>,
     pub metrics_listen: Option<String>,
     pub metrics_per_repository: Option<bool>,
@@ -250,6 +271,30 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
             .archive_location
             .or(file.archive.location)
             .unwrap_or_else(|| data_dir.join("archive").display().to_string()),
+        storage_redirect: match file.storage.redirect {
+            Some(true) if overrides.storage_location.is_none() && file.storage.location.is_none() => {
+                anyhow::bail!(
+                    "[storage] redirect = true needs blobs in object storage: set --storage, \
+                     GANTRY_STORAGE or [storage] location to s3://BUCKET[/PREFIX]"
+                )
+            }
+            redirect => redirect.unwrap_or(false),
+        },
+        storage_location: match overrides.storage_location.or(file.storage.location) {
+            Some(location) if !location.starts_with("s3://") => anyhow::bail!(
+                "storage location {location:?} (--storage, GANTRY_STORAGE or [storage] location) \
+                 must be s3://BUCKET[/PREFIX]; leave it out to keep blobs in the data directory"
+            ),
+            location => location,
+        },
+        storage_part_size: match file.storage.part_size_mib {
+            None => gantry_storage::DEFAULT_PART_SIZE,
+            Some(mib) if (5..=16).contains(&mib) => mib * 1024 * 1024,
+            Some(mib) => anyhow::bail!(
+                "[storage] part_size_mib = {mib} is outside 5 to 16: S3 parts are at least \
+                 5 MiB, and each active upload buffers one part in memory"
+            ),
+        },
         database: database_location(overrides.database.or(file.database.url), &data_dir),
         data_dir,
         drain_timeout: std::time::Duration::from_secs(
@@ -379,6 +424,60 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("--tls-key"), "{err}");
+    }
+
+    #[test]
+    fn storage_location_comes_from_flag_or_file_and_must_be_s3() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gantry.toml");
+        std::fs::write(
+            &path,
+            "[storage]\nlocation = \"s3://blobs/gantry\"\npart_size_mib = 16\n",
+        )
+        .unwrap();
+        let c = resolve(Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.storage_location.as_deref(), Some("s3://blobs/gantry"));
+        assert_eq!(c.storage_part_size, 16 * 1024 * 1024);
+        assert!(!c.storage_redirect, "blobs are streamed unless asked");
+        let c = resolve(Overrides {
+            config: Some(path.clone()),
+            storage_location: Some("s3://other".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.storage_location.as_deref(), Some("s3://other"));
+        assert_eq!(
+            resolve(Overrides::default()).unwrap().storage_location,
+            None
+        );
+
+        let err = resolve(Overrides {
+            storage_location: Some("/var/blobs".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("GANTRY_STORAGE"), "{err}");
+        std::fs::write(&path, "[storage]\npart_size_mib = 4\n").unwrap();
+        let err = resolve(Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("outside 5 to 16"), "{err}");
+        std::fs::write(&path, "[storage]\nredirect = true\n").unwrap();
+        let err = resolve(Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("needs blobs in object storage"),
+            "{err}"
+        );
     }
 
     #[test]

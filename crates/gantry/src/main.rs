@@ -407,6 +407,11 @@ struct ServeArgs {
     /// AWS_* variables for credentials, region and endpoint [default: DATA_DIR/archive].
     #[arg(long, env = "GANTRY_ARCHIVE_LOCATION")]
     archive_location: Option<String>,
+    /// Where blobs live: s3://BUCKET[/PREFIX] on S3-compatible object storage, with the usual
+    /// AWS_* variables for credentials, region and endpoint (AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) [default: DATA_DIR/storage on local disk].
+    #[arg(long = "storage", env = "GANTRY_STORAGE")]
+    storage_location: Option<String>,
     /// Where the metadata lives: postgres://USER:PASSWORD@HOST:PORT/DATABASE for PostgreSQL
     /// (what several replicas share), or the path of an SQLite file
     /// [default: DATA_DIR/gantry.db].
@@ -487,6 +492,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 token_ttl_secs: args.token_ttl_secs,
                 gc_interval_secs: args.gc_interval_secs,
                 archive_location: args.archive_location,
+                storage_location: args.storage_location,
                 database: args.database,
                 metrics_listen: args.metrics_listen,
                 metrics_per_repository: args.metrics_per_repository,

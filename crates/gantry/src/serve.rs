@@ -12,7 +12,7 @@ use gantry_meta::MetaStore;
 use gantry_metrics::{Metrics, MetricsOptions};
 use gantry_registry::{BlobDeletionLock, Registry};
 use gantry_server::AppState;
-use gantry_storage::{ArchiveLocation, FsBlobStore};
+use gantry_storage::{ArchiveLocation, BlobStore, FsBlobStore, S3BlobStore};
 
 use crate::config::ServeConfig;
 use crate::tls::{EdgeListener, ServedCertificate, TlsListener};
@@ -45,6 +45,34 @@ fn return_large_allocations_to_the_system() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn return_large_allocations_to_the_system() {}
 
+/// How long a presigned blob URL (`[storage] redirect`) stays valid: long enough for a slow
+/// pull of a large layer to start, as Distribution's 20 minutes.
+const BLOB_REDIRECT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
+/// The blob store `config` names: an S3 bucket, or `<data_dir>/storage` by default. A bucket
+/// that does not answer stops the start, as a missing directory would.
+async fn open_blob_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let Some(location) = &config.storage_location else {
+        let blobs = FsBlobStore::open(config.data_dir.join("storage")).with_context(|| {
+            format!(
+                "cannot open blob storage under {}",
+                config.data_dir.display()
+            )
+        })?;
+        return Ok(Arc::new(blobs));
+    };
+    let blobs = S3BlobStore::open(location, config.storage_part_size)
+        .with_context(|| format!("cannot use the storage location {location}"))?;
+    blobs.check_ready().await.with_context(|| {
+        format!(
+            "the storage location {location} does not answer: check the bucket and the AWS_* \
+             variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+        )
+    })?;
+    tracing::info!(location = %location, "blobs are stored in object storage");
+    Ok(Arc::new(blobs))
+}
+
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     return_large_allocations_to_the_system();
     // Before anything else: a certificate that cannot be used stops the start at once.
@@ -55,12 +83,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .transpose()?;
     // Held until this function returns: one server per data directory.
     let _data_dir = crate::data_dir::claim(&config.data_dir)?;
-    let blobs = FsBlobStore::open(config.data_dir.join("storage")).with_context(|| {
-        format!(
-            "cannot open blob storage under {}",
-            config.data_dir.display()
-        )
-    })?;
+    let blobs = open_blob_store(&config).await?;
     let meta = MetaStore::open(&config.database).await.with_context(|| {
         format!(
             "cannot open the metadata database {} (--database, GANTRY_DATABASE or [database] url)",
@@ -95,12 +118,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             config.archive_location
         )
     })?;
-    let registry = Arc::new(
-        Registry::new(Arc::new(blobs), meta.clone())
-            .with_archive(archive)
-            .with_blob_deletion_lock(BlobDeletionLock::in_data_dir(&config.data_dir))
-            .with_metrics(metrics.clone()),
-    );
+    let mut registry = Registry::new(blobs, meta.clone())
+        .with_archive(archive)
+        .with_blob_deletion_lock(BlobDeletionLock::in_data_dir(&config.data_dir))
+        .with_metrics(metrics.clone());
+    if config.storage_redirect {
+        registry = registry.with_blob_redirect(BLOB_REDIRECT_VALIDITY);
+    }
+    let registry = Arc::new(registry);
     let flusher = {
         let registry = registry.clone();
         tokio::spawn(async move {

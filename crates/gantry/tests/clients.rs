@@ -13,23 +13,7 @@ use serde_json::{json, Value};
 fn skopeo_copies_in_and_out_inspects_lists_and_deletes() {
     let s = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    let big: Vec<u8> = (0..5_000_000u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    make_layout(
-        dir.path(),
-        "v1",
-        &[("app/data.bin", &big), ("app/hello.txt", b"hello\n")],
-    );
-    let layout = dir.path().join("layout");
-    let pushed = index_digest(&layout);
-    login(dir.path(), &s, "admin", ADMIN_PASSWORD);
-
-    let dest = format!("docker://{}/team/app:v1", s.addr);
-    run(skopeo(dir.path())
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:v1", layout.display()))
-        .arg(&dest));
+    let (layout, pushed, dest) = skopeo_push_test_layout(&s, dir.path(), 5_000_000);
 
     let raw = run(skopeo(dir.path()).args(["inspect", "--tls-verify=false", "--raw", &dest]));
     let raw_digest = gantry_oci::Digest::sha256_of(raw.as_bytes()).to_string();

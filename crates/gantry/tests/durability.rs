@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures::StreamExt;
 use gantry_oci::{media_type, Digest};
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
@@ -231,69 +230,11 @@ async fn kill_9_during_concurrent_pushes_loses_no_acknowledged_write() {
     assert!(files >= acked.blobs.len() / 2);
 }
 
-/// Streams `total` bytes of a cheap deterministic pattern without holding them in memory.
-fn pattern_stream(
-    total: u64,
-) -> (
-    impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>>,
-    Digest,
-) {
-    const CHUNK: usize = 1 << 20;
-    let block: Vec<u8> = (0..CHUNK).map(|i| (i * 31 % 251) as u8).collect();
-    let mut hasher = gantry_oci::Hasher::new(gantry_oci::Algorithm::Sha256);
-    let mut left = total;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
-        hasher.update(&block[..n]);
-        left -= n as u64;
-    }
-    let block = bytes::Bytes::from(block);
-    let stream = futures::stream::unfold(total, move |left| {
-        let block = block.clone();
-        async move {
-            (left > 0).then(|| {
-                let n = left.min(CHUNK as u64) as usize;
-                (Ok(block.slice(..n)), left - n as u64)
-            })
-        }
-    });
-    (stream, hasher.finish())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushing_and_pulling_a_2_gib_blob_keeps_server_memory_bounded() {
     const SIZE: u64 = 2 << 30;
     let server = Server::start();
-    let before = server.peak_rss_kib();
-    let (stream, digest) = pattern_stream(SIZE);
-    let started = Instant::now();
-    let r = http()
-        .post(server.url(&format!("/v2/big/blob/blobs/uploads/?digest={digest}")))
-        .header("content-length", SIZE)
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let push_secs = started.elapsed().as_secs_f64();
-
-    let r = http()
-        .get(server.url(&format!("/v2/big/blob/blobs/{digest}")))
-        .send()
-        .await
-        .unwrap();
-    let mut body = r.bytes_stream();
-    let mut hasher = gantry_oci::Hasher::new(gantry_oci::Algorithm::Sha256);
-    let mut received = 0u64;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.unwrap();
-        received += chunk.len() as u64;
-        hasher.update(&chunk);
-    }
-    assert_eq!(received, SIZE);
-    assert_eq!(hasher.finish(), digest);
-
-    let growth_mib = (server.peak_rss_kib().saturating_sub(before)) / 1024;
+    let (growth_mib, push_secs) = push_and_pull_a_large_blob(&server, SIZE).await;
     eprintln!(
         "2 GiB push took {push_secs:.1}s (debug build); server peak RSS grew by {growth_mib} MiB"
     );

@@ -79,6 +79,9 @@ pub struct Registry {
     deletion_lock: Option<BlobDeletionLock>,
     /// Pushes, pulls and job runs are counted here.
     metrics: Arc<Metrics>,
+    /// Blob GETs answer a redirect to the blob store's own URL, valid this long, instead of
+    /// streaming the bytes; `None`: always streamed.
+    blob_redirect: Option<std::time::Duration>,
 }
 
 /// A manifest's identity once stored.
@@ -150,6 +153,23 @@ impl Registry {
             metrics: Arc::new(
                 Metrics::new(MetricsOptions::default()).expect("metric families are distinct"),
             ),
+            blob_redirect: None,
+        }
+    }
+
+    /// Makes blob GETs answer with a URL of the blob store valid for `valid_for` (a presigned
+    /// S3 URL), where the backend has one, instead of streaming through the registry.
+    pub fn with_blob_redirect(mut self, valid_for: std::time::Duration) -> Registry {
+        self.blob_redirect = Some(valid_for);
+        self
+    }
+
+    /// Where a client should GET the blob `digest` itself, when redirects are on and the
+    /// blob store can hand one out; `None`: the registry streams it.
+    pub async fn blob_redirect_url(&self, digest: &Digest) -> Result<Option<String>> {
+        match self.blob_redirect {
+            Some(valid_for) => Ok(self.blobs.direct_read_url(digest, valid_for).await?),
+            None => Ok(None),
         }
     }
 

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, WriteMultipart};
 
+use crate::location::open_s3;
 use crate::{ByteStream, StorageError};
 
 /// Parts in flight per archive upload: bounds memory to about this many 5 MiB parts.
@@ -43,25 +43,11 @@ impl ArchiveLocation {
     /// variables: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL) or a
     /// directory, created if missing.
     pub fn open(location: &str) -> Result<ArchiveLocation, StorageError> {
-        if let Some(rest) = location.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(StorageError::Archive(format!(
-                    "archive location {location:?} names no bucket: use s3://BUCKET[/PREFIX]"
-                )));
-            }
-            let endpoint = std::env::var("AWS_ENDPOINT_URL")
-                .or_else(|_| std::env::var("AWS_ENDPOINT"))
-                .unwrap_or_default();
-            let s3 = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_allow_http(endpoint.starts_with("http://"))
-                .build()
-                .map_err(archive_error)?;
-            let store: Arc<dyn ObjectStore> = if prefix.trim_matches('/').is_empty() {
-                Arc::new(s3)
+        if let Some(bucket) = open_s3(location, "archive location", &[])? {
+            let store: Arc<dyn ObjectStore> = if bucket.prefix.is_empty() {
+                Arc::new(bucket.client)
             } else {
-                Arc::new(PrefixStore::new(s3, prefix.trim_matches('/')))
+                Arc::new(PrefixStore::new(bucket.client, bucket.prefix))
             };
             return Ok(ArchiveLocation {
                 store,
@@ -203,7 +189,10 @@ mod tests {
     }
 
     #[test]
-    fn an_s3_location_needs_a_bucket() {
-        assert!(ArchiveLocation::open("s3://").is_err());
+    fn an_s3_archive_location_needs_a_bucket() {
+        assert!(matches!(
+            ArchiveLocation::open("s3://"),
+            Err(StorageError::InvalidLocation(why)) if why.contains("archive location")
+        ));
     }
 }

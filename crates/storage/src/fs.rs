@@ -305,6 +305,14 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_upload_continues_through_another_store_on_the_same_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = FsBlobStore::open(dir.path()).unwrap();
+        let second = FsBlobStore::open(dir.path()).unwrap();
+        crate::suite::run_replicas(&first, &second).await;
+    }
+
+    #[tokio::test]
     async fn store_is_not_ready_while_its_blob_directory_is_missing() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::open(dir.path()).unwrap();

@@ -15,11 +15,14 @@ use gantry_oci::Digest;
 
 mod archive;
 mod fs;
+mod location;
+mod s3;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
 
 pub use archive::{ArchiveLocation, ArchiveWriter};
 pub use fs::FsBlobStore;
+pub use s3::{S3BlobStore, DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
 
 /// A stream of blob bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
@@ -34,6 +37,12 @@ pub enum StorageError {
     Io(#[from] std::io::Error),
     #[error("archive storage: {0}")]
     Archive(String),
+    /// A storage or archive location that cannot be used as given (no bucket, a bad setting).
+    #[error("{0}")]
+    InvalidLocation(String),
+    /// An object storage request failed (the message names the operation, never credentials).
+    #[error("object storage: {0}")]
+    ObjectStore(String),
     /// The backend cannot serve (a directory is missing, a bucket does not answer).
     #[error("blob store unavailable: {0}")]
     Unavailable(String),
@@ -58,6 +67,16 @@ pub trait BlobStore: Send + Sync + 'static {
     /// has verified the digest. If the blob already exists the upload is simply dropped.
     async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<(), StorageError>;
     async fn delete_upload(&self, id: &str) -> Result<(), StorageError>;
+    /// A URL from which a client may GET the committed blob `digest` itself for `valid_for`
+    /// (an S3 presigned URL), or `None` when the backend has none and the registry streams the
+    /// blob. The URL is made without asking the backend whether the blob exists.
+    async fn direct_read_url(
+        &self,
+        _digest: &Digest,
+        _valid_for: std::time::Duration,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
     /// Whether the backend can serve now (for readiness probes): cheap, no blob is read.
     ///
     /// Errors: `Unavailable` with a reason fit for an unauthenticated caller (no full paths

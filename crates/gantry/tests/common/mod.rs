@@ -235,6 +235,18 @@ pub fn http() -> reqwest::Client {
 
 /// A client that sends `user`'s Basic credentials with every request.
 pub fn http_as(user: &str, password: &str) -> reqwest::Client {
+    client_as(user, password).build().unwrap()
+}
+
+/// The admin's client that answers redirects to the caller instead of following them.
+pub fn http_not_following_redirects() -> reqwest::Client {
+    client_as("admin", ADMIN_PASSWORD)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn client_as(user: &str, password: &str) -> reqwest::ClientBuilder {
     let mut headers = reqwest::header::HeaderMap::new();
     let credentials = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
@@ -244,10 +256,7 @@ pub fn http_as(user: &str, password: &str) -> reqwest::Client {
         reqwest::header::AUTHORIZATION,
         format!("Basic {credentials}").parse().unwrap(),
     );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
+    reqwest::Client::builder().default_headers(headers)
 }
 
 /// A client without credentials.
@@ -503,6 +512,36 @@ pub fn index_digest(layout: &Path) -> String {
         .to_string()
 }
 
+/// Builds a layout (tag `v1`: `app/data.bin` of `big_len` incompressible bytes and a small
+/// file) under `dir` and pushes it with skopeo, logged in as admin, to `team/app:v1`.
+/// Returns the layout, its index digest and the pushed `docker://` reference.
+pub fn skopeo_push_test_layout(s: &Server, dir: &Path, big_len: u32) -> (PathBuf, String, String) {
+    // xorshift64: bytes that gzip cannot shrink, so the layer is as large as asked.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let big: Vec<u8> = (0..big_len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    make_layout(
+        dir,
+        "v1",
+        &[("app/data.bin", &big), ("app/hello.txt", b"hello\n")],
+    );
+    let layout = dir.join("layout");
+    let pushed = index_digest(&layout);
+    login(dir, s, "admin", ADMIN_PASSWORD);
+    let dest = format!("docker://{}/team/app:v1", s.addr);
+    run(skopeo(dir)
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(&dest));
+    (layout, pushed, dest)
+}
+
 /// skopeo with a private blob-info cache and credentials file (`auth.json` under
 /// XDG_RUNTIME_DIR, which podman shares) per test, so earlier runs cannot skip uploads.
 pub fn skopeo(dir: &Path) -> Command {
@@ -650,4 +689,73 @@ pub async fn gc_now(server: &Server) -> Value {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     r.json().await.unwrap()
+}
+
+/// Streams `total` bytes of a cheap deterministic pattern without holding them in memory.
+pub fn pattern_stream(
+    total: u64,
+) -> (
+    impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>>,
+    Digest,
+) {
+    const CHUNK: usize = 1 << 20;
+    let block: Vec<u8> = (0..CHUNK).map(|i| (i * 31 % 251) as u8).collect();
+    let mut hasher = gantry_oci::Hasher::new(gantry_oci::Algorithm::Sha256);
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        hasher.update(&block[..n]);
+        left -= n as u64;
+    }
+    let block = bytes::Bytes::from(block);
+    let stream = futures::stream::unfold(total, move |left| {
+        let block = block.clone();
+        async move {
+            (left > 0).then(|| {
+                let n = left.min(CHUNK as u64) as usize;
+                (Ok(block.slice(..n)), left - n as u64)
+            })
+        }
+    });
+    (stream, hasher.finish())
+}
+
+/// Reads a response body to its end without holding it; returns its length and SHA-256.
+pub async fn hash_body(response: Response) -> (u64, Digest) {
+    use futures::StreamExt;
+    let mut body = response.bytes_stream();
+    let mut hasher = gantry_oci::Hasher::new(gantry_oci::Algorithm::Sha256);
+    let mut received = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.unwrap();
+        received += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    (received, hasher.finish())
+}
+
+/// Pushes `size` bytes of [`pattern_stream`] monolithically to `big/blob`, pulls the blob back
+/// and checks its length and digest; returns the server's peak RSS growth in MiB and the
+/// push's duration in seconds.
+pub async fn push_and_pull_a_large_blob(server: &Server, size: u64) -> (u64, f64) {
+    let before = server.peak_rss_kib();
+    let (stream, digest) = pattern_stream(size);
+    let started = std::time::Instant::now();
+    let r = http()
+        .post(server.url(&format!("/v2/big/blob/blobs/uploads/?digest={digest}")))
+        .header("content-length", size)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let push_secs = started.elapsed().as_secs_f64();
+    let r = http()
+        .get(server.url(&format!("/v2/big/blob/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hash_body(r).await, (size, digest));
+    let growth_mib = server.peak_rss_kib().saturating_sub(before) / 1024;
+    (growth_mib, push_secs)
 }

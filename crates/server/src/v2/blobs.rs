@@ -114,6 +114,16 @@ pub(super) async fn get_blob(
     let name = parse_name(name)?;
     let digest = digest_param(digest)?;
     let size = r.stat_blob(&name, &digest).await?;
+    if !head {
+        if let Some(url) = r.blob_redirect_url(&digest).await? {
+            // As Distribution does with `redirect`: the client follows with its Range header.
+            let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+            let h = response.headers_mut();
+            h.insert(header::LOCATION, value(&url));
+            h.insert(DOCKER_CONTENT_DIGEST, value(&digest.to_string()));
+            return Ok(response);
+        }
+    }
     let answer = requested_ranges(header_str(headers, &header::RANGE), size)?;
     let (status, content_type, content_range, length, body) = match answer {
         RangeAnswer::Whole | RangeAnswer::One(_) => {
