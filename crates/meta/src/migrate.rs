@@ -35,10 +35,17 @@ const SQLITE: &[(i64, &str)] = &[
         11,
         include_str!("../migrations/sqlite/0011_usage_snapshots.sql"),
     ),
+    (
+        12,
+        include_str!("../migrations/sqlite/0012_browse_sizes.sql"),
+    ),
 ];
 
 /// The migration that starts keeping usage per project; data from before it is counted then.
 const QUOTAS: i64 = 6;
+
+/// The migration that starts keeping browse sizes; data from before it is counted then.
+const BROWSE_SIZES: i64 = 12;
 
 /// The newest schema version this binary knows (the last migration it carries).
 pub fn latest_known_version() -> i64 {
@@ -80,6 +87,9 @@ pub async fn run(pool: &SqlitePool) -> Result<()> {
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
         if *version == QUOTAS {
             crate::MetaStore::count_all_usage(&mut tx).await?;
+        }
+        if *version == BROWSE_SIZES {
+            crate::browse::fill_sizes(&mut tx).await?;
         }
         sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
             .bind(version)
