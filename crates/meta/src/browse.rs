@@ -140,6 +140,14 @@ const BLOBS_ONLY_IT_REFERENCES: &str = "SELECT COALESCE(SUM(b.size), 0) FROM man
      WHERE mb.repository_id = $1 AND mb.manifest_digest = $2 AND NOT EXISTS (SELECT 1 FROM manifest_blobs o \
        WHERE o.repository_id = $1 AND o.blob_digest = mb.blob_digest AND o.manifest_digest <> $2)";
 
+/// `bytes` as a change of a kept size: added, or taken away.
+fn signed(change: Change, bytes: i64) -> i64 {
+    match change {
+        Change::Added => bytes,
+        Change::Removed => -bytes,
+    }
+}
+
 /// Keeps repository `repository_id`'s size as its manifest `digest` (`size` bytes of its
 /// own) is stored or deleted. Call inside the changing transaction while the manifest's blob
 /// references are recorded: after recording them (`Added`), before deleting them (`Removed`).
@@ -158,10 +166,7 @@ pub(crate) async fn count_manifest_bytes(
     let bytes = size + blobs;
     sqlx::query("UPDATE repositories SET bytes = bytes + $2 WHERE id = $1")
         .bind(repository_id)
-        .bind(match change {
-            Change::Added => bytes,
-            Change::Removed => -bytes,
-        })
+        .bind(signed(change, bytes))
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -213,10 +218,7 @@ pub(crate) async fn count_blob_row(
          (SELECT repository_id FROM manifest_blobs WHERE blob_digest = $1)",
     )
     .bind(digest)
-    .bind(match change {
-        Change::Added => size,
-        Change::Removed => -size,
-    })
+    .bind(signed(change, size))
     .execute(&mut **tx)
     .await?;
     for (repository_id, manifest) in referencing {
