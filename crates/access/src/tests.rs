@@ -8,10 +8,7 @@ struct Fixture {
 }
 
 async fn fixture(config: AccessConfig) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = MetaStore::open_sqlite(&dir.path().join("meta.db"))
-        .await
-        .unwrap();
+    let (dir, _, meta) = gantry_meta::testing::fresh_store().await;
     let hash = gantry_auth::password::hash("secret-pw").unwrap();
     meta.create_user("root", &hash, true).await.unwrap();
     meta.create_user("alice", &hash, false).await.unwrap();

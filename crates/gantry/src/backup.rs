@@ -32,7 +32,7 @@ use crate::progress::Bars;
 /// The file a backup writes last; its presence is what makes a directory a complete backup.
 pub const MANIFEST_FILE: &str = "gantry-backup.json";
 /// The database's file name, in a data directory and in a backup.
-const DATABASE_FILE: &str = "gantry.db";
+use crate::config::DATABASE_FILE;
 /// The blob store's directory, in a data directory and in a backup.
 const STORAGE_DIR: &str = "storage";
 /// Files of the data directory a backup carries besides the database, when they exist.
@@ -59,6 +59,28 @@ pub struct DataDirArgs {
 }
 
 impl DataDirArgs {
+    /// Refuses a server whose metadata is on PostgreSQL (GANTRY_DATABASE or the config's
+    /// `[database] url`): a backup here is a copy of the embedded default's files.
+    fn refuse_postgres(&self) -> anyhow::Result<()> {
+        let given = match std::env::var("GANTRY_DATABASE") {
+            Ok(url) => Some(url),
+            Err(_) => match &self.config {
+                Some(path) => crate::config::load_file(path)?.database.url,
+                None => None,
+            },
+        };
+        if let Some(gantry_meta::DatabaseLocation::Postgres(_)) =
+            given.as_deref().map(gantry_meta::DatabaseLocation::parse)
+        {
+            anyhow::bail!(
+                "this server keeps its metadata in PostgreSQL, and gantry backup copies the \
+                 embedded default (SQLite and local blobs) only: back up PostgreSQL with pg_dump \
+                 and the object storage with its own tools (versioning or replication)"
+            );
+        }
+        Ok(())
+    }
+
     fn data_dir(&self) -> anyhow::Result<PathBuf> {
         if let Some(dir) = &self.data_dir {
             return Ok(dir.clone());
@@ -262,6 +284,7 @@ fn total_bytes(blobs: &[(Digest, u64)]) -> u64 {
 /// writes the manifest.
 pub async fn backup(dir: &Path, args: &DataDirArgs) -> anyhow::Result<()> {
     crate::data_dir::create_privately();
+    args.refuse_postgres()?;
     let data_dir = args.data_dir()?;
     let database = data_dir.join(DATABASE_FILE);
     anyhow::ensure!(

@@ -47,6 +47,16 @@ pub struct FileConfig {
     pub metrics: FileMetricsConfig,
     #[serde(default)]
     pub tls: FileTlsConfig,
+    #[serde(default)]
+    pub database: FileDatabaseConfig,
+}
+
+/// `[database]`: where the metadata lives.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDatabaseConfig {
+    /// `postgres://…` for PostgreSQL; otherwise an SQLite file path.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +139,8 @@ pub struct ServeConfig {
     pub gc_grace: std::time::Duration,
     /// Where `gantry archive` moves artifacts: a directory or `s3://BUCKET[/PREFIX]`.
     pub archive_location: String,
+    /// Where the metadata lives: `data_dir/gantry.db` unless `--database` says otherwise.
+    pub database: gantry_meta::DatabaseLocation,
     /// Where `/metrics`, `/healthz` and `/readyz` are served without credentials; `None`:
     /// only on the main listener, `/metrics` for system administrators.
     pub metrics_listen: Option<SocketAddr>,
@@ -165,11 +177,24 @@ pub struct Overrides {
     pub token_ttl_secs: Option<u64>,
     pub gc_interval_secs: Option<u64>,
     pub archive_location: Option<String>,
+    pub database: Option<String>,
     pub metrics_listen: Option<String>,
     pub metrics_per_repository: Option<bool>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_reload_poll_secs: Option<u64>,
+}
+
+/// The SQLite file of the embedded default, inside the data directory.
+pub const DATABASE_FILE: &str = "gantry.db";
+
+/// `--database` (or `[database] url`) as a location; the data directory's SQLite file when
+/// neither is given.
+pub fn database_location(given: Option<String>, data_dir: &Path) -> gantry_meta::DatabaseLocation {
+    match given {
+        Some(location) => gantry_meta::DatabaseLocation::parse(&location),
+        None => gantry_meta::DatabaseLocation::Sqlite(data_dir.join(DATABASE_FILE)),
+    }
 }
 
 pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -225,6 +250,7 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
             .archive_location
             .or(file.archive.location)
             .unwrap_or_else(|| data_dir.join("archive").display().to_string()),
+        database: database_location(overrides.database.or(file.database.url), &data_dir),
         data_dir,
         drain_timeout: std::time::Duration::from_secs(
             overrides

@@ -407,6 +407,11 @@ struct ServeArgs {
     /// AWS_* variables for credentials, region and endpoint [default: DATA_DIR/archive].
     #[arg(long, env = "GANTRY_ARCHIVE_LOCATION")]
     archive_location: Option<String>,
+    /// Where the metadata lives: postgres://USER:PASSWORD@HOST:PORT/DATABASE for PostgreSQL
+    /// (what several replicas share), or the path of an SQLite file
+    /// [default: DATA_DIR/gantry.db].
+    #[arg(long, env = "GANTRY_DATABASE")]
+    database: Option<String>,
     /// Also serve /metrics, /healthz and /readyz on this IP:port, without credentials (for
     /// Prometheus and load balancers on a monitoring network) [default: none; /metrics is then
     /// served on the main listener to system administrators only].
@@ -482,6 +487,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 token_ttl_secs: args.token_ttl_secs,
                 gc_interval_secs: args.gc_interval_secs,
                 archive_location: args.archive_location,
+                database: args.database,
                 metrics_listen: args.metrics_listen,
                 metrics_per_repository: args.metrics_per_repository,
                 tls_cert: args.tls_cert,

@@ -59,14 +59,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             config.data_dir.display()
         )
     })?;
-    let meta = MetaStore::open_sqlite(&config.data_dir.join("gantry.db"))
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open metadata database in {}",
-                config.data_dir.display()
-            )
-        })?;
+    let meta = MetaStore::open(&config.database).await.with_context(|| {
+        format!(
+            "cannot open the metadata database {} (--database, GANTRY_DATABASE or [database] url)",
+            config.database.redacted()
+        )
+    })?;
     crate::bootstrap::ensure_admin(
         &meta,
         &config.data_dir,

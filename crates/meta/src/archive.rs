@@ -21,7 +21,7 @@ pub struct ArchiveRecord {
 const COLUMNS: &str = "id, project, repository, digest, tags, object_key, bytes, archived_at, \
                        archived_by, restored_at";
 
-fn record(row: &sqlx::sqlite::SqliteRow) -> Result<ArchiveRecord> {
+fn record(row: &sqlx::any::AnyRow) -> Result<ArchiveRecord> {
     let tags: String = row.get(4);
     Ok(ArchiveRecord {
         id: row.get(0),
@@ -100,10 +100,13 @@ impl MetaStore {
 
     /// The newest archive, not restored since, that took tag `tag` of `repository` away.
     pub async fn archived_tag(&self, repository: &str, tag: &str) -> Result<Option<ArchiveRecord>> {
+        // Tags are newline-separated: a whole line equal to the tag is a match.
+        let found = self
+            .backend
+            .position("'\n' || $2 || '\n'", "'\n' || tags || '\n'");
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM archives WHERE repository = $1 AND restored_at IS NULL \
-             AND instr(char(10) || tags || char(10), char(10) || $2 || char(10)) > 0 \
-             ORDER BY archived_at DESC, id DESC LIMIT 1"
+             AND {found} > 0 ORDER BY archived_at DESC, id DESC LIMIT 1"
         ))
         .bind(repository)
         .bind(tag)

@@ -22,10 +22,10 @@
 //! `refresh_artifact_sizes`), a blob row created or collected (`count_blob_row`) — and equal
 //! `ARTIFACT_SIZE` and `REPOSITORY_BYTES` over the rows, which the migration fills them with.
 
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use crate::quota::Change;
-use crate::{MetaStore, Result};
+use crate::{Backend, MetaStore, Result};
 
 /// What a page is sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,10 +114,10 @@ const TOP_LEVEL: &str = "NOT (m.subject IS NOT NULL AND EXISTS (SELECT 1 FROM ma
 /// choose, it walks every blob link of the repository for each manifest. Kept in
 /// `manifests.artifact_size`; computed only when that changes.
 const ARTIFACT_SIZE: &str = "(m.size \
-     + COALESCE((SELECT SUM(cm.size) FROM manifest_children c JOIN manifests cm \
+     + COALESCE((SELECT CAST(SUM(cm.size) AS BIGINT) FROM manifest_children c JOIN manifests cm \
          ON cm.repository_id = c.repository_id AND cm.digest = c.child_digest \
          WHERE c.repository_id = m.repository_id AND c.manifest_digest = m.digest), 0) \
-     + COALESCE((SELECT SUM(b.size) FROM ( \
+     + COALESCE((SELECT CAST(SUM(b.size) AS BIGINT) FROM ( \
          SELECT mb.blob_digest AS digest FROM manifest_blobs mb \
            WHERE mb.repository_id = m.repository_id AND mb.manifest_digest = m.digest \
          UNION SELECT mb.blob_digest FROM manifest_children c CROSS JOIN manifest_blobs mb \
@@ -128,14 +128,14 @@ const ARTIFACT_SIZE: &str = "(m.size \
 /// The bytes of repository `r`: its manifests plus the distinct blobs they reference. Kept in
 /// `repositories.bytes`; this recounts it.
 const REPOSITORY_BYTES: &str =
-    "(COALESCE((SELECT SUM(m.size) FROM manifests m WHERE m.repository_id = r.id), 0) \
-     + COALESCE((SELECT SUM(b.size) FROM blobs b WHERE b.digest IN \
+    "(COALESCE((SELECT CAST(SUM(m.size) AS BIGINT) FROM manifests m WHERE m.repository_id = r.id), 0) \
+     + COALESCE((SELECT CAST(SUM(b.size) AS BIGINT) FROM blobs b WHERE b.digest IN \
          (SELECT mb.blob_digest FROM manifest_blobs mb WHERE mb.repository_id = r.id)), 0))";
 
 /// The bytes of the blobs that manifest `$2` of repository `$1` references and no other
 /// manifest of the repository does: with the manifest's own bytes, what storing it adds to
 /// the repository's size and deleting it takes away.
-const BLOBS_ONLY_IT_REFERENCES: &str = "SELECT COALESCE(SUM(b.size), 0) FROM manifest_blobs mb \
+const BLOBS_ONLY_IT_REFERENCES: &str = "SELECT COALESCE(CAST(SUM(b.size) AS BIGINT), 0) FROM manifest_blobs mb \
      JOIN blobs b ON b.digest = mb.blob_digest \
      WHERE mb.repository_id = $1 AND mb.manifest_digest = $2 AND NOT EXISTS (SELECT 1 FROM manifest_blobs o \
        WHERE o.repository_id = $1 AND o.blob_digest = mb.blob_digest AND o.manifest_digest <> $2)";
@@ -152,7 +152,7 @@ fn signed(change: Change, bytes: i64) -> i64 {
 /// own) is stored or deleted. Call inside the changing transaction while the manifest's blob
 /// references are recorded: after recording them (`Added`), before deleting them (`Removed`).
 pub(crate) async fn count_manifest_bytes(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     change: Change,
     repository_id: i64,
     digest: &str,
@@ -177,7 +177,7 @@ pub(crate) async fn count_manifest_bytes(
 /// it was stored or deleted (with its reference rows), or a blob row it counts appeared or
 /// went.
 pub(crate) async fn refresh_artifact_sizes(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     repository_id: i64,
     digest: &str,
 ) -> Result<()> {
@@ -199,7 +199,7 @@ pub(crate) async fn refresh_artifact_sizes(
 /// references can lose its row (its link deleted, then garbage collection) and get it back
 /// (pushed again). Call inside the transaction that creates or deletes the row, after it.
 pub(crate) async fn count_blob_row(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     change: Change,
     digest: &str,
     size: i64,
@@ -228,7 +228,7 @@ pub(crate) async fn count_blob_row(
 }
 
 /// Fills the kept sizes from the rows (run by the migration that adds them).
-pub(crate) async fn fill_sizes(tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+pub(crate) async fn fill_sizes(tx: &mut Transaction<'_, Any>) -> Result<()> {
     sqlx::query(&format!(
         "UPDATE manifests AS m SET artifact_size = {ARTIFACT_SIZE}"
     ))
@@ -286,7 +286,7 @@ impl MetaStore {
         // adding up every blob, is what made this page slow).
         let sql = format!(
             "WITH repo AS (SELECT id, name, bytes FROM repositories WHERE project = $1), \
-             pull AS (SELECT repo.id AS rid, SUM(p.pull_count) AS pulls, MAX(p.last_pulled_at) AS last_pulled \
+             pull AS (SELECT repo.id AS rid, CAST(SUM(p.pull_count) AS BIGINT) AS pulls, MAX(p.last_pulled_at) AS last_pulled \
                FROM repo CROSS JOIN manifest_pulls p JOIN manifests m \
                  ON m.repository_id = p.repository_id AND m.digest = p.digest \
                WHERE p.repository_id = repo.id GROUP BY repo.id), \
@@ -357,6 +357,7 @@ impl MetaStore {
         let direction = if page.descending { "DESC" } else { "ASC" };
         let (after_key, after_name) = split_after(&page);
         let rows = sqlx::query(&artifact_select(
+            self.backend,
             &chosen,
             &format!("chosen.sort_key {direction}, chosen.digest {direction}"),
         ))
@@ -383,7 +384,7 @@ impl MetaStore {
     ) -> Result<Option<ArtifactSummary>> {
         let chosen = "SELECT m.repository_id AS rid, m.digest AS digest, 0 AS sort_key FROM manifests m \
              WHERE m.repository_id = (SELECT id FROM repositories WHERE name = $1) AND m.digest = $2";
-        let row = sqlx::query(&artifact_select(chosen, "chosen.digest"))
+        let row = sqlx::query(&artifact_select(self.backend, chosen, "chosen.digest"))
             .bind(repository)
             .bind(digest)
             .fetch_optional(&self.readers)
@@ -400,17 +401,20 @@ fn split_after(page: &BrowsePage<'_>) -> (Option<i64>, Option<String>) {
 }
 
 /// The figures of the manifests `chosen` selects (`rid`, `digest`, `sort_key`), in `order`.
-fn artifact_select(chosen: &str, order: &str) -> String {
+fn artifact_select(backend: Backend, chosen: &str, order: &str) -> String {
+    let tags = backend.json_array_of(
+        "t.name",
+        "FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest",
+    );
+    let referrers = backend.json_array_of(
+        &backend.json_array("r.digest, r.media_type, r.artifact_type, r.created_at_us"),
+        "FROM manifests r WHERE r.repository_id = m.repository_id AND r.subject = m.digest",
+    );
     format!(
         "WITH chosen AS ({chosen}) \
          SELECT m.digest, m.media_type, m.artifact_type, m.created_at_us, m.artifact_size, \
            p.last_pulled_at, COALESCE(p.pull_count, 0), \
-           (SELECT json_group_array(t.name) FROM tags t \
-              WHERE t.repository_id = m.repository_id AND t.digest = m.digest), \
-           (SELECT json_group_array(json_array(digest, media_type, artifact_type, pushed)) FROM ( \
-              SELECT r.digest AS digest, r.media_type AS media_type, r.artifact_type AS artifact_type, \
-                r.created_at_us AS pushed FROM manifests r \
-              WHERE r.repository_id = m.repository_id AND r.subject = m.digest)), \
+           {tags}, {referrers}, \
            CASE WHEN m.media_type IN {INDEX_TYPES} THEN m.content END, \
            chosen.sort_key \
          FROM chosen JOIN manifests m ON m.repository_id = chosen.rid AND m.digest = chosen.digest \
@@ -419,7 +423,7 @@ fn artifact_select(chosen: &str, order: &str) -> String {
     )
 }
 
-fn artifact_summary(row: &sqlx::sqlite::SqliteRow) -> Result<ArtifactSummary> {
+fn artifact_summary(row: &sqlx::any::AnyRow) -> Result<ArtifactSummary> {
     let corrupt = |e: serde_json::Error| crate::MetaError::Corrupt(format!("browse row: {e}"));
     // Sorted here: ordering them in SQL makes SQLite walk the repository's tags by name
     // instead of looking up the digest's.

@@ -45,7 +45,7 @@ pub struct AuditQuery<'a> {
 const CREDENTIAL_COLUMNS: &str =
     "name, kind, project, repository, actions, expires_at, revoked_at, created_by";
 
-fn credential(row: sqlx::sqlite::SqliteRow) -> Credential {
+fn credential(row: sqlx::any::AnyRow) -> Credential {
     let actions: String = row.get(4);
     Credential {
         name: row.get(0),
@@ -143,7 +143,7 @@ impl MetaStore {
 
     /// Records audit events in one transaction (the server batches them off the request path).
     pub async fn record_audit(&self, events: &[AuditEvent]) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         for event in events {
             sqlx::query(
                 "INSERT INTO audit_log (at, actor, action, resource, project, client_addr, outcome, detail) \

@@ -7,18 +7,40 @@
 use sqlx::Row;
 
 use crate::quota::{Change, UsageChanges};
-use crate::{MetaStore, Result};
+use crate::{Backend, MetaStore, Result};
 
 /// The reachable manifests (`live`) as of cutoff `$1`: tagged ones, ones pushed at or after
 /// the cutoff, the children of reachable indexes and the referrers of reachable manifests.
-const LIVE: &str = "WITH RECURSIVE live(repository_id, digest) AS ( \
-        SELECT repository_id, digest FROM tags \
-        UNION SELECT repository_id, digest FROM manifests WHERE created_at >= $1 \
-        UNION SELECT c.repository_id, c.child_digest FROM manifest_children c \
-            JOIN live l ON l.repository_id = c.repository_id AND l.digest = c.manifest_digest \
-        UNION SELECT m.repository_id, m.digest FROM manifests m \
-            JOIN live l ON l.repository_id = m.repository_id AND m.subject = l.digest \
-    )";
+///
+/// Two texts: PostgreSQL allows one reference to `live` in its recursive term, so children
+/// and referrers are joined through one union of edges there; SQLite walks the two-branch
+/// form by index, while the union would be rebuilt for every row the recursion visits.
+fn live(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "WITH RECURSIVE live(repository_id, digest) AS ( \
+                SELECT repository_id, digest FROM tags \
+                UNION SELECT repository_id, digest FROM manifests WHERE created_at >= $1 \
+                UNION SELECT c.repository_id, c.child_digest FROM manifest_children c \
+                    JOIN live l ON l.repository_id = c.repository_id AND l.digest = c.manifest_digest \
+                UNION SELECT m.repository_id, m.digest FROM manifests m \
+                    JOIN live l ON l.repository_id = m.repository_id AND m.subject = l.digest \
+            )"
+        }
+        Backend::Postgres => {
+            "WITH RECURSIVE live(repository_id, digest) AS ( \
+                SELECT repository_id, digest FROM tags \
+                UNION SELECT repository_id, digest FROM manifests WHERE created_at >= $1 \
+                UNION SELECT e.repository_id, e.digest FROM live l JOIN ( \
+                    SELECT repository_id, manifest_digest AS parent, child_digest AS digest \
+                        FROM manifest_children \
+                    UNION ALL SELECT repository_id, subject, digest FROM manifests \
+                        WHERE subject IS NOT NULL) e \
+                    ON e.repository_id = l.repository_id AND e.parent = l.digest \
+            )"
+        }
+    }
+}
 
 /// Whether a live manifest of link `rb`'s repository references its blob.
 const LIVE_REFERENCE: &str = "EXISTS (SELECT 1 FROM manifest_blobs mb JOIN live l \
@@ -37,14 +59,14 @@ pub enum Reckoning {
 
 impl Reckoning {
     /// The query's `WITH` prefix, and the condition "a manifest that stays references link `rb`".
-    fn clauses(self) -> (&'static str, &'static str) {
+    fn clauses(self, backend: Backend) -> (&'static str, &'static str) {
         match self {
             Reckoning::AsItIs => (
                 "",
                 "EXISTS (SELECT 1 FROM manifest_blobs mb \
                  WHERE mb.repository_id = rb.repository_id AND mb.blob_digest = rb.digest)",
             ),
-            Reckoning::AfterCollection => (LIVE, LIVE_REFERENCE),
+            Reckoning::AfterCollection => (live(backend), LIVE_REFERENCE),
         }
     }
 }
@@ -67,8 +89,9 @@ impl MetaStore {
         limit: u32,
     ) -> Result<Vec<DeadManifest>> {
         let (after_name, after_digest) = after.map_or(("", ""), |(n, d)| (n.as_str(), d.as_str()));
+        let live = live(self.backend);
         let rows = sqlx::query(&format!(
-            "{LIVE} \
+            "{live} \
              SELECT r.name, m.digest, m.size FROM manifests m JOIN repositories r ON r.id = m.repository_id \
              WHERE (r.name > $2 OR (r.name = $2 AND m.digest > $3)) \
              AND NOT EXISTS (SELECT 1 FROM live l WHERE l.repository_id = m.repository_id AND l.digest = m.digest) \
@@ -102,7 +125,7 @@ impl MetaStore {
         limit: u32,
     ) -> Result<Vec<(String, String)>> {
         let (after_name, after_digest) = after.map_or(("", ""), |(n, d)| (n.as_str(), d.as_str()));
-        let (with, referenced) = reckoning.clauses();
+        let (with, referenced) = reckoning.clauses(self.backend);
         let rows = sqlx::query(&format!(
             "{with} SELECT r.name, rb.digest FROM repository_blobs rb \
              JOIN repositories r ON r.id = rb.repository_id \
@@ -125,7 +148,7 @@ impl MetaStore {
         links: &[(String, String)],
         cutoff: i64,
     ) -> Result<u64> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut changes = UsageChanges::default();
         let mut removed = 0;
         for (repository, digest) in links {
@@ -162,7 +185,7 @@ impl MetaStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<(String, i64)>> {
-        let (with, referenced) = reckoning.clauses();
+        let (with, referenced) = reckoning.clauses(self.backend);
         let survives = match reckoning {
             Reckoning::AsItIs => "true".to_string(),
             Reckoning::AfterCollection => format!("(rb.created_at >= $1 OR {referenced})"),
@@ -184,7 +207,7 @@ impl MetaStore {
     /// Deletes the rows of blobs no repository links, in one transaction; returns the ones
     /// deleted, whose bytes may go.
     pub async fn delete_orphan_blobs(&self, digests: &[String]) -> Result<Vec<String>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut deleted = Vec::new();
         for digest in digests {
             let size: Option<i64> = sqlx::query_scalar(

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::{conflict, now, MetaStore, Result};
+use crate::{conflict, flag, now, MetaStore, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -14,12 +14,12 @@ pub struct User {
 }
 
 /// A `users` row selected as `id, name, password_hash, system_admin`.
-fn user_row(r: sqlx::sqlite::SqliteRow) -> User {
+fn user_row(r: sqlx::any::AnyRow) -> User {
     User {
         id: r.get(0),
         name: r.get(1),
         password_hash: r.get(2),
-        system_admin: r.get(3),
+        system_admin: flag(&r, 3),
     }
 }
 
@@ -53,7 +53,7 @@ impl MetaStore {
         )
         .bind(name)
         .bind(password_hash)
-        .bind(system_admin)
+        .bind(i64::from(system_admin))
         .bind(now())
         .fetch_one(&self.writer)
         .await
@@ -111,12 +111,12 @@ impl MetaStore {
         public: bool,
         owner: Option<&str>,
     ) -> Result<i64> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO projects (name, public, created_at) VALUES ($1, $2, $3) RETURNING id",
         )
         .bind(name)
-        .bind(public)
+        .bind(i64::from(public))
         .bind(now())
         .fetch_one(&mut *tx)
         .await
@@ -145,14 +145,14 @@ impl MetaStore {
             .map(|r| Project {
                 id: r.get(0),
                 name: r.get(1),
-                public: r.get(2),
+                public: flag(&r, 2),
             })
             .collect())
     }
 
     pub async fn set_project_public(&self, name: &str, public: bool) -> Result<bool> {
         let done = sqlx::query("UPDATE projects SET public = $1 WHERE name = $2")
-            .bind(public)
+            .bind(i64::from(public))
             .bind(name)
             .execute(&self.writer)
             .await?;
@@ -177,7 +177,7 @@ impl MetaStore {
         .fetch_optional(&self.readers)
         .await?;
         Ok(row.map(|r| ProjectAccessRow {
-            public: r.get(0),
+            public: flag(&r, 0),
             role: r.get(1),
         }))
     }
@@ -202,7 +202,7 @@ impl MetaStore {
         Ok(row.map(|r| Project {
             id: r.get(0),
             name: r.get(1),
-            public: r.get(2),
+            public: flag(&r, 2),
         }))
     }
 

@@ -10,14 +10,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use gantry_metrics::PoolUse;
 use gantry_oci::Digest;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Any, AnyPool, ConnectOptions, Executor, Row, Transaction};
 
 mod archive;
 mod browse;
@@ -29,6 +28,8 @@ mod migrate;
 mod quota;
 mod removal;
 pub mod snapshot;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 mod usage;
 
 pub use archive::ArchiveRecord;
@@ -170,6 +171,16 @@ fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
+/// Takes PostgreSQL's advisory lock `key` until `tx` ends; other transactions asking for it
+/// wait.
+async fn advisory_lock(tx: &mut Transaction<'_, Any>, key: i64) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Maps a unique-constraint violation to `Conflict(what)`, any other error to `Db`.
 fn conflict(what: String) -> impl FnOnce(sqlx::Error) -> MetaError {
     move |e| match e {
@@ -178,20 +189,108 @@ fn conflict(what: String) -> impl FnOnce(sqlx::Error) -> MetaError {
     }
 }
 
+/// A yes/no column: an integer 0 or 1 on both backends (SQLite has no boolean type, and
+/// sqlx's Any driver reads its integers as integers).
+fn flag(row: &sqlx::any::AnyRow, index: usize) -> bool {
+    row.get::<i64, _>(index) != 0
+}
+
 fn parse_digest(s: &str) -> Result<Digest> {
     Digest::from_str(s).map_err(|e| MetaError::Corrupt(e.to_string()))
 }
 
-/// The metadata store. One writer connection serializes writes in-process (SQLite allows one
-/// writer anyway, and this avoids busy errors on lock upgrades); readers use a pool.
+/// The SQL engine behind a store. Queries are written once, in the SQL both accept; the
+/// few functions whose names differ come from [`Backend`]'s methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One file, one process: the embedded default.
+    Sqlite,
+    /// Shared by any number of replicas.
+    Postgres,
+}
+
+impl Backend {
+    /// SQL for the 1-based position of `needle` in `haystack` (0 when absent).
+    fn position(self, needle: &str, haystack: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("instr({haystack}, {needle})"),
+            Backend::Postgres => format!("strpos({haystack}, {needle})"),
+        }
+    }
+
+    /// SQL for a JSON array (as text) of `value` over the rows of `FROM …` (`from`); `[]`
+    /// when there are none.
+    fn json_array_of(self, value: &str, from: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("(SELECT json_group_array({value}) {from})"),
+            Backend::Postgres => {
+                format!("(SELECT COALESCE(json_agg({value})::text, '[]') {from})")
+            }
+        }
+    }
+
+    /// SQL for a JSON array (as text, when outermost) of the given values.
+    fn json_array(self, values: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("json_array({values})"),
+            Backend::Postgres => format!("json_build_array({values})"),
+        }
+    }
+}
+
+/// Where the metadata lives, as `--database` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// An SQLite file (created when missing).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (`postgres://user:password@host:port/database?…`).
+    Postgres(String),
+}
+
+impl DatabaseLocation {
+    /// Reads `postgres://…` / `postgresql://…` as PostgreSQL, `sqlite://PATH` or a plain path
+    /// as an SQLite file.
+    pub fn parse(location: &str) -> DatabaseLocation {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            DatabaseLocation::Postgres(location.to_string())
+        } else {
+            let path = location.strip_prefix("sqlite://").unwrap_or(location);
+            DatabaseLocation::Sqlite(PathBuf::from(path))
+        }
+    }
+
+    /// The location with any password replaced by `***`, for logs.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseLocation::Sqlite(path) => path.display().to_string(),
+            DatabaseLocation::Postgres(url) => match url::Url::parse(url) {
+                Ok(mut parsed) if parsed.password().is_some() => {
+                    let _ = parsed.set_password(Some("***"));
+                    parsed.to_string()
+                }
+                Ok(parsed) => parsed.to_string(),
+                Err(_) => "postgres://(unparsable URL)".to_string(),
+            },
+        }
+    }
+}
+
+/// The metadata store: a pool for writes and one for reads.
+///
+/// Writes are serialized: on SQLite by its one writer connection (SQLite allows one writer
+/// anyway, and this avoids busy errors on lock upgrades); on PostgreSQL by a
+/// transaction-scoped advisory lock every write transaction takes first, across every
+/// replica. So a check made inside a write transaction (a quota, an immutable tag, a
+/// referenced blob) still holds when it commits, on either backend.
 #[derive(Clone)]
 pub struct MetaStore {
-    writer: SqlitePool,
-    readers: SqlitePool,
-    /// The database file and its identity when opened, for readiness checks: open
+    writer: AnyPool,
+    readers: AnyPool,
+    backend: Backend,
+    /// The SQLite file and its identity when opened, for readiness checks: open
     /// connections keep working on a file that was moved, replaced or made unreadable, so
-    /// only a look at the path tells.
-    file: Arc<DatabaseFile>,
+    /// only a look at the path tells. `None` on PostgreSQL.
+    file: Option<Arc<DatabaseFile>>,
 }
 
 struct DatabaseFile {
@@ -200,64 +299,17 @@ struct DatabaseFile {
     inode: u64,
 }
 
-/// The first 16 bytes of every SQLite database file.
-const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
-
-impl MetaStore {
-    /// Opens (creating if needed) the SQLite database at `path` and migrates it.
-    pub async fn open_sqlite(path: &Path) -> Result<MetaStore> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a transaction acknowledged to a client survives power loss, not only kill -9.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            // 1 MiB of page cache per connection (SQLite's default is 2 MiB): the OS page cache
-            // holds the rest, and five connections stay within a small memory budget.
-            .pragma("cache_size", "-1024");
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        migrate::run(&writer).await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(4)
-            .min_connections(1)
-            .connect_with(options.read_only(true))
-            .await?;
-        let opened = std::fs::metadata(path).map_err(|e| {
-            MetaError::Unavailable(format!("cannot inspect {}: {e}", path.display()))
-        })?;
-        let file = Arc::new(DatabaseFile {
-            path: path.to_path_buf(),
-            device: opened.dev(),
-            inode: opened.ino(),
-        });
-        Ok(MetaStore {
-            writer,
-            readers,
-            file,
-        })
-    }
-
-    /// Whether the store can serve: the database file is still the one opened and readable,
-    /// and both pools answer a query.
-    ///
-    /// Errors: `Unavailable` with the reason (the file's name, not its full path: the answer
-    /// goes to unauthenticated probes).
-    pub async fn check_ready(&self) -> Result<()> {
+impl DatabaseFile {
+    /// Whether the file at the path is still the one opened, and an SQLite database.
+    async fn check(&self) -> std::result::Result<(), String> {
         let name = self
-            .file
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let path = self.file.path.clone();
-        let (device, inode) = (self.file.device, self.file.inode);
-        let file_state = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
+        let path = self.path.clone();
+        let (device, inode) = (self.device, self.inode);
+        tokio::task::spawn_blocking(move || {
             let mut file =
                 std::fs::File::open(&path).map_err(|e| format!("cannot open {name}: {e}"))?;
             let found = file
@@ -277,8 +329,136 @@ impl MetaStore {
             Ok(())
         })
         .await
-        .map_err(|e| MetaError::Unavailable(e.to_string()))?;
-        file_state.map_err(MetaError::Unavailable)?;
+        .map_err(|e| e.to_string())?
+    }
+}
+
+/// The first 16 bytes of every SQLite database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// The PostgreSQL advisory lock key that serializes write transactions (ASCII "gantryW").
+const WRITE_LOCK: i64 = 0x67_616e_7472_7957;
+
+/// Settings of every SQLite connection. FULL sync: a transaction acknowledged to a client
+/// survives power loss, not only kill -9. 1 MiB of page cache per connection (SQLite's
+/// default is 2 MiB): the OS page cache holds the rest, and five connections stay within a
+/// small memory budget.
+const SQLITE_SETTINGS: &str = "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+     PRAGMA synchronous = FULL; PRAGMA cache_size = -1024;";
+
+impl MetaStore {
+    /// Opens (creating and migrating when needed) the store at `location`.
+    ///
+    /// Errors: the database's own (cannot connect, cannot migrate), or `SchemaTooNew`.
+    pub async fn open(location: &DatabaseLocation) -> Result<MetaStore> {
+        match location {
+            DatabaseLocation::Sqlite(path) => Self::open_sqlite(path).await,
+            DatabaseLocation::Postgres(url) => Self::open_postgres(url).await,
+        }
+    }
+
+    /// Opens (creating if needed) the SQLite database at `path` and migrates it.
+    pub async fn open_sqlite(path: &Path) -> Result<MetaStore> {
+        sqlx::any::install_default_drivers();
+        let url = |read_only: bool| -> Result<AnyConnectOptions> {
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(!read_only)
+                .read_only(read_only);
+            Ok(AnyConnectOptions::from_url(&options.to_url_lossy())?)
+        };
+        let writer = AnyPoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection
+                        .execute(sqlx::raw_sql("PRAGMA journal_mode = WAL;"))
+                        .await?;
+                    connection.execute(sqlx::raw_sql(SQLITE_SETTINGS)).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(url(false)?)
+            .await?;
+        migrate::run(&writer, Backend::Sqlite).await?;
+        let readers = AnyPoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection.execute(sqlx::raw_sql(SQLITE_SETTINGS)).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(url(true)?)
+            .await?;
+        let opened = std::fs::metadata(path).map_err(|e| {
+            MetaError::Unavailable(format!("cannot inspect {}: {e}", path.display()))
+        })?;
+        let file = Arc::new(DatabaseFile {
+            path: path.to_path_buf(),
+            device: opened.dev(),
+            inode: opened.ino(),
+        });
+        Ok(MetaStore {
+            writer,
+            readers,
+            backend: Backend::Sqlite,
+            file: Some(file),
+        })
+    }
+
+    /// Connects to the PostgreSQL database at `url` and migrates it (the first replica to
+    /// start does; the others wait for it on a lock).
+    pub async fn open_postgres(url: &str) -> Result<MetaStore> {
+        sqlx::any::install_default_drivers();
+        let options = AnyConnectOptions::from_str(url)?;
+        let writer = AnyPoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        migrate::run(&writer, Backend::Postgres).await?;
+        let readers = AnyPoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(MetaStore {
+            writer,
+            readers,
+            backend: Backend::Postgres,
+            file: None,
+        })
+    }
+
+    /// Which engine this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction, serialized with every other write (see [`MetaStore`]).
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+        let mut tx = self.writer.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(WRITE_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    /// Whether the store can serve: the database file is still the one opened and readable,
+    /// and both pools answer a query.
+    ///
+    /// Errors: `Unavailable` with the reason (the file's name, not its full path: the answer
+    /// goes to unauthenticated probes).
+    pub async fn check_ready(&self) -> Result<()> {
+        if let Some(file) = &self.file {
+            file.check().await.map_err(MetaError::Unavailable)?;
+        }
         for pool in [&self.readers, &self.writer] {
             sqlx::query("SELECT 1").execute(pool).await.map_err(|e| {
                 MetaError::Unavailable(format!("the database does not answer: {e}"))
@@ -289,7 +469,7 @@ impl MetaStore {
 
     /// How the connection pools are used now (for metrics).
     pub fn pool_use(&self) -> [PoolUse; 2] {
-        let usage = |pool: &'static str, p: &SqlitePool| PoolUse {
+        let usage = |pool: &'static str, p: &AnyPool| PoolUse {
             pool,
             open: p.size(),
             idle: p.num_idle() as u32,
@@ -306,7 +486,7 @@ impl MetaStore {
         self.writer.close().await;
     }
 
-    async fn ensure_repository(tx: &mut Transaction<'_, Sqlite>, name: &str) -> Result<i64> {
+    async fn ensure_repository(tx: &mut Transaction<'_, Any>, name: &str) -> Result<i64> {
         sqlx::query(
             "INSERT INTO repositories (name, project, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
         )
@@ -370,7 +550,7 @@ impl MetaStore {
 
     /// Records that the durable blob `digest` is held by repository `name`.
     pub async fn link_blob(&self, name: &str, digest: &Digest, size: u64) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         Self::link_blob_in(&mut tx, name, digest, size).await?;
         tx.commit().await?;
         Ok(())
@@ -384,7 +564,7 @@ impl MetaStore {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         Self::link_blob_in(&mut tx, name, digest, size).await?;
         sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id)
@@ -395,7 +575,7 @@ impl MetaStore {
     }
 
     async fn link_blob_in(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         name: &str,
         digest: &Digest,
         size: u64,
@@ -444,7 +624,7 @@ impl MetaStore {
 
     /// Removes the repository's link to a blob; the bytes stay until garbage collection.
     pub async fn unlink_blob(&self, name: &str, digest: &Digest) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let digest = digest.to_string();
         let repo: Option<i64> = sqlx::query_scalar(
             "DELETE FROM repository_blobs WHERE digest = $1 \
@@ -546,7 +726,7 @@ impl MetaStore {
         manifest: &NewManifest<'_>,
         tag: Option<TagRef<'_>>,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let repo = Self::ensure_repository(&mut tx, name).await?;
         let references = [
             (&BLOB_REFERENCES, &manifest.blobs),
@@ -671,7 +851,7 @@ impl MetaStore {
 
     /// Removes a tag (and its pull statistics) only; the manifest stays reachable by digest.
     pub async fn delete_tag(&self, name: &str, tag: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "DELETE FROM tag_pulls WHERE tag = $1 AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
         )
@@ -699,7 +879,7 @@ impl MetaStore {
 
     /// Deletes manifests (repository, digest) in one transaction; returns how many existed.
     pub async fn delete_manifests(&self, manifests: &[(String, String)]) -> Result<usize> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut changes = UsageChanges::default();
         let mut deleted = 0;
         for (name, digest) in manifests {
@@ -714,7 +894,7 @@ impl MetaStore {
 
     /// Removes a manifest, every tag pointing at it, its reference rows and pull statistics.
     async fn delete_manifest_in(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         changes: &mut UsageChanges,
         name: &str,
         digest: &str,

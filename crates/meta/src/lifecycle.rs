@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use crate::{now, MetaStore, Result};
+use crate::{flag, now, MetaStore, Result};
 
 /// Pulls counted in memory since the last flush, for one manifest (and the tag it was
 /// pulled by, if any).
@@ -78,7 +78,7 @@ const IN_PROJECT: &str = "r.project = $1";
 impl MetaStore {
     /// Adds batched pull counts in one transaction (counts add up, the latest time wins).
     pub async fn record_pulls(&self, pulls: &[PullDelta]) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         for pull in pulls {
             let (table, key_column, key) = match (&pull.digest, &pull.tag) {
                 (Some(digest), _) => ("manifest_pulls", "digest", digest),
@@ -252,7 +252,7 @@ impl MetaStore {
         .bind(project)
         .bind(run.at)
         .bind(&run.actor)
-        .bind(run.dry_run)
+        .bind(i64::from(run.dry_run))
         .bind(run.deleted_tags)
         .bind(run.deleted_manifests)
         .bind(run.freed_bytes)
@@ -276,7 +276,7 @@ impl MetaStore {
             .map(|r| RetentionRun {
                 at: r.get(0),
                 actor: r.get(1),
-                dry_run: r.get(2),
+                dry_run: flag(&r, 2),
                 deleted_tags: r.get(3),
                 deleted_manifests: r.get(4),
                 freed_bytes: r.get(5),

@@ -4,9 +4,9 @@
 //! (`MetaError::SchemaTooNew`) instead of being read with a schema this binary does not know;
 //! going back to an older version means restoring the backup taken before the upgrade.
 
-use sqlx::SqlitePool;
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 
-use crate::{MetaError, Result};
+use crate::{Backend, MetaError, Result};
 
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_registry.sql")),
@@ -41,6 +41,20 @@ const SQLITE: &[(i64, &str)] = &[
     ),
 ];
 
+/// PostgreSQL starts at version 11 with the whole schema in one step (no PostgreSQL database
+/// predates it); every later version has a file for each backend.
+const POSTGRES: &[(i64, &str)] = &[
+    (11, include_str!("../migrations/postgres/0011_baseline.sql")),
+    (
+        12,
+        include_str!("../migrations/postgres/0012_browse_sizes.sql"),
+    ),
+];
+
+/// A transaction-scoped advisory lock key held while migrating PostgreSQL, so that replicas
+/// starting together migrate once (ASCII "gantryM").
+const MIGRATION_LOCK: i64 = 0x67_616e_7472_794d;
+
 /// The migration that starts keeping usage per project; data from before it is counted then.
 const QUOTAS: i64 = 6;
 
@@ -52,12 +66,19 @@ pub fn latest_known_version() -> i64 {
     SQLITE.last().map_or(0, |(version, _)| *version)
 }
 
+fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
+    match backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    }
+}
+
 /// Refuses a database whose applied migrations include one this binary does not carry: a
 /// newer gantry wrote it, and this one would misread (or corrupt) what it does not know.
 pub(crate) fn refuse_unknown_versions(applied: &[i64]) -> Result<()> {
     let unknown = applied
         .iter()
-        .filter(|version| !SQLITE.iter().any(|(known, _)| known == *version))
+        .filter(|version| **version > latest_known_version())
         .max();
     match unknown {
         Some(&database) => Err(MetaError::SchemaTooNew {
@@ -71,41 +92,78 @@ pub(crate) fn refuse_unknown_versions(applied: &[i64]) -> Result<()> {
 /// Brings the database up to [`latest_known_version`], each migration in its own
 /// transaction. Errors: `SchemaTooNew` when a newer gantry migrated the database (nothing is
 /// changed then), or the database's own errors.
-pub async fn run(pool: &SqlitePool) -> Result<()> {
-    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-        .execute(pool)
-        .await?;
+pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {
+    match backend {
+        Backend::Postgres => {
+            // One transaction: the lock makes replicas that start together migrate once, and
+            // PostgreSQL's DDL is transactional.
+            let mut tx = pool.begin().await?;
+            crate::advisory_lock(&mut tx, MIGRATION_LOCK).await?;
+            for (version, sql) in pending(&mut tx, backend).await? {
+                apply(&mut tx, backend, version, sql).await?;
+            }
+            tx.commit().await?;
+        }
+        Backend::Sqlite => {
+            // Each migration in its own transaction; the one writer connection is the lock.
+            let pending = pending(&mut *pool.acquire().await?, backend).await?;
+            for (version, sql) in pending {
+                let mut tx = pool.begin().await?;
+                apply(&mut tx, backend, version, sql).await?;
+                tx.commit().await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The migrations of `backend` not yet applied, in order. Errors: `SchemaTooNew`.
+async fn pending(
+    connection: &mut AnyConnection,
+    backend: Backend,
+) -> Result<Vec<(i64, &'static str)>> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations \
+         (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut *connection)
+    .await?;
     let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-        .fetch_all(pool)
+        .fetch_all(&mut *connection)
         .await?;
     refuse_unknown_versions(&applied)?;
-    for (version, sql) in SQLITE {
-        if applied.contains(version) {
-            continue;
-        }
-        let mut tx = pool.begin().await?;
-        sqlx::raw_sql(sql).execute(&mut *tx).await?;
-        if *version == QUOTAS {
-            crate::MetaStore::count_all_usage(&mut tx).await?;
-        }
-        if *version == BROWSE_SIZES {
-            crate::browse::fill_sizes(&mut tx).await?;
-        }
-        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-            .bind(version)
-            .bind(crate::now())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        tracing::info!(version, "applied metadata migration");
+    Ok(migrations(backend)
+        .iter()
+        .filter(|(version, _)| !applied.contains(version))
+        .copied()
+        .collect())
+}
+
+async fn apply(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    version: i64,
+    sql: &str,
+) -> Result<()> {
+    sqlx::raw_sql(sql).execute(&mut **tx).await?;
+    if version == QUOTAS && backend == Backend::Sqlite {
+        crate::MetaStore::count_all_usage(tx).await?;
     }
+    if version == BROWSE_SIZES {
+        crate::browse::fill_sizes(tx).await?;
+    }
+    sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+        .bind(version)
+        .bind(crate::now())
+        .execute(&mut **tx)
+        .await?;
+    tracing::info!(version, ?backend, "applied metadata migration");
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MetaStore;
 
     /// An upgrade that is rolled back by installing the older binary again must not run that
     /// binary on a schema it does not know: it stops, saying which versions and what to do.
@@ -119,7 +177,8 @@ mod tests {
             .await
             .unwrap();
         store.close().await;
-        let err = MetaStore::open_sqlite(&dir.path().join("meta.db"))
+        let err = dir
+            .reopen()
             .await
             .err()
             .expect("a database from a newer gantry is refused");

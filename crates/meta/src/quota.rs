@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use gantry_oci::{size, RepositoryName};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use crate::{MetaError, MetaStore, Result};
 
@@ -109,17 +109,17 @@ impl std::error::Error for QuotaExceeded {}
 /// Adds up a project's usage from its rows (`$1`: the project, or NULL for every project).
 /// The migration fills `project_usage` with it and `recount_usage` checks the live figures.
 const COUNT_USAGE: &str = "\
-    SELECT project, SUM(bytes), SUM(artifacts) FROM ( \
-        SELECT l.project AS project, SUM(b.size) AS bytes, 0 AS artifacts FROM \
+    SELECT project, CAST(SUM(bytes) AS BIGINT), CAST(SUM(artifacts) AS BIGINT) FROM ( \
+        SELECT l.project AS project, CAST(SUM(b.size) AS BIGINT) AS bytes, 0 AS artifacts FROM \
             (SELECT DISTINCT r.project, rb.digest FROM repository_blobs rb \
              JOIN repositories r ON r.id = rb.repository_id WHERE $1 IS NULL OR r.project = $1) l \
             JOIN blobs b ON b.digest = l.digest GROUP BY l.project \
         UNION ALL \
-        SELECT m.project, SUM(m.size), COUNT(*) FROM \
+        SELECT m.project, CAST(SUM(m.size) AS BIGINT), COUNT(*) FROM \
             (SELECT r.project, mf.digest, MAX(mf.size) AS size FROM manifests mf \
              JOIN repositories r ON r.id = mf.repository_id WHERE $1 IS NULL OR r.project = $1 \
              GROUP BY r.project, mf.digest) m GROUP BY m.project \
-    ) GROUP BY project";
+    ) counted GROUP BY project";
 
 /// What a repository holds that counts towards its project's usage.
 #[derive(Debug, Clone, Copy)]
@@ -164,7 +164,7 @@ pub(crate) enum Change {
     Removed,
 }
 
-fn usage_row(row: &sqlx::sqlite::SqliteRow) -> Quota {
+fn usage_row(row: &sqlx::any::AnyRow) -> Quota {
     Quota {
         project: row.get(0),
         used: Usage {
@@ -195,7 +195,7 @@ impl UsageChanges {
     /// Call inside the changing transaction, after the change.
     pub async fn record(
         &mut self,
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         held: Held,
         change: Change,
         (repository_id, name): (i64, &str),
@@ -229,7 +229,7 @@ impl UsageChanges {
     /// up in the same statement that asks whether the project holds it elsewhere).
     pub async fn record_unlinked_blob(
         &mut self,
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         (repository_id, name): (i64, &str),
         digest: &str,
     ) -> Result<()> {
@@ -251,7 +251,7 @@ impl UsageChanges {
 
     /// Applies the changes. An increase past a limit is an error, after which the caller
     /// must drop the transaction (rolling back the change and the charge together).
-    pub async fn charge(self, tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+    pub async fn charge(self, tx: &mut Transaction<'_, Any>) -> Result<()> {
         for (project, delta) in self.0 {
             if delta == Usage::default() {
                 continue;
@@ -359,7 +359,7 @@ impl MetaStore {
     /// writes held off meanwhile. Should they differ (they never have), the counted figures
     /// replace the live ones and the difference is logged.
     pub async fn recount_usage(&self, project: &str) -> Result<Recount> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let live: Option<(i64, i64)> =
             sqlx::query_as("SELECT bytes, artifacts FROM project_usage WHERE project = $1")
                 .bind(project)
@@ -391,10 +391,10 @@ impl MetaStore {
     }
 
     /// Fills `project_usage` for data stored before quotas existed (run by the migration).
-    pub(crate) async fn count_all_usage(tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+    pub(crate) async fn count_all_usage(tx: &mut Transaction<'_, Any>) -> Result<()> {
         sqlx::query(&format!(
             "INSERT INTO project_usage (project, bytes, artifacts) \
-             SELECT * FROM ({COUNT_USAGE}) WHERE true \
+             SELECT * FROM ({COUNT_USAGE}) counted_usage WHERE true \
              ON CONFLICT (project) DO UPDATE SET bytes = excluded.bytes, artifacts = excluded.artifacts"
         ))
         .bind(None::<String>)

@@ -38,7 +38,7 @@ impl MetaStore {
     /// parameters are `$1`, `$2`) that hold nothing, with their pull statistics, inside `tx`;
     /// returns how many went. The emptiness is re-checked in the deleting statement.
     async fn forget_empty_in(
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         filter: &str,
         first: &str,
         second: i64,
@@ -66,7 +66,7 @@ impl MetaStore {
     /// Forgets repositories created before `cutoff` (Unix seconds) that hold nothing, as
     /// garbage collection's last step; returns how many.
     pub async fn forget_empty_repositories(&self, cutoff: i64) -> Result<u64> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let forgotten =
             Self::forget_empty_in(&mut tx, "($1 = $1) AND created_at < $2", "", cutoff).await?;
         tx.commit().await?;
@@ -75,7 +75,7 @@ impl MetaStore {
 
     /// Forgets repository `name` if it holds nothing; whether it did.
     pub async fn forget_repository_if_empty(&self, name: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let forgotten = Self::forget_empty_in(&mut tx, "name = $1 AND ($2 = $2)", name, 0).await?;
         tx.commit().await?;
         Ok(forgotten > 0)
@@ -119,7 +119,7 @@ impl MetaStore {
     /// link or an upload in progress, or an archive of it is not restored (deleting a project
     /// never orphans images); nothing is deleted then.
     pub async fn delete_project(&self, name: &str) -> Result<Option<ProjectRemoval>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let holding: Vec<String> = sqlx::query_scalar(&holding_query())
             .bind(name)
             .fetch_all(&mut *tx)

@@ -102,11 +102,11 @@ async fn read_open(connection: &mut SqliteConnection) -> Result<Snapshot> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::store;
+    use crate::tests::sqlite_store;
 
     #[tokio::test]
     async fn snapshot_holds_committed_blobs_and_no_upload_sessions() {
-        let (dir, live) = store().await;
+        let (dir, live) = sqlite_store().await;
         let blob = Digest::sha256_of(b"layer");
         live.link_blob("team/app", &blob, 5).await.unwrap();
         live.create_upload("0123-abcd", "team/app").await.unwrap();

@@ -10,13 +10,37 @@ const FIRST_PAGE: Page<'static> = Page {
     limit: 10,
 };
 
-/// A fresh store in a temporary directory (shared by the store's test modules).
-pub(crate) async fn store() -> (tempfile::TempDir, MetaStore) {
+/// Where a test's store lives, to open it again.
+pub(crate) struct Fixture {
+    /// Holds the SQLite file (and anything else a test writes) until the test ends.
+    pub dir: tempfile::TempDir,
+    pub location: DatabaseLocation,
+}
+
+impl Fixture {
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The store at the same location, opened again (migrations run again, as at a restart).
+    pub async fn reopen(&self) -> Result<MetaStore> {
+        MetaStore::open(&self.location).await
+    }
+}
+
+/// A fresh, empty store (see [`crate::testing::fresh_store`]). Every test of the store's
+/// modules starts here, so the same suite runs on each backend.
+pub(crate) async fn store() -> (Fixture, MetaStore) {
+    let (dir, location, store) = crate::testing::fresh_store().await;
+    (Fixture { dir, location }, store)
+}
+
+/// A fresh SQLite store, for what only SQLite has (file snapshots for backups).
+pub(crate) async fn sqlite_store() -> (Fixture, MetaStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = MetaStore::open_sqlite(&dir.path().join("meta.db"))
-        .await
-        .unwrap();
-    (dir, store)
+    let location = DatabaseLocation::Sqlite(dir.path().join("meta.db"));
+    let store = MetaStore::open(&location).await.unwrap();
+    (Fixture { dir, location }, store)
 }
 
 /// An image manifest record over `blobs` (content `{}`), for tests.
@@ -179,12 +203,10 @@ async fn referrers_filter_by_artifact_type() {
 
 #[tokio::test]
 async fn reopening_keeps_data_and_does_not_remigrate() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("meta.db");
-    let store = MetaStore::open_sqlite(&path).await.unwrap();
+    let (fixture, store) = store().await;
     store.link_blob("r", &d(1), 3).await.unwrap();
     store.close().await;
-    let store = MetaStore::open_sqlite(&path).await.unwrap();
+    let store = fixture.reopen().await.unwrap();
     assert_eq!(store.blob_in_repository("r", &d(1)).await.unwrap(), Some(3));
 }
 

@@ -7,7 +7,7 @@
 //! activity vanish. A snapshot is one transaction that replaces its day's rows, so taking it
 //! again the same day is idempotent.
 
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use crate::{MetaStore, Result};
 
@@ -65,13 +65,13 @@ pub struct UsageSnapshot {
 }
 
 /// Counts one accepted manifest PUT of `repository`, inside the transaction that stored it.
-pub(crate) async fn count_push(tx: &mut Transaction<'_, Sqlite>, repository: &str) -> Result<()> {
+pub(crate) async fn count_push(tx: &mut Transaction<'_, Any>, repository: &str) -> Result<()> {
     count_activity(tx, repository, "pushes", 1).await
 }
 
 /// Adds `pulls` manifest GETs of `repository`, inside the transaction that flushes them.
 pub(crate) async fn count_pulls(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     repository: &str,
     pulls: i64,
 ) -> Result<()> {
@@ -79,7 +79,7 @@ pub(crate) async fn count_pulls(
 }
 
 async fn count_activity(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     repository: &str,
     column: &'static str,
     count: i64,
@@ -96,7 +96,7 @@ async fn count_activity(
     Ok(())
 }
 
-fn figures(row: &sqlx::sqlite::SqliteRow, first: usize) -> UsageFigures {
+fn figures(row: &sqlx::any::AnyRow, first: usize) -> UsageFigures {
     UsageFigures {
         bytes: row.get(first),
         artifacts: row.get(first + 1),
@@ -113,10 +113,10 @@ impl MetaStore {
             "WITH known AS (SELECT name AS repository, project FROM repositories \
                             UNION SELECT repository, project FROM repository_activity) \
              SELECT k.repository, k.project, \
-                COALESCE((SELECT SUM(b.size) FROM repositories r \
+                COALESCE((SELECT CAST(SUM(b.size) AS BIGINT) FROM repositories r \
                           JOIN repository_blobs rb ON rb.repository_id = r.id \
                           JOIN blobs b ON b.digest = rb.digest WHERE r.name = k.repository), 0) \
-                + COALESCE((SELECT SUM(m.size) FROM repositories r \
+                + COALESCE((SELECT CAST(SUM(m.size) AS BIGINT) FROM repositories r \
                           JOIN manifests m ON m.repository_id = r.id WHERE r.name = k.repository), 0), \
                 (SELECT COUNT(*) FROM repositories r JOIN manifests m ON m.repository_id = r.id \
                  WHERE r.name = k.repository), \
@@ -145,7 +145,7 @@ impl MetaStore {
         taken_at: i64,
         snapshot: &UsageSnapshot,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         for table in [
             "usage_snapshots",
             "usage_project_snapshots",

@@ -35,7 +35,11 @@ pub struct Server {
 /// it bound (and the metrics listener's, if any). Binding port 0 in the server avoids races
 /// between tests picking free ports.
 fn spawn(listen: &str, data_dir: &Path, env: &[(&str, &str)]) -> (Child, Value) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    if let Some(url) = postgres_database_for(data_dir) {
+        command.env("GANTRY_DATABASE", url);
+    }
+    let mut child = command
         .args([
             "serve",
             "--log-format",
@@ -77,6 +81,34 @@ fn spawn(listen: &str, data_dir: &Path, env: &[(&str, &str)]) -> (Child, Value) 
         .recv_timeout(Duration::from_secs(30))
         .expect("gantry did not report that it is ready");
     (child, ready)
+}
+
+/// The PostgreSQL server the integration tests run on instead of SQLite when set (an admin
+/// connection URL), as the metadata suite does with the same variable.
+pub const POSTGRES_ENV: &str = "GANTRY_TEST_POSTGRES";
+
+/// With `GANTRY_TEST_POSTGRES` set: the URL of the database that belongs to `data_dir`
+/// (created on first use), so a server restarted on the same data directory finds its data.
+fn postgres_database_for(data_dir: &Path) -> Option<String> {
+    use std::hash::{Hash, Hasher};
+    let admin = std::env::var(POSTGRES_ENV).ok()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut hasher);
+    let name = format!("gantry_it_{:016x}", hasher.finish());
+    let exists = Command::new("psql")
+        .args([&admin, "-tAc"])
+        .arg(format!(
+            "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+        ))
+        .output()
+        .expect("psql runs");
+    if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
+        run(Command::new("psql")
+            .args([&admin, "-qc"])
+            .arg(format!("CREATE DATABASE {name}")));
+    }
+    let (base, _) = admin.rsplit_once('/').expect("a URL ending in /DATABASE");
+    Some(format!("{base}/{name}"))
 }
 
 fn listen_field(ready: &Value) -> String {
