@@ -14,9 +14,17 @@
 //! - The top-level artifacts are the manifests that are neither a referrer of a manifest of
 //!   the repository (signatures, SBOMs: listed under their subject) nor an untagged child of
 //!   an index (listed as the index's platforms). A repository's `artifacts` counts those.
+//!
+//! Sizes are kept as data, not added up on every read (a page sorted by size would compute
+//! every artifact's size, the repository list every blob of every repository): each
+//! manifest's `artifact_size` and each repository's `bytes` are written in the transactions
+//! that change what they count — a manifest stored or deleted (`count_manifest_bytes`,
+//! `refresh_artifact_sizes`), a blob row created or collected (`count_blob_row`) — and equal
+//! `ARTIFACT_SIZE` and `REPOSITORY_BYTES` over the rows, which the migration fills them with.
 
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
+use crate::quota::Change;
 use crate::{Backend, MetaStore, Result};
 
 /// What a page is sorted by.
@@ -103,7 +111,8 @@ const TOP_LEVEL: &str = "NOT (m.subject IS NOT NULL AND EXISTS (SELECT 1 FROM ma
 
 /// The bytes of manifest `m`: itself, its children's manifests, and the distinct blobs of
 /// both. `CROSS JOIN` keeps SQLite's join order (children first, then their blobs): left to
-/// choose, it walks every blob link of the repository for each manifest.
+/// choose, it walks every blob link of the repository for each manifest. Kept in
+/// `manifests.artifact_size`; computed only when that changes.
 const ARTIFACT_SIZE: &str = "(m.size \
      + COALESCE((SELECT CAST(SUM(cm.size) AS BIGINT) FROM manifest_children c JOIN manifests cm \
          ON cm.repository_id = c.repository_id AND cm.digest = c.child_digest \
@@ -115,6 +124,123 @@ const ARTIFACT_SIZE: &str = "(m.size \
            WHERE c.repository_id = m.repository_id AND c.manifest_digest = m.digest \
              AND mb.repository_id = c.repository_id AND mb.manifest_digest = c.child_digest) u \
          JOIN blobs b ON b.digest = u.digest), 0))";
+
+/// The bytes of repository `r`: its manifests plus the distinct blobs they reference. Kept in
+/// `repositories.bytes`; this recounts it.
+const REPOSITORY_BYTES: &str =
+    "(COALESCE((SELECT CAST(SUM(m.size) AS BIGINT) FROM manifests m WHERE m.repository_id = r.id), 0) \
+     + COALESCE((SELECT CAST(SUM(b.size) AS BIGINT) FROM blobs b WHERE b.digest IN \
+         (SELECT mb.blob_digest FROM manifest_blobs mb WHERE mb.repository_id = r.id)), 0))";
+
+/// The bytes of the blobs that manifest `$2` of repository `$1` references and no other
+/// manifest of the repository does: with the manifest's own bytes, what storing it adds to
+/// the repository's size and deleting it takes away.
+const BLOBS_ONLY_IT_REFERENCES: &str = "SELECT COALESCE(CAST(SUM(b.size) AS BIGINT), 0) FROM manifest_blobs mb \
+     JOIN blobs b ON b.digest = mb.blob_digest \
+     WHERE mb.repository_id = $1 AND mb.manifest_digest = $2 AND NOT EXISTS (SELECT 1 FROM manifest_blobs o \
+       WHERE o.repository_id = $1 AND o.blob_digest = mb.blob_digest AND o.manifest_digest <> $2)";
+
+/// `bytes` as a change of a kept size: added, or taken away.
+fn signed(change: Change, bytes: i64) -> i64 {
+    match change {
+        Change::Added => bytes,
+        Change::Removed => -bytes,
+    }
+}
+
+/// Keeps repository `repository_id`'s size as its manifest `digest` (`size` bytes of its
+/// own) is stored or deleted. Call inside the changing transaction while the manifest's blob
+/// references are recorded: after recording them (`Added`), before deleting them (`Removed`).
+pub(crate) async fn count_manifest_bytes(
+    tx: &mut Transaction<'_, Any>,
+    change: Change,
+    repository_id: i64,
+    digest: &str,
+    size: i64,
+) -> Result<()> {
+    let blobs: i64 = sqlx::query_scalar(BLOBS_ONLY_IT_REFERENCES)
+        .bind(repository_id)
+        .bind(digest)
+        .fetch_one(&mut **tx)
+        .await?;
+    let bytes = size + blobs;
+    sqlx::query("UPDATE repositories SET bytes = bytes + $2 WHERE id = $1")
+        .bind(repository_id)
+        .bind(signed(change, bytes))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Recomputes the kept size of manifest `digest` of repository `repository_id` (when it
+/// exists) and of the indexes of the repository that list it, after what it counts changed:
+/// it was stored or deleted (with its reference rows), or a blob row it counts appeared or
+/// went.
+pub(crate) async fn refresh_artifact_sizes(
+    tx: &mut Transaction<'_, Any>,
+    repository_id: i64,
+    digest: &str,
+) -> Result<()> {
+    sqlx::query(&format!(
+        "UPDATE manifests AS m SET artifact_size = {ARTIFACT_SIZE} \
+         WHERE m.repository_id = $1 AND m.digest IN (SELECT CAST($2 AS TEXT) \
+           UNION SELECT c.manifest_digest FROM manifest_children c \
+           WHERE c.repository_id = $1 AND c.child_digest = $2)"
+    ))
+    .bind(repository_id)
+    .bind(digest)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Keeps the sizes as blob row `digest` (`size` bytes) is created or deleted while
+/// manifests reference it: sizes count only blobs that have a row, and a blob a manifest
+/// references can lose its row (its link deleted, then garbage collection) and get it back
+/// (pushed again). Call inside the transaction that creates or deletes the row, after it.
+pub(crate) async fn count_blob_row(
+    tx: &mut Transaction<'_, Any>,
+    change: Change,
+    digest: &str,
+    size: i64,
+) -> Result<()> {
+    let referencing: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT repository_id, manifest_digest FROM manifest_blobs WHERE blob_digest = $1",
+    )
+    .bind(digest)
+    .fetch_all(&mut **tx)
+    .await?;
+    if referencing.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE repositories SET bytes = bytes + $2 WHERE id IN \
+         (SELECT repository_id FROM manifest_blobs WHERE blob_digest = $1)",
+    )
+    .bind(digest)
+    .bind(signed(change, size))
+    .execute(&mut **tx)
+    .await?;
+    for (repository_id, manifest) in referencing {
+        refresh_artifact_sizes(tx, repository_id, &manifest).await?;
+    }
+    Ok(())
+}
+
+/// Fills the kept sizes from the rows (run by the migration that adds them).
+pub(crate) async fn fill_sizes(tx: &mut Transaction<'_, Any>) -> Result<()> {
+    sqlx::query(&format!(
+        "UPDATE manifests AS m SET artifact_size = {ARTIFACT_SIZE}"
+    ))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(&format!(
+        "UPDATE repositories AS r SET bytes = {REPOSITORY_BYTES}"
+    ))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 /// The sort key of a sort by name: the same for every row, so the name decides (a bare `0`
 /// would read as a column number in `ORDER BY`).
@@ -152,27 +278,34 @@ impl MetaStore {
             BrowseSort::Size => "size",
         };
         let (filter, order) = keyset(key, "name", &page);
+        // Per repository, the size is kept and the last push is two index lookups. The pulls
+        // read its pulled manifests' rows once (`CROSS JOIN`: repositories first, not every
+        // pull row of the registry); the top-level count reads only the manifests that may
+        // not be top-level (referrers and index children) and subtracts those that are not
+        // from all its manifests, counted in an index (reading every manifest row, and
+        // adding up every blob, is what made this page slow).
         let sql = format!(
-            "WITH repo AS (SELECT id, name FROM repositories WHERE project = $1), \
-             man AS (SELECT m.repository_id AS rid, CAST(SUM(m.size) AS BIGINT) AS bytes, MAX(m.created_at_us) AS pushed, \
-                 CAST(SUM(CASE WHEN {TOP_LEVEL} THEN 1 ELSE 0 END) AS BIGINT) AS artifacts \
-               FROM manifests m JOIN repo ON repo.id = m.repository_id GROUP BY m.repository_id), \
-             blob AS (SELECT u.rid, CAST(SUM(b.size) AS BIGINT) AS bytes FROM (SELECT DISTINCT mb.repository_id AS rid, \
-                 mb.blob_digest AS digest FROM manifest_blobs mb JOIN repo ON repo.id = mb.repository_id) u \
-               JOIN blobs b ON b.digest = u.digest GROUP BY u.rid), \
-             tag AS (SELECT t.repository_id AS rid, MAX(t.updated_at_us) AS pushed FROM tags t \
-               JOIN repo ON repo.id = t.repository_id GROUP BY t.repository_id), \
-             pull AS (SELECT p.repository_id AS rid, CAST(SUM(p.pull_count) AS BIGINT) AS pulls, MAX(p.last_pulled_at) AS last_pulled \
-               FROM manifest_pulls p JOIN repo ON repo.id = p.repository_id \
-               JOIN manifests m ON m.repository_id = p.repository_id AND m.digest = p.digest \
-               GROUP BY p.repository_id), \
-             summary AS (SELECT repo.name AS name, COALESCE(man.artifacts, 0) AS artifacts, \
-                 COALESCE(man.bytes, 0) + COALESCE(blob.bytes, 0) AS size, \
-                 NULLIF(CASE WHEN COALESCE(man.pushed, -1) > COALESCE(tag.pushed, -1) \
-                   THEN COALESCE(man.pushed, -1) ELSE COALESCE(tag.pushed, -1) END, -1) AS pushed, \
+            "WITH repo AS (SELECT id, name, bytes FROM repositories WHERE project = $1), \
+             pull AS (SELECT repo.id AS rid, CAST(SUM(p.pull_count) AS BIGINT) AS pulls, MAX(p.last_pulled_at) AS last_pulled \
+               FROM repo CROSS JOIN manifest_pulls p JOIN manifests m \
+                 ON m.repository_id = p.repository_id AND m.digest = p.digest \
+               WHERE p.repository_id = repo.id GROUP BY repo.id), \
+             figures AS (SELECT repo.name AS name, repo.bytes AS size, \
+                 (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = repo.id) \
+                 - (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = repo.id AND m.digest IN \
+                     (SELECT s.digest FROM manifests s WHERE s.repository_id = repo.id AND s.subject IS NOT NULL \
+                      UNION SELECT c.child_digest FROM manifest_children c WHERE c.repository_id = repo.id) \
+                   AND NOT ({TOP_LEVEL})) AS artifacts, \
+                 COALESCE((SELECT MAX(m.created_at_us) FROM manifests m WHERE m.repository_id = repo.id), -1) \
+                   AS manifest_pushed, \
+                 COALESCE((SELECT MAX(t.updated_at_us) FROM tags t WHERE t.repository_id = repo.id), -1) \
+                   AS tag_pushed, \
                  pull.last_pulled AS last_pulled, COALESCE(pull.pulls, 0) AS pulls \
-               FROM repo LEFT JOIN man ON man.rid = repo.id LEFT JOIN blob ON blob.rid = repo.id \
-               LEFT JOIN tag ON tag.rid = repo.id LEFT JOIN pull ON pull.rid = repo.id) \
+               FROM repo LEFT JOIN pull ON pull.rid = repo.id), \
+             summary AS (SELECT name, artifacts, size, \
+                 NULLIF(CASE WHEN tag_pushed > manifest_pushed THEN tag_pushed ELSE manifest_pushed END, -1) \
+                   AS pushed, last_pulled, pulls \
+               FROM figures) \
              SELECT name, artifacts, size, pushed, last_pulled, pulls, {key} FROM summary \
              WHERE {filter} {order}"
         );
@@ -206,12 +339,12 @@ impl MetaStore {
         page: BrowsePage<'_>,
     ) -> Result<Option<Vec<ArtifactSummary>>> {
         let key = match page.sort {
-            BrowseSort::Name => NO_KEY.to_string(),
-            BrowseSort::Pushed => "m.created_at_us".to_string(),
-            BrowseSort::Pulled => "COALESCE(p.last_pulled_at, -1)".to_string(),
-            BrowseSort::Size => ARTIFACT_SIZE.to_string(),
+            BrowseSort::Name => NO_KEY,
+            BrowseSort::Pushed => "m.created_at_us",
+            BrowseSort::Pulled => "COALESCE(p.last_pulled_at, -1)",
+            BrowseSort::Size => "m.artifact_size",
         };
-        let (filter, order) = keyset(&key, "m.digest", &page);
+        let (filter, order) = keyset(key, "m.digest", &page);
         // The page's rows are chosen first, so that tags, referrers and sizes are computed
         // for them alone, not for every row the sort looks at.
         let chosen = format!(
@@ -279,7 +412,7 @@ fn artifact_select(backend: Backend, chosen: &str, order: &str) -> String {
     );
     format!(
         "WITH chosen AS ({chosen}) \
-         SELECT m.digest, m.media_type, m.artifact_type, m.created_at_us, {ARTIFACT_SIZE}, \
+         SELECT m.digest, m.media_type, m.artifact_type, m.created_at_us, m.artifact_size, \
            p.last_pulled_at, COALESCE(p.pull_count, 0), \
            {tags}, {referrers}, \
            CASE WHEN m.media_type IN {INDEX_TYPES} THEN m.content END, \
@@ -324,4 +457,233 @@ fn artifact_summary(row: &sqlx::any::AnyRow) -> Result<ArtifactSummary> {
         index_content: row.get(9),
         sort_key: row.get(10),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use gantry_oci::{media_type, Digest};
+
+    use super::*;
+    use crate::tests::{manifest, store};
+    use crate::{NewManifest, Reckoning};
+
+    fn d(n: u8) -> Digest {
+        Digest::sha256_of(&[n])
+    }
+
+    /// Asserts that every kept size equals a recount from the rows.
+    async fn assert_sizes_equal_a_recount(store: &MetaStore) {
+        let repositories: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT name, bytes, {REPOSITORY_BYTES} FROM repositories r WHERE bytes <> {REPOSITORY_BYTES}"
+        ))
+        .fetch_all(&store.readers)
+        .await
+        .unwrap();
+        assert!(
+            repositories.is_empty(),
+            "repository sizes (name, kept, counted): {repositories:?}"
+        );
+        let manifests: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT m.digest, m.artifact_size, {ARTIFACT_SIZE} FROM manifests m \
+             WHERE m.artifact_size <> {ARTIFACT_SIZE}"
+        ))
+        .fetch_all(&store.readers)
+        .await
+        .unwrap();
+        assert!(
+            manifests.is_empty(),
+            "artifact sizes (digest, kept, counted): {manifests:?}"
+        );
+    }
+
+    /// Repository `name` as the repository page gives it.
+    async fn repository(store: &MetaStore, name: &str) -> Option<RepositorySummary> {
+        let page = BrowsePage {
+            sort: BrowseSort::Name,
+            descending: false,
+            after: None,
+            limit: 100,
+        };
+        let project = gantry_oci::RepositoryName::project_of(name);
+        let rows = store.repository_page(project, page).await.unwrap();
+        rows.into_iter().find(|r| r.name == name)
+    }
+
+    async fn repository_size(store: &MetaStore, name: &str) -> i64 {
+        repository(store, name).await.map_or(0, |r| r.size)
+    }
+
+    async fn artifact_size(store: &MetaStore, name: &str, digest: &Digest) -> i64 {
+        store
+            .artifact_summary(name, &digest.to_string())
+            .await
+            .unwrap()
+            .unwrap()
+            .size
+    }
+
+    /// Garbage collection as the registry runs it, everything older than now collectable.
+    async fn collect_garbage(store: &MetaStore) {
+        let cutoff = crate::now() + 10;
+        let dead = store
+            .unreachable_manifests(cutoff, None, 100)
+            .await
+            .unwrap();
+        let dead: Vec<(String, String)> =
+            dead.into_iter().map(|m| (m.repository, m.digest)).collect();
+        store.delete_manifests(&dead).await.unwrap();
+        let links = store
+            .collectable_links(Reckoning::AsItIs, cutoff, None, 100)
+            .await
+            .unwrap();
+        store.unlink_unreferenced(&links, cutoff).await.unwrap();
+        let blobs = store
+            .collectable_blobs(Reckoning::AsItIs, cutoff, None, 100)
+            .await
+            .unwrap();
+        let blobs: Vec<String> = blobs.into_iter().map(|(digest, _)| digest).collect();
+        store.delete_orphan_blobs(&blobs).await.unwrap();
+    }
+
+    /// The sizes are kept live, not added up on read: every write path that changes what
+    /// they count (pushes with shared layers, an index, a referrer, deletes of children,
+    /// indexes and referrers, a referenced blob's link deleted and its row collected, the
+    /// blob pushed again, garbage collection) must leave them equal to a recount.
+    #[tokio::test]
+    async fn repository_size_stays_equal_to_a_recount_after_deletes() {
+        let (_dir, store) = store().await;
+        // Blobs: a layer shared by two images and another repository, two own layers, a
+        // signature payload.
+        let (shared, own_a, own_b, payload) = (d(1), d(2), d(3), d(4));
+        for (digest, size) in [(&shared, 1000), (&own_a, 100), (&own_b, 10), (&payload, 1)] {
+            store.link_blob("team/app", digest, size).await.unwrap();
+        }
+        store.link_blob("team/web", &shared, 1000).await.unwrap();
+        let (a, b, index, signature, web) = (d(10), d(11), d(12), d(13), d(14));
+        // Every test manifest's own bytes are `{}`: 2 bytes.
+        store
+            .put_manifest("team/app", &manifest(&a, vec![&shared, &own_a], None), None)
+            .await
+            .unwrap();
+        store
+            .put_manifest("team/app", &manifest(&b, vec![&shared, &own_b], None), None)
+            .await
+            .unwrap();
+        let multi = NewManifest {
+            media_type: media_type::OCI_INDEX,
+            children: vec![&a, &b],
+            ..manifest(&index, vec![], None)
+        };
+        store
+            .put_manifest("team/app", &multi, Some("v1".into()))
+            .await
+            .unwrap();
+        store
+            .put_manifest(
+                "team/app",
+                &manifest(&signature, vec![&payload], Some(&index)),
+                None,
+            )
+            .await
+            .unwrap();
+        store
+            .put_manifest(
+                "team/web",
+                &manifest(&web, vec![&shared], None),
+                Some("v1".into()),
+            )
+            .await
+            .unwrap();
+        assert_sizes_equal_a_recount(&store).await;
+        assert_eq!(repository_size(&store, "team/app").await, 4 * 2 + 1111);
+        assert_eq!(repository_size(&store, "team/web").await, 2 + 1000);
+        assert_eq!(
+            artifact_size(&store, "team/app", &index).await,
+            3 * 2 + 1110
+        );
+        // The index is the only top-level artifact (its children are untagged, the signature
+        // is listed under it) until a child is tagged.
+        assert_eq!(repository(&store, "team/app").await.unwrap().artifacts, 1);
+        store
+            .put_manifest(
+                "team/app",
+                &manifest(&a, vec![&shared, &own_a], None),
+                Some("a".into()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(repository(&store, "team/app").await.unwrap().artifacts, 2);
+        assert!(store.delete_tag("team/app", "a").await.unwrap());
+
+        // A child deleted on its own: the index no longer counts it, nor the layer only it used.
+        assert!(store.delete_manifest("team/app", &b).await.unwrap());
+        assert_sizes_equal_a_recount(&store).await;
+        assert_eq!(repository_size(&store, "team/app").await, 3 * 2 + 1101);
+        assert_eq!(
+            artifact_size(&store, "team/app", &index).await,
+            2 * 2 + 1100
+        );
+
+        // Pushed again: counted again, in the index too.
+        store
+            .put_manifest("team/app", &manifest(&b, vec![&shared, &own_b], None), None)
+            .await
+            .unwrap();
+        assert_sizes_equal_a_recount(&store).await;
+        assert_eq!(
+            artifact_size(&store, "team/app", &index).await,
+            3 * 2 + 1110
+        );
+
+        // A referenced blob's link deleted, then its row collected: sizes count blobs that
+        // have a row. Pushed again, it counts again.
+        assert!(store.unlink_blob("team/app", &own_a).await.unwrap());
+        collect_garbage(&store).await;
+        assert!(!store.blob_recorded(&own_a).await.unwrap());
+        assert_sizes_equal_a_recount(&store).await;
+        assert_eq!(repository_size(&store, "team/app").await, 4 * 2 + 1011);
+        store.link_blob("team/app", &own_a, 100).await.unwrap();
+        assert_sizes_equal_a_recount(&store).await;
+        assert_eq!(repository_size(&store, "team/app").await, 4 * 2 + 1111);
+
+        // The tag goes: garbage collection deletes the index, its children and its referrer,
+        // then the links and the blobs; the shared layer stays for team/web.
+        assert!(store.delete_tag("team/app", "v1").await.unwrap());
+        collect_garbage(&store).await;
+        assert_sizes_equal_a_recount(&store).await;
+        assert_eq!(repository_size(&store, "team/app").await, 0);
+        assert_eq!(repository_size(&store, "team/web").await, 2 + 1000);
+        assert!(store.blob_recorded(&shared).await.unwrap());
+        assert!(!store.blob_recorded(&own_b).await.unwrap());
+
+        assert!(store.delete_manifest("team/web", &web).await.unwrap());
+        assert_sizes_equal_a_recount(&store).await;
+        assert_eq!(repository_size(&store, "team/web").await, 0);
+    }
+
+    /// What the migration fills the sizes of data stored before they were kept with.
+    #[tokio::test]
+    async fn the_migration_fills_sizes_with_a_recount() {
+        let (_dir, store) = store().await;
+        let (layer, image) = (d(1), d(2));
+        store.link_blob("team/app", &layer, 50).await.unwrap();
+        store
+            .put_manifest("team/app", &manifest(&image, vec![&layer], None), None)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE manifests SET artifact_size = 0")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE repositories SET bytes = 0")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let mut tx = store.writer.begin().await.unwrap();
+        fill_sizes(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_sizes_equal_a_recount(&store).await;
+        assert_eq!(repository_size(&store, "team/app").await, 52);
+        assert_eq!(artifact_size(&store, "team/app", &image).await, 52);
+    }
 }

@@ -6,7 +6,7 @@
 
 use sqlx::Row;
 
-use crate::quota::UsageChanges;
+use crate::quota::{Change, UsageChanges};
 use crate::{Backend, MetaStore, Result};
 
 /// The reachable manifests (`live`) as of cutoff `$1`: tagged ones, ones pushed at or after
@@ -210,14 +210,15 @@ impl MetaStore {
         let mut tx = self.begin_write().await?;
         let mut deleted = Vec::new();
         for digest in digests {
-            let done = sqlx::query(
+            let size: Option<i64> = sqlx::query_scalar(
                 "DELETE FROM blobs WHERE digest = $1 AND NOT EXISTS \
-                 (SELECT 1 FROM repository_blobs rb WHERE rb.digest = $1)",
+                 (SELECT 1 FROM repository_blobs rb WHERE rb.digest = $1) RETURNING size",
             )
             .bind(digest)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-            if done.rows_affected() > 0 {
+            if let Some(size) = size {
+                crate::browse::count_blob_row(&mut tx, Change::Removed, digest, size).await?;
                 deleted.push(digest.clone());
             }
         }

@@ -646,12 +646,17 @@ impl MetaStore {
     ) -> Result<()> {
         let repo = Self::ensure_repository(tx, name).await?;
         let digest = digest.to_string();
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+        let recorded = sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
             .bind(&digest)
             .bind(size as i64)
             .bind(now())
             .execute(&mut **tx)
-            .await?;
+            .await?
+            .rows_affected()
+            > 0;
+        if recorded {
+            browse::count_blob_row(tx, Change::Added, &digest, size as i64).await?;
+        }
         let linked = sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (repository_id, digest) DO NOTHING",
@@ -872,6 +877,8 @@ impl MetaStore {
                         .await?;
                 }
             }
+            browse::count_manifest_bytes(&mut tx, Change::Added, repo, &digest, size).await?;
+            browse::refresh_artifact_sizes(&mut tx, repo, &digest).await?;
         }
         if let Some(tag) = tag {
             if tag.immutable {
@@ -1005,6 +1012,7 @@ impl MetaStore {
                     size,
                 )
                 .await?;
+            browse::count_manifest_bytes(tx, Change::Removed, repo, digest, size).await?;
             for table in [
                 "DELETE FROM tag_pulls WHERE repository_id = $1 AND tag IN \
                  (SELECT name FROM tags WHERE repository_id = $1 AND digest = $2)",
@@ -1019,6 +1027,7 @@ impl MetaStore {
                     .execute(&mut **tx)
                     .await?;
             }
+            browse::refresh_artifact_sizes(tx, repo, digest).await?;
         }
         Ok(deleted)
     }

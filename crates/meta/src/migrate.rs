@@ -43,6 +43,10 @@ const SQLITE: &[(i64, &str)] = &[
         13,
         include_str!("../migrations/sqlite/0013_replica_coordination.sql"),
     ),
+    (
+        14,
+        include_str!("../migrations/sqlite/0014_browse_sizes.sql"),
+    ),
 ];
 
 /// PostgreSQL starts at version 11 with the whole schema in one step (no PostgreSQL database
@@ -57,6 +61,10 @@ const POSTGRES: &[(i64, &str)] = &[
         13,
         include_str!("../migrations/postgres/0013_replica_coordination.sql"),
     ),
+    (
+        14,
+        include_str!("../migrations/postgres/0014_browse_sizes.sql"),
+    ),
 ];
 
 /// A transaction-scoped advisory lock key held while migrating PostgreSQL, so that replicas
@@ -65,6 +73,9 @@ const MIGRATION_LOCK: i64 = 0x67_616e_7472_794d;
 
 /// The migration that starts keeping usage per project; data from before it is counted then.
 const QUOTAS: i64 = 6;
+
+/// The migration that starts keeping browse sizes; data from before it is counted then.
+const BROWSE_SIZES: i64 = 14;
 
 /// The newest schema version this binary knows (the last migration it carries).
 pub fn latest_known_version() -> i64 {
@@ -153,6 +164,9 @@ async fn apply(
     sqlx::raw_sql(sql).execute(&mut **tx).await?;
     if version == QUOTAS && backend == Backend::Sqlite {
         crate::MetaStore::count_all_usage(tx).await?;
+    }
+    if version == BROWSE_SIZES {
+        crate::browse::fill_sizes(tx).await?;
     }
     sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
         .bind(version)
