@@ -69,17 +69,19 @@ eval "$(grep GANTRY_TEST_S3_ "$garage_dir/env")"
 
 cargo test --workspace --locked "$@"
 
-# The metadata suites (meta, access, registry) again, on PostgreSQL (a fresh database per
+# The unit suites (meta, access and registry use the store) again, on PostgreSQL (a fresh database per
 # test), and the integration tests whose servers keep metadata (each server then gets a
 # database of its own). Left out there: the tests of what is about the SQLite file itself
-# (backup, the data directory's files, readiness when the file goes away).
+# (backup, the data directory's files, readiness when the file goes away) and the usage tests,
+# which set up past days by writing SQLite's rows directly.
 if [ $# -eq 0 ]; then
   pg=$(mktemp -d /tmp/gantry-test-pg.XXXXXX)
   on_exit+=('scripts/postgres.sh stop "$pg" || true; rm -rf "$pg"')
   GANTRY_TEST_POSTGRES=$(scripts/postgres.sh start "$pg")
   export GANTRY_TEST_POSTGRES
   echo "test-all: the metadata suites and integration tests again, on PostgreSQL" >&2
-  cargo test --locked -p gantry-meta -p gantry-access -p gantry-registry
-  cargo test --locked -p gantry --test conformance --test clients --test access --test audit \
-    --test lifecycle --test archive --test browse --test usage --test deletion
+  # --workspace keeps the first run's feature set, so nothing is built again.
+  cargo test --workspace --locked --lib
+  cargo test --workspace --locked --test conformance --test clients --test access --test audit \
+    --test lifecycle --test archive --test browse --test deletion
 fi
