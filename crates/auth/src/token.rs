@@ -122,6 +122,13 @@ fn libtrust_kid(verifying: &VerifyingKey) -> String {
         .join(":")
 }
 
+fn key_error(path: &Path, reason: String) -> TokenError {
+    TokenError::Key {
+        path: path.display().to_string(),
+        reason,
+    }
+}
+
 impl TokenKey {
     pub fn generate() -> TokenKey {
         TokenKey::from_signing(SigningKey::random(&mut rand_core::OsRng))
@@ -137,16 +144,25 @@ impl TokenKey {
         }
     }
 
+    /// Loads the PKCS#8 PEM P-256 key at `path` (what `openssl genpkey -algorithm EC -pkeyopt
+    /// ec_paramgen_curve:P-256` writes). A missing file is an error ([`TokenError::Key`]): a
+    /// key given explicitly is shared by replicas, and one made by each of them would not be.
+    pub fn load(path: &Path) -> Result<TokenKey, TokenError> {
+        let pem = std::fs::read_to_string(path).map_err(|e| key_error(path, e.to_string()))?;
+        TokenKey::from_pem(path, &pem)
+    }
+
+    fn from_pem(path: &Path, pem: &str) -> Result<TokenKey, TokenError> {
+        SigningKey::from_pkcs8_pem(pem)
+            .map(TokenKey::from_signing)
+            .map_err(|e| key_error(path, format!("not a PKCS#8 P-256 key: {e}")))
+    }
+
     /// Loads the PKCS#8 PEM key at `path`, creating it (mode 0600) on first start.
     pub fn load_or_generate(path: &Path) -> Result<TokenKey, TokenError> {
-        let fail = |reason: String| TokenError::Key {
-            path: path.display().to_string(),
-            reason,
-        };
+        let fail = |reason: String| key_error(path, reason);
         match std::fs::read_to_string(path) {
-            Ok(pem) => SigningKey::from_pkcs8_pem(&pem)
-                .map(TokenKey::from_signing)
-                .map_err(|e| fail(format!("not a PKCS#8 P-256 key: {e}"))),
+            Ok(pem) => TokenKey::from_pem(path, &pem),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 use std::io::Write;
                 use std::os::unix::fs::OpenOptionsExt;
@@ -385,6 +401,27 @@ mod tests {
             TokenKey::load_or_generate(&path),
             Err(TokenError::Key { .. })
         ));
+    }
+
+    #[test]
+    fn a_given_key_file_that_is_missing_is_refused_not_generated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared-key.pem");
+        let err = TokenKey::load(&path)
+            .err()
+            .expect("a missing key is refused");
+        assert!(
+            matches!(&err, TokenError::Key { path: p, .. } if p.ends_with("shared-key.pem")),
+            "{err}"
+        );
+        assert!(!path.exists(), "nothing is generated");
+        // A key made beforehand (here by a first server) is what every replica loads.
+        let made = TokenKey::load_or_generate(&path).unwrap();
+        let loaded = TokenKey::load(&path).unwrap();
+        assert_eq!(made.kid(), loaded.kid());
+        assert!(loaded
+            .verify(&made.issue(&claims()), "gantry-registry", NOW)
+            .is_ok());
     }
 
     proptest::proptest! {

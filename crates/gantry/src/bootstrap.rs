@@ -26,22 +26,45 @@ pub async fn ensure_admin(
         _ => (gantry_auth::secret::generate("").0, true),
     };
     let hash = gantry_auth::password::hash(&password)?;
+    let password_file = data_dir.join(PASSWORD_FILE);
     if generated {
-        let path = data_dir.join(PASSWORD_FILE);
+        // Written before the user exists, so a generated password is never lost.
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+            .open(&password_file)
+            .with_context(|| format!("cannot write {}", password_file.display()))?;
         writeln!(file, "{password}").and_then(|_| file.sync_all())?;
+    }
+    match meta.create_user(ADMIN_USER, &hash, true).await {
+        Ok(_) => {}
+        // Replicas starting together on one empty database all find no user; the first to
+        // create the administrator wins, and the others start with it.
+        Err(gantry_meta::MetaError::Conflict(_)) => {
+            if generated {
+                std::fs::remove_file(&password_file).with_context(|| {
+                    format!(
+                        "cannot remove {}, whose password another server's administrator did not get",
+                        password_file.display()
+                    )
+                })?;
+            }
+            tracing::info!(
+                user = ADMIN_USER,
+                "another server sharing the database created the initial administrator"
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if generated {
         println!(
             "Created user {ADMIN_USER:?} with password {password}\n(also in {}, readable by this user only; change it after logging in)",
-            path.display()
+            password_file.display()
         );
     }
-    meta.create_user(ADMIN_USER, &hash, true).await?;
     tracing::info!(
         user = ADMIN_USER,
         generated,

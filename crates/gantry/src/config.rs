@@ -109,6 +109,8 @@ pub struct FileGcConfig {
 pub struct FileAuthConfig {
     pub auto_create_projects: Option<bool>,
     pub token_ttl_secs: Option<u64>,
+    /// The registry tokens' signing key (PKCS#8 PEM, P-256), shared by replicas.
+    pub token_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +150,9 @@ pub struct ServeConfig {
     /// Whether a push into a project that does not exist creates it.
     pub auto_create_projects: bool,
     pub token_ttl: std::time::Duration,
+    /// The token signing key file every replica shares; it must exist (made once beforehand).
+    /// `None`: `<data_dir>/token-signing-key.pem`, generated on first start.
+    pub token_key: Option<PathBuf>,
     /// How often online garbage collection runs by itself; `None`: only when asked.
     pub gc_interval: Option<std::time::Duration>,
     pub gc_grace: std::time::Duration,
@@ -195,6 +200,7 @@ pub struct Overrides {
     pub trusted_proxies: Option<Vec<String>>,
     pub auto_create_projects: Option<bool>,
     pub token_ttl_secs: Option<u64>,
+    pub token_key: Option<PathBuf>,
     pub gc_interval_secs: Option<u64>,
     pub archive_location: Option<String>,
     pub storage_location: Option<String>,
@@ -331,6 +337,7 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
             .auto_create_projects
             .or(file.auth.auto_create_projects)
             .unwrap_or(false),
+        token_key: overrides.token_key.or(file.auth.token_key),
         token_ttl: std::time::Duration::from_secs(
             overrides
                 .token_ttl_secs
@@ -512,6 +519,27 @@ mod tests {
         assert_eq!(c.listen.port(), 7000);
         assert!(!c.auto_create_projects);
         assert_eq!(c.data_dir, PathBuf::from("/srv/g"));
+    }
+
+    #[test]
+    fn token_key_comes_from_flag_or_file_and_defaults_to_the_data_directory() {
+        assert_eq!(resolve(Overrides::default()).unwrap().token_key, None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gantry.toml");
+        std::fs::write(&path, "[auth]\ntoken_key = \"/etc/gantry/token-key.pem\"\n").unwrap();
+        let c = resolve(Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.token_key, Some("/etc/gantry/token-key.pem".into()));
+        let c = resolve(Overrides {
+            config: Some(path),
+            token_key: Some("/run/secrets/key.pem".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.token_key, Some("/run/secrets/key.pem".into()));
     }
 
     #[test]

@@ -400,6 +400,12 @@ struct ServeArgs {
     /// Lifetime of issued registry tokens in seconds [default: 300].
     #[arg(long, env = "GANTRY_TOKEN_TTL_SECS")]
     token_ttl_secs: Option<u64>,
+    /// The registry tokens' ES256 signing key, a PKCS#8 PEM P-256 key file that every replica
+    /// behind one URL shares; it must exist (make it once: openssl genpkey -algorithm EC
+    /// -pkeyopt ec_paramgen_curve:P-256 -out FILE) [default: DATA_DIR/token-signing-key.pem,
+    /// created on first start].
+    #[arg(long, env = "GANTRY_TOKEN_KEY")]
+    token_key: Option<PathBuf>,
     /// Seconds between scheduled garbage collections; 0 turns them off [default: 21600].
     #[arg(long, env = "GANTRY_GC_INTERVAL_SECS")]
     gc_interval_secs: Option<u64>,
@@ -490,6 +496,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 trusted_proxies: args.trusted_proxies,
                 auto_create_projects: args.auto_create_projects,
                 token_ttl_secs: args.token_ttl_secs,
+                token_key: args.token_key,
                 gc_interval_secs: args.gc_interval_secs,
                 archive_location: args.archive_location,
                 storage_location: args.storage_location,

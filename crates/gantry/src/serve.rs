@@ -99,7 +99,20 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(MetricsOptions {
         per_repository: config.metrics_per_repository,
     })?);
-    let key = TokenKey::load_or_generate(&config.data_dir.join(TOKEN_KEY_FILE))?;
+    let key = match &config.token_key {
+        // Given explicitly, the key is shared: replicas racing to create it would each make
+        // their own, so it must exist (made once beforehand, as with Harbor's or zot's keys).
+        Some(path) => TokenKey::load(path).with_context(|| {
+            format!(
+                "cannot use the token signing key {} (--token-key, GANTRY_TOKEN_KEY or [auth] \
+                 token_key): give every replica the same PKCS#8 P-256 key file, made once with \
+                 `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out {}`",
+                path.display(),
+                path.display()
+            )
+        })?,
+        None => TokenKey::load_or_generate(&config.data_dir.join(TOKEN_KEY_FILE))?,
+    };
     tracing::info!(kid = key.kid(), "token signing key loaded");
     let access = AccessService::new(
         meta.clone(),

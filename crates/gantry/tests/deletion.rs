@@ -8,10 +8,6 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-fn blob_files(s: &Server) -> usize {
-    files_under(&s.data_dir.join("storage/blobs"))
-}
-
 /// The `gantry` CLI as admin against `s`; must succeed; returns stdout.
 fn cli(s: &Server, args: &[&str]) -> String {
     let out = gantry_as_admin(&[args, &["--registry", &s.addr]].concat());
@@ -90,7 +86,7 @@ async fn emptied_project_can_be_deleted_after_its_tags_are_deleted_and_gc_ran() 
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["name"], "team");
-    assert_eq!(blob_files(&s), 0);
+    assert_eq!(s.stored_blobs().await, 0);
 }
 
 #[tokio::test]
@@ -101,7 +97,7 @@ async fn repository_and_project_deleted_through_cli_and_api_free_everything_and_
     let first = skopeo_push(&s, dir.path(), "team/app", b"first content of app\n");
     push_image(&s, "team/web", "v1", "web").await;
     push_image(&s, "other/tool", "v1", "tool").await;
-    assert!(blob_files(&s) >= 6);
+    assert!(s.stored_blobs().await >= 6);
     let before = used_bytes(&s, "team").await;
     assert!(before > 0);
 
@@ -181,7 +177,7 @@ async fn repository_and_project_deleted_through_cli_and_api_free_everything_and_
     assert!(out.contains("empty repositories"), "{out}");
     let report = gc_now(&s).await;
     assert_eq!(report["blobs"], 0, "the CLI's run freed them all: {report}");
-    assert_eq!(blob_files(&s), 0);
+    assert_eq!(s.stored_blobs().await, 0);
     assert!(
         out.contains(" 0 empty repositories"),
         "deleted repositories left no rows behind: {out}"

@@ -682,13 +682,6 @@ async fn assert_pulls_completely(s: &Server, repo: &str, reference: &str) {
     }
 }
 
-fn blob_file(s: &Server, digest: &gantry_oci::Digest) -> std::path::PathBuf {
-    s.data_dir
-        .join("storage/blobs/sha256")
-        .join(&digest.hex()[..2])
-        .join(digest.hex())
-}
-
 #[tokio::test]
 async fn gc_collects_unreachable_manifests_and_blobs_and_keeps_everything_tagged() {
     let s = Server::start();
@@ -752,7 +745,7 @@ async fn gc_collects_unreachable_manifests_and_blobs_and_keeps_everything_tagged
     let mut want = vec![b.clone(), c.clone()];
     want.sort();
     assert_eq!(listed, want);
-    assert!(blob_file(&s, &b_own).exists(), "a dry run deletes nothing");
+    assert!(s.stores_blob(&b_own).await, "a dry run deletes nothing");
 
     let report = gc(&s, false, 0).await;
     assert_eq!(report["manifests"].as_array().unwrap().len(), 2);
@@ -766,7 +759,7 @@ async fn gc_collects_unreachable_manifests_and_blobs_and_keeps_everything_tagged
     // b's and c's own layers and configs, and the dangling blob: 5 blobs.
     assert_eq!(report["blobs"], 5, "{report}");
     for gone in [&b_own, &c_own, &b_config, &dangling] {
-        assert!(!blob_file(&s, gone).exists(), "{gone} was collected");
+        assert!(!s.stores_blob(gone).await, "{gone} was collected");
         let r = http()
             .head(s.url(&format!("/v2/team/app/blobs/{gone}")))
             .send()
@@ -784,7 +777,7 @@ async fn gc_collects_unreachable_manifests_and_blobs_and_keeps_everything_tagged
     }
     // The tagged image pulls completely, its shared layer included.
     assert_pulls_completely(&s, "team/app", "a").await;
-    assert!(blob_file(&s, &a_own).exists());
+    assert!(s.stores_blob(&a_own).await);
     assert_eq!(
         gantry_oci::Digest::sha256_of(&get_bytes(&s, &format!("/v2/team/app/manifests/{a}")).await)
             .to_string(),
@@ -874,7 +867,7 @@ async fn gc_stress_pushes_and_pulls_go_on_and_nothing_reachable_is_lost() {
         ),
         (0, Some(0), Some(0))
     );
-    let files = files_under(&s.data_dir.join("storage/blobs"));
+    let files = s.stored_blobs().await;
     // Per worker: at most 3 tagged manifests × (config + own layer), plus the shared base.
     assert!(files <= 4 * 3 * 2 + 1, "{files} blob files remain");
 }
@@ -946,7 +939,7 @@ async fn quota_refuses_pushes_past_the_limit_and_usage_stays_exact_through_delet
         message.contains("storage quota exceeded") && message.contains("gantry quota set team"),
         "{message}"
     );
-    assert!(!blob_file(&s, &huge_digest).exists());
+    assert!(!s.stores_blob(&huge_digest).await);
     // The same through a chunked upload: refused at the last request, the session ends.
     let r = http()
         .post(s.url("/v2/team/a/blobs/uploads/"))
@@ -964,7 +957,7 @@ async fn quota_refuses_pushes_past_the_limit_and_usage_stays_exact_through_delet
         .await
         .unwrap();
     assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
-    assert!(!blob_file(&s, &huge_digest).exists());
+    assert!(!s.stores_blob(&huge_digest).await);
     let r = http().get(s.url(&location)).send().await.unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
     assert_eq!(recounted_usage(&s, "team"), (expected, 2));

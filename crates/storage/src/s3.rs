@@ -152,6 +152,19 @@ impl S3BlobStore {
     pub fn describe(&self) -> &str {
         &self.description
     }
+
+    /// The keys of every object under `relative` (e.g. `blobs`, `_uploads`) in this store's
+    /// prefix, for tests that look at what the bucket holds.
+    #[cfg(any(test, feature = "test-suite"))]
+    pub async fn keys_under(&self, relative: &str) -> Result<Vec<String>, StorageError> {
+        self.bucket
+            .client
+            .list(Some(&self.bucket.key(relative)))
+            .map_ok(|meta| meta.location.to_string())
+            .map_err(|e| object_error("list", e))
+            .try_collect()
+            .await
+    }
 }
 
 impl Bucket {
@@ -585,14 +598,7 @@ mod tests {
     }
 
     async fn keys_under(store: &S3BlobStore, relative: &str) -> Vec<String> {
-        store
-            .bucket
-            .client
-            .list(Some(&store.bucket.key(relative)))
-            .map_ok(|meta| meta.location.to_string())
-            .try_collect()
-            .await
-            .unwrap()
+        store.keys_under(relative).await.unwrap()
     }
 
     #[tokio::test]

@@ -20,23 +20,53 @@ pub fn admin_creds() -> String {
     format!("admin:{ADMIN_PASSWORD}")
 }
 
+/// A test's registry: one `gantry serve` process, or with `GANTRY_TEST_REPLICAS=N` (N > 1)
+/// N of them behind a loopback nginx (see [`REPLICAS_ENV`]). `base` and `addr` are where
+/// clients go: the process, or the balancer.
 pub struct Server {
     pub base: String,
     pub addr: String,
     /// `http://IP:PORT` of the unauthenticated metrics listener, when one was asked for
-    /// (GANTRY_METRICS_LISTEN).
+    /// (GANTRY_METRICS_LISTEN; the first replica's in replica mode).
     pub metrics_base: Option<String>,
+    /// The test's data directory: the server's, or in replica mode the directory holding each
+    /// replica's own (`replica-N`), the shared token key, the shared archive directory and
+    /// the balancer's files.
     pub data_dir: PathBuf,
-    child: Option<Child>,
+    /// In replica mode, the `s3://BUCKET/PREFIX` the replicas keep blobs in.
+    pub storage_location: Option<String>,
+    processes: Vec<Process>,
+    balancer: Option<Balancer>,
     _temp: Option<tempfile::TempDir>,
 }
 
-/// Spawns `gantry serve` and waits for its JSON "ready" log line, which carries the address
-/// it bound (and the metrics listener's, if any). Binding port 0 in the server avoids races
-/// between tests picking free ports.
-fn spawn(listen: &str, data_dir: &Path, env: &[(&str, &str)]) -> (Child, Value) {
+/// One `gantry serve` process and what it was started with, so it can be started again.
+struct Process {
+    child: Option<Child>,
+    addr: String,
+    data_dir: PathBuf,
+    /// The directory whose PostgreSQL database it uses (the test's data directory).
+    database_of: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+/// A `gantry serve` started but not yet known to be ready.
+struct Launching {
+    child: Child,
+    ready: std::sync::mpsc::Receiver<Value>,
+}
+
+/// Spawns `gantry serve`; [`Launching::ready`] waits for its JSON "ready" log line, which
+/// carries the address it bound (and the metrics listener's, if any). Binding port 0 in the
+/// server avoids races between tests picking free ports.
+fn launch(
+    listen: &str,
+    data_dir: &Path,
+    database_of: &Path,
+    env: &[(String, String)],
+) -> Launching {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
-    if let Some(url) = postgres_database_for(data_dir) {
+    if let Some(url) = postgres_database_for(database_of) {
         command.env("GANTRY_DATABASE", url);
     }
     let mut child = command
@@ -54,7 +84,7 @@ fn spawn(listen: &str, data_dir: &Path, env: &[(&str, &str)]) -> (Child, Value) 
         // Most tests are about registry behaviour, not projects: let pushes create them.
         // Tests of the access model turn this off.
         .env("GANTRY_AUTO_CREATE_PROJECTS", "true")
-        .envs(env.iter().copied())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -77,10 +107,17 @@ fn spawn(listen: &str, data_dir: &Path, env: &[(&str, &str)]) -> (Child, Value) 
             }
         }
     });
-    let ready = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("gantry did not report that it is ready");
-    (child, ready)
+    Launching { child, ready: rx }
+}
+
+impl Launching {
+    fn ready(self) -> (Child, Value) {
+        let ready = self
+            .ready
+            .recv_timeout(Duration::from_secs(30))
+            .expect("gantry did not report that it is ready");
+        (self.child, ready)
+    }
 }
 
 /// The PostgreSQL server the integration tests run on instead of SQLite when set (an admin
@@ -115,6 +152,96 @@ fn listen_field(ready: &Value) -> String {
     ready["listen"].as_str().unwrap_or_default().to_string()
 }
 
+/// How many `gantry serve` processes every test server is made of. Set to N > 1, each
+/// `Server::start*` starts N replicas that share the test's PostgreSQL database
+/// (`GANTRY_TEST_POSTGRES`, required), a prefix of its own in the Garage bucket
+/// (`GANTRY_TEST_S3_*`, required), one token signing key, the admin password and an archive
+/// directory, each with its own data directory, behind a loopback nginx configured by
+/// `deploy/nginx/gantry.conf` that sends consecutive requests to different replicas.
+/// `scripts/test-all.sh` runs the integration tests of its PostgreSQL pass with 3.
+pub const REPLICAS_ENV: &str = "GANTRY_TEST_REPLICAS";
+
+/// The number of processes per test server: 1 unless `GANTRY_TEST_REPLICAS` says more.
+pub fn replica_count() -> usize {
+    match std::env::var(REPLICAS_ENV) {
+        Err(_) => 1,
+        Ok(n) => n
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .unwrap_or_else(|| panic!("{REPLICAS_ENV}={n:?} is not a number of replicas")),
+    }
+}
+
+/// Whether test servers are several replicas behind a balancer.
+pub fn replicated() -> bool {
+    replica_count() > 1
+}
+
+/// A free loopback port (bound and released; the balancer binds it right after).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What the replicas of the test whose data directory is `dir` share besides the database:
+/// kept in files there, so servers started again on the directory find the same.
+fn replica_settings(dir: &Path) -> (String, Vec<(String, String)>) {
+    std::fs::create_dir_all(dir).unwrap();
+    // One signing key, made beforehand as the README says (a key given explicitly must exist).
+    let key = dir.join("token-key.pem");
+    if !key.exists() {
+        run(Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&key));
+    }
+    let bucket = gantry_storage::suite::test_bucket();
+    let location_file = dir.join("storage-location");
+    let location = match std::fs::read_to_string(&location_file) {
+        Ok(location) => location,
+        Err(_) => {
+            std::fs::write(&location_file, &bucket.location).unwrap();
+            bucket.location.clone()
+        }
+    };
+    let mut env: Vec<(String, String)> = bucket
+        .settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    env.extend([
+        ("GANTRY_STORAGE".to_string(), location.clone()),
+        ("GANTRY_TOKEN_KEY".to_string(), key.display().to_string()),
+        // Archives written by one replica are restored by another: a shared directory.
+        (
+            "GANTRY_ARCHIVE_LOCATION".to_string(),
+            dir.join("archive").display().to_string(),
+        ),
+        // nginx connects from loopback and names the client in X-Forwarded-For.
+        (
+            "GANTRY_TRUSTED_PROXIES".to_string(),
+            "127.0.0.1".to_string(),
+        ),
+    ]);
+    (location, env)
+}
+
+fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 impl Server {
     pub fn start() -> Server {
         Server::start_configured(&[])
@@ -135,75 +262,198 @@ impl Server {
     }
 
     /// Starts a server with extra environment variables (settings); `base` is https when
-    /// they give it a certificate (GANTRY_TLS_CERT).
+    /// they give it a certificate (GANTRY_TLS_CERT). In replica mode ([`REPLICAS_ENV`]),
+    /// `replica_count()` replicas behind nginx.
     pub fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-        let (child, ready) = spawn("127.0.0.1:0", data_dir, env);
+        if replicated() {
+            return Server::start_replicas(data_dir, env, replica_count());
+        }
+        let env = owned(env);
+        let (child, ready) = launch("127.0.0.1:0", data_dir, data_dir, &env).ready();
         let addr = listen_field(&ready);
-        let scheme = if env.iter().any(|(name, _)| *name == "GANTRY_TLS_CERT") {
+        let scheme = if env.iter().any(|(name, _)| name == "GANTRY_TLS_CERT") {
             "https"
         } else {
             "http"
         };
         Server {
             base: format!("{scheme}://{addr}"),
-            addr,
+            addr: addr.clone(),
             metrics_base: ready["metrics_listen"]
                 .as_str()
                 .map(|a| format!("http://{a}")),
             data_dir: data_dir.to_path_buf(),
-            child: Some(child),
+            storage_location: None,
+            processes: vec![Process {
+                child: Some(child),
+                addr,
+                data_dir: data_dir.to_path_buf(),
+                database_of: data_dir.to_path_buf(),
+                env,
+            }],
+            balancer: None,
             _temp: None,
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+    /// `count` replicas on `data_dir` (see [`REPLICAS_ENV`]) behind a loopback nginx; the
+    /// test's settings `env` apply to each and win over the shared ones.
+    pub fn start_replicas(data_dir: &Path, env: &[(&str, &str)], count: usize) -> Server {
+        assert!(
+            std::env::var(POSTGRES_ENV).is_ok(),
+            "{REPLICAS_ENV} needs {POSTGRES_ENV}: replicas share a PostgreSQL database \
+             (scripts/postgres.sh start DIR prints one)"
+        );
+        let (location, mut settings) = replica_settings(data_dir);
+        let port = free_port();
+        let public = format!("http://127.0.0.1:{port}");
+        settings.push(("GANTRY_PUBLIC_URL".to_string(), public.clone()));
+        settings.extend(owned(env));
+        // Started together: they migrate the shared database once, under its lock.
+        let launching: Vec<_> = (0..count)
+            .map(|i| {
+                let own = data_dir.join(format!("replica-{i}"));
+                (
+                    own.clone(),
+                    launch("127.0.0.1:0", &own, data_dir, &settings),
+                )
+            })
+            .collect();
+        let mut metrics_base = None;
+        let processes: Vec<Process> = launching
+            .into_iter()
+            .map(|(own, launching)| {
+                let (child, ready) = launching.ready();
+                metrics_base = metrics_base.take().or_else(|| {
+                    ready["metrics_listen"]
+                        .as_str()
+                        .map(|a| format!("http://{a}"))
+                });
+                Process {
+                    child: Some(child),
+                    addr: listen_field(&ready),
+                    data_dir: own,
+                    database_of: data_dir.to_path_buf(),
+                    env: settings.clone(),
+                }
+            })
+            .collect();
+        let upstreams: Vec<&str> = processes.iter().map(|p| p.addr.as_str()).collect();
+        let balancer = Balancer::start(&data_dir.join("balancer"), port, &upstreams);
+        Server {
+            base: public,
+            addr: format!("127.0.0.1:{port}"),
+            metrics_base,
+            data_dir: data_dir.to_path_buf(),
+            storage_location: Some(location),
+            processes,
+            balancer: Some(balancer),
+            _temp: None,
+        }
     }
 
-    /// SIGKILL: no chance to flush or clean up.
+    /// How many `gantry serve` processes this server is.
+    pub fn replicas(&self) -> usize {
+        self.processes.len()
+    }
+
+    /// `http://IP:PORT` of replica `i` itself, past the balancer.
+    pub fn replica_base(&self, i: usize) -> String {
+        format!("http://{}", self.processes[i].addr)
+    }
+
+    /// The process id of the server (of the first replica in replica mode).
+    pub fn pid(&self) -> u32 {
+        self.processes[0].child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL of every process: no chance to flush or clean up.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        for i in 0..self.processes.len() {
+            self.kill9_replica(i);
+        }
+    }
+
+    /// SIGKILL of replica `i` alone; the balancer sends requests to the others meanwhile.
+    pub fn kill9_replica(&mut self, i: usize) {
+        if let Some(mut child) = self.processes[i].child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
         }
     }
 
-    /// SIGTERM and wait: the graceful path.
+    /// SIGTERM and wait: the graceful path (every replica; the last failure, if any).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         self.terminate_within(Duration::from_secs(60))
             .expect("gantry did not exit within 60 s of SIGTERM")
     }
 
-    /// SIGTERM, then wait at most `limit`; `None` (after SIGKILL) if it did not exit in time.
+    /// SIGTERM to every process, then wait at most `limit`; `None` (after SIGKILL) if one
+    /// did not exit in time, else the first unsuccessful exit status (or a success).
     pub fn terminate_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let child = self.child.as_mut().expect("running");
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < deadline {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        for process in &self.processes {
+            let child = process.child.as_ref().expect("running");
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         }
-        self.kill9();
-        None
+        let deadline = std::time::Instant::now() + limit;
+        let mut statuses = Vec::new();
+        for process in &mut self.processes {
+            let child = process.child.as_mut().expect("running");
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    process.child = None;
+                    statuses.push(status);
+                    break;
+                }
+                if std::time::Instant::now() >= deadline {
+                    self.kill9();
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        statuses
+            .iter()
+            .find(|s| !s.success())
+            .or(statuses.last())
+            .copied()
     }
 
-    /// Restarts on the same data directory and port.
+    /// Restarts every process on its data directory, port and settings.
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, ready) = spawn(&self.addr, &self.data_dir, &[]);
-        assert_eq!(listen_field(&ready), self.addr);
-        self.child = Some(child);
+        let launching: Vec<_> = (0..self.processes.len())
+            .map(|i| self.launch_again(i))
+            .collect();
+        for (i, launching) in launching.into_iter().enumerate() {
+            self.become_ready(i, launching);
+        }
     }
 
-    /// Peak resident memory of the server process so far, in KiB.
+    /// Kills replica `i` (if running) and starts it again on its data directory and port.
+    pub fn restart_replica(&mut self, i: usize) {
+        self.kill9_replica(i);
+        let launching = self.launch_again(i);
+        self.become_ready(i, launching);
+    }
+
+    fn launch_again(&self, i: usize) -> Launching {
+        let p = &self.processes[i];
+        launch(&p.addr, &p.data_dir, &p.database_of, &p.env)
+    }
+
+    fn become_ready(&mut self, i: usize, launching: Launching) {
+        let (child, ready) = launching.ready();
+        assert_eq!(listen_field(&ready), self.processes[i].addr);
+        self.processes[i].child = Some(child);
+    }
+
+    /// Peak resident memory of the server process (the first replica) so far, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         self.proc_status_kib("VmHWM:")
     }
 
-    /// Resident memory of the server process now, in KiB.
+    /// Resident memory of the server process (the first replica) now, in KiB.
     pub fn rss_kib(&self) -> u64 {
         self.proc_status_kib("VmRSS:")
     }
@@ -220,11 +470,164 @@ impl Server {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// The replicas' blob store (replica mode), as the tests reach it.
+    fn bucket_store(&self) -> Option<gantry_storage::S3BlobStore> {
+        let location = self.storage_location.as_ref()?;
+        let bucket = gantry_storage::suite::test_bucket();
+        let store = gantry_storage::S3BlobStore::open_with(
+            location,
+            gantry_storage::MIN_PART_SIZE,
+            &bucket.settings(),
+        );
+        Some(store.unwrap())
+    }
+
+    /// How many committed blobs the server stores: files under the data directory's
+    /// `storage/blobs`, or in replica mode objects under the bucket prefix's `blobs/`.
+    pub async fn stored_blobs(&self) -> usize {
+        match self.bucket_store() {
+            None => files_under(&self.data_dir.join("storage/blobs")),
+            Some(store) => store.keys_under("blobs").await.unwrap().len(),
+        }
+    }
+
+    /// Whether the blob store holds `digest` (its file, or its object in replica mode).
+    pub async fn stores_blob(&self, digest: &Digest) -> bool {
+        use gantry_storage::BlobStore;
+        match self.bucket_store() {
+            None => self
+                .data_dir
+                .join("storage/blobs/sha256")
+                .join(&digest.hex()[..2])
+                .join(digest.hex())
+                .exists(),
+            Some(store) => store.stat(digest).await.unwrap().is_some(),
+        }
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// A loopback nginx, as a process of the test's own (its configuration, logs, pid and temp
+/// files under `dir`, in the foreground), configured from the reference
+/// `deploy/nginx/gantry.conf` with the replicas' addresses and its port.
+struct Balancer {
+    child: Child,
+}
+
+/// The reference configuration the README shows.
+const NGINX_REFERENCE_CONF: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/nginx/gantry.conf"
+));
+
+impl Balancer {
+    fn start(dir: &Path, port: u16, upstreams: &[&str]) -> Balancer {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir.join("temp")).unwrap();
+        let path = |name: &str| dir.join(name).display().to_string();
+        let mut conf = String::new();
+        let mut replicas_written = false;
+        for line in NGINX_REFERENCE_CONF.lines() {
+            if line.ends_with("# each replica") {
+                if !replicas_written {
+                    for upstream in upstreams {
+                        conf += &line.replace("10.0.0.11:5000", upstream);
+                        conf.push('\n');
+                    }
+                    replicas_written = true;
+                }
+                continue;
+            }
+            let line = line.replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
+            conf += &line;
+            conf.push('\n');
+            if line.trim() == "http {" {
+                // Paths of the test's own instead of the system's.
+                for (directive, name) in [
+                    ("access_log", "access.log"),
+                    ("client_body_temp_path", "temp/body"),
+                    ("proxy_temp_path", "temp/proxy"),
+                    ("fastcgi_temp_path", "temp/fastcgi"),
+                    ("uwsgi_temp_path", "temp/uwsgi"),
+                    ("scgi_temp_path", "temp/scgi"),
+                ] {
+                    conf += &format!("    {directive} {};\n", path(name));
+                }
+            }
+        }
+        assert!(
+            replicas_written,
+            "deploy/nginx/gantry.conf lists no replica"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let mut child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-g")
+            .arg(format!("daemon off; pid {};", path("nginx.pid")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts (scripts/test-all.sh installs Debian's nginx)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "nginx exited ({status}): {}",
+                    std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+                );
+            }
+            assert!(std::time::Instant::now() < deadline, "nginx did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Balancer { child }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers (SIGKILL would leave them running).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, for at most `limit`; what it returned. For what
+/// another process makes visible within a documented bound (pull counts written in batches,
+/// the audit log written off the request path), instead of sleeping blindly.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
