@@ -181,9 +181,6 @@ const PROJECT_ACCESS_TTL: Duration = Duration::from_secs(2);
 const CHANGE_POLL: Duration = Duration::from_secs(1);
 /// The change counter of what the caches hold.
 const ACCESS_COUNTER: &str = "access";
-/// How long a token that was told its scope is insufficient is remembered (to answer a client
-/// that sends it again for the same need; such clients retry at once).
-const INSUFFICIENT_SCOPE_MEMORY: Duration = Duration::from_secs(60);
 /// Concurrent Argon2 verifications (each uses 19 MiB): bounds memory under a login flood.
 const PASSWORD_CHECKS: usize = 4;
 /// Concurrent verifications for clients at a locked-out address (on top of their turn in
@@ -251,8 +248,6 @@ pub struct AccessService {
     access_version: std::sync::atomic::AtomicI64,
     access_version_read_at: parking_lot::Mutex<Option<std::time::Instant>>,
     access_version_reading: tokio::sync::Mutex<()>,
-    /// (token id, repository, token action) of insufficient-scope answers given recently.
-    insufficient_scope_answered: TtlCache<(String, String, &'static str), ()>,
     password_checks: tokio::sync::Semaphore,
     /// Password checks for clients whose address is locked out: they wait for one another
     /// (slowed down) but are still checked, so a valid password is never refused.
@@ -309,7 +304,6 @@ impl AccessService {
             access_version: std::sync::atomic::AtomicI64::new(i64::MIN),
             access_version_read_at: parking_lot::Mutex::new(None),
             access_version_reading: tokio::sync::Mutex::new(()),
-            insufficient_scope_answered: TtlCache::new(10_000),
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             dummy_hash,
         }))
@@ -725,14 +719,19 @@ impl AccessService {
         {
             return Ok(Self::refusal(&claims.sub, what));
         }
-        let key = (
-            claims.jti.clone(),
-            repository.as_str().to_string(),
-            token_action,
+        // Remembered in the database, claimed once per (token, repository, action) as a
+        // schedule firing is: behind a balancer the client sends the same token again to
+        // another replica, which must know it was told already. Keyed by the token's expiry,
+        // after which the token is refused anyway.
+        let answered = format!(
+            "insufficient-scope:{}:{}:{token_action}",
+            claims.jti,
+            repository.as_str()
         );
-        let repeated = self.insufficient_scope_answered.get(&key).is_some();
-        self.insufficient_scope_answered
-            .insert(key, (), INSUFFICIENT_SCOPE_MEMORY);
+        let repeated = !self
+            .meta
+            .claim_firing(&answered, claims.exp as i64, "access")
+            .await?;
         Ok(AccessError::InsufficientScope {
             message: format!(
                 "this token does not allow to {what}: ask the token endpoint for the scope in the challenge"

@@ -441,3 +441,49 @@ async fn a_user_deleted_through_one_server_is_refused_by_another_within_a_second
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Issue 12: the memory of insufficient-scope answers (401 first, 403 when the same token
+/// comes back for the same need, which the oras SDK waits for) was kept per process, so
+/// behind a balancer the token sent again reached another replica, got 401 again, and the
+/// oras SDK gave up. The answer is now claimed in the shared database.
+#[tokio::test]
+async fn a_token_told_its_scope_is_insufficient_gets_403_from_another_replica() {
+    let f = fixture(AccessConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("shared-key.pem");
+    let replica = |meta: MetaStore| {
+        AccessService::new(
+            meta,
+            TokenKey::load_or_generate(&key_file).unwrap(),
+            AccessConfig::default(),
+        )
+        .unwrap()
+    };
+    let (one, other) = (
+        replica(f.access.meta().clone()),
+        replica(f.access.meta().clone()),
+    );
+    let scopes = Scope::parse_all(["repository:pub/x:pull"]).unwrap();
+    let issued = one.issue(&user("bob"), &scopes, false).await.unwrap();
+    // bob may pull team-a/app, but this token does not say so.
+    let lacking = |service: &Arc<AccessService>| {
+        let caller = service.bearer(&issued.token).unwrap();
+        let service = service.clone();
+        async move {
+            service
+                .authorize(&caller, &repo("team-a/app"), Action::Pull)
+                .await
+        }
+    };
+    assert!(matches!(
+        lacking(&one).await,
+        Err(AccessError::InsufficientScope {
+            repeated: false,
+            ..
+        })
+    ));
+    assert!(matches!(
+        lacking(&other).await,
+        Err(AccessError::InsufficientScope { repeated: true, .. })
+    ));
+}

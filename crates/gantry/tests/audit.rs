@@ -20,16 +20,19 @@ async fn events(s: &Server, project: Option<&str>) -> Vec<Value> {
         .clone()
 }
 
+/// The denied event of `actor` doing `action` whose detail contains `why`, if logged.
+fn find_denied<'a>(events: &'a [Value], actor: &str, action: &str, why: &str) -> Option<&'a Value> {
+    events.iter().find(|e| {
+        e["actor"] == actor
+            && e["action"] == action
+            && e["outcome"] == "denied"
+            && e["detail"].as_str().is_some_and(|d| d.contains(why))
+    })
+}
+
 /// The one denied event of `actor` doing `action` whose detail contains `why`.
 fn denied<'a>(events: &'a [Value], actor: &str, action: &str, why: &str) -> &'a Value {
-    events
-        .iter()
-        .find(|e| {
-            e["actor"] == actor
-                && e["action"] == action
-                && e["outcome"] == "denied"
-                && e["detail"].as_str().is_some_and(|d| d.contains(why))
-        })
+    find_denied(events, actor, action, why)
         .unwrap_or_else(|| panic!("no denied {action} by {actor} for {why:?} in {events:#?}"))
 }
 
@@ -119,7 +122,27 @@ async fn refused_pushes_pulls_tag_rule_and_quota_violations_are_audited() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
-    let log = events(&s, Some("team")).await;
+    // Each server writes its audit entries off the request path: with several replicas the
+    // last refusals may still be on their way from another one (a bounded wait).
+    let log = eventually(
+        std::time::Duration::from_secs(3),
+        "every refusal in the audit log",
+        || async {
+            let log = events(&s, Some("team")).await;
+            let expected = [
+                ("guest1", "may not push"),
+                ("dev1", "immutable"),
+                ("dev1", "latest"),
+                ("dev1", "quota"),
+            ];
+            let all = expected
+                .iter()
+                .all(|(actor, why)| find_denied(&log, actor, "push", why).is_some())
+                && find_denied(&log, "outsider", "pull", "").is_some();
+            all.then_some(log)
+        },
+    )
+    .await;
     let push = denied(&log, "guest1", "push", "may not push");
     assert_eq!(push["project"], "team");
     assert!(push["resource"].as_str().unwrap().starts_with("team/app"));

@@ -84,6 +84,25 @@ async fn get(s: &Server, path: &str) -> Value {
     r.json().await.unwrap()
 }
 
+/// Waits (bounded) until the repositories of `project` show `total` pulls of `repo`: each
+/// server writes the pulls it counted in batches, so with several replicas those counted by
+/// another one appear within the flush interval (see ARCHITECTURE).
+async fn wait_for_pulls(s: &Server, project: &str, repo: &str, total: i64) {
+    let path = format!("/api/v1/projects/{project}/repositories");
+    eventually(
+        PULL_COUNT_STALENESS,
+        &format!("{total} pulls of {repo}"),
+        || async {
+            let listed = get(s, &path).await;
+            let rows = listed["repositories"].as_array().unwrap().clone();
+            rows.iter()
+                .any(|r| r["name"] == repo && r["pulls"] == total)
+                .then_some(())
+        },
+    )
+    .await
+}
+
 /// Pulls (GET) a manifest `times` times.
 async fn pull(s: &Server, repo: &str, reference: &str, times: usize) {
     for _ in 0..times {
@@ -206,6 +225,7 @@ async fn browse_figures_equal_what_was_pushed_and_pulled() {
     pull(&s, "shop/app", "v1", 3).await;
     pull(&s, "shop/app", &single_digest, 2).await;
     pull(&s, "shop/app", &amd64_digest, 1).await;
+    wait_for_pulls(&s, "shop", "shop/app", 6).await;
 
     // Sizes computed here, from the bytes pushed.
     let index_size = index.len() as u64
@@ -405,6 +425,7 @@ async fn browse_pages_through_every_sort_exactly_once_in_order() {
     for (i, (digest, _)) in pushed.iter().enumerate().take(4) {
         pull(&s, "many/app", digest, i + 1).await;
     }
+    wait_for_pulls(&s, "many", "many/app", 1 + 2 + 3 + 4).await;
     let path = "/api/v1/repositories/many%2Fapp/artifacts";
     let digests = |rows: &[Value]| -> Vec<String> {
         rows.iter()

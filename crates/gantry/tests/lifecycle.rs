@@ -277,6 +277,21 @@ async fn retention_dry_run_and_real_run_agree_and_respect_pulls_and_immutable_ta
     );
     let out = gantry_as_admin(&s, &["retention", "show", "team"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("newest_per_version_line = 2"));
+    // A run flushes its own server's pull counts; with several replicas the pull may have
+    // been counted by another, which writes it within its flush interval (a bounded wait).
+    eventually(
+        PULL_COUNT_STALENESS,
+        "the pull of dev-pulled recorded",
+        || async {
+            let listed = get_json(&s, "/api/v1/repositories/team%2Fapp/artifacts?limit=100").await;
+            let artifacts = listed["artifacts"].as_array().unwrap().clone();
+            artifacts
+                .iter()
+                .any(|a| a["digest"] == digest.as_str() && a["pulls"] == 1)
+                .then_some(())
+        },
+    )
+    .await;
 
     let out = gantry_as_admin(&s, &["retention", "run", "team", "--dry-run", "--json"]);
     assert!(

@@ -48,7 +48,7 @@ impl Registry {
     /// Refuses (with the tag and its rule) if a tag rule forbids deleting any tag of the
     /// repositories `names`; deletes nothing.
     async fn check_deletable(&self, project: &str, names: &[String]) -> Result<()> {
-        let rules = self.tag_rules(project).await?;
+        let rules = self.current_tag_rules(project).await?;
         for artifact in self.project_artifacts(project).await? {
             if !names.contains(&artifact.repository) {
                 continue;

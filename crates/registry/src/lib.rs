@@ -270,8 +270,15 @@ impl Registry {
 
     // ---- tag rules --------------------------------------------------------------------
 
+    /// The project's tag rules for a push (cached up to 2 s).
     pub async fn tag_rules(&self, project: &str) -> Result<TagRules> {
         self.tag_policy.rules(&self.meta, project).await
+    }
+
+    /// The project's tag rules read now, for what deletes tags (whichever replica changed
+    /// them a moment ago).
+    pub async fn current_tag_rules(&self, project: &str) -> Result<TagRules> {
+        self.tag_policy.current(&self.meta, project).await
     }
 
     pub async fn set_tag_rules(&self, project: &str, rules: &TagRules) -> Result<()> {
@@ -748,7 +755,7 @@ impl Registry {
         name: &RepositoryName,
         reference: &Reference,
     ) -> Result<()> {
-        let rules = self.tag_rules(name.project()).await?;
+        let rules = self.current_tag_rules(name.project()).await?;
         let deleted = match reference {
             Reference::Tag(tag) => {
                 rules.check_change(name.project(), tag.as_str(), "deleted")?;
@@ -926,6 +933,37 @@ mod tests {
     /// Issue 12: an upload's running hash lived only in the memory of the process that
     /// received the chunk, so a chunk that reached another replica (or the same server after
     /// a restart) read every byte received so far back from storage to hash it again.
+    /// Issue 12: tag rules were cached for 2 s per process for deletes too, so a tag made
+    /// immutable through one replica could be deleted through another in the next 2 s (the
+    /// repository delete test did it through the balancer). What deletes tags reads the rules
+    /// afresh.
+    #[tokio::test]
+    async fn a_tag_made_immutable_through_one_replica_cannot_be_deleted_through_another_at_once() {
+        let (dir, _, meta) = gantry_meta::testing::fresh_store().await;
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(gantry_storage::FsBlobStore::open(dir.path().join("blobs")).unwrap());
+        let (one, other) = (
+            Registry::new(blobs.clone(), meta.clone()),
+            Registry::new(blobs, meta),
+        );
+        // The other replica has the (empty) rules cached.
+        assert_eq!(other.tag_rules("team").await.unwrap(), TagRules::default());
+        let rules = TagRules {
+            immutable: vec![gantry_lifecycle::Pattern::parse("v*").unwrap()],
+            ..TagRules::default()
+        };
+        one.set_tag_rules("team", &rules).await.unwrap();
+        let name = RepositoryName::parse("team/app").unwrap();
+        let v1 = Reference::parse("v1").unwrap();
+        assert!(
+            matches!(
+                other.delete_manifest(&name, &v1).await,
+                Err(RegistryError::TagRule(_))
+            ),
+            "the other replica deleted an immutable tag"
+        );
+    }
+
     #[tokio::test]
     async fn a_chunk_on_another_replica_resumes_the_saved_hash_without_reading_the_upload_again() {
         let (dir, _, meta) = gantry_meta::testing::fresh_store().await;

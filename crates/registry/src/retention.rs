@@ -149,7 +149,7 @@ impl Registry {
         // Pulls counted in memory must be seen by "pulled within" rules.
         self.flush_pulls().await?;
         let artifacts = self.project_artifacts(project).await?;
-        let rules = self.tag_rules(project).await?;
+        let rules = self.current_tag_rules(project).await?;
         let plan = retention::evaluate(&policy, &rules, &artifacts, now);
         if !dry_run {
             self.execute(&plan).await?;

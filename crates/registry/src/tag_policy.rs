@@ -1,6 +1,6 @@
 //! The tag-rules step of a push or delete: which rules apply to a project (read from the
-//! metadata store, cached for two seconds, dropped at once when changed through this server)
-//! and what they say about a tag.
+//! metadata store, cached for two seconds for pushes, dropped at once when changed through this
+//! server, read afresh for deletes) and what they say about a tag.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -22,12 +22,20 @@ pub struct TagPolicy {
 }
 
 impl TagPolicy {
+    /// The project's rules, as read within the last `RULES_TTL` (pushes: an immutable tag's
+    /// move is checked again inside the manifest transaction).
     pub async fn rules(&self, meta: &MetaStore, project: &str) -> Result<TagRules> {
         if let Some((rules, at)) = self.cache.lock().get(project) {
             if at.elapsed() < RULES_TTL {
                 return Ok(rules.clone());
             }
         }
+        self.current(meta, project).await
+    }
+
+    /// The project's rules read from the database now, for what deletes tags: a rule made
+    /// immutable through another replica a moment ago must already hold.
+    pub async fn current(&self, meta: &MetaStore, project: &str) -> Result<TagRules> {
         let rules = match meta.tag_rules(project).await? {
             Some(json) => serde_json::from_str(&json).map_err(|e| {
                 RegistryError::Meta(gantry_meta::MetaError::Corrupt(format!(

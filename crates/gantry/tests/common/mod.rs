@@ -610,6 +610,19 @@ impl Drop for Balancer {
     }
 }
 
+/// How long pulls counted by one server may take to be seen through another: the pull-count
+/// flush interval of `gantry serve` (5 s) and some slack.
+pub const PULL_COUNT_STALENESS: Duration = Duration::from_secs(8);
+
+/// In replica mode, says (on stderr) why the calling test does not apply and returns true;
+/// the test then returns at once. For tests about one process itself, not about the registry.
+pub fn single_process_only(reason: &str) -> bool {
+    if replicated() {
+        eprintln!("skipped with {} replicas: {reason}", replica_count());
+    }
+    replicated()
+}
+
 /// Polls `check` until it returns `Some`, for at most `limit`; what it returned. For what
 /// another process makes visible within a documented bound (pull counts written in batches,
 /// the audit log written off the request path), instead of sleeping blindly.
