@@ -2,13 +2,14 @@
 # Runs every test of the workspace on a fresh Debian machine, and is all the set-up there is:
 # installs the real clients and engines the tests drive (skopeo, podman, buildah, umoci, curl,
 # containerd, openssl (the TLS tests' CA and s_client), Go, git, Debian's docker-registry,
-# Prometheus and promtool, sqlite3, PostgreSQL 15; the oras SDK, moto's S3 server and
+# Prometheus and promtool, sqlite3, PostgreSQL 15, nginx; the oras SDK, moto's S3 server and
 # schemathesis in a Python virtual environment under target/; Garage, the S3 server blobs are
 # tested on, with `cargo install` under target/), then runs `cargo test`. Most tests start the
 # engines they use themselves (each its own containerd, Prometheus, moto server or registry on a
 # free port); this script starts one PostgreSQL server, on which the metadata suites
 # (gantry-meta, gantry-access) run a second time after the whole workspace ran on SQLite, and
-# one Garage (scripts/garage.sh), whose bucket and key reach the tests as GANTRY_TEST_S3_*.
+# one Garage (scripts/garage.sh), whose bucket and key reach the tests as GANTRY_TEST_S3_*;
+# on both, the integration tests run a second time against three replicas behind nginx.
 # `.ci/run` calls this after its format and lint checks. Extra arguments go to `cargo test`:
 #
 #   scripts/test-all.sh                       # everything
@@ -25,7 +26,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: the clients and engines, and what builds the Python tools' environment.
 packages=(skopeo podman buildah umoci curl openssl containerd docker-registry wrk apache2-utils
-  prometheus sqlite3 postgresql-15 ca-certificates golang-go git tzdata python3 python3-venv python3-pip)
+  prometheus sqlite3 postgresql-15 nginx ca-certificates golang-go git tzdata python3 python3-venv python3-pip)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
@@ -79,9 +80,15 @@ if [ $# -eq 0 ]; then
   on_exit+=('scripts/postgres.sh stop "$pg" || true; rm -rf "$pg"')
   GANTRY_TEST_POSTGRES=$(scripts/postgres.sh start "$pg")
   export GANTRY_TEST_POSTGRES
-  echo "test-all: the metadata suites and integration tests again, on PostgreSQL" >&2
+  echo "test-all: the metadata suites again, on PostgreSQL" >&2
   # --workspace keeps the first run's feature set, so nothing is built again.
   cargo test --workspace --locked --lib
-  cargo test --workspace --locked --test conformance --test clients --test access --test audit \
-    --test lifecycle --test archive --test browse --test deletion
+  # The integration tests against three replicas sharing the PostgreSQL server (a database
+  # per test) and the Garage bucket (a prefix per test), behind a loopback nginx configured by
+  # deploy/nginx/gantry.conf (tests/common/mod.rs); and the replica tests themselves (kill -9
+  # of replicas under load), which are #[ignore]d in the run above, where no PostgreSQL is.
+  echo "test-all: the integration tests again, against three replicas behind nginx" >&2
+  GANTRY_TEST_REPLICAS=3 cargo test --workspace --locked --test conformance --test clients \
+    --test access --test audit --test lifecycle --test archive --test browse --test deletion \
+    --test replicas -- --include-ignored
 fi

@@ -127,14 +127,16 @@ fn absolute(base: &str, location: &str) -> String {
 }
 
 /// The next byte the upload at `location` expects (from its Range header), `None` when the
-/// upload is unknown (then it starts again), or an error to retry.
+/// upload is unknown (then it starts again), or an error to retry. `0-0` is read as empty,
+/// as Distribution sends it for an upload without bytes (a client cannot tell it from one
+/// byte; the caller starts again if the registry disagrees).
 async fn upload_offset(c: &reqwest::Client, url: &str) -> Result<Option<usize>, ()> {
     let r = c.get(url).send().await.map_err(|_| ())?;
     match r.status() {
         StatusCode::NO_CONTENT => {
             let range = header(&r, "range").ok_or(())?;
             let end: usize = range.rsplit('-').next().unwrap().parse().map_err(|_| ())?;
-            Ok(Some(end + 1))
+            Ok(Some(if range == "0-0" { 0 } else { end + 1 }))
         }
         StatusCode::NOT_FOUND => Ok(None),
         _ => Err(()),
@@ -173,7 +175,12 @@ async fn push_chunked(
             }
         };
         let mut offset = 0;
+        let mut failures = 0;
         loop {
+            if failures == 5 {
+                // As real clients do when an upload does not go on: start it again.
+                continue 'upload;
+            }
             if offset == content.len() {
                 let r = c.put(format!("{location}?digest={digest}")).send().await;
                 if r.is_ok_and(|r| r.status() == StatusCode::CREATED) {
@@ -190,9 +197,11 @@ async fn push_chunked(
                     .await;
                 if r.is_ok_and(|r| r.status() == StatusCode::ACCEPTED) {
                     offset = end;
+                    failures = 0;
                     continue;
                 }
             }
+            failures += 1;
             // The request failed (its replica died, or nginx answered 502): where are we?
             retry().await;
             if c.head(&blob_url)
@@ -279,7 +288,7 @@ async fn push_and_pull(
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
         // About 200 KB in 4 PATCHes, different for every client and round.
-        let mut state = (client_no as u64 + 1) * 0x9E37_79B9_7F4A_7C15 ^ (round + 1);
+        let mut state = (client_no as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (round + 1);
         let layer: Vec<u8> = (0..200_000)
             .map(|_| {
                 state ^= state << 13;

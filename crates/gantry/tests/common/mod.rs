@@ -50,10 +50,20 @@ struct Process {
     env: Vec<(String, String)>,
 }
 
-/// A `gantry serve` started but not yet known to be ready.
+/// A `gantry serve` started but not yet known to be ready (killed if dropped so: a start
+/// that fails leaves no process behind).
 struct Launching {
-    child: Child,
+    child: Option<Child>,
     ready: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Drop for Launching {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Spawns `gantry serve`; [`Launching::ready`] waits for its JSON "ready" log line, which
@@ -107,16 +117,19 @@ fn launch(
             }
         }
     });
-    Launching { child, ready: rx }
+    Launching {
+        child: Some(child),
+        ready: rx,
+    }
 }
 
 impl Launching {
-    fn ready(self) -> (Child, Value) {
+    fn ready(mut self) -> (Child, Value) {
         let ready = self
             .ready
             .recv_timeout(Duration::from_secs(30))
             .expect("gantry did not report that it is ready");
-        (self.child, ready)
+        (self.child.take().unwrap(), ready)
     }
 }
 
