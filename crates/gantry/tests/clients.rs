@@ -273,7 +273,7 @@ async fn skopeo_and_podman_use_robot_accounts_and_ci_tokens_until_expiry_or_revo
             || async {
                 let mut refused = 0;
                 for _ in 0..6 {
-                    let r = http_as(&ci_name, &ci_secret)
+                    let r = http_as(ci_name, ci_secret)
                         .get(s.url("/auth/token?service=gantry"))
                         .send()
                         .await
