@@ -261,15 +261,6 @@ async fn promtool_check_metrics_finds_nothing_to_complain_about() {
     assert_eq!(complaints.trim(), "", "promtool complains");
 }
 
-/// A free loopback port (bound and released: Prometheus takes no port 0).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Debian's Prometheus scraping `target` every second, with its data in a temporary directory.
 struct Prometheus {
     child: std::process::Child,

@@ -288,15 +288,7 @@ async fn push_and_pull(
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
         // About 200 KB in 4 PATCHes, different for every client and round.
-        let mut state = (client_no as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (round + 1);
-        let layer: Vec<u8> = (0..200_000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect();
+        let layer = incompressible_bytes(200_000, (client_no as u64) << 32 | round);
         let config = format!(r#"{{"client":{client_no},"round":{round}}}"#).into_bytes();
         let layer_digest = push_chunked(&c, &base, &repo, &layer, 50_000, &tally).await;
         let config_digest = push_chunked(&c, &base, &repo, &config, 1 << 20, &tally).await;

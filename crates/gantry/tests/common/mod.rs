@@ -191,8 +191,9 @@ pub fn replicated() -> bool {
     replica_count() > 1
 }
 
-/// A free loopback port (bound and released; the balancer binds it right after).
-fn free_port() -> u16 {
+/// A free loopback port (bound and released: for servers that take no port 0, and the
+/// balancer, which binds it right after).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -941,20 +942,25 @@ pub fn index_digest(layout: &Path) -> String {
         .to_string()
 }
 
-/// Builds a layout (tag `v1`: `app/data.bin` of `big_len` incompressible bytes and a small
-/// file) under `dir` and pushes it with skopeo, logged in as admin, to `team/app:v1`.
-/// Returns the layout, its index digest and the pushed `docker://` reference.
-pub fn skopeo_push_test_layout(s: &Server, dir: &Path, big_len: u32) -> (PathBuf, String, String) {
-    // xorshift64: bytes that gzip cannot shrink, so the layer is as large as asked.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let big: Vec<u8> = (0..big_len)
+/// `len` bytes that gzip cannot shrink (xorshift64), different for each `seed`, so a layer
+/// is as large as asked.
+pub fn incompressible_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ seed.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    (0..len)
         .map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             (state >> 24) as u8
         })
-        .collect();
+        .collect()
+}
+
+/// Builds a layout (tag `v1`: `app/data.bin` of `big_len` incompressible bytes and a small
+/// file) under `dir` and pushes it with skopeo, logged in as admin, to `team/app:v1`.
+/// Returns the layout, its index digest and the pushed `docker://` reference.
+pub fn skopeo_push_test_layout(s: &Server, dir: &Path, big_len: u32) -> (PathBuf, String, String) {
+    let big = incompressible_bytes(big_len as usize, 0);
     make_layout(
         dir,
         "v1",
