@@ -666,11 +666,16 @@ async fn retention_policy_errors_point_at_the_users_toml_and_say_what_is_accepte
 }
 
 async fn gc(s: &Server, dry_run: bool, grace_secs: u64) -> Value {
+    gc_at(&s.base, dry_run, grace_secs).await
+}
+
+/// [`gc`] on the server at `base` (one replica itself, past the balancer).
+async fn gc_at(base: &str, dry_run: bool, grace_secs: u64) -> Value {
     let r = http()
-        .post(s.url(&format!(
+        .post(format!(
             // pause_ms: the throttle's path runs too (1 ms between batches).
-            "/api/v1/gc?dry_run={dry_run}&grace_secs={grace_secs}&pause_ms=1"
-        )))
+            "{base}/api/v1/gc?dry_run={dry_run}&grace_secs={grace_secs}&pause_ms=1"
+        ))
         .send()
         .await
         .unwrap();
@@ -838,12 +843,19 @@ async fn gc_stress_pushes_and_pulls_go_on_and_nothing_reachable_is_lost() {
             round
         }));
     }
+    // With several replicas, the collection runs on the first one while the pushes reusing
+    // the shared base layer go through the balancer to all of them (issue 12).
+    let collecting_at = if s.replicas() > 1 {
+        s.replica_base(0)
+    } else {
+        s.base.clone()
+    };
     let collector = {
-        let (s, stop) = (s.clone(), stop.clone());
+        let stop = stop.clone();
         tokio::spawn(async move {
             let mut runs = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                gc(&s, false, 5).await;
+                gc_at(&collecting_at, false, 5).await;
                 runs += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
