@@ -719,19 +719,19 @@ impl AccessService {
         {
             return Ok(Self::refusal(&claims.sub, what));
         }
-        // Remembered in the database, claimed once per (token, repository, action) as a
-        // schedule firing is: behind a balancer the client sends the same token again to
-        // another replica, which must know it was told already. Keyed by the token's expiry,
-        // after which the token is refused anyway.
+        // Remembered in the database (a change counter per token, repository and action):
+        // behind a balancer the client sends the same token again to another replica, which
+        // must know it was told already. Two replicas answering at the same moment may both
+        // say 401; the client then asks again and gets 403.
         let answered = format!(
             "insufficient-scope:{}:{}:{token_action}",
             claims.jti,
             repository.as_str()
         );
-        let repeated = !self
-            .meta
-            .claim_firing(&answered, claims.exp as i64, "access")
-            .await?;
+        let repeated = self.meta.change_counter(&answered).await? > 0;
+        if !repeated {
+            self.meta.bump_change_counter(&answered).await?;
+        }
         Ok(AccessError::InsufficientScope {
             message: format!(
                 "this token does not allow to {what}: ask the token endpoint for the scope in the challenge"
