@@ -131,13 +131,27 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         registry = registry.with_blob_redirect(BLOB_REDIRECT_VALIDITY);
     }
     let registry = Arc::new(registry);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is another process using it? choose another with --listen",
+                config.listen
+            )
+        })?;
+    let local = listener.local_addr()?;
+    let scheme = if certificate.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let mut runner = JobRunner::new(meta.clone(), RunnerOptions::for_owner(registry.instance()));
     let webhooks = WebhookService::new(
         meta.clone(),
         config
             .public_url
             .as_deref()
-            .unwrap_or(&format!("http://{}", config.listen)),
+            .unwrap_or(&format!("{scheme}://{local}")),
         runner.waker(),
     );
     for handler in registry.job_handlers() {
@@ -215,26 +229,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     };
     let app = gantry_server::router(state).into_make_service_with_connect_info::<SocketAddr>();
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}: is another process using it? choose another with --listen",
-                config.listen
-            )
-        })?;
-    let local = listener.local_addr()?;
     let (listener, certificate_watch) = match &certificate {
         Some(certificate) => (
             EdgeListener::Tls(TlsListener::new(listener, certificate.server_config()?)),
             Some(certificate.watch(config.tls_reload_poll)?),
         ),
         None => (EdgeListener::Plain(listener), None),
-    };
-    let scheme = if certificate.is_some() {
-        "https"
-    } else {
-        "http"
     };
     tracing::info!(
         listen = %local,

@@ -333,7 +333,7 @@ mod tests {
     /// replicas ran each firing three times; then a firing claimed by a server that died was
     /// missed. Three registries over one store (as three replicas over one database) look at
     /// the same firings: each firing is one job (one history row), and the three runners run
-    /// each job once; the day's usage snapshot likewise.
+    /// each job once; the day's usage snapshot is taken once (each start looks for it).
     #[tokio::test]
     async fn a_schedule_fires_once_across_three_replicas() {
         let (dir, _, meta) = gantry_meta::testing::fresh_store().await;
@@ -370,7 +370,10 @@ mod tests {
                     .unwrap();
             }
         }
-        assert_eq!(added, 5, "1 usage snapshot + 1 GC + 3 retention firings");
+        assert_eq!(
+            added, 7,
+            "3 usage snapshot looks at start + 1 GC + 3 retention firings"
+        );
         let runners: Vec<gantry_jobs::RunningJobs> = replicas
             .iter()
             .map(|replica| {
@@ -409,7 +412,7 @@ mod tests {
         let count = |kind: &str| jobs.iter().filter(|j| j.kind == kind).count();
         assert_eq!(
             (count("gc"), count("retention"), count("usage-snapshot")),
-            (1, 3, 1),
+            (1, 3, 3),
             "{jobs:#?}"
         );
         for job in &jobs {
@@ -418,5 +421,14 @@ mod tests {
         }
         let history = replicas[0].retention_runs("team", 10).await.unwrap();
         assert_eq!(history.len(), 3, "one retention run per firing");
+        let snapshots_taken = jobs
+            .iter()
+            .filter(|j| j.kind == "usage-snapshot")
+            .filter(|j| j.result.as_deref() != Some("{\"already_taken\":true}"))
+            .count();
+        assert_eq!(
+            snapshots_taken, 1,
+            "the day's snapshot is taken once: {jobs:#?}"
+        );
     }
 }

@@ -101,14 +101,23 @@ impl Registry {
                 ));
             }
         }
+        // The day's snapshot when a day begins (once across servers), and at each server's
+        // start should the day's be missing (the job looks; it takes one only then).
         let day_start = until - until.rem_euclid(DAY);
-        if after < schedules.started || day_start > after {
-            jobs.push(scheduled(
-                USAGE_SNAPSHOT,
-                format!("usage-snapshot@{day_start}"),
-                None,
-                &SnapshotPayload { day_start },
-            ));
+        let snapshot_key = if after < schedules.started {
+            Some(format!(
+                "usage-snapshot@{day_start}:start:{}",
+                self.instance
+            ))
+        } else {
+            (day_start > after).then(|| format!("usage-snapshot@{day_start}"))
+        };
+        if let Some(key) = snapshot_key {
+            // One at a time: a look that comes after a snapshot finds it taken.
+            jobs.push(NewJob {
+                queue: Some(USAGE_SNAPSHOT.to_string()),
+                ..scheduled(USAGE_SNAPSHOT, key, None, &SnapshotPayload { day_start })
+            });
         }
         let mut added = 0;
         for job in &jobs {
