@@ -112,7 +112,7 @@ pub struct RunnerOptions {
     /// Jobs run at once on this server, at most.
     pub concurrency: usize,
     pub backoff: Backoff,
-    /// Finished jobs and consumed events are forgotten this long after they ended.
+    /// Finished jobs are forgotten this long after they ended.
     pub keep_history: Duration,
 }
 
@@ -133,6 +133,10 @@ impl RunnerOptions {
         }
     }
 }
+
+/// Events every consumer has consumed are forgotten this long after they were recorded: the
+/// outbox is a hand-over, not a history (the audit log and the jobs are).
+const EVENT_RETENTION: Duration = Duration::from_secs(86_400);
 
 type Task = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
@@ -244,9 +248,13 @@ impl JobRunner {
             move || {
                 let meta = meta.clone();
                 async move {
-                    let before = now_ms() - keep;
-                    meta.prune_jobs(before).await.map_err(|e| e.to_string())?;
-                    meta.prune_events(before).await.map_err(|e| e.to_string())?;
+                    let now = now_ms();
+                    meta.prune_jobs(now - keep)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    meta.prune_events(now - EVENT_RETENTION.as_millis() as i64)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     Ok(())
                 }
             }

@@ -179,3 +179,97 @@ impl MetaStore {
         .rows_affected())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use gantry_oci::Digest;
+
+    use crate::tests::{manifest, store};
+    use crate::TagRef;
+
+    /// An event exists exactly when its change does: a push refused inside its transaction
+    /// (an immutable tag) leaves none, a push that commits leaves one with its figures.
+    #[tokio::test]
+    async fn an_event_exists_exactly_when_its_change_does() {
+        let (_dir, store) = store().await;
+        let consumer = "test";
+        assert_eq!(
+            store.events_after_cursor(consumer, 10).await.unwrap().1,
+            vec![]
+        );
+        let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
+        let immutable = Some(TagRef {
+            name: "v1",
+            immutable: true,
+        });
+        store
+            .put_manifest("team/app", &manifest(&a, vec![], None), immutable)
+            .await
+            .unwrap();
+        assert!(store
+            .put_manifest("team/app", &manifest(&b, vec![], None), immutable)
+            .await
+            .is_err());
+        let (_, events) = store.events_after_cursor(consumer, 10).await.unwrap();
+        assert_eq!(events.len(), 1, "{events:#?}");
+        assert_eq!(events[0].event_type, "artifact.pushed");
+        assert_eq!(events[0].project.as_deref(), Some("team"));
+        assert_eq!(events[0].data["digest"], a.to_string());
+        assert_eq!(events[0].data["tag"], "v1");
+        assert_eq!(events[0].data["size"], 2, "the manifest `{{}}`");
+        assert_eq!(events[0].data["actor"], "tester");
+    }
+
+    /// Issue 12: a consumer moves its cursor to the last id it read, so an event that
+    /// committed after a later one would be skipped for good. Writers serialized by the
+    /// write lock commit in id order: a consumer reading while eight writers push never
+    /// skips one.
+    #[tokio::test]
+    async fn a_consumer_reading_during_concurrent_writes_skips_no_event() {
+        let (_dir, store) = store().await;
+        let consumer = "test";
+        store.events_after_cursor(consumer, 1).await.unwrap();
+        let writers: Vec<_> = (0..8u8)
+            .map(|writer| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for n in 0..20u8 {
+                        let digest = Digest::sha256_of(&[writer, n]);
+                        store
+                            .put_manifest(
+                                &format!("team/app-{writer}"),
+                                &manifest(&digest, vec![], None),
+                                None,
+                            )
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut consumed = Vec::new();
+        let mut writing = true;
+        while writing || consumed.len() < 160 {
+            writing = !writers.iter().all(|w| w.is_finished());
+            let (cursor, events) = store.events_after_cursor(consumer, 7).await.unwrap();
+            if let Some(last) = events.last() {
+                assert!(store
+                    .consume_events(consumer, cursor, last.id, &[])
+                    .await
+                    .unwrap());
+                consumed.extend(events.iter().map(|e| e.id));
+            } else if !writing {
+                break;
+            }
+        }
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let all: Vec<i64> = sqlx::query_scalar("SELECT id FROM events ORDER BY id")
+            .fetch_all(&store.readers)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 160);
+        assert_eq!(consumed, all, "every event consumed once, in order");
+    }
+}
