@@ -170,18 +170,7 @@ async fn webhooks_deliver_signed_cloud_events_of_every_type_in_order() {
     let s = Server::start();
     let receiver = Receiver::start().await;
     api_create_project(&s, "team", false).await;
-    let all = [
-        "artifact.pushed",
-        "artifact.deleted",
-        "artifact.pulled",
-        "tag.moved",
-        "tag.deleted",
-        "quota.exceeded",
-        "retention.completed",
-        "artifact.archived",
-        "artifact.restored",
-    ];
-    let (webhook, secret) = add_webhook(&s, "team", &receiver.url(), &all);
+    let (webhook, secret) = add_webhook(&s, "team", &receiver.url(), gantry_webhooks::EVENT_TYPES);
     let mut expected = Vec::new();
 
     let (manifest_a, a) = push_image(&s, "team/app", "v1", "a").await;

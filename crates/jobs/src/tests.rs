@@ -18,13 +18,8 @@ fn options(owner: &str) -> RunnerOptions {
 
 fn job(kind: &str, max_attempts: u32) -> NewJob {
     NewJob {
-        kind: kind.to_string(),
-        unique_key: None,
-        queue: None,
-        subject: None,
-        payload: "{}".to_string(),
         max_attempts,
-        run_after_ms: 0,
+        ..NewJob::of(kind, "{}".into())
     }
 }
 

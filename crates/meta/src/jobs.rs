@@ -35,6 +35,21 @@ pub struct NewJob {
     pub run_after_ms: i64,
 }
 
+impl NewJob {
+    /// A job of `kind` with `payload` (JSON text), due now, one attempt, on no queue.
+    pub fn of(kind: &str, payload: String) -> NewJob {
+        NewJob {
+            kind: kind.to_string(),
+            unique_key: None,
+            queue: None,
+            subject: None,
+            payload,
+            max_attempts: 1,
+            run_after_ms: 0,
+        }
+    }
+}
+
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
@@ -344,13 +359,8 @@ mod tests {
 
     fn job(kind: &str) -> NewJob {
         NewJob {
-            kind: kind.to_string(),
-            unique_key: None,
-            queue: None,
-            subject: None,
-            payload: "{}".to_string(),
             max_attempts: 3,
-            run_after_ms: 0,
+            ..NewJob::of(kind, "{}".into())
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gantry_jobs::{JobError, JobHandler, Progress};
-use gantry_meta::{now_ms, JobRecord, NewJob};
+use gantry_meta::{JobRecord, NewJob};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -50,13 +50,13 @@ const DAY: i64 = 86_400;
 
 fn scheduled(kind: &str, key: String, subject: Option<String>, payload: &impl Serialize) -> NewJob {
     NewJob {
-        kind: kind.to_string(),
         unique_key: Some(key),
-        queue: None,
         subject,
-        payload: serde_json::to_string(payload).expect("payloads serialize"),
         max_attempts: SCHEDULED_ATTEMPTS,
-        run_after_ms: now_ms(),
+        ..NewJob::of(
+            kind,
+            serde_json::to_string(payload).expect("payloads serialize"),
+        )
     }
 }
 

@@ -336,17 +336,17 @@ impl WebhookService {
             event: cloud_event(&self.source, event),
         };
         NewJob {
-            kind: DELIVERY.to_string(),
-            unique_key: None,
             queue: Some(format!(
                 "webhook:{}:{}",
                 webhook.id,
                 event.repository.as_deref().unwrap_or_default()
             )),
             subject: Some(subject(webhook.id)),
-            payload: serde_json::to_string(&payload).expect("payloads serialize"),
             max_attempts: DELIVERY_ATTEMPTS,
-            run_after_ms: now_ms(),
+            ..NewJob::of(
+                DELIVERY,
+                serde_json::to_string(&payload).expect("payloads serialize"),
+            )
         }
     }
 

@@ -48,6 +48,19 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
 /// Webhooks are for project admins: their URLs and deliveries say where a project's events go.
 const MANAGE: Action = Action::ManageSettings;
 
+/// Refuses unless `actor` administers `project` (to do `what`) and `id` is a valid id;
+/// returns the id.
+async fn checked_webhook(
+    state: &AppState,
+    actor: &gantry_access::Actor,
+    project: &str,
+    id: i64,
+    what: &str,
+) -> Result<i64, crate::error::ApiError> {
+    state.access.require(actor, project, MANAGE, what).await?;
+    Ok(within("webhook id", id, limits::ROW_ID)?)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewWebhookBody {
@@ -107,11 +120,7 @@ async fn remove_webhook(
     ApiCaller(actor): ApiCaller,
     PathParams((project, id)): PathParams<(String, i64)>,
 ) -> ApiResult {
-    state
-        .access
-        .require(&actor, &project, MANAGE, "remove webhooks")
-        .await?;
-    let id = within("webhook id", id, limits::ROW_ID)?;
+    let id = checked_webhook(&state, &actor, &project, id, "remove webhooks").await?;
     state.webhooks.delete(&project, id).await?;
     state
         .access
@@ -137,11 +146,7 @@ async fn list_deliveries(
     PathParams((project, id)): PathParams<(String, i64)>,
     Params(params): Params<DeliveryParams>,
 ) -> ApiResult {
-    state
-        .access
-        .require(&actor, &project, MANAGE, "see webhook deliveries")
-        .await?;
-    let id = within("webhook id", id, limits::ROW_ID)?;
+    let id = checked_webhook(&state, &actor, &project, id, "see webhook deliveries").await?;
     let limit = within("limit", params.limit.unwrap_or(50), limits::LIST_LIMIT)?;
     let deliveries = state.webhooks.deliveries(&project, id, limit).await?;
     ok(json!({ "deliveries": deliveries }))
@@ -152,11 +157,7 @@ async fn test_webhook(
     ApiCaller(actor): ApiCaller,
     PathParams((project, id)): PathParams<(String, i64)>,
 ) -> ApiResult {
-    state
-        .access
-        .require(&actor, &project, MANAGE, "test webhooks")
-        .await?;
-    let id = within("webhook id", id, limits::ROW_ID)?;
+    let id = checked_webhook(&state, &actor, &project, id, "test webhooks").await?;
     let delivery = state.webhooks.test(&project, id, actor.name()).await?;
     Ok((http::StatusCode::ACCEPTED, axum::Json(delivery)).into_response())
 }
