@@ -255,10 +255,12 @@ pub(crate) fn print_json(value: &Value) {
     );
 }
 
-/// The cells of a listing; times (columns `at`, `*_at`) read as RFC 3339.
+/// The cells of a listing; times (columns `at`, `*_at` in seconds, `*_ms` in milliseconds)
+/// read as RFC 3339.
 fn rows(value: &Value, key: &str, columns: &[&str]) -> Vec<Vec<String>> {
     let cell = |item: &Value, column: &str| match item[column].as_i64() {
         Some(secs) if column == "at" || column.ends_with("_at") => time_of(secs),
+        Some(millis) if column.ends_with("_ms") => time_of(millis / 1000),
         _ => text(&item[column]),
     };
     value[key]

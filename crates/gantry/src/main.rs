@@ -15,6 +15,7 @@ mod browse_cmd;
 mod build_cmd;
 mod config;
 mod data_dir;
+mod jobs_cmd;
 mod lifecycle_cmd;
 mod lint_cmd;
 mod logging;
@@ -279,6 +280,20 @@ enum Command {
         /// Archive ids to restore.
         #[arg(required = true)]
         ids: Vec<i64>,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// Send a project's events to a URL as signed CloudEvents; see deliveries (project admins).
+    Webhook {
+        #[command(subcommand)]
+        command: jobs_cmd::WebhookCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// Background jobs and their history: scheduled GC, retention, snapshots, deliveries.
+    Jobs {
+        #[command(subcommand)]
+        command: jobs_cmd::JobsCommand,
         #[command(flatten)]
         api: admin::ApiArgs,
     },
@@ -608,6 +623,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             api,
         } => usage_cmd::usage(&api, command, project, since).await,
         Command::Archive { args, api } => lifecycle_cmd::archive(&api, args).await,
+        Command::Webhook { command, api } => jobs_cmd::webhook(&api, command).await,
+        Command::Jobs { command, api } => jobs_cmd::jobs(&api, command).await,
         Command::Restore { project, ids, api } => {
             lifecycle_cmd::restore(&api, &project, &ids).await
         }

@@ -2,27 +2,32 @@
 //! SIGTERM or SIGINT, then finishes requests in flight for at most the drain timeout.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use gantry_access::{AccessConfig, AccessService};
 use gantry_auth::TokenKey;
+use gantry_jobs::{JobRunner, RunnerOptions};
 use gantry_meta::MetaStore;
 use gantry_metrics::{Metrics, MetricsOptions};
 use gantry_registry::{BlobDeletionLock, Registry};
 use gantry_server::AppState;
 use gantry_storage::{ArchiveLocation, BlobStore, FsBlobStore, S3BlobStore};
+use gantry_webhooks::WebhookService;
 
 use crate::config::ServeConfig;
 use crate::tls::{EdgeListener, ServedCertificate, TlsListener};
 
-/// How often pull counts gathered in memory are written (a crash loses at most this much).
-const PULL_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-/// How often the server looks whether today (UTC) has its usage snapshot yet.
-const USAGE_SNAPSHOT_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
-/// How often each server looks whether the scheduled garbage collection fired.
-const SCHEDULE_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often pull counts gathered in memory are written: the bound on how stale another
+/// server's pull counts are, and on what a crash loses of them.
+const PULL_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often each server looks for schedule firings (schedules may have seconds).
+const SCHEDULE_LOOK: Duration = Duration::from_secs(1);
+/// How often each server looks for new events to hand to webhooks.
+const EVENT_LOOK: Duration = Duration::from_millis(500);
 
 /// The ES256 key registry tokens are signed with, created on first start (mode 0600).
 pub const TOKEN_KEY_FILE: &str = "token-signing-key.pem";
@@ -139,102 +144,90 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         registry = registry.with_blob_redirect(BLOB_REDIRECT_VALIDITY);
     }
     let registry = Arc::new(registry);
-    let flusher = {
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(PULL_FLUSH_INTERVAL);
-            loop {
-                every.tick().await;
-                if let Err(e) = registry.flush_pulls().await {
-                    tracing::warn!(error = %e, "cannot record pull statistics");
-                }
-            }
-        })
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is another process using it? choose another with --listen",
+                config.listen
+            )
+        })?;
+    let local = listener.local_addr()?;
+    let scheme = if certificate.is_some() {
+        "https"
+    } else {
+        "http"
     };
-    let scheduled_gc = config.gc_interval.map(|interval| {
-        let registry = registry.clone();
-        let options = gantry_registry::GcOptions {
-            grace: config.gc_grace,
-            ..Default::default()
-        };
-        let started = gantry_registry::unix_now();
-        tokio::spawn(async move {
-            // Every server sharing the database looks every minute (or every interval, when
-            // shorter); the one that claims a firing runs it.
-            let mut every = tokio::time::interval(interval.min(SCHEDULE_CHECK));
-            loop {
-                every.tick().await;
-                if let Err(e) = registry
-                    .run_scheduled_gc(interval, started, gantry_registry::unix_now(), &options)
-                    .await
-                {
-                    tracing::warn!(error = %e, "scheduled garbage collection failed");
-                }
+    let mut runner = JobRunner::new(meta.clone(), RunnerOptions::for_owner(registry.instance()));
+    let webhooks = WebhookService::new(
+        meta.clone(),
+        config
+            .public_url
+            .as_deref()
+            .unwrap_or(&format!("{scheme}://{local}")),
+        runner.waker(),
+    );
+    for handler in registry.job_handlers() {
+        runner = runner.handle(handler);
+    }
+    runner = runner.handle(webhooks.delivery_handler()?);
+    let schedules = gantry_registry::Schedules {
+        gc_interval: config.gc_interval,
+        gc_grace: config.gc_grace,
+        started: gantry_registry::unix_now(),
+    };
+    // Every server looks at the schedules; a firing is one job, whoever enqueues it first.
+    let last_look = Arc::new(AtomicI64::new(schedules.started - 1));
+    let waker = runner.waker();
+    let jobs = runner
+        .every_and_at_shutdown("pull counts", PULL_FLUSH_INTERVAL, {
+            let registry = registry.clone();
+            move || {
+                let registry = registry.clone();
+                async move { registry.flush_pulls().await.map_err(|e| e.to_string()) }
             }
         })
-    });
-    let scheduled_retention = {
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            // Schedules may have seconds: look every second at what fired since the last look.
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-            let mut last = gantry_registry::unix_now();
-            loop {
-                every.tick().await;
-                let now = gantry_registry::unix_now();
-                if now <= last {
-                    continue;
-                }
-                match registry.run_scheduled_retention(last, now).await {
-                    Ok(outcomes) => {
-                        for (project, outcome) in outcomes {
-                            match outcome {
-                                Ok(report) => tracing::info!(
-                                    project,
-                                    deleted_manifests = report.plan.delete_manifests.len(),
-                                    freed_bytes = report.plan.freed_bytes,
-                                    "scheduled retention ran"
-                                ),
-                                Err(e) => {
-                                    tracing::warn!(project, error = %e, "scheduled retention failed")
-                                }
-                            }
-                        }
+        .every("schedules", SCHEDULE_LOOK, {
+            let registry = registry.clone();
+            move || {
+                let (registry, schedules) = (registry.clone(), schedules.clone());
+                let (last_look, waker) = (last_look.clone(), waker.clone());
+                async move {
+                    let now = gantry_registry::unix_now();
+                    let after = last_look.load(Ordering::Relaxed);
+                    if now <= after {
+                        return Ok(());
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot read retention schedules"),
-                }
-                last = now;
-            }
-        })
-    };
-    let scheduled_usage_snapshot = {
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            // At start if today has no snapshot yet, then once a day: a look every minute
-            // notices the new UTC day (and a day missed while the server was down is not
-            // invented afterwards: snapshots record what is, not what was).
-            let mut every = tokio::time::interval(USAGE_SNAPSHOT_CHECK);
-            loop {
-                every.tick().await;
-                match registry
-                    .take_missing_usage_snapshot(gantry_registry::unix_now())
-                    .await
-                {
-                    Ok(Some(taken)) => tracing::info!(
-                        day = taken.day,
-                        projects = taken.projects,
-                        repositories = taken.repositories,
-                        "usage snapshot taken"
-                    ),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot take the usage snapshot"),
+                    let added = registry
+                        .enqueue_due_firings(&schedules, after, now)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    last_look.store(now, Ordering::Relaxed);
+                    if added > 0 {
+                        waker.wake();
+                    }
+                    Ok(())
                 }
             }
         })
-    };
+        .every("webhook events", EVENT_LOOK, {
+            let webhooks = webhooks.clone();
+            move || {
+                let webhooks = webhooks.clone();
+                async move {
+                    webhooks
+                        .fan_out()
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
+            }
+        })
+        .start();
     let state = Arc::new(AppState {
         registry: registry.clone(),
         access: access.clone(),
+        webhooks,
         public_url: config.public_url.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
         metrics,
@@ -249,26 +242,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     };
     let app = gantry_server::router(state).into_make_service_with_connect_info::<SocketAddr>();
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}: is another process using it? choose another with --listen",
-                config.listen
-            )
-        })?;
-    let local = listener.local_addr()?;
     let (listener, certificate_watch) = match &certificate {
         Some(certificate) => (
             EdgeListener::Tls(TlsListener::new(listener, certificate.server_config()?)),
             Some(certificate.watch(config.tls_reload_poll)?),
         ),
         None => (EdgeListener::Plain(listener), None),
-    };
-    let scheme = if certificate.is_some() {
-        "https"
-    } else {
-        "http"
     };
     tracing::info!(
         listen = %local,
@@ -296,21 +275,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             tracing::warn!(timeout_secs = config.drain_timeout.as_secs(), "drain timeout reached: closing the remaining connections");
         }
     }
-    flusher.abort();
     if let Some(watch) = certificate_watch {
         watch.abort();
     }
-    scheduled_retention.abort();
-    scheduled_usage_snapshot.abort();
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
     }
-    if let Some(gc) = scheduled_gc {
-        gc.abort();
-    }
-    if let Err(e) = registry.flush_pulls().await {
-        tracing::warn!(error = %e, "cannot record the last pull statistics");
-    }
+    // Gives running jobs back to the queue and writes the last pull counts.
+    jobs.shutdown().await;
     access.audit_log().flush().await;
     meta.close().await;
     tracing::info!("gantry stopped");

@@ -277,6 +277,42 @@ const CASES: &[Case] = &[
         private: ADMINS,
         public: ADMINS,
     },
+    // Webhooks say where a project's events go: project admins only.
+    Case {
+        name: "api webhooks list",
+        private: ADMINS,
+        public: ADMINS,
+    },
+    Case {
+        name: "api webhook add",
+        private: ADMINS,
+        public: ADMINS,
+    },
+    Case {
+        name: "api webhook remove",
+        private: ADMINS,
+        public: ADMINS,
+    },
+    Case {
+        name: "api webhook deliveries",
+        private: ADMINS,
+        public: ADMINS,
+    },
+    Case {
+        name: "api webhook test",
+        private: ADMINS,
+        public: ADMINS,
+    },
+    Case {
+        name: "api jobs list",
+        private: &["sysadmin"],
+        public: &["sysadmin"],
+    },
+    Case {
+        name: "api job show",
+        private: &["sysadmin"],
+        public: &["sysadmin"],
+    },
     Case {
         name: "api users list",
         private: &["sysadmin"],
@@ -397,6 +433,19 @@ async fn call(
         "api archive restore" => c.post(url(&format!(
             "/api/v1/projects/{project}/archives/999/restore"
         ))),
+        "api webhooks list" => c.get(url(&format!("/api/v1/projects/{project}/webhooks"))),
+        "api webhook add" => c
+            .post(url(&format!("/api/v1/projects/{project}/webhooks")))
+            .json(&json!({"url": "http://127.0.0.1:9/hook", "event_types": ["tag.deleted"]})),
+        "api webhook remove" => c.delete(url(&format!("/api/v1/projects/{project}/webhooks/999"))),
+        "api webhook deliveries" => c.get(url(&format!(
+            "/api/v1/projects/{project}/webhooks/999/deliveries"
+        ))),
+        "api webhook test" => c.post(url(&format!(
+            "/api/v1/projects/{project}/webhooks/999/test"
+        ))),
+        "api jobs list" => c.get(url("/api/v1/jobs")),
+        "api job show" => c.get(url("/api/v1/jobs/999999")),
         "api users list" => c.get(url("/api/v1/users")),
         "api system robots list" => c.get(url("/api/v1/robots")),
         other => panic!("unknown case {other}"),
@@ -422,9 +471,12 @@ async fn authorization_matrix_every_endpoint_role_and_visibility() {
                         "manifest delete" => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
                         "blob delete" => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
                         "api repository delete" => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
-                        "api archive restore" | "api archive delete" => {
-                            (StatusCode::NOT_FOUND, "NOT_FOUND")
-                        }
+                        "api archive restore"
+                        | "api archive delete"
+                        | "api webhook remove"
+                        | "api webhook deliveries"
+                        | "api webhook test"
+                        | "api job show" => (StatusCode::NOT_FOUND, "NOT_FOUND"),
                         // The first allowed caller removes the member; later ones find none.
                         "api member remove" if status == StatusCode::NOT_FOUND => {
                             (StatusCode::NOT_FOUND, "NOT_FOUND")

@@ -1248,6 +1248,24 @@ async fn retention_runs_by_itself_on_its_cron_schedule() {
         json!(["v1.0.0"]),
         "the idle dev tag went by schedule"
     );
+    // Each firing is a job in the history, with its result.
+    let out = gantry_as_admin(&s, &["jobs", "list", "--kind", "retention", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let jobs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["state"] == "succeeded" && j["result"]["deleted_tags"] == 1)
+        .unwrap_or_else(|| panic!("the run that deleted the tag is a job: {jobs:#}"));
+    assert_eq!(job["subject"], "project:team");
+    assert_eq!(job["attempts"], 1);
+    let out = gantry_as_admin(&s, &["jobs", "show", &job["id"].to_string()]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && shown.contains("retention (succeeded)"),
+        "{out:?}"
+    );
 
     // A malformed schedule is refused with the expected form.
     let r = http()

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::{MetaStore, Result};
+use crate::{MetaStore, NewEvent, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveRecord {
@@ -41,9 +41,26 @@ fn record(row: &sqlx::any::AnyRow) -> Result<ArchiveRecord> {
     })
 }
 
+/// The event of archive `id` (`artifact.archived` or `artifact.restored`).
+fn archive_event(event_type: &'static str, archive: &ArchiveRecord, id: i64) -> NewEvent {
+    NewEvent::in_repository(
+        event_type,
+        &archive.repository,
+        serde_json::json!({
+            "repository": archive.repository,
+            "digest": archive.digest,
+            "tags": archive.tags,
+            "size": archive.bytes,
+            "archive_id": id,
+            "actor": archive.archived_by,
+        }),
+    )
+}
+
 impl MetaStore {
-    /// Records an archived artifact; returns its id.
+    /// Records an archived artifact, and its `artifact.archived` event; returns its id.
     pub async fn record_archive(&self, archive: &ArchiveRecord) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO archives (project, repository, digest, tags, object_key, bytes, archived_at, archived_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -56,8 +73,10 @@ impl MetaStore {
         .bind(archive.bytes)
         .bind(archive.archived_at)
         .bind(&archive.archived_by)
-        .fetch_one(&self.writer)
+        .fetch_one(&mut *tx)
         .await?;
+        crate::events::record_in(&mut tx, &archive_event("artifact.archived", archive, id)).await?;
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -89,12 +108,22 @@ impl MetaStore {
         Ok(done.rows_affected() > 0)
     }
 
-    pub async fn mark_restored(&self, id: i64, at: i64) -> Result<()> {
-        sqlx::query("UPDATE archives SET restored_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(at)
-            .execute(&self.writer)
-            .await?;
+    /// Marks archive `id` restored at `at` (Unix seconds), with its `artifact.restored` event.
+    pub async fn mark_restored(&self, id: i64, at: i64, actor: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE archives SET restored_at = $2 WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = row {
+            let mut restored = archive_event("artifact.restored", &record(&row)?, id);
+            restored.data["actor"] = actor.into();
+            crate::events::record_in(&mut tx, &restored).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -531,7 +531,7 @@ mod tests {
             .unwrap();
         let dead: Vec<(String, String)> =
             dead.into_iter().map(|m| (m.repository, m.digest)).collect();
-        store.delete_manifests(&dead).await.unwrap();
+        store.delete_manifests(&dead, "tester").await.unwrap();
         let links = store
             .collectable_links(Reckoning::AsItIs, cutoff, None, 100)
             .await
@@ -572,6 +572,7 @@ mod tests {
         let multi = NewManifest {
             media_type: media_type::OCI_INDEX,
             children: vec![&a, &b],
+            pushed_by: "tester",
             ..manifest(&index, vec![], None)
         };
         store
@@ -613,10 +614,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(repository(&store, "team/app").await.unwrap().artifacts, 2);
-        assert!(store.delete_tag("team/app", "a").await.unwrap());
+        assert!(store.delete_tag("team/app", "a", "tester").await.unwrap());
 
         // A child deleted on its own: the index no longer counts it, nor the layer only it used.
-        assert!(store.delete_manifest("team/app", &b).await.unwrap());
+        assert!(store
+            .delete_manifest("team/app", &b, "tester")
+            .await
+            .unwrap());
         assert_sizes_equal_a_recount(&store).await;
         assert_eq!(repository_size(&store, "team/app").await, 3 * 2 + 1101);
         assert_eq!(
@@ -648,7 +652,7 @@ mod tests {
 
         // The tag goes: garbage collection deletes the index, its children and its referrer,
         // then the links and the blobs; the shared layer stays for team/web.
-        assert!(store.delete_tag("team/app", "v1").await.unwrap());
+        assert!(store.delete_tag("team/app", "v1", "tester").await.unwrap());
         collect_garbage(&store).await;
         assert_sizes_equal_a_recount(&store).await;
         assert_eq!(repository_size(&store, "team/app").await, 0);
@@ -656,7 +660,10 @@ mod tests {
         assert!(store.blob_recorded(&shared).await.unwrap());
         assert!(!store.blob_recorded(&own_b).await.unwrap());
 
-        assert!(store.delete_manifest("team/web", &web).await.unwrap());
+        assert!(store
+            .delete_manifest("team/web", &web, "tester")
+            .await
+            .unwrap());
         assert_sizes_equal_a_recount(&store).await;
         assert_eq!(repository_size(&store, "team/web").await, 0);
     }

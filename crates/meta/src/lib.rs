@@ -22,8 +22,10 @@ mod archive;
 mod blob_locks;
 mod browse;
 mod credentials;
+mod events;
 mod gc;
 mod identity;
+mod jobs;
 mod lifecycle;
 mod migrate;
 mod quota;
@@ -32,13 +34,16 @@ pub mod snapshot;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 mod usage;
+mod webhooks;
 
 pub use archive::ArchiveRecord;
 pub use blob_locks::SharedBlobLock;
 pub use browse::{ArtifactSummary, BrowsePage, BrowseSort, ReferrerSummary, RepositorySummary};
 pub use credentials::{AuditEvent, AuditQuery, Credential};
+pub use events::{Event, NewEvent};
 pub use gc::{DeadManifest, Reckoning};
 pub use identity::{Project, ProjectAccessRow, User, PROJECT_ADMIN_ROLE};
+pub use jobs::{now_ms, JobFilter, JobOutcome, JobRecord, JobState, NewJob};
 use lifecycle::ProjectDocument;
 pub use lifecycle::{ArtifactRow, PullDelta, RetentionRun, TagRow};
 pub use migrate::latest_known_version;
@@ -46,6 +51,7 @@ use quota::{Change, Held, UsageChanges};
 pub use quota::{Quota, QuotaExceeded, QuotaResource, Recount, Usage};
 pub use removal::ProjectRemoval;
 pub use usage::{ProjectUsage, RepositoryUsage, UsageFigures, UsageSnapshot, VersionSize};
+pub use webhooks::{NewWebhook, Webhook};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -116,6 +122,8 @@ pub struct NewManifest<'a> {
     pub content: &'a [u8],
     pub blobs: Vec<&'a Digest>,
     pub children: Vec<&'a Digest>,
+    /// Who pushed it, for the `artifact.pushed` event.
+    pub pushed_by: &'a str,
 }
 
 /// A manifest that names another as its subject.
@@ -547,33 +555,6 @@ impl MetaStore {
         Ok(version.unwrap_or(0))
     }
 
-    /// Claims firing `fired_at` (Unix seconds) of schedule `schedule` for `claimer`: `true`
-    /// for the one caller that claims it first, `false` for every other (whichever server
-    /// asks), so that a firing runs once across the servers sharing the database.
-    pub async fn claim_firing(&self, schedule: &str, fired_at: i64, claimer: &str) -> Result<bool> {
-        let claimed = sqlx::query(
-            "INSERT INTO schedule_firings (schedule, fired_at, claimed_by, claimed_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (schedule, fired_at) DO NOTHING",
-        )
-        .bind(schedule)
-        .bind(fired_at)
-        .bind(claimer)
-        .bind(now())
-        .execute(&self.writer)
-        .await?;
-        Ok(claimed.rows_affected() == 1)
-    }
-
-    /// How many firings of `schedule` were claimed (each ran once).
-    pub async fn firings_claimed(&self, schedule: &str) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM schedule_firings WHERE schedule = $1")
-                .bind(schedule)
-                .fetch_one(&self.readers)
-                .await?,
-        )
-    }
-
     // ---- blobs ------------------------------------------------------------------------
 
     /// Size of `digest` if repository `name` holds it.
@@ -881,21 +862,37 @@ impl MetaStore {
             browse::refresh_artifact_sizes(&mut tx, repo, &digest).await?;
         }
         if let Some(tag) = tag {
-            if tag.immutable {
-                // Checked inside the transaction: two racing first pushes cannot both win.
-                let current: Option<String> = sqlx::query_scalar(
-                    "SELECT digest FROM tags WHERE repository_id = $1 AND name = $2",
-                )
-                .bind(repo)
-                .bind(tag.name)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(current) = current.filter(|c| *c != digest) {
+            // Read inside the transaction: two racing first pushes of an immutable tag cannot
+            // both win, and a moved tag's event names the digest it left.
+            let current: Option<String> = sqlx::query_scalar(
+                "SELECT digest FROM tags WHERE repository_id = $1 AND name = $2",
+            )
+            .bind(repo)
+            .bind(tag.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(current) = current.filter(|c| *c != digest) {
+                if tag.immutable {
                     return Err(MetaError::TagImmutable {
                         tag: tag.name.to_string(),
                         current,
                     });
                 }
+                events::record_in(
+                    &mut tx,
+                    &NewEvent::in_repository(
+                        "tag.moved",
+                        name,
+                        serde_json::json!({
+                            "repository": name,
+                            "tag": tag.name,
+                            "from_digest": current,
+                            "digest": digest,
+                            "actor": manifest.pushed_by,
+                        }),
+                    ),
+                )
+                .await?;
             }
             sqlx::query(
                 "INSERT INTO tags (repository_id, name, digest, updated_at, updated_at_us) VALUES ($1, $2, $3, $4, $5) \
@@ -911,6 +908,30 @@ impl MetaStore {
             .await?;
         }
         usage::count_push(&mut tx, name).await?;
+        let size: i64 = sqlx::query_scalar(
+            "SELECT artifact_size FROM manifests WHERE repository_id = $1 AND digest = $2",
+        )
+        .bind(repo)
+        .bind(&digest)
+        .fetch_one(&mut *tx)
+        .await?;
+        events::record_in(
+            &mut tx,
+            &NewEvent::in_repository(
+                "artifact.pushed",
+                name,
+                serde_json::json!({
+                    "repository": name,
+                    "digest": digest,
+                    "tag": tag.map(|t| t.name),
+                    "media_type": manifest.media_type,
+                    "artifact_type": manifest.artifact_type,
+                    "size": size,
+                    "actor": manifest.pushed_by,
+                }),
+            ),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -939,7 +960,7 @@ impl MetaStore {
     }
 
     /// Removes a tag (and its pull statistics) only; the manifest stays reachable by digest.
-    pub async fn delete_tag(&self, name: &str, tag: &str) -> Result<bool> {
+    pub async fn delete_tag(&self, name: &str, tag: &str, actor: &str) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "DELETE FROM tag_pulls WHERE tag = $1 AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
@@ -948,31 +969,50 @@ impl MetaStore {
         .bind(name)
         .execute(&mut *tx)
         .await?;
-        let done = sqlx::query(
-            "DELETE FROM tags WHERE name = $1 AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
+        let digest: Option<String> = sqlx::query_scalar(
+            "DELETE FROM tags WHERE name = $1 AND repository_id = (SELECT id FROM repositories WHERE name = $2) \
+             RETURNING digest",
         )
         .bind(tag)
         .bind(name)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        if let Some(digest) = &digest {
+            events::record_in(
+                &mut tx,
+                &NewEvent::in_repository(
+                    "tag.deleted",
+                    name,
+                    serde_json::json!({
+                        "repository": name, "tag": tag, "digest": digest, "actor": actor,
+                    }),
+                ),
+            )
+            .await?;
+        }
         tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(digest.is_some())
     }
 
     /// Removes a manifest, every tag pointing at it and its reference rows.
-    pub async fn delete_manifest(&self, name: &str, digest: &Digest) -> Result<bool> {
-        self.delete_manifests(&[(name.to_string(), digest.to_string())])
+    pub async fn delete_manifest(&self, name: &str, digest: &Digest, actor: &str) -> Result<bool> {
+        self.delete_manifests(&[(name.to_string(), digest.to_string())], actor)
             .await
             .map(|deleted| deleted > 0)
     }
 
-    /// Deletes manifests (repository, digest) in one transaction; returns how many existed.
-    pub async fn delete_manifests(&self, manifests: &[(String, String)]) -> Result<usize> {
+    /// Deletes manifests (repository, digest) in one transaction, for `actor`; returns how
+    /// many existed.
+    pub async fn delete_manifests(
+        &self,
+        manifests: &[(String, String)],
+        actor: &str,
+    ) -> Result<usize> {
         let mut tx = self.begin_write().await?;
         let mut changes = UsageChanges::default();
         let mut deleted = 0;
         for (name, digest) in manifests {
-            if Self::delete_manifest_in(&mut tx, &mut changes, name, digest).await? {
+            if Self::delete_manifest_in(&mut tx, &mut changes, name, digest, actor).await? {
                 deleted += 1;
             }
         }
@@ -987,21 +1027,47 @@ impl MetaStore {
         changes: &mut UsageChanges,
         name: &str,
         digest: &str,
+        actor: &str,
     ) -> Result<bool> {
         let repo: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut **tx)
             .await?;
         let Some(repo) = repo else { return Ok(false) };
-        let size: Option<i64> = sqlx::query_scalar(
-            "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2 RETURNING size",
+        let tags: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM tags WHERE repository_id = $1 AND digest = $2 ORDER BY name",
+        )
+        .bind(repo)
+        .bind(digest)
+        .fetch_all(&mut **tx)
+        .await?;
+        let gone = sqlx::query(
+            "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2 \
+             RETURNING size, media_type, artifact_size",
         )
         .bind(repo)
         .bind(digest)
         .fetch_optional(&mut **tx)
         .await?;
-        let deleted = size.is_some();
-        if let Some(size) = size {
+        let deleted = gone.is_some();
+        if let Some(gone) = gone {
+            let size: i64 = gone.get(0);
+            events::record_in(
+                tx,
+                &NewEvent::in_repository(
+                    "artifact.deleted",
+                    name,
+                    serde_json::json!({
+                        "repository": name,
+                        "digest": digest,
+                        "tags": tags,
+                        "media_type": gone.get::<String, _>(1),
+                        "size": gone.get::<i64, _>(2),
+                        "actor": actor,
+                    }),
+                ),
+            )
+            .await?;
             changes
                 .record(
                     tx,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use crate::{flag, now, MetaStore, Result};
+use crate::{flag, now, MetaStore, NewEvent, Result};
 
 /// Pulls counted in memory since the last flush, for one manifest (and the tag it was
 /// pulled by, if any).
@@ -99,9 +99,23 @@ impl MetaStore {
             .bind(pull.count)
             .execute(&mut *tx)
             .await?;
-            if pull.digest.is_some() {
+            if let Some(digest) = &pull.digest {
                 // Only GETs by digest count as pulls (tag rows also count HEADs by tag).
                 crate::usage::count_pulls(&mut tx, &pull.repository, pull.count).await?;
+                crate::events::record_in(
+                    &mut tx,
+                    &NewEvent::in_repository(
+                        "artifact.pulled",
+                        &pull.repository,
+                        serde_json::json!({
+                            "repository": pull.repository,
+                            "digest": digest,
+                            "count": pull.count,
+                            "last_pulled_at": pull.last_pulled_at,
+                        }),
+                    ),
+                )
+                .await?;
             }
         }
         tx.commit().await?;
@@ -244,7 +258,10 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Adds a run to `project`'s retention history; a real run (not a dry run) is also a
+    /// `retention.completed` event.
     pub async fn record_retention_run(&self, project: &str, run: &RetentionRun) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO retention_runs (project, at, actor, dry_run, deleted_tags, deleted_manifests, freed_bytes) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -256,8 +273,24 @@ impl MetaStore {
         .bind(run.deleted_tags)
         .bind(run.deleted_manifests)
         .bind(run.freed_bytes)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        if !run.dry_run {
+            let event = NewEvent {
+                event_type: "retention.completed",
+                project: Some(project.to_string()),
+                repository: None,
+                data: serde_json::json!({
+                    "project": project,
+                    "actor": run.actor,
+                    "deleted_tags": run.deleted_tags,
+                    "deleted_manifests": run.deleted_manifests,
+                    "freed_bytes": run.freed_bytes,
+                }),
+            };
+            crate::events::record_in(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -386,6 +419,7 @@ mod tests {
         let manifest = NewManifest {
             content,
             children,
+            pushed_by: "tester",
             ..crate::tests::manifest(&digest, blobs, None)
         };
         store

@@ -47,6 +47,10 @@ const SQLITE: &[(i64, &str)] = &[
         14,
         include_str!("../migrations/sqlite/0014_browse_sizes.sql"),
     ),
+    (
+        15,
+        include_str!("../migrations/sqlite/0015_jobs_events_webhooks.sql"),
+    ),
 ];
 
 /// PostgreSQL starts at version 11 with the whole schema in one step (no PostgreSQL database
@@ -64,6 +68,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         14,
         include_str!("../migrations/postgres/0014_browse_sizes.sql"),
+    ),
+    (
+        15,
+        include_str!("../migrations/postgres/0015_jobs_events_webhooks.sql"),
     ),
 ];
 

@@ -426,6 +426,7 @@ mod tests {
             content,
             blobs,
             children: vec![],
+            pushed_by: "tester",
         }
     }
 
@@ -469,9 +470,9 @@ mod tests {
 
         // Removing one of two holders changes nothing; removing the last one does.
         assert!(!store.unlink_blob("team/a", &d(2)).await.unwrap());
-        store.delete_manifest("team/a", &m).await.unwrap();
+        store.delete_manifest("team/a", &m, "tester").await.unwrap();
         assert_eq!(used(&store, "team").await, usage(127, 1));
-        store.delete_manifest("team/b", &m).await.unwrap();
+        store.delete_manifest("team/b", &m, "tester").await.unwrap();
         assert_eq!(used(&store, "team").await, usage(120, 0));
         store.unlink_blob("team/b", &d(2)).await.unwrap();
         assert_eq!(used(&store, "team").await, usage(100, 0));
@@ -555,7 +556,10 @@ mod tests {
             .set_quota_limits("team", Some(10), None)
             .await
             .unwrap();
-        store.delete_manifest("team/a", &m1).await.unwrap();
+        store
+            .delete_manifest("team/a", &m1, "tester")
+            .await
+            .unwrap();
         assert!(store.unlink_blob("team/a", &d(3)).await.unwrap());
         assert_eq!(used(&store, "team").await, usage(100, 0));
     }

@@ -58,6 +58,7 @@ pub(crate) fn manifest<'a>(
         content: b"{}",
         blobs,
         children: vec![],
+        pushed_by: "tester",
     }
 }
 
@@ -163,9 +164,9 @@ async fn tags_paginate_in_lexical_order_and_deletes_behave() {
         .unwrap();
     assert_eq!(page, ["b"]);
 
-    assert!(store.delete_tag("r", "a").await.unwrap());
+    assert!(store.delete_tag("r", "a", "tester").await.unwrap());
     assert!(store.manifest_by_digest("r", &m).await.unwrap().is_some());
-    assert!(store.delete_manifest("r", &m).await.unwrap());
+    assert!(store.delete_manifest("r", &m, "tester").await.unwrap());
     assert_eq!(
         store.tags("r", FIRST_PAGE).await.unwrap().unwrap(),
         Vec::<String>::new()

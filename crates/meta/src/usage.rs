@@ -340,7 +340,10 @@ mod tests {
                 pulls: 3
             }
         );
-        assert!(store.delete_manifest("team/api", &digest).await.unwrap());
+        assert!(store
+            .delete_manifest("team/api", &digest, "tester")
+            .await
+            .unwrap());
         let after = store.repository_usage_now().await.unwrap();
         assert_eq!(
             after[0].figures,

@@ -273,7 +273,7 @@ impl Registry {
             .chain(&artifact.referrers)
             .map(|d| (artifact.repository.clone(), d.clone()))
             .collect();
-        self.meta.delete_manifests(&manifests).await?;
+        self.meta.delete_manifests(&manifests, actor).await?;
         Ok(Some(id))
     }
 
@@ -352,7 +352,13 @@ impl Registry {
     }
 
     /// Brings archive `id` of `project` back: blobs, then manifests children-first, then tags.
-    pub async fn restore(&self, project: &str, id: i64, now: i64) -> Result<RestoreReport> {
+    pub async fn restore(
+        &self,
+        project: &str,
+        id: i64,
+        now: i64,
+        actor: &str,
+    ) -> Result<RestoreReport> {
         let record = self.archive_record(project, id).await?;
         let name = parse_name(&record.repository)?;
         let stream = self.archive_location()?.read(&record.object_key).await?;
@@ -456,12 +462,12 @@ impl Registry {
                 references
             };
             for reference in &references {
-                self.put_manifest(&name, reference, Some(media_type), content)
+                self.put_manifest(&name, reference, Some(media_type), content, actor)
                     .await?;
             }
             report.manifests += 1;
         }
-        self.meta.mark_restored(id, now).await?;
+        self.meta.mark_restored(id, now, actor).await?;
         Ok(report)
     }
 
@@ -514,6 +520,7 @@ impl Registry {
         match copied {
             Ok(size) => {
                 self.commit_and_link(
+                    name,
                     &id,
                     digest,
                     self.meta.link_blob(name.as_str(), digest, size),

@@ -65,7 +65,11 @@ impl Registry {
     ///
     /// Errors: `NameUnknown` if the repository holds nothing; `TagRule` if a tag rule
     /// protects one of its tags (then nothing is deleted).
-    pub async fn delete_repository(&self, name: &RepositoryName) -> Result<RepositoryDeletion> {
+    pub async fn delete_repository(
+        &self,
+        name: &RepositoryName,
+        actor: &str,
+    ) -> Result<RepositoryDeletion> {
         let repository = name.as_str().to_string();
         let held = self.meta.holding_repositories(name.project()).await?;
         if !held.contains(&repository) {
@@ -73,11 +77,15 @@ impl Registry {
         }
         self.check_deletable(name.project(), std::slice::from_ref(&repository))
             .await?;
-        self.delete_checked_repository(name).await
+        self.delete_checked_repository(name, actor).await
     }
 
     /// Deletes repository `name` whose tags [`Self::check_deletable`] allowed deleting.
-    async fn delete_checked_repository(&self, name: &RepositoryName) -> Result<RepositoryDeletion> {
+    async fn delete_checked_repository(
+        &self,
+        name: &RepositoryName,
+        actor: &str,
+    ) -> Result<RepositoryDeletion> {
         let project = name.project();
         let used_before = self.used_bytes(project).await?;
         let mut report = RepositoryDeletion {
@@ -93,7 +101,7 @@ impl Registry {
         for artifact in &artifacts {
             for tag in &artifact.tags {
                 match self
-                    .delete_manifest(name, &parse_reference(&tag.name)?)
+                    .delete_manifest(name, &parse_reference(&tag.name)?, actor)
                     .await
                 {
                     Ok(()) => report.tags += 1,
@@ -109,7 +117,10 @@ impl Registry {
             .collect();
         for (_, digest) in graph.parents_first(&keys) {
             let digest: Digest = digest.parse()?;
-            match self.delete_manifest(name, &Reference::Digest(digest)).await {
+            match self
+                .delete_manifest(name, &Reference::Digest(digest), actor)
+                .await
+            {
                 Ok(()) => report.manifests += 1,
                 Err(RegistryError::ManifestUnknown(_)) => {}
                 Err(e) => return Err(e),
@@ -139,7 +150,11 @@ impl Registry {
     /// Deletes every repository of `project` and its archived artifacts (for a forced
     /// project delete). Tag rules still apply: one immutable tag anywhere in the project
     /// refuses the whole deletion before anything is deleted.
-    pub async fn delete_project_content(&self, project: &str) -> Result<ProjectContentDeletion> {
+    pub async fn delete_project_content(
+        &self,
+        project: &str,
+        actor: &str,
+    ) -> Result<ProjectContentDeletion> {
         let names = self.meta.holding_repositories(project).await?;
         self.check_deletable(project, &names).await?;
         let mut report = ProjectContentDeletion::default();
@@ -147,7 +162,7 @@ impl Registry {
             let name = crate::parse_name(name)?;
             report
                 .repositories
-                .push(self.delete_checked_repository(&name).await?);
+                .push(self.delete_checked_repository(&name, actor).await?);
         }
         for archive in self.meta.archives(project).await? {
             if archive.restored_at.is_some() {

@@ -155,7 +155,7 @@ impl Registry {
                 dead.into_iter().map(|m| (m.repository, m.digest)).collect();
             if !options.dry_run {
                 // Tag rules do not apply: an unreachable manifest has no tag.
-                self.meta.delete_manifests(&batch).await?;
+                self.meta.delete_manifests(&batch, GC_ACTOR).await?;
                 tokio::time::sleep(options.pause).await;
             }
             report.manifests.extend(batch);
@@ -246,6 +246,22 @@ impl Registry {
             report.repositories = self.meta.forget_empty_repositories(cutoff).await?;
         }
         report.millis = started.elapsed().as_millis() as u64;
+        if !options.dry_run {
+            let event = gantry_meta::NewEvent {
+                event_type: "gc.completed",
+                project: None,
+                repository: None,
+                data: serde_json::json!({
+                    "manifests": report.manifests.len(),
+                    "blobs": report.blobs,
+                    "blob_bytes": report.blob_bytes,
+                    "uploads": report.uploads,
+                    "repositories": report.repositories,
+                    "millis": report.millis,
+                }),
+            };
+            self.meta.record_event(&event).await?;
+        }
         tracing::info!(
             dry_run = options.dry_run,
             manifests = report.manifests.len(),
@@ -261,34 +277,8 @@ impl Registry {
     }
 }
 
-/// The schedule name of scheduled collections' firings.
-const GC_SCHEDULE: &str = "gc";
-
-impl Registry {
-    /// The scheduled collection: it fires at every multiple of `interval` since the Unix
-    /// epoch (UTC), and runs when this server claims the latest firing before `now` first
-    /// (see `MetaStore::claim_firing`); firings before `started` (this server's start) are
-    /// left alone, so a start does not collect at once. `None` when there is nothing to run.
-    pub async fn run_scheduled_gc(
-        &self,
-        interval: Duration,
-        started: i64,
-        now: i64,
-        options: &GcOptions,
-    ) -> Result<Option<GcReport>> {
-        let every = interval.as_secs().max(1) as i64;
-        let fired_at = now - now.rem_euclid(every);
-        if fired_at <= started
-            || !self
-                .meta
-                .claim_firing(GC_SCHEDULE, fired_at, &self.instance)
-                .await?
-        {
-            return Ok(None);
-        }
-        self.collect_garbage(now, options).await.map(Some)
-    }
-}
+/// Who deletes what a collection deletes, in events.
+const GC_ACTOR: &str = "garbage-collection";
 
 #[cfg(test)]
 mod tests {
@@ -340,17 +330,18 @@ mod tests {
     }
 
     /// Issue 12: the scheduled collection and retention ran in every server, so three
-    /// replicas ran each firing three times. Three registries over one store (as three
-    /// replicas over one database) look at the same firings: each runs once; and the day's
-    /// usage snapshot is taken by the first that finds it missing.
+    /// replicas ran each firing three times; then a firing claimed by a server that died was
+    /// missed. Three registries over one store (as three replicas over one database) look at
+    /// the same firings: each firing is one job (one history row), and the three runners run
+    /// each job once; the day's usage snapshot is taken once (each start looks for it).
     #[tokio::test]
     async fn a_schedule_fires_once_across_three_replicas() {
         let (dir, _, meta) = gantry_meta::testing::fresh_store().await;
         let blobs: std::sync::Arc<dyn gantry_storage::BlobStore> = std::sync::Arc::new(
             gantry_storage::FsBlobStore::open(dir.path().join("blobs")).unwrap(),
         );
-        let replicas: Vec<Registry> = (0..3)
-            .map(|_| Registry::new(blobs.clone(), meta.clone()))
+        let replicas: Vec<std::sync::Arc<Registry>> = (0..3)
+            .map(|_| std::sync::Arc::new(Registry::new(blobs.clone(), meta.clone())))
             .collect();
         let policy: gantry_lifecycle::retention::Policy =
             serde_json::from_value(serde_json::json!({"rules": [], "schedule": "* * * * * *"}))
@@ -359,39 +350,85 @@ mod tests {
             .set_retention_policy("team", &policy)
             .await
             .unwrap();
-        let (started, now) = (1_800_000_000, 1_800_000_000 + 3600);
-        let options = GcOptions::default();
-        let (mut collections, mut retention_runs) = (0, 0);
-        for window in 0..3 {
-            let (after, until) = (now + window, now + window + 1);
+        let started = 1_800_000_000;
+        let schedules = crate::Schedules {
+            gc_interval: Some(Duration::from_secs(60)),
+            gc_grace: Duration::from_secs(3600),
+            started,
+        };
+        // The first look (usage snapshot), then three one-second windows an hour later (one GC
+        // firing at its start, three retention firings).
+        let now = started + 3600;
+        let mut windows = vec![(started - 1, started)];
+        windows.extend((0..3).map(|n| (now + n - 1, now + n)));
+        let mut added = 0;
+        for (after, until) in windows {
             for replica in &replicas {
-                let gc = replica
-                    .run_scheduled_gc(Duration::from_secs(60), started, until, &options)
+                added += replica
+                    .enqueue_due_firings(&schedules, after, until)
                     .await
                     .unwrap();
-                collections += usize::from(gc.is_some());
-                retention_runs += replica
-                    .run_scheduled_retention(after, until)
-                    .await
-                    .unwrap()
-                    .len();
             }
         }
-        assert_eq!(collections, 1, "one GC firing (at {now}), run once");
-        assert_eq!(retention_runs, 3, "three retention firings, each run once");
-        let history = replicas[0].retention_runs("team", 10).await.unwrap();
-        assert_eq!(history.len(), 3, "one history row per firing");
-        assert_eq!(meta.firings_claimed("retention:team").await.unwrap(), 3);
-        assert_eq!(meta.firings_claimed("gc").await.unwrap(), 1);
-        let day_start = now - now.rem_euclid(86_400);
-        let mut snapshots = 0;
-        for replica in &replicas {
-            let taken = replica
-                .take_missing_usage_snapshot(day_start + 60)
-                .await
-                .unwrap();
-            snapshots += usize::from(taken.is_some());
+        assert_eq!(
+            added, 7,
+            "3 usage snapshot looks at start + 1 GC + 3 retention firings"
+        );
+        let runners: Vec<gantry_jobs::RunningJobs> = replicas
+            .iter()
+            .map(|replica| {
+                let options = gantry_jobs::RunnerOptions {
+                    poll: Duration::from_millis(20),
+                    ..gantry_jobs::RunnerOptions::for_owner(replica.instance())
+                };
+                replica
+                    .job_handlers()
+                    .into_iter()
+                    .fold(
+                        gantry_jobs::JobRunner::new(meta.clone(), options),
+                        |r, h| r.handle(h),
+                    )
+                    .start()
+            })
+            .collect();
+        let all = gantry_meta::JobFilter {
+            limit: 100,
+            ..Default::default()
+        };
+        let mut jobs = Vec::new();
+        for _ in 0..500 {
+            jobs = meta.jobs(&all).await.unwrap();
+            if jobs
+                .iter()
+                .all(|j| j.state == gantry_meta::JobState::Succeeded)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(snapshots, 1, "one usage snapshot a day");
+        for runner in runners {
+            runner.shutdown().await;
+        }
+        let count = |kind: &str| jobs.iter().filter(|j| j.kind == kind).count();
+        assert_eq!(
+            (count("gc"), count("retention"), count("usage-snapshot")),
+            (1, 3, 3),
+            "{jobs:#?}"
+        );
+        for job in &jobs {
+            assert_eq!(job.state, gantry_meta::JobState::Succeeded, "{job:#?}");
+            assert_eq!(job.attempts, 1, "{job:#?}");
+        }
+        let history = replicas[0].retention_runs("team", 10).await.unwrap();
+        assert_eq!(history.len(), 3, "one retention run per firing");
+        let snapshots_taken = jobs
+            .iter()
+            .filter(|j| j.kind == "usage-snapshot")
+            .filter(|j| j.result.as_deref() != Some("{\"already_taken\":true}"))
+            .count();
+        assert_eq!(
+            snapshots_taken, 1,
+            "the day's snapshot is taken once: {jobs:#?}"
+        );
     }
 }

@@ -21,6 +21,7 @@ mod deletion;
 mod deletion_lock;
 mod error;
 mod gc;
+mod jobs;
 mod pulls;
 mod retention;
 mod tag_policy;
@@ -35,6 +36,7 @@ pub use browse::{
 pub use deletion::{ProjectContentDeletion, RepositoryDeletion};
 pub use deletion_lock::{BlobDeletionGuard, BlobDeletionLock, BLOB_DELETION_LOCK_FILE};
 pub use gc::{GcOptions, GcReport};
+pub use jobs::{JobView, Schedules};
 pub use retention::RetentionReport;
 pub use usage::{day_of, SnapshotTaken, UsageReport};
 mod upload;
@@ -70,7 +72,7 @@ pub struct Registry {
     /// collection deleting it.
     blob_locks: gc::BlobLocks,
     /// This server among those sharing the database (process id and a random suffix), as
-    /// recorded on the schedule firings it claims.
+    /// job leases name their holder.
     instance: String,
     /// Where archived artifacts go; archiving is unavailable without one.
     archive: Option<ArchiveLocation>,
@@ -155,6 +157,12 @@ impl Registry {
             ),
             blob_redirect: None,
         }
+    }
+
+    /// This process's name among the servers sharing the store (its pid and a random part),
+    /// as job leases name their holder.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Makes blob GETs answer with a URL of the blob store valid for `valid_for` (a presigned
@@ -379,7 +387,8 @@ impl Registry {
                 tracing::warn!(%digest, "blob is linked in metadata but missing from storage; not mounting");
                 return Ok(None);
             }
-            self.meta.link_blob(name.as_str(), digest, size).await?;
+            let linked = self.meta.link_blob(name.as_str(), digest, size).await;
+            self.noting_refusal(name, linked).await?;
             Ok(Some(size))
         })
         .await
@@ -404,9 +413,46 @@ impl Registry {
     /// client does not send a whole blob only to have it refused at the end.
     async fn refuse_if_full(&self, name: &RepositoryName) -> Result<()> {
         match self.meta.quota_full(name.project()).await? {
-            Some(full) => Err(RegistryError::Quota(full)),
+            Some(full) => {
+                self.noting_refusal(name, Err(RegistryError::Quota(full)))
+                    .await
+            }
             None => Ok(()),
         }
+    }
+
+    /// Passes `outcome` on, after recording a quota refusal in it as a `quota.exceeded` event
+    /// of `name` (on its own: the refused write rolled back); other errors are not events. A
+    /// failure to record is logged: the refusal stands either way.
+    async fn noting_refusal<T, E: Into<RegistryError>>(
+        &self,
+        name: &RepositoryName,
+        outcome: std::result::Result<T, E>,
+    ) -> Result<T> {
+        let outcome = outcome.map_err(Into::into);
+        let Err(RegistryError::Quota(refused)) = &outcome else {
+            return outcome;
+        };
+        let event = gantry_meta::NewEvent::in_repository(
+            "quota.exceeded",
+            name.as_str(),
+            serde_json::json!({
+                "repository": name.as_str(),
+                "project": refused.project,
+                "resource": match refused.resource {
+                    gantry_meta::QuotaResource::Storage => "storage",
+                    gantry_meta::QuotaResource::Artifacts => "artifacts",
+                },
+                "needed": refused.needed,
+                "used": refused.used,
+                "limit": refused.limit,
+                "message": refused.to_string(),
+            }),
+        );
+        if let Err(e) = self.meta.record_event(&event).await {
+            tracing::warn!(repository = name.as_str(), error = %e, "cannot record a quota refusal event");
+        }
+        outcome
     }
 
     /// Makes verified upload bytes durable and runs `link` (which records them), under the
@@ -414,6 +460,7 @@ impl Registry {
     /// are deleted again.
     async fn commit_and_link(
         &self,
+        name: &RepositoryName,
         id: &str,
         digest: &Digest,
         link: impl std::future::Future<Output = gantry_meta::Result<()>>,
@@ -428,7 +475,7 @@ impl Registry {
                         tracing::warn!(%digest, error = %delete, "cannot delete the bytes of a refused blob; garbage collection will not see them");
                     }
                 }
-                return Err(e.into());
+                return self.noting_refusal(name, Err(e)).await;
             }
             Ok(())
         })
@@ -550,6 +597,7 @@ impl Registry {
         let size = self.verify(&mut progress, id, digest, last_chunk).await?;
         let linked = self
             .commit_and_link(
+                name,
                 id,
                 digest,
                 self.meta.complete_upload(id, name.as_str(), digest, size),
@@ -613,6 +661,7 @@ impl Registry {
         {
             Ok(size) => {
                 self.commit_and_link(
+                    name,
                     &id,
                     digest,
                     self.meta.link_blob(name.as_str(), digest, size),
@@ -664,6 +713,7 @@ impl Registry {
         reference: &Reference,
         content_type: Option<&str>,
         bytes: &[u8],
+        actor: &str,
     ) -> Result<PutManifest> {
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(RegistryError::ManifestTooLarge {
@@ -708,6 +758,7 @@ impl Registry {
             content: bytes,
             blobs,
             children: parsed.manifests.iter().map(|m| &m.digest).collect(),
+            pushed_by: actor,
         };
         let tag_ref = match tag {
             Some(tag) => {
@@ -741,7 +792,7 @@ impl Registry {
         if let (Err(MetaError::TagImmutable { tag, .. }), Some((rules, _))) = (&stored, &tag_ref) {
             rules.check_change(name.project(), tag, "moved to another digest")?;
         }
-        stored?;
+        self.noting_refusal(name, stored).await?;
         self.metrics.push(name.project(), name.as_str());
         Ok(PutManifest {
             subject: subject.cloned(),
@@ -750,22 +801,28 @@ impl Registry {
     }
 
     /// Deleting by tag removes the tag only; by digest, the manifest and all its tags.
+    /// `actor` is who deletes, for the event.
     pub async fn delete_manifest(
         &self,
         name: &RepositoryName,
         reference: &Reference,
+        actor: &str,
     ) -> Result<()> {
         let rules = self.current_tag_rules(name.project()).await?;
         let deleted = match reference {
             Reference::Tag(tag) => {
                 rules.check_change(name.project(), tag.as_str(), "deleted")?;
-                self.meta.delete_tag(name.as_str(), tag.as_str()).await?
+                self.meta
+                    .delete_tag(name.as_str(), tag.as_str(), actor)
+                    .await?
             }
             Reference::Digest(digest) => {
                 for tag in self.meta.tags_of(name.as_str(), digest).await? {
                     rules.check_change(name.project(), &tag, "deleted (with its digest)")?;
                 }
-                self.meta.delete_manifest(name.as_str(), digest).await?
+                self.meta
+                    .delete_manifest(name.as_str(), digest, actor)
+                    .await?
             }
         };
         if deleted {

@@ -22,7 +22,7 @@ pub struct RetentionReport {
 }
 
 /// The actor scheduled runs are recorded as.
-const SCHEDULER: &str = "scheduler";
+pub(crate) const SCHEDULER: &str = "scheduler";
 
 fn corrupt(what: String) -> RegistryError {
     RegistryError::Meta(gantry_meta::MetaError::Corrupt(what))
@@ -48,41 +48,18 @@ impl Registry {
         Ok(self.meta.set_retention_policy(project, &json).await?)
     }
 
-    /// Runs every policy whose schedule fires in `(after, until]` and whose firing this server
-    /// claims first (see `MetaStore::claim_firing`), as of `until`; returns the projects run,
-    /// each with its outcome.
-    pub async fn run_scheduled_retention(
-        &self,
-        after: i64,
-        until: i64,
-    ) -> Result<Vec<(String, Result<RetentionReport>)>> {
-        let mut outcomes = Vec::new();
+    /// Every project's retention policy (one that cannot be read is logged and left out).
+    pub(crate) async fn retention_policies(&self) -> Result<Vec<(String, Policy)>> {
+        let mut policies = Vec::new();
         for (project, json) in self.meta.retention_policies().await? {
-            let policy: Policy = match serde_json::from_str(&json) {
-                Ok(policy) => policy,
+            match serde_json::from_str(&json) {
+                Ok(policy) => policies.push((project, policy)),
                 Err(e) => {
-                    tracing::warn!(project, error = %e, "stored retention policy is unreadable");
-                    continue;
+                    tracing::warn!(project, error = %e, "stored retention policy is unreadable")
                 }
-            };
-            let Some(fired_at) = policy
-                .schedule
-                .as_ref()
-                .and_then(|s| s.firing_between(after, until))
-            else {
-                continue;
-            };
-            // Every server sharing the database looks; the one that claims the firing runs it.
-            if self
-                .meta
-                .claim_firing(&format!("retention:{project}"), fired_at, &self.instance)
-                .await?
-            {
-                let outcome = self.run_retention(&project, SCHEDULER, until, false).await;
-                outcomes.push((project, outcome));
             }
         }
-        Ok(outcomes)
+        Ok(policies)
     }
 
     /// Every manifest of `project` as the lifecycle policies see it.
@@ -152,7 +129,7 @@ impl Registry {
         let rules = self.current_tag_rules(project).await?;
         let plan = retention::evaluate(&policy, &rules, &artifacts, now);
         if !dry_run {
-            self.execute(&plan).await?;
+            self.execute(&plan, actor).await?;
         }
         let run = RetentionRun {
             at: now,
@@ -174,11 +151,11 @@ impl Registry {
     /// through the same checks as any delete. Something already gone counts as done. If the
     /// project changed since the plan was made (a tag rule now refuses, or a manifest to delete
     /// was tagged meanwhile) the run stops there with an error, deleting nothing unplanned.
-    async fn execute(&self, plan: &Plan) -> Result<()> {
+    async fn execute(&self, plan: &Plan, actor: &str) -> Result<()> {
         for t in &plan.delete_tags {
             let name = parse_name(&t.repository)?;
             let tag = parse_reference(&t.tag)?;
-            match self.delete_manifest(&name, &tag).await {
+            match self.delete_manifest(&name, &tag, actor).await {
                 Ok(()) | Err(RegistryError::ManifestUnknown(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -198,7 +175,7 @@ impl Registry {
                 )));
             }
             match self
-                .delete_manifest(&name, &Reference::Digest(digest))
+                .delete_manifest(&name, &Reference::Digest(digest), actor)
                 .await
             {
                 Ok(()) | Err(RegistryError::ManifestUnknown(_)) => {}

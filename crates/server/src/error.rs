@@ -40,6 +40,17 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+impl From<gantry_webhooks::WebhookError> for ApiError {
+    fn from(e: gantry_webhooks::WebhookError) -> Self {
+        use gantry_webhooks::WebhookError as E;
+        match e {
+            E::Invalid(message) => ApiError::Invalid(message),
+            E::NotFound(_) => ApiError::NotFound(e.to_string()),
+            E::Meta(e) => ApiError::Meta(e),
+        }
+    }
+}
+
 impl From<MetaError> for ApiError {
     fn from(e: MetaError) -> Self {
         ApiError::Meta(e)

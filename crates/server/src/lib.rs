@@ -28,6 +28,8 @@ pub use operations::metrics_router;
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub access: Arc<AccessService>,
+    /// Projects' webhooks.
+    pub webhooks: gantry_webhooks::WebhookService,
     /// The URL clients reach this registry at (e.g. behind a TLS proxy), for the token
     /// realm; `None` means the request's own `Host`.
     pub public_url: Option<String>,

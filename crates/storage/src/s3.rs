@@ -36,6 +36,9 @@ use crate::{check_upload_id, BlobStore, ByteStream, StorageError, UploadWriter};
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 /// The largest part size accepted: bounds the memory of each active upload.
 pub const MAX_PART_SIZE: usize = 16 * 1024 * 1024;
+/// The largest object S3's CopyObject copies (AWS's limit); larger blobs are copied as a
+/// multipart upload streamed from the source.
+pub const MAX_COPY_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 /// Part size when none is configured.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
 
@@ -56,6 +59,9 @@ struct Bucket {
     prefix: String,
     /// Bytes buffered before a part is sent; at least [`MIN_PART_SIZE`].
     part_size: usize,
+    /// Objects up to this size are copied by CopyObject, larger ones streamed
+    /// ([`MAX_COPY_SIZE`]; smaller in tests).
+    copy_limit: u64,
 }
 
 impl std::fmt::Debug for S3BlobStore {
@@ -143,6 +149,7 @@ impl S3BlobStore {
                 client: bucket.client,
                 prefix,
                 part_size,
+                copy_limit: MAX_COPY_SIZE,
             }),
             description: location.to_string(),
         })
@@ -168,6 +175,45 @@ impl S3BlobStore {
 }
 
 impl Bucket {
+    /// Copies `size` bytes at `from` to `to`: by CopyObject up to [`Bucket::copy_limit`],
+    /// else as a multipart upload of the source streamed part by part (the destination
+    /// appears whole when it completes, as a copy's does).
+    async fn copy(&self, from: &Path, to: &Path, size: u64) -> Result<(), StorageError> {
+        if size <= self.copy_limit {
+            return self
+                .client
+                .copy(from, to)
+                .await
+                .map_err(|e| object_error("copy upload to blob", e));
+        }
+        let upload = self
+            .client
+            .put_multipart(to)
+            .await
+            .map_err(|e| object_error("start copying upload to blob", e))?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, self.part_size);
+        let mut source = self
+            .client
+            .get(from)
+            .await
+            .map_err(|e| object_error("read upload to copy", e))?
+            .into_stream();
+        while let Some(bytes) = source.next().await {
+            let bytes = bytes.map_err(|e| object_error("read upload to copy", e))?;
+            // At most two parts in flight: memory stays within a few parts.
+            writer
+                .wait_for_capacity(2)
+                .await
+                .map_err(|e| object_error("copy upload to blob", e))?;
+            writer.write(&bytes);
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|e| object_error("copy upload to blob", e))?;
+        Ok(())
+    }
+
     fn key(&self, relative: &str) -> Path {
         Path::from(format!("{}{relative}", self.prefix))
     }
@@ -396,11 +442,7 @@ impl BlobStore for S3BlobStore {
                 }
                 None => {
                     let tail = bucket.tail_key(id, state.tail_generation)?;
-                    bucket
-                        .client
-                        .copy(&tail, &blob)
-                        .await
-                        .map_err(|e| object_error("copy upload to blob", e))?;
+                    bucket.copy(&tail, &blob, state.tail_size).await?;
                 }
                 Some(multipart) => {
                     let assembled = bucket.assembled_key(id)?;
@@ -432,11 +474,7 @@ impl BlobStore for S3BlobStore {
                             .await
                             .map_err(|e| object_error("complete multipart upload", e))?;
                     }
-                    bucket
-                        .client
-                        .copy(&assembled, &blob)
-                        .await
-                        .map_err(|e| object_error("copy upload to blob", e))?;
+                    bucket.copy(&assembled, &blob, state.size()).await?;
                 }
             }
         }
@@ -655,6 +693,40 @@ mod tests {
             .await
             .unwrap();
         assert!(read.concat() == content);
+    }
+
+    /// AWS copies at most 5 GiB with CopyObject, so committing a larger blob failed there. A
+    /// blob above the copy limit (lowered here to 1 MiB) is copied as a streamed multipart
+    /// upload, and reads back byte for byte.
+    #[tokio::test]
+    async fn a_blob_above_the_copy_limit_is_committed_by_a_streamed_multipart_copy() {
+        let bucket = test_bucket();
+        let mut store = open(&bucket);
+        Arc::get_mut(&mut store.bucket).unwrap().copy_limit = 1024 * 1024;
+        let id = "88888888-8888-8888-8888-888888888888";
+        let content: Vec<u8> = (0..12 * 1024 * 1024u32).map(|i| (i % 239) as u8).collect();
+        store.create_upload(id).await.unwrap();
+        let mut writer = store.append_upload(id).await.unwrap();
+        writer
+            .write(vec![Bytes::from(content.clone())])
+            .await
+            .unwrap();
+        writer.finish().await.unwrap();
+        let digest = Digest::sha256_of(&content);
+        store.commit_upload(id, &digest).await.unwrap();
+        assert_eq!(
+            store.stat(&digest).await.unwrap(),
+            Some(content.len() as u64)
+        );
+        let read: Vec<Bytes> = store
+            .read(&digest, 0..content.len() as u64)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(read.concat() == content);
+        assert_eq!(keys_under(&store, "_uploads").await, Vec::<String>::new());
     }
 
     #[tokio::test]

@@ -625,8 +625,8 @@ impl Drop for Balancer {
 }
 
 /// How long pulls counted by one server may take to be seen through another: the pull-count
-/// flush interval of `gantry serve` (5 s) and some slack.
-pub const PULL_COUNT_STALENESS: Duration = Duration::from_secs(8);
+/// flush interval of `gantry serve` (1 s) and slack for a loaded machine.
+pub const PULL_COUNT_STALENESS: Duration = Duration::from_secs(4);
 
 /// In replica mode, says (on stderr) why the calling test does not apply and returns true;
 /// the test then returns at once. For tests about one process itself, not about the registry.

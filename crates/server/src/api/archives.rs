@@ -123,10 +123,10 @@ async fn restore_archive(
         .access
         .require(&actor, &project, Action::ManageTagRules, "restore archives")
         .await?;
-    let id = within("archive id", id, limits::ARCHIVE_ID)?;
+    let id = within("archive id", id, limits::ROW_ID)?;
     let report = state
         .registry
-        .restore(&project, id, gantry_registry::unix_now())
+        .restore(&project, id, gantry_registry::unix_now(), actor.name())
         .await?;
     let resource = format!("archive {id}: {}@{}", report.repository, report.digest);
     state
@@ -146,7 +146,7 @@ async fn delete_archive(
         .access
         .require(&actor, &project, Action::ManageTagRules, "delete archives")
         .await?;
-    let id = within("archive id", id, limits::ARCHIVE_ID)?;
+    let id = within("archive id", id, limits::ROW_ID)?;
     let record = state.registry.delete_archive(&project, id).await?;
     let resource = format!("archive {id}: {}@{}", record.repository, record.digest);
     state

@@ -1,6 +1,6 @@
 //! The REST API under `/api/v1`: users, projects, members, robot accounts, CI tokens, tag
-//! rules, retention, quotas, archives, garbage collection, usage over time and the audit log,
-//! as JSON.
+//! rules, retention, quotas, archives, garbage collection, usage over time, the audit log,
+//! webhooks and background jobs, as JSON.
 //! `openapi.json` (served at `/api/v1/openapi.json`) describes it; tests here keep the two in
 //! step. Callers authenticate with Basic credentials or a bearer token issued for the scope
 //! `api:v1:*`; every decision goes through the access service.
@@ -38,6 +38,7 @@ mod archives;
 mod artifacts;
 mod audit;
 mod gc;
+mod jobs;
 mod members;
 mod projects;
 mod quotas;
@@ -49,6 +50,7 @@ mod tag_rules;
 mod tokens;
 mod usage;
 mod users;
+mod webhooks;
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
@@ -71,6 +73,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(artifacts::routes())
         .merge(repository_delete::routes())
         .merge(usage::routes())
+        .merge(webhooks::routes())
+        .merge(jobs::routes())
 }
 
 /// Every route of [`routes`], as (method, OpenAPI path), per resource, for the test that
@@ -93,6 +97,8 @@ const ROUTES: &[&[(&str, &str)]] = &[
     artifacts::ROUTES,
     repository_delete::ROUTES,
     usage::ROUTES,
+    webhooks::ROUTES,
+    jobs::ROUTES,
 ];
 
 /// The authenticated caller of an API request and where it came from, as the access service
@@ -224,8 +230,10 @@ pub mod limits {
     pub const DAYS: RangeInclusive<i64> = 0..=36_500;
     /// Counts of a retention rule (`most_recently_pushed` and the like).
     pub const KEEP_COUNT: RangeInclusive<usize> = 0..=1_000_000;
-    /// Archive ids.
-    pub const ARCHIVE_ID: RangeInclusive<i64> = 1..=i64::MAX;
+    /// Ids of archives, webhooks and jobs.
+    pub const ROW_ID: RangeInclusive<i64> = 1..=i64::MAX;
+    /// `limit` of the job and webhook delivery listings.
+    pub const LIST_LIMIT: RangeInclusive<u32> = 1..=1000;
     /// `limit` of the browse listings (repositories, artifacts): rows per page.
     pub const BROWSE_LIMIT: RangeInclusive<u32> = 1..=gantry_registry::BROWSE_MAX_PAGE;
 }
@@ -437,12 +445,31 @@ mod tests {
             ),
             (
                 "DELETE /api/v1/projects/{project}/archives/{id} id".into(),
-                range!(limits::ARCHIVE_ID),
+                range!(limits::ROW_ID),
             ),
             (
                 "POST /api/v1/projects/{project}/archives/{id}/restore id".into(),
-                range!(limits::ARCHIVE_ID),
+                range!(limits::ROW_ID),
             ),
+            (
+                "DELETE /api/v1/projects/{project}/webhooks/{id} id".into(),
+                range!(limits::ROW_ID),
+            ),
+            (
+                "GET /api/v1/projects/{project}/webhooks/{id}/deliveries id".into(),
+                range!(limits::ROW_ID),
+            ),
+            (
+                "GET /api/v1/projects/{project}/webhooks/{id}/deliveries limit".into(),
+                range!(limits::LIST_LIMIT),
+            ),
+            (
+                "POST /api/v1/projects/{project}/webhooks/{id}/test id".into(),
+                range!(limits::ROW_ID),
+            ),
+            ("GET /api/v1/jobs before".into(), range!(limits::ROW_ID)),
+            ("GET /api/v1/jobs limit".into(), range!(limits::LIST_LIMIT)),
+            ("GET /api/v1/jobs/{id} id".into(), range!(limits::ROW_ID)),
             (
                 "GET /api/v1/projects/{project}/repositories limit".into(),
                 range!(limits::BROWSE_LIMIT),

@@ -125,7 +125,10 @@ async fn delete_project(
                 "delete the project",
             )
             .await?;
-        deleted = state.registry.delete_project_content(&project).await?;
+        deleted = state
+            .registry
+            .delete_project_content(&project, actor.name())
+            .await?;
         for repository in &deleted.repositories {
             record_repository_deleted(&state, &actor, &project, repository).await;
         }

@@ -35,7 +35,10 @@ async fn delete_repository(
         .access
         .require_in_repository(&actor, name.as_str(), Action::Delete, "delete repositories")
         .await?;
-    let deleted = state.registry.delete_repository(&name).await?;
+    let deleted = state
+        .registry
+        .delete_repository(&name, actor.name())
+        .await?;
     record_repository_deleted(&state, &actor, name.project(), &deleted).await;
     ok(deleted)
 }

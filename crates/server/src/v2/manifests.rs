@@ -91,6 +91,7 @@ pub(super) async fn put_manifest(
     reference: &str,
     headers: &HeaderMap,
     body: Body,
+    actor: &str,
 ) -> ApiResult {
     let name = parse_name(name)?;
     let reference = parse_reference(&decoded(reference))?;
@@ -101,6 +102,7 @@ pub(super) async fn put_manifest(
             &reference,
             header_str(headers, &header::CONTENT_TYPE),
             &bytes,
+            actor,
         )
         .await?;
     let mut response = StatusCode::CREATED.into_response();
@@ -120,10 +122,15 @@ pub(super) async fn put_manifest(
     Ok(response)
 }
 
-pub(super) async fn delete_manifest(r: &Registry, name: &str, reference: &str) -> ApiResult {
+pub(super) async fn delete_manifest(
+    r: &Registry,
+    name: &str,
+    reference: &str,
+    actor: &str,
+) -> ApiResult {
     let name = parse_name(name)?;
     let reference = parse_reference(&decoded(reference))?;
-    r.delete_manifest(&name, &reference).await?;
+    r.delete_manifest(&name, &reference, actor).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

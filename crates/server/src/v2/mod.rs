@@ -327,10 +327,10 @@ async fn handle(
             manifests::get_manifest(r, name, reference, headers, m == Method::HEAD).await
         }
         (Route::Manifest(name, reference), Method::PUT) => {
-            manifests::put_manifest(r, name, reference, headers, body).await
+            manifests::put_manifest(r, name, reference, headers, body, caller.name()).await
         }
         (Route::Manifest(name, reference), Method::DELETE) => {
-            manifests::delete_manifest(r, name, reference).await
+            manifests::delete_manifest(r, name, reference, caller.name()).await
         }
         (Route::Blob(name, digest), m @ (Method::GET | Method::HEAD)) => {
             blobs::get_blob(r, name, digest, headers, m == Method::HEAD).await
