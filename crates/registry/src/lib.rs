@@ -1014,7 +1014,7 @@ mod tests {
         let v1 = Reference::parse("v1").unwrap();
         assert!(
             matches!(
-                other.delete_manifest(&name, &v1).await,
+                other.delete_manifest(&name, &v1, "admin").await,
                 Err(RegistryError::TagRule(_))
             ),
             "the other replica deleted an immutable tag"
