@@ -90,5 +90,5 @@ if [ $# -eq 0 ]; then
   echo "test-all: the integration tests again, against three replicas behind nginx" >&2
   GANTRY_TEST_REPLICAS=3 cargo test --workspace --locked --test conformance --test clients \
     --test access --test audit --test lifecycle --test archive --test browse --test deletion \
-    --test replicas -- --include-ignored
+    --test replicas --test webhooks -- --include-ignored
 fi

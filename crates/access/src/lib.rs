@@ -181,6 +181,10 @@ const PROJECT_ACCESS_TTL: Duration = Duration::from_secs(2);
 const CHANGE_POLL: Duration = Duration::from_secs(1);
 /// The change counter of what the caches hold.
 const ACCESS_COUNTER: &str = "access";
+
+/// The prefix of the change counters that remember a token was told its scope is
+/// insufficient (`<prefix><jti>:<repository>:<action>`).
+const SCOPE_ANSWERS: &str = "insufficient-scope:";
 /// Concurrent Argon2 verifications (each uses 19 MiB): bounds memory under a login flood.
 const PASSWORD_CHECKS: usize = 4;
 /// Concurrent verifications for clients at a locked-out address (on top of their turn in
@@ -691,6 +695,14 @@ impl AccessService {
         Ok(())
     }
 
+    /// Forgets which tokens were told their scope is insufficient (see
+    /// [`AccessService::token_lacks_scope`]): a periodic sweep, since the answers matter only
+    /// while their tokens live (minutes). A sweep that meets a token still in use makes its
+    /// next repeat answer 401 once more, after which the client asks for a new token.
+    pub async fn forget_scope_answers(&self) -> Result<u64> {
+        Ok(self.meta.forget_change_counters(SCOPE_ANSWERS).await?)
+    }
+
     /// The answer to a token that does not carry the scope a request needs: insufficient
     /// scope when the token endpoint would grant it to the token's subject (a new token
     /// helps), else the refusal the subject itself would get (401 for nobody, 403 for
@@ -724,7 +736,7 @@ impl AccessService {
         // must know it was told already. Two replicas answering at the same moment may both
         // say 401; the client then asks again and gets 403.
         let answered = format!(
-            "insufficient-scope:{}:{}:{token_action}",
+            "{SCOPE_ANSWERS}{}:{}:{token_action}",
             claims.jti,
             repository.as_str()
         );

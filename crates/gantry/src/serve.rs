@@ -26,6 +26,8 @@ use crate::tls::{EdgeListener, ServedCertificate, TlsListener};
 const PULL_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often each server looks for schedule firings (schedules may have seconds).
 const SCHEDULE_LOOK: Duration = Duration::from_secs(1);
+/// How often the answers "this token lacks a scope" are forgotten (tokens live minutes).
+const SCOPE_ANSWER_SWEEP: Duration = Duration::from_secs(3600);
 /// How often each server looks for new events to hand to webhooks.
 const EVENT_LOOK: Duration = Duration::from_millis(500);
 
@@ -207,6 +209,19 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                         waker.wake();
                     }
                     Ok(())
+                }
+            }
+        })
+        .every("token scope answers", SCOPE_ANSWER_SWEEP, {
+            let access = access.clone();
+            move || {
+                let access = access.clone();
+                async move {
+                    access
+                        .forget_scope_answers()
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
                 }
             }
         })

@@ -545,6 +545,18 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Forgets the change counters whose names start with `prefix`; returns how many.
+    pub async fn forget_change_counters(&self, prefix: &str) -> Result<u64> {
+        let starts = self.backend.position("$1", "name");
+        Ok(
+            sqlx::query(&format!("DELETE FROM change_counters WHERE {starts} = 1"))
+                .bind(prefix)
+                .execute(&self.writer)
+                .await?
+                .rows_affected(),
+        )
+    }
+
     /// The change counter `name` (0 before its first bump).
     pub async fn change_counter(&self, name: &str) -> Result<i64> {
         let version: Option<i64> =

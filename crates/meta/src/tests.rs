@@ -254,3 +254,30 @@ async fn immutable_tags_do_not_move_but_take_the_same_digest_again() {
         Some(r#"{"immutable":["v*"]}"#)
     );
 }
+
+#[tokio::test]
+async fn forgetting_change_counters_by_prefix_leaves_the_others() {
+    let (_dir, store) = store().await;
+    for name in [
+        "access",
+        "insufficient-scope:a:r:pull",
+        "insufficient-scope:b:r:push",
+    ] {
+        store.bump_change_counter(name).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .forget_change_counters("insufficient-scope:")
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(store.change_counter("access").await.unwrap(), 1);
+    assert_eq!(
+        store
+            .change_counter("insufficient-scope:a:r:pull")
+            .await
+            .unwrap(),
+        0
+    );
+}
