@@ -3,7 +3,7 @@
 //! round trip. The channel is bounded: when the writer falls behind, requests wait for it
 //! rather than entries being dropped or memory growing.
 
-use gantry_meta::{AuditEvent, MetaStore};
+use gantry_meta::{AuditEvent, Event, MetaStore};
 use tokio::sync::{mpsc, oneshot};
 
 /// One audited action, as the server reports it.
@@ -90,6 +90,137 @@ async fn write_batches(meta: MetaStore, mut receiver: mpsc::Receiver<Message>) {
         }
         for done in waiting.drain(..) {
             let _ = done.send(());
+        }
+    }
+}
+
+/// The audit feed's name among the outbox's consumers.
+const FEED: &str = "audit";
+
+/// Events taken from the outbox per look.
+const FEED_BATCH: u32 = 500;
+
+/// The audit entry of an event that work without a request made — a scheduled retention
+/// run's deletions and its completion, a garbage collection — or `None` for an event whose
+/// request was audited when it was answered (pushes, deletes and runs through the API).
+fn background_entry(event: &Event) -> Option<AuditEvent> {
+    let data = &event.data;
+    let text = |name: &str| data[name].as_str().unwrap_or_default().to_string();
+    let repository = event.repository.clone().unwrap_or_default();
+    let (actor, resource, detail) = match event.event_type.as_str() {
+        "gc.completed" => (
+            "garbage-collection".to_string(),
+            "registry".to_string(),
+            format!(
+                "{} manifests, {} blobs, {} bytes freed",
+                data["manifests"], data["blobs"], data["blob_bytes"]
+            ),
+        ),
+        _ if text("actor") != gantry_meta::SCHEDULER_ACTOR => return None,
+        "retention.completed" => (
+            text("actor"),
+            event.project.clone().unwrap_or_default(),
+            format!(
+                "{} tags, {} manifests deleted, {} bytes freed",
+                data["deleted_tags"], data["deleted_manifests"], data["freed_bytes"]
+            ),
+        ),
+        "tag.deleted" => (
+            text("actor"),
+            format!("{repository}:{}", text("tag")),
+            format!("was {}", text("digest")),
+        ),
+        "artifact.deleted" => (
+            text("actor"),
+            format!("{repository}@{}", text("digest")),
+            format!("{} bytes", data["size"]),
+        ),
+        _ => return None,
+    };
+    Some(AuditEvent {
+        at: event.at_ms / 1000,
+        actor,
+        action: event.event_type.clone(),
+        resource,
+        project: event.project.clone(),
+        client_addr: None,
+        outcome: "success".to_string(),
+        detail: Some(detail),
+    })
+}
+
+impl crate::AccessService {
+    /// Records in the audit log what background work changed since the last look (by any
+    /// server): the outbox's events that no request audited. The entries and the feed's
+    /// cursor are written in one transaction, so each is recorded once. Returns how many.
+    pub async fn audit_background_events(&self) -> crate::Result<usize> {
+        let meta = &self.meta;
+        let (cursor, events) = meta.events_after_cursor(FEED, FEED_BATCH).await?;
+        let Some(last) = events.last().map(|e| e.id) else {
+            return Ok(0);
+        };
+        let entries: Vec<AuditEvent> = events.iter().filter_map(background_entry).collect();
+        let recorded = meta
+            .consume_events(FEED, cursor, last, &[], &entries)
+            .await?;
+        Ok(if recorded { entries.len() } else { 0 })
+    }
+}
+
+#[cfg(test)]
+mod feed_tests {
+    use super::*;
+
+    fn event(event_type: &str, data: serde_json::Value) -> Event {
+        Event {
+            id: 1,
+            event_type: event_type.to_string(),
+            project: Some("team".into()),
+            repository: Some("team/app".into()),
+            at_ms: 1_800_000_000_500,
+            data,
+        }
+    }
+
+    /// What the scheduler and garbage collection change is audited from the outbox; what a
+    /// request changed was audited when it was answered, and is not audited twice.
+    #[test]
+    fn only_background_work_is_audited_from_the_outbox() {
+        let scheduled = background_entry(&event(
+            "tag.deleted",
+            serde_json::json!({"tag": "dev-1", "digest": "sha256:ab", "actor": "scheduler"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                scheduled.actor.as_str(),
+                scheduled.action.as_str(),
+                scheduled.resource.as_str(),
+                scheduled.at
+            ),
+            ("scheduler", "tag.deleted", "team/app:dev-1", 1_800_000_000)
+        );
+        let gc = background_entry(&event(
+            "gc.completed",
+            serde_json::json!({"manifests": 2, "blobs": 3, "blob_bytes": 4096}),
+        ))
+        .unwrap();
+        assert_eq!(gc.actor, "garbage-collection");
+        assert_eq!(
+            gc.detail.as_deref(),
+            Some("2 manifests, 3 blobs, 4096 bytes freed")
+        );
+        for (event_type, actor) in [
+            ("tag.deleted", "alice"),
+            ("artifact.pushed", "scheduler"),
+            ("artifact.deleted", "garbage-collection"),
+        ] {
+            let data = serde_json::json!({"actor": actor, "digest": "sha256:ab"});
+            assert_eq!(
+                background_entry(&event(event_type, data)),
+                None,
+                "{event_type}"
+            );
         }
     }
 }

@@ -225,6 +225,19 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                 }
             }
         })
+        .every("audit of background work", EVENT_LOOK, {
+            let access = access.clone();
+            move || {
+                let access = access.clone();
+                async move {
+                    access
+                        .audit_background_events()
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
+            }
+        })
         .every("webhook events", EVENT_LOOK, {
             let webhooks = webhooks.clone();
             move || {

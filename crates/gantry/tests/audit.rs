@@ -228,3 +228,73 @@ async fn failures_from_a_locked_out_address_are_audited_as_denied() {
         "{refused}"
     );
 }
+
+/// Deletions no request made were not audited: a scheduled retention run deleted tags and
+/// manifests and the audit log did not say so. The audit log now takes what background work
+/// changed from the event outbox: each deleted tag and manifest and the run itself, by
+/// `scheduler`, and a garbage collection as `garbage-collection`.
+#[tokio::test]
+async fn what_scheduled_retention_and_garbage_collection_delete_is_audited() {
+    let s = Server::start();
+    let (_, idle) = push_image(&s, "team/app", "dev-idle", "idle").await;
+    push_image(&s, "team/app", "v1.0.0", "release").await;
+    let policy = json!({
+        "schedule": "* * * * * *",
+        "rules": [
+            {"tags": {"include": ["dev-*"]}, "keep": {"pulled_within_days": 7}},
+            {"tags": {"include": ["v*"]}, "keep": "always"}
+        ]
+    });
+    let r = http()
+        .put(s.url("/api/v1/projects/team/retention"))
+        .json(&policy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let by_scheduler = |events: &[Value], action: &str, resource: &str| {
+        events.iter().any(|e| {
+            e["actor"] == "scheduler" && e["action"] == action && e["resource"] == resource
+        })
+    };
+    let audited = eventually(
+        std::time::Duration::from_secs(20),
+        "scheduled deletions audited",
+        || async {
+            let events = events(&s, Some("team")).await;
+            (by_scheduler(&events, "tag.deleted", "team/app:dev-idle")
+                && by_scheduler(&events, "artifact.deleted", &format!("team/app@{idle}"))
+                && by_scheduler(&events, "retention.completed", "team"))
+            .then_some(events)
+        },
+    )
+    .await;
+    let run = audited
+        .iter()
+        .find(|e| {
+            e["action"] == "retention.completed"
+                && e["detail"].as_str().unwrap().starts_with("1 tags")
+        })
+        .unwrap_or_else(|| panic!("the run that deleted dev-idle: {audited:#?}"));
+    assert_eq!(run["outcome"], "success");
+
+    // A collection through the API is audited by its request (gc.run) and, as what the
+    // collection did, once more from the outbox.
+    let r = http()
+        .post(s.url("/api/v1/gc?grace_secs=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the collection audited",
+        || async {
+            events(&s, None)
+                .await
+                .into_iter()
+                .find(|e| e["actor"] == "garbage-collection" && e["action"] == "gc.completed")
+        },
+    )
+    .await;
+}

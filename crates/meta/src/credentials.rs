@@ -144,22 +144,7 @@ impl MetaStore {
     /// Records audit events in one transaction (the server batches them off the request path).
     pub async fn record_audit(&self, events: &[AuditEvent]) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        for event in events {
-            sqlx::query(
-                "INSERT INTO audit_log (at, actor, action, resource, project, client_addr, outcome, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(event.at)
-            .bind(&event.actor)
-            .bind(&event.action)
-            .bind(&event.resource)
-            .bind(&event.project)
-            .bind(&event.client_addr)
-            .bind(&event.outcome)
-            .bind(&event.detail)
-            .execute(&mut *tx)
-            .await?;
-        }
+        record_audit_in(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -190,6 +175,30 @@ impl MetaStore {
             })
             .collect())
     }
+}
+
+/// Inserts audit `events` inside `tx`.
+pub(crate) async fn record_audit_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    events: &[AuditEvent],
+) -> Result<()> {
+    for event in events {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, resource, project, client_addr, outcome, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(event.at)
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.resource)
+        .bind(&event.project)
+        .bind(&event.client_addr)
+        .bind(&event.outcome)
+        .bind(&event.detail)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde_json::Value;
 use sqlx::{Any, Row, Transaction};
 
 use crate::jobs::{enqueue_in, now_ms, NewJob};
-use crate::{MetaError, MetaStore, Result};
+use crate::{AuditEvent, MetaError, MetaStore, Result};
 
 /// An event to record.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,15 +136,16 @@ impl MetaStore {
         Ok((cursor, events))
     }
 
-    /// Moves `consumer`'s cursor from `from` to `to` and enqueues `jobs`, in one transaction;
-    /// `false` (and nothing done) when the cursor is no longer at `from`: another server
-    /// consumed those events first.
+    /// Moves `consumer`'s cursor from `from` to `to`, enqueues `jobs` and records `audit`
+    /// entries, in one transaction; `false` (and nothing done) when the cursor is no longer at
+    /// `from`: another server consumed those events first.
     pub async fn consume_events(
         &self,
         consumer: &str,
         from: i64,
         to: i64,
         jobs: &[NewJob],
+        audit: &[AuditEvent],
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let moved = sqlx::query(
@@ -163,6 +164,7 @@ impl MetaStore {
         for job in jobs {
             enqueue_in(&mut tx, job).await?;
         }
+        crate::credentials::record_audit_in(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -254,7 +256,7 @@ mod tests {
             let (cursor, events) = store.events_after_cursor(consumer, 7).await.unwrap();
             if let Some(last) = events.last() {
                 assert!(store
-                    .consume_events(consumer, cursor, last.id, &[])
+                    .consume_events(consumer, cursor, last.id, &[], &[])
                     .await
                     .unwrap());
                 consumed.extend(events.iter().map(|e| e.id));

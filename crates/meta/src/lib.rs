@@ -84,6 +84,9 @@ pub enum MetaError {
     Unavailable(String),
 }
 
+/// The actor scheduled runs (retention) are recorded as, in their history, events and audit.
+pub const SCHEDULER_ACTOR: &str = "scheduler";
+
 /// The tag a manifest is pushed under, and whether it may move once it exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TagRef<'a> {

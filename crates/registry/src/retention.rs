@@ -22,7 +22,7 @@ pub struct RetentionReport {
 }
 
 /// The actor scheduled runs are recorded as.
-pub(crate) const SCHEDULER: &str = "scheduler";
+pub(crate) const SCHEDULER: &str = gantry_meta::SCHEDULER_ACTOR;
 
 fn corrupt(what: String) -> RegistryError {
     RegistryError::Meta(gantry_meta::MetaError::Corrupt(what))

@@ -317,7 +317,7 @@ impl WebhookService {
             .collect();
         if self
             .meta
-            .consume_events(CONSUMER, cursor, last, &jobs)
+            .consume_events(CONSUMER, cursor, last, &jobs, &[])
             .await?
             && !jobs.is_empty()
         {
