@@ -1248,16 +1248,23 @@ async fn retention_runs_by_itself_on_its_cron_schedule() {
         json!(["v1.0.0"]),
         "the idle dev tag went by schedule"
     );
-    // Each firing is a job in the history, with its result.
-    let out = gantry_as_admin(&s, &["jobs", "list", "--kind", "retention", "--json"]);
-    assert!(out.status.success(), "{out:?}");
-    let jobs: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let job = jobs["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["state"] == "succeeded" && j["result"]["deleted_tags"] == 1)
-        .unwrap_or_else(|| panic!("the run that deleted the tag is a job: {jobs:#}"));
+    // Each firing is a job in the history, with its result (recorded just after the run).
+    let job = eventually(
+        std::time::Duration::from_secs(20),
+        "the run that deleted the tag, as a job",
+        || async {
+            let out = gantry_as_admin(&s, &["jobs", "list", "--kind", "retention", "--json"]);
+            assert!(out.status.success(), "{out:?}");
+            let jobs: Value = serde_json::from_slice(&out.stdout).unwrap();
+            jobs["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|j| j["state"] == "succeeded" && j["result"]["deleted_tags"] == 1)
+                .cloned()
+        },
+    )
+    .await;
     assert_eq!(job["subject"], "project:team");
     assert_eq!(job["attempts"], 1);
     let out = gantry_as_admin(&s, &["jobs", "show", &job["id"].to_string()]);

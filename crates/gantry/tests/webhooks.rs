@@ -124,6 +124,22 @@ impl Receiver {
     }
 }
 
+/// The delivery log at `path` once it lists `count` deliveries, all succeeded (at most 20 s:
+/// a delivery is recorded just after its receiver answered).
+async fn all_delivered(s: &Server, path: &str, count: usize) -> Value {
+    eventually(
+        Duration::from_secs(20),
+        "every delivery recorded as succeeded",
+        || async {
+            let log = get_json(s, path).await;
+            let deliveries = log["deliveries"].as_array().unwrap();
+            (deliveries.len() == count && deliveries.iter().all(|d| d["state"] == "succeeded"))
+                .then_some(log)
+        },
+    )
+    .await
+}
+
 /// Adds a webhook for `events` of `project` with the CLI; returns its id and secret.
 fn add_webhook(s: &Server, project: &str, url: &str, events: &[&str]) -> (i64, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
@@ -348,15 +364,9 @@ async fn webhooks_deliver_signed_cloud_events_of_every_type_in_order() {
     assert_eq!(subjects, ["team/app:v1"; 3]);
 
     // The delivery log says the same.
-    let log = get_json(
-        &s,
-        &format!("/api/v1/projects/team/webhooks/{webhook}/deliveries?limit=100"),
-    )
-    .await;
-    let deliveries = log["deliveries"].as_array().unwrap();
-    assert_eq!(deliveries.len(), expected.len());
-    for delivery in deliveries {
-        assert_eq!(delivery["state"], "succeeded", "{delivery}");
+    let path = format!("/api/v1/projects/team/webhooks/{webhook}/deliveries?limit=100");
+    let log = all_delivered(&s, &path, expected.len()).await;
+    for delivery in log["deliveries"].as_array().unwrap() {
         assert_eq!(delivery["status"], 204, "{delivery}");
     }
 }
@@ -377,22 +387,26 @@ async fn a_receiver_that_was_down_gets_all_20_pushes_once_it_is_back() {
             push_image(&s, &repository, &format!("v{n}"), &format!("image {n}")).await;
         pushed.push((repository, digest));
     }
-    // The first deliveries have failed at least once by now.
-    let log = get_json(
-        &s,
-        &format!("/api/v1/projects/team/webhooks/{webhook}/deliveries?limit=100"),
+    // The receiver is down: the first delivery fails (and is retried) before it comes back.
+    let deliveries = format!("/api/v1/projects/team/webhooks/{webhook}/deliveries?limit=100");
+    eventually(
+        Duration::from_secs(20),
+        "a delivery failing while the receiver is down",
+        || async {
+            let log = get_json(&s, &deliveries).await;
+            log["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| {
+                    d["last_error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("cannot reach"))
+                })
+                .then_some(())
+        },
     )
     .await;
-    assert!(
-        log["deliveries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|d| d["last_error"]
-                .as_str()
-                .is_some_and(|e| e.contains("cannot reach"))),
-        "{log:#}"
-    );
     receiver.restart().await;
     let events = receiver.until(20).await;
     assert_eq!(events.len(), 20);
@@ -415,17 +429,9 @@ async fn a_receiver_that_was_down_gets_all_20_pushes_once_it_is_back() {
             "{repository}'s events in push order"
         );
     }
-    let log = get_json(
-        &s,
-        &format!("/api/v1/projects/team/webhooks/{webhook}/deliveries?limit=100"),
-    )
-    .await;
+    // A delivery is recorded as succeeded just after the receiver answered it.
+    let log = all_delivered(&s, &deliveries, 20).await;
     let deliveries = log["deliveries"].as_array().unwrap();
-    assert_eq!(deliveries.len(), 20);
-    assert!(
-        deliveries.iter().all(|d| d["state"] == "succeeded"),
-        "{log:#}"
-    );
     assert!(
         deliveries
             .iter()

@@ -213,7 +213,7 @@ async fn periodic_workers_run_every_period_and_at_shutdown() {
             }
         })
         .start();
-    for _ in 0..100 {
+    for _ in 0..500 {
         if ticks.load(Ordering::SeqCst) == 1 {
             break;
         }

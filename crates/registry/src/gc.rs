@@ -396,7 +396,7 @@ mod tests {
             ..Default::default()
         };
         let mut jobs = Vec::new();
-        for _ in 0..500 {
+        for _ in 0..1500 {
             jobs = meta.jobs(&all).await.unwrap();
             if jobs
                 .iter()
