@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use futures::StreamExt;
-use gantry_build::analyze::{self, Report};
 use gantry_client::{FetchedManifest, ImageRef, Layout, RegistryClient};
+use gantry_inspect::analyze::{self, Report};
 use gantry_oci::manifest::{ManifestKind, ParsedManifest};
 use gantry_oci::{size, Descriptor, Digest};
 use serde_json::{json, Value};
@@ -44,9 +44,9 @@ struct Fetched {
 
 /// The child of an image index for `platform`, as its descriptor.
 fn pick_platform(index: &ManifestAt, platform: &str) -> anyhow::Result<Descriptor> {
-    let wanted: gantry_build::Platform = platform.parse()?;
+    let wanted: gantry_inspect::Platform = platform.parse()?;
     let doc: Value = serde_json::from_slice(&index.manifest.bytes)?;
-    let digest = gantry_build::image::select_platform(&doc, &wanted).with_context(|| {
+    let digest = gantry_inspect::select_platform(&doc, &wanted).with_context(|| {
         format!("the image has no {platform} manifest; choose one with --platform")
     })?;
     index

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use gantry_build::image::{rfc3339, select_platform, BaseImage};
-use gantry_build::{git, BuildOptions, Platform, DEFAULT_LDFLAGS};
+use gantry_builder::image::{rfc3339, BaseImage};
+use gantry_builder::{git, BuildOptions, Platform, DEFAULT_LDFLAGS};
 use gantry_client::{ImageRef, Layout};
+use gantry_inspect::select_platform;
 use gantry_oci::Descriptor;
 use serde_json::Value;
 
@@ -166,7 +167,7 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
     }
     let built = {
         let (options, layout) = (options.clone(), layout.clone());
-        tokio::task::spawn_blocking(move || gantry_build::build(&options, &layout, &scratch))
+        tokio::task::spawn_blocking(move || gantry_builder::build(&options, &layout, &scratch))
             .await
             .context("the build task failed")??
     };
@@ -187,7 +188,7 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
             media_type: gantry_oci::media_type::OCI_MANIFEST.into(),
             digest: p.sbom.clone(),
             size: p.sbom_size,
-            artifact_type: Some(gantry_build::image::SPDX_MEDIA_TYPE.into()),
+            artifact_type: Some(gantry_builder::image::SPDX_MEDIA_TYPE.into()),
             annotations: None,
             platform: None,
         };
@@ -302,7 +303,7 @@ async fn resolve_base(
 fn write_docker_archive(
     layout: &Layout,
     layout_dir: &std::path::Path,
-    built: &gantry_build::Built,
+    built: &gantry_builder::Built,
     image: &ImageRef,
     tags: &[String],
     file: &std::path::Path,

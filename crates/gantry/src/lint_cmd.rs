@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use gantry_build::lint::{self, Severity};
+use gantry_builder::lint::{self, Severity};
 
 /// `gantry lint --help`: what the linter reads and every rule of [`lint::RULES`], one a line.
 pub fn long_about() -> String {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use gantry_build::elf;
+use gantry_inspect::elf;
 use gantry_oci::Digest;
 use serde_json::Value;
 
@@ -139,7 +139,7 @@ async fn builds_a_static_nonroot_image_that_skopeo_pulls_back_and_rebuilds_ident
     assert!(facts.static_linked, "CGO off gives a static binary");
     assert!(facts.stripped, "-s -w strips the symbol table");
     assert_eq!(binary.mode & 0o777, 0o755);
-    let info = gantry_build::buildinfo::parse(&binary.bytes).unwrap();
+    let info = gantry_inspect::buildinfo::parse(&binary.bytes).unwrap();
     assert_eq!(info.path, "example.com/hello");
     assert_eq!(info.setting("CGO_ENABLED"), Some("0"));
     assert_eq!(info.setting("-trimpath"), Some("true"));
@@ -255,7 +255,7 @@ fn multi_platform_builds_with_vendored_modules_under_one_index() {
         let facts = elf::facts(binary).unwrap();
         assert_eq!(facts.machine, if arch == "amd64" { 62 } else { 183 });
         assert!(facts.static_linked);
-        let info = gantry_build::buildinfo::parse(binary).unwrap();
+        let info = gantry_inspect::buildinfo::parse(binary).unwrap();
         assert_eq!(info.deps.len(), 1);
         assert_eq!(info.deps[0].to_string(), "example.com/greet@v1.2.3");
         let config = blob(&layout, manifest["config"]["digest"].as_str().unwrap());
@@ -423,7 +423,7 @@ fn gantry_analyze(args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn analyze_reports_sizes_wasted_bytes_and_budgets_of_known_images() {
-    use gantry_build::layer::{self, Content, Entry, LayerSpec};
+    use gantry_builder::layer::{self, Content, Entry, LayerSpec};
     let s = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let layout = gantry_client::Layout::create(dir.path().join("layout")).unwrap();

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use gantry_oci::{media_type, Digest};
 use serde_json::{json, Value};
 
-use crate::buildinfo::BuildInfo;
 use crate::layer::BuiltLayer;
 use crate::Platform;
+use gantry_inspect::buildinfo::BuildInfo;
 
 /// The non-root user of generated images (distroless' `nonroot`).
 pub const NONROOT: u32 = 65532;
@@ -104,22 +104,6 @@ impl BaseImage {
             layers: refs,
         })
     }
-}
-
-/// The manifest of `platform` in an image index.
-pub fn select_platform(index: &Value, platform: &Platform) -> Option<Digest> {
-    index["manifests"].as_array()?.iter().find_map(|m| {
-        let p = &m["platform"];
-        let matches = p["os"] == platform.os.as_str()
-            && p["architecture"] == platform.architecture.as_str()
-            && platform
-                .variant
-                .as_deref()
-                .is_none_or(|v| p["variant"] == v);
-        matches
-            .then(|| m["digest"].as_str()?.parse().ok())
-            .flatten()
-    })
 }
 
 /// What the config of one platform's image says.
@@ -312,7 +296,7 @@ pub fn sbom_manifest(sbom: (&Digest, u64), subject: (&Digest, u64), created: u64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buildinfo::parse_modinfo;
+    use gantry_inspect::buildinfo::parse_modinfo;
 
     #[test]
     fn sbom_lists_main_stdlib_and_dependencies_with_purls() {

@@ -7,17 +7,13 @@
 //! the gzip encoder pinned, so the same source gives the same digests.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use gantry_client::Layout;
+use gantry_inspect::buildinfo;
+pub use gantry_inspect::Platform;
 use gantry_oci::{media_type, Digest};
-use serde_json::{json, Value};
 
-pub mod analyze;
-pub mod buildinfo;
-pub mod elf;
 pub mod git;
 mod go;
 pub mod image;
@@ -31,8 +27,8 @@ use layer::{Content, Entry, LayerSpec};
 pub enum BuildError {
     #[error("{message}")]
     Go { message: String },
-    #[error("invalid platform {0:?}: write OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64")]
-    Platform(String),
+    #[error(transparent)]
+    Platform(#[from] gantry_inspect::PlatformError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -52,56 +48,6 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
         what,
         path: path.display().to_string(),
         source,
-    }
-}
-
-/// A target platform: `linux/amd64`, `linux/arm64`, `linux/arm/v7`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
-
-impl FromStr for Platform {
-    type Err = BuildError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parts: Vec<&str> = s.trim().split('/').collect();
-        let valid = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric());
-        match parts.as_slice() {
-            [os, arch] if valid(os) && valid(arch) => Ok(Platform {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: None,
-            }),
-            [os, arch, variant] if valid(os) && valid(arch) && valid(variant) => Ok(Platform {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: Some(variant.to_string()),
-            }),
-            _ => Err(BuildError::Platform(s.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-impl Platform {
-    pub fn to_json(&self) -> Value {
-        let mut p = json!({"os": self.os, "architecture": self.architecture});
-        if let Some(v) = &self.variant {
-            p["variant"] = json!(v);
-        }
-        p
     }
 }
 
@@ -374,20 +320,6 @@ fn write_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn platforms_parse_and_print() {
-        let p: Platform = "linux/arm/v7".parse().unwrap();
-        assert_eq!(p.variant.as_deref(), Some("v7"));
-        assert_eq!(p.to_string(), "linux/arm/v7");
-        assert_eq!(
-            "linux/amd64".parse::<Platform>().unwrap().to_json(),
-            json!({"os": "linux", "architecture": "amd64"})
-        );
-        for bad in ["", "linux", "linux/", "linux/amd64/v1/x", "linux/amd 64"] {
-            assert!(bad.parse::<Platform>().is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn the_base_layer_needs_a_ca_bundle() {

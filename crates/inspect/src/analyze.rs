@@ -329,7 +329,7 @@ pub fn compare(before: &Report, after: &Report) -> Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::{self, Content, Entry, LayerSpec};
+    use gantry_builder::layer::{self, Content, Entry, LayerSpec};
     use gantry_oci::media_type::{OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 
     fn file(bytes: &[u8]) -> Entry {
