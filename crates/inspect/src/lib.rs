@@ -1,7 +1,8 @@
 //! Image inspection, shared by the Go image builder (`gantry analyze`) and the vulnerability
 //! scanner: the layer walker (`analyze`: tar, tar+gzip and tar+zstd layers read as streams,
 //! whiteouts and opaque directories applied, so a deleted file is not reported), Go build info
-//! from binary bytes (`buildinfo`), ELF facts (`elf`), and platforms (`Platform`,
+//! from binary bytes (`buildinfo`), ELF facts (`elf`), OS package databases (`packages`:
+//! apk and dpkg, and the OSV ecosystem from os-release), and platforms (`Platform`,
 //! `select_platform`). Pure: bytes in, facts out.
 
 use std::fmt;
@@ -13,6 +14,7 @@ use serde_json::{json, Value};
 pub mod analyze;
 pub mod buildinfo;
 pub mod elf;
+pub mod packages;
 
 /// A platform that does not read as `OS/ARCH[/VARIANT]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
