@@ -182,13 +182,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let last_look = Arc::new(AtomicI64::new(schedules.started - 1));
     let waker = runner.waker();
     let jobs = runner
-        .every_and_at_shutdown("pull counts", PULL_FLUSH_INTERVAL, {
-            let registry = registry.clone();
-            move || {
-                let registry = registry.clone();
-                async move { registry.flush_pulls().await.map_err(|e| e.to_string()) }
-            }
-        })
+        .every_and_at_shutdown(
+            "pull counts",
+            PULL_FLUSH_INTERVAL,
+            on(&registry, |r| async move { r.flush_pulls().await }),
+        )
         .every("schedules", SCHEDULE_LOOK, {
             let registry = registry.clone();
             move || {
@@ -200,57 +198,33 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                     if now <= after {
                         return Ok(());
                     }
-                    let added = registry
-                        .enqueue_due_firings(&schedules, after, now)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let added = registry.enqueue_due_firings(&schedules, after, now).await?;
                     last_look.store(now, Ordering::Relaxed);
                     if added > 0 {
                         waker.wake();
                     }
-                    Ok(())
+                    Ok::<(), gantry_registry::RegistryError>(())
                 }
             }
         })
-        .every("token scope answers", SCOPE_ANSWER_SWEEP, {
-            let access = access.clone();
-            move || {
-                let access = access.clone();
-                async move {
-                    access
-                        .forget_scope_answers()
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                }
-            }
-        })
-        .every("audit of background work", EVENT_LOOK, {
-            let access = access.clone();
-            move || {
-                let access = access.clone();
-                async move {
-                    access
-                        .audit_background_events()
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                }
-            }
-        })
-        .every("webhook events", EVENT_LOOK, {
-            let webhooks = webhooks.clone();
-            move || {
-                let webhooks = webhooks.clone();
-                async move {
-                    webhooks
-                        .fan_out()
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                }
-            }
-        })
+        .every(
+            "token scope answers",
+            SCOPE_ANSWER_SWEEP,
+            on(&access, |a| async move { a.forget_scope_answers().await }),
+        )
+        .every(
+            "audit of background work",
+            EVENT_LOOK,
+            on(
+                &access,
+                |a| async move { a.audit_background_events().await },
+            ),
+        )
+        .every(
+            "webhook events",
+            EVENT_LOOK,
+            on(&webhooks, |w| async move { w.fan_out().await }),
+        )
         .start();
     let state = Arc::new(AppState {
         registry: registry.clone(),
@@ -315,6 +289,16 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     meta.close().await;
     tracing::info!("gantry stopped");
     Ok(())
+}
+
+/// A periodic worker's task: `work` on a clone of `service` each time it runs.
+fn on<S, F, Fut>(service: &S, work: F) -> impl Fn() -> Fut + Send + Sync + 'static
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S) -> Fut + Send + Sync + 'static,
+{
+    let service = service.clone();
+    move || work(service.clone())
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` without credentials on `address` until the

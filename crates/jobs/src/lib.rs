@@ -189,17 +189,19 @@ impl JobRunner {
         self
     }
 
-    /// Runs `task` every `every` (the first time at start); an error is logged with `name`.
-    pub fn every<F, Fut>(self, name: &'static str, every: Duration, task: F) -> JobRunner
+    /// Runs `task` every `every` (the first time at start); its result is dropped, an error
+    /// is logged with `name`.
+    pub fn every<F, Fut, T, E>(self, name: &'static str, every: Duration, task: F) -> JobRunner
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        E: std::fmt::Display,
     {
         self.periodic(name, every, task, false)
     }
 
     /// As [`JobRunner::every`], and once more when the runner stops.
-    pub fn every_and_at_shutdown<F, Fut>(
+    pub fn every_and_at_shutdown<F, Fut, T, E>(
         self,
         name: &'static str,
         every: Duration,
@@ -207,12 +209,13 @@ impl JobRunner {
     ) -> JobRunner
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        E: std::fmt::Display,
     {
         self.periodic(name, every, task, true)
     }
 
-    fn periodic<F, Fut>(
+    fn periodic<F, Fut, T, E>(
         mut self,
         name: &'static str,
         every: Duration,
@@ -221,9 +224,13 @@ impl JobRunner {
     ) -> JobRunner
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        E: std::fmt::Display,
     {
-        let task: Task = Arc::new(move || Box::pin(task()));
+        let task: Task = Arc::new(move || {
+            let run = task();
+            Box::pin(async move { run.await.map(drop).map_err(|e| e.to_string()) })
+        });
         self.periodic.push(Periodic {
             name,
             every,

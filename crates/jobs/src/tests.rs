@@ -209,7 +209,7 @@ async fn periodic_workers_run_every_period_and_at_shutdown() {
             let counted = counted.clone();
             async move {
                 counted.fetch_add(1, Ordering::SeqCst);
-                Ok(())
+                Ok::<(), String>(())
             }
         })
         .start();
