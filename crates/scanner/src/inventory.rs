@@ -417,17 +417,18 @@ mod tests {
             distribution.pretty_name.as_deref(),
             Some("Alpine Linux v3.19")
         );
-        let listed: Vec<(PackageType, &str, &str, &str, Option<&str>, &[String])> = found
+        let listed: Vec<String> = found
             .packages
             .iter()
             .map(|p| {
-                (
+                format!(
+                    "{:?} {} {} (OSV {:?} {}) in {}",
                     p.kind,
-                    p.name.as_str(),
-                    p.version.as_str(),
-                    p.source_name.as_str(),
-                    p.ecosystem.as_deref(),
-                    p.locations.as_slice(),
+                    p.name,
+                    p.version,
+                    p.ecosystem,
+                    p.source_name,
+                    p.locations.join(",")
                 )
             })
             .collect();
@@ -435,30 +436,11 @@ mod tests {
         assert_eq!(
             listed,
             [
-                (
-                    PackageType::Golang,
-                    "stdlib",
-                    stdlib.as_str(),
-                    "stdlib",
-                    Some("Go"),
-                    &["/usr/bin/app".to_string()][..]
-                ),
-                (
-                    PackageType::Apk,
-                    "libssl3",
-                    "3.1.4-r1",
-                    "openssl",
-                    Some("Alpine:v3.19"),
-                    &["/lib/apk/db/installed".to_string()][..]
-                ),
-                (
-                    PackageType::Apk,
-                    "musl",
-                    "1.2.4-r2",
-                    "musl",
-                    Some("Alpine:v3.19"),
-                    &["/lib/apk/db/installed".to_string()][..]
-                ),
+                format!("Golang stdlib {stdlib} (OSV Some(\"Go\") stdlib) in /usr/bin/app"),
+                "Apk libssl3 3.1.4-r1 (OSV Some(\"Alpine:v3.19\") openssl) in /lib/apk/db/installed"
+                    .to_string(),
+                "Apk musl 1.2.4-r2 (OSV Some(\"Alpine:v3.19\") musl) in /lib/apk/db/installed"
+                    .to_string(),
             ]
         );
         assert_eq!(found.binaries.len(), 1);
