@@ -15,6 +15,7 @@ mod browse_cmd;
 mod build_cmd;
 mod config;
 mod data_dir;
+mod image_source;
 mod jobs_cmd;
 mod lifecycle_cmd;
 mod lint_cmd;

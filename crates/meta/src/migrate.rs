@@ -51,6 +51,10 @@ const SQLITE: &[(i64, &str)] = &[
         15,
         include_str!("../migrations/sqlite/0015_jobs_events_webhooks.sql"),
     ),
+    (
+        17,
+        include_str!("../migrations/sqlite/0017_scan_results.sql"),
+    ),
 ];
 
 /// PostgreSQL starts at version 11 with the whole schema in one step (no PostgreSQL database
@@ -72,6 +76,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         15,
         include_str!("../migrations/postgres/0015_jobs_events_webhooks.sql"),
+    ),
+    (
+        17,
+        include_str!("../migrations/postgres/0017_scan_results.sql"),
     ),
 ];
 
