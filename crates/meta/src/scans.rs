@@ -104,7 +104,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            meta.scan_results(&[digest.clone()]).await.unwrap(),
+            meta.scan_results(std::slice::from_ref(&digest))
+                .await
+                .unwrap(),
             [scan(&digest, 2, "{\"g\":2}")]
         );
         meta.put_scan_result(&scan(&digest, 3, "{\"g\":3}"))
