@@ -45,6 +45,9 @@ pub struct Package {
     pub name: String,
     /// As the image records it: `v0.3.5`, `v1.22.3` for the standard library, `1.2.4-r2`.
     pub version: String,
+    /// OS packages: the architecture the database records (`x86_64`, `amd64`, `all`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub architecture: Option<String>,
     /// The OSV ecosystem it is matched in (`Go`, `Alpine:v3.19`, `Debian:12`); `None` for OS
     /// packages of a distribution OSV has no ecosystem for.
     pub ecosystem: Option<String>,
@@ -234,6 +237,7 @@ pub fn inventory<R: Read>(
                 },
                 name: package.name,
                 version: package.version,
+                architecture: package.architecture,
                 ecosystem: ecosystem.clone(),
                 source_name: package.source_name,
                 source_version: package.source_version,
@@ -264,6 +268,7 @@ fn go_packages(info: &BuildInfo, location: &str) -> Vec<Package> {
         kind: PackageType::Golang,
         name: name.to_string(),
         version: version.to_string(),
+        architecture: None,
         ecosystem: Some(GO_ECOSYSTEM.to_string()),
         source_name: name.to_string(),
         source_version: version.to_string(),

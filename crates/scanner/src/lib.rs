@@ -3,5 +3,6 @@
 //! Debian packages of its package databases.
 
 pub mod inventory;
+pub mod sbom;
 
 pub use inventory::{inventory, GoBinary, Inventory, Package, PackageType};
