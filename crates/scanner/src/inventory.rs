@@ -72,6 +72,9 @@ pub struct GoBinary {
     pub go_version: String,
     /// The main module's path, if the build info has one.
     pub main_module: Option<String>,
+    /// The build settings' `GOOS` and `GOARCH`, if recorded.
+    pub goos: Option<String>,
+    pub goarch: Option<String>,
     /// The functions of the binary's function table, per package import path, in OSV's
     /// symbol notation; `None` when the table could not be read (reachability unknown).
     #[serde(skip)]
@@ -162,6 +165,8 @@ fn examine_executable(entry: &mut Entry<'_>) -> io::Result<Option<Found>> {
         path: format!("/{}", entry.path),
         go_version: info.go_version.clone(),
         main_module: info.main.as_ref().map(|m| m.path.clone()),
+        goos: info.setting("GOOS").map(str::to_string),
+        goarch: info.setting("GOARCH").map(str::to_string),
         symbols: None,
     };
     Ok(Some(Found::Go(Box::new((info, binary)))))
@@ -276,7 +281,7 @@ fn go_packages(info: &BuildInfo, location: &str) -> Vec<Package> {
         locations: vec![location.to_string()],
     };
     let mut packages = Vec::new();
-    if let Some(version) = stdlib_version(&info.go_version) {
+    if let Some(version) = gantry_osv::go_toolchain_version(&info.go_version) {
         packages.push(go(GO_STDLIB, &version, None));
     }
     let main = info.main.iter().filter(|m| m.version != "(devel)");
@@ -288,43 +293,6 @@ fn go_packages(info: &BuildInfo, location: &str) -> Vec<Package> {
         }
     }
     packages
-}
-
-/// The standard library's semantic version from a Go version as build info records it:
-/// `go1.22.3 X:boringcrypto` → `v1.22.3`, `go1.22` → `v1.22.0`, `go1.21rc2` → `v1.21.0-rc.2`,
-/// as golang.org/x/vuln's `semver.GoTagToSemver` maps them. `None` for what is not a Go
-/// release tag (`devel +abc`).
-pub fn stdlib_version(go_version: &str) -> Option<String> {
-    let tag = go_version.split_whitespace().next()?.strip_prefix("go")?;
-    let (release, prerelease) = match tag.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(at) => {
-            let (release, pre) = tag.split_at(at);
-            let number_at = pre.find(|c: char| c.is_ascii_digit())?;
-            let (word, number) = pre.split_at(number_at);
-            if !matches!(word, "rc" | "beta") || number.parse::<u32>().is_err() {
-                return None;
-            }
-            (release, Some(format!("{word}.{number}")))
-        }
-        None => (tag, None),
-    };
-    let mut parts: Vec<&str> = release.split('.').collect();
-    if parts.is_empty()
-        || parts.len() > 3
-        || parts
-            .iter()
-            .any(|p| p.is_empty() || p.parse::<u32>().is_err())
-    {
-        return None;
-    }
-    while parts.len() < 3 {
-        parts.push("0");
-    }
-    let mut version = format!("v{}", parts.join("."));
-    if let Some(pre) = prerelease {
-        version = format!("{version}-{pre}");
-    }
-    Some(version)
 }
 
 fn distribution(os_release: &str) -> Option<Distribution> {
@@ -437,7 +405,7 @@ mod tests {
                 )
             })
             .collect();
-        let stdlib = stdlib_version(&go_version).unwrap();
+        let stdlib = gantry_osv::go_toolchain_version(&go_version).unwrap();
         assert_eq!(
             listed,
             [
@@ -454,21 +422,5 @@ mod tests {
             found.binaries[0].main_module.as_deref(),
             Some("example.com/hello")
         );
-    }
-
-    #[test]
-    fn stdlib_versions_follow_go_release_tags() {
-        for (tag, version) in [
-            ("go1.22.3", Some("v1.22.3")),
-            ("go1.22.3 X:boringcrypto", Some("v1.22.3")),
-            ("go1.22", Some("v1.22.0")),
-            ("go1.21rc2", Some("v1.21.0-rc.2")),
-            ("go1.18beta1", Some("v1.18.0-beta.1")),
-            ("devel +abc123", None),
-            ("go1.x", None),
-            ("go", None),
-        ] {
-            assert_eq!(stdlib_version(tag).as_deref(), version, "{tag}");
-        }
     }
 }
