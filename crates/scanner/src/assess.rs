@@ -306,27 +306,20 @@ mod tests {
         let packages = vec![go_package("golang.org/x/text", "v0.3.5", None)];
         let called = [("golang.org/x/text/language", "Parse")];
         let findings = assess(&go_inventory(packages.clone(), Some(&called)), &advisories);
-        let seen: Vec<(&str, Option<&str>, Option<bool>, &[String])> = findings
+        let seen: Vec<String> = findings
             .iter()
             .map(|f| {
-                (
-                    f.id.as_str(),
-                    f.fixed_version.as_deref(),
-                    f.reachable,
-                    f.symbols.as_slice(),
+                format!(
+                    "{} fixed in {:?} reachable {:?} via {:?}",
+                    f.id, f.fixed_version, f.reachable, f.symbols
                 )
             })
             .collect();
         assert_eq!(
             seen,
             [
-                (
-                    "GO-2021-0113",
-                    Some("v0.3.7"),
-                    Some(true),
-                    &["golang.org/x/text/language.Parse".to_string()][..]
-                ),
-                ("GO-2022-1059", Some("v0.3.8"), Some(false), &[][..]),
+                "GO-2021-0113 fixed in Some(\"v0.3.7\") reachable Some(true) via [\"golang.org/x/text/language.Parse\"]",
+                "GO-2022-1059 fixed in Some(\"v0.3.8\") reachable Some(false) via []",
             ]
         );
         // The function table could not be read: reachability unknown, the findings stay.
