@@ -5,6 +5,7 @@
 //! table); `sbom` writes SPDX 2.3 and CycloneDX 1.5 documents of the same package list.
 
 pub mod assess;
+pub mod gate;
 pub mod inventory;
 pub mod report;
 pub mod sbom;
