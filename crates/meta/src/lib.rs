@@ -34,6 +34,7 @@ pub mod snapshot;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 mod usage;
+mod vulndb;
 mod webhooks;
 
 pub use archive::ArchiveRecord;
@@ -51,6 +52,7 @@ use quota::{Change, Held, UsageChanges};
 pub use quota::{Quota, QuotaExceeded, QuotaResource, Recount, Usage};
 pub use removal::ProjectRemoval;
 pub use usage::{ProjectUsage, RepositoryUsage, UsageFigures, UsageSnapshot, VersionSize};
+pub use vulndb::{StoredAdvisory, VulnDbImport, VulnDbSource, VulnDbStatus};
 pub use webhooks::{NewWebhook, Webhook};
 
 #[derive(Debug, thiserror::Error)]

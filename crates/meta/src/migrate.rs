@@ -51,6 +51,7 @@ const SQLITE: &[(i64, &str)] = &[
         15,
         include_str!("../migrations/sqlite/0015_jobs_events_webhooks.sql"),
     ),
+    (16, include_str!("../migrations/sqlite/0016_vulndb.sql")),
 ];
 
 /// PostgreSQL starts at version 11 with the whole schema in one step (no PostgreSQL database
@@ -73,6 +74,7 @@ const POSTGRES: &[(i64, &str)] = &[
         15,
         include_str!("../migrations/postgres/0015_jobs_events_webhooks.sql"),
     ),
+    (16, include_str!("../migrations/postgres/0016_vulndb.sql")),
 ];
 
 /// A transaction-scoped advisory lock key held while migrating PostgreSQL, so that replicas
