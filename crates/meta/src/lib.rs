@@ -35,6 +35,7 @@ pub mod snapshot;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 mod usage;
+mod vulndb;
 mod webhooks;
 
 pub use archive::ArchiveRecord;
@@ -53,6 +54,7 @@ pub use quota::{Quota, QuotaExceeded, QuotaResource, Recount, Usage};
 pub use removal::ProjectRemoval;
 pub use scans::ScanRecord;
 pub use usage::{ProjectUsage, RepositoryUsage, UsageFigures, UsageSnapshot, VersionSize};
+pub use vulndb::{StoredAdvisory, VulnDbImport, VulnDbSource, VulnDbStatus};
 pub use webhooks::{NewWebhook, Webhook};
 
 #[derive(Debug, thiserror::Error)]

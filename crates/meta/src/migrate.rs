@@ -51,6 +51,7 @@ const SQLITE: &[(i64, &str)] = &[
         15,
         include_str!("../migrations/sqlite/0015_jobs_events_webhooks.sql"),
     ),
+    (16, include_str!("../migrations/sqlite/0016_vulndb.sql")),
     (
         17,
         include_str!("../migrations/sqlite/0017_scan_results.sql"),
@@ -77,6 +78,7 @@ const POSTGRES: &[(i64, &str)] = &[
         15,
         include_str!("../migrations/postgres/0015_jobs_events_webhooks.sql"),
     ),
+    (16, include_str!("../migrations/postgres/0016_vulndb.sql")),
     (
         17,
         include_str!("../migrations/postgres/0017_scan_results.sql"),
