@@ -49,7 +49,7 @@ async fn fetch(args: &AnalyzeArgs, arg: &str, temp: &Path) -> anyhow::Result<Fet
             .manifest(&child.digest.to_string(), Some(&child.media_type))
             .await?;
     }
-    source.fetch_image(arg, &top, None, temp).await
+    source.fetch_image(arg, &top, temp).await
 }
 
 fn signed(delta: i64) -> String {

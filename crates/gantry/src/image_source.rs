@@ -22,8 +22,6 @@ pub struct FetchedImage {
     pub name: String,
     /// The image manifest's digest (the platform's, for an index).
     pub digest: Digest,
-    /// `os/architecture[/variant]` when the image came from an index.
-    pub platform: Option<String>,
     pub config: Value,
     /// Each layer's descriptor and the file holding its blob.
     pub layers: Vec<(Descriptor, PathBuf)>,
@@ -149,7 +147,6 @@ impl Source {
         &self,
         name: &str,
         image: &ManifestAt,
-        platform: Option<String>,
         temp: &Path,
     ) -> anyhow::Result<FetchedImage> {
         let config = image
@@ -169,7 +166,6 @@ impl Source {
         Ok(FetchedImage {
             name: name.to_string(),
             digest: image.manifest.digest.clone(),
-            platform,
             config,
             layers,
         })

@@ -116,7 +116,10 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
                 .iter()
                 .map(|image| (image.platform.clone(), &image.report))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&sarif(&args.image, &runs))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&sarif(&args.image, &runs))?
+            );
         }
     }
     if let Some(threshold) = args.fail_on {
@@ -131,7 +134,11 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
             bail!(
                 "{} finding(s) at or above {threshold}{}: {}",
                 blocking.len(),
-                if args.reachable_only { " (reachable)" } else { "" },
+                if args.reachable_only {
+                    " (reachable)"
+                } else {
+                    ""
+                },
                 blocking.join(", ")
             );
         }
@@ -143,10 +150,14 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
 fn load_advisories(paths: &[PathBuf]) -> anyhow::Result<Vec<KnownAdvisory>> {
     let mut advisories = Vec::new();
     for path in paths {
-        let reader = gantry_osv::source::open(path)
-            .with_context(|| format!("--db {}: give an OSV all.zip, a directory or a JSON file", path.display()))?;
+        let reader = gantry_osv::source::open(path).with_context(|| {
+            format!(
+                "--db {}: give an OSV all.zip, a directory or a JSON file",
+                path.display()
+            )
+        })?;
         for item in reader {
-            match item {
+            match item.with_context(|| format!("--db {}", path.display()))? {
                 Item::Record(record) => advisories.push(record.advisory),
                 Item::Malformed(bad) => {
                     eprintln!("warning: skipped {}: {}", bad.file, bad.error)
@@ -191,9 +202,7 @@ async fn scan_here(args: &ScanArgs) -> anyhow::Result<Vec<Scanned>> {
         }
         let dir = temp.path().join(index.to_string());
         std::fs::create_dir(&dir)?;
-        let image = source
-            .fetch_image(&args.image, &manifest, platform.clone(), &dir)
-            .await?;
+        let image = source.fetch_image(&args.image, &manifest, &dir).await?;
         let inventory = tokio::task::block_in_place(|| {
             gantry_scanner::inventory(image.layer_inputs()?)
                 .with_context(|| format!("cannot read the layers of {}", image.name))

@@ -115,6 +115,12 @@ fn image_scan(platform: Option<String>, digest: &Digest, record: Option<&ScanRec
     }
 }
 
+/// The unique key of the scan a pushed image gets against database `generation`: one per
+/// image and generation, whoever enqueues it (the push's event, a waiting pull).
+fn push_scan_key(digest: &str, generation: i64) -> String {
+    format!("scan:{digest}@{generation}")
+}
+
 fn scan_job(repository: &str, digest: &str, unique_key: Option<String>) -> NewJob {
     NewJob {
         unique_key,
@@ -155,7 +161,7 @@ impl Registry {
                 Some(scan_job(
                     repository,
                     digest,
-                    Some(format!("scan:{digest}@{generation}")),
+                    Some(push_scan_key(digest, generation)),
                 ))
             })
             .collect();
@@ -165,6 +171,22 @@ impl Registry {
             .consume_events(CONSUMER, cursor, last, &jobs, &[])
             .await?;
         Ok(if moved { added } else { 0 })
+    }
+
+    /// Enqueues the scan of a pushed image against the current database (once: the same key
+    /// as the push's own scan), and wakes the job runner.
+    pub(crate) async fn enqueue_push_scan(&self, repository: &str, digest: &Digest) -> Result<()> {
+        let generation = self.meta.vulndb_generation().await?;
+        let digest = digest.to_string();
+        let job = scan_job(
+            repository,
+            &digest,
+            Some(push_scan_key(&digest, generation)),
+        );
+        if self.meta.enqueue_job(&job).await?.is_some() {
+            self.wake_jobs();
+        }
+        Ok(())
     }
 
     /// Enqueues a scan of `reference` in `name` now (each image of an index); returns the job
@@ -181,6 +203,7 @@ impl Registry {
                 ids.push(id);
             }
         }
+        self.wake_jobs();
         Ok(ids)
     }
 
@@ -195,20 +218,23 @@ impl Registry {
         if parsed.kind != ManifestKind::Index {
             return Ok(vec![(None, stored.digest)]);
         }
-        let doc: Value = serde_json::from_slice(&stored.content)
-            .map_err(|e| RegistryError::ManifestInvalid(manifest::ManifestError::Json(e.to_string())))?;
+        let doc: Value = serde_json::from_slice(&stored.content).map_err(|e| {
+            RegistryError::ManifestInvalid(manifest::ManifestError::Json(e.to_string()))
+        })?;
         Ok(parsed
             .manifests
             .iter()
             .zip(doc["manifests"].as_array().into_iter().flatten())
             .map(|(child, entry)| {
                 let p = &entry["platform"];
-                let platform = p["os"].as_str().zip(p["architecture"].as_str()).map(
-                    |(os, arch)| match p["variant"].as_str() {
-                        Some(v) => format!("{os}/{arch}/{v}"),
-                        None => format!("{os}/{arch}"),
-                    },
-                );
+                let platform =
+                    p["os"]
+                        .as_str()
+                        .zip(p["architecture"].as_str())
+                        .map(|(os, arch)| match p["variant"].as_str() {
+                            Some(v) => format!("{os}/{arch}/{v}"),
+                            None => format!("{os}/{arch}"),
+                        });
                 (platform, child.digest.clone())
             })
             .collect())
@@ -243,7 +269,7 @@ impl Registry {
     /// status recorded. A manifest that is not an image (an index, a signature, an SBOM) is
     /// recorded `not-an-image`.
     pub async fn scan_image(&self, repository: &str, digest: &Digest) -> Result<&'static str> {
-        let name: RepositoryName = repository.parse().map_err(RegistryError::Name)?;
+        let name = crate::parse_name(repository)?;
         let generation = self.meta.vulndb_generation().await?;
         let stored = self
             .get_manifest(&name, &Reference::Digest(digest.clone()))
@@ -258,7 +284,20 @@ impl Registry {
             (NOT_AN_IMAGE, json!({}).to_string())
         } else {
             let inventory = self.inventory_of(parsed.layers).await?;
-            let advisories = self.meta.advisories_for(&package_keys(&inventory)).await?;
+            let keys = package_keys(&inventory);
+            let keys: Vec<(&str, &str)> =
+                keys.iter().map(|(e, n)| (e.as_str(), n.as_str())).collect();
+            let advisories: Vec<KnownAdvisory> = self
+                .meta
+                .advisories_for(&keys)
+                .await?
+                .into_iter()
+                .map(|stored| KnownAdvisory {
+                    advisory: stored.advisory,
+                    aliases: stored.aliases,
+                    severity: stored.severity,
+                })
+                .collect();
             let findings = assess(&inventory, &advisories);
             let report = ScanReport::new(inventory, findings);
             (
