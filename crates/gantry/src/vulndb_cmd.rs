@@ -110,7 +110,11 @@ async fn import(
     let mut reader = source::open(&path).with_context(|| {
         format!("cannot read {location}: give an OSV all.zip, a directory of OSV JSON files, one JSON file or an http(s) URL")
     })?;
-    let bar = counter(reader.len_hint() as u64, data.quiet());
+    let bar = progress_bar(
+        Some(reader.len_hint() as u64),
+        "{spinner} importing [{bar:30}] {pos}/{len} records",
+        data.quiet(),
+    );
 
     // The source is read on a blocking thread, a bounded queue ahead of the database.
     let (sender, mut receiver) = tokio::sync::mpsc::channel(256);
@@ -221,18 +225,10 @@ async fn download(
         "cannot download {url}: the server answered {}",
         response.status()
     );
-    let bar = ProgressBar::with_draw_target(
+    let bar = progress_bar(
         response.content_length(),
-        if quiet {
-            ProgressDrawTarget::hidden()
-        } else {
-            ProgressDrawTarget::stderr()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} downloading [{bar:30}] {bytes}/{total_bytes}")
-            .expect("template is valid")
-            .progress_chars("=> "),
+        "{spinner} downloading [{bar:30}] {bytes}/{total_bytes}",
+        quiet,
     );
     let file = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
     let mut target =
@@ -254,10 +250,10 @@ async fn download(
     Ok(file)
 }
 
-/// A bar counting records.
-fn counter(total: u64, quiet: bool) -> ProgressBar {
+/// A progress bar on stderr (hidden when `quiet`) drawn by `template`.
+fn progress_bar(total: Option<u64>, template: &str, quiet: bool) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(
-        Some(total),
+        total,
         if quiet {
             ProgressDrawTarget::hidden()
         } else {
@@ -265,7 +261,7 @@ fn counter(total: u64, quiet: bool) -> ProgressBar {
         },
     );
     bar.set_style(
-        ProgressStyle::with_template("{spinner} importing [{bar:30}] {pos}/{len} records")
+        ProgressStyle::with_template(template)
             .expect("template is valid")
             .progress_chars("=> "),
     );

@@ -5,22 +5,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
+use gantry_osv::testdata::{go_snapshot as snapshot, GO_SNAPSHOT_RECORDS};
 use serde_json::Value;
 
 /// Records in the snapshot.
-const SNAPSHOT_RECORDS: u64 = 4291;
-
-/// The Go database snapshot: `shared/` beside the checkout (or beside a folder above it).
-fn snapshot() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|dir| dir.join("shared/testdata/vulndb/osv-go-all.zip"))
-        .find(|path| path.is_file())
-        .expect("shared/testdata/vulndb/osv-go-all.zip beside the checkout")
-}
+const SNAPSHOT_RECORDS: u64 = GO_SNAPSHOT_RECORDS as u64;
 
 /// `gantry vulndb ARGS --data-dir DATA --quiet`, with no database from the environment.
 fn vulndb(data: &Path, args: &[&str]) -> Output {
