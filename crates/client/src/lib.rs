@@ -144,6 +144,21 @@ fn scheme_of(registry: &str, plain_http: bool) -> (&str, Scheme) {
     }
 }
 
+/// The HTTP client every gantry client request goes through: gantry's user agent, rustls
+/// with the system's roots and `transport.ca_cert`'s certificates. Fails when `ca_cert`
+/// cannot be read or holds no certificate.
+pub fn http_client(transport: &Transport) -> Result<reqwest::Client> {
+    let mut http = reqwest::Client::builder()
+        .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(16);
+    if let Some(path) = &transport.ca_cert {
+        for certificate in ca_certificates(path)? {
+            http = http.add_root_certificate(certificate);
+        }
+    }
+    Ok(http.build().expect("HTTP client builds"))
+}
+
 /// A connection to one registry host.
 #[derive(Clone, Debug)]
 pub struct RegistryClient {
@@ -167,16 +182,8 @@ impl RegistryClient {
         credentials: Option<Credentials>,
     ) -> Result<RegistryClient> {
         let (host, scheme) = scheme_of(registry, transport.plain_http);
-        let mut http = reqwest::Client::builder()
-            .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(16);
-        if let Some(path) = &transport.ca_cert {
-            for certificate in ca_certificates(path)? {
-                http = http.add_root_certificate(certificate);
-            }
-        }
         Ok(RegistryClient {
-            http: http.build().expect("HTTP client builds"),
+            http: http_client(transport)?,
             host: host.to_string(),
             scheme,
             base: Arc::default(),

@@ -33,12 +33,21 @@ impl TransportArgs {
         registry: &str,
         credentials: Option<Credentials>,
     ) -> anyhow::Result<RegistryClient> {
-        let transport = Transport {
+        RegistryClient::new(registry, &self.transport(), credentials)
+            .context("--ca-cert (or GANTRY_CA_CERT) must name a PEM file of CA certificates")
+    }
+
+    /// A plain HTTP client (downloads), trusting `--ca-cert` besides the system's roots.
+    pub fn http_client(&self) -> anyhow::Result<reqwest::Client> {
+        gantry_client::http_client(&self.transport())
+            .context("--ca-cert (or GANTRY_CA_CERT) must name a PEM file of CA certificates")
+    }
+
+    fn transport(&self) -> Transport {
+        Transport {
             plain_http: self.plain_http,
             ca_cert: self.ca_cert.clone(),
-        };
-        RegistryClient::new(registry, &transport, credentials)
-            .context("--ca-cert (or GANTRY_CA_CERT) must name a PEM file of CA certificates")
+        }
     }
 }
 

@@ -59,9 +59,9 @@ pub struct DataDirArgs {
 }
 
 impl DataDirArgs {
-    /// Refuses a server whose metadata is on PostgreSQL (GANTRY_DATABASE or the config's
-    /// `[database] url`): a backup here is a copy of the embedded default's files.
-    fn refuse_postgres(&self) -> anyhow::Result<()> {
+    /// Where the server keeps its metadata, as `gantry serve` finds it: GANTRY_DATABASE, else
+    /// the config's `[database] url`, else the data directory's SQLite file.
+    pub(crate) fn database(&self) -> anyhow::Result<gantry_meta::DatabaseLocation> {
         let given = match std::env::var("GANTRY_DATABASE") {
             Ok(url) => Some(url),
             Err(_) => match &self.config {
@@ -69,9 +69,18 @@ impl DataDirArgs {
                 None => None,
             },
         };
-        if let Some(gantry_meta::DatabaseLocation::Postgres(_)) =
-            given.as_deref().map(gantry_meta::DatabaseLocation::parse)
-        {
+        Ok(crate::config::database_location(given, &self.data_dir()?))
+    }
+
+    /// Whether to draw progress bars.
+    pub(crate) fn quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// Refuses a server whose metadata is on PostgreSQL (GANTRY_DATABASE or the config's
+    /// `[database] url`): a backup here is a copy of the embedded default's files.
+    fn refuse_postgres(&self) -> anyhow::Result<()> {
+        if let gantry_meta::DatabaseLocation::Postgres(_) = self.database()? {
             anyhow::bail!(
                 "this server keeps its metadata in PostgreSQL, and gantry backup copies the \
                  embedded default (SQLite and local blobs) only: back up PostgreSQL with pg_dump \
@@ -81,7 +90,7 @@ impl DataDirArgs {
         Ok(())
     }
 
-    fn data_dir(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn data_dir(&self) -> anyhow::Result<PathBuf> {
         if let Some(dir) = &self.data_dir {
             return Ok(dir.clone());
         }

@@ -26,6 +26,7 @@ mod scan_cmd;
 mod serve;
 mod tls;
 mod usage_cmd;
+mod vulndb_cmd;
 
 use config::LogFormat;
 
@@ -323,6 +324,11 @@ enum Command {
         pause_ms: u64,
         #[command(flatten)]
         api: admin::ApiArgs,
+    },
+    /// The vulnerability database scans match against: import OSV data, see what is loaded.
+    Vulndb {
+        #[command(subcommand)]
+        command: vulndb_cmd::VulnDbCommand,
     },
     /// Copy the data directory into DIR while the server runs: a consistent backup.
     #[command(
@@ -648,6 +654,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pause_ms,
             api,
         } => lifecycle_cmd::gc(&api, dry_run, grace, pause_ms).await,
+        Command::Vulndb { command } => vulndb_cmd::vulndb(command).await,
         Command::Backup { dir, data } => backup::backup(&dir, &data).await,
         Command::RestoreBackup { dir, data } => backup::restore(&dir, &data).await,
         Command::Audit {

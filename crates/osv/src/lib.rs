@@ -30,5 +30,7 @@ pub use version::{
     go_toolchain_version, AlpineVersion, DebianVersion, Ecosystem, GoVersion, Version,
 };
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod testdata;
 #[cfg(test)]
 mod tests;

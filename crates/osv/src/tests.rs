@@ -1,21 +1,11 @@
 use std::cmp::Ordering;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use proptest::prelude::*;
 
 use crate::source::{self, Item};
+use crate::testdata::{go_snapshot as snapshot, GO_SNAPSHOT_RECORDS};
 use crate::*;
-
-/// The Go vulnerability database snapshot (CC-BY-4.0, attribution in its NOTICES): the
-/// project's shared test data, `shared/` beside the checkout (or beside a folder above it,
-/// as for worktrees).
-fn snapshot() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|dir| dir.join("shared/testdata/vulndb/osv-go-all.zip"))
-        .find(|path| path.is_file())
-        .expect("shared/testdata/vulndb/osv-go-all.zip beside the checkout")
-}
 
 fn read_all(path: &Path) -> (Vec<Record>, Vec<Malformed>) {
     let mut records = Vec::new();
@@ -49,7 +39,7 @@ fn apk(a: &str, b: &str) -> Ordering {
 fn the_go_snapshot_imports_every_record() {
     let (records, malformed) = read_all(&snapshot());
     assert_eq!(malformed, vec![]);
-    assert_eq!(records.len(), 4291);
+    assert_eq!(records.len(), GO_SNAPSHOT_RECORDS);
     assert!(records.iter().all(|r| r.advisory.id.starts_with("GO-")));
     let with_symbols = records
         .iter()
