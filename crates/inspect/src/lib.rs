@@ -12,9 +12,11 @@ use gantry_oci::Digest;
 use serde_json::{json, Value};
 
 pub mod analyze;
+pub mod binary;
 pub mod buildinfo;
 pub mod elf;
 pub mod packages;
+pub mod pclntab;
 
 /// A platform that does not read as `OS/ARCH[/VARIANT]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
