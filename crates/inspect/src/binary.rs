@@ -112,6 +112,18 @@ impl<'data> Executable<'data> {
             .filter(|data| !data.is_empty())
     }
 
+    /// The file bytes of the writable data sections (ELF `.data`, `.go.buildinfo`; PE `.data`;
+    /// Mach-O `__DATA,__data`…), in header order: where Go's build info header lives, and
+    /// where a copy of its magic string in read-only data (any program that reads build info
+    /// carries one) is not.
+    pub fn writable_data_sections(&self) -> impl Iterator<Item = &'data [u8]> + '_ {
+        self.file
+            .sections()
+            .filter(|s| s.kind() == object::SectionKind::Data)
+            .filter_map(|s| s.data().ok())
+            .filter(|data| !data.is_empty())
+    }
+
     /// The `size` bytes at virtual address `address` of the loaded image (PE addresses include
     /// the image base, as Go's pointers do), if all of them are backed by the file: looked up
     /// in the segments (ELF `PT_LOAD`, Mach-O segments), then in the sections. `None` for an

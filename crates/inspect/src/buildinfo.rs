@@ -104,40 +104,63 @@ fn inline_string<'a>(data: &'a [u8], pos: &mut usize) -> Result<&'a [u8], BuildI
     Ok(s)
 }
 
+/// Go aligns the build info header to 16 bytes (debug/buildinfo's buildInfoAlign).
+const ALIGN: usize = 16;
+
 /// Finds and parses the build info in a Go binary's bytes (ELF, Mach-O or PE; any Go from 1.13
-/// on). The header is looked for in the executable's `.go.buildinfo` (ELF) or
-/// `__go_buildinfo` (Mach-O) section, and where there is none (PE, or headers that do not
-/// parse) anywhere in the bytes, taking the first candidate that reads. Errors: `Missing`
-/// when no header is found or its version is empty (as Go's reader), `Malformed` for a header
-/// that is cut off or whose strings run past the end, `UnmappedAddress` and `NotExecutable`
-/// for a pointer form whose pointers cannot be followed.
+/// on). As Go's debug/buildinfo looks for it: in the executable's `.go.buildinfo` (ELF) or
+/// `__go_buildinfo` (Mach-O) section, else at a 16-byte aligned place in its writable data
+/// (PE; ELF without section names), taking the first candidate that reads; bytes that are no
+/// executable are searched whole. Errors: `Missing` when no header is found or its version is
+/// empty (as Go's reader), `Malformed` for a header that is cut off or whose strings run past
+/// the end, `UnmappedAddress` and `NotExecutable` for a pointer form whose pointers cannot be
+/// followed.
 pub fn parse(binary: &[u8]) -> Result<BuildInfo, BuildInfoError> {
-    let exe = Executable::parse(binary);
-    if let Ok(exe) = &exe {
-        for name in [".go.buildinfo", "__go_buildinfo"] {
-            if let Some(section) = exe.section(name) {
-                if section.starts_with(MAGIC) {
-                    return parse_header(section, Ok(exe));
-                }
+    let exe = match Executable::parse(binary) {
+        Ok(exe) => exe,
+        Err(not_executable) => {
+            return first_that_reads(find_all(binary, 1), |header| {
+                parse_header(header, Err(not_executable.clone()))
+            })
+        }
+    };
+    let exe = &exe;
+    for name in [".go.buildinfo", "__go_buildinfo"] {
+        if let Some(section) = exe.section(name) {
+            if section.starts_with(MAGIC) {
+                return parse_header(section, Ok(exe));
             }
         }
     }
+    let candidates = exe
+        .writable_data_sections()
+        .flat_map(|section| find_all(section, ALIGN));
+    first_that_reads(candidates, |header| parse_header(header, Ok(exe)))
+}
+
+/// Every suffix of `data` starting with [`MAGIC`] at a multiple of `align`.
+fn find_all(data: &[u8], align: usize) -> impl Iterator<Item = &[u8]> + '_ {
+    (0..data.len())
+        .step_by(align)
+        .filter(move |&at| data[at..].starts_with(MAGIC))
+        .map(move |at| &data[at..])
+}
+
+/// The first candidate that reads, or the first error, or `Missing` when there is none.
+fn first_that_reads<'a>(
+    candidates: impl Iterator<Item = &'a [u8]>,
+    read: impl Fn(&'a [u8]) -> Result<BuildInfo, BuildInfoError>,
+) -> Result<BuildInfo, BuildInfoError> {
     let mut first_error = None;
-    let mut rest = binary;
-    while let Some(at) = find(rest, MAGIC) {
-        match parse_header(&rest[at..], exe.as_ref().map_err(Clone::clone)) {
+    for candidate in candidates {
+        match read(candidate) {
             Ok(info) => return Ok(info),
             Err(e) => {
                 first_error.get_or_insert(e);
             }
         }
-        rest = &rest[at + 1..];
     }
     Err(first_error.unwrap_or(BuildInfoError::Missing))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Reads the header at the start of `data` and the two strings it leads to.
@@ -246,6 +269,10 @@ pub fn parse_modinfo(text: &str) -> BuildInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+        haystack.windows(needle.len()).position(|w| w == needle)
+    }
 
     const MODINFO: &str = "path\texample.com/hello\nmod\texample.com/hello\t(devel)\t\n\
         dep\texample.com/greet\tv1.2.3\th1:abc=\ndep\tgolang.org/x/text\tv0.3.0\th1:def=\n\

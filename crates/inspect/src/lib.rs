@@ -15,6 +15,7 @@ pub mod analyze;
 pub mod binary;
 pub mod buildinfo;
 pub mod elf;
+pub mod gobinary;
 pub mod packages;
 pub mod pclntab;
 
