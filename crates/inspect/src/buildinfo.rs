@@ -255,15 +255,70 @@ pub fn parse_modinfo(text: &str) -> BuildInfo {
                     last.replacement = Some(Box::new(module(rest)));
                 }
             }
-            ["build", setting, ..] => {
-                let (key, value) = setting.split_once('=').unwrap_or((setting, ""));
-                info.settings
-                    .push((key.to_string(), value.trim_matches('"').to_string()));
-            }
+            ["build", setting, ..] => info.settings.push(build_setting(setting)),
             _ => {}
         }
     }
     info
+}
+
+/// A `build` line's `key=value`, either side quoted as Go's strconv.Quote quotes (runtime/debug
+/// quotes a key or value holding a space, tab, newline, `"` or backquote).
+fn build_setting(setting: &str) -> (String, String) {
+    let (key, rest) = if setting.starts_with('"') {
+        let (key, len) = unquote(setting);
+        (key, &setting[len..])
+    } else {
+        let at = setting.find('=').unwrap_or(setting.len());
+        (setting[..at].to_string(), &setting[at..])
+    };
+    let value = rest.strip_prefix('=').unwrap_or(rest);
+    let value = if value.starts_with('"') {
+        unquote(value).0
+    } else {
+        value.to_string()
+    };
+    (key, value)
+}
+
+/// Reads the Go double-quoted string at the start of `s` (which starts with `"`): its value and
+/// the length of its quoted form. An unterminated string runs to the end; an unknown escape
+/// stands for itself.
+fn unquote(s: &str) -> (String, usize) {
+    let mut out = String::new();
+    let mut chars = s.char_indices().skip(1);
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' => return (out, at + 1),
+            '\\' => {
+                let Some((_, escaped)) = chars.next() else {
+                    break;
+                };
+                let mut hex = |digits: usize| -> Option<char> {
+                    let text: String = (0..digits)
+                        .filter_map(|_| chars.next().map(|(_, c)| c))
+                        .collect();
+                    char::from_u32(u32::from_str_radix(&text, 16).ok()?)
+                };
+                let decoded = match escaped {
+                    'n' => Some('\n'),
+                    't' => Some('\t'),
+                    'r' => Some('\r'),
+                    'a' => Some('\x07'),
+                    'b' => Some('\x08'),
+                    'f' => Some('\x0c'),
+                    'v' => Some('\x0b'),
+                    'x' => hex(2),
+                    'u' => hex(4),
+                    'U' => hex(8),
+                    other => Some(other),
+                };
+                out.extend(decoded);
+            }
+            c => out.push(c),
+        }
+    }
+    (out, s.len())
 }
 
 #[cfg(test)]
@@ -313,6 +368,20 @@ mod tests {
         assert_eq!(info.setting("CGO_ENABLED"), Some("0"));
         assert_eq!(info.setting("-ldflags"), Some("-s -w"));
         assert_eq!(info.setting("GOOS"), None);
+    }
+
+    #[test]
+    fn quoted_build_settings_are_unquoted_as_go_quotes_them() {
+        let info = parse_modinfo(
+            "build\t-ldflags=\"-s -w -X \\\"main.version=1.2 x\\\"\"\n\
+             build\t\"odd key\"=\"tab\\there\"\nbuild\tvcs.modified=true\n",
+        );
+        assert_eq!(
+            info.setting("-ldflags"),
+            Some("-s -w -X \"main.version=1.2 x\"")
+        );
+        assert_eq!(info.setting("odd key"), Some("tab\there"));
+        assert_eq!(info.setting("vcs.modified"), Some("true"));
     }
 
     #[test]
