@@ -111,10 +111,10 @@ fn nm_symbols(fixture: &Fixture) -> BTreeMap<String, BTreeSet<String>> {
     let names: Vec<String> = listing
         .lines()
         .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (_address, kind) = (fields.next()?, fields.next()?);
-            let name = line.splitn(2, kind).nth(1)?.trim();
-            ["T", "t"].contains(&kind).then(|| name.to_string())
+            // `ADDRESS KIND NAME`; a name may hold spaces (`type:.eq.struct { … }`).
+            let (_address, rest) = line.trim_start().split_once(' ')?;
+            let (kind, name) = rest.trim_start().split_once(' ')?;
+            ["T", "t"].contains(&kind).then(|| name.trim().to_string())
         })
         .collect();
     only_fixture_packages(symbols_by_package(
