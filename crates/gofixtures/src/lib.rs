@@ -103,6 +103,7 @@ pub enum Goos {
 }
 
 impl Goos {
+    /// `GOOS`'s spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Goos::Linux => "linux",
@@ -115,7 +116,9 @@ impl Goos {
 /// How to build a fixture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Options {
+    /// The `go` to build with.
     pub toolchain: Toolchain,
+    /// `GOOS` (`GOARCH` is always `amd64`).
     pub goos: Goos,
     /// `-ldflags=-s -w`: no symbol table, no DWARF.
     pub stripped: bool,
@@ -170,11 +173,13 @@ pub const PACKAGES: [&str; 5] = [
 /// A built fixture executable.
 #[derive(Debug)]
 pub struct Fixture {
+    /// How it was built.
     pub options: Options,
     /// The `go` that built it (its `go version -m` and `go tool nm` read it best).
     pub go: PathBuf,
     /// The executable.
     pub path: PathBuf,
+    /// The executable's bytes.
     pub bytes: Vec<u8>,
 }
 

@@ -82,14 +82,17 @@ impl<'data> Executable<'data> {
         Ok(Executable { file, format })
     }
 
+    /// Which of the three formats the file is.
     pub fn format(&self) -> ExecutableFormat {
         self.format
     }
 
+    /// 64-bit (ELFCLASS64, Mach-O 64, PE32+), else 32-bit.
     pub fn is_64(&self) -> bool {
         self.file.is_64()
     }
 
+    /// The byte order of the headers (and of Go's tables in the file).
     pub fn is_little_endian(&self) -> bool {
         self.file.is_little_endian()
     }

@@ -43,7 +43,10 @@ pub enum BuildInfoError {
 /// A module as the build info lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Module {
+    /// Module path, e.g. `golang.org/x/text`.
     pub path: String,
+    /// e.g. `v0.3.5`, a pseudo-version, `v2.1.0+incompatible`, or `(devel)` for the main
+    /// module built from source.
     pub version: String,
     /// `h1:` checksum; empty for the main module and replaced modules without one.
     pub sum: String,
@@ -51,19 +54,23 @@ pub struct Module {
     pub replacement: Option<Box<Module>>,
 }
 
+/// A Go binary's build information, as `go version -m` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BuildInfo {
     /// e.g. `go1.19.8`
     pub go_version: String,
     /// The main package's import path.
     pub path: String,
+    /// The main module (`mod` line).
     pub main: Option<Module>,
+    /// Every dependency module linked in (`dep` lines), in the order Go lists them.
     pub deps: Vec<Module>,
     /// `build` lines: `-trimpath=true`, `CGO_ENABLED=0`, `GOARCH=amd64`, `vcs.revision=…`.
     pub settings: Vec<(String, String)>,
 }
 
 impl BuildInfo {
+    /// The value of build setting `key` (`GOOS`, `-ldflags`, `vcs.revision`), unquoted.
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.settings
             .iter()

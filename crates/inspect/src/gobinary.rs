@@ -12,6 +12,7 @@ use crate::pclntab::{self, PclntabError, PclntabVersion};
 /// What a Go executable says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoBinary {
+    /// The Go version, modules and build settings (what `go version -m` prints).
     pub info: BuildInfo,
     /// Per package import path (`golang.org/x/text/language`; the main package under its real
     /// path, [`BuildInfo::path`], not `main`), the functions compiled into the binary in OSV's

@@ -38,6 +38,7 @@ pub enum PclntabError {
 /// The functions a function table lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionTable {
+    /// The layout the table was written in (which Go release wrote it, roughly).
     pub version: PclntabVersion,
     /// Function names as the linker wrote them (`net/http.(*Client).Do`,
     /// `golang.org/x/text/language.Parse`, `main.main.func1`), in table (address) order.
