@@ -493,6 +493,8 @@ type Number interface{ ~int | ~int64 | ~float64 }
 
 // Sum adds numbers: a generic function, whose instantiations the symbol table names with
 // brackets.
+//
+//go:noinline
 func Sum[N Number](xs []N) N {
 	var total N
 	for _, x := range xs {
