@@ -13,9 +13,12 @@ use gantry_oci::Digest;
 use serde_json::{json, Value};
 
 pub mod analyze;
+pub mod binary;
 pub mod buildinfo;
 pub mod elf;
+pub mod gobinary;
 pub mod packages;
+pub mod pclntab;
 pub mod walk;
 
 /// A platform that does not read as `OS/ARCH[/VARIANT]`.
