@@ -80,6 +80,15 @@ pub enum GateCommand {
     },
     /// The system-wide allowlist.
     Allowlist,
+    /// Scan every image pushed to a project, or not (on by default; images are also scanned
+    /// on demand with `gantry scan` and after every database import).
+    ScanOnPush {
+        /// The project.
+        project: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
 }
 
 fn policy_path(project: &str) -> String {
@@ -108,6 +117,9 @@ fn show_policy(api: &ApiArgs, project: &str, policy: &Value) {
             }
         ),
         None => println!("{project}: the pull gate is off"),
+    }
+    if policy["scan_on_push"] == false {
+        println!("{project}: images are not scanned on push");
     }
     list(api, policy, "allowlist", &["id", "expires_at", "reason"]);
 }
@@ -204,6 +216,14 @@ pub async fn gate(api: &ApiArgs, command: GateCommand) -> anyhow::Result<()> {
             }
             let set = api.call(Method::PUT, &path, Some(document)).await?;
             done(api, &set, &format!("{id} is no longer allowed"));
+        }
+        GateCommand::ScanOnPush { project, state } => {
+            let mut policy = api.call(Method::GET, &policy_path(&project), None).await?;
+            policy["scan_on_push"] = json!(state == "on");
+            let set = api
+                .call(Method::PUT, &policy_path(&project), Some(policy))
+                .await?;
+            done(api, &set, &format!("{project}: scan on push {state}"));
         }
         GateCommand::Allowlist => {
             let document = api.call(Method::GET, ALLOWLIST_PATH, None).await?;

@@ -16,7 +16,8 @@ pub enum WebhookCommand {
         the secret: `X-Gantry-Signature-256: sha256=<hex>`. Events of one repository arrive in\n\
         order; a receiver that fails or is down is retried with backoff (about four hours).\n\
         Event types: artifact.pushed, artifact.deleted, artifact.pulled, tag.moved, tag.deleted,\n\
-        quota.exceeded, retention.completed, artifact.archived, artifact.restored.\n\n\
+        quota.exceeded, retention.completed, artifact.archived, artifact.restored,\n\
+        artifact.scanned (its summary and the vulnerabilities new since the image's last scan).\n\n\
         Example:\n    \
         gantry webhook add team --url https://ci.example.com/hooks/gantry \\\n        \
         --event artifact.pushed --event tag.moved")]

@@ -30,6 +30,8 @@ const SCHEDULE_LOOK: Duration = Duration::from_secs(1);
 const SCOPE_ANSWER_SWEEP: Duration = Duration::from_secs(3600);
 /// How often each server looks for new events to hand to webhooks.
 const EVENT_LOOK: Duration = Duration::from_millis(500);
+/// How often each server looks for images scanned against an older vulnerability database.
+const RESCAN_LOOK: Duration = Duration::from_secs(2);
 
 /// The ES256 key registry tokens are signed with, created on first start (mode 0600).
 pub const TOKEN_KEY_FILE: &str = "token-signing-key.pem";
@@ -225,6 +227,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             "webhook events",
             EVENT_LOOK,
             on(&webhooks, |w| async move { w.fan_out().await }),
+        )
+        .every(
+            "rescans after a database import",
+            RESCAN_LOOK,
+            on(&registry, |r| async move { r.enqueue_rescans().await }),
         )
         .every("scans of pushed images", EVENT_LOOK, {
             let (registry, waker) = (registry.clone(), waker.clone());

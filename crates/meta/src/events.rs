@@ -20,7 +20,7 @@ use crate::{AuditEvent, MetaError, MetaStore, Result};
 pub struct NewEvent {
     /// `artifact.pushed`, `artifact.deleted`, `artifact.pulled`, `tag.moved`, `tag.deleted`,
     /// `quota.exceeded`, `retention.completed`, `gc.completed`, `artifact.archived`,
-    /// `artifact.restored`.
+    /// `artifact.restored`, `artifact.scanned`.
     pub event_type: &'static str,
     /// `None` for system-wide events (a GC run).
     pub project: Option<String>,

@@ -70,7 +70,7 @@ impl GateCache {
         self.entries.lock().remove(key);
     }
 
-    async fn policy(&self, meta: &MetaStore, project: &str) -> Result<GatePolicy> {
+    pub(crate) async fn policy(&self, meta: &MetaStore, project: &str) -> Result<GatePolicy> {
         if let Some(Cached::Policy(policy)) = self.cached(project) {
             return Ok(policy);
         }

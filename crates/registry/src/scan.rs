@@ -11,7 +11,7 @@ use std::io;
 use std::sync::Arc;
 
 use gantry_jobs::{JobError, JobHandler, Progress};
-use gantry_meta::{JobRecord, NewJob, ScanRecord};
+use gantry_meta::{JobRecord, NewEvent, NewJob, ScanRecord};
 use gantry_oci::manifest::{self, ManifestKind};
 use gantry_oci::media_type::{DOCKER_CONFIG, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX};
 use gantry_oci::{Digest, Reference, RepositoryName};
@@ -148,23 +148,30 @@ impl Registry {
             return Ok(0);
         };
         let generation = self.meta.vulndb_generation().await?;
-        let jobs: Vec<NewJob> = events
-            .iter()
-            .filter(|e| e.event_type == "artifact.pushed")
-            .filter(|e| {
-                let media_type = e.data["media_type"].as_str().unwrap_or_default();
-                media_type != OCI_INDEX && media_type != DOCKER_MANIFEST_LIST
-            })
-            .filter_map(|e| {
-                let repository = e.repository.as_deref()?;
-                let digest = e.data["digest"].as_str()?;
-                Some(scan_job(
-                    repository,
-                    digest,
-                    Some(push_scan_key(digest, generation)),
-                ))
-            })
-            .collect();
+        let mut jobs = Vec::new();
+        for event in &events {
+            let media_type = event.data["media_type"].as_str().unwrap_or_default();
+            let (Some(repository), Some(digest)) =
+                (event.repository.as_deref(), event.data["digest"].as_str())
+            else {
+                continue;
+            };
+            if event.event_type != "artifact.pushed"
+                || media_type == OCI_INDEX
+                || media_type == DOCKER_MANIFEST_LIST
+            {
+                continue;
+            }
+            let project = RepositoryName::project_of(repository);
+            if !self.gate.policy(&self.meta, project).await?.scan_on_push {
+                continue;
+            }
+            jobs.push(scan_job(
+                repository,
+                digest,
+                Some(push_scan_key(digest, generation)),
+            ));
+        }
         let added = jobs.len();
         let moved = self
             .meta
@@ -281,7 +288,7 @@ impl Registry {
                 .as_ref()
                 .is_some_and(|c| c.media_type == OCI_CONFIG || c.media_type == DOCKER_CONFIG);
         let (status, report) = if !is_image {
-            (NOT_AN_IMAGE, json!({}).to_string())
+            (NOT_AN_IMAGE, None)
         } else {
             let inventory = self.inventory_of(parsed.layers).await?;
             let keys = package_keys(&inventory);
@@ -299,37 +306,86 @@ impl Registry {
                 })
                 .collect();
             let findings = assess(&inventory, &advisories);
-            let report = ScanReport::new(inventory, findings);
-            (
-                SCANNED,
-                serde_json::to_string(&report).expect("reports serialize"),
-            )
+            (SCANNED, Some(ScanReport::new(inventory, findings)))
+        };
+        let previous = self
+            .meta
+            .scan_results(std::slice::from_ref(digest))
+            .await?
+            .into_iter()
+            .next()
+            .filter(|r| r.status == SCANNED)
+            .and_then(|r| serde_json::from_str::<ScanReport>(&r.report).ok());
+        let event = scanned_event(
+            repository,
+            digest,
+            generation,
+            report.as_ref(),
+            previous.as_ref(),
+        );
+        let report = match &report {
+            Some(report) => serde_json::to_string(report).expect("reports serialize"),
+            None => json!({}).to_string(),
         };
         self.meta
-            .put_scan_result(&ScanRecord {
-                digest: digest.clone(),
-                status: status.to_string(),
-                generation,
-                scanned_ms: gantry_meta::now_ms(),
-                report,
-            })
+            .put_scan_result(
+                &ScanRecord {
+                    digest: digest.clone(),
+                    repository: repository.to_string(),
+                    status: status.to_string(),
+                    generation,
+                    scanned_ms: gantry_meta::now_ms(),
+                    report,
+                },
+                event.as_ref(),
+            )
             .await?;
         Ok(status)
     }
 
     /// Records that the scan of `digest` failed, with why.
-    async fn record_failed_scan(&self, digest: &Digest, error: &str) -> Result<()> {
+    async fn record_failed_scan(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        error: &str,
+    ) -> Result<()> {
         let generation = self.meta.vulndb_generation().await?;
         self.meta
-            .put_scan_result(&ScanRecord {
-                digest: digest.clone(),
-                status: FAILED.to_string(),
-                generation,
-                scanned_ms: gantry_meta::now_ms(),
-                report: json!({ "error": error }).to_string(),
-            })
+            .put_scan_result(
+                &ScanRecord {
+                    digest: digest.clone(),
+                    repository: repository.to_string(),
+                    status: FAILED.to_string(),
+                    generation,
+                    scanned_ms: gantry_meta::now_ms(),
+                    report: json!({ "error": error }).to_string(),
+                },
+                None,
+            )
             .await?;
         Ok(())
+    }
+
+    /// Enqueues a scan of every image whose latest scan was matched against an older
+    /// database than the current one (after an import), a batch per call, once per image and
+    /// generation; returns how many jobs were added.
+    pub async fn enqueue_rescans(&self) -> Result<usize> {
+        let generation = self.meta.vulndb_generation().await?;
+        let mut added = 0;
+        for (repository, digest) in self.meta.stale_scans(generation, BATCH).await? {
+            let digest = digest.to_string();
+            let job = scan_job(
+                &repository,
+                &digest,
+                Some(push_scan_key(&digest, generation)),
+            );
+            added += usize::from(self.meta.enqueue_job(&job).await?.is_some());
+        }
+        if added > 0 {
+            self.wake_jobs();
+        }
+        Ok(added)
     }
 
     /// The packages of an image whose layers are `layers`, each layer's blob opened only when
@@ -453,6 +509,51 @@ impl Registry {
     }
 }
 
+/// The `artifact.scanned` event of a scan that found `report` (none for what is not an
+/// image, which raises none): its summary, and the vulnerabilities the image's previous scan
+/// did not have (after a database import: the newly affected), so a receiver needs no second
+/// request.
+fn scanned_event(
+    repository: &str,
+    digest: &Digest,
+    generation: i64,
+    report: Option<&ScanReport>,
+    previous: Option<&ScanReport>,
+) -> Option<NewEvent> {
+    let report = report?;
+    let known: Vec<&str> = previous
+        .map(|p| p.vulnerabilities.iter().map(|f| f.id.as_str()).collect())
+        .unwrap_or_default();
+    let new: Vec<Value> = report
+        .vulnerabilities
+        .iter()
+        .filter(|f| !known.contains(&f.id.as_str()))
+        .map(|f| {
+            json!({
+                "id": f.id,
+                "aliases": f.aliases,
+                "package": f.package,
+                "version": f.version,
+                "fixed_version": f.fixed_version,
+                "severity": f.severity,
+                "reachable": f.reachable,
+            })
+        })
+        .collect();
+    Some(NewEvent::in_repository(
+        "artifact.scanned",
+        repository,
+        json!({
+            "repository": repository,
+            "digest": digest,
+            "database_generation": generation,
+            "summary": report.summary,
+            "first_scan": previous.is_none(),
+            "new_vulnerabilities": new,
+        }),
+    ))
+}
+
 /// The SBOM formats: SPDX 2.3 JSON (the default) and CycloneDX 1.5 JSON.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -524,7 +625,7 @@ impl JobHandler for ScanJob {
                 let last_attempt = job.attempts >= job.max_attempts;
                 if last_attempt {
                     self.0
-                        .record_failed_scan(&digest, &e.to_string())
+                        .record_failed_scan(&payload.repository, &digest, &e.to_string())
                         .await
                         .map_err(|e| JobError::transient(e.to_string()))?;
                 }

@@ -39,10 +39,13 @@ pub struct Allowed {
     pub reason: Option<String>,
 }
 
-/// A project's vulnerability policy for pulls.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A project's vulnerability policy: scanning on push, and the pull gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatePolicy {
+    /// Scan every image pushed to the project (Harbor's "automatically scan images on push").
+    #[serde(default = "yes")]
+    pub scan_on_push: bool,
     /// Refuse pulls of images with findings at or above this severity; `None`: the gate is off.
     #[serde(default)]
     pub block_severity: Option<Severity>,
@@ -63,6 +66,24 @@ pub struct GatePolicy {
 
 fn default_wait_secs() -> u64 {
     60
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for GatePolicy {
+    /// Scan on push; the gate off.
+    fn default() -> Self {
+        GatePolicy {
+            scan_on_push: true,
+            block_severity: None,
+            reachable_only: false,
+            unscanned: Unscanned::Wait,
+            wait_secs: default_wait_secs(),
+            allowlist: Vec::new(),
+        }
+    }
 }
 
 /// A policy that cannot be kept.
@@ -209,6 +230,7 @@ mod tests {
         let parsed: GatePolicy = serde_json::from_str(r#"{"block_severity": "HIGH"}"#).unwrap();
         assert_eq!(parsed.unscanned, Unscanned::Wait);
         assert_eq!(parsed.wait_secs, 60);
+        assert!(parsed.scan_on_push);
         assert!(serde_json::from_str::<GatePolicy>(r#"{"block": "HIGH"}"#).is_err());
         let long = GatePolicy {
             wait_secs: 301,

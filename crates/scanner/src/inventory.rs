@@ -10,9 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 
-use gantry_inspect::buildinfo::{self, BuildInfo};
+use gantry_inspect::buildinfo::BuildInfo;
 use gantry_inspect::packages::{self, OsPackage, PackageKind};
 use gantry_inspect::walk::{walk, Entry, LayerInput};
+use gantry_inspect::{binary, gobinary};
 use serde::{Deserialize, Serialize};
 
 /// The largest package database or os-release file read; a bigger one is not read and the
@@ -115,20 +116,6 @@ const APK_INSTALLED: &str = "lib/apk/db/installed";
 const DPKG_STATUS: &str = "var/lib/dpkg/status";
 const DPKG_STATUS_D: &str = "var/lib/dpkg/status.d/";
 
-/// The first bytes of ELF (`\x7fELF`), PE (`MZ`) and Mach-O (32/64-bit, either byte order)
-/// executables.
-fn looks_executable(head: &[u8]) -> bool {
-    const MAGICS: [&[u8]; 6] = [
-        b"\x7fELF",
-        b"MZ",
-        b"\xfe\xed\xfa\xce",
-        b"\xfe\xed\xfa\xcf",
-        b"\xce\xfa\xed\xfe",
-        b"\xcf\xfa\xed\xfe",
-    ];
-    MAGICS.iter().any(|magic| head.starts_with(magic))
-}
-
 fn read_text(entry: &mut Entry<'_>) -> io::Result<String> {
     if entry.size > MAX_TEXT_FILE {
         return Err(io::Error::new(
@@ -149,7 +136,7 @@ fn read_text(entry: &mut Entry<'_>) -> io::Result<String> {
 fn examine_executable(entry: &mut Entry<'_>) -> io::Result<Option<Found>> {
     let mut head = [0u8; 4];
     let read = entry.content.read(&mut head)?;
-    if !looks_executable(&head[..read]) {
+    if !binary::looks_executable(&head[..read]) {
         return Ok(None);
     }
     let mut spool = tempfile::tempfile()?;
@@ -158,16 +145,17 @@ fn examine_executable(entry: &mut Entry<'_>) -> io::Result<Option<Found>> {
     // Safety: the file is private to this function (unnamed, just written) and nothing
     // changes it while the map lives.
     let map = unsafe { memmap2::Mmap::map(&spool)? };
-    let Ok(info) = buildinfo::parse(&map) else {
+    let Ok(go) = gobinary::read_go_binary(&map) else {
         return Ok(None);
     };
+    let info = go.info;
     let binary = GoBinary {
         path: format!("/{}", entry.path),
         go_version: info.go_version.clone(),
         main_module: info.main.as_ref().map(|m| m.path.clone()),
         goos: info.setting("GOOS").map(str::to_string),
         goarch: info.setting("GOARCH").map(str::to_string),
-        symbols: None,
+        symbols: go.symbols,
     };
     Ok(Some(Found::Go(Box::new((info, binary)))))
 }

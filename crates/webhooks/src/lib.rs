@@ -37,6 +37,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "retention.completed",
     "artifact.archived",
     "artifact.restored",
+    "artifact.scanned",
 ];
 
 /// The type of the event `gantry webhook test` sends.

@@ -2,9 +2,11 @@
 
 -- Scans, one row per image manifest digest: content addressed, so one scan serves every
 -- repository holding the manifest. A row is replaced by every newer scan (on push, on demand,
--- after the vulnerability database changed).
+-- after the vulnerability database changed). Rows matched against an older
+-- database generation are rescanned.
 CREATE TABLE scan_results (
     digest       TEXT PRIMARY KEY,
+    repository   TEXT NOT NULL,     -- a repository holding it (a rescan reads it there)
     status       TEXT NOT NULL,     -- scanned, not-an-image, failed
     generation   BIGINT NOT NULL,   -- the vulnerability database generation matched against
     scanned_ms   BIGINT NOT NULL,   -- Unix milliseconds
