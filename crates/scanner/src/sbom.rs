@@ -31,6 +31,18 @@ pub struct Subject<'a> {
     pub created: &'a str,
 }
 
+/// `created` as SPDX 2.3 writes times (`YYYY-MM-DDThh:mm:ssZ`: UTC, whole seconds); the
+/// Unix epoch for what is not an RFC 3339 time.
+fn spdx_time(created: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::parse(created, &Rfc3339)
+        .ok()
+        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&format).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
+}
+
 /// The tool named as the SBOMs' creator.
 const TOOL: &str = "gantry";
 const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -143,7 +155,7 @@ pub fn spdx(inventory: &Inventory, subject: Subject<'_>) -> Value {
             uuid(subject_hash(&subject, "spdx"))
         ),
         "creationInfo": {
-            "created": subject.created,
+            "created": spdx_time(subject.created),
             "creators": [format!("Tool: {TOOL}-{TOOL_VERSION}")],
         },
         "packages": packages,
@@ -274,6 +286,18 @@ mod tests {
         assert_ne!(
             spdx(&inventory, subject)["documentNamespace"],
             spdx(&inventory, other)["documentNamespace"]
+        );
+        assert_eq!(
+            spdx(&inventory, subject)["creationInfo"]["created"],
+            "2026-11-30T00:00:00Z"
+        );
+        let precise = Subject {
+            created: "2026-11-30T01:02:03.456789+01:00",
+            ..subject
+        };
+        assert_eq!(
+            spdx(&inventory, precise)["creationInfo"]["created"],
+            "2026-11-30T00:02:03Z"
         );
         let serial = bom["serialNumber"].as_str().unwrap();
         assert_eq!(serial.len(), "urn:uuid:".len() + 36, "{serial}");

@@ -909,6 +909,23 @@ pub async fn api_set_role(server: &Server, project: &str, user: &str, role: &str
     assert_eq!(r.status(), StatusCode::OK, "{user} as {role} in {project}");
 }
 
+/// Runs an offline admin command (`gantry vulndb import …`) on the server's metadata store:
+/// its data directory (the first replica's), or the PostgreSQL database the servers share.
+/// Panics with the command's output when it fails; returns its stdout.
+pub fn gantry_on_store(server: &Server, args: &[&str]) -> String {
+    let process = &server.processes[0];
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    if let Some(url) = postgres_database_for(&process.database_of) {
+        command.env("GANTRY_DATABASE", url);
+    }
+    command
+        .args(args)
+        .arg("--data-dir")
+        .arg(&process.data_dir)
+        .env_remove("GANTRY_CONFIG");
+    run(&mut command)
+}
+
 // ---- real clients -------------------------------------------------------------------
 
 /// Builds a small OCI layout with umoci: one layer holding `files`.

@@ -1,0 +1,731 @@
+//! The vulnerability scanner on the real binary, with fixture Go binaries built offline by
+//! Go 1.19 and Go 1.27 (crates/gofixtures) and the Go vulnerability database snapshot
+//! (shared test data, CC-BY-4.0, attribution in its NOTICES):
+//!
+//! - `gantry scan oci:… --db` finds exactly the modules `go version -m` lists (oracle 1) and
+//!   exactly the advisories an independent evaluation of the same OSV data, written here,
+//!   finds for them (oracle 2);
+//! - an image pushed with skopeo is scanned on push, its findings are those of the standalone
+//!   scan, its SBOMs validate with the SPDX and CycloneDX projects' own tools, and an import
+//!   that affects it is noticed by a rescan;
+//! - the pull gate refuses skopeo and podman with the blocking IDs and their fixes, lets HEAD,
+//!   referrers and allowlisted findings through, and handles unscanned images both ways.
+
+mod common;
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use gantry_gofixtures::{Fixture, Options, Toolchain};
+use gantry_osv::testdata::go_snapshot;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// The fixture built with `toolchain`, without inlining (so every called function has a
+/// symbol, as govulncheck's binary mode needs), stripped or not.
+fn fixture(toolchain: Toolchain, stripped: bool) -> Option<std::sync::Arc<Fixture>> {
+    gantry_gofixtures::build(Options {
+        stripped,
+        no_inlining: true,
+        ..Options::new(toolchain)
+    })
+}
+
+/// An OCI layout (tag v1) under `dir` holding the fixture as /usr/bin/app on an Alpine 3.19
+/// base with musl 1.2.4-r2 installed.
+fn fixture_layout(dir: &Path, binary: &[u8]) -> std::path::PathBuf {
+    make_layout(
+        dir,
+        "v1",
+        &[
+            ("usr/bin/app", binary),
+            (
+                "etc/os-release",
+                b"ID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME=\"Alpine Linux v3.19\"\n",
+            ),
+            (
+                "lib/apk/db/installed",
+                b"P:musl\nV:1.2.4-r2\nA:x86_64\no:musl\n\n",
+            ),
+        ],
+    );
+    dir.join("layout")
+}
+
+/// `gantry scan ARGS --format json`, parsed.
+fn scan_json(args: &[&str]) -> Value {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("scan")
+        .args(args)
+        .args(["--format", "json"]));
+    serde_json::from_str(&out).unwrap()
+}
+
+// ---- an independent evaluation of the OSV data -----------------------------------------
+
+/// Go's semantic version order (golang.org/x/mod/semver), written here apart from the
+/// scanner's: `v` optional, build metadata ignored, prereleases before their release,
+/// numeric identifiers compared as numbers and before alphanumeric ones.
+fn go_semver_cmp(a: &str, b: &str) -> Ordering {
+    fn split(v: &str) -> (Vec<u64>, Option<Vec<String>>) {
+        let v = v.trim_start_matches('v');
+        let v = v.split('+').next().unwrap();
+        let (core, pre) = match v.split_once('-') {
+            Some((core, pre)) => (core, Some(pre.split('.').map(str::to_string).collect())),
+            None => (v, None),
+        };
+        let mut numbers: Vec<u64> = core.split('.').map(|n| n.parse().unwrap()).collect();
+        numbers.resize(3, 0);
+        (numbers, pre)
+    }
+    let (an, ap) = split(a);
+    let (bn, bp) = split(b);
+    an.cmp(&bn).then_with(|| match (ap, bp) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(a), Some(b)) => {
+            for (x, y) in a.iter().zip(&b) {
+                let order = match (x.parse::<u64>(), y.parse::<u64>()) {
+                    (Ok(x), Ok(y)) => x.cmp(&y),
+                    (Ok(_), Err(_)) => Ordering::Less,
+                    (Err(_), Ok(_)) => Ordering::Greater,
+                    (Err(_), Err(_)) => x.cmp(y),
+                };
+                if order != Ordering::Equal {
+                    return order;
+                }
+            }
+            a.len().cmp(&b.len())
+        }
+    })
+}
+
+/// Whether an OSV `affected` entry's SEMVER ranges or version list take `version` (the OSV
+/// schema's evaluation: events in version order, `introduced` opens, `fixed` closes at,
+/// `last_affected` closes after).
+fn takes(affected: &Value, version: &str) -> bool {
+    let listed = affected["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|v| {
+            v.as_str()
+                .is_some_and(|v| go_semver_cmp(v, version) == Ordering::Equal)
+        });
+    let ranged = affected["ranges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|range| {
+            let mut events: Vec<(&str, &str)> = range["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|e| e.as_object().unwrap().iter())
+                .map(|(kind, v)| (kind.as_str(), v.as_str().unwrap()))
+                .collect();
+            fn at(v: &str) -> &str {
+                if v == "0" {
+                    "0.0.0-0"
+                } else {
+                    v
+                }
+            }
+            events.sort_by(|a, b| go_semver_cmp(at(a.1), at(b.1)));
+            let mut affected = false;
+            for (kind, at_version) in events {
+                let order = go_semver_cmp(version, at(at_version));
+                match kind {
+                    "introduced" if order != Ordering::Less => affected = true,
+                    "fixed" if order != Ordering::Less => affected = false,
+                    "last_affected" if order == Ordering::Greater => affected = false,
+                    _ => {}
+                }
+            }
+            affected
+        });
+    listed || ranged
+}
+
+/// The IDs of the snapshot's records that affect each `(module, version)` (a module path as
+/// OSV names it), read from the zip here.
+fn expected_ids(packages: &[(String, String)]) -> BTreeSet<(String, String)> {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(go_snapshot()).unwrap()).unwrap();
+    let mut found = BTreeSet::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        if !entry.name().unwrap().ends_with(".json") {
+            continue;
+        }
+        let mut text = String::new();
+        entry.read_to_string(&mut text).unwrap();
+        let record: Value = serde_json::from_str(&text).unwrap();
+        if record["withdrawn"].is_string() {
+            continue;
+        }
+        for affected in record["affected"].as_array().into_iter().flatten() {
+            let name = affected["package"]["name"].as_str().unwrap_or_default();
+            for (module, version) in packages {
+                if name == module && takes(affected, version) {
+                    found.insert((record["id"].as_str().unwrap().to_string(), module.clone()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The modules `go version -m` lists for a binary: (path as matched, path as reported,
+/// version), a replaced module under its replacement and its own path.
+fn go_version_m(fixture: &Fixture) -> (String, Vec<(String, String, String)>) {
+    let out = fixture.go_on_binary(&["version", "-m"]);
+    let mut go_version = String::new();
+    let mut modules = Vec::new();
+    let mut lines = out.lines().peekable();
+    while let Some(line) = lines.next() {
+        if !line.starts_with('\t') {
+            // `PATH: go1.19.8`
+            go_version = line.rsplit(": ").next().unwrap().trim().to_string();
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
+        let ["", "dep", path, version, ..] = fields.as_slice() else {
+            continue;
+        };
+        let replaced = lines
+            .peek()
+            .map(|next| next.split('\t').map(str::trim).collect::<Vec<_>>())
+            .filter(|next| next.get(1) == Some(&"=>"));
+        match replaced {
+            Some(next) => {
+                lines.next();
+                modules.push((path.to_string(), next[2].to_string(), next[3].to_string()));
+            }
+            None => modules.push((path.to_string(), path.to_string(), version.to_string())),
+        }
+    }
+    (go_version, modules)
+}
+
+#[test]
+fn fixture_findings_equal_go_version_m_and_an_independent_evaluation_of_the_osv_data() {
+    let zip = go_snapshot();
+    for (toolchain, stripped) in [
+        (Toolchain::Go119, false),
+        (Toolchain::Go119, true),
+        (Toolchain::Go127, true),
+    ] {
+        let Some(fixture) = fixture(toolchain, stripped) else {
+            continue;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let layout = fixture_layout(dir.path(), &fixture.bytes);
+        let report = scan_json(&[
+            &format!("oci:{}:v1", layout.display()),
+            "--db",
+            zip.to_str().unwrap(),
+        ]);
+        let image = &report["images"][0];
+        let what = format!("{toolchain:?} stripped={stripped}");
+
+        // Oracle 1: the Go modules are exactly those `go version -m` lists.
+        let (go_version, modules) = go_version_m(&fixture);
+        let scanned: BTreeSet<(String, String)> = image["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["type"] == "golang" && p["name"] != "stdlib")
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().into(),
+                    p["version"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        let listed: BTreeSet<(String, String)> = modules
+            .iter()
+            .map(|(_, path, version)| (path.clone(), version.clone()))
+            .collect();
+        assert_eq!(scanned, listed, "{what}");
+        let stdlib = image["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "stdlib")
+            .unwrap();
+        assert_eq!(
+            stdlib["version"].as_str().unwrap(),
+            go_version.replacen("go", "v", 1).split(' ').next().unwrap(),
+            "{what}"
+        );
+
+        // Oracle 2: the findings are exactly what the OSV data says of those modules, each
+        // module matched under its own path (a replaced one under both).
+        let mut asked: Vec<(String, String)> = vec![(
+            "stdlib".into(),
+            stdlib["version"].as_str().unwrap().to_string(),
+        )];
+        let mut reported_as = BTreeMap::new();
+        for (own, path, version) in &modules {
+            for name in [own, path] {
+                asked.push((name.clone(), version.clone()));
+                reported_as.insert(name.clone(), path.clone());
+            }
+        }
+        reported_as.insert("stdlib".to_string(), "stdlib".to_string());
+        let expected: BTreeSet<(String, String)> = expected_ids(&asked)
+            .into_iter()
+            .map(|(id, module)| (id, reported_as[&module].clone()))
+            .collect();
+        let found: BTreeSet<(String, String)> = image["vulnerabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["id"].as_str().unwrap().into(),
+                    f["package"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        assert_eq!(found, expected, "{what}");
+        // The fixture calls golang.org/x/text/language.Parse: GO-2021-0113 is reachable.
+        let parse = image["vulnerabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == "GO-2021-0113")
+            .unwrap_or_else(|| panic!("{what}: GO-2021-0113 not found"));
+        assert_eq!(parse["reachable"], true, "{what}: {parse}");
+        assert_eq!(parse["fixed_version"], "v0.3.7", "{what}");
+    }
+}
+
+// ---- scanning in the registry ----------------------------------------------------------
+
+fn artifact_path(repository: &str, reference: &str) -> String {
+    format!(
+        "/api/v1/repositories/{}/artifacts/{reference}",
+        repository.replace('/', "%2F")
+    )
+}
+
+/// The registry's scan of `repository:reference` once every image of it is scanned.
+async fn scanned(server: &Server, repository: &str, reference: &str) -> Value {
+    let path = format!("{}/vulnerabilities", artifact_path(repository, reference));
+    eventually(Duration::from_secs(60), "the scan", || async {
+        let scan = get_json(server, &path).await;
+        scan["images"]
+            .as_array()
+            .is_some_and(|images| images.iter().all(|i| i["status"] == "scanned"))
+            .then_some(scan)
+    })
+    .await
+}
+
+fn ids(image: &Value) -> BTreeSet<String> {
+    image["vulnerabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn push_layout(server: &Server, dir: &Path, layout: &Path, reference: &str) {
+    login(dir, server, "admin", ADMIN_PASSWORD);
+    run(skopeo(dir)
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{}/{reference}", server.addr)));
+}
+
+/// An OSV directory with one record: `id` affecting `package` in `ecosystem` before
+/// `fixed`, aliasing `aliases`, with a CVSS vector when given.
+fn osv_dir(
+    dir: &Path,
+    id: &str,
+    ecosystem: &str,
+    package: &str,
+    fixed: &str,
+    aliases: &[&str],
+    cvss: Option<&str>,
+) -> std::path::PathBuf {
+    let osv = dir.join(format!("osv-{id}"));
+    std::fs::create_dir_all(&osv).unwrap();
+    let mut record = json!({
+        "id": id,
+        "modified": "2026-11-01T00:00:00Z",
+        "aliases": aliases,
+        "summary": format!("{package} test advisory"),
+        "affected": [{
+            "package": {"ecosystem": ecosystem, "name": package},
+            "ranges": [{
+                "type": if ecosystem == "Go" { "SEMVER" } else { "ECOSYSTEM" },
+                "events": [{"introduced": "0"}, {"fixed": fixed}],
+            }],
+        }],
+    });
+    if let Some(vector) = cvss {
+        record["severity"] = json!([{"type": "CVSS_V3", "score": vector}]);
+    }
+    std::fs::write(osv.join(format!("{id}.json")), record.to_string()).unwrap();
+    osv
+}
+
+/// Checks an SBOM with the SPDX or CycloneDX project's own validator.
+fn validate_sbom(dir: &Path, format: &str, document: &Value) {
+    let file = dir.join(format!("sbom.{format}.json"));
+    std::fs::write(&file, document.to_string()).unwrap();
+    match format {
+        "spdx" => {
+            let out = run(Command::new("pyspdxtools").arg("-i").arg(&file));
+            assert!(!out.contains("ERROR"), "{out}");
+        }
+        _ => {
+            run(Command::new("python3").arg("-c").arg(
+                "import sys\n\
+                 from cyclonedx.schema import SchemaVersion\n\
+                 from cyclonedx.validation.json import JsonStrictValidator\n\
+                 errors = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
+                 sys.exit(str(errors) if errors else 0)",
+            ).arg(&file));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pushed_image_is_scanned_as_the_standalone_scan_finds_and_rescanned_after_an_import() {
+    let Some(fixture) = fixture(Toolchain::Go119, false) else {
+        return;
+    };
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = fixture_layout(dir.path(), &fixture.bytes);
+    let zip = go_snapshot();
+    gantry_on_store(
+        &server,
+        &["vulndb", "import", zip.to_str().unwrap(), "--quiet"],
+    );
+    push_layout(&server, dir.path(), &layout, "team/app:v1");
+
+    let scan = scanned(&server, "team/app", "v1").await;
+    let image = &scan["images"][0];
+    let standalone = scan_json(&[
+        &format!("oci:{}:v1", layout.display()),
+        "--db",
+        zip.to_str().unwrap(),
+    ]);
+    assert_eq!(ids(image), ids(&standalone["images"][0]));
+    assert!(ids(image).contains("GO-2021-0113"));
+    assert_eq!(image["distribution"]["ecosystem"], "Alpine:v3.19");
+    // musl has no advisory yet.
+    assert!(!image["vulnerabilities"].to_string().contains("musl"));
+
+    // The CLI reads the same scan from the registry.
+    let from_registry = run(Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "scan",
+            &format!("{}/team/app:v1", server.addr),
+            "--format",
+            "json",
+        ])
+        .args(["--username", "admin", "--password", ADMIN_PASSWORD]));
+    let from_registry: Value = serde_json::from_str(&from_registry).unwrap();
+    assert_eq!(ids(&from_registry["images"][0]), ids(image));
+
+    // SBOMs of the same packages, valid by the formats' own tools.
+    for format in ["spdx", "cyclonedx"] {
+        let sbom = get_json(
+            &server,
+            &format!("{}/sbom?format={format}", artifact_path("team/app", "v1")),
+        )
+        .await;
+        validate_sbom(dir.path(), format, &sbom);
+        assert!(
+            sbom.to_string()
+                .contains("pkg:golang/golang.org/x/text@v0.3.5"),
+            "{format}"
+        );
+        assert!(
+            sbom.to_string().contains("pkg:apk/alpine/musl@1.2.4-r2"),
+            "{format}"
+        );
+    }
+
+    // An import that affects musl: the clean package is flagged by the rescan.
+    let alpine = osv_dir(
+        dir.path(),
+        "ALPINE-CVE-2026-0001",
+        "Alpine:v3.19",
+        "musl",
+        "1.2.4-r3",
+        &[],
+        None,
+    );
+    gantry_on_store(
+        &server,
+        &["vulndb", "import", alpine.to_str().unwrap(), "--quiet"],
+    );
+    let path = format!("{}/vulnerabilities", artifact_path("team/app", "v1"));
+    let rescanned = eventually(Duration::from_secs(60), "the rescan", || async {
+        let scan = get_json(&server, &path).await;
+        ids(&scan["images"][0])
+            .contains("ALPINE-CVE-2026-0001")
+            .then_some(scan)
+    })
+    .await;
+    let musl = rescanned["images"][0]["vulnerabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "ALPINE-CVE-2026-0001")
+        .unwrap()
+        .clone();
+    assert_eq!(musl["fixed_version"], "1.2.4-r3");
+    assert_eq!(musl["type"], "apk");
+}
+
+// ---- the pull gate -------------------------------------------------------------------
+
+async fn set_policy(server: &Server, project: &str, policy: Value) {
+    let response = http()
+        .put(server.url(&format!("/api/v1/projects/{project}/vulnerability-policy")))
+        .json(&policy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{}",
+        response.text().await.unwrap()
+    );
+}
+
+/// `skopeo copy` of `reference` out of the registry; the error text when it fails.
+fn skopeo_pull(server: &Server, dir: &Path, reference: &str) -> Result<(), String> {
+    let out = skopeo(dir)
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/{reference}", server.addr))
+        .arg(format!("oci:{}:out", dir.join("pulled").display()))
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pull_gate_refuses_blocking_findings_with_their_fixes_and_lets_head_referrers_and_allowlisted_through(
+) {
+    let Some(fixture) = fixture(Toolchain::Go119, false) else {
+        return;
+    };
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = fixture_layout(dir.path(), &fixture.bytes);
+    gantry_on_store(
+        &server,
+        &[
+            "vulndb",
+            "import",
+            go_snapshot().to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    // A second database rates GO-2021-0113 (the Go database rates nothing): HIGH.
+    let ghsa = osv_dir(
+        dir.path(),
+        "GHSA-ppp9-7jff-5vj2",
+        "Go",
+        "golang.org/x/text",
+        "0.3.7",
+        &["GO-2021-0113", "CVE-2021-38561"],
+        Some("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"),
+    );
+    gantry_on_store(
+        &server,
+        &[
+            "vulndb",
+            "import",
+            ghsa.to_str().unwrap(),
+            "--source",
+            "ghsa",
+            "--quiet",
+        ],
+    );
+    push_layout(&server, dir.path(), &layout, "team/app:v1");
+    let scan = scanned(&server, "team/app", "v1").await;
+    let digest = scan["images"][0]["digest"].as_str().unwrap().to_string();
+    set_policy(&server, "team", json!({"block_severity": "HIGH"})).await;
+
+    // skopeo and podman are refused, told which vulnerability and its fix.
+    let refused = skopeo_pull(&server, dir.path(), "team/app:v1").unwrap_err();
+    assert!(
+        refused.contains("GO-2021-0113") && refused.contains("v0.3.7"),
+        "{refused}"
+    );
+    let podman_out = podman(dir.path(), &["pull", "--tls-verify=false"])
+        .arg(format!("{}/team/app:v1", server.addr))
+        .output()
+        .unwrap();
+    assert!(!podman_out.status.success());
+    let podman_err = String::from_utf8_lossy(&podman_out.stderr);
+    assert!(podman_err.contains("GO-2021-0113"), "{podman_err}");
+
+    // The refusal is OCI error JSON; HEAD is never refused.
+    let manifest_url = server.url("/v2/team/app/manifests/v1");
+    let accept =
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+    let get = http()
+        .get(&manifest_url)
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap();
+    let error = assert_error(get, StatusCode::FORBIDDEN, "DENIED").await;
+    assert!(error.to_string().contains("GO-2021-0113"), "{error}");
+    let head = http()
+        .head(&manifest_url)
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+
+    // A referrer of the image (a signature, an SBOM) is never refused.
+    let empty = b"{}";
+    push_blob(&server, "team/app", empty).await;
+    let payload = b"signature";
+    push_blob(&server, "team/app", payload).await;
+    let image_size = http()
+        .head(&manifest_url)
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap()
+        .headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    let referrer = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.dev.cosign.simplesigning.v1+json",
+        "config": descriptor("application/vnd.oci.empty.v1+json", empty),
+        "layers": [descriptor("application/vnd.dev.cosign.simplesigning.v1+json", payload)],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": image_size},
+    });
+    let referrer = serde_json::to_vec(&referrer).unwrap();
+    let put = put_manifest(
+        &server,
+        "team/app",
+        "sig",
+        "application/vnd.oci.image.manifest.v1+json",
+        &referrer,
+    )
+    .await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let got = http()
+        .get(server.url("/v2/team/app/manifests/sig"))
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+
+    // The refusal is audited.
+    let audit = get_json(&server, "/api/v1/audit?project=team").await;
+    assert!(
+        audit.to_string().contains("vulnerability policy"),
+        "no refused pull in {audit}"
+    );
+
+    // Allowlisted (by its alias, system-wide): the image pulls.
+    let response = http()
+        .put(server.url("/api/v1/vulnerability-allowlist"))
+        .json(&json!({"allowlist": [{"id": "CVE-2021-38561", "reason": "not exploitable here"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    eventually(Duration::from_secs(10), "the allowlist applies", || async {
+        skopeo_pull(&server, dir.path(), "team/app:v1").ok()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unscanned_image_is_refused_until_scanned_or_waited_for_as_the_policy_says() {
+    let Some(fixture) = fixture(Toolchain::Go119, true) else {
+        return;
+    };
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = fixture_layout(dir.path(), &fixture.bytes);
+    gantry_on_store(
+        &server,
+        &[
+            "vulndb",
+            "import",
+            go_snapshot().to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    api_create_project(&server, "team", false).await;
+    // Not scanned on push, and refused until scanned.
+    set_policy(
+        &server,
+        "team",
+        json!({"scan_on_push": false, "block_severity": "CRITICAL", "unscanned": "refuse"}),
+    )
+    .await;
+    push_layout(&server, dir.path(), &layout, "team/app:v1");
+    let refused = skopeo_pull(&server, dir.path(), "team/app:v1").unwrap_err();
+    assert!(refused.contains("not been scanned yet"), "{refused}");
+    let asked = http()
+        .post(server.url(&format!("{}/scan", artifact_path("team/app", "v1"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    scanned(&server, "team/app", "v1").await;
+    skopeo_pull(&server, dir.path(), "team/app:v1").unwrap();
+
+    // Waited for: the pull itself gets the image scanned, then goes through.
+    set_policy(
+        &server,
+        "team",
+        json!({"scan_on_push": false, "block_severity": "CRITICAL", "unscanned": "wait", "wait_secs": 60}),
+    )
+    .await;
+    let other = tempfile::tempdir().unwrap();
+    let layout = fixture_layout(
+        other.path(),
+        &[fixture.bytes.as_slice(), b"another image"].concat(),
+    );
+    push_layout(&server, other.path(), &layout, "team/app:v2");
+    let pending = get_json(
+        &server,
+        &format!("{}/vulnerabilities", artifact_path("team/app", "v2")),
+    )
+    .await;
+    assert_eq!(pending["images"][0]["status"], "pending");
+    skopeo_pull(&server, other.path(), "team/app:v2").unwrap();
+    let after = get_json(
+        &server,
+        &format!("{}/vulnerabilities", artifact_path("team/app", "v2")),
+    )
+    .await;
+    assert_eq!(after["images"][0]["status"], "scanned");
+}
