@@ -271,12 +271,14 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Layers for tests.
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing {
+    use super::LayerInput;
 
-    /// A plain tar layer of `(path, bytes)` files, `.wh.` names included as they are.
-    fn tar_layer(files: &[(&str, &[u8])]) -> LayerInput<io::Cursor<Vec<u8>>> {
+    /// A plain tar layer (mode 0755 files) of `(path, bytes)`, `.wh.` names included as they
+    /// are.
+    pub fn tar_layer(files: &[(&str, &[u8])]) -> LayerInput<std::io::Cursor<Vec<u8>>> {
         let mut builder = tar::Builder::new(Vec::new());
         for (path, bytes) in files {
             let mut header = tar::Header::new_ustar();
@@ -291,9 +293,15 @@ mod tests {
             media_type: gantry_oci::media_type::OCI_LAYER.into(),
             compressed: blob.len() as u64,
             created_by: None,
-            blob: io::Cursor::new(blob),
+            blob: std::io::Cursor::new(blob),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::tar_layer;
+    use super::*;
 
     #[test]
     fn what_examine_kept_goes_with_a_file_a_later_layer_deletes_or_overwrites() {

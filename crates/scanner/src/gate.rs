@@ -91,8 +91,8 @@ impl Default for GatePolicy {
 pub enum GatePolicyError {
     #[error("wait_secs {0} is longer than a pull can wait: at most {MAX_WAIT_SECS}")]
     WaitTooLong(u64),
-    #[error("an allowlist entry has an empty id: give a vulnerability ID or alias such as CVE-2023-45288")]
-    EmptyId,
+    #[error("allowlist id {0:?} is not a vulnerability ID: give one such as CVE-2023-45288 or GO-2024-2687, letters, digits and - _ . : only")]
+    BadId(String),
 }
 
 impl GatePolicy {
@@ -105,12 +105,22 @@ impl GatePolicy {
     }
 }
 
+/// Whether `id` is shaped like an OSV ID or alias (`CVE-2023-45288`, `GHSA-…`,
+/// `GO-2024-2687`, `DSA-5000-1`): ASCII letters, digits, `-`, `_`, `.`, `:`, starting with a
+/// letter or digit (the API document's pattern `^[A-Za-z0-9][A-Za-z0-9._:-]*$`).
+fn is_vulnerability_id(id: &str) -> bool {
+    id.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
 /// Checks an allowlist's entries.
 pub fn validate_allowlist(allowlist: &[Allowed]) -> Result<(), GatePolicyError> {
-    if allowlist.iter().any(|a| a.id.trim().is_empty()) {
-        return Err(GatePolicyError::EmptyId);
+    match allowlist.iter().find(|a| !is_vulnerability_id(&a.id)) {
+        Some(bad) => Err(GatePolicyError::BadId(bad.id.clone())),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Whether `allowed` lets `finding` through at `now` (Unix seconds).
@@ -245,7 +255,7 @@ mod tests {
             }],
             ..parsed
         };
-        assert_eq!(blank.validate(), Err(GatePolicyError::EmptyId));
+        assert_eq!(blank.validate(), Err(GatePolicyError::BadId(" ".into())));
     }
 
     #[test]

@@ -296,27 +296,9 @@ fn distribution(os_release: &str) -> Option<Distribution> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gantry_inspect::walk::testing::tar_layer;
     use std::path::Path;
     use std::process::Command;
-
-    fn tar_layer(files: &[(&str, &[u8])]) -> LayerInput<io::Cursor<Vec<u8>>> {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (path, bytes) in files {
-            let mut header = tar::Header::new_ustar();
-            header.set_size(bytes.len() as u64);
-            header.set_mode(0o755);
-            header.set_cksum();
-            builder.append_data(&mut header, path, *bytes).unwrap();
-        }
-        let blob = builder.into_inner().unwrap();
-        LayerInput {
-            digest: "sha256:layer".into(),
-            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
-            compressed: blob.len() as u64,
-            created_by: None,
-            blob: io::Cursor::new(blob),
-        }
-    }
 
     /// A hello-world Go binary built by the machine's Go (`go` on PATH), no dependencies.
     fn hello_binary(dir: &Path) -> (Vec<u8>, String) {
