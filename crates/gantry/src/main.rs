@@ -15,11 +15,14 @@ mod browse_cmd;
 mod build_cmd;
 mod config;
 mod data_dir;
+mod gate_cmd;
+mod image_source;
 mod jobs_cmd;
 mod lifecycle_cmd;
 mod lint_cmd;
 mod logging;
 mod progress;
+mod scan_cmd;
 mod serve;
 mod tls;
 mod usage_cmd;
@@ -129,6 +132,8 @@ enum Command {
         gantry analyze 127.0.0.1:5000/team/api:v1.1.0 127.0.0.1:5000/team/api:v1.2.0"
     )]
     Analyze(analyze_cmd::AnalyzeArgs),
+    /// An image's packages and known vulnerabilities (Go modules and stdlib, Alpine, Debian).
+    Scan(scan_cmd::ScanArgs),
     /// Check a Dockerfile for the mistakes of multi-stage Go builds.
     #[command(long_about = lint_cmd::long_about())]
     Lint {
@@ -288,6 +293,13 @@ enum Command {
     Webhook {
         #[command(subcommand)]
         command: jobs_cmd::WebhookCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// A project's pull gate: refuse pulls of images with known vulnerabilities; allowlists.
+    Gate {
+        #[command(subcommand)]
+        command: gate_cmd::GateCommand,
         #[command(flatten)]
         api: admin::ApiArgs,
     },
@@ -594,6 +606,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Build(args) => build_cmd::run(args).await,
         Command::Analyze(args) => analyze_cmd::run(args).await,
+        Command::Scan(args) => scan_cmd::run(args).await,
         Command::Lint { file, json } => lint_cmd::lint(&file, json),
         Command::Init {
             what:
@@ -631,6 +644,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Archive { args, api } => lifecycle_cmd::archive(&api, args).await,
         Command::Webhook { command, api } => jobs_cmd::webhook(&api, command).await,
         Command::Jobs { command, api } => jobs_cmd::jobs(&api, command).await,
+        Command::Gate { command, api } => gate_cmd::gate(&api, command).await,
         Command::Restore { project, ids, api } => {
             lifecycle_cmd::restore(&api, &project, &ids).await
         }

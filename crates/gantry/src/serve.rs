@@ -185,6 +185,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     // Every server looks at the schedules; a firing is one job, whoever enqueues it first.
     let last_look = Arc::new(AtomicI64::new(schedules.started - 1));
     let waker = runner.waker();
+    registry.set_job_waker(waker.clone());
     let runner = runner
         .every_and_at_shutdown(
             "pull counts",
@@ -192,7 +193,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             on(&registry, |r| async move { r.flush_pulls().await }),
         )
         .every("schedules", SCHEDULE_LOOK, {
-            let registry = registry.clone();
+            let (registry, waker) = (registry.clone(), waker.clone());
             move || {
                 let (registry, schedules) = (registry.clone(), schedules.clone());
                 let (last_look, waker) = (last_look.clone(), waker.clone());
@@ -228,7 +229,19 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             "webhook events",
             EVENT_LOOK,
             on(&webhooks, |w| async move { w.fan_out().await }),
-        );
+        )
+        .every("scans of pushed images", EVENT_LOOK, {
+            let (registry, waker) = (registry.clone(), waker.clone());
+            move || {
+                let (registry, waker) = (registry.clone(), waker.clone());
+                async move {
+                    if registry.enqueue_scans_of_pushed().await? > 0 {
+                        waker.wake();
+                    }
+                    Ok::<(), gantry_registry::RegistryError>(())
+                }
+            }
+        });
     // `[vulndb] refresh`: a firing every `refresh_every_secs` is one job across the servers.
     let runner = match config.vulndb_refresh.clone() {
         None => runner,

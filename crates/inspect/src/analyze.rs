@@ -1,27 +1,16 @@
 //! Where the bytes of an image go: per-layer sizes, the largest files, bytes wasted on files
-//! that a later layer overwrites or deletes, and what the main binary is. Layers are read as
-//! streams (tar, tar+gzip or tar+zstd → tar entries), one at a time; only the entrypoint
-//! binary is held in memory.
+//! that a later layer overwrites or deletes, and what the main binary is. Built on the layer
+//! walker (`crate::walk`); only the entrypoint binary is held in memory.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
-use gantry_oci::media_type::{layer_compression, LayerCompression};
 use serde::Serialize;
 
 use crate::buildinfo;
 use crate::elf;
-
-/// One layer as analyzed.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct LayerReport {
-    pub digest: String,
-    pub compressed: u64,
-    pub uncompressed: u64,
-    pub files: u64,
-    /// What the image config's history says made it, if anything.
-    pub created_by: Option<String>,
-}
+use crate::walk::{clean, walk};
+pub use crate::walk::{LayerInput, LayerReport, Waste};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FileReport {
@@ -29,17 +18,6 @@ pub struct FileReport {
     pub size: u64,
     /// Index of the layer the file comes from.
     pub layer: usize,
-}
-
-/// A file that a later layer replaced or deleted: its bytes still ship in the image.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Waste {
-    pub path: String,
-    pub size: u64,
-    pub layer: usize,
-    /// `overwritten` or `deleted`, by layer `by`.
-    pub how: &'static str,
-    pub by: usize,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -71,76 +49,6 @@ pub struct Report {
 /// How many of the largest files a report lists.
 pub const LARGEST: usize = 10;
 
-/// Normalises a tar path: no leading `./` or `/`, no trailing `/`.
-fn clean(path: &str) -> String {
-    path.trim_start_matches("./")
-        .trim_start_matches('/')
-        .trim_end_matches('/')
-        .to_string()
-}
-
-/// One layer to analyze: what its descriptor says and its blob's bytes.
-pub struct LayerInput<R> {
-    pub digest: String,
-    /// The descriptor's media type; with the blob's first bytes it decides the decompression.
-    pub media_type: String,
-    /// The blob's size in bytes (compressed, as stored).
-    pub compressed: u64,
-    /// What the image config's history says made it, if anything.
-    pub created_by: Option<String>,
-    /// The blob: tar, tar+gzip or tar+zstd.
-    pub blob: R,
-}
-
-/// The magic numbers that open a gzip member (RFC 1952) and a zstd frame (RFC 8878).
-const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
-const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
-/// Where a POSIX (ustar) tar header says `ustar`.
-const USTAR_MAGIC_AT: std::ops::Range<usize> = 257..262;
-
-/// Opens a layer blob as its uncompressed tar stream, streaming. The blob's own first bytes
-/// decide (tools label layers loosely: Docker's "tar.gzip" layers are sometimes plain tar,
-/// `buildah commit --disable-compression` writes tar); the media type only rules out reading a
-/// blob declared compressed that is neither compressed nor a tar. Multi-member gzip (eStargz)
-/// and multi-frame zstd are read to the end; zstd keeps the decoder's default window limit
-/// (128 MiB), so memory stays bounded whatever the blob says.
-///
-/// Errors: `InvalidData` when a blob declared gzip or zstd starts with neither its magic nor a
-/// tar header; I/O errors reading the blob.
-pub fn open_layer<'a, R: Read + 'a>(
-    mut blob: R,
-    media_type: &str,
-) -> io::Result<Box<dyn Read + 'a>> {
-    let mut head = Vec::with_capacity(USTAR_MAGIC_AT.end);
-    (&mut blob)
-        .take(USTAR_MAGIC_AT.end as u64)
-        .read_to_end(&mut head)?;
-    let is_tar = head.get(USTAR_MAGIC_AT) == Some(b"ustar".as_slice());
-    let compression = if head.starts_with(GZIP_MAGIC) {
-        LayerCompression::Gzip
-    } else if head.starts_with(ZSTD_MAGIC) {
-        LayerCompression::Zstd
-    } else {
-        match layer_compression(media_type) {
-            Some(declared @ (LayerCompression::Gzip | LayerCompression::Zstd)) if !is_tar => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "the layer is declared {media_type} but is neither {declared:?}-compressed nor a tar"
-                    ),
-                ))
-            }
-            _ => LayerCompression::None,
-        }
-    };
-    let blob = io::Cursor::new(head).chain(blob);
-    Ok(match compression {
-        LayerCompression::None => Box::new(blob),
-        LayerCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(blob)),
-        LayerCompression::Zstd => Box::new(zstd::stream::read::Decoder::new(blob)?),
-    })
-}
-
 /// Analyzes layers given bottom first, with `entrypoint` the path of the main binary (from the
 /// image config). Errors name the layer they are about.
 pub fn analyze<R: Read>(
@@ -148,93 +56,32 @@ pub fn analyze<R: Read>(
     entrypoint: Option<&str>,
 ) -> io::Result<Report> {
     let entrypoint = entrypoint.map(clean);
-    // The final filesystem as it builds up: path → (size, layer).
-    let mut live: BTreeMap<String, (u64, usize)> = BTreeMap::new();
-    let mut wasted = Vec::new();
-    let mut reports = Vec::new();
-    let mut binary_bytes: Option<Vec<u8>> = None;
-    for (index, layer) in layers.into_iter().enumerate() {
-        let in_layer =
-            |e: io::Error| io::Error::new(e.kind(), format!("layer {}: {e}", layer.digest));
-        let mut counted = Counting {
-            inner: open_layer(layer.blob, &layer.media_type).map_err(in_layer)?,
-            count: 0,
-        };
-        let mut files = 0;
-        let mut read_entries = || -> io::Result<()> {
-            let mut archive = tar::Archive::new(&mut counted);
-            for entry in archive.entries()? {
-                let mut entry = entry?;
-                let path = clean(&entry.path()?.to_string_lossy());
-                let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
-                if name == ".wh..wh..opq" {
-                    // Opaque directory: everything below it from lower layers is gone.
-                    let prefix = format!("{dir}/");
-                    delete_from(&mut live, &mut wasted, index, |p, layer| {
-                        p.starts_with(&prefix) && layer < index
-                    });
-                    continue;
-                }
-                if let Some(target) = name.strip_prefix(".wh.") {
-                    let target = if dir.is_empty() {
-                        target.to_string()
-                    } else {
-                        format!("{dir}/{target}")
-                    };
-                    let prefix = format!("{target}/");
-                    delete_from(&mut live, &mut wasted, index, |p, _| {
-                        p == target || p.starts_with(&prefix)
-                    });
-                    continue;
-                }
-                if !entry.header().entry_type().is_file() {
-                    continue;
-                }
-                files += 1;
-                let size = entry.header().size()?;
-                if let Some((old, layer)) = live.insert(path.clone(), (size, index)) {
-                    wasted.push(Waste {
-                        path: path.clone(),
-                        size: old,
-                        layer,
-                        how: "overwritten",
-                        by: index,
-                    });
-                }
-                if entrypoint.as_deref() == Some(path.as_str()) {
-                    let mut bytes = Vec::with_capacity(size.min(1 << 30) as usize);
-                    entry.read_to_end(&mut bytes)?;
-                    binary_bytes = Some(bytes);
-                }
-            }
-            // Whatever the tar reader left unread (padding) still counts as uncompressed bytes.
-            io::copy(&mut counted, &mut io::sink())?;
-            Ok(())
-        };
-        read_entries().map_err(in_layer)?;
-        reports.push(LayerReport {
-            digest: layer.digest,
-            compressed: layer.compressed,
-            uncompressed: counted.count,
-            files,
-            created_by: layer.created_by,
-        });
-    }
-    let mut largest: Vec<FileReport> = live
+    let walked = walk(layers, |entry| {
+        if entrypoint.as_deref() != Some(entry.path) {
+            return Ok(None);
+        }
+        let mut bytes = Vec::with_capacity(entry.size.min(1 << 30) as usize);
+        entry.content.read_to_end(&mut bytes)?;
+        Ok(Some(bytes))
+    })?;
+    let mut largest: Vec<FileReport> = walked
+        .files
         .iter()
-        .map(|(path, (size, layer))| FileReport {
+        .map(|(path, file)| FileReport {
             path: path.clone(),
-            size: *size,
-            layer: *layer,
+            size: file.size,
+            layer: file.layer,
         })
         .collect();
     largest.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.path.cmp(&b.path)));
     largest.truncate(LARGEST);
-    let binary = match (&entrypoint, &binary_bytes) {
-        (Some(path), Some(bytes)) if live.contains_key(path) => {
+    let binary = entrypoint
+        .as_ref()
+        .and_then(|path| Some((path, walked.files.get(path)?.found.as_ref()?)))
+        .map(|(path, bytes)| {
             let facts = elf::facts(bytes);
             let info = buildinfo::parse(bytes).ok();
-            Some(BinaryReport {
+            BinaryReport {
                 path: format!("/{path}"),
                 size: bytes.len() as u64,
                 elf: facts.is_some(),
@@ -242,57 +89,22 @@ pub fn analyze<R: Read>(
                 stripped: facts.map(|f| f.stripped),
                 go_version: info.as_ref().map(|i| i.go_version.clone()),
                 modules: info.map(|i| i.deps.len()),
-            })
-        }
-        _ => None,
-    };
-    Ok(Report {
-        compressed: reports.iter().map(|l| l.compressed).sum(),
-        uncompressed: reports.iter().map(|l| l.uncompressed).sum(),
-        layers: reports,
-        largest,
-        wasted_bytes: wasted.iter().map(|w| w.size).sum(),
-        wasted,
-        binary,
-        files: live.into_iter().map(|(p, (size, _))| (p, size)).collect(),
-    })
-}
-
-/// Removes the live files `doomed` picks, recording them as deleted by layer `by`.
-fn delete_from(
-    live: &mut BTreeMap<String, (u64, usize)>,
-    wasted: &mut Vec<Waste>,
-    by: usize,
-    doomed: impl Fn(&str, usize) -> bool,
-) {
-    let gone: Vec<String> = live
-        .iter()
-        .filter(|(p, (_, layer))| doomed(p, *layer))
-        .map(|(p, _)| p.clone())
-        .collect();
-    for path in gone {
-        let (size, layer) = live.remove(&path).expect("listed");
-        wasted.push(Waste {
-            path,
-            size,
-            layer,
-            how: "deleted",
-            by,
+            }
         });
-    }
-}
-
-struct Counting<R> {
-    inner: R,
-    count: u64,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
+    Ok(Report {
+        compressed: walked.layers.iter().map(|l| l.compressed).sum(),
+        uncompressed: walked.layers.iter().map(|l| l.uncompressed).sum(),
+        layers: walked.layers,
+        largest,
+        wasted_bytes: walked.wasted.iter().map(|w| w.size).sum(),
+        wasted: walked.wasted,
+        binary,
+        files: walked
+            .files
+            .into_iter()
+            .map(|(p, file)| (p, file.size))
+            .collect(),
+    })
 }
 
 /// What changed between two images' final filesystems.

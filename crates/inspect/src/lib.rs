@@ -1,6 +1,7 @@
 //! Image inspection, shared by the Go image builder (`gantry analyze`) and the vulnerability
-//! scanner: the layer walker (`analyze`: tar, tar+gzip and tar+zstd layers read as streams,
-//! whiteouts and opaque directories applied, so a deleted file is not reported), Go build info
+//! scanner: the layer walker (`walk`: tar, tar+gzip and tar+zstd layers read as streams,
+//! whiteouts and opaque directories applied, so a deleted file is not reported), the size
+//! analysis built on it (`analyze`), Go build info
 //! from binary bytes (`buildinfo`), ELF facts (`elf`), OS package databases (`packages`:
 //! apk and dpkg, and the OSV ecosystem from os-release), and platforms (`Platform`,
 //! `select_platform`). Pure: bytes in, facts out.
@@ -12,9 +13,13 @@ use gantry_oci::Digest;
 use serde_json::{json, Value};
 
 pub mod analyze;
+pub mod binary;
 pub mod buildinfo;
 pub mod elf;
+pub mod gobinary;
 pub mod packages;
+pub mod pclntab;
+pub mod walk;
 
 /// A platform that does not read as `OS/ARCH[/VARIANT]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -122,15 +122,20 @@ pub fn parse_dpkg_status(text: &str) -> Vec<OsPackage> {
         .collect()
 }
 
+/// The `KEY=value` fields of an `os-release` file (os-release(5)), quotes removed.
+pub fn os_release_fields(os_release: &str) -> BTreeMap<&str, &str> {
+    os_release
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.trim(), value.trim().trim_matches(['"', '\''])))
+        .collect()
+}
+
 /// The OSV ecosystem of the distribution an `os-release` file describes: `Alpine:vX.Y` for
 /// Alpine (`VERSION_ID` 3.19.1 → `Alpine:v3.19`), `Debian:N` for Debian and distroless images
 /// built on it; `None` for others.
 pub fn osv_ecosystem(os_release: &str) -> Option<String> {
-    let fields: BTreeMap<&str, &str> = os_release
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(key, value)| (key.trim(), value.trim().trim_matches(['"', '\''])))
-        .collect();
+    let fields = os_release_fields(os_release);
     let version = fields.get("VERSION_ID")?;
     match *fields.get("ID")? {
         "alpine" => {

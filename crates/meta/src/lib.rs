@@ -30,6 +30,7 @@ mod lifecycle;
 mod migrate;
 mod quota;
 mod removal;
+mod scans;
 pub mod snapshot;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -51,6 +52,7 @@ pub use migrate::latest_known_version;
 use quota::{Change, Held, UsageChanges};
 pub use quota::{Quota, QuotaExceeded, QuotaResource, Recount, Usage};
 pub use removal::ProjectRemoval;
+pub use scans::ScanRecord;
 pub use usage::{ProjectUsage, RepositoryUsage, UsageFigures, UsageSnapshot, VersionSize};
 pub use vulndb::{StoredAdvisory, VulnDbImport, VulnDbSource, VulnDbStatus};
 pub use webhooks::{NewWebhook, Webhook};

@@ -61,6 +61,7 @@ pub struct RetentionRun {
 pub(crate) enum ProjectDocument {
     TagRules,
     RetentionPolicy,
+    VulnerabilityPolicy,
 }
 
 impl ProjectDocument {
@@ -68,6 +69,7 @@ impl ProjectDocument {
         match self {
             ProjectDocument::TagRules => ("tag_rules", "rules"),
             ProjectDocument::RetentionPolicy => ("retention_policies", "policy"),
+            ProjectDocument::VulnerabilityPolicy => ("vulnerability_policies", "policy"),
         }
     }
 }
@@ -222,6 +224,40 @@ impl MetaStore {
     pub async fn set_retention_policy(&self, project: &str, policy: &str) -> Result<()> {
         self.set_project_document(ProjectDocument::RetentionPolicy, project, policy)
             .await
+    }
+
+    /// The project's vulnerability policy for pulls (the scanner's JSON), if one was set.
+    pub async fn vulnerability_policy(&self, project: &str) -> Result<Option<String>> {
+        self.project_document(ProjectDocument::VulnerabilityPolicy, project)
+            .await
+    }
+
+    pub async fn set_vulnerability_policy(&self, project: &str, policy: &str) -> Result<()> {
+        self.set_project_document(ProjectDocument::VulnerabilityPolicy, project, policy)
+            .await
+    }
+
+    /// A system-wide setting's JSON document (`vulnerability-allowlist`), if one was set.
+    pub async fn system_setting(&self, name: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM system_settings WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.readers)
+                .await?,
+        )
+    }
+
+    pub async fn set_system_setting(&self, name: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO system_settings (name, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(now())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
     }
 
     /// A per-project JSON document (the lifecycle crate's), if one was set.

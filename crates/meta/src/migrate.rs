@@ -52,6 +52,10 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0015_jobs_events_webhooks.sql"),
     ),
     (16, include_str!("../migrations/sqlite/0016_vulndb.sql")),
+    (
+        17,
+        include_str!("../migrations/sqlite/0017_scan_results.sql"),
+    ),
 ];
 
 /// PostgreSQL starts at version 11 with the whole schema in one step (no PostgreSQL database
@@ -75,6 +79,10 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0015_jobs_events_webhooks.sql"),
     ),
     (16, include_str!("../migrations/postgres/0016_vulndb.sql")),
+    (
+        17,
+        include_str!("../migrations/postgres/0017_scan_results.sql"),
+    ),
 ];
 
 /// A transaction-scoped advisory lock key held while migrating PostgreSQL, so that replicas

@@ -154,6 +154,7 @@ impl MetaStore {
             "retention_policies",
             "retention_runs",
             "project_usage",
+            "vulnerability_policies",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE project = $1"))
                 .bind(name)

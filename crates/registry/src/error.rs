@@ -60,6 +60,18 @@ pub enum RegistryError {
     /// A listing's `page` token is not one it gave, or was given under another sort.
     #[error("{0}")]
     PageTokenInvalid(String),
+    /// A request about an image of an index that does not say which (or names none it has).
+    #[error("{0}")]
+    PlatformInvalid(String),
+    /// The image has no scan to answer from yet (or its scan failed).
+    #[error("{0}")]
+    NotScanned(String),
+    /// The project's vulnerability policy refuses the pull.
+    #[error("pull refused by project {project}'s vulnerability policy: {reason}")]
+    PullBlocked { project: String, reason: String },
+    /// A vulnerability policy or allowlist that cannot be kept.
+    #[error("{0}")]
+    PolicyInvalid(String),
     #[error(transparent)]
     Meta(MetaError),
     #[error(transparent)]

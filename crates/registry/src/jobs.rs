@@ -132,6 +132,7 @@ impl Registry {
             Arc::new(GcJob(self.clone())),
             Arc::new(RetentionJob(self.clone())),
             Arc::new(UsageSnapshotJob(self.clone())),
+            self.scan_handler(),
         ]
     }
 }

@@ -20,10 +20,12 @@ mod browse;
 mod deletion;
 mod deletion_lock;
 mod error;
+mod gate;
 mod gc;
 mod jobs;
 mod pulls;
 mod retention;
+mod scan;
 mod tag_policy;
 mod tarball;
 mod usage;
@@ -35,9 +37,11 @@ pub use browse::{
 };
 pub use deletion::{ProjectContentDeletion, RepositoryDeletion};
 pub use deletion_lock::{BlobDeletionGuard, BlobDeletionLock, BLOB_DELETION_LOCK_FILE};
+pub use gantry_scanner::gate::{Allowed, GatePolicy, MAX_WAIT_SECS as GATE_MAX_WAIT_SECS};
 pub use gc::{GcOptions, GcReport};
 pub use jobs::{JobView, Schedules};
 pub use retention::RetentionReport;
+pub use scan::{ArtifactScan, ImageScan, SbomFormat, SCAN};
 pub use usage::{day_of, SnapshotTaken, UsageReport};
 mod upload;
 
@@ -84,6 +88,10 @@ pub struct Registry {
     /// Blob GETs answer a redirect to the blob store's own URL, valid this long, instead of
     /// streaming the bytes; `None`: always streamed.
     blob_redirect: Option<std::time::Duration>,
+    /// The pull gate's cached policies.
+    gate: gate::GateCache,
+    /// Wakes this server's job runner after a request enqueued a job (a scan), once set.
+    job_waker: std::sync::OnceLock<gantry_jobs::Waker>,
 }
 
 /// A manifest's identity once stored.
@@ -156,6 +164,20 @@ impl Registry {
                 Metrics::new(MetricsOptions::default()).expect("metric families are distinct"),
             ),
             blob_redirect: None,
+            gate: gate::GateCache::default(),
+            job_waker: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Lets requests that enqueue jobs (a scan asked for, a pull waiting for a scan) wake
+    /// this server's job runner rather than wait for its next look.
+    pub fn set_job_waker(&self, waker: gantry_jobs::Waker) {
+        let _ = self.job_waker.set(waker);
+    }
+
+    fn wake_jobs(&self) {
+        if let Some(waker) = self.job_waker.get() {
+            waker.wake();
         }
     }
 

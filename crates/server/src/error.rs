@@ -82,9 +82,11 @@ impl ApiError {
                     | AccessError::Throttled { .. }),
                 ..
             } => Some(error.to_string()),
-            ApiError::Registry(error @ (RegistryError::TagRule(_) | RegistryError::Quota(_))) => {
-                Some(error.to_string())
-            }
+            ApiError::Registry(
+                error @ (RegistryError::TagRule(_)
+                | RegistryError::Quota(_)
+                | RegistryError::PullBlocked { .. }),
+            ) => Some(error.to_string()),
             _ => None,
         }
     }
@@ -171,7 +173,12 @@ fn classify(e: &RegistryError) -> (StatusCode, ErrorCode) {
         // As Harbor answers: the push is understood but not permitted.
         E::Quota(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
         E::ArchiveUnknown(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
-        E::PageTokenInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+        E::PageTokenInvalid(_) | E::PlatformInvalid(_) => {
+            (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest)
+        }
+        E::NotScanned(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+        E::PullBlocked { .. } => (StatusCode::FORBIDDEN, ErrorCode::Denied),
+        E::PolicyInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
         // A damaged or missing archive object is the server's problem, not the request's.
         E::ArchiveInvalid(_) | E::Tar(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError)

@@ -50,6 +50,7 @@ mod tag_rules;
 mod tokens;
 mod usage;
 mod users;
+mod vulnerabilities;
 mod webhooks;
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -71,6 +72,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(gc::routes())
         .merge(repositories::routes())
         .merge(artifacts::routes())
+        .merge(vulnerabilities::routes())
         .merge(repository_delete::routes())
         .merge(usage::routes())
         .merge(webhooks::routes())
@@ -95,6 +97,7 @@ const ROUTES: &[&[(&str, &str)]] = &[
     gc::ROUTES,
     repositories::ROUTES,
     artifacts::ROUTES,
+    vulnerabilities::ROUTES,
     repository_delete::ROUTES,
     usage::ROUTES,
     webhooks::ROUTES,
@@ -234,6 +237,8 @@ pub mod limits {
     pub const ROW_ID: RangeInclusive<i64> = 1..=i64::MAX;
     /// `limit` of the job and webhook delivery listings.
     pub const LIST_LIMIT: RangeInclusive<u32> = 1..=1000;
+    /// `wait_secs` of a vulnerability policy: how long a pull waits for a scan.
+    pub const GATE_WAIT_SECS: RangeInclusive<u64> = 0..=gantry_registry::GATE_MAX_WAIT_SECS;
     /// `limit` of the browse listings (repositories, artifacts): rows per page.
     pub const BROWSE_LIMIT: RangeInclusive<u32> = 1..=gantry_registry::BROWSE_MAX_PAGE;
 }
@@ -517,6 +522,14 @@ mod tests {
             (format!("{keep}.pushed_within_days"), range!(limits::DAYS)),
             ("GET /api/v1/usage since_days".into(), range!(limits::DAYS)),
             (format!("{keep}.pulled_within_days"), range!(limits::DAYS)),
+            (
+                format!("{schemas}/VulnerabilityPolicy.wait_secs"),
+                range!(limits::GATE_WAIT_SECS),
+            ),
+            (
+                format!("{schemas}/AllowedVulnerability.expires_at"),
+                range!(gantry_access::limits::UNIX_SECS),
+            ),
         ]
         .into_iter()
         .collect();

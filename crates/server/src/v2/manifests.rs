@@ -57,8 +57,7 @@ pub(super) async fn get_manifest(
 ) -> ApiResult {
     let name = parse_name(name)?;
     let reference = parse_reference(&decoded(reference))?;
-    let manifest = r.get_manifest(&name, &reference).await?;
-    r.note_pull(&name, &reference, &manifest.digest, !head);
+    let manifest = r.pull_manifest(&name, &reference, head).await?;
     let accept: Vec<&str> = headers
         .get_all(header::ACCEPT)
         .iter()
