@@ -51,6 +51,19 @@ pub struct FileConfig {
     pub tls: FileTlsConfig,
     #[serde(default)]
     pub database: FileDatabaseConfig,
+    #[serde(default)]
+    pub vulndb: FileVulnDbConfig,
+}
+
+/// `[vulndb]`: the vulnerability database's scheduled refresh.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileVulnDbConfig {
+    /// An http(s) URL or a directory (an internal mirror) to import from on a schedule, as
+    /// `gantry vulndb import` would; absent: no scheduled refresh.
+    pub refresh: Option<String>,
+    /// Seconds between refreshes (default a day).
+    pub refresh_every_secs: Option<u64>,
 }
 
 /// `[database]`: where the metadata lives.
@@ -175,7 +188,13 @@ pub struct ServeConfig {
     pub tls: Option<crate::tls::TlsFiles>,
     /// How often the certificate files are looked at for a change; `None`: only on SIGHUP.
     pub tls_reload_poll: Option<std::time::Duration>,
+    /// `[vulndb] refresh`: where and how often to import vulnerability data; `None`: never
+    /// by itself.
+    pub vulndb_refresh: Option<crate::vulndb_cmd::Refresh>,
 }
+
+/// A scheduled vulnerability database refresh runs daily unless told otherwise.
+pub const DEFAULT_VULNDB_REFRESH_EVERY_SECS: u64 = 86_400;
 
 /// Scheduled garbage collection: every 6 hours, collecting what is older than an hour.
 pub const DEFAULT_GC_INTERVAL_SECS: u64 = 6 * 3600;
@@ -372,6 +391,23 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
             .metrics_per_repository
             .or(file.metrics.per_repository)
             .unwrap_or(false),
+        vulndb_refresh: match (file.vulndb.refresh, file.vulndb.refresh_every_secs) {
+            (None, Some(_)) => anyhow::bail!(
+                "[vulndb] refresh_every_secs is set without refresh: give refresh = \"URL or \
+                 directory\" to import from, or remove refresh_every_secs"
+            ),
+            (None, None) => None,
+            (Some(_), Some(0)) => anyhow::bail!(
+                "[vulndb] refresh_every_secs = 0: give the seconds between refreshes, e.g. 86400 \
+                 for a day, or remove refresh to refresh only by hand (gantry vulndb import)"
+            ),
+            (Some(location), every) => Some(crate::vulndb_cmd::Refresh {
+                location,
+                every: std::time::Duration::from_secs(
+                    every.unwrap_or(DEFAULT_VULNDB_REFRESH_EVERY_SECS),
+                ),
+            }),
+        },
     })
 }
 
@@ -401,6 +437,38 @@ mod tests {
             Some(DEFAULT_GC_INTERVAL_SECS)
         );
         assert_eq!(c.tls, None, "plain HTTP unless a certificate is given");
+    }
+
+    #[test]
+    fn vulndb_refresh_is_read_from_the_file_with_a_daily_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gantry.toml");
+        let with = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            resolve(Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        assert_eq!(with("").unwrap().vulndb_refresh, None);
+        let daily = with("[vulndb]\nrefresh = \"https://mirror/osv/Go/all.zip\"\n").unwrap();
+        assert_eq!(
+            daily.vulndb_refresh,
+            Some(crate::vulndb_cmd::Refresh {
+                location: "https://mirror/osv/Go/all.zip".into(),
+                every: std::time::Duration::from_secs(DEFAULT_VULNDB_REFRESH_EVERY_SECS),
+            })
+        );
+        let hourly = with("[vulndb]\nrefresh = \"/srv/osv\"\nrefresh_every_secs = 3600\n").unwrap();
+        assert_eq!(hourly.vulndb_refresh.unwrap().every.as_secs(), 3600);
+        let error = with("[vulndb]\nrefresh_every_secs = 60\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("without refresh"), "{error}");
+        let error = with("[vulndb]\nrefresh = \"/srv/osv\"\nrefresh_every_secs = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("refresh_every_secs = 0"), "{error}");
     }
 
     #[test]

@@ -175,16 +175,20 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         runner = runner.handle(handler);
     }
     runner = runner.handle(webhooks.delivery_handler()?);
+    if let Some(refresh) = &config.vulndb_refresh {
+        runner = runner.handle(refresh.handler(meta.clone())?);
+    }
     let schedules = gantry_registry::Schedules {
         gc_interval: config.gc_interval,
         gc_grace: config.gc_grace,
         started: gantry_registry::unix_now(),
     };
+    let started = schedules.started;
     // Every server looks at the schedules; a firing is one job, whoever enqueues it first.
     let last_look = Arc::new(AtomicI64::new(schedules.started - 1));
     let waker = runner.waker();
     registry.set_job_waker(waker.clone());
-    let jobs = runner
+    let runner = runner
         .every_and_at_shutdown(
             "pull counts",
             PULL_FLUSH_INTERVAL,
@@ -244,8 +248,33 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                     Ok::<(), gantry_registry::RegistryError>(())
                 }
             }
-        })
-        .start();
+        });
+    // `[vulndb] refresh`: a firing every `refresh_every_secs` is one job across the servers.
+    let runner = match config.vulndb_refresh.clone() {
+        None => runner,
+        Some(refresh) => {
+            let last_look = Arc::new(AtomicI64::new(started - 1));
+            let (meta, waker) = (meta.clone(), runner.waker());
+            runner.every("vulndb refresh", SCHEDULE_LOOK, move || {
+                let (refresh, meta) = (refresh.clone(), meta.clone());
+                let (last_look, waker) = (last_look.clone(), waker.clone());
+                async move {
+                    let now = gantry_registry::unix_now();
+                    let after = last_look.load(Ordering::Relaxed);
+                    if now <= after {
+                        return Ok(());
+                    }
+                    let added = refresh.enqueue_due(&meta, started, after, now).await?;
+                    last_look.store(now, Ordering::Relaxed);
+                    if added {
+                        waker.wake();
+                    }
+                    Ok::<(), gantry_meta::MetaError>(())
+                }
+            })
+        }
+    };
+    let jobs = runner.start();
     let state = Arc::new(AppState {
         registry: registry.clone(),
         access: access.clone(),

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use futures::StreamExt;
 use gantry_meta::{MetaStore, VulnDbSource};
-use gantry_osv::source::{self, Item};
+use gantry_osv::source::{self, Item, Malformed};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -91,7 +91,15 @@ async fn open_store(data: &DataDirArgs) -> anyhow::Result<MetaStore> {
 }
 
 /// The most malformed records listed one by one; the rest are counted.
-const MALFORMED_LISTED: u64 = 20;
+const MALFORMED_LISTED: usize = 20;
+
+/// What an import did.
+pub struct Imported {
+    /// The source as stored.
+    pub source: VulnDbSource,
+    /// The first malformed records skipped (at most [`MALFORMED_LISTED`]).
+    pub skipped: Vec<Malformed>,
+}
 
 async fn import(
     location: &str,
@@ -99,10 +107,47 @@ async fn import(
     data: &DataDirArgs,
     transport: &TransportArgs,
 ) -> anyhow::Result<()> {
+    let http = transport.http_client()?;
+    let store = open_store(data).await?;
+    let imported = import_into(&store, location, name.as_deref(), &http, data.quiet()).await?;
+    for skipped in &imported.skipped {
+        eprintln!("skipped {}: {}", skipped.file, skipped.error);
+    }
+    let source = imported.source;
+    if source.malformed > imported.skipped.len() as u64 {
+        eprintln!(
+            "skipped {} more malformed records",
+            source.malformed - imported.skipped.len() as u64
+        );
+    }
+    println!(
+        "imported {} records into source {:?}{}",
+        source.records,
+        source.name,
+        if source.malformed > 0 {
+            format!(", skipped {} malformed", source.malformed)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// Imports `location` (a file, a directory or an http(s) URL, downloaded with `http`) into
+/// `store` as source `name` (default: the first record's ecosystem), replacing what the
+/// source held. A source without one readable record changes nothing and is an error.
+/// `quiet`: no progress bars.
+pub async fn import_into(
+    store: &MetaStore,
+    location: &str,
+    name: Option<&str>,
+    http: &reqwest::Client,
+    quiet: bool,
+) -> anyhow::Result<Imported> {
     // A URL is downloaded first: the import then reads a file like any other.
     let downloaded;
     let path: PathBuf = if location.starts_with("http://") || location.starts_with("https://") {
-        downloaded = download(location, transport, data.quiet()).await?;
+        downloaded = download(location, http, quiet).await?;
         downloaded.path().to_path_buf()
     } else {
         PathBuf::from(location)
@@ -113,7 +158,7 @@ async fn import(
     let bar = progress_bar(
         Some(reader.len_hint() as u64),
         "{spinner} importing [{bar:30}] {pos}/{len} records",
-        data.quiet(),
+        quiet,
     );
 
     // The source is read on a blocking thread, a bounded queue ahead of the database.
@@ -125,16 +170,16 @@ async fn import(
             }
         }
     });
-    let store = open_store(data).await?;
     let mut import = None;
     let mut malformed = 0u64;
+    let mut skipped = Vec::new();
     while let Some(item) = receiver.recv().await {
         bar.inc(1);
         match item.with_context(|| format!("cannot read {location}"))? {
             Item::Record(record) => {
                 if import.is_none() {
-                    let name = match &name {
-                        Some(name) => name.clone(),
+                    let name = match name {
+                        Some(name) => name.to_string(),
                         None => default_source_name(&record.advisory),
                     };
                     let mut begun = store.begin_vulndb_import(&name, location).await?;
@@ -149,25 +194,19 @@ async fn import(
                     format!("cannot store {} ({})", record.advisory.id, record.file)
                 })?;
             }
-            Item::Malformed(skipped) => {
+            Item::Malformed(record) => {
                 malformed += 1;
                 if let Some(import) = import.as_mut() {
                     import.skip_malformed();
                 }
-                if malformed <= MALFORMED_LISTED {
-                    bar.suspend(|| eprintln!("skipped {}: {}", skipped.file, skipped.error));
+                if skipped.len() < MALFORMED_LISTED {
+                    skipped.push(record);
                 }
             }
         }
     }
     reading.await.context("the reading thread failed")?;
     bar.finish_and_clear();
-    if malformed > MALFORMED_LISTED {
-        eprintln!(
-            "skipped {} more malformed records",
-            malformed - MALFORMED_LISTED
-        );
-    }
     let Some(import) = import else {
         anyhow::bail!(
             "{location} holds no OSV record{}: nothing was changed. Give an OSV all.zip, a \
@@ -175,18 +214,10 @@ async fn import(
             if malformed > 0 { " that parses" } else { "" }
         );
     };
-    let imported = import.commit().await?;
-    println!(
-        "imported {} records into source {:?}{}",
-        imported.records,
-        imported.name,
-        if imported.malformed > 0 {
-            format!(", skipped {} malformed", imported.malformed)
-        } else {
-            String::new()
-        }
-    );
-    Ok(())
+    Ok(Imported {
+        source: import.commit().await?,
+        skipped,
+    })
 }
 
 /// `go`, `debian`, `alpine`: the ecosystem (without its release) of the record's first
@@ -211,10 +242,9 @@ fn default_source_name(advisory: &gantry_osv::Advisory) -> String {
 /// Downloads `url` into a temporary file, streaming.
 async fn download(
     url: &str,
-    transport: &TransportArgs,
+    http: &reqwest::Client,
     quiet: bool,
 ) -> anyhow::Result<tempfile::NamedTempFile> {
-    let http = transport.http_client()?;
     let response = http
         .get(url)
         .send()
@@ -344,5 +374,95 @@ fn age(secs: i64) -> String {
         s if s < 3600 => format!("{}m", s / 60),
         s if s < 86_400 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
+    }
+}
+
+// --- the scheduled refresh (`[vulndb] refresh`) --------------------------------------------------
+
+/// The job kind of a scheduled refresh.
+pub const REFRESH_JOB: &str = "vulndb-refresh";
+
+/// Attempts of one refresh (a mirror that is down now may answer a minute later).
+const REFRESH_ATTEMPTS: u32 = 3;
+
+/// `[vulndb] refresh`: import `location` (a URL or a directory of an internal mirror) every
+/// `every`, as a job on the job backbone (once across the servers sharing a database).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refresh {
+    pub location: String,
+    pub every: std::time::Duration,
+}
+
+impl Refresh {
+    /// Enqueues the refresh firing in `(after, until]` (Unix seconds; every `every` from the
+    /// epoch, none before `started`), once across servers; returns whether a job was added.
+    pub async fn enqueue_due(
+        &self,
+        meta: &MetaStore,
+        started: i64,
+        after: i64,
+        until: i64,
+    ) -> Result<bool, gantry_meta::MetaError> {
+        let every = self.every.as_secs().max(1) as i64;
+        let fired_at = until - until.rem_euclid(every);
+        if fired_at <= after || fired_at <= started {
+            return Ok(false);
+        }
+        let job = gantry_meta::NewJob {
+            unique_key: Some(format!("{REFRESH_JOB}@{fired_at}")),
+            subject: Some(format!("vulndb:{}", self.location)),
+            max_attempts: REFRESH_ATTEMPTS,
+            ..gantry_meta::NewJob::of(REFRESH_JOB, json!({ "fired_at": fired_at }).to_string())
+        };
+        Ok(meta.enqueue_job(&job).await?.is_some())
+    }
+
+    /// The handler that runs the refresh jobs.
+    pub fn handler(
+        &self,
+        meta: MetaStore,
+    ) -> anyhow::Result<std::sync::Arc<dyn gantry_jobs::JobHandler>> {
+        Ok(std::sync::Arc::new(RefreshJob {
+            meta,
+            location: self.location.clone(),
+            http: gantry_client::http_client(&gantry_client::Transport::default())?,
+        }))
+    }
+}
+
+struct RefreshJob {
+    meta: MetaStore,
+    location: String,
+    http: reqwest::Client,
+}
+
+#[async_trait::async_trait]
+impl gantry_jobs::JobHandler for RefreshJob {
+    fn kind(&self) -> &'static str {
+        REFRESH_JOB
+    }
+
+    async fn run(
+        &self,
+        _job: &gantry_meta::JobRecord,
+        progress: &gantry_jobs::Progress,
+    ) -> Result<serde_json::Value, gantry_jobs::JobError> {
+        progress
+            .report(&format!("importing {}", self.location))
+            .await;
+        let imported = import_into(&self.meta, &self.location, None, &self.http, true)
+            .await
+            .map_err(|e| gantry_jobs::JobError::transient(format!("{e:#}")))?;
+        for skipped in &imported.skipped {
+            tracing::warn!(file = %skipped.file, error = %skipped.error, "vulndb refresh skipped a malformed record");
+        }
+        let source = imported.source;
+        tracing::info!(source = %source.name, records = source.records, malformed = source.malformed, "vulndb refreshed");
+        Ok(json!({
+            "source": source.name,
+            "location": source.location,
+            "records": source.records,
+            "malformed": source.malformed,
+        }))
     }
 }

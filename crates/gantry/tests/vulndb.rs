@@ -3,10 +3,13 @@
 //! from its zip, a directory and a URL; a re-import changes nothing; malformed records are
 //! listed and skipped; an empty database says how to fill it.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use gantry_osv::testdata::{go_snapshot as snapshot, GO_SNAPSHOT_RECORDS};
 use serde_json::Value;
@@ -209,5 +212,51 @@ fn the_go_snapshot_imports_from_a_url() {
     assert!(
         stderr.contains(&format!("cannot download {unreachable}")),
         "{stderr}"
+    );
+}
+
+/// `[vulndb] refresh`: an air-gapped site's internal mirror (here the snapshot's directory)
+/// is imported on the schedule as a job on the job backbone, without anyone running the CLI.
+#[tokio::test]
+async fn a_scheduled_refresh_imports_the_mirror_as_a_job() {
+    let temp = tempfile::tempdir().unwrap();
+    let mirror = temp.path().join("mirror");
+    std::fs::create_dir_all(&mirror).unwrap();
+    unzip_into(&mirror);
+    let config = temp.path().join("gantry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[vulndb]\nrefresh = {:?}\nrefresh_every_secs = 2\n",
+            mirror.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let server = common::Server::start_with(
+        &temp.path().join("data"),
+        &[("GANTRY_CONFIG", config.to_str().unwrap())],
+    );
+    let url = server.url("/api/v1/jobs?kind=vulndb-refresh&state=succeeded");
+    let job = common::eventually(Duration::from_secs(60), "a succeeded refresh job", || {
+        let url = url.clone();
+        async move {
+            let listing: Value = common::http()
+                .get(&url)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            listing["jobs"].as_array()?.first().cloned()
+        }
+    })
+    .await;
+    assert_eq!(job["result"]["records"], SNAPSHOT_RECORDS, "{job}");
+    assert_eq!(job["result"]["source"], "go", "{job}");
+    assert_eq!(job["result"]["malformed"], 0, "{job}");
+    assert_eq!(
+        job["subject"],
+        format!("vulndb:{}", mirror.to_str().unwrap())
     );
 }
