@@ -186,14 +186,7 @@ impl Source {
             let digest = entry["digest"]
                 .as_str()
                 .context("an index entry has no digest")?;
-            let platform = &entry["platform"];
-            let platform = platform["os"]
-                .as_str()
-                .zip(platform["architecture"].as_str())
-                .map(|(os, arch)| match platform["variant"].as_str() {
-                    Some(variant) => format!("{os}/{arch}/{variant}"),
-                    None => format!("{os}/{arch}"),
-                });
+            let platform = gantry_inspect::Platform::of_index_entry(entry).map(|p| p.to_string());
             let manifest = self.manifest(digest, entry["mediaType"].as_str()).await?;
             children.push((platform, manifest));
         }

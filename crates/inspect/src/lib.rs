@@ -67,6 +67,17 @@ impl fmt::Display for Platform {
 }
 
 impl Platform {
+    /// The platform an image index entry (OCI image-index `manifests[]`) names in its
+    /// `platform` object; `None` when it names no `os` and `architecture`.
+    pub fn of_index_entry(entry: &Value) -> Option<Platform> {
+        let p = &entry["platform"];
+        Some(Platform {
+            os: p["os"].as_str()?.to_string(),
+            architecture: p["architecture"].as_str()?.to_string(),
+            variant: p["variant"].as_str().map(str::to_string),
+        })
+    }
+
     pub fn to_json(&self) -> Value {
         let mut p = json!({"os": self.os, "architecture": self.architecture});
         if let Some(v) = &self.variant {
@@ -105,6 +116,14 @@ mod tests {
             "linux/amd64".parse::<Platform>().unwrap().to_json(),
             json!({"os": "linux", "architecture": "amd64"})
         );
+        let entry = json!({"platform": {"os": "linux", "architecture": "arm", "variant": "v7"}});
+        assert_eq!(
+            Platform::of_index_entry(&entry)
+                .map(|p| p.to_string())
+                .as_deref(),
+            Some("linux/arm/v7")
+        );
+        assert_eq!(Platform::of_index_entry(&json!({"digest": "x"})), None);
         for bad in ["", "linux", "linux/", "linux/amd64/v1/x", "linux/amd 64"] {
             assert!(bad.parse::<Platform>().is_err(), "{bad}");
         }

@@ -10,6 +10,7 @@
 use std::io;
 use std::sync::Arc;
 
+use gantry_inspect::Platform;
 use gantry_jobs::{JobError, JobHandler, Progress};
 use gantry_meta::{JobRecord, NewEvent, NewJob, ScanRecord};
 use gantry_oci::manifest::{self, ManifestKind};
@@ -233,15 +234,7 @@ impl Registry {
             .iter()
             .zip(doc["manifests"].as_array().into_iter().flatten())
             .map(|(child, entry)| {
-                let p = &entry["platform"];
-                let platform =
-                    p["os"]
-                        .as_str()
-                        .zip(p["architecture"].as_str())
-                        .map(|(os, arch)| match p["variant"].as_str() {
-                            Some(v) => format!("{os}/{arch}/{v}"),
-                            None => format!("{os}/{arch}"),
-                        });
+                let platform = Platform::of_index_entry(entry).map(|p| p.to_string());
                 (platform, child.digest.clone())
             })
             .collect())
