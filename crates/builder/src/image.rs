@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use gantry_oci::{media_type, Digest};
+use gantry_oci::{media_type, Descriptor, Digest};
 use serde_json::{json, Value};
 
 use crate::layer::BuiltLayer;
@@ -280,17 +280,19 @@ pub fn sbom(info: &BuildInfo, name: &str, created: u64, binary_digest: &Digest) 
 /// The OCI artifact manifest that attaches an SBOM blob to its subject (found through the
 /// referrers API).
 pub fn sbom_manifest(sbom: (&Digest, u64), subject: (&Digest, u64), created: u64) -> Vec<u8> {
-    let empty = Digest::sha256_of(b"{}");
-    let doc = json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
-        "artifactType": SPDX_MEDIA_TYPE,
-        "config": descriptor(media_type::OCI_EMPTY, &empty, 2),
-        "layers": [descriptor(SPDX_MEDIA_TYPE, sbom.0, sbom.1)],
-        "subject": descriptor(media_type::OCI_MANIFEST, subject.0, subject.1),
-        "annotations": {"org.opencontainers.image.created": rfc3339(created)},
-    });
-    serde_json::to_vec(&doc).expect("JSON serializes")
+    let descriptor = |media_type: &str, (digest, size): (&Digest, u64)| Descriptor {
+        media_type: media_type.to_string(),
+        digest: digest.clone(),
+        size,
+        artifact_type: None,
+        annotations: None,
+        platform: None,
+    };
+    gantry_oci::manifest::referrer_manifest(
+        &descriptor(SPDX_MEDIA_TYPE, sbom),
+        &descriptor(media_type::OCI_MANIFEST, subject),
+        &rfc3339(created),
+    )
 }
 
 #[cfg(test)]

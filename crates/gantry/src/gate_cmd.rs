@@ -89,6 +89,16 @@ pub enum GateCommand {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+    /// Attach the SPDX and CycloneDX SBOMs of every image scanned in a project to the image
+    /// as referrers, or not (off by default; the documents count against the project's quota).
+    /// They are made by the image's scan: on push, on demand or after a database import.
+    SbomOnPush {
+        /// The project.
+        project: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
 }
 
 fn policy_path(project: &str) -> String {
@@ -121,6 +131,9 @@ fn show_policy(api: &ApiArgs, project: &str, policy: &Value) {
     if policy["scan_on_push"] == false {
         println!("{project}: images are not scanned on push");
     }
+    if policy["sbom_on_push"] == true {
+        println!("{project}: scanned images get their SBOMs attached");
+    }
     list(api, policy, "allowlist", &["id", "expires_at", "reason"]);
 }
 
@@ -139,6 +152,18 @@ fn edit_allowlist(document: &mut Value, id: &str, entry: Option<Value>) -> bool 
     }
     document["allowlist"] = Value::Array(kept);
     removed
+}
+
+/// Turns the policy's boolean `field` (e.g. `scan_on_push`) `on` or `off`.
+async fn switch(api: &ApiArgs, project: &str, field: &str, state: &str) -> anyhow::Result<()> {
+    let mut policy = api.call(Method::GET, &policy_path(project), None).await?;
+    policy[field] = json!(state == "on");
+    let set = api
+        .call(Method::PUT, &policy_path(project), Some(policy))
+        .await?;
+    let what = field.replace('_', " ");
+    done(api, &set, &format!("{project}: {what} {state}"));
+    Ok(())
 }
 
 pub async fn gate(api: &ApiArgs, command: GateCommand) -> anyhow::Result<()> {
@@ -218,12 +243,10 @@ pub async fn gate(api: &ApiArgs, command: GateCommand) -> anyhow::Result<()> {
             done(api, &set, &format!("{id} is no longer allowed"));
         }
         GateCommand::ScanOnPush { project, state } => {
-            let mut policy = api.call(Method::GET, &policy_path(&project), None).await?;
-            policy["scan_on_push"] = json!(state == "on");
-            let set = api
-                .call(Method::PUT, &policy_path(&project), Some(policy))
-                .await?;
-            done(api, &set, &format!("{project}: scan on push {state}"));
+            switch(api, &project, "scan_on_push", &state).await?;
+        }
+        GateCommand::SbomOnPush { project, state } => {
+            switch(api, &project, "sbom_on_push", &state).await?;
         }
         GateCommand::Allowlist => {
             let document = api.call(Method::GET, ALLOWLIST_PATH, None).await?;

@@ -8,6 +8,7 @@
 //! - an image pushed with skopeo is scanned on push, its findings are those of the standalone
 //!   scan, its SBOMs validate with the SPDX and CycloneDX projects' own tools, and an import
 //!   that affects it is noticed by a rescan;
+//! - with `sbom_on_push`, its SBOMs are attached as referrers once, never scanned nor gated;
 //! - the pull gate refuses skopeo and podman with the blocking IDs and their fixes, lets HEAD,
 //!   referrers and allowlisted findings through, and handles unscanned images both ways.
 
@@ -346,6 +347,37 @@ fn push_layout(server: &Server, dir: &Path, layout: &Path, reference: &str) {
         .arg(format!("docker://{}/{reference}", server.addr)));
 }
 
+/// A started server, a scratch directory and the Go 1.19 fixture's OCI layout in it; `None`
+/// when the toolchain is missing outside CI.
+struct Setup {
+    fixture: std::sync::Arc<Fixture>,
+    server: Server,
+    dir: tempfile::TempDir,
+    layout: std::path::PathBuf,
+}
+
+fn setup(stripped: bool) -> Option<Setup> {
+    let fixture = fixture(Toolchain::Go119, stripped)?;
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = fixture_layout(dir.path(), &fixture.bytes);
+    Some(Setup {
+        fixture,
+        server,
+        dir,
+        layout,
+    })
+}
+
+/// `gantry vulndb import <source> --quiet <extra…>` on the server's store.
+fn import(server: &Server, source: &Path, extra: &[&str]) {
+    let source = source.to_str().unwrap();
+    gantry_on_store(
+        server,
+        &[&["vulndb", "import", source, "--quiet"], extra].concat(),
+    );
+}
+
 /// An OSV directory with one record: `id` affecting `package` in `ecosystem` before
 /// `fixed`, aliasing `aliases`, with a CVSS vector when given.
 fn osv_dir(
@@ -402,17 +434,17 @@ fn validate_sbom(dir: &Path, format: &str, document: &Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pushed_image_is_scanned_as_the_standalone_scan_finds_and_rescanned_after_an_import() {
-    let Some(fixture) = fixture(Toolchain::Go119, false) else {
+    let Some(Setup {
+        server,
+        dir,
+        layout,
+        ..
+    }) = setup(false)
+    else {
         return;
     };
-    let server = Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    let layout = fixture_layout(dir.path(), &fixture.bytes);
     let zip = go_snapshot();
-    gantry_on_store(
-        &server,
-        &["vulndb", "import", zip.to_str().unwrap(), "--quiet"],
-    );
+    import(&server, &zip, &[]);
     push_layout(&server, dir.path(), &layout, "team/app:v1");
 
     let scan = scanned(&server, "team/app", "v1").await;
@@ -469,10 +501,7 @@ async fn a_pushed_image_is_scanned_as_the_standalone_scan_finds_and_rescanned_af
         &[],
         None,
     );
-    gantry_on_store(
-        &server,
-        &["vulndb", "import", alpine.to_str().unwrap(), "--quiet"],
-    );
+    import(&server, &alpine, &[]);
     let path = format!("{}/vulnerabilities", artifact_path("team/app", "v1"));
     let rescanned = eventually(Duration::from_secs(60), "the rescan", || async {
         let scan = get_json(&server, &path).await;
@@ -527,21 +556,16 @@ fn skopeo_pull(server: &Server, dir: &Path, reference: &str) -> Result<(), Strin
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pull_gate_refuses_blocking_findings_with_their_fixes_and_lets_head_referrers_and_allowlisted_through(
 ) {
-    let Some(fixture) = fixture(Toolchain::Go119, false) else {
+    let Some(Setup {
+        server,
+        dir,
+        layout,
+        ..
+    }) = setup(false)
+    else {
         return;
     };
-    let server = Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    let layout = fixture_layout(dir.path(), &fixture.bytes);
-    gantry_on_store(
-        &server,
-        &[
-            "vulndb",
-            "import",
-            go_snapshot().to_str().unwrap(),
-            "--quiet",
-        ],
-    );
+    import(&server, &go_snapshot(), &[]);
     // A second database rates GO-2021-0113 (the Go database rates nothing): HIGH.
     let ghsa = osv_dir(
         dir.path(),
@@ -552,17 +576,7 @@ async fn the_pull_gate_refuses_blocking_findings_with_their_fixes_and_lets_head_
         &["GO-2021-0113", "CVE-2021-38561"],
         Some("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"),
     );
-    gantry_on_store(
-        &server,
-        &[
-            "vulndb",
-            "import",
-            ghsa.to_str().unwrap(),
-            "--source",
-            "ghsa",
-            "--quiet",
-        ],
-    );
+    import(&server, &ghsa, &["--source", "ghsa"]);
     push_layout(&server, dir.path(), &layout, "team/app:v1");
     let scan = scanned(&server, "team/app", "v1").await;
     let digest = scan["images"][0]["digest"].as_str().unwrap().to_string();
@@ -667,21 +681,16 @@ async fn the_pull_gate_refuses_blocking_findings_with_their_fixes_and_lets_head_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unscanned_image_is_refused_until_scanned_or_waited_for_as_the_policy_says() {
-    let Some(fixture) = fixture(Toolchain::Go119, true) else {
+    let Some(Setup {
+        fixture,
+        server,
+        dir,
+        layout,
+    }) = setup(true)
+    else {
         return;
     };
-    let server = Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    let layout = fixture_layout(dir.path(), &fixture.bytes);
-    gantry_on_store(
-        &server,
-        &[
-            "vulndb",
-            "import",
-            go_snapshot().to_str().unwrap(),
-            "--quiet",
-        ],
-    );
+    import(&server, &go_snapshot(), &[]);
     api_create_project(&server, "team", false).await;
     // Not scanned on push, and refused until scanned.
     set_policy(
@@ -728,4 +737,149 @@ async fn an_unscanned_image_is_refused_until_scanned_or_waited_for_as_the_policy
     )
     .await;
     assert_eq!(after["images"][0]["status"], "scanned");
+}
+
+// ---- SBOMs attached on push ----------------------------------------------------------
+
+/// The referrers of `digest` in `repository`, by artifact type: (referrer digest, document).
+async fn attached_sboms(
+    server: &Server,
+    repository: &str,
+    digest: &str,
+) -> BTreeMap<String, (String, Value)> {
+    let index = get_json(server, &format!("/v2/{repository}/referrers/{digest}")).await;
+    let mut sboms = BTreeMap::new();
+    for referrer in index["manifests"].as_array().unwrap() {
+        let referrer_digest = referrer["digest"].as_str().unwrap();
+        let manifest = get_json(
+            server,
+            &format!("/v2/{repository}/manifests/{referrer_digest}"),
+        )
+        .await;
+        assert_eq!(manifest["subject"]["digest"], digest);
+        assert_eq!(
+            manifest["config"]["mediaType"],
+            "application/vnd.oci.empty.v1+json"
+        );
+        let layer = &manifest["layers"][0];
+        assert_eq!(layer["mediaType"], referrer["artifactType"]);
+        let document = get_bytes(
+            server,
+            &format!(
+                "/v2/{repository}/blobs/{}",
+                layer["digest"].as_str().unwrap()
+            ),
+        )
+        .await;
+        let previous = sboms.insert(
+            referrer["artifactType"].as_str().unwrap().to_string(),
+            (
+                referrer_digest.to_string(),
+                serde_json::from_slice(&document).unwrap(),
+            ),
+        );
+        assert!(previous.is_none(), "two referrers of one type in {index}");
+    }
+    sboms
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_sbom_on_push_a_scanned_image_gets_its_spdx_and_cyclonedx_sboms_as_referrers_once() {
+    let Some(Setup {
+        server,
+        dir,
+        layout,
+        ..
+    }) = setup(false)
+    else {
+        return;
+    };
+    // musl rated HIGH, so the gate can refuse the image below.
+    let alpine = osv_dir(
+        dir.path(),
+        "ALPINE-CVE-2026-0002",
+        "Alpine:v3.19",
+        "musl",
+        "1.2.4-r3",
+        &[],
+        Some("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"),
+    );
+    import(&server, &alpine, &[]);
+    api_create_project(&server, "team", false).await;
+    set_policy(&server, "team", json!({"sbom_on_push": true})).await;
+    push_layout(&server, dir.path(), &layout, "team/app:v1");
+    let scan = scanned(&server, "team/app", "v1").await;
+    let digest = scan["images"][0]["digest"].as_str().unwrap().to_string();
+
+    let sboms = eventually(Duration::from_secs(30), "the SBOMs", || async {
+        let sboms = attached_sboms(&server, "team/app", &digest).await;
+        (sboms.len() == 2).then_some(sboms)
+    })
+    .await;
+    for (artifact_type, format) in [
+        ("application/spdx+json", "spdx"),
+        ("application/vnd.cyclonedx+json", "cyclonedx"),
+    ] {
+        let (_, attached) = &sboms[artifact_type];
+        let served = get_json(
+            &server,
+            &format!("{}/sbom?format={format}", artifact_path("team/app", "v1")),
+        )
+        .await;
+        assert_eq!(attached, &served, "{format}");
+        validate_sbom(dir.path(), format, attached);
+    }
+
+    // The SBOMs are not themselves scanned as pushed images, and a rescan attaches no twins.
+    let asked = http()
+        .post(server.url(&format!("{}/scan", artifact_path("team/app", "v1"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    let path = format!("{}/vulnerabilities", artifact_path("team/app", "v1"));
+    let first = scan["images"][0]["scanned_ms"].clone();
+    eventually(Duration::from_secs(60), "the rescan", || async {
+        let scan = get_json(&server, &path).await;
+        (scan["images"][0]["status"] == "scanned" && scan["images"][0]["scanned_ms"] != first)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(attached_sboms(&server, "team/app", &digest).await, sboms);
+    for (referrer, _) in sboms.values() {
+        let scan = get_json(
+            &server,
+            &format!("{}/vulnerabilities", artifact_path("team/app", referrer)),
+        )
+        .await;
+        assert_eq!(scan["images"][0]["status"], "pending", "{referrer}");
+    }
+
+    // Pulling an SBOM is never gated, even when the image is refused.
+    set_policy(
+        &server,
+        "team",
+        json!({"sbom_on_push": true, "block_severity": "LOW", "unscanned": "refuse"}),
+    )
+    .await;
+    let image = http()
+        .get(server.url("/v2/team/app/manifests/v1"))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    let refusal = assert_error(image, StatusCode::FORBIDDEN, "DENIED").await;
+    assert!(
+        refusal.to_string().contains("ALPINE-CVE-2026-0002"),
+        "{refusal}"
+    );
+    for (referrer, _) in sboms.values() {
+        let got = http()
+            .get(server.url(&format!("/v2/team/app/manifests/{referrer}")))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), StatusCode::OK);
+    }
 }

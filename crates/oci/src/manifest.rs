@@ -246,10 +246,69 @@ pub fn parse(bytes: &[u8], claimed_type: Option<&str>) -> Result<ParsedManifest,
     })
 }
 
+/// The bytes of the empty config an artifact manifest points at (`application/vnd.oci.empty.v1+json`,
+/// image-spec 1.1 "Guidance for an Empty Descriptor").
+pub const EMPTY_CONFIG: &[u8] = b"{}";
+
+/// An OCI 1.1 artifact manifest that attaches one blob to `subject`, so that the referrers API
+/// finds it (image-spec 1.1 "Guidelines for Artifact Usage"): the empty config, `artifactType`
+/// equal to the blob's media type, the blob as its only layer, and `created` (RFC 3339) as
+/// `org.opencontainers.image.created`. The same inputs always give the same bytes.
+pub fn referrer_manifest(blob: &Descriptor, subject: &Descriptor, created: &str) -> Vec<u8> {
+    let empty = Descriptor {
+        media_type: media_type::OCI_EMPTY.to_string(),
+        digest: Digest::sha256_of(EMPTY_CONFIG),
+        size: EMPTY_CONFIG.len() as u64,
+        artifact_type: None,
+        annotations: None,
+        platform: None,
+    };
+    let doc = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "artifactType": blob.media_type,
+        "config": empty,
+        "layers": [blob],
+        "subject": subject,
+        "annotations": {"org.opencontainers.image.created": created},
+    });
+    serde_json::to_vec(&doc).expect("JSON serializes")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::media_type::*;
+
+    #[test]
+    fn a_referrer_manifest_parses_as_an_artifact_of_its_blob_type_with_its_subject() {
+        let descriptor = |media_type: &str, bytes: &[u8]| Descriptor {
+            media_type: media_type.to_string(),
+            digest: Digest::sha256_of(bytes),
+            size: bytes.len() as u64,
+            artifact_type: None,
+            annotations: None,
+            platform: None,
+        };
+        let blob = descriptor("application/spdx+json", b"{\"spdxVersion\":\"SPDX-2.3\"}");
+        let subject = descriptor(OCI_MANIFEST, b"image");
+        let bytes = referrer_manifest(&blob, &subject, "2026-11-30T00:00:00Z");
+        assert_eq!(
+            bytes,
+            referrer_manifest(&blob, &subject, "2026-11-30T00:00:00Z")
+        );
+        let parsed = parse(&bytes, Some(OCI_MANIFEST)).unwrap();
+        assert_eq!(parsed.kind, ManifestKind::Image);
+        assert_eq!(
+            parsed.artifact_type.as_deref(),
+            Some("application/spdx+json")
+        );
+        assert_eq!(parsed.subject.as_ref(), Some(&subject));
+        assert_eq!(parsed.layers, vec![blob]);
+        let config = parsed.config.unwrap();
+        assert_eq!(config.media_type, OCI_EMPTY);
+        assert_eq!(config.digest, Digest::sha256_of(EMPTY_CONFIG));
+    }
 
     fn digest(n: u8) -> String {
         format!("sha256:{}", hex::encode([n; 32]))

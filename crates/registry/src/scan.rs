@@ -12,10 +12,12 @@ use std::sync::Arc;
 
 use gantry_inspect::Platform;
 use gantry_jobs::{JobError, JobHandler, Progress};
-use gantry_meta::{JobRecord, NewEvent, NewJob, ScanRecord};
+use gantry_meta::{JobRecord, NewEvent, NewJob, ScanRecord, StoredManifest};
 use gantry_oci::manifest::{self, ManifestKind};
-use gantry_oci::media_type::{DOCKER_CONFIG, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX};
-use gantry_oci::{Digest, Reference, RepositoryName};
+use gantry_oci::media_type::{
+    DOCKER_CONFIG, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST,
+};
+use gantry_oci::{Descriptor, Digest, Reference, RepositoryName};
 use gantry_scanner::assess::{assess, KnownAdvisory};
 use gantry_scanner::inventory::Inventory;
 use gantry_scanner::{sbom, ScanReport};
@@ -33,6 +35,8 @@ const CONSUMER: &str = "scanner";
 const BATCH: u32 = 500;
 /// Attempts a scan gets (a blob store hiccup) before it is recorded as failed.
 const SCAN_ATTEMPTS: u32 = 3;
+/// Who pushes the SBOMs a scan attaches (the `actor` of their `artifact.pushed` events).
+pub const SCANNER_ACTOR: &str = "scanner";
 
 /// A scan's state, as stored and as the API shows it.
 pub const SCANNED: &str = "scanned";
@@ -157,9 +161,11 @@ impl Registry {
             else {
                 continue;
             };
+            // The scanner's own pushes are the SBOMs it attached: nothing to scan.
             if event.event_type != "artifact.pushed"
                 || media_type == OCI_INDEX
                 || media_type == DOCKER_MANIFEST_LIST
+                || event.data["actor"] == SCANNER_ACTOR
             {
                 continue;
             }
@@ -267,7 +273,11 @@ impl Registry {
 
     /// Scans the image manifest `digest` of `repository` and records the result; returns the
     /// status recorded. A manifest that is not an image (an index, a signature, an SBOM) is
-    /// recorded `not-an-image`.
+    /// recorded `not-an-image`. In a project with `sbom_on_push`, an image's SPDX and CycloneDX
+    /// SBOMs are then attached to it as referrers (once: the same package list gives the same
+    /// documents); an image whose SBOMs
+    /// cannot be attached (e.g. its project is over quota) keeps its scan, and the failure is
+    /// logged.
     pub async fn scan_image(&self, repository: &str, digest: &Digest) -> Result<&'static str> {
         let name = crate::parse_name(repository)?;
         let generation = self.meta.vulndb_generation().await?;
@@ -280,10 +290,27 @@ impl Registry {
                 .config
                 .as_ref()
                 .is_some_and(|c| c.media_type == OCI_CONFIG || c.media_type == DOCKER_CONFIG);
-        let (status, report) = if !is_image {
-            (NOT_AN_IMAGE, None)
+        let (status, report, sboms) = if !is_image {
+            (NOT_AN_IMAGE, None, Vec::new())
         } else {
             let inventory = self.inventory_of(parsed.layers).await?;
+            let mut sboms = Vec::new();
+            if self
+                .gate
+                .policy(&self.meta, name.project())
+                .await?
+                .sbom_on_push
+            {
+                let created = self.image_created(&name, digest).await?;
+                let subject = sbom::Subject {
+                    name: name.as_str(),
+                    digest: &stored.digest.to_string(),
+                    created: &created,
+                };
+                for format in [SbomFormat::Spdx, SbomFormat::Cyclonedx] {
+                    sboms.push((sbom_document(&inventory, subject, format), created.clone()));
+                }
+            }
             let keys = package_keys(&inventory);
             let keys: Vec<(&str, &str)> =
                 keys.iter().map(|(e, n)| (e.as_str(), n.as_str())).collect();
@@ -299,7 +326,7 @@ impl Registry {
                 })
                 .collect();
             let findings = assess(&inventory, &advisories);
-            (SCANNED, Some(ScanReport::new(inventory, findings)))
+            (SCANNED, Some(ScanReport::new(inventory, findings)), sboms)
         };
         let previous = self
             .meta
@@ -333,7 +360,73 @@ impl Registry {
                 event.as_ref(),
             )
             .await?;
+        for ((media_type, document), created) in sboms {
+            if let Err(e) = self
+                .attach(&name, &stored, media_type, &document, &created)
+                .await
+            {
+                tracing::warn!(%repository, %digest, media_type, error = %e, "the image's SBOM could not be attached");
+            }
+        }
         Ok(status)
+    }
+
+    /// Attaches `document` (of `media_type`) to the image `subject` of `name` as a referrer
+    /// (an artifact manifest of the document's type, pushed by [`SCANNER_ACTOR`]), unless the
+    /// same referrer is already there.
+    async fn attach(
+        &self,
+        name: &RepositoryName,
+        subject: &StoredManifest,
+        media_type: &str,
+        document: &Value,
+        created: &str,
+    ) -> Result<()> {
+        let bytes = serde_json::to_vec(document).expect("JSON serializes");
+        let descriptor = |media_type: &str, digest: Digest, size: usize| Descriptor {
+            media_type: media_type.to_string(),
+            digest,
+            size: size as u64,
+            artifact_type: None,
+            annotations: None,
+            platform: None,
+        };
+        let blob = descriptor(media_type, Digest::sha256_of(&bytes), bytes.len());
+        let referrer = manifest::referrer_manifest(
+            &blob,
+            &descriptor(
+                &subject.media_type,
+                subject.digest.clone(),
+                subject.content.len(),
+            ),
+            created,
+        );
+        let referrer_digest = Digest::sha256_of(&referrer);
+        if self
+            .meta
+            .manifest_by_digest(name.as_str(), &referrer_digest)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let empty = Digest::sha256_of(manifest::EMPTY_CONFIG);
+        for (digest, bytes) in [
+            (&empty, manifest::EMPTY_CONFIG.to_vec()),
+            (&blob.digest, bytes),
+        ] {
+            let body = futures::stream::once(async move { Ok(bytes::Bytes::from(bytes)) });
+            self.upload_monolithic(name, digest, Box::pin(body)).await?;
+        }
+        self.put_manifest(
+            name,
+            &Reference::Digest(referrer_digest),
+            Some(OCI_MANIFEST),
+            &referrer,
+            SCANNER_ACTOR,
+        )
+        .await?;
+        Ok(())
     }
 
     /// Records that the scan of `digest` failed, with why.
@@ -460,27 +553,22 @@ impl Registry {
             packages: report.packages.clone(),
             binaries: report.binaries.clone(),
         };
-        let created = self.image_created(name, &image.digest).await?;
+        let created = self.image_created(name, &image.digest.parse()?).await?;
         let subject = sbom::Subject {
             name: name.as_str(),
             digest: &image.digest,
             created: &created,
         };
-        Ok(match format {
-            SbomFormat::Spdx => (sbom::SPDX_MEDIA_TYPE, sbom::spdx(&inventory, subject)),
-            SbomFormat::Cyclonedx => (
-                sbom::CYCLONEDX_MEDIA_TYPE,
-                sbom::cyclonedx(&inventory, subject),
-            ),
-        })
+        Ok(sbom_document(&inventory, subject, format))
     }
 
     /// When an image was created, as its config says (RFC 3339); the Unix epoch when it does
     /// not say, so that documents made from it stay the same.
-    async fn image_created(&self, name: &RepositoryName, digest: &str) -> Result<String> {
+    async fn image_created(&self, name: &RepositoryName, digest: &Digest) -> Result<String> {
         const EPOCH: &str = "1970-01-01T00:00:00Z";
-        let digest: Digest = digest.parse()?;
-        let stored = self.get_manifest(name, &Reference::Digest(digest)).await?;
+        let stored = self
+            .get_manifest(name, &Reference::Digest(digest.clone()))
+            .await?;
         let parsed = manifest::parse(&stored.content, Some(&stored.media_type))?;
         let Some(config) = parsed
             .config
@@ -554,6 +642,21 @@ pub enum SbomFormat {
     #[default]
     Spdx,
     Cyclonedx,
+}
+
+/// The SBOM of `subject` in `format`, and its media type.
+fn sbom_document(
+    inventory: &Inventory,
+    subject: sbom::Subject<'_>,
+    format: SbomFormat,
+) -> (&'static str, Value) {
+    match format {
+        SbomFormat::Spdx => (sbom::SPDX_MEDIA_TYPE, sbom::spdx(inventory, subject)),
+        SbomFormat::Cyclonedx => (
+            sbom::CYCLONEDX_MEDIA_TYPE,
+            sbom::cyclonedx(inventory, subject),
+        ),
+    }
 }
 
 /// The (ecosystem, name) pairs whose advisories an inventory needs.

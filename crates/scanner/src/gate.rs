@@ -46,6 +46,11 @@ pub struct GatePolicy {
     /// Scan every image pushed to the project (Harbor's "automatically scan images on push").
     #[serde(default = "yes")]
     pub scan_on_push: bool,
+    /// Attach each scanned image's SPDX and CycloneDX SBOMs to it as referrers (Harbor's
+    /// "automatically generate SBOM on push"; off by default, as there, since the documents
+    /// are pushed into the project: they count against its quota and raise `artifact.pushed`).
+    #[serde(default)]
+    pub sbom_on_push: bool,
     /// Refuse pulls of images with findings at or above this severity; `None`: the gate is off.
     #[serde(default)]
     pub block_severity: Option<Severity>,
@@ -73,10 +78,11 @@ fn yes() -> bool {
 }
 
 impl Default for GatePolicy {
-    /// Scan on push; the gate off.
+    /// Scan on push, no SBOMs attached; the gate off.
     fn default() -> Self {
         GatePolicy {
             scan_on_push: true,
+            sbom_on_push: false,
             block_severity: None,
             reachable_only: false,
             unscanned: Unscanned::Wait,
@@ -241,6 +247,7 @@ mod tests {
         assert_eq!(parsed.unscanned, Unscanned::Wait);
         assert_eq!(parsed.wait_secs, 60);
         assert!(parsed.scan_on_push);
+        assert!(!parsed.sbom_on_push);
         assert!(serde_json::from_str::<GatePolicy>(r#"{"block": "HIGH"}"#).is_err());
         let long = GatePolicy {
             wait_secs: 301,
