@@ -287,14 +287,7 @@ fn build_uncached(options: Options, go: PathBuf) -> Fixture {
         command.arg("-gcflags=all=-l");
     }
     command.arg(".");
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", go.display()));
-    assert!(
-        out.status.success(),
-        "building the Go fixture ({options}) failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_go_build(&mut command, &format!("the Go fixture ({options})"));
     let bytes = std::fs::read(&path).expect("reading the built fixture");
     Fixture {
         options,
@@ -302,6 +295,18 @@ fn build_uncached(options: Options, go: PathBuf) -> Fixture {
         path,
         bytes,
     }
+}
+
+/// Runs a `go build` command; panics with go's output, naming `what`, when it fails.
+fn run_go_build(command: &mut Command, what: &str) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "building {what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The fixture's module: go.mod, main.go and the vendored dependencies.
@@ -518,67 +523,5 @@ func Hello(version string) string {
 }
 "#;
 
-/// A stand-in module for [`write_many_modules_program`]: one package at `package` (inside
-/// `module`) defining `symbol`, which `main` calls.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StandIn {
-    /// The module path (`github.com/gin-gonic/gin`).
-    pub module: String,
-    /// Its version as build info will list it (`v1.6.0`).
-    pub version: String,
-    /// The package's import path, `module` or below it.
-    pub package: String,
-    /// An exported function (`Parse`) or method on an exported type (`Tokenizer.Next`), as OSV
-    /// names symbols.
-    pub symbol: String,
-}
-
-/// Writes under `root` a Go main module (`example.com/many-modules`, go 1.19) whose `main`
-/// calls `symbol` of every stand-in, each vendored as this crate's fixture is (`vendor/` with
-/// `vendor/modules.txt`, each function `//go:noinline`), so that `go build` with
-/// [`offline_env`] makes a binary listing every module in its build info, offline. Modules
-/// must be distinct and none a prefix directory of another; symbols `Name` or `Type.Name`.
-/// Errors: writing under `root`.
-pub fn write_many_modules_program(root: &Path, stand_ins: &[StandIn]) -> std::io::Result<()> {
-    let mut go_mod = String::from("module example.com/many-modules\n\ngo 1.19\n\nrequire (\n");
-    let mut modules_txt = String::new();
-    let mut imports = String::new();
-    let mut calls = String::new();
-    for (i, s) in stand_ins.iter().enumerate() {
-        go_mod += &format!("\t{} {}\n", s.module, s.version);
-        modules_txt += &format!(
-            "# {} {}\n## explicit; go 1.19\n{}\n",
-            s.module, s.version, s.package
-        );
-        imports += &format!("\tm{i} \"{}\"\n", s.package);
-        let source = match s.symbol.split_once('.') {
-            Some((ty, method)) => {
-                calls += &format!("\tm{i}.{ty}{{}}.{method}()\n");
-                format!("type {ty} struct{{}}\n\n//go:noinline\nfunc ({ty}) {method}() {{ println(\"{}\") }}\n", s.package)
-            }
-            None => {
-                calls += &format!("\tm{i}.{}()\n", s.symbol);
-                format!(
-                    "//go:noinline\nfunc {}() {{ println(\"{}\") }}\n",
-                    s.symbol, s.package
-                )
-            }
-        };
-        let dir = root.join("vendor").join(&s.package);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(
-            dir.join("standin.go"),
-            format!(
-                "// Package p stands in for {} {}.\npackage p\n\n{source}",
-                s.package, s.version
-            ),
-        )?;
-    }
-    go_mod += ")\n";
-    std::fs::write(root.join("go.mod"), go_mod)?;
-    std::fs::write(root.join("vendor/modules.txt"), modules_txt)?;
-    std::fs::write(
-        root.join("main.go"),
-        format!("package main\n\nimport (\n{imports})\n\nfunc main() {{\n{calls}}}\n"),
-    )
-}
+pub mod many;
+pub use many::{write_many_modules_program, StandIn};
