@@ -26,9 +26,10 @@ trap stop_engines EXIT
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Debian packages: the clients and engines, and what builds the Python tools' environment.
+# Debian packages: the clients and engines (govulncheck: the scanner's third oracle), and what builds the Python tools' environment.
 packages=(skopeo podman buildah umoci curl openssl containerd docker-registry wrk apache2-utils
-  prometheus sqlite3 postgresql-15 nginx ca-certificates golang-go git tzdata python3 python3-venv python3-pip)
+  prometheus sqlite3 postgresql-15 nginx ca-certificates golang-go govulncheck git tzdata python3 python3-venv
+  python3-pip)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")

@@ -203,8 +203,9 @@ impl Fixture {
     }
 }
 
-/// The environment that keeps `go` offline and on the toolchain it is.
-fn offline_env() -> [(&'static str, &'static str); 5] {
+/// The environment that keeps `go` offline and on the toolchain it is (`-mod=vendor`, no
+/// proxy, no toolchain switch, no workspace).
+pub fn offline_env() -> [(&'static str, &'static str); 5] {
     [
         ("GOFLAGS", "-mod=vendor"),
         ("GOPROXY", "off"),
@@ -286,14 +287,7 @@ fn build_uncached(options: Options, go: PathBuf) -> Fixture {
         command.arg("-gcflags=all=-l");
     }
     command.arg(".");
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", go.display()));
-    assert!(
-        out.status.success(),
-        "building the Go fixture ({options}) failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_go_build(&mut command, &format!("the Go fixture ({options})"));
     let bytes = std::fs::read(&path).expect("reading the built fixture");
     Fixture {
         options,
@@ -301,6 +295,18 @@ fn build_uncached(options: Options, go: PathBuf) -> Fixture {
         path,
         bytes,
     }
+}
+
+/// Runs a `go build` command; panics with go's output, naming `what`, when it fails.
+fn run_go_build(command: &mut Command, what: &str) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "building {what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The fixture's module: go.mod, main.go and the vendored dependencies.
@@ -516,3 +522,6 @@ func Hello(version string) string {
 	return "hello from " + strings.TrimSpace(version)
 }
 "#;
+
+pub mod many;
+pub use many::{write_many_modules_program, StandIn};

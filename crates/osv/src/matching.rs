@@ -40,16 +40,22 @@ impl Advisory {
         if self.withdrawn.is_some() {
             return None;
         }
+        let names = |affected: &&Affected| {
+            affected
+                .package
+                .as_ref()
+                .is_some_and(|p| p.ecosystem == ecosystem && p.name == package)
+        };
+        // Most records name other packages: answer those before parsing the version (a
+        // scan asks every record about every package).
+        if !self.affected.iter().any(|a| names(&a)) {
+            return None;
+        }
         let ordering = Ecosystem::of(ecosystem);
         let version = ordering.parse(version)?;
         self.affected
             .iter()
-            .filter(|affected| {
-                affected
-                    .package
-                    .as_ref()
-                    .is_some_and(|p| p.ecosystem == ecosystem && p.name == package)
-            })
+            .filter(names)
             .find(|affected| affected_contains(ordering, affected, &version))
             .map(|affected| Match {
                 affected,

@@ -265,13 +265,17 @@ pub fn parse_records(file: &str, bytes: &[u8], out: &mut VecDeque<Item>) {
 
 /// One record from its JSON text.
 pub fn parse_record(file: &str, json: &str) -> Item {
-    let mut deserializer = serde_json::Deserializer::from_str(json);
-    let parsed = serde_path_to_error::deserialize::<_, Advisory>(&mut deserializer)
-        .map_err(|e| format!("{} (at {})", e.inner(), e.path()))
-        .and_then(|advisory| {
-            deserializer.end().map_err(|e| e.to_string())?;
-            Ok(advisory)
-        });
+    // The plain parser first: tracking the path costs on every record (~10 ms of `gantry
+    // scan --db` on the Go database's 4,291), and only a malformed record needs it.
+    let parsed = serde_json::from_str::<Advisory>(json).or_else(|_| {
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        serde_path_to_error::deserialize::<_, Advisory>(&mut deserializer)
+            .map_err(|e| format!("{} (at {})", e.inner(), e.path()))
+            .and_then(|advisory| {
+                deserializer.end().map_err(|e| e.to_string())?;
+                Ok(advisory)
+            })
+    });
     match parsed {
         Ok(advisory) if advisory.id.trim().is_empty() => Item::Malformed(Malformed {
             file: file.to_string(),
