@@ -26,6 +26,7 @@ mod scan_cmd;
 mod serve;
 mod tls;
 mod usage_cmd;
+mod vulndb_cache;
 mod vulndb_cmd;
 
 use config::LogFormat;
@@ -133,6 +134,7 @@ enum Command {
     )]
     Analyze(analyze_cmd::AnalyzeArgs),
     /// An image's packages and known vulnerabilities (Go modules and stdlib, Alpine, Debian).
+    #[command(long_about = scan_cmd::LONG_ABOUT)]
     Scan(scan_cmd::ScanArgs),
     /// Check a Dockerfile for the mistakes of multi-stage Go builds.
     #[command(long_about = lint_cmd::long_about())]
@@ -712,6 +714,21 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    /// A command's long help set on its arguments' struct was replaced by the one-line doc
+    /// comment of its variant, so `gantry scan --help` lost its explanation and examples;
+    /// the long help now sits on the variant, as every other command's does.
+    #[test]
+    fn scan_help_shows_its_examples() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("scan")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("Examples:"), "{help}");
     }
 
     /// Every command and every argument a user can give says what it is in `--help`

@@ -9,14 +9,15 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use gantry_client::ImageRef;
 use gantry_oci::media_type::{DOCKER_CONFIG, OCI_CONFIG};
-use gantry_osv::{merge_by_aliases, AliasRecord, Item, Severity};
+use gantry_osv::Severity;
+use gantry_registry::known_advisories;
 use gantry_scanner::report::{sarif, table};
-use gantry_scanner::{assess, KnownAdvisory, ScanReport};
+use gantry_scanner::{assess, ScanReport};
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::image_source::{Opened, Source};
-use crate::RemoteArgs;
+use crate::{vulndb_cache, RemoteArgs};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Output {
@@ -28,20 +29,24 @@ enum Output {
     Sarif,
 }
 
-#[derive(Args)]
-#[command(long_about = "An image's packages and known vulnerabilities.\n\n\
+/// `gantry scan --help`.
+pub const LONG_ABOUT: &str = "An image's packages and known vulnerabilities.\n\n\
     Without --db, asks the registry for its scan of the image (images are scanned on push and\n\
     again whenever the vulnerability database changes); an image not scanned yet is scanned\n\
     now and waited for. With --db, pulls the image and scans it here against the OSV database\n\
     given (an ecosystem's all.zip, a directory of OSV JSON files, or one file; repeat --db for\n\
-    several), which also works for an OCI layout and needs no Gantry server.\n\n\
+    several), which also works for an OCI layout and needs no Gantry server. The --db sources\n\
+    are imported once into a prepared database in the cache directory and reused while they\n\
+    are unchanged (cache that directory in CI).\n\n\
     Go binaries are read from their build info (modules, replacements, the stdlib version) and\n\
     their function table (whether the vulnerable functions are in the binary: REACHABLE);\n\
     Alpine and Debian packages from the package databases.\n\n\
     Examples:\n    \
     gantry scan 127.0.0.1:5000/team/app:v1.2.0\n    \
     gantry scan oci:./layout:v1 --db osv-go-all.zip --fail-on high --reachable-only\n    \
-    gantry scan 127.0.0.1:5000/team/app:v1.2.0 --format sarif > results.sarif")]
+    gantry scan 127.0.0.1:5000/team/app:v1.2.0 --format sarif > results.sarif";
+
+#[derive(Args)]
 pub struct ScanArgs {
     /// The image: REGISTRY/REPOSITORY[:TAG|@DIGEST], or an OCI layout as oci:DIR[:TAG].
     image: String,
@@ -49,6 +54,14 @@ pub struct ScanArgs {
     /// directory or a JSON file; repeat for several).
     #[arg(long)]
     db: Vec<PathBuf>,
+    /// Where the --db sources are kept prepared between scans (imported once, rebuilt when
+    /// they change) [default: $XDG_CACHE_HOME/gantry, else ~/.cache/gantry].
+    #[arg(long, env = "GANTRY_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Prepare the --db sources afresh for this scan only, keeping nothing (whatever
+    /// --cache-dir says).
+    #[arg(long, requires = "db")]
+    no_cache: bool,
     /// What to print.
     #[arg(long, value_enum, default_value = "table")]
     format: Output,
@@ -146,48 +159,15 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The advisories of the OSV sources `paths`, merged by aliases.
-fn load_advisories(paths: &[PathBuf]) -> anyhow::Result<Vec<KnownAdvisory>> {
-    let mut advisories = Vec::new();
-    for path in paths {
-        let reader = gantry_osv::source::open(path).with_context(|| {
-            format!(
-                "--db {}: give an OSV all.zip, a directory or a JSON file",
-                path.display()
-            )
-        })?;
-        for item in reader {
-            match item.with_context(|| format!("--db {}", path.display()))? {
-                Item::Record(record) => advisories.push(record.advisory),
-                Item::Malformed(bad) => {
-                    eprintln!("warning: skipped {}: {}", bad.file, bad.error)
-                }
-            }
-        }
-    }
-    let records: Vec<AliasRecord<'_>> = advisories
-        .iter()
-        .map(|a| AliasRecord {
-            id: &a.id,
-            aliases: &a.aliases,
-            severity: a.severity(),
-        })
-        .collect();
-    let merged = merge_by_aliases(&records);
-    Ok(advisories
-        .into_iter()
-        .zip(merged)
-        .map(|(advisory, merged)| KnownAdvisory {
-            advisory,
-            aliases: merged.aliases,
-            severity: merged.severity,
-        })
-        .collect())
-}
-
 /// Pulls the image (each image of an index) and scans it here.
 async fn scan_here(args: &ScanArgs) -> anyhow::Result<Vec<Scanned>> {
-    let advisories = tokio::task::block_in_place(|| load_advisories(&args.db))?;
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        args.cache_dir.clone().or_else(vulndb_cache::default_dir)
+    };
+    let (database, _temporary) =
+        vulndb_cache::open(&args.db, cache_dir.as_deref(), args.remote.quiet).await?;
     let Opened { source, top } = Source::open(&args.image, &args.remote).await?;
     let temp = tempfile::tempdir()?;
     let mut scanned = Vec::new();
@@ -207,6 +187,7 @@ async fn scan_here(args: &ScanArgs) -> anyhow::Result<Vec<Scanned>> {
             gantry_scanner::inventory(image.layer_inputs()?)
                 .with_context(|| format!("cannot read the layers of {}", image.name))
         })?;
+        let advisories = known_advisories(&database, &inventory).await?;
         let findings = assess(&inventory, &advisories);
         scanned.push(Scanned {
             platform,

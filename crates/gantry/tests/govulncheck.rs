@@ -104,8 +104,7 @@ fn govulncheck_findings(report: &Value) -> (BTreeSet<Key>, BTreeSet<Key>) {
 /// aliases).
 fn scanner_findings(dir: &Path, binary: &[u8]) -> BTreeMap<Key, (Value, BTreeSet<String>)> {
     make_layout(dir, "v1", &[("usr/bin/app", binary)]);
-    let out = run(Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .arg("scan")
+    let out = run(gantry_scan()
         .arg(format!("oci:{}:v1", dir.join("layout").display()))
         .arg("--db")
         .arg(go_snapshot())

@@ -5,6 +5,8 @@
 //! - `gantry scan oci:… --db` finds exactly the modules `go version -m` lists (oracle 1) and
 //!   exactly the advisories an independent evaluation of the same OSV data, written here,
 //!   finds for them (oracle 2);
+//! - Debian (status, status.d) and Alpine packages are matched in their ecosystems' version
+//!   order (dpkg itself the oracle for Debian), and `--db` is prepared once into a cache;
 //! - an image pushed with skopeo is scanned on push, its findings are those of the standalone
 //!   scan, its SBOMs validate with the SPDX and CycloneDX projects' own tools, and an import
 //!   that affects it is noticed by a rescan;
@@ -60,10 +62,7 @@ fn fixture_layout(dir: &Path, binary: &[u8]) -> std::path::PathBuf {
 
 /// `gantry scan ARGS --format json`, parsed.
 fn scan_json(args: &[&str]) -> Value {
-    let out = run(Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .arg("scan")
-        .args(args)
-        .args(["--format", "json"]));
+    let out = run(gantry_scan().args(args).args(["--format", "json"]));
     serde_json::from_str(&out).unwrap()
 }
 
@@ -308,6 +307,243 @@ fn fixture_findings_equal_go_version_m_and_an_independent_evaluation_of_the_osv_
     }
 }
 
+/// The entries of a scan cache directory, by name, each with its store's modification time.
+fn cache_entries(cache: &Path) -> BTreeMap<String, std::time::SystemTime> {
+    let Ok(listing) = std::fs::read_dir(cache.join("vulndb")) else {
+        return BTreeMap::new();
+    };
+    listing
+        .map(|entry| entry.unwrap())
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+        .map(|entry| {
+            let store = entry.path().join("meta.db");
+            let modified = std::fs::metadata(&store).unwrap().modified().unwrap();
+            (entry.file_name().to_string_lossy().into_owned(), modified)
+        })
+        .collect()
+}
+
+#[test]
+fn a_standalone_scan_prepares_its_database_once_and_again_when_the_source_changes() {
+    let Some(fixture) = fixture(Toolchain::Go119, false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let layout = fixture_layout(dir.path(), &fixture.bytes);
+    let image = format!("oci:{}:v1", layout.display());
+    let cache = dir.path().join("cache");
+    let source = osv_dir(
+        dir.path(),
+        "GO-2099-0001",
+        "Go",
+        "golang.org/x/text",
+        "0.3.7",
+        &[],
+        None,
+    );
+    let scan = || {
+        let out = run(gantry_scan()
+            .arg(&image)
+            .arg("--db")
+            .arg(&source)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["--format", "json"]));
+        ids(&serde_json::from_str::<Value>(&out).unwrap()["images"][0])
+    };
+    assert_eq!(scan(), BTreeSet::from(["GO-2099-0001".to_string()]));
+    let prepared = cache_entries(&cache);
+    assert_eq!(prepared.len(), 1, "{prepared:?}");
+    // Unchanged: the same entry serves, not rebuilt.
+    assert_eq!(scan(), BTreeSet::from(["GO-2099-0001".to_string()]));
+    assert_eq!(cache_entries(&cache), prepared);
+
+    // A record added to the directory: prepared again, and the old entry goes.
+    let second = osv_dir(
+        dir.path(),
+        "GO-2099-0002",
+        "Go",
+        "golang.org/x/text",
+        "0.3.6",
+        &[],
+        None,
+    );
+    std::fs::rename(
+        second.join("GO-2099-0002.json"),
+        source.join("GO-2099-0002.json"),
+    )
+    .unwrap();
+    assert_eq!(
+        scan(),
+        BTreeSet::from(["GO-2099-0001".to_string(), "GO-2099-0002".to_string()])
+    );
+    let rebuilt = cache_entries(&cache);
+    assert_eq!(rebuilt.len(), 1, "{rebuilt:?}");
+    assert_ne!(rebuilt.keys().next(), prepared.keys().next());
+
+    // --no-cache keeps nothing, not even in the default cache directory.
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let out = run(gantry_scan()
+        .env_remove("GANTRY_CACHE_DIR")
+        .env_remove("XDG_CACHE_HOME")
+        .env("HOME", &home)
+        .arg(&image)
+        .arg("--db")
+        .arg(&source)
+        .args(["--no-cache", "--format", "json"]));
+    assert_eq!(
+        ids(&serde_json::from_str::<Value>(&out).unwrap()["images"][0]).len(),
+        2
+    );
+    assert_eq!(std::fs::read_dir(&home).unwrap().count(), 0);
+}
+
+/// Whether `dpkg --compare-versions a lt b`: Debian's own ordering, the oracle for the
+/// scanner's.
+fn dpkg_less(a: &str, b: &str) -> bool {
+    Command::new("dpkg")
+        .args(["--compare-versions", a, "lt", b])
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The IDs a standalone scan of an image holding `files` finds against the OSV records
+/// `records` (one JSON file each).
+fn os_scan(dir: &Path, files: &[(&str, &[u8])], records: &[Value]) -> BTreeSet<String> {
+    make_layout(dir, "v1", files);
+    let osv = dir.join("osv");
+    std::fs::create_dir(&osv).unwrap();
+    for record in records {
+        let id = record["id"].as_str().unwrap();
+        std::fs::write(osv.join(format!("{id}.json")), record.to_string()).unwrap();
+    }
+    let out = run(gantry_scan()
+        .arg(format!("oci:{}:v1", dir.join("layout").display()))
+        .arg("--db")
+        .arg(&osv)
+        .args(["--format", "json"]));
+    ids(&serde_json::from_str::<Value>(&out).unwrap()["images"][0])
+}
+
+fn os_record(id: &str, ecosystem: &str, package: &str, fixed: &str) -> Value {
+    json!({
+        "id": id, "modified": "2026-11-01T00:00:00Z",
+        "affected": [{
+            "package": {"ecosystem": ecosystem, "name": package},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}],
+        }],
+    })
+}
+
+#[test]
+fn debian_findings_follow_dpkg_version_order_in_status_and_status_d() {
+    // (installed source version, fixed version): epochs, `~` before a release, numeric
+    // revision parts, equal versions, a binary NMU (`+b1`) of an older source.
+    let cases = [
+        ("1:9.0.1378-2", "9.1.0-1"),
+        ("1:9.0.1378-2", "1:9.0.1378-3"),
+        ("1.0~rc1-1", "1.0-1"),
+        ("1.0-1", "1.0~rc1-1"),
+        ("3.0.11-1~deb12u2", "3.0.11-1~deb12u2"),
+        ("3.0.11-1~deb12u1", "3.0.11-1~deb12u2"),
+        ("2.36-9+deb12u4", "2.36-9+deb12u10"),
+        ("2.36-9+deb12u4", "2.36-9"),
+        ("0:2.4.57-2", "2.4.57-2"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut status = String::new();
+    let mut status_d = Vec::new();
+    let mut records = Vec::new();
+    let mut expected = BTreeSet::new();
+    for (n, (installed, fixed)) in cases.iter().enumerate() {
+        // Half in dpkg's status file, half as distroless status.d files; the binary
+        // package is an NMU whose own version differs from its source's.
+        let stanza = format!(
+            "Package: bin{n}\nArchitecture: amd64\nSource: src{n} ({installed})\n\
+             Version: {installed}+b1\n"
+        );
+        if n % 2 == 0 {
+            status.push_str(&format!("{stanza}Status: install ok installed\n\n"));
+        } else {
+            status_d.push((format!("var/lib/dpkg/status.d/bin{n}"), stanza));
+        }
+        let id = format!("DEBIAN-CVE-2026-{n:04}");
+        records.push(os_record(&id, "Debian:12", &format!("src{n}"), fixed));
+        if dpkg_less(installed, fixed) {
+            expected.insert(id);
+        }
+    }
+    // Removed, its configuration kept: not installed, not reported.
+    status.push_str(
+        "Package: gone\nStatus: deinstall ok config-files\nVersion: 1.0-1\nSource: gone\n\n",
+    );
+    records.push(os_record(
+        "DEBIAN-CVE-2026-9999",
+        "Debian:12",
+        "gone",
+        "2.0-1",
+    ));
+    // Another release's record does not apply.
+    records.push(os_record(
+        "DEBIAN-CVE-2026-9998",
+        "Debian:11",
+        "src1",
+        "9:0",
+    ));
+    let mut files: Vec<(&str, &[u8])> = vec![
+        ("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n"),
+        ("var/lib/dpkg/status", status.as_bytes()),
+    ];
+    files.extend(status_d.iter().map(|(p, s)| (p.as_str(), s.as_bytes())));
+    let found = os_scan(dir.path(), &files, &records);
+    assert!(
+        expected.len() > 2 && expected.len() < cases.len(),
+        "the cases cover both outcomes: {expected:?}"
+    );
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn alpine_findings_follow_apk_version_order() {
+    // (installed, fixed, affected as apk-tools orders them): `-r` revisions compared as
+    // numbers, `_rc` before and `_p` after a release, a letter after its number.
+    let cases = [
+        ("1.2.4-r2", "1.2.4-r10", true),
+        ("1.2.4-r10", "1.2.4-r9", false),
+        ("3.1.4_rc1-r0", "3.1.4-r0", true),
+        ("3.1.4_p1-r0", "3.1.4-r0", false),
+        ("1.36.1-r15", "1.36.1-r15", false),
+        ("2.0a-r0", "2.0-r0", false),
+        ("2.0-r0", "2.0a-r0", true),
+        ("1.9.10-r0", "1.10.0-r0", true),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut installed_db = String::new();
+    let mut records = Vec::new();
+    let mut expected = BTreeSet::new();
+    for (n, (installed, fixed, affected)) in cases.iter().enumerate() {
+        installed_db.push_str(&format!(
+            "P:pkg{n}\nV:{installed}\nA:x86_64\no:origin{n}\n\n"
+        ));
+        let id = format!("ALPINE-CVE-2026-{n:04}");
+        records.push(os_record(&id, "Alpine:v3.19", &format!("origin{n}"), fixed));
+        if *affected {
+            expected.insert(id);
+        }
+    }
+    let found = os_scan(
+        dir.path(),
+        &[
+            ("etc/os-release", b"ID=alpine\nVERSION_ID=3.19.1\n"),
+            ("lib/apk/db/installed", installed_db.as_bytes()),
+        ],
+        &records,
+    );
+    assert_eq!(found, expected);
+}
+
 // ---- scanning in the registry ----------------------------------------------------------
 
 fn artifact_path(repository: &str, reference: &str) -> String {
@@ -461,13 +697,8 @@ async fn a_pushed_image_is_scanned_as_the_standalone_scan_finds_and_rescanned_af
     assert!(!image["vulnerabilities"].to_string().contains("musl"));
 
     // The CLI reads the same scan from the registry.
-    let from_registry = run(Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args([
-            "scan",
-            &format!("{}/team/app:v1", server.addr),
-            "--format",
-            "json",
-        ])
+    let from_registry = run(gantry_scan()
+        .args([&format!("{}/team/app:v1", server.addr), "--format", "json"])
         .args(["--username", "admin", "--password", ADMIN_PASSWORD]));
     let from_registry: Value = serde_json::from_str(&from_registry).unwrap();
     assert_eq!(ids(&from_registry["images"][0]), ids(image));

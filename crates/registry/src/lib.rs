@@ -41,7 +41,7 @@ pub use gantry_scanner::gate::{Allowed, GatePolicy, MAX_WAIT_SECS as GATE_MAX_WA
 pub use gc::{GcOptions, GcReport};
 pub use jobs::{JobView, Schedules};
 pub use retention::RetentionReport;
-pub use scan::{ArtifactScan, ImageScan, SbomFormat, SCAN};
+pub use scan::{known_advisories, ArtifactScan, ImageScan, SbomFormat, SCAN};
 pub use usage::{day_of, SnapshotTaken, UsageReport};
 mod upload;
 

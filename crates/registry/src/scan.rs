@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use gantry_inspect::Platform;
 use gantry_jobs::{JobError, JobHandler, Progress};
-use gantry_meta::{JobRecord, NewEvent, NewJob, ScanRecord, StoredManifest};
+use gantry_meta::{JobRecord, MetaStore, NewEvent, NewJob, ScanRecord, StoredManifest};
 use gantry_oci::manifest::{self, ManifestKind};
 use gantry_oci::media_type::{
     DOCKER_CONFIG, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST,
@@ -311,20 +311,7 @@ impl Registry {
                     sboms.push((sbom_document(&inventory, subject, format), created.clone()));
                 }
             }
-            let keys = package_keys(&inventory);
-            let keys: Vec<(&str, &str)> =
-                keys.iter().map(|(e, n)| (e.as_str(), n.as_str())).collect();
-            let advisories: Vec<KnownAdvisory> = self
-                .meta
-                .advisories_for(&keys)
-                .await?
-                .into_iter()
-                .map(|stored| KnownAdvisory {
-                    advisory: stored.advisory,
-                    aliases: stored.aliases,
-                    severity: stored.severity,
-                })
-                .collect();
+            let advisories = known_advisories(&self.meta, &inventory).await?;
             let findings = assess(&inventory, &advisories);
             (SCANNED, Some(ScanReport::new(inventory, findings)), sboms)
         };
@@ -657,6 +644,27 @@ fn sbom_document(
             sbom::cyclonedx(inventory, subject),
         ),
     }
+}
+
+/// The advisories `meta` holds for the packages of `inventory` (each under its source name
+/// and every name it replaces), merged as the matcher takes them: what a scan of the
+/// inventory is matched against, in the registry and in `gantry scan --db`.
+pub async fn known_advisories(
+    meta: &MetaStore,
+    inventory: &Inventory,
+) -> std::result::Result<Vec<KnownAdvisory>, gantry_meta::MetaError> {
+    let keys = package_keys(inventory);
+    let keys: Vec<(&str, &str)> = keys.iter().map(|(e, n)| (e.as_str(), n.as_str())).collect();
+    Ok(meta
+        .advisories_for(&keys)
+        .await?
+        .into_iter()
+        .map(|stored| KnownAdvisory {
+            advisory: stored.advisory,
+            aliases: stored.aliases,
+            severity: stored.severity,
+        })
+        .collect())
 }
 
 /// The (ecosystem, name) pairs whose advisories an inventory needs.

@@ -1211,3 +1211,14 @@ pub async fn push_and_pull_a_large_blob(server: &Server, size: u64) -> (u64, f64
     let growth_mib = server.peak_rss_kib().saturating_sub(before) / 1024;
     (growth_mib, push_secs)
 }
+
+/// `gantry scan`, its prepared databases (`--db`) kept in one cache directory for the whole
+/// test process (so parallel scans of one snapshot share, and race to build, one entry), not
+/// in the user's.
+pub fn gantry_scan() -> Command {
+    static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| tempfile::tempdir().unwrap());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    command.arg("scan").env("GANTRY_CACHE_DIR", cache.path());
+    command
+}
