@@ -127,10 +127,12 @@ impl MetaStore {
                 let placeholders: Vec<String> =
                     (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
                 let sql = format!(
+                    // Driven from the package index: a correlated EXISTS per advisory made
+                    // SQLite seek every asked name for each of the thousands of records.
                     "SELECT a.source, a.id, a.record, a.merged_aliases, a.merged_severity, \
-                     a.severity_from FROM advisories a WHERE EXISTS (SELECT 1 FROM \
-                     advisory_packages p WHERE p.ecosystem = $1 AND p.package IN ({}) \
-                     AND p.source = a.source AND p.id = a.id)",
+                     a.severity_from FROM (SELECT DISTINCT source, id FROM advisory_packages \
+                     WHERE ecosystem = $1 AND package IN ({})) p \
+                     JOIN advisories a ON a.source = p.source AND a.id = p.id",
                     placeholders.join(", ")
                 );
                 let mut query = sqlx::query(&sql).bind(ecosystem);
