@@ -9,8 +9,9 @@
 #     crates/gofixtures/examples/many_modules.rs);
 #   - `gantry vulndb import` of the snapshot into a fresh store (no peer: govulncheck reads
 #     its files as they lie).
-# `gantry scan oci:… --db osv-go-all.zip` is what a user runs on a layout in CI: it reads the
-# zip each time. govulncheck runs with -json (its exit status is 3 when it finds something)
+# `gantry scan oci:… --db osv-go-all.zip` is what a user runs on a layout in CI: the first scan
+# imports the zip into a prepared database in the cache directory, later ones reuse it (warm);
+# the cold row is a scan with an empty cache (what a CI job without a kept cache pays). govulncheck runs with -json (its exit status is 3 when it finds something)
 # and a database it reads from files, no network. Needs go (golang-go), govulncheck, umoci. Prints a Markdown table.
 #
 #   bench/scan.sh                 # REPEAT=10 MODULES=200
@@ -31,7 +32,7 @@ SNAPSHOT=$(cd .. && pwd)/shared/testdata/vulndb/osv-go-all.zip
 WORK=$(mktemp -d /tmp/gantry-scan.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 GOCACHE=$(go env GOCACHE); export GOCACHE
-# govulncheck keeps its cache under HOME: a fresh one, as the data is.
+# govulncheck keeps its cache under HOME, gantry its prepared databases: a fresh one.
 export HOME=$WORK/home GOVULNDB=file://$WORK/govulndb GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local
 mkdir -p "$HOME"
 source bench/lib.sh
@@ -67,6 +68,8 @@ T[hello]=$(ms "$GANTRY" scan "oci:$WORK/hello-layout:v1" --db "$SNAPSHOT")
 unzip -q -o "$SNAPSHOT" GO-2023-1840.json -d "$WORK/one"
 T[hello_one]=$(ms "$GANTRY" scan "oci:$WORK/hello-layout:v1" --db "$WORK/one/GO-2023-1840.json")
 T[hello_peer]=$(ms govulncheck -json "$WORK/hello")
+scan_cold() { GANTRY_CACHE_DIR=$WORK/cold "$GANTRY" scan "oci:$WORK/hello-layout:v1" --db "$SNAPSHOT"; rm -rf "$WORK/cold"; }
+T[hello_cold]=$(ms scan_cold)
 T[many]=$(ms "$GANTRY" scan "oci:$WORK/many-layout:v1" --db "$SNAPSHOT")
 T[many_peer]=$(ms govulncheck -json "$WORK/many/many-modules")
 import_fresh() { rm -rf "$WORK/store"; "$GANTRY" vulndb import "$SNAPSHOT" --data-dir "$WORK/store"; }
@@ -87,5 +90,6 @@ echo "|---|---|---|---|"
 row "hello image (\`gantry build\`, stripped; govulncheck cannot read it)" hello_built ""
 row "hello binary, not stripped (\`gantry scan oci:… --db zip\` vs \`govulncheck BINARY\`)" hello hello_peer
 row "of which the image (the same scan, a one-record database)" hello_one ""
+row "the hello scan cold (empty cache: the snapshot imported first)" hello_cold hello_peer
 row "large binary, $modules modules" many many_peer
 row "\`gantry vulndb import\` of the snapshot, fresh store" import ""
