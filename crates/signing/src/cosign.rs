@@ -1,0 +1,57 @@
+//! cosign's tag scheme (sigstore/cosign `specs/SIGNATURE_SPEC.md`): the signatures of image
+//! `sha256:<hex>` are the layers of the manifest tagged `sha256-<hex>.sig` in the same
+//! repository, each a simple signing payload (media type [`SIMPLE_SIGNING`]) whose signature
+//! is the base64 value of its [`SIGNATURE_ANNOTATION`]; a new signature is appended to that
+//! manifest as another layer.
+
+use serde::Deserialize;
+
+use crate::SigningError;
+
+/// The media type of a simple signing payload layer.
+pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The layer annotation holding the payload's signature, base64.
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// The most bytes a payload may have (cosign's are a few hundred; a larger one is not read).
+pub const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
+
+/// The tag holding the signatures of `digest` (`sha256:<hex>` → `sha256-<hex>.sig`); `None`
+/// for a string that is not `algorithm:hex`.
+pub fn signature_tag(digest: &str) -> Option<String> {
+    let (algorithm, hex) = digest.split_once(':')?;
+    (!algorithm.is_empty() && !hex.is_empty()).then(|| format!("{algorithm}-{hex}.sig"))
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    critical: Critical,
+}
+
+#[derive(Deserialize)]
+struct Critical {
+    image: Image,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct Image {
+    #[serde(rename = "docker-manifest-digest")]
+    docker_manifest_digest: String,
+}
+
+/// The digest a simple signing payload signs (`critical.image.docker-manifest-digest`).
+///
+/// Errors: [`SigningError::NotAPayload`] when it is not that JSON or its `critical.type` is
+/// not `cosign container image signature` (the format's one type).
+pub fn signed_digest(payload: &[u8]) -> Result<String, SigningError> {
+    let payload: Payload =
+        serde_json::from_slice(payload).map_err(|e| SigningError::NotAPayload(e.to_string()))?;
+    if payload.critical.kind != "cosign container image signature" {
+        return Err(SigningError::NotAPayload(format!(
+            "critical.type is {:?}",
+            payload.critical.kind
+        )));
+    }
+    Ok(payload.critical.image.docker_manifest_digest)
+}

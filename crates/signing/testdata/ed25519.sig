@@ -1,0 +1,1 @@
+eAMJkA67Tr4VHTEhuz9LAiTao+GOuP/41ISdxikLruvwguCFvDftx5XUZE9oo7Y0LUk/+pG/KqMly+iWROhODA==
