@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use gantry_client::ImageRef;
-use gantry_oci::media_type::{DOCKER_CONFIG, OCI_CONFIG};
 use gantry_osv::Severity;
 use gantry_registry::known_advisories;
 use gantry_scanner::report::{sarif, table};
@@ -172,12 +171,7 @@ async fn scan_here(args: &ScanArgs) -> anyhow::Result<Vec<Scanned>> {
     let temp = tempfile::tempdir()?;
     let mut scanned = Vec::new();
     for (index, (platform, manifest)) in source.platforms(top).await?.into_iter().enumerate() {
-        let is_image = manifest
-            .parsed
-            .config
-            .as_ref()
-            .is_some_and(|c| c.media_type == OCI_CONFIG || c.media_type == DOCKER_CONFIG);
-        if !is_image {
+        if !manifest.parsed.is_container_image() {
             continue;
         }
         let dir = temp.path().join(index.to_string());

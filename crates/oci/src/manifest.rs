@@ -75,6 +75,24 @@ pub struct ParsedManifest {
 }
 
 impl ParsedManifest {
+    /// Whether this is a container image: an image manifest with an image config (OCI or
+    /// Docker) whose layers are all filesystem layers ([`media_type::layer_compression`]),
+    /// and no `subject`. Not one: indexes, referrers (signatures, SBOMs, attestations),
+    /// cosign's tag-scheme `.sig`/`.att`/`.sbom` manifests (an image config over payload
+    /// layers), Helm charts and other artifacts. What the scanner scans and the pull gates
+    /// check.
+    pub fn is_container_image(&self) -> bool {
+        self.kind == ManifestKind::Image
+            && self.subject.is_none()
+            && self.config.as_ref().is_some_and(|c| {
+                c.media_type == media_type::OCI_CONFIG || c.media_type == media_type::DOCKER_CONFIG
+            })
+            && self
+                .layers
+                .iter()
+                .all(|layer| media_type::layer_compression(&layer.media_type).is_some())
+    }
+
     /// Digests of the blobs this manifest needs (config and layers).
     pub fn blob_digests(&self) -> impl Iterator<Item = &Digest> {
         self.config
@@ -279,6 +297,35 @@ pub fn referrer_manifest(blob: &Descriptor, subject: &Descriptor, created: &str)
 mod tests {
     use super::*;
     use crate::media_type::*;
+
+    /// The pull gate took any manifest with an image config for an image, so cosign's
+    /// tag-scheme `.sig` manifests (an OCI image config over simple signing payloads) were
+    /// scanned, failed, and refused.
+    #[test]
+    fn a_cosign_signature_manifest_is_not_a_container_image() {
+        let layer = |media_type: &str| serde_json::json!({"mediaType": media_type, "digest": format!("sha256:{}", "a".repeat(64)), "size": 1});
+        let image = |layers: Vec<Value>| {
+            let bytes = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": layer(OCI_CONFIG),
+                "layers": layers,
+            }))
+            .unwrap();
+            parse(&bytes, Some(OCI_MANIFEST)).unwrap()
+        };
+        assert!(image(vec![layer(OCI_LAYER_GZIP), layer(DOCKER_LAYER_GZIP)]).is_container_image());
+        assert!(image(vec![]).is_container_image());
+        assert!(!image(vec![layer(
+            "application/vnd.dev.cosign.simplesigning.v1+json"
+        )])
+        .is_container_image());
+        assert!(!image(vec![
+            layer(OCI_LAYER_GZIP),
+            layer("application/vnd.in-toto+json")
+        ])
+        .is_container_image());
+    }
 
     #[test]
     fn a_referrer_manifest_parses_as_an_artifact_of_its_blob_type_with_its_subject() {

@@ -15,8 +15,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use gantry_meta::{MetaStore, StoredManifest};
-use gantry_oci::manifest::{self, ManifestKind};
-use gantry_oci::media_type::{DOCKER_CONFIG, OCI_CONFIG};
+use gantry_oci::manifest;
 use gantry_oci::{Reference, RepositoryName};
 use gantry_scanner::gate::{self, Allowed, GatePolicy, Unscanned};
 use gantry_scanner::ScanReport;
@@ -130,13 +129,7 @@ impl Registry {
         let Ok(parsed) = manifest::parse(&manifest.content, Some(&manifest.media_type)) else {
             return Ok(());
         };
-        let is_image = parsed.kind != ManifestKind::Index
-            && parsed.subject.is_none()
-            && parsed
-                .config
-                .as_ref()
-                .is_some_and(|c| c.media_type == OCI_CONFIG || c.media_type == DOCKER_CONFIG);
-        if !is_image {
+        if !parsed.is_container_image() {
             return Ok(());
         }
         let refused = |reason: String| RegistryError::PullBlocked {

@@ -14,9 +14,7 @@ use gantry_inspect::Platform;
 use gantry_jobs::{JobError, JobHandler, Progress};
 use gantry_meta::{JobRecord, MetaStore, NewEvent, NewJob, ScanRecord, StoredManifest};
 use gantry_oci::manifest::{self, ManifestKind};
-use gantry_oci::media_type::{
-    DOCKER_CONFIG, DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST,
-};
+use gantry_oci::media_type::{DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use gantry_oci::{Descriptor, Digest, Reference, RepositoryName};
 use gantry_scanner::assess::{assess, KnownAdvisory};
 use gantry_scanner::inventory::Inventory;
@@ -285,12 +283,7 @@ impl Registry {
             .get_manifest(&name, &Reference::Digest(digest.clone()))
             .await?;
         let parsed = manifest::parse(&stored.content, Some(&stored.media_type))?;
-        let is_image = parsed.kind != ManifestKind::Index
-            && parsed
-                .config
-                .as_ref()
-                .is_some_and(|c| c.media_type == OCI_CONFIG || c.media_type == DOCKER_CONFIG);
-        let (status, report, sboms) = if !is_image {
+        let (status, report, sboms) = if !parsed.is_container_image() {
             (NOT_AN_IMAGE, None, Vec::new())
         } else {
             let inventory = self.inventory_of(parsed.layers).await?;
