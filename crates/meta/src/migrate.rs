@@ -56,6 +56,10 @@ const SQLITE: &[(i64, &str)] = &[
         17,
         include_str!("../migrations/sqlite/0017_scan_results.sql"),
     ),
+    (
+        18,
+        include_str!("../migrations/sqlite/0018_signing_policies.sql"),
+    ),
 ];
 
 /// PostgreSQL starts at version 11 with the whole schema in one step (no PostgreSQL database
@@ -82,6 +86,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         17,
         include_str!("../migrations/postgres/0017_scan_results.sql"),
+    ),
+    (
+        18,
+        include_str!("../migrations/postgres/0018_signing_policies.sql"),
     ),
 ];
 

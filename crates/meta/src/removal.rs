@@ -155,6 +155,7 @@ impl MetaStore {
             "retention_runs",
             "project_usage",
             "vulnerability_policies",
+            "signing_policies",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE project = $1"))
                 .bind(name)

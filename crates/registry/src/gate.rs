@@ -12,6 +12,7 @@
 //! are: a change through another replica applies within that.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gantry_meta::{MetaStore, StoredManifest};
@@ -19,9 +20,11 @@ use gantry_oci::manifest;
 use gantry_oci::{Reference, RepositoryName};
 use gantry_scanner::gate::{self, Allowed, GatePolicy, Unscanned};
 use gantry_scanner::ScanReport;
+use gantry_signing::SigningPolicy;
 use parking_lot::Mutex;
 
 use crate::scan::{FAILED, NOT_AN_IMAGE};
+use crate::signing::TrustPolicy;
 use crate::{unix_now, Registry, RegistryError, Result};
 
 /// How long another replica may apply a policy that was just changed.
@@ -39,6 +42,12 @@ const SYSTEM_KEY: &str = "";
 enum Cached {
     Policy(GatePolicy),
     Allowlist(Vec<Allowed>),
+    Signing(Arc<TrustPolicy>),
+}
+
+/// The cache key of a project's signing policy (project names hold no NUL).
+fn signing_key(project: &str) -> String {
+    format!("signing\0{project}")
 }
 
 #[derive(Default)]
@@ -82,6 +91,31 @@ impl GateCache {
         Ok(policy)
     }
 
+    /// The project's signing policy with its keys read; one shared value while cached, so
+    /// verdicts made under it can tell it is still the same.
+    pub(crate) async fn signing_policy(
+        &self,
+        meta: &MetaStore,
+        project: &str,
+    ) -> Result<Arc<TrustPolicy>> {
+        let key = signing_key(project);
+        if let Some(Cached::Signing(policy)) = self.cached(&key) {
+            return Ok(policy);
+        }
+        let policy: SigningPolicy = match meta.signing_policy(project).await? {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| corrupt(&format!("signing policy of {project}"), e))?,
+            None => SigningPolicy::default(),
+        };
+        let policy = Arc::new(TrustPolicy::new(policy)?);
+        self.remember(&key, Cached::Signing(policy.clone()));
+        Ok(policy)
+    }
+
+    pub(crate) fn forget_signing(&self, project: &str) {
+        self.forget(&signing_key(project));
+    }
+
     async fn allowlist(&self, meta: &MetaStore) -> Result<Vec<Allowed>> {
         if let Some(Cached::Allowlist(list)) = self.cached(SYSTEM_KEY) {
             return Ok(list);
@@ -111,6 +145,7 @@ impl Registry {
         let manifest = self.get_manifest(name, reference).await?;
         if !head {
             self.check_pull_gate(name, &manifest).await?;
+            self.check_signature(name, &manifest).await?;
         }
         self.note_pull(name, reference, &manifest.digest, !head);
         Ok(manifest)

@@ -26,6 +26,7 @@ mod jobs;
 mod pulls;
 mod retention;
 mod scan;
+mod signing;
 mod tag_policy;
 mod tarball;
 mod usage;
@@ -38,6 +39,7 @@ pub use browse::{
 pub use deletion::{ProjectContentDeletion, RepositoryDeletion};
 pub use deletion_lock::{BlobDeletionGuard, BlobDeletionLock, BLOB_DELETION_LOCK_FILE};
 pub use gantry_scanner::gate::{Allowed, GatePolicy, MAX_WAIT_SECS as GATE_MAX_WAIT_SECS};
+pub use gantry_signing::SigningPolicy;
 pub use gc::{GcOptions, GcReport};
 pub use jobs::{JobView, Schedules};
 pub use retention::RetentionReport;
@@ -90,6 +92,8 @@ pub struct Registry {
     blob_redirect: Option<std::time::Duration>,
     /// The pull gate's cached policies.
     gate: gate::GateCache,
+    /// The signature gate's cached verdicts.
+    signing: signing::VerdictCache,
     /// Wakes this server's job runner after a request enqueued a job (a scan), once set.
     job_waker: std::sync::OnceLock<gantry_jobs::Waker>,
 }
@@ -165,6 +169,7 @@ impl Registry {
             ),
             blob_redirect: None,
             gate: gate::GateCache::default(),
+            signing: signing::VerdictCache::default(),
             job_waker: std::sync::OnceLock::new(),
         }
     }

@@ -556,11 +556,7 @@ impl Registry {
         else {
             return Ok(EPOCH.to_string());
         };
-        let mut bytes = Vec::new();
-        let mut stream = self.read_blob(&config.digest, 0..config.size).await?;
-        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
-            bytes.extend_from_slice(&chunk.map_err(RegistryError::Body)?);
-        }
+        let bytes = self.blob_bytes(&config.digest, config.size).await?;
         let config: Value = serde_json::from_slice(&bytes).unwrap_or_default();
         Ok(config["created"].as_str().unwrap_or(EPOCH).to_string())
     }

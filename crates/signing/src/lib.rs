@@ -31,6 +31,15 @@ pub enum SigningError {
     /// A key of an algorithm cosign signatures are not made with.
     #[error("unsupported key algorithm {0}: give an ECDSA P-256 or P-384, Ed25519 or RSA key")]
     UnsupportedKey(String),
+    /// An enforcing policy without keys would refuse every pull.
+    #[error("an enforcing signing policy needs at least one trusted key")]
+    NoKeys,
+    /// A policy's key that cannot be used.
+    #[error("key {index} (counted from 0): {error}")]
+    Key {
+        index: usize,
+        error: Box<SigningError>,
+    },
     /// A signature payload that is not cosign's simple signing JSON.
     #[error("not a cosign simple signing payload: {0}")]
     NotAPayload(String),
@@ -151,6 +160,59 @@ impl TrustedKey {
                 .verify(message, signature)
                 .is_ok()
         })
+    }
+}
+
+/// A project's signing policy, as stored and as the API takes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningPolicy {
+    /// The public keys the project trusts, PEM (`cosign.pub`).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Refuse pulls of images without a trusted signature; off, nothing is refused.
+    #[serde(default)]
+    pub enforce: bool,
+    /// An index with a trusted signature covers the images it lists when they are pulled by
+    /// digest (as clients pull a multi-platform image), so only the index needs signing.
+    #[serde(default = "yes")]
+    pub index_covers_children: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for SigningPolicy {
+    /// No keys, not enforced; an index's signature covers its children.
+    fn default() -> Self {
+        SigningPolicy {
+            keys: Vec::new(),
+            enforce: false,
+            index_covers_children: true,
+        }
+    }
+}
+
+impl SigningPolicy {
+    /// The policy's keys, read.
+    ///
+    /// Errors: the first key that cannot be read (its position is in the message), or
+    /// [`SigningError::NoKeys`] when enforcing without any.
+    pub fn trusted_keys(&self) -> Result<Vec<TrustedKey>, SigningError> {
+        if self.enforce && self.keys.is_empty() {
+            return Err(SigningError::NoKeys);
+        }
+        self.keys
+            .iter()
+            .enumerate()
+            .map(|(index, pem)| {
+                TrustedKey::from_pem(pem).map_err(|e| SigningError::Key {
+                    index,
+                    error: Box::new(e),
+                })
+            })
+            .collect()
     }
 }
 

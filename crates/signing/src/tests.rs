@@ -133,3 +133,25 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn a_policy_reads_its_keys_and_refuses_to_enforce_without_one() {
+    let policy: SigningPolicy = serde_json::from_str("{}").unwrap();
+    assert_eq!(policy, SigningPolicy::default());
+    assert!(policy.index_covers_children && !policy.enforce);
+    let enforcing = SigningPolicy {
+        enforce: true,
+        ..SigningPolicy::default()
+    };
+    assert!(matches!(
+        enforcing.trusted_keys(),
+        Err(SigningError::NoKeys)
+    ));
+    let keys = SigningPolicy {
+        keys: vec![data("p256.pub"), "garbage".into()],
+        enforce: true,
+        ..SigningPolicy::default()
+    };
+    let error = keys.trusted_keys().unwrap_err();
+    assert!(error.to_string().starts_with("key 1"), "{error}");
+}

@@ -1222,3 +1222,18 @@ pub fn gantry_scan() -> Command {
     command.arg("scan").env("GANTRY_CACHE_DIR", cache.path());
     command
 }
+
+/// `skopeo copy` of `reference` out of the registry: the error text when it fails.
+pub fn skopeo_pull(server: &Server, dir: &Path, reference: &str) -> Result<(), String> {
+    let out = skopeo(dir)
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/{reference}", server.addr))
+        .arg(format!("oci:{}:out", dir.join("pulled").display()))
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}

@@ -46,6 +46,7 @@ mod repositories;
 mod repository_delete;
 mod retention;
 mod robots;
+mod signing;
 mod tag_rules;
 mod tokens;
 mod usage;
@@ -72,6 +73,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(gc::routes())
         .merge(repositories::routes())
         .merge(artifacts::routes())
+        .merge(signing::routes())
         .merge(vulnerabilities::routes())
         .merge(repository_delete::routes())
         .merge(usage::routes())
@@ -97,6 +99,7 @@ const ROUTES: &[&[(&str, &str)]] = &[
     gc::ROUTES,
     repositories::ROUTES,
     artifacts::ROUTES,
+    signing::ROUTES,
     vulnerabilities::ROUTES,
     repository_delete::ROUTES,
     usage::ROUTES,
