@@ -821,6 +821,9 @@ impl Registry {
         }
         self.noting_refusal(name, stored).await?;
         self.metrics.push(name.project(), name.as_str());
+        if tag.as_ref().is_some_and(|t| t.as_str().ends_with(".sig")) {
+            self.signing.forget_repository(name.as_str());
+        }
         Ok(PutManifest {
             subject: subject.cloned(),
             digest,
@@ -853,6 +856,8 @@ impl Registry {
             }
         };
         if deleted {
+            // It may have been a signature (a .sig tag, or the manifest holding one).
+            self.signing.forget_repository(name.as_str());
             Ok(())
         } else {
             Err(RegistryError::ManifestUnknown(reference.to_string()))

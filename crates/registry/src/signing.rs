@@ -12,10 +12,14 @@
 //! Verdicts are cached per (repository, digest) with the digest of the `.sig` manifest they
 //! were made from and the policy they were made under: a signature appended or removed moves
 //! the tag, a policy change gives another policy, and either makes the verdict be made again.
-//! Policies are read through the pull gate's two-second cache.
+//! A verdict younger than two seconds is used without looking at the tag (one query less per
+//! GET); a `.sig` tag written or a manifest deleted through this server forgets the
+//! repository's verdicts at once, and through another replica applies within those two
+//! seconds, as policies do (read through the pull gate's two-second cache).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use gantry_meta::StoredManifest;
 use gantry_oci::manifest::{self, ManifestKind, ParsedManifest};
@@ -28,6 +32,8 @@ use crate::{Registry, RegistryError, Result};
 
 /// Verdicts remembered at most; the cache is emptied when full.
 const VERDICT_LIMIT: usize = 100_000;
+/// How long a verdict is used without looking at the `.sig` tag again.
+const VERDICT_TTL: Duration = Duration::from_secs(2);
 
 /// A project's signing policy with its keys read, shared by the pulls that use it.
 #[derive(Debug)]
@@ -45,12 +51,27 @@ impl TrustPolicy {
     }
 }
 
-/// (verdict, the `.sig` manifest it was made from, the policy it was made under).
-type CachedVerdict = (Verdict, Option<Digest>, Arc<TrustPolicy>);
+/// A verdict with what it was made from: the `.sig` manifest, the policy, and when the tag
+/// was last looked at.
+struct CachedVerdict {
+    verdict: Verdict,
+    signatures: Option<Digest>,
+    policy: Arc<TrustPolicy>,
+    checked: Instant,
+}
 
 #[derive(Default)]
 pub(crate) struct VerdictCache {
     entries: Mutex<HashMap<(String, Digest), CachedVerdict>>,
+}
+
+impl VerdictCache {
+    /// Forgets the verdicts of repository `name` (its signatures changed).
+    pub(crate) fn forget_repository(&self, name: &str) {
+        self.entries
+            .lock()
+            .retain(|(repository, _), _| repository != name);
+    }
 }
 
 impl Registry {
@@ -109,15 +130,21 @@ impl Registry {
         digest: &Digest,
         trust: &Arc<TrustPolicy>,
     ) -> Result<Verdict> {
+        let key = (name.as_str().to_string(), digest.clone());
+        if let Some(cached) = self.signing.entries.lock().get(&key) {
+            if Arc::ptr_eq(&cached.policy, trust) && cached.checked.elapsed() < VERDICT_TTL {
+                return Ok(cached.verdict.clone());
+            }
+        }
         let signatures = match cosign::signature_tag(&digest.to_string()) {
             Some(tag) => self.meta.manifest_by_tag(name.as_str(), &tag).await?,
             None => None,
         };
-        let key = (name.as_str().to_string(), digest.clone());
         let signatures_digest = signatures.as_ref().map(|s| s.digest.clone());
-        if let Some((verdict, made_from, under)) = self.signing.entries.lock().get(&key) {
-            if *made_from == signatures_digest && Arc::ptr_eq(under, trust) {
-                return Ok(verdict.clone());
+        if let Some(cached) = self.signing.entries.lock().get_mut(&key) {
+            if cached.signatures == signatures_digest && Arc::ptr_eq(&cached.policy, trust) {
+                cached.checked = Instant::now();
+                return Ok(cached.verdict.clone());
             }
         }
         let mut payloads = Vec::new();
@@ -151,7 +178,15 @@ impl Registry {
         if entries.len() >= VERDICT_LIMIT {
             entries.clear();
         }
-        entries.insert(key, (verdict.clone(), signatures_digest, trust.clone()));
+        entries.insert(
+            key,
+            CachedVerdict {
+                verdict: verdict.clone(),
+                signatures: signatures_digest,
+                policy: trust.clone(),
+                checked: Instant::now(),
+            },
+        );
         Ok(verdict)
     }
 
