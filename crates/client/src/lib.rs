@@ -290,6 +290,37 @@ impl RegistryClient {
             .and_then(|v| v.parse().ok()))
     }
 
+    /// The digest of the manifest `reference` names in `repository` (a HEAD, which no pull
+    /// policy refuses), or `None` when the registry does not hold it.
+    pub async fn manifest_digest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Digest>> {
+        let url = self
+            .url(&format!("/v2/{repository}/manifests/{reference}"))
+            .await?;
+        let request = self
+            .request(Method::HEAD, &url)
+            .header(header::ACCEPT, ACCEPT_MANIFESTS);
+        let response = self.send(request).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = self.check(Method::HEAD, response).await?;
+        let digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ClientError::Protocol(format!("HEAD {url} answered without Docker-Content-Digest"))
+            })?;
+        digest
+            .parse()
+            .map(Some)
+            .map_err(|_| ClientError::Protocol(format!("HEAD {url}: {digest} is not a digest")))
+    }
+
     /// Asks the registry to mount a blob from another repository; true when it did.
     pub async fn mount_blob(&self, repository: &str, digest: &Digest, from: &str) -> Result<bool> {
         let url = self

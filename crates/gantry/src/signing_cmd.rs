@@ -96,18 +96,7 @@ pub async fn signing_policy(api: &ApiArgs, command: SigningPolicyCommand) -> any
             no_enforce: _,
             no_index_covers_children,
         } => {
-            let mut pems = Vec::new();
-            for path in &keys {
-                let pem = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read the key file {}", path.display()))?;
-                TrustedKey::from_pem(&pem).with_context(|| {
-                    format!(
-                        "{}: give a public key (cosign.pub), not a private key or certificate",
-                        path.display()
-                    )
-                })?;
-                pems.push(pem);
-            }
+            let pems: Vec<String> = read_keys(&keys)?.into_iter().map(|(pem, _)| pem).collect();
             let policy = json!({
                 "keys": pems,
                 "enforce": enforce,
@@ -120,4 +109,99 @@ pub async fn signing_policy(api: &ApiArgs, command: SigningPolicyCommand) -> any
         }
     }
     Ok(())
+}
+
+/// `gantry verify --help`.
+pub const VERIFY_LONG_ABOUT: &str =
+    "Check that an image in a registry has a valid cosign signature by one of the\n\
+    given public keys over its digest (cosign's tag scheme: the sha256-<hex>.sig tag), as an\n\
+    enforcing signing policy checks it. Prints the key that signed it; exits with 1 when none\n\
+    did, saying why (no signature, no valid signature by these keys, a signature for another\n\
+    digest). Reads with HEAD and the signature's own manifest, so it works in a project that\n\
+    refuses the image.\n\n\
+    Examples:\n    \
+    gantry verify --key cosign.pub 127.0.0.1:5000/team/api:v1.2.0\n    \
+    gantry verify --key ci.pub --key release.pub 127.0.0.1:5000/team/api@sha256:…";
+
+/// `gantry verify`.
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// The image: REGISTRY/REPOSITORY[:TAG|@DIGEST].
+    image: String,
+    /// A PEM public key file (cosign.pub); repeat for several, any one suffices.
+    #[arg(long = "key", value_name = "FILE", required = true)]
+    keys: Vec<PathBuf>,
+    #[command(flatten)]
+    remote: crate::RemoteArgs,
+}
+
+/// Reads the public key files of `paths`.
+fn read_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, TrustedKey)>> {
+    paths
+        .iter()
+        .map(|path| {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the key file {}", path.display()))?;
+            let key = TrustedKey::from_pem(&pem).with_context(|| {
+                format!(
+                    "{}: give a public key (cosign.pub), not a private key or certificate",
+                    path.display()
+                )
+            })?;
+            Ok((pem, key))
+        })
+        .collect()
+}
+
+pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    use futures::TryStreamExt as _;
+    use gantry_signing::{cosign, verdict, Candidate, Verdict};
+
+    let keys: Vec<TrustedKey> = read_keys(&args.keys)?.into_iter().map(|(_, k)| k).collect();
+    let image = gantry_client::ImageRef::parse(&args.image)
+        .with_context(|| format!("{}: give REGISTRY/REPOSITORY[:TAG|@DIGEST]", args.image))?;
+    let client = args.remote.client(&image)?;
+    let repository = image.repository.as_str();
+    let reference = image.reference.to_string();
+    let digest = client
+        .manifest_digest(repository, &reference)
+        .await?
+        .with_context(|| format!("{} does not exist", args.image))?;
+    let mut payloads = Vec::new();
+    let tag = cosign::signature_tag(&digest.to_string()).expect("digests have an algorithm");
+    if client.manifest_digest(repository, &tag).await?.is_some() {
+        let mut signatures = client.get_manifest(repository, &tag).await?;
+        let parsed = signatures.parse(None)?;
+        for layer in &parsed.layers {
+            let Some(signature) =
+                cosign::layer_signature(&layer.media_type, layer.size, layer.annotations.as_ref())
+            else {
+                continue;
+            };
+            let mut payload = Vec::new();
+            let mut stream = client.get_blob(repository, &layer.digest).await?;
+            while let Some(chunk) = stream.try_next().await? {
+                payload.extend_from_slice(&chunk);
+            }
+            payloads.push((payload, signature.to_string()));
+        }
+    }
+    let candidates: Vec<Candidate<'_>> = payloads
+        .iter()
+        .map(|(payload, signature)| Candidate {
+            payload,
+            signature_base64: signature,
+        })
+        .collect();
+    match verdict(&digest.to_string(), &candidates, &keys) {
+        Verdict::Trusted { key } => {
+            println!("{}@{digest}: signed by {key}", image.repository);
+            Ok(())
+        }
+        refused => anyhow::bail!(
+            "{}@{digest} is not verified: {}",
+            image.repository,
+            refused.refusal().unwrap_or_default()
+        ),
+    }
 }

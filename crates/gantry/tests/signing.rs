@@ -220,6 +220,39 @@ async fn an_enforcing_project_pulls_only_images_signed_by_a_trusted_key() {
     run(podman(dir.path(), &["pull", "--tls-verify=false"])
         .arg(format!("{}/team/app:v1", server.addr)));
 
+    // `gantry verify` finds the same: the trusted key signed it, a stranger did not.
+    let image = format!("{}/team/app:v1", server.addr);
+    let untrusted = keys.join("untrusted.pub");
+    python_sign(&keys, "stranger", b"makes the key");
+    let stranger = keys.join("stranger.pub");
+    let verified = gantry_as_admin(&["verify", "--key", trusted.to_str().unwrap(), &image]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let fingerprint = |pem: &Path| {
+        let der = std::process::Command::new("openssl")
+            .args(["pkey", "-pubin", "-outform", "DER", "-in"])
+            .arg(pem)
+            .output()
+            .unwrap()
+            .stdout;
+        Digest::sha256_of(&der).to_string()
+    };
+    assert!(
+        String::from_utf8_lossy(&verified.stdout).contains(&fingerprint(&trusted)),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    let not_verified = gantry_as_admin(&["verify", "--key", stranger.to_str().unwrap(), &image]);
+    assert_eq!(not_verified.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&not_verified.stderr);
+    assert!(
+        said.contains("no valid signature by a trusted key"),
+        "{said}"
+    );
+
     // The signatures themselves are never refused.
     let sig_tag = format!("{}.sig", digest.replace(':', "-"));
     assert_eq!(
@@ -227,8 +260,8 @@ async fn an_enforcing_project_pulls_only_images_signed_by_a_trusted_key() {
         StatusCode::OK
     );
 
-    // The key removed from the policy: refused again; not enforced: pulled.
-    let untrusted = keys.join("untrusted.pub");
+    // The key removed from the policy: refused again, while `gantry verify` with it still
+    // passes (it reads with HEAD and the signature's own manifest, never refused).
     set_policy(&server, &[&untrusted], &["--enforce"]);
     push_signatures(
         &server,
@@ -241,6 +274,12 @@ async fn an_enforcing_project_pulls_only_images_signed_by_a_trusted_key() {
     assert!(
         refused.contains("no valid signature by a trusted key"),
         "{refused}"
+    );
+    let verified = gantry_as_admin(&["verify", "--key", trusted.to_str().unwrap(), &image]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
     );
     set_policy(&server, &[&untrusted], &["--no-enforce"]);
     skopeo_pull(&server, dir.path(), "team/app:v1").unwrap();

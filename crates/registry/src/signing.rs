@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use gantry_meta::StoredManifest;
 use gantry_oci::manifest::{self, ManifestKind, ParsedManifest};
 use gantry_oci::{Digest, RepositoryName};
-use gantry_signing::cosign::{self, MAX_PAYLOAD_BYTES, SIGNATURE_ANNOTATION, SIMPLE_SIGNING};
+use gantry_signing::cosign;
 use gantry_signing::{verdict, Candidate, SigningPolicy, TrustedKey, Verdict};
 use parking_lot::Mutex;
 
@@ -151,14 +151,10 @@ impl Registry {
         if let Some(signatures) = &signatures {
             let parsed = manifest::parse(&signatures.content, Some(&signatures.media_type))?;
             for layer in parsed.layers {
-                let signature = layer
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(SIGNATURE_ANNOTATION))
-                    .and_then(|s| s.as_str());
-                let (Some(signature), true) = (
-                    signature,
-                    layer.media_type == SIMPLE_SIGNING && layer.size <= MAX_PAYLOAD_BYTES,
+                let Some(signature) = cosign::layer_signature(
+                    &layer.media_type,
+                    layer.size,
+                    layer.annotations.as_ref(),
                 ) else {
                     continue;
                 };

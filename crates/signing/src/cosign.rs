@@ -22,6 +22,20 @@ pub fn signature_tag(digest: &str) -> Option<String> {
     (!algorithm.is_empty() && !hex.is_empty()).then(|| format!("{algorithm}-{hex}.sig"))
 }
 
+/// The base64 signature of a `.sig` manifest's layer, when the layer is a signature payload
+/// worth reading: of type [`SIMPLE_SIGNING`], at most [`MAX_PAYLOAD_BYTES`], with the
+/// signature annotation. `annotations` is the layer descriptor's.
+pub fn layer_signature<'a>(
+    media_type: &str,
+    size: u64,
+    annotations: Option<&'a serde_json::Map<String, serde_json::Value>>,
+) -> Option<&'a str> {
+    if media_type != SIMPLE_SIGNING || size > MAX_PAYLOAD_BYTES {
+        return None;
+    }
+    annotations?.get(SIGNATURE_ANNOTATION)?.as_str()
+}
+
 #[derive(Deserialize)]
 struct Payload {
     critical: Critical,
