@@ -5,7 +5,7 @@
 //! mapped back to the file through the segments, or the sections where a format's segments say
 //! less).
 
-use object::{Object, ObjectSection, ObjectSegment};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
 /// The first bytes of every format [`Executable::parse`] reads: ELF, Mach-O (32/64-bit, either
 /// byte order, and universal "fat" files), and PE's `MZ` DOS stub.
@@ -125,6 +125,29 @@ impl<'data> Executable<'data> {
             .filter(|s| s.kind() == object::SectionKind::Data)
             .filter_map(|s| s.data().ok())
             .filter(|data| !data.is_empty())
+    }
+
+    /// The virtual address of `bytes`, which must be a slice of one of this file's sections'
+    /// bytes (as [`Executable::section`] and [`Executable::sections`] give them): that
+    /// section's address plus the slice's place in it. `None` for other bytes.
+    pub fn address_of(&self, bytes: &[u8]) -> Option<u64> {
+        let start = bytes.as_ptr() as usize;
+        self.file.sections().find_map(|s| {
+            let data = s.data().ok()?;
+            let offset = start.checked_sub(data.as_ptr() as usize)?;
+            (offset < data.len() || (offset == 0 && data.is_empty()))
+                .then(|| s.address().checked_add(offset as u64))
+                .flatten()
+        })
+    }
+
+    /// The address of the symbol named `name` in the symbol table (PE addresses include the
+    /// image base), if the file has a symbol table holding it.
+    pub fn symbol_address(&self, name: &str) -> Option<u64> {
+        self.file
+            .symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| s.address())
     }
 
     /// The `size` bytes at virtual address `address` of the loaded image (PE addresses include

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::binary::{Executable, ExecutableError};
 use crate::buildinfo::{self, BuildInfo, BuildInfoError};
-use crate::pclntab::{self, PclntabError, PclntabVersion};
+use crate::pclntab::{self, InlineTreeError, PclntabVersion};
 
 /// What a Go executable says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct GoBinary {
     /// could not be read: reachability is then unknown, not "nothing".
     pub symbols: Option<BTreeMap<String, BTreeSet<String>>>,
     /// Why `symbols` is `None`.
-    pub symbols_error: Option<PclntabError>,
+    pub symbols_error: Option<InlineTreeError>,
 }
 
 /// Why a file is not a readable Go executable.
@@ -39,11 +39,15 @@ pub enum GoBinaryError {
 pub fn read_go_binary(bytes: &[u8]) -> Result<GoBinary, GoBinaryError> {
     let exe = Executable::parse(bytes)?;
     let info = buildinfo::parse(bytes)?;
-    let (symbols, symbols_error) = match pclntab::locate_and_read(&exe) {
-        Ok(table) => (
-            Some(symbols_by_package(&table.names, table.version, &info.path)),
-            None,
-        ),
+    let symbols = pclntab::locate(&exe)
+        .map_err(InlineTreeError::from)
+        .and_then(|(table_bytes, table)| {
+            let mut names = table.names;
+            names.extend(pclntab::read_inlined(&exe, table_bytes)?);
+            Ok(symbols_by_package(&names, table.version, &info.path))
+        });
+    let (symbols, symbols_error) = match symbols {
+        Ok(symbols) => (Some(symbols), None),
         Err(e) => (None, Some(e)),
     };
     Ok(GoBinary {

@@ -14,6 +14,8 @@
 //! The prefix is the magic (in the binary's byte order), two zero bytes, the instruction size
 //! quantum (1, 2 or 4) and the pointer size (4 or 8).
 
+use std::collections::BTreeSet;
+
 use crate::binary::Executable;
 use crate::buildinfo::read_uint;
 
@@ -72,81 +74,137 @@ fn prefix(table: &[u8]) -> Option<(PclntabVersion, bool)> {
     })
 }
 
+/// A table's header, read and checked: where its parts start and how wide its fields are.
+struct Layout<'a> {
+    version: PclntabVersion,
+    big_endian: bool,
+    pointer_size: usize,
+    function_count: usize,
+    /// The function table: `function_count` (entry, record offset) pairs, then the end entry,
+    /// each field `field` bytes wide (checked to fit).
+    functab: &'a [u8],
+    /// Where function records' offsets count from.
+    records: &'a [u8],
+    /// Where name offsets count from (funcnametab since 1.16).
+    names: &'a [u8],
+    /// The header words (pointer-sized, after the 8-byte prefix); index 0 is nfunctab.
+    words: Vec<usize>,
+    field: usize,
+    /// The width of a record's entry field (a pc before 1.18, an offset since).
+    entry: usize,
+}
+
+impl<'a> Layout<'a> {
+    fn parse(table: &'a [u8]) -> Result<Self, PclntabError> {
+        let (version, big_endian) = prefix(table).ok_or(PclntabError::NotFound)?;
+        let pointer_size = usize::from(table[7]);
+        let word_count = match version {
+            PclntabVersion::Go12 => 1,
+            PclntabVersion::Go116 => 7,
+            PclntabVersion::Go118 | PclntabVersion::Go120 => 8,
+        };
+        let words = (0..word_count)
+            .map(|index| {
+                let at = 8 + index * pointer_size;
+                let bytes = table
+                    .get(at..at + pointer_size)
+                    .ok_or(PclntabError::Malformed("the header is cut off"))?;
+                usize::try_from(read_uint(bytes, pointer_size, big_endian))
+                    .map_err(|_| PclntabError::Malformed("a header word does not fit in memory"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let from = |offset: usize| -> Result<&[u8], PclntabError> {
+            table.get(offset..).ok_or(PclntabError::Malformed(
+                "a header offset points past the end",
+            ))
+        };
+        let function_count = words[0];
+        // Where the function table starts, where function records' offsets count from, where
+        // name offsets count from, and how wide the table's fields and a record's entry field
+        // are.
+        let (functab, records, names, field, entry) = match version {
+            PclntabVersion::Go12 => {
+                let functab = from(8 + pointer_size)?;
+                (functab, table, table, pointer_size, pointer_size)
+            }
+            PclntabVersion::Go116 => (
+                from(words[6])?,
+                from(words[6])?,
+                from(words[2])?,
+                pointer_size,
+                pointer_size,
+            ),
+            PclntabVersion::Go118 | PclntabVersion::Go120 => {
+                (from(words[7])?, from(words[7])?, from(words[3])?, 4, 4)
+            }
+        };
+        // nfunctab (pc, record offset) pairs, then the end pc.
+        let functab_len = function_count
+            .checked_mul(2)
+            .and_then(|n| n.checked_add(1))
+            .and_then(|n| n.checked_mul(field))
+            .filter(|&len| len <= functab.len())
+            .ok_or(PclntabError::Malformed(
+                "the function count runs past the end",
+            ))?;
+        Ok(Layout {
+            version,
+            big_endian,
+            pointer_size,
+            function_count,
+            functab: &functab[..functab_len],
+            records,
+            names,
+            words,
+            field,
+            entry,
+        })
+    }
+
+    fn uint(&self, bytes: &[u8], width: usize) -> u64 {
+        read_uint(bytes, width, self.big_endian)
+    }
+
+    /// Function `index`'s record (from its start to the end of the table).
+    fn record(&self, index: usize) -> Result<&'a [u8], PclntabError> {
+        let at = (2 * index + 1) * self.field;
+        let record_offset = usize::try_from(self.uint(&self.functab[at..], self.field))
+            .map_err(|_| PclntabError::Malformed("a function offset does not fit in memory"))?;
+        self.records
+            .get(record_offset..)
+            .filter(|record| record.len() >= self.entry + 4)
+            .ok_or(PclntabError::Malformed(
+                "a function record points past the end",
+            ))
+    }
+
+    /// The NUL-terminated name at `offset` in the name table.
+    fn name(&self, offset: u64) -> Result<&'a [u8], PclntabError> {
+        usize::try_from(offset)
+            .ok()
+            .and_then(|offset| self.names.get(offset..))
+            .and_then(|rest| rest.split(|&b| b == 0).next().filter(|_| rest.contains(&0)))
+            .ok_or(PclntabError::Malformed(
+                "a function name points past the end",
+            ))
+    }
+}
+
 /// Reads the function names of the pclntab starting at `table[0]` (it may run on past the
 /// table's end: every offset is checked). Errors: `NotFound` when the prefix is not a pclntab's,
 /// `Malformed` when an offset or count points outside `table` or a name is not terminated.
 pub fn read(table: &[u8]) -> Result<FunctionTable, PclntabError> {
-    let (version, big_endian) = prefix(table).ok_or(PclntabError::NotFound)?;
-    let pointer_size = usize::from(table[7]);
-    let word = |index: usize| -> Result<usize, PclntabError> {
-        let at = 8 + index * pointer_size;
-        let bytes = table
-            .get(at..at + pointer_size)
-            .ok_or(PclntabError::Malformed("the header is cut off"))?;
-        usize::try_from(read_uint(bytes, pointer_size, big_endian))
-            .map_err(|_| PclntabError::Malformed("a header word does not fit in memory"))
-    };
-    let from = |offset: usize| -> Result<&[u8], PclntabError> {
-        table.get(offset..).ok_or(PclntabError::Malformed(
-            "a header offset points past the end",
-        ))
-    };
-    let function_count = word(0)?;
-    // Where the function table starts, where function records' offsets count from, where name
-    // offsets count from, and how wide the table's fields and a record's entry field are.
-    let (functab, records, names, field, entry) = match version {
-        PclntabVersion::Go12 => {
-            let functab = from(8 + pointer_size)?;
-            (functab, table, table, pointer_size, pointer_size)
-        }
-        PclntabVersion::Go116 => (
-            from(word(6)?)?,
-            from(word(6)?)?,
-            from(word(2)?)?,
-            pointer_size,
-            pointer_size,
-        ),
-        PclntabVersion::Go118 | PclntabVersion::Go120 => {
-            (from(word(7)?)?, from(word(7)?)?, from(word(3)?)?, 4, 4)
-        }
-    };
-    // nfunctab (pc, record offset) pairs, then the end pc.
-    let functab_len = function_count
-        .checked_mul(2)
-        .and_then(|n| n.checked_add(1))
-        .and_then(|n| n.checked_mul(field))
-        .filter(|&len| len <= functab.len())
-        .ok_or(PclntabError::Malformed(
-            "the function count runs past the end",
-        ))?;
-    let functab = &functab[..functab_len];
-    let mut out = Vec::with_capacity(function_count);
-    for i in 0..function_count {
-        let record_offset = usize::try_from(read_uint(
-            &functab[(2 * i + 1) * field..],
-            field,
-            big_endian,
-        ))
-        .map_err(|_| PclntabError::Malformed("a function offset does not fit in memory"))?;
+    let layout = Layout::parse(table)?;
+    let mut out = Vec::with_capacity(layout.function_count);
+    for i in 0..layout.function_count {
         // A record: the entry (pc or offset), then 4-byte fields; the name offset comes first.
-        let name_field = record_offset
-            .checked_add(entry)
-            .and_then(|at| records.get(at..at.checked_add(4)?))
-            .ok_or(PclntabError::Malformed(
-                "a function record points past the end",
-            ))?;
-        let name_offset = usize::try_from(read_uint(name_field, 4, big_endian))
-            .map_err(|_| PclntabError::Malformed("a name offset does not fit in memory"))?;
-        let name = names
-            .get(name_offset..)
-            .and_then(|rest| rest.split(|&b| b == 0).next().filter(|_| rest.contains(&0)))
-            .ok_or(PclntabError::Malformed(
-                "a function name points past the end",
-            ))?;
+        let record = layout.record(i)?;
+        let name_offset = layout.uint(&record[layout.entry..], 4);
+        let name = layout.name(name_offset)?;
         out.push(String::from_utf8_lossy(name).into_owned());
     }
     Ok(FunctionTable {
-        version,
+        version: layout.version,
         names: out,
     })
 }
@@ -157,9 +215,17 @@ pub fn read(table: &[u8]) -> Result<FunctionTable, PclntabError> {
 /// section), the first place in any section where a pclntab prefix starts a table that reads
 /// whole and lists functions. Errors: `NotFound`, or the section's `Malformed`.
 pub fn locate_and_read(exe: &Executable<'_>) -> Result<FunctionTable, PclntabError> {
+    locate(exe).map(|(_, table)| table)
+}
+
+/// As [`locate_and_read`], also returning the table's bytes (from its first byte to the end of
+/// its section), which [`read_inlined`] reads again.
+pub fn locate<'data>(
+    exe: &Executable<'data>,
+) -> Result<(&'data [u8], FunctionTable), PclntabError> {
     for name in [".gopclntab", "__gopclntab"] {
         if let Some(section) = exe.section(name) {
-            return read(section);
+            return read(section).map(|table| (section, table));
         }
     }
     for section in exe.sections() {
@@ -170,12 +236,267 @@ pub fn locate_and_read(exe: &Executable<'_>) -> Result<FunctionTable, PclntabErr
             }
             if let Ok(table) = read(&section[at..]) {
                 if !table.names.is_empty() {
-                    return Ok(table);
+                    return Ok((&section[at..], table));
                 }
             }
         }
     }
     Err(PclntabError::NotFound)
+}
+
+// ---- inline trees ---------------------------------------------------------------------------
+//
+// A function the compiler inlined into every caller has no record of its own; each caller
+// lists it in its inline tree instead, which is what the runtime unwinds to print it in stack
+// traces, and what govulncheck's binary mode reads to count it as called (golang.org/x/vuln
+// vulncheck/internal/gosym/additions.go `InlineTree`, vulncheck/internal/binscan/scan.go at
+// 4c848ed). Since Go 1.18 (runtime/runtime2.go `_func`, runtime/symtab.go):
+//
+// - a record is `entryoff, nameoff, args, deferreturn, pcsp, pcfile, pcln, npcdata, cuOffset`
+//   (4 bytes each), `startLine` (4, since 1.20), then `funcID, flag, _, nfuncdata` (1 each): 40
+//   bytes in 1.18/1.19, 44 since; then `pcdata [npcdata]uint32` (offsets into the pc-value
+//   tables, header word 6; 0 = none) and `funcdata [nfuncdata]uint32` (offsets past the
+//   `go:func.*` region, `moduledata.gofunc`; `^0` = none);
+// - `pcdata[PCDATA_InlTreeIndex = 2]` maps pcs to tree indexes: the tree holds the maximum
+//   value + 1 entries (its only length); `funcdata[FUNCDATA_InlTree = 3]` is where it starts;
+// - an entry (`runtime.inlinedCall`) is, in 1.18/1.19, `parent int16, funcID uint8, _ byte,
+//   file, line, func_ int32 (name offset), parentPc int32` (20 bytes); since 1.20 `funcID uint8,
+//   _ [3]byte, nameOff, parentPc, startLine int32` (16 bytes). Its name is the inlined
+//   function's full linker name, in the name table.
+//
+// Before 1.18 funcdata were pointers and the pc-value tables lay elsewhere; those layouts are
+// not read (see [`read_inlined`]).
+
+/// `PCDATA_InlTreeIndex` (cmd/internal/objabi/funcdata.go, internal/abi/symtab.go).
+const PCDATA_INL_TREE_INDEX: usize = 2;
+/// `FUNCDATA_InlTree`.
+const FUNCDATA_INL_TREE: usize = 3;
+/// More entries than any function's tree holds (a bound on what a file can make us read).
+const MAX_TREE_ENTRIES: u64 = 1 << 20;
+
+/// Where one function's inline tree lies: `offset` bytes past the start of the `go:func.*`
+/// region, `count` entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TreeRef {
+    offset: u64,
+    count: u64,
+}
+
+impl Layout<'_> {
+    /// The size of a record's fixed part and the offset of its `nfuncdata` byte.
+    fn record_shape(&self) -> (usize, usize) {
+        if self.version >= PclntabVersion::Go120 {
+            (44, 43)
+        } else {
+            (40, 39)
+        }
+    }
+
+    /// The size of an inline tree entry and the offset of its name offset.
+    fn entry_shape(&self) -> (u64, usize) {
+        if self.version >= PclntabVersion::Go120 {
+            (16, 4)
+        } else {
+            (20, 12)
+        }
+    }
+
+    /// Every function's inline tree (1.18+ tables; functions without one are left out).
+    fn inline_trees(&self, table: &[u8]) -> Result<Vec<TreeRef>, PclntabError> {
+        let pctab = table.get(self.words[6]..).ok_or(PclntabError::Malformed(
+            "the pc-value tables point past the end",
+        ))?;
+        let (fixed, nfuncdata_at) = self.record_shape();
+        let field = |record: &[u8], at: usize| -> Result<u64, PclntabError> {
+            record
+                .get(at..at + 4)
+                .map(|bytes| self.uint(bytes, 4))
+                .ok_or(PclntabError::Malformed("a function record is cut off"))
+        };
+        let mut trees = Vec::new();
+        for i in 0..self.function_count {
+            let record = self.record(i)?;
+            let npcdata = field(record, 28)?;
+            let nfuncdata = u64::from(
+                *record
+                    .get(nfuncdata_at)
+                    .ok_or(PclntabError::Malformed("a function record is cut off"))?,
+            );
+            if npcdata <= PCDATA_INL_TREE_INDEX as u64 || nfuncdata <= FUNCDATA_INL_TREE as u64 {
+                continue;
+            }
+            let pcdata = field(record, fixed + 4 * PCDATA_INL_TREE_INDEX)?;
+            // npcdata is at most 2^32: the offset fits.
+            let funcdata_at = usize::try_from(npcdata * 4)
+                .ok()
+                .and_then(|n| n.checked_add(fixed + 4 * FUNCDATA_INL_TREE))
+                .ok_or(PclntabError::Malformed("a function record is cut off"))?;
+            let offset = field(record, funcdata_at)?;
+            if pcdata == 0 || offset == u64::from(u32::MAX) {
+                continue;
+            }
+            let values = usize::try_from(pcdata)
+                .ok()
+                .and_then(|at| pctab.get(at..))
+                .ok_or(PclntabError::Malformed(
+                    "a pc-value table points past the end",
+                ))?;
+            if let Some(max) = max_pc_value(values) {
+                let count = u64::try_from(max)
+                    .ok()
+                    .and_then(|max| max.checked_add(1))
+                    .filter(|&n| n <= MAX_TREE_ENTRIES)
+                    .ok_or(PclntabError::Malformed("an inline tree is too large"))?;
+                trees.push(TreeRef { offset, count });
+            }
+        }
+        Ok(trees)
+    }
+
+    /// The names of the functions inlined in `trees`, reading each tree from `read_at`
+    /// (`go:func.*` region offset, length → bytes), if every tree reads whole and every name
+    /// offset is the start of a name: what tells the true `gofunc` from other addresses.
+    fn inlined_names<'r>(
+        &self,
+        trees: &[TreeRef],
+        read_at: impl Fn(u64, u64) -> Option<&'r [u8]>,
+    ) -> Option<BTreeSet<String>> {
+        let (size, name_at) = self.entry_shape();
+        let mut names = BTreeSet::new();
+        for tree in trees {
+            let bytes = read_at(tree.offset, tree.count * size)?;
+            for entry in bytes.chunks_exact(size as usize) {
+                let offset = self.uint(&entry[name_at..], 4);
+                let starts_a_name = offset == 0
+                    || usize::try_from(offset - 1)
+                        .ok()
+                        .and_then(|before| self.names.get(before))
+                        == Some(&0);
+                if !starts_a_name {
+                    return None;
+                }
+                names.insert(String::from_utf8_lossy(self.name(offset).ok()?).into_owned());
+            }
+        }
+        Some(names)
+    }
+}
+
+/// The largest value of a pc-value table (runtime/symtab.go `pcvalue`: from -1, pairs of a
+/// zig-zag varint value delta and a varint pc delta, ended by a zero value delta after the
+/// first pair), or `None` when it never reaches 0 or is cut off before its end.
+fn max_pc_value(mut table: &[u8]) -> Option<i64> {
+    let mut value: i64 = -1;
+    let mut max: i64 = -1;
+    let mut first = true;
+    loop {
+        let delta = read_varint(&mut table)?;
+        if delta == 0 && !first {
+            break;
+        }
+        first = false;
+        let delta = if delta & 1 != 0 {
+            -((delta >> 1) as i64) - 1
+        } else {
+            (delta >> 1) as i64
+        };
+        // The runtime's values are int32: wrap as it does.
+        value = i64::from((value.wrapping_add(delta)) as i32);
+        read_varint(&mut table)?;
+        max = max.max(value);
+    }
+    (max >= 0).then_some(max)
+}
+
+/// A little-endian base-128 varint of at most 32 bits, consumed from the front of `bytes`.
+fn read_varint(bytes: &mut &[u8]) -> Option<u32> {
+    let mut value: u32 = 0;
+    for (i, &byte) in bytes.iter().enumerate().take(5) {
+        value |= u32::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            *bytes = &bytes[i + 1..];
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Why the functions inlined into a binary's functions could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InlineTreeError {
+    #[error(transparent)]
+    Table(#[from] PclntabError),
+    #[error("inline trees are read from Go 1.18 function tables on; this one is {0:?}")]
+    UnsupportedLayout(PclntabVersion),
+    #[error("the go:func.* region the inline trees lie in was not found (no go:func.* symbol, and no readable moduledata pointing at it)")]
+    RegionNotFound,
+}
+
+/// The full linker names (`golang.org/x/net/html.Render`, `main.(*report).add`) of the
+/// functions inlined into the functions of `table` (the bytes [`locate`] returned, inside
+/// `exe`), each once, sorted. The trees lie in the `go:func.*` region, found through the
+/// `go:func.*` (`go.func.*` before 1.20) symbol where the symbol table is there, else through
+/// the runtime's `moduledata`, whose first word points at the table and one of whose later
+/// words (`gofunc`; its place moved across releases) at the region: each candidate word must
+/// make every tree read whole with names that start names. ELF PIE binaries keep moduledata's
+/// pointers in relocations, not in the file: stripped ones give `RegionNotFound`.
+///
+/// Errors: `UnsupportedLayout` for tables before Go 1.18, `Table` for a malformed table,
+/// `RegionNotFound` when no candidate region reads.
+pub fn read_inlined(exe: &Executable<'_>, table: &[u8]) -> Result<Vec<String>, InlineTreeError> {
+    let layout = Layout::parse(table)?;
+    if layout.version < PclntabVersion::Go118 {
+        return Err(InlineTreeError::UnsupportedLayout(layout.version));
+    }
+    let trees = layout.inline_trees(table)?;
+    if trees.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names_at = |gofunc: u64| {
+        layout.inlined_names(&trees, |offset, len| {
+            exe.read_at(gofunc.checked_add(offset)?, len)
+        })
+    };
+    let from_symbol = ["go:func.*", "go.func.*"]
+        .iter()
+        .filter_map(|name| exe.symbol_address(name))
+        .find_map(names_at);
+    let found = from_symbol.or_else(|| {
+        moduledata_words(exe, &layout, table)
+            .into_iter()
+            .find_map(names_at)
+    });
+    found
+        .map(|names| names.into_iter().collect())
+        .ok_or(InlineTreeError::RegionNotFound)
+}
+
+/// The words after `text` of every `moduledata` found in the file (its first word is the
+/// table's address, its second the name table's), as candidates for `gofunc`.
+fn moduledata_words(exe: &Executable<'_>, layout: &Layout<'_>, table: &[u8]) -> Vec<u64> {
+    /// `text`'s index: `pcHeader`, six slices of three words, `findfunctab, minpc, maxpc`.
+    const TEXT: usize = 22;
+    /// Past the last index `gofunc` has had (43 in Go 1.27), with room for more fields.
+    const END: usize = 56;
+    let Some(address) = exe.address_of(table) else {
+        return Vec::new();
+    };
+    let size = layout.pointer_size;
+    let Ok(names_offset) = u64::try_from(layout.words[3]) else {
+        return Vec::new();
+    };
+    let mut candidates = Vec::new();
+    for section in exe.sections() {
+        let mut at = 0;
+        while at + END * size <= section.len() {
+            let word = |index: usize| layout.uint(&section[at + index * size..], size);
+            if word(0) == address && Some(word(1)) == address.checked_add(names_offset) {
+                candidates.extend((TEXT + 1..END).map(word));
+            }
+            at += size;
+        }
+    }
+    candidates
 }
 
 #[cfg(test)]
