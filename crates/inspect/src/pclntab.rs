@@ -653,6 +653,197 @@ pub(crate) mod tests {
         assert_eq!(locate_and_read(&exe), Err(PclntabError::NotFound));
     }
 
+    /// The inlined functions [`write_inline_table`]'s one function names in its tree (sorted).(sorted).
+    const INLINED: [&str; 2] = ["example.com/p.(*T).M", "example.com/p.Small"];
+    /// Where the tree lies past the start of the `go:func.*` region.
+    const TREE_OFFSET: usize = 8;
+
+    /// Writes a pclntab of `version`'s layout (1.18 or 1.20; pointer size 8) with one function,
+    /// `main.main`, whose inline tree (two entries, naming [`INLINED`]) lies [`TREE_OFFSET`]
+    /// bytes into the returned `go:func.*` region.
+    pub(crate) fn write_inline_table(
+        version: PclntabVersion,
+        big_endian: bool,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let u32_bytes = |v: u32| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let u64_bytes = |v: u64| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let magic = MAGICS.iter().find(|(_, v)| *v == version).unwrap().0;
+        let names = format!("main.main\0{}\0{}\0", INLINED[0], INLINED[1]);
+        let names_at = 8 + 8 * 8;
+        // A pc-value table at offset 1 (0 means none): -1 → 0 → 1, then the end.
+        let pctab = [0u8, 2, 4, 2, 4, 0];
+        let pctab_at = names_at + names.len();
+        let functab_at = pctab_at + pctab.len();
+        let mut out = u32_bytes(magic).to_vec();
+        out.extend([0, 0, 1, 8]);
+        for word in [1, 0, 0x1000, names_at, 0, 0, pctab_at, functab_at] {
+            out.extend(u64_bytes(word as u64));
+        }
+        out.extend(names.as_bytes());
+        out.extend(pctab);
+        // The function table: main.main at entry offset 0, its record after the end entry.
+        for word in [0, 12, 0x40] {
+            out.extend(u32_bytes(word));
+        }
+        let fixed = if version >= PclntabVersion::Go120 {
+            44
+        } else {
+            40
+        };
+        let mut record = vec![0u8; fixed];
+        record[28..32].copy_from_slice(&u32_bytes(3));
+        record[fixed - 1] = 4;
+        out.extend(record);
+        for pcdata in [0, 0, 1] {
+            out.extend(u32_bytes(pcdata));
+        }
+        for funcdata in [u32::MAX, u32::MAX, u32::MAX, TREE_OFFSET as u32] {
+            out.extend(u32_bytes(funcdata));
+        }
+        // The tree: each entry's name offset, in its layout.
+        let mut region = vec![0xeeu8; TREE_OFFSET];
+        for name in INLINED {
+            let offset = names.find(name).unwrap() as u32;
+            if version >= PclntabVersion::Go120 {
+                region.extend([0, 0, 0, 0]);
+                region.extend(u32_bytes(offset));
+                region.extend([0; 8]);
+            } else {
+                region.extend([0xff, 0xff, 0, 0]);
+                region.extend([0; 8]);
+                region.extend(u32_bytes(offset));
+                region.extend([0; 4]);
+            }
+        }
+        (out, region)
+    }
+
+    /// Reads `len` bytes at `offset` of `region`, as [`Executable::read_at`] reads the file.
+    fn reader<'r>(region: &'r [u8]) -> impl Fn(u64, u64) -> Option<&'r [u8]> + 'r {
+        move |offset, len| {
+            let at = usize::try_from(offset).ok()?;
+            region.get(at..at.checked_add(usize::try_from(len).ok()?)?)
+        }
+    }
+
+    #[test]
+    fn inline_trees_of_both_layouts_name_the_inlined_functions() {
+        for version in [PclntabVersion::Go118, PclntabVersion::Go120] {
+            for big_endian in [false, true] {
+                let (table, region) = write_inline_table(version, big_endian);
+                let layout = Layout::parse(&table).unwrap();
+                assert_eq!(read(&table).unwrap().names, ["main.main"]);
+                let trees = layout.inline_trees(&table).unwrap();
+                assert_eq!(
+                    trees,
+                    [TreeRef {
+                        offset: TREE_OFFSET as u64,
+                        count: 2
+                    }]
+                );
+                let names = layout.inlined_names(&trees, reader(&region)).unwrap();
+                assert_eq!(names, INLINED.iter().map(|n| n.to_string()).collect());
+                // A name offset into the middle of a name: not the tree (a wrong region).
+                let name_at = TREE_OFFSET
+                    + if version >= PclntabVersion::Go120 {
+                        4
+                    } else {
+                        12
+                    };
+                let mut wrong = region.clone();
+                wrong[name_at..name_at + 4].copy_from_slice(&if big_endian {
+                    3u32.to_be_bytes()
+                } else {
+                    3u32.to_le_bytes()
+                });
+                assert_eq!(layout.inlined_names(&trees, reader(&wrong)), None);
+                // A tree running past the region's end.
+                assert_eq!(
+                    layout.inlined_names(&trees, reader(&region[..region.len() - 1])),
+                    None
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_stripped_binarys_inline_trees_are_found_through_moduledata() {
+        for big_endian in [false, true] {
+            let (table, region) = write_inline_table(PclntabVersion::Go120, big_endian);
+            // moduledata: the table, its name table, then `gofunc` at Go 1.20's index 40
+            // among other addresses (earlier candidates make no tree read).
+            let mut moduledata = Vec::new();
+            for index in 0..64u64 {
+                let word = match index {
+                    0 => 0x1000,
+                    1 => 0x1000 + 72,
+                    40 => 0x8000,
+                    _ => 0x7ff0 + index,
+                };
+                moduledata.extend(if big_endian {
+                    word.to_be_bytes()
+                } else {
+                    word.to_le_bytes()
+                });
+            }
+            let elf = crate::binary::write_test_elf(
+                true,
+                !big_endian,
+                &[
+                    (".gopclntab", 0x1000, &table),
+                    (".rodata", 0x8000, &region),
+                    (".noptrdata", 0x10000, &moduledata),
+                ],
+            );
+            let exe = Executable::parse(&elf).unwrap();
+            let (bytes, _) = locate(&exe).unwrap();
+            assert_eq!(read_inlined(&exe, bytes).unwrap(), INLINED);
+            // Without moduledata the region is not found.
+            let elf = crate::binary::write_test_elf(
+                true,
+                !big_endian,
+                &[(".gopclntab", 0x1000, &table), (".rodata", 0x8000, &region)],
+            );
+            let exe = Executable::parse(&elf).unwrap();
+            let (bytes, _) = locate(&exe).unwrap();
+            assert_eq!(
+                read_inlined(&exe, bytes),
+                Err(InlineTreeError::RegionNotFound)
+            );
+        }
+        // Before 1.18 the trees are not read.
+        let table = write_table(PclntabVersion::Go116, false, 8, &NAMES);
+        let elf = crate::binary::write_test_elf(true, true, &[(".gopclntab", 0x1000, &table)]);
+        let exe = Executable::parse(&elf).unwrap();
+        assert_eq!(
+            read_inlined(&exe, &table),
+            Err(InlineTreeError::UnsupportedLayout(PclntabVersion::Go116))
+        );
+    }
+
+    #[test]
+    fn pc_value_tables_give_their_largest_value() {
+        assert_eq!(max_pc_value(&[2, 4, 2, 4, 0]), Some(1));
+        // Up to 5, back to 2: the largest, not the last.
+        assert_eq!(max_pc_value(&[12, 1, 5, 1, 0]), Some(5));
+        // Never above -1, cut off, or a varint running past 32 bits.
+        assert_eq!(max_pc_value(&[0, 4, 0]), None);
+        assert_eq!(max_pc_value(&[2, 4, 2]), None);
+        assert_eq!(max_pc_value(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), None);
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_after_a_prefix_never_panic(
@@ -680,6 +871,34 @@ pub(crate) mod tests {
                 table[at % len] = byte;
             }
             let _ = read(&table);
+        }
+
+        #[test]
+        fn mutated_inline_trees_never_panic(
+            flips in proptest::collection::vec((0usize..4096, proptest::num::u8::ANY), 1..8),
+            in_region in proptest::bool::ANY,
+            go120 in proptest::bool::ANY,
+            big_endian in proptest::bool::ANY,
+        ) {
+            let version = if go120 { PclntabVersion::Go120 } else { PclntabVersion::Go118 };
+            let (mut table, mut region) = write_inline_table(version, big_endian);
+            let target = if in_region { &mut region } else { &mut table };
+            for (at, byte) in flips {
+                let len = target.len();
+                target[at % len] = byte;
+            }
+            if let Ok(layout) = Layout::parse(&table) {
+                if let Ok(trees) = layout.inline_trees(&table) {
+                    let _ = layout.inlined_names(&trees, reader(&region));
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_pc_value_tables_never_panic(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let _ = max_pc_value(&bytes);
         }
     }
 }

@@ -170,6 +170,7 @@ fn check(options: Options) {
     // Symbols: readable from every build, stripped or not.
     let binary = read_go_binary(&fixture.bytes).unwrap_or_else(|e| panic!("{options}: {e}"));
     assert_eq!(binary.info, info);
+    assert_eq!(binary.inlined_error, None, "{options}: inline trees unread");
     let symbols = binary
         .symbols
         .unwrap_or_else(|| panic!("{options}: symbols unknown: {:?}", binary.symbols_error));
