@@ -24,6 +24,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
 use common::*;
 use gantry_gofixtures::many::{build_many_modules_program, vulnerable_stand_ins};
@@ -47,13 +48,23 @@ fn govulncheck() -> Option<&'static str> {
     None
 }
 
-/// The Go 1.19 fixture, stripped or not, built with inlining or without.
-fn fixture(stripped: bool, no_inlining: bool) -> Option<std::sync::Arc<Fixture>> {
-    gantry_gofixtures::build(Options {
-        stripped,
-        no_inlining,
-        ..Options::new(Toolchain::Go119)
-    })
+/// The Go 1.19 fixture built with inlining or without: unstripped, then stripped.
+fn fixtures(no_inlining: bool) -> Option<(Arc<Fixture>, Arc<Fixture>)> {
+    let build = |stripped| {
+        gantry_gofixtures::build(Options {
+            stripped,
+            no_inlining,
+            ..Options::new(Toolchain::Go119)
+        })
+    };
+    Some((build(false)?, build(true)?))
+}
+
+/// The snapshot in govulncheck's legacy file layout, written under `dir`: its path.
+fn legacy_govulndb(dir: &Path) -> std::path::PathBuf {
+    let db = dir.join("govulndb");
+    write_legacy_govulndb(&go_snapshot(), &db).unwrap();
+    db
 }
 
 /// `govulncheck -json BINARY` against the legacy database at `db` (its own cache under
@@ -221,12 +232,11 @@ fn findings_govulncheck_reports_as_called_are_exactly_those_the_scanner_marks_re
     let Some(program) = govulncheck() else {
         return;
     };
-    let (Some(plain), Some(stripped)) = (fixture(false, true), fixture(true, true)) else {
+    let Some((plain, stripped)) = fixtures(true) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let db = work.path().join("govulndb");
-    write_legacy_govulndb(&go_snapshot(), &db).unwrap();
+    let db = legacy_govulndb(work.path());
 
     let called = govulncheck_called(program, &db, work.path(), &plain.path);
     // The fixture calls golang.org/x/text/language.Parse (GO-2021-0113): the comparison is
@@ -286,7 +296,7 @@ fn a_vulnerable_function_inlined_everywhere_is_reachable() {
     let Some(program) = govulncheck() else {
         return;
     };
-    let (Some(plain), Some(stripped)) = (fixture(false, false), fixture(true, false)) else {
+    let Some((plain, stripped)) = fixtures(false) else {
         return;
     };
     let (package, symbol) = gantry_gofixtures::INLINED_EVERYWHERE;
@@ -296,8 +306,7 @@ fn a_vulnerable_function_inlined_everywhere_is_reachable() {
         "{package}.{symbol} has a symbol of its own: the fixture does not pin inlining"
     );
     let work = tempfile::tempdir().unwrap();
-    let db = work.path().join("govulndb");
-    write_legacy_govulndb(&go_snapshot(), &db).unwrap();
+    let db = legacy_govulndb(work.path());
     let called = govulncheck_called(program, &db, work.path(), &plain.path);
     let render = ("GO-2023-1988".to_string(), "golang.org/x/net".to_string());
     assert!(called.contains(&render), "govulncheck: {called:?}");

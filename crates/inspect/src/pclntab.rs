@@ -653,7 +653,7 @@ pub(crate) mod tests {
         assert_eq!(locate_and_read(&exe), Err(PclntabError::NotFound));
     }
 
-    /// The inlined functions [`write_inline_table`]'s one function names in its tree (sorted).(sorted).
+    /// The inlined functions [`write_inline_table`]'s one function names in its tree (sorted).
     const INLINED: [&str; 2] = ["example.com/p.(*T).M", "example.com/p.Small"];
     /// Where the tree lies past the start of the `go:func.*` region.
     const TREE_OFFSET: usize = 8;

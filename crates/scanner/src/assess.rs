@@ -290,9 +290,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_go_finding_is_reachable_when_a_vulnerable_symbol_is_in_the_function_table() {
-        let advisories = known(vec![
+    /// Two golang.org/x/text records: `Parse` is vulnerable in one, not in the other.
+    fn text_advisories() -> Vec<KnownAdvisory> {
+        known(vec![
             go_record(
                 "GO-2021-0113",
                 "golang.org/x/text",
@@ -305,7 +305,12 @@ mod tests {
                 "0.3.8",
                 json!([{"path": "golang.org/x/text/language", "symbols": ["ParseAcceptLanguage"]}]),
             ),
-        ]);
+        ])
+    }
+
+    #[test]
+    fn a_go_finding_is_reachable_when_a_vulnerable_symbol_is_in_the_function_table() {
+        let advisories = text_advisories();
         let packages = vec![go_package("golang.org/x/text", "v0.3.5", None)];
         let called = [("golang.org/x/text/language", "Parse")];
         let findings = assess(&go_inventory(packages.clone(), Some(&called)), &advisories);
@@ -333,20 +338,7 @@ mod tests {
 
     #[test]
     fn a_function_missing_where_inline_trees_were_not_read_is_unknown_not_unreachable() {
-        let advisories = known(vec![
-            go_record(
-                "GO-2021-0113",
-                "golang.org/x/text",
-                "0.3.7",
-                json!([{"path": "golang.org/x/text/language", "symbols": ["Parse"]}]),
-            ),
-            go_record(
-                "GO-2022-1059",
-                "golang.org/x/text",
-                "0.3.8",
-                json!([{"path": "golang.org/x/text/language", "symbols": ["ParseAcceptLanguage"]}]),
-            ),
-        ]);
+        let advisories = text_advisories();
         let packages = vec![go_package("golang.org/x/text", "v0.3.5", None)];
         let called = [("golang.org/x/text/language", "Parse")];
         let mut inventory = go_inventory(packages, Some(&called));
