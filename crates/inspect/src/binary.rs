@@ -168,7 +168,8 @@ impl<'data> Executable<'data> {
 }
 
 /// Writes a small ELF executable (for tests): one `PT_LOAD` segment per section, each section's
-/// bytes mapped at its address, so that [`Executable::read_at`] can follow pointers into them.
+/// bytes mapped at its address, so that [`Executable::read_at`] can follow pointers into them;
+/// `.data`, `.noptrdata` and `.go.buildinfo` writable, as Go's are.
 #[cfg(test)]
 pub(crate) fn write_test_elf(
     is_64: bool,
@@ -234,11 +235,17 @@ pub(crate) fn write_test_elf(
     }
     writer.write_shstrtab();
     writer.write_null_section_header();
-    for (((_, address, data), offset), name) in sections.iter().zip(&offsets).zip(names) {
+    const WRITABLE: [&str; 3] = [".data", ".noptrdata", ".go.buildinfo"];
+    for (((name_str, address, data), offset), name) in sections.iter().zip(&offsets).zip(names) {
         writer.write_section_header(&SectionHeader {
             name: Some(name),
             sh_type: object::elf::SHT_PROGBITS,
-            sh_flags: u64::from(object::elf::SHF_ALLOC),
+            // Writable where Go's are (the runtime and the build info header live there).
+            sh_flags: u64::from(if WRITABLE.contains(name_str) {
+                object::elf::SHF_ALLOC | object::elf::SHF_WRITE
+            } else {
+                object::elf::SHF_ALLOC
+            }),
             sh_addr: *address,
             sh_offset: *offset as u64,
             sh_size: data.len() as u64,

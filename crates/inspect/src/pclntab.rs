@@ -354,31 +354,49 @@ impl Layout<'_> {
     }
 
     /// The names of the functions inlined in `trees`, reading each tree from `read_at`
-    /// (`go:func.*` region offset, length → bytes), if every tree reads whole and every name
-    /// offset is the start of a name: what tells the true `gofunc` from other addresses.
+    /// (`go:func.*` region offset, length → bytes), if every tree reads whole, every entry's
+    /// padding is zero and its name offset the start of a name, and not every one is 0 (zeros
+    /// read as entries): what tells the true `gofunc` from other addresses.
     fn inlined_names<'r>(
         &self,
         trees: &[TreeRef],
         read_at: impl Fn(u64, u64) -> Option<&'r [u8]>,
     ) -> Option<BTreeSet<String>> {
         let (size, name_at) = self.entry_shape();
-        let mut names = BTreeSet::new();
+        // Name offsets first: most trees name the same few functions.
+        let mut offsets = BTreeSet::new();
         for tree in trees {
             let bytes = read_at(tree.offset, tree.count * size)?;
             for entry in bytes.chunks_exact(size as usize) {
                 let offset = self.uint(&entry[name_at..], 4);
+                // The padding byte(s) after funcID are zero in both layouts.
+                let padded = if self.version >= PclntabVersion::Go120 {
+                    entry[1..4] == [0, 0, 0]
+                } else {
+                    entry[3] == 0
+                };
                 let starts_a_name = offset == 0
                     || usize::try_from(offset - 1)
                         .ok()
                         .and_then(|before| self.names.get(before))
                         == Some(&0);
-                if !starts_a_name {
+                if !(padded && starts_a_name) {
                     return None;
                 }
-                names.insert(String::from_utf8_lossy(self.name(offset).ok()?).into_owned());
+                offsets.insert(offset);
             }
         }
-        Some(names)
+        // Zeros read as entries naming the first name: a zero-filled region, not the trees.
+        if offsets.iter().all(|&offset| offset == 0) {
+            return None;
+        }
+        offsets
+            .into_iter()
+            .map(|offset| {
+                let name = self.name(offset).ok()?;
+                Some(String::from_utf8_lossy(name).into_owned())
+            })
+            .collect()
     }
 }
 
@@ -471,8 +489,8 @@ pub fn read_inlined(exe: &Executable<'_>, table: &[u8]) -> Result<Vec<String>, I
         .ok_or(InlineTreeError::RegionNotFound)
 }
 
-/// The words after `text` of every `moduledata` found in the file (its first word is the
-/// table's address, its second the name table's), as candidates for `gofunc`.
+/// The words after `text` of every `moduledata` found in the file's writable data (its first
+/// word is the table's address, its second the name table's), as candidates for `gofunc`.
 fn moduledata_words(exe: &Executable<'_>, layout: &Layout<'_>, table: &[u8]) -> Vec<u64> {
     /// `text`'s index: `pcHeader`, six slices of three words, `findfunctab, minpc, maxpc`.
     const TEXT: usize = 22;
@@ -485,15 +503,37 @@ fn moduledata_words(exe: &Executable<'_>, layout: &Layout<'_>, table: &[u8]) -> 
     let Ok(names_offset) = u64::try_from(layout.words[3]) else {
         return Vec::new();
     };
-    let mut candidates = Vec::new();
-    for section in exe.sections() {
+    let search = |section: &[u8], candidates: &mut Vec<u64>| {
         let mut at = 0;
         while at + END * size <= section.len() {
             let word = |index: usize| layout.uint(&section[at + index * size..], size);
             if word(0) == address && Some(word(1)) == address.checked_add(names_offset) {
-                candidates.extend((TEXT + 1..END).map(word));
+                // Where `gofunc` has been first (1.18–1.19: 38; 1.20: 40; 1.27: 43, fields
+                // having been added before it in between), then every other word.
+                let known: &[usize] = match layout.version {
+                    PclntabVersion::Go118 => &[38],
+                    _ => &[40, 41, 42, 43],
+                };
+                candidates.extend(known.iter().map(|&index| word(index)));
+                candidates.extend(
+                    (TEXT + 1..END)
+                        .filter(|index| !known.contains(index))
+                        .map(word),
+                );
             }
             at += size;
+        }
+    };
+    // moduledata is written by the runtime (its `next` link): writable data first (ELF
+    // `.noptrdata`, PE `.data`); where the format's section kinds do not say so (Mach-O's
+    // `__noptrdata`), every section.
+    let mut candidates = Vec::new();
+    for section in exe.writable_data_sections() {
+        search(section, &mut candidates);
+    }
+    if candidates.is_empty() {
+        for section in exe.sections() {
+            search(section, &mut candidates);
         }
     }
     candidates
@@ -769,6 +809,9 @@ pub(crate) mod tests {
                     3u32.to_le_bytes()
                 });
                 assert_eq!(layout.inlined_names(&trees, reader(&wrong)), None);
+                // Zeros read as entries: each names the first name, but this is no tree.
+                let zeros = vec![0u8; region.len()];
+                assert_eq!(layout.inlined_names(&trees, reader(&zeros)), None);
                 // A tree running past the region's end.
                 assert_eq!(
                     layout.inlined_names(&trees, reader(&region[..region.len() - 1])),
