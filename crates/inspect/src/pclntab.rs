@@ -1,8 +1,9 @@
 //! The Go function table (pclntab): the runtime's map from program counters to functions, which
 //! the linker writes into every Go executable (and keeps in those stripped with `-s -w`, since
 //! the runtime needs it for stack traces). From it come the names of all functions compiled into
-//! the binary (not the ones inlined into others), for every layout since Go 1.2. The layouts
-//! follow Go's debug/gosym (src/debug/gosym/pclntab.go):
+//! the binary, for every layout since Go 1.2, and ([`read_inlined`], Go 1.18+) of the functions
+//! inlined into them, from their inline trees. The layouts follow Go's debug/gosym
+//! (src/debug/gosym/pclntab.go):
 //!
 //! | magic        | Go          | header words after the 8-byte prefix            | functab fields |
 //! |--------------|-------------|-------------------------------------------------|----------------|
@@ -456,8 +457,9 @@ pub enum InlineTreeError {
 /// `go:func.*` (`go.func.*` before 1.20) symbol where the symbol table is there, else through
 /// the runtime's `moduledata`, whose first word points at the table and one of whose later
 /// words (`gofunc`; its place moved across releases) at the region: each candidate word must
-/// make every tree read whole with names that start names. ELF PIE binaries keep moduledata's
-/// pointers in relocations, not in the file: stripped ones give `RegionNotFound`.
+/// make every tree read whole with names that start names (Go's own linker writes
+/// moduledata's pointers into the file even for PIE, where they are also relocated; a linker
+/// that left them to relocations alone would give `RegionNotFound` once stripped).
 ///
 /// Errors: `UnsupportedLayout` for tables before Go 1.18, `Table` for a malformed table,
 /// `RegionNotFound` when no candidate region reads.
