@@ -477,7 +477,8 @@ pub fn read_inlined(exe: &Executable<'_>, table: &[u8]) -> Result<Vec<String>, I
             exe.read_at(gofunc.checked_add(offset)?, len)
         })
     };
-    let from_symbol = ["go:func.*", "go.func.*"]
+    // Mach-O symbol names carry a leading underscore.
+    let from_symbol = ["go:func.*", "go.func.*", "_go:func.*", "_go.func.*"]
         .iter()
         .filter_map(|name| exe.symbol_address(name))
         .find_map(names_at);
