@@ -24,6 +24,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
 use common::*;
 use gantry_gofixtures::many::{build_many_modules_program, vulnerable_stand_ins};
@@ -47,13 +48,23 @@ fn govulncheck() -> Option<&'static str> {
     None
 }
 
-/// The Go 1.19 fixture without inlining, stripped or not.
-fn fixture(stripped: bool) -> Option<std::sync::Arc<Fixture>> {
-    gantry_gofixtures::build(Options {
-        stripped,
-        no_inlining: true,
-        ..Options::new(Toolchain::Go119)
-    })
+/// The Go 1.19 fixture built with inlining or without: unstripped, then stripped.
+fn fixtures(no_inlining: bool) -> Option<(Arc<Fixture>, Arc<Fixture>)> {
+    let build = |stripped| {
+        gantry_gofixtures::build(Options {
+            stripped,
+            no_inlining,
+            ..Options::new(Toolchain::Go119)
+        })
+    };
+    Some((build(false)?, build(true)?))
+}
+
+/// The snapshot in govulncheck's legacy file layout, written under `dir`: its path.
+fn legacy_govulndb(dir: &Path) -> std::path::PathBuf {
+    let db = dir.join("govulndb");
+    write_legacy_govulndb(&go_snapshot(), &db).unwrap();
+    db
 }
 
 /// `govulncheck -json BINARY` against the legacy database at `db` (its own cache under
@@ -70,6 +81,25 @@ fn run_govulncheck(program: &str, db: &Path, home: &Path, binary: &Path) -> std:
         .env("GOTOOLCHAIN", "local")
         .output()
         .unwrap_or_else(|e| panic!("running {program}: {e}"))
+}
+
+/// govulncheck's called findings on `binary` (see [`govulncheck_findings`]), asserting that
+/// it succeeded and, as binary mode in this version does, reported no module as only imported.
+fn govulncheck_called(program: &str, db: &Path, home: &Path, binary: &Path) -> BTreeSet<Key> {
+    let out = run_govulncheck(program, db, home, binary);
+    assert!(
+        out.status.success(),
+        "govulncheck -json on {} failed: {}",
+        binary.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (called, imported) = govulncheck_findings(&serde_json::from_slice(&out.stdout).unwrap());
+    // Binary mode in this version reports symbols found, never imports alone.
+    assert!(
+        imported.is_empty(),
+        "binary mode reported imports: {imported:?}"
+    );
+    called
 }
 
 /// A finding's key: the advisory's ID and the module it is found in (govulncheck's
@@ -202,27 +232,13 @@ fn findings_govulncheck_reports_as_called_are_exactly_those_the_scanner_marks_re
     let Some(program) = govulncheck() else {
         return;
     };
-    let (Some(plain), Some(stripped)) = (fixture(false), fixture(true)) else {
+    let Some((plain, stripped)) = fixtures(true) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let db = work.path().join("govulndb");
-    write_legacy_govulndb(&go_snapshot(), &db).unwrap();
+    let db = legacy_govulndb(work.path());
 
-    let out = run_govulncheck(program, &db, work.path(), &plain.path);
-    assert!(
-        out.status.success(),
-        "govulncheck -json on {} failed: {}",
-        plain.path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let (called, imported) = govulncheck_findings(&report);
-    // Binary mode in this version reports symbols found, never imports alone.
-    assert!(
-        imported.is_empty(),
-        "binary mode reported imports: {imported:?}"
-    );
+    let called = govulncheck_called(program, &db, work.path(), &plain.path);
     // The fixture calls golang.org/x/text/language.Parse (GO-2021-0113): the comparison is
     // not between two empty sets.
     let text = ("GO-2021-0113".to_string(), "golang.org/x/text".to_string());
@@ -258,17 +274,7 @@ fn findings_govulncheck_reports_as_called_are_exactly_those_the_scanner_marks_re
     write_many_modules_program(&src, &stand_ins).unwrap();
     let many = work.path().join("many-modules.bin");
     build_many_modules_program(&plain.go, &src, &many);
-    let out = run_govulncheck(program, &db, work.path(), &many);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (called, imported) = govulncheck_findings(&serde_json::from_slice(&out.stdout).unwrap());
-    assert!(
-        imported.is_empty(),
-        "binary mode reported imports: {imported:?}"
-    );
+    let called = govulncheck_called(program, &db, work.path(), &many);
     // Most stand-ins call a vulnerable symbol; not all: a pseudo-version dated 2020 is past a
     // fix that is an older pseudo-version, and some imports are for other platforms.
     let modules: BTreeSet<&String> = called.iter().map(|(_, module)| module).collect();
@@ -279,4 +285,35 @@ fn findings_govulncheck_reports_as_called_are_exactly_those_the_scanner_marks_re
         modules.len()
     );
     assert_reachable_equals_called("200 modules", &std::fs::read(&many).unwrap(), &called, &db);
+}
+
+/// The fixture built with inlining: `html.Render` (GO-2023-1988) is inlined into `main.main`
+/// and has no function of its own; govulncheck reads `main.main`'s inline tree and reports the
+/// advisory as called, so the scanner must mark it reachable too (a `reachable_only` gate
+/// would otherwise pass a binary that runs the vulnerable code), stripped or not.
+#[test]
+fn a_vulnerable_function_inlined_everywhere_is_reachable() {
+    let Some(program) = govulncheck() else {
+        return;
+    };
+    let Some((plain, stripped)) = fixtures(false) else {
+        return;
+    };
+    let (package, symbol) = gantry_gofixtures::INLINED_EVERYWHERE;
+    let listing = plain.go_on_binary(&["tool", "nm"]);
+    assert!(
+        !listing.contains(&format!(" {package}.{symbol}\n")),
+        "{package}.{symbol} has a symbol of its own: the fixture does not pin inlining"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let db = legacy_govulndb(work.path());
+    let called = govulncheck_called(program, &db, work.path(), &plain.path);
+    let render = ("GO-2023-1988".to_string(), "golang.org/x/net".to_string());
+    assert!(called.contains(&render), "govulncheck: {called:?}");
+    for (what, fixture) in [
+        ("inlined, unstripped", &plain),
+        ("inlined, stripped", &stripped),
+    ] {
+        assert_reachable_equals_called(what, &fixture.bytes, &called, &db);
+    }
 }

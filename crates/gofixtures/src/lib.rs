@@ -15,6 +15,9 @@
 //!
 //! The stand-ins' exported functions are marked `//go:noinline`: they are small enough to be
 //! inlined everywhere, which the real ones are not, and an inlined function leaves no symbol.
+//! All but one: [`INLINED_EVERYWHERE`], `html.Render` (a vulnerable symbol of GO-2023-1988),
+//! is left to the compiler, which inlines it into `main`; built with inlining, the binary has
+//! no function of that name, only entries of `main.main`'s inline tree naming it.
 //!
 //! `main.version` is set with `-ldflags -X` (build info keeps the flag, not the variable).
 //!
@@ -169,6 +172,11 @@ pub const PACKAGES: [&str; 5] = [
     "github.com/gantry-fixtures/legacy",
     "example.com/greet",
 ];
+
+/// The package and OSV symbol of the fixture's one vulnerable function that the compiler
+/// inlines into every caller (unless built with `no_inlining`): in a build with inlining it has
+/// no symbol and no function table record of its own.
+pub const INLINED_EVERYWHERE: (&str, &str) = ("golang.org/x/net/html", "Render");
 
 /// A built fixture executable.
 #[derive(Debug)]
@@ -394,6 +402,7 @@ func main() {
 	for z.Next() != html.EOF {
 		r.add("token %d", z.Depth())
 	}
+	r.add("%s", html.Render(z))
 	r.add("%d", legacy.Sum([]int{1, 2, 3}))
 	r.add("%s", greet.Hello(version))
 	defer func() { fmt.Println(len(r.lines)) }()
@@ -484,6 +493,10 @@ func (z *Tokenizer) Next() TokenType {
 	}
 	return EOF
 }
+
+// Render gives back the document read so far. No //go:noinline: the compiler inlines it into
+// every caller, so a build with inlining has no function of this name.
+func Render(z *Tokenizer) string { return z.s[:z.at] }
 
 // Depth is how deep the last tag is.
 //

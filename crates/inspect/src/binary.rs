@@ -5,7 +5,7 @@
 //! mapped back to the file through the segments, or the sections where a format's segments say
 //! less).
 
-use object::{Object, ObjectSection, ObjectSegment};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
 /// The first bytes of every format [`Executable::parse`] reads: ELF, Mach-O (32/64-bit, either
 /// byte order, and universal "fat" files), and PE's `MZ` DOS stub.
@@ -127,6 +127,29 @@ impl<'data> Executable<'data> {
             .filter(|data| !data.is_empty())
     }
 
+    /// The virtual address of `bytes`, which must be a slice of one of this file's sections'
+    /// bytes (as [`Executable::section`] and [`Executable::sections`] give them): that
+    /// section's address plus the slice's place in it. `None` for other bytes.
+    pub fn address_of(&self, bytes: &[u8]) -> Option<u64> {
+        let start = bytes.as_ptr() as usize;
+        self.file.sections().find_map(|s| {
+            let data = s.data().ok()?;
+            let offset = start.checked_sub(data.as_ptr() as usize)?;
+            (offset < data.len() || (offset == 0 && data.is_empty()))
+                .then(|| s.address().checked_add(offset as u64))
+                .flatten()
+        })
+    }
+
+    /// The address of the symbol named `name` in the symbol table (PE addresses include the
+    /// image base), if the file has a symbol table holding it.
+    pub fn symbol_address(&self, name: &str) -> Option<u64> {
+        self.file
+            .symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| s.address())
+    }
+
     /// The `size` bytes at virtual address `address` of the loaded image (PE addresses include
     /// the image base, as Go's pointers do), if all of them are backed by the file: looked up
     /// in the segments (ELF `PT_LOAD`, Mach-O segments), then in the sections. `None` for an
@@ -145,7 +168,8 @@ impl<'data> Executable<'data> {
 }
 
 /// Writes a small ELF executable (for tests): one `PT_LOAD` segment per section, each section's
-/// bytes mapped at its address, so that [`Executable::read_at`] can follow pointers into them.
+/// bytes mapped at its address, so that [`Executable::read_at`] can follow pointers into them;
+/// `.data`, `.noptrdata` and `.go.buildinfo` writable, as Go's are.
 #[cfg(test)]
 pub(crate) fn write_test_elf(
     is_64: bool,
@@ -211,11 +235,17 @@ pub(crate) fn write_test_elf(
     }
     writer.write_shstrtab();
     writer.write_null_section_header();
-    for (((_, address, data), offset), name) in sections.iter().zip(&offsets).zip(names) {
+    const WRITABLE: [&str; 3] = [".data", ".noptrdata", ".go.buildinfo"];
+    for (((name_str, address, data), offset), name) in sections.iter().zip(&offsets).zip(names) {
         writer.write_section_header(&SectionHeader {
             name: Some(name),
             sh_type: object::elf::SHT_PROGBITS,
-            sh_flags: u64::from(object::elf::SHF_ALLOC),
+            // Writable where Go's are (the runtime and the build info header live there).
+            sh_flags: u64::from(if WRITABLE.contains(name_str) {
+                object::elf::SHF_ALLOC | object::elf::SHF_WRITE
+            } else {
+                object::elf::SHF_ALLOC
+            }),
             sh_addr: *address,
             sh_offset: *offset as u64,
             sh_size: data.len() as u64,

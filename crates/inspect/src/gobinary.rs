@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::binary::{Executable, ExecutableError};
 use crate::buildinfo::{self, BuildInfo, BuildInfoError};
-use crate::pclntab::{self, PclntabError, PclntabVersion};
+use crate::pclntab::{self, InlineTreeError, PclntabError, PclntabVersion};
 
 /// What a Go executable says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,12 +15,18 @@ pub struct GoBinary {
     /// The Go version, modules and build settings (what `go version -m` prints).
     pub info: BuildInfo,
     /// Per package import path (`golang.org/x/text/language`; the main package under its real
-    /// path, [`BuildInfo::path`], not `main`), the functions compiled into the binary in OSV's
+    /// path, [`BuildInfo::path`], not `main`), the functions compiled into the binary and those
+    /// inlined into them (read from their inline trees, [`pclntab::read_inlined`]), in OSV's
     /// notation (`Parse`, `Tokenizer.Next`); see [`osv_symbol`]. `None` when the function table
     /// could not be read: reachability is then unknown, not "nothing".
     pub symbols: Option<BTreeMap<String, BTreeSet<String>>>,
     /// Why `symbols` is `None`.
     pub symbols_error: Option<PclntabError>,
+    /// Why `symbols` holds the function table's functions but not the functions inlined into
+    /// them (Go before 1.18, or the trees' region not found): a function missing from
+    /// `symbols` may then still be in the binary, inlined. `None` when they were read (or
+    /// `symbols` is `None`).
+    pub inlined_error: Option<InlineTreeError>,
 }
 
 /// Why a file is not a readable Go executable.
@@ -39,17 +45,26 @@ pub enum GoBinaryError {
 pub fn read_go_binary(bytes: &[u8]) -> Result<GoBinary, GoBinaryError> {
     let exe = Executable::parse(bytes)?;
     let info = buildinfo::parse(bytes)?;
-    let (symbols, symbols_error) = match pclntab::locate_and_read(&exe) {
-        Ok(table) => (
-            Some(symbols_by_package(&table.names, table.version, &info.path)),
-            None,
-        ),
-        Err(e) => (None, Some(e)),
+    let (symbols, symbols_error, inlined_error) = match pclntab::locate(&exe) {
+        Ok((table_bytes, table)) => {
+            let mut names = table.names;
+            let inlined_error = match pclntab::read_inlined(&exe, table_bytes) {
+                Ok(inlined) => {
+                    names.extend(inlined);
+                    None
+                }
+                Err(e) => Some(e),
+            };
+            let symbols = symbols_by_package(&names, table.version, &info.path);
+            (Some(symbols), None, inlined_error)
+        }
+        Err(e) => (None, Some(e), None),
     };
     Ok(GoBinary {
         info,
         symbols,
         symbols_error,
+        inlined_error,
     })
 }
 

@@ -6,11 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gantry_gofixtures::{
-    build, Fixture, Goos, Options, Toolchain, MAIN_PATH, PACKAGES, VERSION_FLAG,
+    build, Fixture, Goos, Options, Toolchain, INLINED_EVERYWHERE, MAIN_PATH, PACKAGES, VERSION_FLAG,
 };
+use gantry_inspect::binary::Executable;
 use gantry_inspect::buildinfo::{self, BuildInfo, Module};
 use gantry_inspect::gobinary::{read_go_binary, symbols_by_package};
-use gantry_inspect::pclntab::PclntabVersion;
+use gantry_inspect::pclntab::{self, PclntabVersion};
 
 /// A module as `go version -m` prints it: path, version, sum, and its replacement.
 type PrintedModule = (String, String, String, Option<(String, String, String)>);
@@ -124,6 +125,13 @@ fn nm_symbols(fixture: &Fixture) -> BTreeMap<String, BTreeSet<String>> {
     ))
 }
 
+/// The fixture packages' functions in the function table alone (no inline trees), normalized.
+fn table_functions(fixture: &Fixture) -> BTreeMap<String, BTreeSet<String>> {
+    let exe = Executable::parse(&fixture.bytes).unwrap();
+    let table = pclntab::locate_and_read(&exe).unwrap();
+    only_fixture_packages(symbols_by_package(&table.names, table.version, MAIN_PATH))
+}
+
 fn only_fixture_packages(
     mut symbols: BTreeMap<String, BTreeSet<String>>,
 ) -> BTreeMap<String, BTreeSet<String>> {
@@ -162,6 +170,7 @@ fn check(options: Options) {
     // Symbols: readable from every build, stripped or not.
     let binary = read_go_binary(&fixture.bytes).unwrap_or_else(|e| panic!("{options}: {e}"));
     assert_eq!(binary.info, info);
+    assert_eq!(binary.inlined_error, None, "{options}: inline trees unread");
     let symbols = binary
         .symbols
         .unwrap_or_else(|| panic!("{options}: symbols unknown: {:?}", binary.symbols_error));
@@ -173,6 +182,22 @@ fn check(options: Options) {
     assert!(symbols["golang.org/x/net/html"].contains("Tokenizer.Next"));
     assert!(symbols[MAIN_PATH].contains("main"));
     assert!(!symbols.contains_key("main"));
+    // Every function of the table is a symbol; so is the function inlined everywhere, which
+    // has no function of its own (its callers' inline trees name it).
+    let functions = table_functions(&fixture);
+    for (package, names) in &functions {
+        assert!(symbols[package].is_superset(names), "{options}: {package}");
+    }
+    let (package, inlined) = INLINED_EVERYWHERE;
+    assert!(
+        !functions[package].contains(inlined),
+        "{options}: {package}.{inlined} was not inlined everywhere"
+    );
+    assert!(
+        symbols[package].contains(inlined),
+        "{options}: {package}.{inlined} is not found in the inline trees: {:?}",
+        symbols[package]
+    );
     if options.stripped {
         let twin = build(Options {
             stripped: false,
@@ -192,8 +217,7 @@ fn check(options: Options) {
             "{options}: go tool nm lists every fixture package: {listed:?}"
         );
         assert_eq!(
-            only_fixture_packages(symbols),
-            listed,
+            functions, listed,
             "{options}: the function table and go tool nm differ"
         );
     }

@@ -99,6 +99,8 @@ fn reachability(imports: &[GoImport], binaries: &[&GoBinary]) -> (Option<bool>, 
             unknown = true;
             continue;
         };
+        // A function not found may have been inlined where the inline trees were not read.
+        unknown |= !binary.inlined_read;
         for import in applicable {
             let Some(functions) = symbols.get(&import.path) else {
                 continue;
@@ -276,6 +278,7 @@ mod tests {
                 }
                 map
             }),
+            inlined_read: true,
         }
     }
 
@@ -287,9 +290,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_go_finding_is_reachable_when_a_vulnerable_symbol_is_in_the_function_table() {
-        let advisories = known(vec![
+    /// Two golang.org/x/text records: `Parse` is vulnerable in one, not in the other.
+    fn text_advisories() -> Vec<KnownAdvisory> {
+        known(vec![
             go_record(
                 "GO-2021-0113",
                 "golang.org/x/text",
@@ -302,7 +305,12 @@ mod tests {
                 "0.3.8",
                 json!([{"path": "golang.org/x/text/language", "symbols": ["ParseAcceptLanguage"]}]),
             ),
-        ]);
+        ])
+    }
+
+    #[test]
+    fn a_go_finding_is_reachable_when_a_vulnerable_symbol_is_in_the_function_table() {
+        let advisories = text_advisories();
         let packages = vec![go_package("golang.org/x/text", "v0.3.5", None)];
         let called = [("golang.org/x/text/language", "Parse")];
         let findings = assess(&go_inventory(packages.clone(), Some(&called)), &advisories);
@@ -326,6 +334,27 @@ mod tests {
         let unknown = assess(&go_inventory(packages, None), &advisories);
         assert!(unknown.iter().all(|f| f.reachable.is_none()), "{unknown:?}");
         assert_eq!(unknown.len(), 2);
+    }
+
+    #[test]
+    fn a_function_missing_where_inline_trees_were_not_read_is_unknown_not_unreachable() {
+        let advisories = text_advisories();
+        let packages = vec![go_package("golang.org/x/text", "v0.3.5", None)];
+        let called = [("golang.org/x/text/language", "Parse")];
+        let mut inventory = go_inventory(packages, Some(&called));
+        inventory.binaries[0].inlined_read = false;
+        let reachable: Vec<(String, Option<bool>)> = assess(&inventory, &advisories)
+            .into_iter()
+            .map(|f| (f.id, f.reachable))
+            .collect();
+        // Found is found; not found may be inlined (e.g. a Go 1.17 binary's trees).
+        assert_eq!(
+            reachable,
+            [
+                ("GO-2021-0113".to_string(), Some(true)),
+                ("GO-2022-1059".to_string(), None)
+            ]
+        );
     }
 
     #[test]

@@ -76,10 +76,16 @@ pub struct GoBinary {
     /// The build settings' `GOOS` and `GOARCH`, if recorded.
     pub goos: Option<String>,
     pub goarch: Option<String>,
-    /// The functions of the binary's function table, per package import path, in OSV's
-    /// symbol notation; `None` when the table could not be read (reachability unknown).
+    /// The functions of the binary's function table and those inlined into them, per package
+    /// import path, in OSV's symbol notation; `None` when the table could not be read
+    /// (reachability unknown).
     #[serde(skip)]
     pub symbols: Option<BTreeMap<String, BTreeSet<String>>>,
+    /// Whether `symbols` holds the inlined functions too (the inline trees were read). When
+    /// not, a vulnerable function missing from `symbols` may have been inlined: its absence
+    /// makes reachability unknown, not "no".
+    #[serde(skip)]
+    pub inlined_read: bool,
 }
 
 /// The distribution an image's `os-release` names.
@@ -155,6 +161,7 @@ fn examine_executable(entry: &mut Entry<'_>) -> io::Result<Option<Found>> {
         main_module: info.main.as_ref().map(|m| m.path.clone()),
         goos: info.setting("GOOS").map(str::to_string),
         goarch: info.setting("GOARCH").map(str::to_string),
+        inlined_read: go.inlined_error.is_none(),
         symbols: go.symbols,
     };
     Ok(Some(Found::Go(Box::new((info, binary)))))
