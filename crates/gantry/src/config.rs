@@ -64,6 +64,9 @@ pub struct FileVulnDbConfig {
     pub refresh: Option<String>,
     /// Seconds between refreshes (default a day).
     pub refresh_every_secs: Option<u64>,
+    /// A PEM file of CA certificates the refresh trusts besides the system's roots (an
+    /// internal mirror's private CA).
+    pub refresh_ca_cert: Option<PathBuf>,
 }
 
 /// `[database]`: where the metadata lives.
@@ -392,6 +395,10 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
             .or(file.metrics.per_repository)
             .unwrap_or(false),
         vulndb_refresh: match (file.vulndb.refresh, file.vulndb.refresh_every_secs) {
+            (None, _) if file.vulndb.refresh_ca_cert.is_some() => anyhow::bail!(
+                "[vulndb] refresh_ca_cert is set without refresh: give refresh = \"URL\" to \
+                 import from, or remove refresh_ca_cert"
+            ),
             (None, Some(_)) => anyhow::bail!(
                 "[vulndb] refresh_every_secs is set without refresh: give refresh = \"URL or \
                  directory\" to import from, or remove refresh_every_secs"
@@ -403,6 +410,7 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
             ),
             (Some(location), every) => Some(crate::vulndb_cmd::Refresh {
                 location,
+                ca_cert: file.vulndb.refresh_ca_cert,
                 every: std::time::Duration::from_secs(
                     every.unwrap_or(DEFAULT_VULNDB_REFRESH_EVERY_SECS),
                 ),
@@ -457,7 +465,23 @@ mod tests {
             Some(crate::vulndb_cmd::Refresh {
                 location: "https://mirror/osv/Go/all.zip".into(),
                 every: std::time::Duration::from_secs(DEFAULT_VULNDB_REFRESH_EVERY_SECS),
+                ca_cert: None,
             })
+        );
+        let private = with(
+            "[vulndb]\nrefresh = \"https://mirror/all.zip\"\nrefresh_ca_cert = \"/etc/mirror-ca.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            private.vulndb_refresh.unwrap().ca_cert.as_deref(),
+            Some(Path::new("/etc/mirror-ca.pem"))
+        );
+        let error = with("[vulndb]\nrefresh_ca_cert = \"/etc/mirror-ca.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("refresh_ca_cert is set without refresh"),
+            "{error}"
         );
         let hourly = with("[vulndb]\nrefresh = \"/srv/osv\"\nrefresh_every_secs = 3600\n").unwrap();
         assert_eq!(hourly.vulndb_refresh.unwrap().every.as_secs(), 3600);

@@ -391,6 +391,8 @@ const REFRESH_ATTEMPTS: u32 = 3;
 pub struct Refresh {
     pub location: String,
     pub every: std::time::Duration,
+    /// CA certificates trusted for an https location besides the system's roots.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Refresh {
@@ -425,7 +427,10 @@ impl Refresh {
         Ok(std::sync::Arc::new(RefreshJob {
             meta,
             location: self.location.clone(),
-            http: gantry_client::http_client(&gantry_client::Transport::default())?,
+            http: gantry_client::http_client(&gantry_client::Transport {
+                plain_http: false,
+                ca_cert: self.ca_cert.clone(),
+            })?,
         }))
     }
 }

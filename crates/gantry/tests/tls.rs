@@ -719,3 +719,61 @@ fn a_certificate_that_cannot_be_used_stops_the_start_with_a_clear_message() {
     let stderr = serve(&["--tls-cert", path(&chain)]);
     assert!(stderr.contains("--tls-key"), "{stderr}");
 }
+
+/// Kills the child it holds when dropped (an openssl server for one test).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `[vulndb] refresh` from an internal https mirror whose certificate a private CA issued:
+/// the refresh trusts `refresh_ca_cert` (the job had only the system's roots before, so such a
+/// mirror could not be used).
+#[tokio::test]
+async fn a_scheduled_refresh_trusts_the_configured_ca_of_its_https_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "mirror-ca");
+    let (chain, key) = ca.issue("mirror", KeyKind::Ecdsa, 7);
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::copy(gantry_osv::testdata::go_snapshot(), site.join("all.zip")).unwrap();
+    let port = free_port();
+    // openssl's own https server: -WWW serves the files of its working directory.
+    let _mirror = Killed(
+        openssl(&["s_server", "-quiet", "-WWW", "-accept"])
+            .arg(port.to_string())
+            .args(["-cert", path(&chain), "-key", path(&key)])
+            .current_dir(&site)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let config = dir.path().join("gantry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[vulndb]\nrefresh = \"https://127.0.0.1:{port}/all.zip\"\nrefresh_every_secs = 2\n\
+             refresh_ca_cert = {:?}\n",
+            path(&ca.cert)
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[("GANTRY_CONFIG", path(&config))],
+    );
+    let url = server.url("/api/v1/jobs?kind=vulndb-refresh&state=succeeded");
+    let job = eventually(Duration::from_secs(60), "a succeeded refresh job", || {
+        let url = url.clone();
+        async move {
+            let listing: Value = http().get(&url).send().await.ok()?.json().await.ok()?;
+            listing["jobs"].as_array()?.first().cloned()
+        }
+    })
+    .await;
+    assert_eq!(job["result"]["records"], 4291, "{job}");
+}
