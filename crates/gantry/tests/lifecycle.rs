@@ -1290,3 +1290,62 @@ async fn retention_runs_by_itself_on_its_cron_schedule() {
         "{body}"
     );
 }
+
+/// A cosign tag-scheme signature of `digest`: a `sha256-<hex>.sig` manifest (an image config
+/// over one simple signing payload), pushed after it.
+async fn push_cosign_signature(s: &Server, repo: &str, digest: &str) -> String {
+    let payload = format!(r#"{{"critical":{{"image":{{"docker-manifest-digest":"{digest}"}}}}}}"#);
+    let config = br#"{"architecture":"","os":"","config":{}}"#;
+    push_blob(s, repo, payload.as_bytes()).await;
+    push_blob(s, repo, config).await;
+    let mut layer = descriptor(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        payload.as_bytes(),
+    );
+    layer["annotations"] = json!({"dev.cosignproject.cosign/signature": "c2ln"});
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": descriptor(media_type::OCI_CONFIG, config),
+        "layers": [layer],
+    }))
+    .unwrap();
+    let tag = format!("{}.sig", digest.replace(':', "-"));
+    let put = put_manifest(s, repo, &tag, media_type::OCI_MANIFEST, &manifest).await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    gantry_oci::Digest::sha256_of(&manifest).to_string()
+}
+
+/// Retention counted cosign's `sha256-<hex>.sig` tags as artifacts of their own: a rule
+/// keeping the newest tag kept the newest signature and deleted the image it signs. A
+/// signature now goes and stays with its image, and keeps its tag.
+#[tokio::test]
+async fn retention_keeps_and_deletes_cosign_signatures_with_the_images_they_sign() {
+    let s = Server::start();
+    let (_, v1) = push_image(&s, "team/app", "v1", "one").await;
+    let v1_sig = push_cosign_signature(&s, "team/app", &v1.to_string()).await;
+    let (_, v2) = push_image(&s, "team/app", "v2", "two").await;
+    let v2_sig = push_cosign_signature(&s, "team/app", &v2.to_string()).await;
+    let dir = tempfile::tempdir().unwrap();
+    set_policy(
+        &s,
+        dir.path(),
+        "team",
+        "[[rules]]\ntags = { include = [\"*\"] }\nkeep = { most_recently_pushed = 1 }\n",
+    );
+    let real = retention_run(&s, "team", false);
+    assert_eq!(
+        sorted_pairs(&real, "delete_manifests"),
+        [format!("team/app:{v1}"), format!("team/app:{v1_sig}")],
+        "{real}"
+    );
+    for kept in [v2.to_string(), v2_sig] {
+        assert_eq!(manifest_status(&s, "team/app", &kept).await, StatusCode::OK);
+    }
+    let sig_tag = format!("{}.sig", v2.to_string().replace(':', "-"));
+    assert_eq!(
+        manifest_status(&s, "team/app", &sig_tag).await,
+        StatusCode::OK,
+        "the kept signature keeps its tag"
+    );
+}

@@ -125,7 +125,7 @@ impl Registry {
         let policy = self.retention_policy(project).await?.unwrap_or_default();
         // Pulls counted in memory must be seen by "pulled within" rules.
         self.flush_pulls().await?;
-        let artifacts = self.project_artifacts(project).await?;
+        let artifacts = tag_scheme_as_referrers(self.project_artifacts(project).await?);
         let rules = self.current_tag_rules(project).await?;
         let plan = retention::evaluate(&policy, &rules, &artifacts, now);
         if !dry_run {
@@ -163,7 +163,14 @@ impl Registry {
         for m in &plan.delete_manifests {
             let name = parse_name(&m.repository)?;
             let digest: Digest = m.digest.parse()?;
-            let tags = self.meta.tags_of(&m.repository, &digest).await?;
+            // A tag-scheme signature's own tag goes with it (see tag_scheme_as_referrers).
+            let tags: Vec<String> = self
+                .meta
+                .tags_of(&m.repository, &digest)
+                .await?
+                .into_iter()
+                .filter(|t| gantry_signing::cosign::tag_subject(t).is_none())
+                .collect();
             if !tags.is_empty() {
                 return Err(RegistryError::Meta(gantry_meta::MetaError::Conflict(
                     format!(
@@ -184,4 +191,28 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+/// cosign's tag-scheme artifacts (`sha256-<hex>.sig`, `.att`, `.sbom`) as the referrers they
+/// are: their tags are not versions for rules to count (a rule keeping the newest tag kept the
+/// newest signature and deleted the image it signs), and they stay and go with the manifest
+/// their tags name, keeping their tags while they stay.
+fn tag_scheme_as_referrers(mut artifacts: Vec<Artifact>) -> Vec<Artifact> {
+    for artifact in &mut artifacts {
+        if artifact.subject.is_some() || artifact.tags.is_empty() {
+            continue;
+        }
+        let subjects: Vec<Option<String>> = artifact
+            .tags
+            .iter()
+            .map(|t| gantry_signing::cosign::tag_subject(&t.name))
+            .collect();
+        if let Some(Some(subject)) = subjects.first() {
+            if subjects.iter().all(|s| s.as_ref() == Some(subject)) {
+                artifact.subject = Some(subject.clone());
+                artifact.tags.clear();
+            }
+        }
+    }
+    artifacts
 }

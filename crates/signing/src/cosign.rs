@@ -36,6 +36,20 @@ pub fn layer_signature<'a>(
     annotations?.get(SIGNATURE_ANNOTATION)?.as_str()
 }
 
+/// The digest a cosign tag-scheme artifact's tag names: `sha256-<hex>.sig` (signatures),
+/// `.att` (attestations) and `.sbom` (SBOMs) → `sha256:<hex>`; `None` for any other tag.
+pub fn tag_subject(tag: &str) -> Option<String> {
+    let stem = [".sig", ".att", ".sbom"]
+        .iter()
+        .find_map(|suffix| tag.strip_suffix(suffix))?;
+    let hex = stem.strip_prefix("sha256-")?;
+    (hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then(|| format!("sha256:{hex}"))
+}
+
 #[derive(Deserialize)]
 struct Payload {
     critical: Critical,

@@ -155,3 +155,21 @@ fn a_policy_reads_its_keys_and_refuses_to_enforce_without_one() {
     let error = keys.trusted_keys().unwrap_err();
     assert!(error.to_string().starts_with("key 1"), "{error}");
 }
+
+#[test]
+fn tag_scheme_tags_name_their_subject() {
+    let hex = "ab".repeat(32);
+    for suffix in ["sig", "att", "sbom"] {
+        assert_eq!(
+            cosign::tag_subject(&format!("sha256-{hex}.{suffix}")),
+            Some(format!("sha256:{hex}"))
+        );
+    }
+    assert_eq!(cosign::tag_subject(&format!("sha256-{hex}")), None);
+    assert_eq!(cosign::tag_subject("sha256-abc.sig"), None);
+    assert_eq!(
+        cosign::tag_subject(&format!("sha256-{}.sig", "AB".repeat(32))),
+        None
+    );
+    assert_eq!(cosign::tag_subject("v1.2.0"), None);
+}
