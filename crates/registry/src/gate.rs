@@ -12,11 +12,11 @@
 //! are: a change through another replica applies within that.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use gantry_meta::{MetaStore, StoredManifest};
-use gantry_oci::manifest;
+use gantry_oci::manifest::{self, ParsedManifest};
 use gantry_oci::{Reference, RepositoryName};
 use gantry_scanner::gate::{self, Allowed, GatePolicy, Unscanned};
 use gantry_scanner::ScanReport;
@@ -130,6 +130,30 @@ impl GateCache {
     }
 }
 
+/// A manifest being pulled, parsed at most once, by the first gate whose policy needs it.
+pub(crate) struct Pulled<'a> {
+    pub(crate) stored: &'a StoredManifest,
+    parsed: OnceLock<Option<ParsedManifest>>,
+}
+
+impl<'a> Pulled<'a> {
+    fn new(stored: &'a StoredManifest) -> Pulled<'a> {
+        Pulled {
+            stored,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// The manifest parsed; `None` when it does not parse (no gate checks such a manifest).
+    pub(crate) fn parsed(&self) -> Option<&ParsedManifest> {
+        self.parsed
+            .get_or_init(|| {
+                manifest::parse(&self.stored.content, Some(&self.stored.media_type)).ok()
+            })
+            .as_ref()
+    }
+}
+
 impl Registry {
     /// A manifest for a client's GET or HEAD: the manifest, after the pull gate let it
     /// through (GETs only), with the pull noted.
@@ -144,29 +168,24 @@ impl Registry {
     ) -> Result<StoredManifest> {
         let manifest = self.get_manifest(name, reference).await?;
         if !head {
-            self.check_pull_gate(name, &manifest).await?;
-            self.check_signature(name, &manifest).await?;
+            let pulled = Pulled::new(&manifest);
+            self.check_pull_gate(name, &pulled).await?;
+            self.check_signature(name, &pulled).await?;
         }
         self.note_pull(name, reference, &manifest.digest, !head);
         Ok(manifest)
     }
 
-    async fn check_pull_gate(
-        &self,
-        name: &RepositoryName,
-        manifest: &StoredManifest,
-    ) -> Result<()> {
+    async fn check_pull_gate(&self, name: &RepositoryName, pulled: &Pulled<'_>) -> Result<()> {
         let project = name.project();
         let policy = self.gate.policy(&self.meta, project).await?;
         if policy.block_severity.is_none() {
             return Ok(());
         }
-        let Ok(parsed) = manifest::parse(&manifest.content, Some(&manifest.media_type)) else {
-            return Ok(());
-        };
-        if !parsed.is_container_image() {
+        if !pulled.parsed().is_some_and(|p| p.is_container_image()) {
             return Ok(());
         }
+        let manifest = pulled.stored;
         let refused = |reason: String| RegistryError::PullBlocked {
             project: project.to_string(),
             reason,

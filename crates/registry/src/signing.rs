@@ -21,13 +21,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gantry_meta::StoredManifest;
 use gantry_oci::manifest::{self, ManifestKind, ParsedManifest};
 use gantry_oci::{Digest, RepositoryName};
 use gantry_signing::cosign;
 use gantry_signing::{verdict, Candidate, SigningPolicy, TrustedKey, Verdict};
 use parking_lot::Mutex;
 
+use crate::gate::Pulled;
 use crate::{Registry, RegistryError, Result};
 
 /// Verdicts remembered at most; the cache is emptied when full.
@@ -81,19 +81,17 @@ impl Registry {
     pub(crate) async fn check_signature(
         &self,
         name: &RepositoryName,
-        manifest: &StoredManifest,
+        pulled: &Pulled<'_>,
     ) -> Result<()> {
         let project = name.project();
         let trust = self.gate.signing_policy(&self.meta, project).await?;
         if !trust.policy.enforce {
             return Ok(());
         }
-        let Ok(parsed) = manifest::parse(&manifest.content, Some(&manifest.media_type)) else {
+        let Some(parsed) = pulled.parsed().filter(|p| is_signable(p)) else {
             return Ok(());
         };
-        if !is_signable(&parsed) {
-            return Ok(());
-        }
+        let manifest = pulled.stored;
         let verdict = self
             .signature_verdict(name, &manifest.digest, &trust)
             .await?;
