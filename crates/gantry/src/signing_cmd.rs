@@ -167,10 +167,18 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         .manifest_digest(repository, &reference)
         .await?
         .with_context(|| format!("{} does not exist", args.image))?;
-    let mut payloads = Vec::new();
+    let mut candidates = Vec::new();
     let tag = cosign::signature_tag(&digest.to_string()).expect("digests have an algorithm");
-    if client.manifest_digest(repository, &tag).await?.is_some() {
-        let mut signatures = client.get_manifest(repository, &tag).await?;
+    let signatures = match client.get_manifest(repository, &tag).await {
+        Ok(signatures) => Some(signatures),
+        Err(gantry_client::ClientError::Status { status, .. })
+            if status == reqwest::StatusCode::NOT_FOUND =>
+        {
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(mut signatures) = signatures {
         let parsed = signatures.parse(None)?;
         for layer in &parsed.layers {
             let Some(signature) =
@@ -183,16 +191,12 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             while let Some(chunk) = stream.try_next().await? {
                 payload.extend_from_slice(&chunk);
             }
-            payloads.push((payload, signature.to_string()));
+            candidates.push(Candidate {
+                payload,
+                signature_base64: signature.to_string(),
+            });
         }
     }
-    let candidates: Vec<Candidate<'_>> = payloads
-        .iter()
-        .map(|(payload, signature)| Candidate {
-            payload,
-            signature_base64: signature,
-        })
-        .collect();
     match verdict(&digest.to_string(), &candidates, &keys) {
         Verdict::Trusted { key } => {
             println!("{}@{digest}: signed by {key}", image.repository);

@@ -181,6 +181,17 @@ async fn an_enforcing_project_pulls_only_images_signed_by_a_trusted_key() {
     let error = assert_error(get, StatusCode::FORBIDDEN, "DENIED").await;
     assert!(error.to_string().contains("signing policy"), "{error}");
 
+    // `gantry verify` says the same of the unsigned image.
+    let unsigned = gantry_as_admin(&[
+        "verify",
+        "--key",
+        trusted.to_str().unwrap(),
+        &format!("{}/team/app:v1", server.addr),
+    ]);
+    assert_eq!(unsigned.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&unsigned.stderr);
+    assert!(said.contains("has no signature"), "{said}");
+
     // Each kind of signature that must not do, then a good one among bad ones.
     let other_digest = format!("sha256:{}", "0".repeat(64));
     let for_other = payload(&server, "team/app", &other_digest);

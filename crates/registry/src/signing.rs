@@ -145,7 +145,7 @@ impl Registry {
                 return Ok(cached.verdict.clone());
             }
         }
-        let mut payloads = Vec::new();
+        let mut candidates = Vec::new();
         if let Some(signatures) = &signatures {
             let parsed = manifest::parse(&signatures.content, Some(&signatures.media_type))?;
             for layer in parsed.layers {
@@ -156,17 +156,12 @@ impl Registry {
                 ) else {
                     continue;
                 };
-                let payload = self.blob_bytes(&layer.digest, layer.size).await?;
-                payloads.push((payload, signature.to_string()));
+                candidates.push(Candidate {
+                    payload: self.blob_bytes(&layer.digest, layer.size).await?,
+                    signature_base64: signature.to_string(),
+                });
             }
         }
-        let candidates: Vec<Candidate<'_>> = payloads
-            .iter()
-            .map(|(payload, signature)| Candidate {
-                payload,
-                signature_base64: signature,
-            })
-            .collect();
         let verdict = verdict(&digest.to_string(), &candidates, &trust.keys);
         let mut entries = self.signing.entries.lock();
         if entries.len() >= VERDICT_LIMIT {

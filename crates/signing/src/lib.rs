@@ -218,10 +218,10 @@ impl SigningPolicy {
 
 /// One signature found for an image: the signed payload and its base64 signature (the tag
 /// scheme's annotation).
-#[derive(Debug, Clone, Copy)]
-pub struct Candidate<'a> {
-    pub payload: &'a [u8],
-    pub signature_base64: &'a str,
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub payload: Vec<u8>,
+    pub signature_base64: String,
 }
 
 /// What a project's trusted keys make of an image's signatures.
@@ -254,7 +254,7 @@ impl Verdict {
 /// The verdict on `digest` (`sha256:<hex>`) given the signatures found for it and the
 /// trusted keys: trusted when any one candidate is a valid signature by any trusted key over
 /// a payload naming `digest`; a bad candidate spoils nothing.
-pub fn verdict(digest: &str, candidates: &[Candidate<'_>], keys: &[TrustedKey]) -> Verdict {
+pub fn verdict(digest: &str, candidates: &[Candidate], keys: &[TrustedKey]) -> Verdict {
     if candidates.is_empty() {
         return Verdict::Unsigned;
     }
@@ -267,11 +267,11 @@ pub fn verdict(digest: &str, candidates: &[Candidate<'_>], keys: &[TrustedKey]) 
         };
         let Some(key) = keys
             .iter()
-            .find(|key| key.verifies(candidate.payload, &signature))
+            .find(|key| key.verifies(&candidate.payload, &signature))
         else {
             continue;
         };
-        match cosign::signed_digest(candidate.payload) {
+        match cosign::signed_digest(&candidate.payload) {
             Ok(signed) if signed == digest => {
                 return Verdict::Trusted {
                     key: key.fingerprint.clone(),

@@ -8,6 +8,13 @@ fn data(name: &str) -> String {
     std::fs::read_to_string(format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
+fn candidate(payload: &str, signature: &str) -> Candidate {
+    Candidate {
+        payload: payload.as_bytes().to_vec(),
+        signature_base64: signature.to_string(),
+    }
+}
+
 fn key(name: &str) -> TrustedKey {
     TrustedKey::from_pem(&data(&format!("{name}.pub"))).unwrap()
 }
@@ -19,14 +26,7 @@ fn each_algorithm_cosign_uses_verifies_its_own_signature_and_no_other() {
     for signer in names {
         let signature = data(&format!("{signer}.sig"));
         for name in names {
-            let found = verdict(
-                DIGEST,
-                &[Candidate {
-                    payload: payload.as_bytes(),
-                    signature_base64: &signature,
-                }],
-                &[key(name)],
-            );
+            let found = verdict(DIGEST, &[candidate(&payload, &signature)], &[key(name)]);
             if signer == name {
                 assert_eq!(
                     found,
@@ -49,46 +49,33 @@ fn a_tampered_payload_or_another_digest_is_not_trusted_and_a_bad_signature_spoil
     let payload = data("payload.json");
     let tampered = payload.replace("team/app", "team/app2");
     let signature = data("p256.sig");
-    let good = Candidate {
-        payload: payload.as_bytes(),
-        signature_base64: &signature,
-    };
+    let good = candidate(&payload, &signature);
     let keys = [key("ed25519"), key("p256")];
     assert_eq!(
-        verdict(
-            DIGEST,
-            &[Candidate {
-                payload: tampered.as_bytes(),
-                signature_base64: &signature,
-            }],
-            &keys
-        ),
+        verdict(DIGEST, &[candidate(&tampered, &signature)], &keys),
         Verdict::Untrusted
     );
     let other = data("payload-other.json");
     let other_signature = data("p256-other.sig");
-    let for_other = Candidate {
-        payload: other.as_bytes(),
-        signature_base64: &other_signature,
-    };
+    let for_other = candidate(&other, &other_signature);
     assert_eq!(
-        verdict(DIGEST, &[for_other], &keys),
+        verdict(DIGEST, std::slice::from_ref(&for_other), &keys),
         Verdict::OtherDigest {
             signed: format!("sha256:{}", "cd".repeat(32))
         }
     );
-    let garbage = Candidate {
-        payload: b"not json",
-        signature_base64: "%%% not base64",
-    };
+    let garbage = candidate("not json", "%%% not base64");
     assert_eq!(
-        verdict(DIGEST, &[garbage, for_other, good], &keys),
+        verdict(DIGEST, &[garbage, for_other, good.clone()], &keys),
         Verdict::Trusted {
             key: key("p256").fingerprint().to_string()
         }
     );
     assert_eq!(verdict(DIGEST, &[], &keys), Verdict::Unsigned);
-    assert_eq!(verdict(DIGEST, &[good], &[]), Verdict::Untrusted);
+    assert_eq!(
+        verdict(DIGEST, std::slice::from_ref(&good), &[]),
+        Verdict::Untrusted
+    );
 }
 
 #[test]
@@ -129,7 +116,7 @@ mod fuzz {
             let _ = TrustedKey::from_pem(&text);
             let _ = TrustedKey::from_pem(&format!("-----BEGIN PUBLIC KEY-----\n{text}\n-----END PUBLIC KEY-----\n"));
             let _ = cosign::signed_digest(&bytes);
-            let _ = verdict(DIGEST, &[Candidate { payload: &bytes, signature_base64: &text }], &[key("p256")]);
+            let _ = verdict(DIGEST, &[Candidate { payload: bytes.clone(), signature_base64: text.clone() }], &[key("p256")]);
         }
     }
 }
