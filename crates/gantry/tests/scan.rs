@@ -804,12 +804,7 @@ async fn the_pull_gate_refuses_blocking_findings_with_their_fixes_and_lets_head_
         refused.contains("GO-2021-0113") && refused.contains("v0.3.7"),
         "{refused}"
     );
-    let podman_out = podman(dir.path(), &["pull", "--tls-verify=false"])
-        .arg(format!("{}/team/app:v1", server.addr))
-        .output()
-        .unwrap();
-    assert!(!podman_out.status.success());
-    let podman_err = String::from_utf8_lossy(&podman_out.stderr);
+    let podman_err = podman_pull(&server, dir.path(), "team/app:v1").unwrap_err();
     assert!(podman_err.contains("GO-2021-0113"), "{podman_err}");
 
     // The refusal is OCI error JSON; HEAD is never refused.

@@ -158,12 +158,7 @@ async fn an_enforcing_project_pulls_only_images_signed_by_a_trusted_key() {
     // Unsigned: refused by skopeo and podman, saying why; HEAD still answers.
     let refused = skopeo_pull(&server, dir.path(), "team/app:v1").unwrap_err();
     assert!(refused.contains("has no signature"), "{refused}");
-    let podman_out = podman(dir.path(), &["pull", "--tls-verify=false"])
-        .arg(format!("{}/team/app:v1", server.addr))
-        .output()
-        .unwrap();
-    assert!(!podman_out.status.success());
-    let podman_err = String::from_utf8_lossy(&podman_out.stderr);
+    let podman_err = podman_pull(&server, dir.path(), "team/app:v1").unwrap_err();
     assert!(podman_err.contains("signing policy"), "{podman_err}");
     let head = http()
         .head(server.url("/v2/team/app/manifests/v1"))
@@ -228,8 +223,7 @@ async fn an_enforcing_project_pulls_only_images_signed_by_a_trusted_key() {
             (outcome, expected) => panic!("{outcome:?}, expected {expected:?}"),
         }
     }
-    run(podman(dir.path(), &["pull", "--tls-verify=false"])
-        .arg(format!("{}/team/app:v1", server.addr)));
+    podman_pull(&server, dir.path(), "team/app:v1").unwrap();
 
     // `gantry verify` finds the same: the trusted key signed it, a stranger did not.
     let image = format!("{}/team/app:v1", server.addr);

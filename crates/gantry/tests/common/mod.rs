@@ -1223,17 +1223,27 @@ pub fn gantry_scan() -> Command {
     command
 }
 
-/// `skopeo copy` of `reference` out of the registry: the error text when it fails.
-pub fn skopeo_pull(server: &Server, dir: &Path, reference: &str) -> Result<(), String> {
-    let out = skopeo(dir)
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{}/{reference}", server.addr))
-        .arg(format!("oci:{}:out", dir.join("pulled").display()))
-        .output()
-        .unwrap();
+/// The error text of a failed pull, or `Ok` when `command` succeeded.
+fn pulled(command: &mut Command) -> Result<(), String> {
+    let out = command.output().unwrap();
     if out.status.success() {
         Ok(())
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
+}
+
+/// `skopeo copy` of `reference` out of the registry: the error text when it fails.
+pub fn skopeo_pull(server: &Server, dir: &Path, reference: &str) -> Result<(), String> {
+    pulled(
+        skopeo(dir)
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(format!("docker://{}/{reference}", server.addr))
+            .arg(format!("oci:{}:out", dir.join("pulled").display())),
+    )
+}
+
+/// `podman pull` of `reference` from the registry: the error text when it fails.
+pub fn podman_pull(server: &Server, dir: &Path, reference: &str) -> Result<(), String> {
+    pulled(podman(dir, &["pull", "--tls-verify=false"]).arg(format!("{}/{reference}", server.addr)))
 }
