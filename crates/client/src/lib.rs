@@ -321,6 +321,30 @@ impl RegistryClient {
             .map_err(|_| ClientError::Protocol(format!("HEAD {url}: {digest} is not a digest")))
     }
 
+    /// The descriptors of the manifests whose subject is `subject` (distribution-spec
+    /// "Listing Referrers"); empty when the registry has no referrers API (a 404).
+    pub async fn referrers(
+        &self,
+        repository: &str,
+        subject: &Digest,
+    ) -> Result<Vec<gantry_oci::Descriptor>> {
+        let url = self
+            .url(&format!("/v2/{repository}/referrers/{subject}"))
+            .await?;
+        let response = self.send(self.request(Method::GET, &url)).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        let response = self.check(Method::GET, response).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Protocol(format!("referrers download failed: {e}")))?;
+        let index = gantry_oci::manifest::parse(&bytes, Some(gantry_oci::media_type::OCI_INDEX))
+            .map_err(|e| ClientError::Protocol(format!("GET {url}: not an index: {e}")))?;
+        Ok(index.manifests)
+    }
+
     /// Asks the registry to mount a blob from another repository; true when it did.
     pub async fn mount_blob(&self, repository: &str, digest: &Digest, from: &str) -> Result<bool> {
         let url = self

@@ -114,11 +114,13 @@ pub async fn signing_policy(api: &ApiArgs, command: SigningPolicyCommand) -> any
 /// `gantry verify --help`.
 pub const VERIFY_LONG_ABOUT: &str =
     "Check that an image in a registry has a valid cosign signature by one of the\n\
-    given public keys over its digest (cosign's tag scheme: the sha256-<hex>.sig tag), as an\n\
-    enforcing signing policy checks it. Prints the key that signed it; exits with 1 when none\n\
-    did, saying why (no signature, no valid signature by these keys, a signature for another\n\
-    digest). Reads with HEAD and the signature's own manifest, so it works in a project that\n\
-    refuses the image.\n\n\
+    given public keys over its digest, in either of cosign's schemes (the sha256-<hex>.sig tag,\n\
+    or cosign v3's Sigstore bundles attached as referrers), as an enforcing signing policy\n\
+    checks it. Prints the key that signed it; exits with 1 when none did, saying why (no\n\
+    signature, no valid signature by these keys, a signature for another digest). Reads the\n\
+    image with HEAD and the signatures' own manifests, so it works in a project that refuses\n\
+    the image (where only a bundle's message signature, over the manifest's bytes, cannot be\n\
+    checked).\n\n\
     Examples:\n    \
     gantry verify --key cosign.pub 127.0.0.1:5000/team/api:v1.2.0\n    \
     gantry verify --key ci.pub --key release.pub 127.0.0.1:5000/team/api@sha256:…";
@@ -154,50 +156,39 @@ fn read_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, TrustedKey)>> {
 }
 
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    use futures::TryStreamExt as _;
-    use gantry_signing::{cosign, verdict, Candidate, Verdict};
+    use gantry_signing::sources::{self, SignatureStore as _};
+    use gantry_signing::{verdict, Subject, Verdict};
 
     let keys: Vec<TrustedKey> = read_keys(&args.keys)?.into_iter().map(|(_, k)| k).collect();
     let image = gantry_client::ImageRef::parse(&args.image)
         .with_context(|| format!("{}: give REGISTRY/REPOSITORY[:TAG|@DIGEST]", args.image))?;
     let client = args.remote.client(&image)?;
-    let repository = image.repository.as_str();
-    let reference = image.reference.to_string();
+    let store = RemoteSignatures {
+        client: &client,
+        repository: image.repository.as_str(),
+    };
     let digest = client
-        .manifest_digest(repository, &reference)
+        .manifest_digest(store.repository, &image.reference.to_string())
         .await?
         .with_context(|| format!("{} does not exist", args.image))?;
-    let mut candidates = Vec::new();
-    let tag = cosign::signature_tag(&digest.to_string()).expect("digests have an algorithm");
-    let signatures = match client.get_manifest(repository, &tag).await {
-        Ok(signatures) => Some(signatures),
+    // The manifest's bytes check a bundle's message signature; a project that enforces its
+    // policy refuses them to a GET, and then only the other signatures count.
+    let manifest = match store.manifest(&digest.to_string()).await {
+        Ok(manifest) => manifest.map(|m| m.bytes),
         Err(gantry_client::ClientError::Status { status, .. })
-            if status == reqwest::StatusCode::NOT_FOUND =>
+            if status == reqwest::StatusCode::FORBIDDEN =>
         {
             None
         }
         Err(e) => return Err(e.into()),
     };
-    if let Some(mut signatures) = signatures {
-        let parsed = signatures.parse(None)?;
-        for layer in &parsed.layers {
-            let Some(signature) =
-                cosign::layer_signature(&layer.media_type, layer.size, layer.annotations.as_ref())
-            else {
-                continue;
-            };
-            let mut payload = Vec::new();
-            let mut stream = client.get_blob(repository, &layer.digest).await?;
-            while let Some(chunk) = stream.try_next().await? {
-                payload.extend_from_slice(&chunk);
-            }
-            candidates.push(Candidate {
-                payload,
-                signature_base64: signature.to_string(),
-            });
-        }
-    }
-    match verdict(&digest.to_string(), &candidates, &keys) {
+    let located = sources::locate(&store, &digest).await?;
+    let candidates = sources::candidates(&store, &located).await?;
+    let subject = Subject {
+        digest: &digest.to_string(),
+        manifest: manifest.as_deref(),
+    };
+    match verdict(&subject, &candidates, &keys) {
         Verdict::Trusted { key } => {
             println!("{}@{digest}: signed by {key}", image.repository);
             Ok(())
@@ -207,5 +198,51 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             image.repository,
             refused.refusal().unwrap_or_default()
         ),
+    }
+}
+
+/// A repository's signatures as a registry serves them.
+struct RemoteSignatures<'a> {
+    client: &'a gantry_client::RegistryClient,
+    repository: &'a str,
+}
+
+impl gantry_signing::sources::SignatureStore for RemoteSignatures<'_> {
+    type Error = gantry_client::ClientError;
+
+    async fn manifest(
+        &self,
+        reference: &str,
+    ) -> Result<Option<gantry_signing::sources::Manifest>, Self::Error> {
+        match self.client.get_manifest(self.repository, reference).await {
+            Ok(fetched) => Ok(Some(gantry_signing::sources::Manifest {
+                digest: fetched.digest,
+                media_type: fetched.media_type,
+                bytes: fetched.bytes.to_vec(),
+            })),
+            Err(gantry_client::ClientError::Status { status, .. })
+                if status == reqwest::StatusCode::NOT_FOUND =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn referrers(
+        &self,
+        subject: &gantry_oci::Digest,
+    ) -> Result<Vec<gantry_oci::Descriptor>, Self::Error> {
+        self.client.referrers(self.repository, subject).await
+    }
+
+    async fn blob(&self, digest: &gantry_oci::Digest, size: u64) -> Result<Vec<u8>, Self::Error> {
+        use futures::TryStreamExt as _;
+        let mut bytes = Vec::with_capacity(size as usize);
+        let mut stream = self.client.get_blob(self.repository, digest).await?;
+        while let Some(chunk) = stream.try_next().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -126,29 +126,28 @@ async fn get_status(server: &Server, reference: &str, accept: &str) -> StatusCod
         .status()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_enforcing_project_pulls_only_images_signed_by_a_trusted_key() {
+/// A server with project `team` holding one image, `team/app:v1`, pushed by skopeo (logged
+/// in as admin) with a file `etc/motd` of `motd`; a work directory with an empty `keys/`.
+/// (server, work directory, keys directory, the image's digest).
+async fn server_with_image(motd: &[u8]) -> (Server, tempfile::TempDir, PathBuf, String) {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::create_dir(&keys).unwrap();
     api_create_project(&server, "team", false).await;
-    make_layout(dir.path(), "v1", &[("etc/motd", b"signed images only")]);
+    make_layout(dir.path(), "v1", &[("etc/motd", motd)]);
     login(dir.path(), &server, "admin", ADMIN_PASSWORD);
     run(skopeo(dir.path())
         .args(["copy", "--dest-tls-verify=false"])
         .arg(format!("oci:{}:v1", dir.path().join("layout").display()))
         .arg(format!("docker://{}/team/app:v1", server.addr)));
-    let digest = http()
-        .head(server.url("/v2/team/app/manifests/v1"))
-        .header("accept", media_type::OCI_MANIFEST)
-        .send()
-        .await
-        .unwrap()
-        .headers()["docker-content-digest"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let digest = index_digest(&dir.path().join("layout"));
+    (server, dir, keys, digest)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_enforcing_project_pulls_only_images_signed_by_a_trusted_key() {
+    let (server, dir, keys, digest) = server_with_image(b"signed images only").await;
     let signed = payload(&server, "team/app", &digest);
     let trusted_signature = python_sign(&keys, "trusted", &signed);
     let untrusted_signature = python_sign(&keys, "untrusted", &signed);
@@ -416,4 +415,272 @@ async fn the_vulnerability_gate_never_refuses_a_cosign_signature_manifest() {
         get_status(&server, &sig_tag, media_type::OCI_MANIFEST).await,
         StatusCode::OK
     );
+}
+
+/// Who attaches a cosign v3 bundle, and where: `image` is REGISTRY/REPOSITORY, `login` the
+/// credentials (none for an open registry).
+struct Attach<'a> {
+    keys: &'a Path,
+    image: &'a str,
+    login: Option<(&'a str, &'a str)>,
+}
+
+impl Attach<'_> {
+    /// Runs the test-side cosign v3 signer (tests/clients/sigstore_sign.js: @sigstore/sign and
+    /// @sigstore/oci, on NODE_PATH as scripts/test-all.sh installs them): a bundle holding
+    /// `content` (`dsse`, `attestation` or `message`) by key `name` (made on first use,
+    /// `<name>.pub` beside it) over `signed` (default `digest`), attached to `digest`; `stdin`
+    /// is the manifest a message signature is over. The bundle manifest's digest.
+    fn sign(
+        &self,
+        name: &str,
+        digest: &str,
+        content: &str,
+        signed: Option<&str>,
+        stdin: &[u8],
+    ) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/sigstore_sign.js");
+        let mut command = Command::new("node");
+        command
+            .arg(script)
+            .arg(self.keys)
+            .args([name, self.image, digest, content, signed.unwrap_or(digest)])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some((user, password)) = self.login {
+            command
+                .env("REGISTRY_USERNAME", user)
+                .env("REGISTRY_PASSWORD", password);
+        }
+        let mut child = command
+            .spawn()
+            .expect("node (scripts/test-all.sh installs its packages)");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "sigstore_sign.js failed (NODE_PATH must hold @sigstore/sign and @sigstore/oci, as \
+             scripts/test-all.sh installs them): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cosign_v3_bundles_by_sigstore_sign_decide_pulls_as_tag_scheme_signatures_do() {
+    let (server, dir, keys, digest) = server_with_image(b"signed by bundles").await;
+    let image = format!("{}/team/app", server.addr);
+    let attach = Attach {
+        keys: &keys,
+        image: &image,
+        login: Some(("admin", ADMIN_PASSWORD)),
+    };
+    let other_digest = format!("sha256:{}", "0".repeat(64));
+    // An attestation by the key about to be trusted says something of the image, but does
+    // not sign it.
+    let attestation = attach.sign("trusted", &digest, "attestation", None, b"");
+    let trusted = keys.join("trusted.pub");
+    set_policy(&server, &[&trusted], &["--enforce"]);
+    let refused = skopeo_pull(&server, dir.path(), "team/app:v1").unwrap_err();
+    assert!(
+        refused.contains("no valid signature by a trusted key"),
+        "{refused}"
+    );
+    // Named for the policy that refused (it once said "vulnerability policy" for both).
+    assert!(
+        refused.contains("team's signing policy") && !refused.contains("vulnerability"),
+        "{refused}"
+    );
+    let cases = [
+        (
+            "stranger",
+            None,
+            Some("no valid signature by a trusted key"),
+        ),
+        (
+            "trusted",
+            Some(other_digest.as_str()),
+            Some("for another digest"),
+        ),
+        // Among the bad ones, one good: enough.
+        ("trusted", None, None),
+    ];
+    for (key, signed, refusal) in cases {
+        attach.sign(key, &digest, "dsse", signed, b"");
+        match (skopeo_pull(&server, dir.path(), "team/app:v1"), refusal) {
+            (Err(error), Some(expected)) => assert!(error.contains(expected), "{key}: {error}"),
+            (Ok(()), None) => {}
+            (outcome, expected) => panic!("{key} {signed:?}: {outcome:?}, expected {expected:?}"),
+        }
+    }
+    podman_pull(&server, dir.path(), "team/app:v1").unwrap();
+    let verified = gantry_as_admin(&[
+        "verify",
+        "--key",
+        trusted.to_str().unwrap(),
+        &format!("{image}:v1"),
+    ]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+
+    // The bundles themselves (and the attestation) are never refused, nor is their listing.
+    for referrer in [&attestation] {
+        assert_eq!(
+            get_status(&server, referrer, media_type::OCI_MANIFEST).await,
+            StatusCode::OK
+        );
+    }
+    let referrers = get_json(&server, &format!("/v2/team/app/referrers/{digest}")).await;
+    assert_eq!(
+        referrers["manifests"].as_array().unwrap().len(),
+        4,
+        "{referrers}"
+    );
+
+    // The key removed from the policy: refused again.
+    let elsewhere = trusted_elsewhere(&keys);
+    set_policy(&server, &[&elsewhere], &["--enforce"]);
+    let refused = skopeo_pull(&server, dir.path(), "team/app:v1").unwrap_err();
+    assert!(
+        refused.contains("no valid signature by a trusted key"),
+        "{refused}"
+    );
+
+    // A message signature over the manifest's bytes, on a second image.
+    let (manifest, second) = push_image(&server, "team/app", "v2", "message").await;
+    let second = second.to_string();
+    let stranger = keys.join("stranger.pub");
+    set_policy(&server, &[&stranger], &["--enforce"]);
+    attach.sign("stranger", &second, "message", None, &manifest);
+    assert_eq!(
+        get_status(&server, "v2", media_type::OCI_MANIFEST).await,
+        StatusCode::OK
+    );
+    // A signature's bundle deleted: the image is refused again at once.
+    let bundle = get_json(&server, &format!("/v2/team/app/referrers/{second}")).await["manifests"]
+        [0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deleted = http()
+        .delete(server.url(&format!("/v2/team/app/manifests/{bundle}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        get_status(&server, "v2", media_type::OCI_MANIFEST).await,
+        StatusCode::FORBIDDEN
+    );
+}
+
+/// Debian's docker-registry (Distribution 2.8) serving `dir` on a free port, open; stopped on
+/// drop. It has no referrers API, so a bundle attached there is listed by the fallback tag.
+struct Distribution(std::process::Child, String);
+
+impl Distribution {
+    fn start(dir: &Path) -> Distribution {
+        let port = free_port();
+        let config = dir.join("distribution.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\n\
+                 storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
+                 http: {{addr: 127.0.0.1:{port}}}\n",
+                dir.join("distribution-data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .spawn()
+            .expect("docker-registry (Debian's package; scripts/test-all.sh installs it)");
+        // Dropped (killed and waited for) however the wait below ends.
+        let peer = Distribution(child, format!("127.0.0.1:{port}"));
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&peer.1).is_ok() {
+                return peer;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("docker-registry did not listen on {}", peer.1);
+    }
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gantry_verify_reads_a_bundle_from_the_fallback_tag_of_a_registry_without_referrers() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let peer = Distribution::start(dir.path());
+    make_layout(dir.path(), "v1", &[("etc/motd", b"signed elsewhere")]);
+    run(skopeo(dir.path())
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", dir.path().join("layout").display()))
+        .arg(format!("docker://{}/team/app:v1", peer.1)));
+    let digest = index_digest(&dir.path().join("layout"));
+    let image = format!("{}/team/app", peer.1);
+    let attach = Attach {
+        keys: &keys,
+        image: &image,
+        login: None,
+    };
+    attach.sign("release", &digest, "dsse", None, b"");
+    // The signer found no referrers API and wrote the fallback index.
+    let fallback = http()
+        .get(format!(
+            "http://{}/v2/team/app/manifests/{}",
+            peer.1,
+            digest.replace(':', "-")
+        ))
+        .header("accept", media_type::OCI_INDEX)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fallback.status(), StatusCode::OK);
+    let key = keys.join("release.pub");
+    let verified = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "verify",
+            "--key",
+            key.to_str().unwrap(),
+            &format!("{image}:v1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let stranger = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "verify",
+            "--key",
+            trusted_elsewhere(&keys).to_str().unwrap(),
+            &format!("{image}:v1"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stranger.status.code(), Some(1));
+}
+
+/// A key that signed nothing here.
+fn trusted_elsewhere(keys: &Path) -> PathBuf {
+    python_sign(keys, "elsewhere", b"makes the key");
+    keys.join("elsewhere.pub")
 }

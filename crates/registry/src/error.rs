@@ -66,9 +66,14 @@ pub enum RegistryError {
     /// The image has no scan to answer from yet (or its scan failed).
     #[error("{0}")]
     NotScanned(String),
-    /// The project's vulnerability policy refuses the pull.
-    #[error("pull refused by project {project}'s vulnerability policy: {reason}")]
-    PullBlocked { project: String, reason: String },
+    /// One of the project's pull policies refuses the pull: `policy` is `vulnerability` or
+    /// `signing`.
+    #[error("pull refused by project {project}'s {policy} policy: {reason}")]
+    PullBlocked {
+        project: String,
+        policy: &'static str,
+        reason: String,
+    },
     /// A vulnerability policy or allowlist that cannot be kept.
     #[error("{0}")]
     PolicyInvalid(String),

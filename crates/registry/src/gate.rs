@@ -187,6 +187,7 @@ impl Registry {
         }
         let manifest = pulled.stored;
         let refused = |reason: String| RegistryError::PullBlocked {
+            policy: "vulnerability",
             project: project.to_string(),
             reason,
         };

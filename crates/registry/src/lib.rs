@@ -821,7 +821,13 @@ impl Registry {
         }
         self.noting_refusal(name, stored).await?;
         self.metrics.push(name.project(), name.as_str());
-        if tag.as_ref().is_some_and(|t| t.as_str().ends_with(".sig")) {
+        // A signature may have arrived: a referrer (a bundle), a `.sig` manifest or a
+        // referrers fallback index (tags `sha256-<hex>[.sig]`).
+        if subject.is_some()
+            || tag
+                .as_ref()
+                .is_some_and(|t| t.as_str().starts_with("sha256-"))
+        {
             self.signing.forget_repository(name.as_str());
         }
         Ok(PutManifest {

@@ -1,30 +1,33 @@
 //! The signature gate: in a project whose signing policy enforces, a manifest GET of a
-//! container image or an index is refused unless a key the project trusts signed its digest
-//! (cosign's tag scheme: the payloads of the `sha256-<hex>.sig` manifest in the same
-//! repository). With `index_covers_children`, an image listed by an index in the repository
-//! that has a trusted signature passes too (clients pull a multi-platform image's images by
-//! digest).
+//! container image or an index is refused unless a key the project trusts signed its digest,
+//! in either of cosign's schemes (the payloads of the `sha256-<hex>.sig` manifest in the same
+//! repository, or Sigstore bundles among its referrers or in its referrers fallback tag; see
+//! `gantry_signing::sources`). With `index_covers_children`, an image listed by an index in
+//! the repository that has a trusted signature passes too (clients pull a multi-platform
+//! image's images by digest).
 //!
 //! Never refused, as by the vulnerability gate: HEAD, and everything that is not a container
-//! image or an index — signatures, attestations and SBOMs (tag scheme or referrers), which a
-//! signer and a verifier must read before anything is signed.
+//! image or an index of images — signatures, attestations and SBOMs (tag scheme or
+//! referrers) and referrers fallback indexes, which a signer and a verifier must read before
+//! anything is signed.
 //!
-//! Verdicts are cached per (repository, digest) with the digest of the `.sig` manifest they
-//! were made from and the policy they were made under: a signature appended or removed moves
-//! the tag, a policy change gives another policy, and either makes the verdict be made again.
-//! A verdict younger than two seconds is used without looking at the tag (one query less per
-//! GET); a `.sig` tag written or a manifest deleted through this server forgets the
-//! repository's verdicts at once, and through another replica applies within those two
-//! seconds, as policies do (read through the pull gate's two-second cache).
+//! Verdicts are cached per (repository, digest) with the digests of the signatures they were
+//! made from and the policy they were made under: a signature appended, attached or removed
+//! changes what is found, a policy change gives another policy, and either makes the verdict
+//! be made again. A verdict younger than two seconds is used without looking for signatures
+//! (queries less per GET); a referrer or `sha256-…` tag written or a manifest deleted through
+//! this server forgets the repository's verdicts at once, and through another replica
+//! applies within those two seconds, as policies do (read through the pull gate's two-second
+//! cache).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gantry_oci::manifest::{self, ManifestKind, ParsedManifest};
+use gantry_oci::manifest::{self, Descriptor, ManifestKind, ParsedManifest};
 use gantry_oci::{Digest, RepositoryName};
-use gantry_signing::cosign;
-use gantry_signing::{verdict, Candidate, SigningPolicy, TrustedKey, Verdict};
+use gantry_signing::sources::{self, SignatureStore};
+use gantry_signing::{verdict, SigningPolicy, Subject, TrustedKey, Verdict};
 use parking_lot::Mutex;
 
 use crate::gate::Pulled;
@@ -51,11 +54,11 @@ impl TrustPolicy {
     }
 }
 
-/// A verdict with what it was made from: the `.sig` manifest, the policy, and when the tag
-/// was last looked at.
+/// A verdict with what it was made from: the signatures found (by digest), the policy, and
+/// when they were last looked for.
 struct CachedVerdict {
     verdict: Verdict,
-    signatures: Option<Digest>,
+    found: (Option<Digest>, Vec<Digest>),
     policy: Arc<TrustPolicy>,
     checked: Instant,
 }
@@ -93,7 +96,7 @@ impl Registry {
         };
         let manifest = pulled.stored;
         let verdict = self
-            .signature_verdict(name, &manifest.digest, &trust)
+            .signature_verdict(name, &manifest.digest, &manifest.content, &trust)
             .await?;
         let Some(reason) = verdict.refusal() else {
             return Ok(());
@@ -104,7 +107,13 @@ impl Registry {
                 .index_parents(name.as_str(), &manifest.digest)
                 .await?
             {
-                let verdict = self.signature_verdict(name, &parent, &trust).await?;
+                let Some(index) = self.meta.manifest_by_digest(name.as_str(), &parent).await?
+                else {
+                    continue;
+                };
+                let verdict = self
+                    .signature_verdict(name, &parent, &index.content, &trust)
+                    .await?;
                 if matches!(verdict, Verdict::Trusted { .. }) {
                     return Ok(());
                 }
@@ -112,20 +121,22 @@ impl Registry {
         }
         Err(RegistryError::PullBlocked {
             project: project.to_string(),
+            policy: "signing",
             reason: format!(
-                "the signing policy requires a signature by a trusted key: {reason} ({}); \
-                 sign it with one of the keys `gantry signing-policy show {project}` lists",
+                "{reason} ({}); sign it with one of the keys `gantry signing-policy show \
+                 {project}` lists",
                 manifest.digest
             ),
         })
     }
 
-    /// What `trust` makes of the signatures of `digest` in `name`, from the cache while the
-    /// `.sig` tag has not moved and the policy is the same.
+    /// What `trust` makes of the signatures of `digest` (whose manifest is `manifest`) in
+    /// `name`, from the cache while the signatures found are the same and the policy is.
     async fn signature_verdict(
         &self,
         name: &RepositoryName,
         digest: &Digest,
+        manifest: &[u8],
         trust: &Arc<TrustPolicy>,
     ) -> Result<Verdict> {
         let key = (name.as_str().to_string(), digest.clone());
@@ -134,35 +145,24 @@ impl Registry {
                 return Ok(cached.verdict.clone());
             }
         }
-        let signatures = match cosign::signature_tag(&digest.to_string()) {
-            Some(tag) => self.meta.manifest_by_tag(name.as_str(), &tag).await?,
-            None => None,
+        let store = RepositorySignatures {
+            registry: self,
+            name,
         };
-        let signatures_digest = signatures.as_ref().map(|s| s.digest.clone());
+        let located = sources::locate(&store, digest).await?;
+        let found = located.key();
         if let Some(cached) = self.signing.entries.lock().get_mut(&key) {
-            if cached.signatures == signatures_digest && Arc::ptr_eq(&cached.policy, trust) {
+            if cached.found == found && Arc::ptr_eq(&cached.policy, trust) {
                 cached.checked = Instant::now();
                 return Ok(cached.verdict.clone());
             }
         }
-        let mut candidates = Vec::new();
-        if let Some(signatures) = &signatures {
-            let parsed = manifest::parse(&signatures.content, Some(&signatures.media_type))?;
-            for layer in parsed.layers {
-                let Some(signature) = cosign::layer_signature(
-                    &layer.media_type,
-                    layer.size,
-                    layer.annotations.as_ref(),
-                ) else {
-                    continue;
-                };
-                candidates.push(Candidate {
-                    payload: self.blob_bytes(&layer.digest, layer.size).await?,
-                    signature_base64: signature.to_string(),
-                });
-            }
-        }
-        let verdict = verdict(&digest.to_string(), &candidates, &trust.keys);
+        let candidates = sources::candidates(&store, &located).await?;
+        let subject = Subject {
+            digest: &digest.to_string(),
+            manifest: Some(manifest),
+        };
+        let verdict = verdict(&subject, &candidates, &trust.keys);
         let mut entries = self.signing.entries.lock();
         if entries.len() >= VERDICT_LIMIT {
             entries.clear();
@@ -171,7 +171,7 @@ impl Registry {
             key,
             CachedVerdict {
                 verdict: verdict.clone(),
-                signatures: signatures_digest,
+                found,
                 policy: trust.clone(),
                 checked: Instant::now(),
             },
@@ -213,8 +213,59 @@ impl Registry {
     }
 }
 
-/// What a signing policy checks: container images and indexes (not referrers, signatures,
-/// attestations or other artifacts).
+/// What a signing policy checks: container images and indexes of images (not referrers,
+/// signatures, attestations, other artifacts, or a referrers fallback index, whose entries
+/// all carry an artifact type).
 fn is_signable(parsed: &ParsedManifest) -> bool {
-    parsed.is_container_image() || (parsed.kind == ManifestKind::Index && parsed.subject.is_none())
+    parsed.is_container_image()
+        || (parsed.kind == ManifestKind::Index
+            && parsed.subject.is_none()
+            && parsed.manifests.iter().any(|m| m.artifact_type.is_none()))
+}
+
+/// A repository's signatures as this registry holds them.
+struct RepositorySignatures<'a> {
+    registry: &'a Registry,
+    name: &'a RepositoryName,
+}
+
+impl SignatureStore for RepositorySignatures<'_> {
+    type Error = RegistryError;
+
+    async fn manifest(&self, reference: &str) -> Result<Option<sources::Manifest>> {
+        let meta = &self.registry.meta;
+        let name = self.name.as_str();
+        let held = match reference.parse::<Digest>() {
+            Ok(digest) => meta.manifest_by_digest(name, &digest).await?,
+            Err(_) => meta.manifest_by_tag(name, reference).await?,
+        };
+        Ok(held.map(|m| sources::Manifest {
+            digest: m.digest,
+            media_type: m.media_type,
+            bytes: m.content,
+        }))
+    }
+
+    async fn referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>> {
+        let referrers = self
+            .registry
+            .meta
+            .referrers(self.name.as_str(), subject, None)
+            .await?;
+        Ok(referrers
+            .into_iter()
+            .map(|r| Descriptor {
+                media_type: r.media_type,
+                digest: r.digest,
+                size: r.size,
+                artifact_type: r.artifact_type,
+                annotations: None,
+                platform: None,
+            })
+            .collect())
+    }
+
+    async fn blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
+        self.registry.blob_bytes(digest, size).await
+    }
 }

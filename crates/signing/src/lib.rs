@@ -8,13 +8,18 @@
 //!   library.
 //! - [`cosign`]: cosign's tag scheme: the `sha256-<hex>.sig` tag, the simple signing payload
 //!   (`critical.image.docker-manifest-digest`) and the signature annotation.
+//! - [`bundle`]: cosign v3's scheme: Sigstore bundles attached as referrers, holding a DSSE
+//!   in-toto statement or a message signature.
+//! - [`sources`]: finding and reading an image's signatures of both schemes through a store.
 //! - [`verdict`]: what a project's trusted keys make of the signatures found for a digest.
 //!
 //! Only keys given by the project are trusted: a key or certificate a signature carries
 //! (cosign's `dev.sigstore.cosign/certificate` annotation) is never used by itself
 //! (GHSA-fx35-mq7g-6g98).
 
+pub mod bundle;
 pub mod cosign;
+pub mod sources;
 
 use base64::Engine as _;
 use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
@@ -40,9 +45,13 @@ pub enum SigningError {
         index: usize,
         error: Box<SigningError>,
     },
-    /// A signature payload that is not cosign's simple signing JSON.
-    #[error("not a cosign simple signing payload: {0}")]
+    /// A signed payload that is not an image signature's (cosign's simple signing JSON, or
+    /// an in-toto statement of cosign's signing predicate).
+    #[error("not an image signature payload: {0}")]
     NotAPayload(String),
+    /// Not a Sigstore bundle's JSON, or one that holds no image signature.
+    #[error("not a Sigstore bundle with an image signature: {0}")]
+    NotABundle(String),
 }
 
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -216,12 +225,96 @@ impl SigningPolicy {
     }
 }
 
-/// One signature found for an image: the signed payload and its base64 signature (the tag
-/// scheme's annotation).
+/// One signature found for an image.
 #[derive(Debug, Clone)]
-pub struct Candidate {
-    pub payload: Vec<u8>,
-    pub signature_base64: String,
+pub enum Candidate {
+    /// cosign's tag scheme: a simple signing payload and its signature, base64 (the layer's
+    /// [`cosign::SIGNATURE_ANNOTATION`]).
+    SimpleSigning {
+        payload: Vec<u8>,
+        signature_base64: String,
+    },
+    /// A Sigstore bundle attached as a referrer (cosign v3), as [`bundle::parse`] read it.
+    Bundle(bundle::Content),
+}
+
+/// The image whose signatures are judged: its digest (`sha256:<hex>`) and, when the reader
+/// has them, its manifest's bytes (what a bundle's message signature is over; without them
+/// such a signature counts for nothing).
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub digest: &'a str,
+    pub manifest: Option<&'a [u8]>,
+}
+
+/// What one candidate says of the subject.
+enum Finding<'k> {
+    Trusted(&'k TrustedKey),
+    OtherDigest(String),
+    Nothing,
+}
+
+/// The first of `keys` whose signature `signature` over `message` is.
+fn signer<'k>(keys: &'k [TrustedKey], message: &[u8], signature: &[u8]) -> Option<&'k TrustedKey> {
+    keys.iter().find(|key| key.verifies(message, signature))
+}
+
+impl Candidate {
+    fn judge<'k>(&self, subject: &Subject<'_>, keys: &'k [TrustedKey]) -> Finding<'k> {
+        match self {
+            Candidate::SimpleSigning {
+                payload,
+                signature_base64,
+            } => {
+                let Ok(signature) =
+                    base64::engine::general_purpose::STANDARD.decode(signature_base64.trim())
+                else {
+                    return Finding::Nothing;
+                };
+                let Some(key) = signer(keys, payload, &signature) else {
+                    return Finding::Nothing;
+                };
+                match cosign::signed_digest(payload) {
+                    Ok(signed) if signed == subject.digest => Finding::Trusted(key),
+                    Ok(signed) => Finding::OtherDigest(signed),
+                    Err(_) => Finding::Nothing,
+                }
+            }
+            Candidate::Bundle(bundle::Content::Dsse {
+                payload_type,
+                payload,
+                signatures,
+            }) => {
+                let message = bundle::pae(payload_type, payload);
+                let Some(key) = signatures
+                    .iter()
+                    .find_map(|signature| signer(keys, &message, signature))
+                else {
+                    return Finding::Nothing;
+                };
+                match bundle::signed_digests(payload_type, payload) {
+                    Ok(signed) if signed.iter().any(|d| d == subject.digest) => {
+                        Finding::Trusted(key)
+                    }
+                    Ok(signed) => signed
+                        .into_iter()
+                        .next()
+                        .map_or(Finding::Nothing, Finding::OtherDigest),
+                    Err(_) => Finding::Nothing,
+                }
+            }
+            Candidate::Bundle(bundle::Content::Message { digest, signature }) => {
+                // The signature is over the manifest's bytes: one of another digest cannot be
+                // checked here, so it says nothing (not even "another digest").
+                match subject.manifest {
+                    Some(manifest) if *digest == subject.digest => {
+                        signer(keys, manifest, signature).map_or(Finding::Nothing, Finding::Trusted)
+                    }
+                    _ => Finding::Nothing,
+                }
+            }
+        }
+    }
 }
 
 /// What a project's trusted keys make of an image's signatures.
@@ -251,34 +344,24 @@ impl Verdict {
     }
 }
 
-/// The verdict on `digest` (`sha256:<hex>`) given the signatures found for it and the
-/// trusted keys: trusted when any one candidate is a valid signature by any trusted key over
-/// a payload naming `digest`; a bad candidate spoils nothing.
-pub fn verdict(digest: &str, candidates: &[Candidate], keys: &[TrustedKey]) -> Verdict {
+/// The verdict on `subject` given the signatures found for it and the trusted keys: trusted
+/// when any one candidate is a valid signature by any trusted key that names the subject's
+/// digest (a simple signing payload's `docker-manifest-digest`, a signing statement's
+/// subject, a message signature over the manifest); a bad candidate spoils nothing.
+pub fn verdict(subject: &Subject<'_>, candidates: &[Candidate], keys: &[TrustedKey]) -> Verdict {
     if candidates.is_empty() {
         return Verdict::Unsigned;
     }
     let mut other = None;
     for candidate in candidates {
-        let Ok(signature) =
-            base64::engine::general_purpose::STANDARD.decode(candidate.signature_base64.trim())
-        else {
-            continue;
-        };
-        let Some(key) = keys
-            .iter()
-            .find(|key| key.verifies(&candidate.payload, &signature))
-        else {
-            continue;
-        };
-        match cosign::signed_digest(&candidate.payload) {
-            Ok(signed) if signed == digest => {
+        match candidate.judge(subject, keys) {
+            Finding::Trusted(key) => {
                 return Verdict::Trusted {
                     key: key.fingerprint.clone(),
                 }
             }
-            Ok(signed) => other = Some(signed),
-            Err(_) => {}
+            Finding::OtherDigest(signed) => other = Some(signed),
+            Finding::Nothing => {}
         }
     }
     match other {

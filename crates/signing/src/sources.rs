@@ -1,0 +1,133 @@
+//! Where an image's signatures are, in both schemes, read through whatever reads the
+//! repository ([`SignatureStore`]: the registry's own store, or a registry over HTTP):
+//! - the tag scheme: the layers of the `sha256-<hex>.sig` manifest;
+//! - Sigstore bundles: the referrers of the image whose artifact type is a bundle's, and those
+//!   listed by the referrers fallback tag `sha256-<hex>` (an index, as a client writes it where
+//!   a registry has no referrers API; distribution-spec "Referrers Tag Schema").
+//!
+//! Finding ([`locate`]) is apart from reading ([`candidates`]), so a reader that remembers
+//! verdicts can compare what it found with what a verdict was made from before reading
+//! anything. What cannot be read as a signature (a manifest or bundle that does not parse, a
+//! layer too large) is passed over: a bad signature spoils nothing.
+
+use gantry_oci::manifest::{self, Descriptor, ManifestKind};
+use gantry_oci::Digest;
+
+use crate::{bundle, cosign, Candidate};
+
+/// A manifest as a store holds it.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What the signatures of one repository are read through.
+#[allow(async_fn_in_trait)] // implemented and called with concrete types only
+pub trait SignatureStore {
+    type Error;
+    /// The manifest `reference` (a tag or a digest) of the repository; `None` when there is
+    /// none.
+    async fn manifest(&self, reference: &str) -> Result<Option<Manifest>, Self::Error>;
+    /// The descriptors of the manifests whose subject is `subject` (the referrers API's
+    /// index); empty where there is no referrers API.
+    async fn referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>, Self::Error>;
+    /// A small blob's bytes (`size` as its descriptor says; at most
+    /// [`bundle::MAX_BUNDLE_BYTES`]).
+    async fn blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>, Self::Error>;
+}
+
+/// The signatures found for an image, not yet read.
+#[derive(Debug, Clone, Default)]
+pub struct Located {
+    /// The `.sig` manifest of the tag scheme.
+    pub tag_scheme: Option<Manifest>,
+    /// The bundle manifests, sorted, without repeats.
+    pub bundles: Vec<Digest>,
+}
+
+impl Located {
+    /// What identifies these signatures: the `.sig` manifest's digest and the bundles'. Equal
+    /// keys, equal signatures (manifests are content-addressed).
+    pub fn key(&self) -> (Option<Digest>, Vec<Digest>) {
+        (
+            self.tag_scheme.as_ref().map(|m| m.digest.clone()),
+            self.bundles.clone(),
+        )
+    }
+}
+
+fn bundle_digests(descriptors: &[Descriptor]) -> impl Iterator<Item = Digest> + '_ {
+    descriptors
+        .iter()
+        .filter(|d| d.artifact_type.as_deref().is_some_and(bundle::is_bundle))
+        .map(|d| d.digest.clone())
+}
+
+/// Finds the signatures of image `digest`: the `.sig` manifest, the bundle referrers, and the
+/// bundles the fallback tag's index lists.
+///
+/// Errors: the store's.
+pub async fn locate<S: SignatureStore>(store: &S, digest: &Digest) -> Result<Located, S::Error> {
+    let stem = format!("{}-{}", digest.algorithm().as_str(), digest.hex());
+    let tag_scheme = store.manifest(&format!("{stem}.sig")).await?;
+    let mut bundles: Vec<Digest> = bundle_digests(&store.referrers(digest).await?).collect();
+    if let Some(fallback) = store.manifest(&stem).await? {
+        if let Ok(index) = manifest::parse(&fallback.bytes, Some(&fallback.media_type)) {
+            if index.kind == ManifestKind::Index {
+                bundles.extend(bundle_digests(&index.manifests));
+            }
+        }
+    }
+    bundles.sort_by_key(|d| d.to_string());
+    bundles.dedup();
+    Ok(Located {
+        tag_scheme,
+        bundles,
+    })
+}
+
+/// Reads the signatures `located` found.
+///
+/// Errors: the store's.
+pub async fn candidates<S: SignatureStore>(
+    store: &S,
+    located: &Located,
+) -> Result<Vec<Candidate>, S::Error> {
+    let mut found = Vec::new();
+    if let Some(signatures) = &located.tag_scheme {
+        if let Ok(parsed) = manifest::parse(&signatures.bytes, Some(&signatures.media_type)) {
+            for layer in &parsed.layers {
+                let Some(signature) = cosign::layer_signature(
+                    &layer.media_type,
+                    layer.size,
+                    layer.annotations.as_ref(),
+                ) else {
+                    continue;
+                };
+                found.push(Candidate::SimpleSigning {
+                    payload: store.blob(&layer.digest, layer.size).await?,
+                    signature_base64: signature.to_string(),
+                });
+            }
+        }
+    }
+    for digest in &located.bundles {
+        let Some(held) = store.manifest(&digest.to_string()).await? else {
+            continue;
+        };
+        let Ok(parsed) = manifest::parse(&held.bytes, Some(&held.media_type)) else {
+            continue;
+        };
+        for layer in &parsed.layers {
+            if !bundle::is_readable_layer(&layer.media_type, layer.size) {
+                continue;
+            }
+            if let Ok(content) = bundle::parse(&store.blob(&layer.digest, layer.size).await?) {
+                found.push(Candidate::Bundle(content));
+            }
+        }
+    }
+    Ok(found)
+}
