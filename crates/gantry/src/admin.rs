@@ -151,7 +151,7 @@ fn explain(error: ClientError, registry: &str) -> anyhow::Error {
 }
 
 /// Reads a secret: one line from stdin when it is piped, else a prompt without echo.
-fn read_secret(prompt: &str) -> anyhow::Result<String> {
+pub(crate) fn read_secret(prompt: &str) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         let mut line = String::new();

@@ -309,6 +309,14 @@ enum Command {
     /// Check an image's cosign signature against public keys (exit 1 when not signed by one).
     #[command(long_about = signing_cmd::VERIFY_LONG_ABOUT)]
     Verify(signing_cmd::VerifyArgs),
+    /// Sign an image with a cosign private key (cosign v3's bundle, or the .sig tag).
+    #[command(long_about = signing_cmd::SIGN_LONG_ABOUT)]
+    Sign(signing_cmd::SignArgs),
+    /// Signing keys in cosign's format.
+    Key {
+        #[command(subcommand)]
+        command: signing_cmd::KeyCommand,
+    },
     /// A project's signing policy: the keys it trusts; refuse pulls of unsigned images.
     SigningPolicy {
         #[command(subcommand)]
@@ -659,6 +667,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs { command, api } => jobs_cmd::jobs(&api, command).await,
         Command::Gate { command, api } => gate_cmd::gate(&api, command).await,
         Command::Verify(args) => signing_cmd::verify(args).await,
+        Command::Sign(args) => signing_cmd::sign(args).await,
+        Command::Key { command } => signing_cmd::key(command),
         Command::SigningPolicy { command, api } => signing_cmd::signing_policy(&api, command).await,
         Command::Restore { project, ids, api } => {
             lifecycle_cmd::restore(&api, &project, &ids).await

@@ -9,7 +9,7 @@ use gantry_signing::TrustedKey;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::admin::{print_json, ApiArgs};
+use crate::admin::{print_json, read_secret, ApiArgs};
 
 #[derive(Subcommand)]
 pub enum SigningPolicyCommand {
@@ -168,9 +168,10 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         repository: image.repository.as_str(),
     };
     let digest = client
-        .manifest_digest(store.repository, &image.reference.to_string())
+        .manifest_descriptor(store.repository, &image.reference.to_string())
         .await?
-        .with_context(|| format!("{} does not exist", args.image))?;
+        .with_context(|| format!("{} does not exist", args.image))?
+        .digest;
     // The manifest's bytes check a bundle's message signature; a project that enforces its
     // policy refuses them to a GET, and then only the other signatures count.
     let manifest = match store.manifest(&digest.to_string()).await {
@@ -214,26 +215,26 @@ impl gantry_signing::sources::SignatureStore for RemoteSignatures<'_> {
         &self,
         reference: &str,
     ) -> Result<Option<gantry_signing::sources::Manifest>, Self::Error> {
-        match self.client.get_manifest(self.repository, reference).await {
-            Ok(fetched) => Ok(Some(gantry_signing::sources::Manifest {
+        Ok(self
+            .client
+            .find_manifest(self.repository, reference)
+            .await?
+            .map(|fetched| gantry_signing::sources::Manifest {
                 digest: fetched.digest,
                 media_type: fetched.media_type,
                 bytes: fetched.bytes.to_vec(),
-            })),
-            Err(gantry_client::ClientError::Status { status, .. })
-                if status == reqwest::StatusCode::NOT_FOUND =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+            }))
     }
 
     async fn referrers(
         &self,
         subject: &gantry_oci::Digest,
     ) -> Result<Vec<gantry_oci::Descriptor>, Self::Error> {
-        self.client.referrers(self.repository, subject).await
+        Ok(self
+            .client
+            .referrers(self.repository, subject)
+            .await?
+            .unwrap_or_default())
     }
 
     async fn blob(&self, digest: &gantry_oci::Digest, size: u64) -> Result<Vec<u8>, Self::Error> {
@@ -244,5 +245,288 @@ impl gantry_signing::sources::SignatureStore for RemoteSignatures<'_> {
             bytes.extend_from_slice(&chunk);
         }
         Ok(bytes)
+    }
+}
+
+/// `gantry key`.
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Make a signing key pair in cosign's format: PREFIX.key (sealed) and PREFIX.pub.
+    #[command(long_about = KEY_GENERATE_LONG_ABOUT)]
+    Generate {
+        /// Write PREFIX.key and PREFIX.pub.
+        #[arg(long, value_name = "PREFIX", default_value = "cosign")]
+        output_key_prefix: String,
+        /// Replace files that exist.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+const KEY_GENERATE_LONG_ABOUT: &str =
+    "Make an ECDSA P-256 key pair in cosign's format, as `cosign generate-key-pair`\n\
+    does: PREFIX.key holds the private key sealed under a password (scrypt and NaCl's\n\
+    secretbox, PEM ENCRYPTED SIGSTORE PRIVATE KEY), PREFIX.pub the public key (PEM PUBLIC\n\
+    KEY). cosign signs with Gantry's keys and Gantry with cosign's. The password is\n\
+    COSIGN_PASSWORD (empty is allowed, as in cosign), else asked for twice.\n\n\
+    Examples:\n    \
+    gantry key generate                                   # cosign.key, cosign.pub\n    \
+    COSIGN_PASSWORD=… gantry key generate --output-key-prefix release\n    \
+    gantry signing-policy set team --key release.pub --enforce";
+
+/// The password of a private key: COSIGN_PASSWORD, else asked for (twice when `confirm`).
+fn key_password(confirm: bool) -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("COSIGN_PASSWORD") {
+        return Ok(password);
+    }
+    let password = read_secret("Enter password for private key: ")?;
+    if confirm && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let again = read_secret("Enter password for private key again: ")?;
+        anyhow::ensure!(
+            password == again,
+            "the passwords differ; nothing was written"
+        );
+    }
+    Ok(password)
+}
+
+pub fn key(command: KeyCommand) -> anyhow::Result<()> {
+    let KeyCommand::Generate {
+        output_key_prefix,
+        force,
+    } = command;
+    let private = PathBuf::from(format!("{output_key_prefix}.key"));
+    let public = PathBuf::from(format!("{output_key_prefix}.pub"));
+    for path in [&private, &public] {
+        anyhow::ensure!(
+            force || !path.exists(),
+            "{} exists; give another --output-key-prefix, or --force to replace it",
+            path.display()
+        );
+    }
+    let password = key_password(true)?;
+    let (key, pkcs8) = gantry_signing::keyfile::SigningKey::generate();
+    write_private(
+        &private,
+        &gantry_signing::keyfile::encrypt(&pkcs8, password.as_bytes()),
+    )?;
+    std::fs::write(&public, key.public_pem())
+        .with_context(|| format!("cannot write {}", public.display()))?;
+    println!(
+        "Private key written to {}\nPublic key written to {} ({})",
+        private.display(),
+        public.display(),
+        key.trusted().fingerprint()
+    );
+    Ok(())
+}
+
+/// Writes a private key file readable by its owner only.
+fn write_private(path: &std::path::Path, pem: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(pem.as_bytes())?;
+    Ok(())
+}
+
+/// Reads and opens a cosign private key file (password: COSIGN_PASSWORD, else asked for).
+pub fn read_signing_key(
+    path: &std::path::Path,
+) -> anyhow::Result<gantry_signing::keyfile::SigningKey> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key file {}", path.display()))?;
+    let pkcs8 = gantry_signing::keyfile::decrypt(&pem, key_password(false)?.as_bytes())
+        .with_context(|| {
+            format!(
+                "{}: give a private key `gantry key generate` or `cosign generate-key-pair` wrote",
+                path.display()
+            )
+        })?;
+    Ok(gantry_signing::keyfile::SigningKey::from_pkcs8(&pkcs8)?)
+}
+
+/// How `gantry sign` stores a signature.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SignatureFormat {
+    /// cosign v3's: a Sigstore bundle (DSSE in-toto statement) attached as a referrer.
+    Bundle,
+    /// cosign v2's: a layer appended to the sha256-<hex>.sig manifest.
+    Tag,
+}
+
+/// `gantry sign`.
+#[derive(clap::Args)]
+pub struct SignArgs {
+    /// The image: REGISTRY/REPOSITORY[:TAG|@DIGEST]; its digest is what is signed.
+    image: String,
+    /// The private key file (cosign.key; password in COSIGN_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// bundle (cosign v3) or tag (cosign v2's sha256-<hex>.sig).
+    #[arg(long, value_enum, default_value = "bundle")]
+    format: SignatureFormat,
+    #[command(flatten)]
+    remote: crate::RemoteArgs,
+}
+
+/// `gantry sign --help`.
+pub const SIGN_LONG_ABOUT: &str =
+    "Sign an image's digest with a cosign private key, as cosign does, so that `cosign\n\
+    verify`, `gantry verify` and a project's signing policy find the signature. By default a\n\
+    Sigstore bundle as cosign v3 writes it (a DSSE in-toto statement of predicate\n\
+    https://sigstore.dev/cosign/sign/v1 naming the digest, attached as an OCI referrer, or\n\
+    listed by the sha256-<hex> fallback tag where the registry has no referrers API); with\n\
+    --format tag, cosign v2's tag scheme (a simple signing payload appended to the\n\
+    sha256-<hex>.sig manifest). Key-based and offline: no certificate, no transparency log.\n\
+    Reads the image with HEAD only, so it signs in a project that refuses unsigned pulls.\n\n\
+    Examples:\n    \
+    COSIGN_PASSWORD=… gantry sign --key cosign.key 127.0.0.1:5000/team/api:v1.2.0\n    \
+    gantry sign --key cosign.key --format tag 127.0.0.1:5000/team/api@sha256:…";
+
+pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
+    let key = read_signing_key(&args.key)?;
+    let image = gantry_client::ImageRef::parse(&args.image)
+        .with_context(|| format!("{}: give REGISTRY/REPOSITORY[:TAG|@DIGEST]", args.image))?;
+    let client = args.remote.client(&image)?;
+    let (digest, written) = sign_image(&client, &image, &key, args.format).await?;
+    println!(
+        "{}@{digest}: signed by {} ({written})",
+        image.repository,
+        key.trusted().fingerprint()
+    );
+    Ok(())
+}
+
+/// Signs the manifest `image` names with `key`, stored as `format` says: (the signed
+/// digest, the signature manifest written: its `.sig` tag or its digest).
+pub async fn sign_image(
+    client: &gantry_client::RegistryClient,
+    image: &gantry_client::ImageRef,
+    key: &gantry_signing::keyfile::SigningKey,
+    format: SignatureFormat,
+) -> anyhow::Result<(gantry_oci::Digest, String)> {
+    use gantry_oci::{media_type, Descriptor};
+    use gantry_signing::{bundle, cosign};
+
+    let repository = image.repository.as_str();
+    let subject = client
+        .manifest_descriptor(repository, &image.reference.to_string())
+        .await?
+        .with_context(|| {
+            format!(
+                "{}/{repository}:{} does not exist",
+                image.registry, image.reference
+            )
+        })?;
+    let digest = subject.digest.to_string();
+    let name = format!("{}/{repository}", image.registry);
+    let blob =
+        |media_type: &str, digest, size: usize| Descriptor::new(media_type, digest, size as u64);
+    match format {
+        SignatureFormat::Tag => {
+            let (payload, signature) = cosign::signature(key, &name, &digest);
+            let tag = cosign::signature_tag(&digest).expect("digests have an algorithm");
+            let mut layers = match client.find_manifest(repository, &tag).await? {
+                Some(mut existing) => existing.parse(None)?.layers,
+                None => Vec::new(),
+            };
+            let size = payload.len();
+            let mut layer = blob(
+                cosign::SIMPLE_SIGNING,
+                client.push_bytes(repository, payload.into()).await?,
+                size,
+            );
+            layer.annotations = Some(
+                [(cosign::SIGNATURE_ANNOTATION.to_string(), signature.into())]
+                    .into_iter()
+                    .collect(),
+            );
+            layers.push(layer);
+            // cosign's config: an empty image whose layers are the payloads.
+            let config = serde_json::to_vec(&json!({
+                "architecture": "", "os": "", "config": {},
+                "rootfs": {
+                    "type": "layers",
+                    "diff_ids": layers.iter().map(|l| l.digest.to_string()).collect::<Vec<_>>(),
+                },
+            }))?;
+            let size = config.len();
+            let config = blob(
+                media_type::OCI_CONFIG,
+                client.push_bytes(repository, config.into()).await?,
+                size,
+            );
+            let manifest = serde_json::to_vec(&json!({
+                "schemaVersion": 2,
+                "mediaType": media_type::OCI_MANIFEST,
+                "config": config,
+                "layers": layers,
+            }))?;
+            client
+                .put_manifest(repository, &tag, media_type::OCI_MANIFEST, manifest.into())
+                .await?;
+            Ok((subject.digest, tag))
+        }
+        SignatureFormat::Bundle => {
+            let bundle = bundle::image_signature(key, &name, &digest);
+            let size = bundle.len();
+            let bundle = blob(
+                bundle::BUNDLE_V03,
+                client.push_bytes(repository, bundle.into()).await?,
+                size,
+            );
+            client
+                .push_bytes(repository, gantry_oci::manifest::EMPTY_CONFIG.into())
+                .await?;
+            let created = time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)?;
+            let manifest = gantry_oci::manifest::referrer_manifest(&bundle, &subject, &created);
+            let manifest_digest = gantry_oci::Digest::sha256_of(&manifest);
+            let size = manifest.len();
+            client
+                .put_manifest(
+                    repository,
+                    &manifest_digest.to_string(),
+                    media_type::OCI_MANIFEST,
+                    manifest.into(),
+                )
+                .await?;
+            if client
+                .referrers(repository, &subject.digest)
+                .await?
+                .is_none()
+            {
+                // No referrers API: list the bundle in the fallback tag's index, as cosign does.
+                let tag = digest.replacen(':', "-", 1);
+                let mut index = match client.find_manifest(repository, &tag).await? {
+                    Some(existing) => serde_json::from_slice::<Value>(&existing.bytes)?,
+                    None => {
+                        json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": []})
+                    }
+                };
+                let mut entry = blob(media_type::OCI_MANIFEST, manifest_digest.clone(), size);
+                entry.artifact_type = Some(bundle::BUNDLE_V03.to_string());
+                index["manifests"]
+                    .as_array_mut()
+                    .with_context(|| format!("{tag} is not a referrers index"))?
+                    .push(serde_json::to_value(entry)?);
+                client
+                    .put_manifest(
+                        repository,
+                        &tag,
+                        media_type::OCI_INDEX,
+                        serde_json::to_vec(&index)?.into(),
+                    )
+                    .await?;
+            }
+            Ok((subject.digest, manifest_digest.to_string()))
+        }
     }
 }

@@ -7,6 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use base64::Engine as _;
 use common::*;
 use gantry_oci::{media_type, Digest};
 use reqwest::StatusCode;
@@ -683,4 +684,258 @@ async fn gantry_verify_reads_a_bundle_from_the_fallback_tag_of_a_registry_withou
 fn trusted_elsewhere(keys: &Path) -> PathBuf {
     python_sign(keys, "elsewhere", b"makes the key");
     keys.join("elsewhere.pub")
+}
+
+/// The test-side half of cosign's key files and signatures, in Python (`cryptography`,
+/// `hashlib.scrypt`, pynacl's SecretBox): `seal KEYS NAME PASSWORD` writes a new P-256 key as
+/// cosign does (NAME.key, NAME.pub); `open KEYS NAME PASSWORD` opens NAME.key and prints its
+/// public key PEM; `verify PUB MESSAGE_FILE SIGNATURE_BASE64` exits 0 when the ECDSA
+/// signature holds.
+const PYTHON_COSIGN: &str = r#"
+import base64, hashlib, json, os, sys
+import nacl.secret, nacl.utils
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+def box(password, salt):
+    return nacl.secret.SecretBox(hashlib.scrypt(password.encode(), salt=salt, n=32768, r=8, p=1, maxmem=64 * 1024 * 1024, dklen=32))
+
+command = sys.argv[1]
+if command == "seal":
+    keys, name, password = sys.argv[2:5]
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    salt, nonce = os.urandom(32), nacl.utils.random(24)
+    sealed = box(password, salt).encrypt(der, nonce).ciphertext
+    doc = {"kdf": {"name": "scrypt", "params": {"N": 32768, "r": 8, "p": 1}, "salt": base64.b64encode(salt).decode()},
+           "cipher": {"name": "nacl/secretbox", "nonce": base64.b64encode(nonce).decode()},
+           "ciphertext": base64.b64encode(sealed).decode()}
+    body = base64.encodebytes(json.dumps(doc).encode()).decode()
+    open(os.path.join(keys, name + ".key"), "w").write("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n" + body + "-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
+    open(os.path.join(keys, name + ".pub"), "wb").write(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+elif command == "open":
+    keys, name, password = sys.argv[2:5]
+    lines = open(os.path.join(keys, name + ".key")).read().strip().splitlines()
+    assert lines[0] == "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----", lines[0]
+    doc = json.loads(base64.b64decode("".join(lines[1:-1])))
+    assert doc["kdf"]["params"] == {"N": 32768, "r": 8, "p": 1} and doc["cipher"]["name"] == "nacl/secretbox"
+    der = box(password, base64.b64decode(doc["kdf"]["salt"])).decrypt(base64.b64decode(doc["ciphertext"]), base64.b64decode(doc["cipher"]["nonce"]))
+    key = serialization.load_der_private_key(der, None)
+    sys.stdout.write(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
+elif command == "verify":
+    public, message, signature = sys.argv[2:5]
+    key = serialization.load_pem_public_key(open(public, "rb").read())
+    key.verify(base64.b64decode(signature), open(message, "rb").read(), ec.ECDSA(hashes.SHA256()))
+"#;
+
+/// `gantry_as_admin` with COSIGN_PASSWORD `test-password`.
+fn gantry_with_key_password(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(args)
+        .env("GANTRY_USERNAME", "admin")
+        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
+        .env("COSIGN_PASSWORD", "test-password")
+        .output()
+        .unwrap()
+}
+
+fn python_cosign(args: &[&str]) -> std::process::Output {
+    Command::new("python3")
+        .arg("-c")
+        .arg(PYTHON_COSIGN)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Whether the test-side verifier finds `signature` (base64) by `public` over `message`.
+fn python_verifies(dir: &Path, public: &Path, message: &[u8], signature: &str) -> bool {
+    let file = dir.join("message");
+    std::fs::write(&file, message).unwrap();
+    python_cosign(&[
+        "verify",
+        public.to_str().unwrap(),
+        file.to_str().unwrap(),
+        signature,
+    ])
+    .status
+    .success()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gantry_keys_and_signatures_are_cosigns_formats_as_an_independent_implementation_reads_them(
+) {
+    let (server, dir, keys, digest) = server_with_image(b"signed by gantry").await;
+    let keys_arg = keys.to_str().unwrap();
+    // `gantry key generate` writes what the test side opens with the same password only.
+    let generate = gantry_with_key_password(&[
+        "key",
+        "generate",
+        "--output-key-prefix",
+        keys.join("gantry").to_str().unwrap(),
+    ]);
+    assert!(
+        generate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generate.stderr)
+    );
+    let opened = python_cosign(&["open", keys_arg, "gantry", "test-password"]);
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(opened.stdout).unwrap(),
+        std::fs::read_to_string(keys.join("gantry.pub")).unwrap()
+    );
+    assert!(!python_cosign(&["open", keys_arg, "gantry", "another"])
+        .status
+        .success());
+    let again = gantry_with_key_password(&[
+        "key",
+        "generate",
+        "--output-key-prefix",
+        keys.join("gantry").to_str().unwrap(),
+    ]);
+    assert!(!again.status.success(), "an existing key was overwritten");
+
+    // A key the test side sealed signs with `gantry sign`, in both formats.
+    assert!(
+        python_cosign(&["seal", keys_arg, "python", "test-password"])
+            .status
+            .success()
+    );
+    let public = keys.join("python.pub");
+    let image = format!("{}/team/app:v1", server.addr);
+    for format in ["tag", "bundle"] {
+        let signed = gantry_with_key_password(&[
+            "sign",
+            "--key",
+            keys.join("python.key").to_str().unwrap(),
+            "--format",
+            format,
+            &image,
+        ]);
+        assert!(
+            signed.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&signed.stderr)
+        );
+    }
+    let wrong = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "sign",
+            "--key",
+            keys.join("python.key").to_str().unwrap(),
+            &image,
+        ])
+        .env("COSIGN_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("password"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+
+    // The test side verifies the tag-scheme signature…
+    let sig_tag = format!("{}.sig", digest.replace(':', "-"));
+    let sig: Value = serde_json::from_slice(
+        &get_bytes(&server, &format!("/v2/team/app/manifests/{sig_tag}")).await,
+    )
+    .unwrap();
+    let layer = &sig["layers"][0];
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    let payload = get_bytes(
+        &server,
+        &format!("/v2/team/app/blobs/{}", layer["digest"].as_str().unwrap()),
+    )
+    .await;
+    let said: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        said["critical"]["image"]["docker-manifest-digest"],
+        digest.as_str()
+    );
+    let signature = layer["annotations"]["dev.cosignproject.cosign/signature"]
+        .as_str()
+        .unwrap();
+    assert!(python_verifies(dir.path(), &public, &payload, signature));
+    assert!(!python_verifies(
+        dir.path(),
+        &keys.join("gantry.pub"),
+        &payload,
+        signature
+    ));
+
+    // …and the bundle: a referrer whose DSSE envelope holds over the statement's PAE.
+    let referrers = get_json(&server, &format!("/v2/team/app/referrers/{digest}")).await;
+    let referrer = &referrers["manifests"][0];
+    assert_eq!(
+        referrer["artifactType"],
+        "application/vnd.dev.sigstore.bundle.v0.3+json"
+    );
+    let manifest: Value = serde_json::from_slice(
+        &get_bytes(
+            &server,
+            &format!(
+                "/v2/team/app/manifests/{}",
+                referrer["digest"].as_str().unwrap()
+            ),
+        )
+        .await,
+    )
+    .unwrap();
+    let bundle: Value = serde_json::from_slice(
+        &get_bytes(
+            &server,
+            &format!(
+                "/v2/team/app/blobs/{}",
+                manifest["layers"][0]["digest"].as_str().unwrap()
+            ),
+        )
+        .await,
+    )
+    .unwrap();
+    let envelope = &bundle["dsseEnvelope"];
+    let statement = base64::engine::general_purpose::STANDARD
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap();
+    let payload_type = envelope["payloadType"].as_str().unwrap();
+    assert_eq!(payload_type, "application/vnd.in-toto+json");
+    let mut pae = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        statement.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(&statement);
+    assert!(python_verifies(
+        dir.path(),
+        &public,
+        &pae,
+        envelope["signatures"][0]["sig"].as_str().unwrap()
+    ));
+    let statement: Value = serde_json::from_slice(&statement).unwrap();
+    assert_eq!(
+        statement["predicateType"],
+        "https://sigstore.dev/cosign/sign/v1"
+    );
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        digest.trim_start_matches("sha256:")
+    );
+
+    // What the test side sealed, Gantry verifies; an enforcing project pulls it.
+    let verified = gantry_as_admin(&["verify", "--key", public.to_str().unwrap(), &image]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    set_policy(&server, &[&public], &["--enforce"]);
+    skopeo_pull(&server, dir.path(), "team/app:v1").unwrap();
 }

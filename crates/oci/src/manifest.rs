@@ -51,6 +51,20 @@ pub struct Descriptor {
     pub platform: Option<Value>,
 }
 
+impl Descriptor {
+    /// A plain descriptor: `media_type`, `digest` and `size` (bytes), nothing else.
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest,
+            size,
+            artifact_type: None,
+            annotations: None,
+            platform: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestKind {
     /// An image manifest (OCI or Docker schema 2): a config and layers, all blobs.

@@ -363,13 +363,8 @@ impl Registry {
         created: &str,
     ) -> Result<()> {
         let bytes = serde_json::to_vec(document).expect("JSON serializes");
-        let descriptor = |media_type: &str, digest: Digest, size: usize| Descriptor {
-            media_type: media_type.to_string(),
-            digest,
-            size: size as u64,
-            artifact_type: None,
-            annotations: None,
-            platform: None,
+        let descriptor = |media_type: &str, digest, size: usize| {
+            Descriptor::new(media_type, digest, size as u64)
         };
         let blob = descriptor(media_type, Digest::sha256_of(&bytes), bytes.len());
         let referrer = manifest::referrer_manifest(

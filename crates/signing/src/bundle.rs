@@ -73,6 +73,34 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The bundle cosign v3 attaches as an image's signature, signed by `key`: a DSSE envelope
+/// over an in-toto statement of predicate [`SIGN_PREDICATE`] whose one subject is image
+/// `digest` (`sha256:<hex>`) named `name` (`REGISTRY/REPOSITORY`); the public key's hint is
+/// its fingerprint. No certificate and no transparency log entry (offline, key-based). The
+/// bundle's JSON.
+pub fn image_signature(key: &crate::keyfile::SigningKey, name: &str, digest: &str) -> Vec<u8> {
+    let (algorithm, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
+    let statement = serde_json::to_vec(&serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": name, "digest": {algorithm: hex}}],
+        "predicateType": SIGN_PREDICATE,
+        "predicate": {},
+    }))
+    .expect("JSON serializes");
+    let signature = key.sign(&pae(IN_TOTO, &statement));
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    serde_json::to_vec(&serde_json::json!({
+        "mediaType": BUNDLE_V03,
+        "verificationMaterial": {"publicKey": {"hint": key.trusted().fingerprint()}},
+        "dsseEnvelope": {
+            "payload": b64(&statement),
+            "payloadType": IN_TOTO,
+            "signatures": [{"sig": b64(&signature), "keyid": ""}],
+        },
+    }))
+    .expect("JSON serializes")
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Bundle {

@@ -50,6 +50,34 @@ pub fn tag_subject(tag: &str) -> Option<String> {
     .then(|| format!("sha256:{hex}"))
 }
 
+/// The simple signing payload cosign signs for image `digest` (`sha256:<hex>`) of
+/// `docker_reference` (`REGISTRY/REPOSITORY`).
+pub fn payload(docker_reference: &str, digest: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "critical": {
+            "identity": {"docker-reference": docker_reference},
+            "image": {"docker-manifest-digest": digest},
+            "type": "cosign container image signature",
+        },
+        "optional": null,
+    }))
+    .expect("JSON serializes")
+}
+
+/// A tag-scheme signature by `key` of image `digest` of `docker_reference`: the payload
+/// ([`payload`]) and its signature, base64 (the value of the layer's
+/// [`SIGNATURE_ANNOTATION`]).
+pub fn signature(
+    key: &crate::keyfile::SigningKey,
+    docker_reference: &str,
+    digest: &str,
+) -> (Vec<u8>, String) {
+    use base64::Engine as _;
+    let payload = payload(docker_reference, digest);
+    let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(&payload));
+    (payload, signature)
+}
+
 #[derive(Deserialize)]
 struct Payload {
     critical: Critical,

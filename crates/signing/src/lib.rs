@@ -10,6 +10,7 @@
 //!   (`critical.image.docker-manifest-digest`) and the signature annotation.
 //! - [`bundle`]: cosign v3's scheme: Sigstore bundles attached as referrers, holding a DSSE
 //!   in-toto statement or a message signature.
+//! - [`keyfile`]: cosign's password-sealed private key files, and signing with their keys.
 //! - [`sources`]: finding and reading an image's signatures of both schemes through a store.
 //! - [`verdict`]: what a project's trusted keys make of the signatures found for a digest.
 //!
@@ -19,6 +20,7 @@
 
 pub mod bundle;
 pub mod cosign;
+pub mod keyfile;
 pub mod sources;
 
 use base64::Engine as _;
@@ -49,13 +51,20 @@ pub enum SigningError {
     /// an in-toto statement of cosign's signing predicate).
     #[error("not an image signature payload: {0}")]
     NotAPayload(String),
+    /// Not a cosign private key file, or one this cannot sign with.
+    #[error("{0}")]
+    KeyFile(String),
+    /// The password does not open the private key file.
+    #[error("the password does not open the private key (COSIGN_PASSWORD)")]
+    WrongPassword,
     /// Not a Sigstore bundle's JSON, or one that holds no image signature.
     #[error("not a Sigstore bundle with an image signature: {0}")]
     NotABundle(String),
 }
 
-const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+pub(crate) const EC_PUBLIC_KEY: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+pub(crate) const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 const RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");

@@ -124,6 +124,7 @@ mod fuzz {
             let _ = cosign::signed_digest(&bytes);
             let _ = verdict(&SUBJECT, &[Candidate::SimpleSigning { payload: bytes.clone(), signature_base64: text.clone() }], &[key("p256")]);
             let _ = bundle::parse(&bytes);
+            let _ = keyfile::decrypt(&text, b"");
             let _ = bundle::signed_digests(bundle::IN_TOTO, &bytes);
         }
     }
@@ -452,4 +453,53 @@ fn signatures_are_found_in_the_sig_tag_the_referrers_and_the_fallback_tag_each_o
     store.referrers.pop();
     let fewer = futures::executor::block_on(sources::locate(&store, &digest)).unwrap();
     assert_ne!(fewer.key(), located.key());
+}
+
+#[test]
+fn a_sealed_key_opens_with_its_password_only_and_signs_what_the_verdict_trusts() {
+    let (key, pkcs8) = keyfile::SigningKey::generate();
+    let pem = keyfile::encrypt(&pkcs8, b"correct horse");
+    assert!(
+        pem.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"),
+        "{pem}"
+    );
+    assert_eq!(keyfile::decrypt(&pem, b"correct horse").unwrap(), pkcs8);
+    assert!(matches!(
+        keyfile::decrypt(&pem, b"wrong"),
+        Err(SigningError::WrongPassword)
+    ));
+    assert!(matches!(
+        keyfile::decrypt(&data("p256.pub"), b""),
+        Err(SigningError::KeyFile(_))
+    ));
+    let opened =
+        keyfile::SigningKey::from_pkcs8(&keyfile::decrypt(&pem, b"correct horse").unwrap())
+            .unwrap();
+    assert_eq!(opened.public_pem(), key.public_pem());
+    let trusted = Verdict::Trusted {
+        key: key.trusted().fingerprint().to_string(),
+    };
+    let (payload, signature_base64) = cosign::signature(&opened, "127.0.0.1:5000/team/app", DIGEST);
+    let tag_scheme = Candidate::SimpleSigning {
+        payload,
+        signature_base64,
+    };
+    let bundle = Candidate::Bundle(
+        bundle::parse(&bundle::image_signature(
+            &opened,
+            "127.0.0.1:5000/team/app",
+            DIGEST,
+        ))
+        .unwrap(),
+    );
+    for candidate in [tag_scheme, bundle] {
+        assert_eq!(
+            verdict(&SUBJECT, std::slice::from_ref(&candidate), &[key.trusted()]),
+            trusted
+        );
+        assert_eq!(
+            verdict(&SUBJECT, &[candidate], &[self::key("p256")]),
+            Verdict::Untrusted
+        );
+    }
 }
