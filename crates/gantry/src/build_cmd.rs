@@ -57,6 +57,10 @@ pub struct BuildArgs {
     /// `podman load` with docker-archive:FILE.tar (one platform).
     #[arg(long, value_name = "DIR|docker-archive:FILE")]
     output: Option<String>,
+    /// Sign what is pushed (the index, or the one image) with this cosign private key
+    /// (password: COSIGN_PASSWORD), as `gantry sign` does: a cosign v3 bundle.
+    #[arg(long, value_name = "FILE", conflicts_with = "output")]
+    sign_key: Option<PathBuf>,
     #[command(flatten)]
     remote: RemoteArgs,
 }
@@ -101,6 +105,12 @@ fn source_date(dir: &std::path::Path) -> anyhow::Result<u64> {
 
 pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
     let image = ImageRef::parse(&args.image)?;
+    // Opened first: a wrong password fails before the build, not after the push.
+    let signing_key = args
+        .sign_key
+        .as_deref()
+        .map(crate::signing_cmd::read_signing_key)
+        .transpose()?;
     let tags = tags(&args, &image)?;
     let platforms: Vec<Platform> = args
         .platform
@@ -244,8 +254,18 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
         )
         .await?;
     }
+    let mut signed = String::new();
+    if let Some(key) = &signing_key {
+        let pushed = ImageRef {
+            reference: built.digest.to_string(),
+            ..image.clone()
+        };
+        let format = crate::signing_cmd::SignatureFormat::Bundle;
+        crate::signing_cmd::sign_image(&client, &pushed, key, format).await?;
+        signed = format!(", signed by {}", key.trusted().fingerprint());
+    }
     bar.finish(&format!(
-        "pushed {}/{} ({}) as {}, with an SPDX SBOM per platform",
+        "pushed {}/{} ({}) as {}, with an SPDX SBOM per platform{signed}",
         image.registry,
         image.repository,
         built.digest,

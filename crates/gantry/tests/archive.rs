@@ -49,7 +49,38 @@ async fn push_release(s: &Server, dir: &Path, tag: &str) -> String {
     }))
     .unwrap();
     push_manifest_by_digest(s, "team/app", media_type::OCI_MANIFEST, &referrer).await;
+    // And a cosign v2 signature: a `.sig` manifest under the tag naming the image.
+    let payload = format!(r#"{{"critical":{{"image":{{"docker-manifest-digest":"{digest}"}}}}}}"#);
+    push_blob(s, "team/app", payload.as_bytes()).await;
+    let config = br#"{"architecture":"","os":"","config":{}}"#;
+    push_blob(s, "team/app", config).await;
+    let mut layer = descriptor(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        payload.as_bytes(),
+    );
+    layer["annotations"] = json!({"dev.cosignproject.cosign/signature": "c2ln"});
+    let sig = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": descriptor(media_type::OCI_CONFIG, config),
+        "layers": [layer],
+    }))
+    .unwrap();
+    let put = put_manifest(
+        s,
+        "team/app",
+        &sig_tag(&digest),
+        media_type::OCI_MANIFEST,
+        &sig,
+    )
+    .await;
+    assert_eq!(put.status(), StatusCode::CREATED);
     digest
+}
+
+/// cosign's signature tag of image `digest`.
+fn sig_tag(digest: &str) -> String {
+    format!("{}.sig", digest.replace(':', "-"))
 }
 
 /// skopeo copies `team/app:{tag}` out of the registry; returns the digest it got.
@@ -100,12 +131,23 @@ async fn round_trip(s: &Server) -> String {
     let report = gantry(s, &["archive", "team", "--tag", "v1.*"]);
     let archived = &report["archived"][0];
     assert_eq!(archived["tags"], json!(["v1.0.0"]));
-    assert_eq!(archived["referrers"].as_array().unwrap().len(), 1);
+    // The referrer and the `.sig` manifest go with the image (the `.sig` once stayed behind,
+    // tagged, signing nothing).
+    assert_eq!(
+        archived["referrers"].as_array().unwrap().len(),
+        2,
+        "{archived}"
+    );
     let id = archived["id"].as_i64().unwrap();
     let key = archived["object_key"].as_str().unwrap().to_string();
     assert_eq!(manifest_status(s, "v1.0.0").await, StatusCode::NOT_FOUND);
     assert_eq!(manifest_status(s, &old).await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        manifest_status(s, &sig_tag(&old)).await,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(manifest_status(s, "v2.0.0").await, StatusCode::OK);
+    assert_eq!(manifest_status(s, &sig_tag(&new)).await, StatusCode::OK);
 
     // Garbage collection frees the archived image's own blobs.
     let layers: Vec<String> = {
@@ -143,7 +185,7 @@ async fn round_trip(s: &Server) -> String {
 
     let restored = gantry(s, &["restore", "team", &id.to_string()]);
     assert_eq!(restored["tags"], json!(["v1.0.0"]));
-    assert_eq!(restored["manifests"], 2, "{restored}");
+    assert_eq!(restored["manifests"], 3, "{restored}");
     assert_eq!(
         pulled_digest(s, dir.path(), "v1.0.0"),
         old,
@@ -154,6 +196,11 @@ async fn round_trip(s: &Server) -> String {
         referrers_of(s, &old).await,
         1,
         "the signature came back too"
+    );
+    assert_eq!(
+        manifest_status(s, &sig_tag(&old)).await,
+        StatusCode::OK,
+        "the .sig manifest came back under its tag"
     );
     let listed = gantry(s, &["archive", "team", "--list"]);
     assert!(listed["archives"][0]["restored_at"].is_i64(), "{listed}");

@@ -646,3 +646,91 @@ async fn builds_on_a_base_image_and_writes_an_archive_podman_loads() {
     ]);
     assert_eq!(user.trim(), "65532:65532");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn build_with_a_sign_key_pushes_an_image_an_enforcing_project_pulls() {
+    let server = Server::start();
+    api_create_project(&server, "team", false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("release");
+    let generate = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "key",
+            "generate",
+            "--output-key-prefix",
+            prefix.to_str().unwrap(),
+        ])
+        .env("COSIGN_PASSWORD", "build-password")
+        .output()
+        .unwrap();
+    assert!(generate.status.success(), "{generate:?}");
+    let key = dir.path().join("release.key");
+    let public = dir.path().join("release.pub");
+    let image = format!("{}/team/hello:v1.0.0", server.addr);
+    let policy = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "signing-policy",
+            "set",
+            "team",
+            "--registry",
+            &server.addr,
+            "--key",
+            public.to_str().unwrap(),
+            "--enforce",
+        ])
+        .env("GANTRY_USERNAME", "admin")
+        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(policy.status.success(), "{policy:?}");
+    let hello = fixture("hello");
+    // A wrong password stops the build before anything is pushed.
+    let wrong = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "build",
+            "-C",
+            hello.to_str().unwrap(),
+            "--image",
+            &image,
+            "--sign-key",
+            key.to_str().unwrap(),
+        ])
+        .env("COSIGN_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("password"),
+        "{wrong:?}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "build",
+            "-C",
+            hello.to_str().unwrap(),
+            "--image",
+            &image,
+            "--sign-key",
+            key.to_str().unwrap(),
+        ])
+        .env("COSIGN_PASSWORD", "build-password")
+        .env("GANTRY_USERNAME", "admin")
+        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    let digest = built_digest(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("signed by sha256:"),
+        "{out:?}"
+    );
+    login(dir.path(), &server, "admin", ADMIN_PASSWORD);
+    skopeo_pull(&server, dir.path(), "team/hello:v1.0.0").unwrap();
+    let verified = gantry_as_admin(&[
+        "verify",
+        "--key",
+        public.to_str().unwrap(),
+        &format!("{}/team/hello@{digest}", server.addr),
+    ]);
+    assert!(verified.status.success(), "{verified:?}");
+}

@@ -1349,3 +1349,61 @@ async fn retention_keeps_and_deletes_cosign_signatures_with_the_images_they_sign
         "the kept signature keeps its tag"
     );
 }
+
+/// GC kept cosign's `.sig` manifests forever: their tag made them reachable though the image
+/// they sign was deleted. A referrer tag (`.sig`, `.att`, `.sbom`, the referrers fallback tag)
+/// now keeps its manifest only while the image its name gives lives.
+#[tokio::test]
+async fn gc_collects_signatures_whose_image_is_gone_and_keeps_those_whose_image_lives() {
+    let s = Server::start();
+    let (_, v1) = push_image(&s, "team/app", "v1", "one").await;
+    let v1_sig = push_cosign_signature(&s, "team/app", &v1.to_string()).await;
+    let (_, v2) = push_image(&s, "team/app", "v2", "two").await;
+    let v2_sig = push_cosign_signature(&s, "team/app", &v2.to_string()).await;
+    // The referrers fallback index of each image, listing its signature.
+    let mut fallbacks = Vec::new();
+    for (image, signature) in [(&v1, &v1_sig), (&v2, &v2_sig)] {
+        let sig_manifest = get_bytes(&s, &format!("/v2/team/app/manifests/{signature}")).await;
+        let mut entry = descriptor(media_type::OCI_MANIFEST, &sig_manifest);
+        entry["artifactType"] = json!("application/vnd.dev.cosign.artifact.sig.v1+json");
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_INDEX,
+            "manifests": [entry],
+        }))
+        .unwrap();
+        let tag = image.to_string().replace(':', "-");
+        let put = put_manifest(&s, "team/app", &tag, media_type::OCI_INDEX, &index).await;
+        assert_eq!(put.status(), StatusCode::CREATED);
+        fallbacks.push((tag, gantry_oci::Digest::sha256_of(&index).to_string()));
+    }
+    let deleted = http()
+        .delete(s.url(&format!("/v2/team/app/manifests/{v1}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+    gc_now(&s).await;
+    let v1_tag = format!("{}.sig", v1.to_string().replace(':', "-"));
+    for gone in [&v1_sig, &v1_tag, &fallbacks[0].0, &fallbacks[0].1] {
+        assert_eq!(
+            manifest_status(&s, "team/app", gone).await,
+            StatusCode::NOT_FOUND,
+            "{gone} outlived the image it names"
+        );
+    }
+    let v2_tag = format!("{}.sig", v2.to_string().replace(':', "-"));
+    for kept in [
+        &v2.to_string(),
+        &v2_sig,
+        &v2_tag,
+        &fallbacks[1].0,
+        &fallbacks[1].1,
+    ] {
+        assert_eq!(
+            manifest_status(&s, "team/app", kept).await,
+            StatusCode::OK,
+            "{kept} went while its image lives"
+        );
+    }
+}

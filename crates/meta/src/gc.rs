@@ -4,43 +4,70 @@
 //! their condition inside their own statement, so a concurrent push that makes something
 //! reachable again wins.
 
+use std::sync::LazyLock;
+
 use sqlx::Row;
 
 use crate::quota::{Change, UsageChanges};
 use crate::{Backend, MetaStore, Result};
 
-/// The reachable manifests (`live`) as of cutoff `$1`: tagged ones, ones pushed at or after
-/// the cutoff, the children of reachable indexes and the referrers of reachable manifests.
+/// The reachable manifests (`live`) as of cutoff `$1`: ones tagged (but for referrer tags),
+/// ones pushed at or after the cutoff, the children of reachable indexes, the referrers of
+/// reachable manifests, and the manifests a referrer tag of a reachable manifest names.
+/// Referrer tags — cosign's `sha256-<hex>.sig`/`.att`/`.sbom` and the referrers fallback tag
+/// `sha256-<hex>` ([`REFERRER_TAG`]) — keep their manifest only while the manifest their
+/// name gives lives: a signature whose image is gone is collected with its tag.
 ///
-/// Two texts: PostgreSQL allows one reference to `live` in its recursive term, so children
-/// and referrers are joined through one union of edges there; SQLite walks the two-branch
-/// form by index, while the union would be rebuilt for every row the recursion visits.
+/// Two texts: PostgreSQL allows one reference to `live` in its recursive term, so children,
+/// referrers and referrer tags are joined through one union of edges there; SQLite walks the
+/// branches by index, while the union would be rebuilt for every row the recursion visits.
 fn live(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite => {
+    static SQLITE: LazyLock<String> = LazyLock::new(|| {
+        format!(
             "WITH RECURSIVE live(repository_id, digest) AS ( \
-                SELECT repository_id, digest FROM tags \
+                SELECT repository_id, digest FROM tags t WHERE NOT ({REFERRER_TAG}) \
                 UNION SELECT repository_id, digest FROM manifests WHERE created_at >= $1 \
                 UNION SELECT c.repository_id, c.child_digest FROM manifest_children c \
                     JOIN live l ON l.repository_id = c.repository_id AND l.digest = c.manifest_digest \
                 UNION SELECT m.repository_id, m.digest FROM manifests m \
                     JOIN live l ON l.repository_id = m.repository_id AND m.subject = l.digest \
+                UNION SELECT t.repository_id, t.digest FROM tags t \
+                    JOIN live l ON l.repository_id = t.repository_id AND l.digest = {TAG_SUBJECT} \
+                    WHERE {REFERRER_TAG} \
             )"
-        }
-        Backend::Postgres => {
+        )
+    });
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| {
+        format!(
             "WITH RECURSIVE live(repository_id, digest) AS ( \
-                SELECT repository_id, digest FROM tags \
+                SELECT repository_id, digest FROM tags t WHERE NOT ({REFERRER_TAG}) \
                 UNION SELECT repository_id, digest FROM manifests WHERE created_at >= $1 \
                 UNION SELECT e.repository_id, e.digest FROM live l JOIN ( \
                     SELECT repository_id, manifest_digest AS parent, child_digest AS digest \
                         FROM manifest_children \
                     UNION ALL SELECT repository_id, subject, digest FROM manifests \
-                        WHERE subject IS NOT NULL) e \
+                        WHERE subject IS NOT NULL \
+                    UNION ALL SELECT repository_id, {TAG_SUBJECT}, digest FROM tags t \
+                        WHERE {REFERRER_TAG}) e \
                     ON e.repository_id = l.repository_id AND e.parent = l.digest \
             )"
-        }
+        )
+    });
+    match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
     }
 }
+
+/// Whether tag `t` is a referrer tag: `sha256-` and 64 characters, alone (the referrers
+/// fallback tag) or with `.sig`, `.att` or `.sbom` (cosign's tag scheme); the SQL twin of
+/// `gantry_signing::cosign::tag_subject`.
+const REFERRER_TAG: &str = "t.name LIKE 'sha256-%' AND (length(t.name) = 71 \
+    OR (length(t.name) = 75 AND (t.name LIKE '%.sig' OR t.name LIKE '%.att')) \
+    OR (length(t.name) = 76 AND t.name LIKE '%.sbom'))";
+
+/// The digest a referrer tag `t` names.
+const TAG_SUBJECT: &str = "'sha256:' || substr(t.name, 8, 64)";
 
 /// Whether a live manifest of link `rb`'s repository references its blob.
 const LIVE_REFERENCE: &str = "EXISTS (SELECT 1 FROM manifest_blobs mb JOIN live l \

@@ -61,6 +61,8 @@ pub struct RestoreReport {
 struct Bundle {
     manifests: Vec<(Digest, String, Vec<u8>)>,
     blobs: Vec<(Digest, u64)>,
+    /// The referrer tags (`sha256-<hex>.sig` and the like) of the referrers.
+    referrer_tags: Vec<(Digest, String)>,
 }
 
 impl Bundle {
@@ -113,7 +115,9 @@ impl Registry {
         let location = self.archive_location()?;
         // Pulls counted in memory must be seen by "not pulled for" selectors.
         self.flush_pulls().await?;
-        let artifacts = self.project_artifacts(project).await?;
+        // cosign's `.sig` (and the like) go with the image they name, under their tags.
+        let artifacts =
+            crate::retention::tag_scheme_as_referrers(self.project_artifacts(project).await?);
         let chosen = selection::select(selector, &artifacts, now);
         let mut report = ArchiveReport {
             dry_run,
@@ -168,6 +172,7 @@ impl Registry {
         let mut bundle = Bundle {
             manifests: Vec::new(),
             blobs: Vec::new(),
+            referrer_tags: Vec::new(),
         };
         while let Some(digest) = queue.pop_front() {
             if !seen.insert(digest.clone()) {
@@ -192,6 +197,13 @@ impl Registry {
                 }
             }
             queue.extend(parsed.manifests.iter().map(|m| m.digest.clone()));
+            if artifact.referrers.contains(&digest.to_string()) {
+                for tag in self.meta.tags_of(name.as_str(), &digest).await? {
+                    if gantry_signing::cosign::tag_subject(&tag).is_some() {
+                        bundle.referrer_tags.push((digest.clone(), tag));
+                    }
+                }
+            }
             bundle
                 .manifests
                 .push((digest, stored.media_type, stored.content));
@@ -199,7 +211,8 @@ impl Registry {
         Ok(bundle)
     }
 
-    /// The layout's `index.json`: the artifact once per tag, then its referrers.
+    /// The layout's `index.json`: the artifact once per tag, then its referrers (a referrer
+    /// under a referrer tag, as cosign's `.sig`, once per such tag).
     fn layout_index(artifact: &Selected, bundle: &Bundle) -> Vec<u8> {
         let descriptor = |(digest, media_type, content): &(Digest, String, Vec<u8>)| json!({"mediaType": media_type, "digest": digest.to_string(), "size": content.len()});
         let top = &bundle.manifests[0];
@@ -212,13 +225,25 @@ impl Registry {
                 d
             })
             .collect();
-        entries.extend(
-            bundle
-                .manifests
+        for manifest in &bundle.manifests {
+            if !artifact.referrers.contains(&manifest.0.to_string()) {
+                continue;
+            }
+            let tags: Vec<&String> = bundle
+                .referrer_tags
                 .iter()
-                .filter(|(digest, _, _)| artifact.referrers.contains(&digest.to_string()))
-                .map(descriptor),
-        );
+                .filter(|(digest, _)| *digest == manifest.0)
+                .map(|(_, tag)| tag)
+                .collect();
+            if tags.is_empty() {
+                entries.push(descriptor(manifest));
+            }
+            for tag in tags {
+                let mut d = descriptor(manifest);
+                d["annotations"] = json!({ REF_NAME: tag });
+                entries.push(d);
+            }
+        }
         serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": media_type::OCI_INDEX,
@@ -375,6 +400,7 @@ impl Registry {
         // Manifests named so far (by index.json or an index), with the media type their
         // descriptor gives: a manifest need not carry its own `mediaType`.
         let mut expected: HashMap<Digest, String> = HashMap::new();
+        let mut tags: HashMap<Digest, Vec<String>> = HashMap::new();
         let mut manifests: Vec<(Digest, String, Vec<u8>)> = Vec::new();
         let mut index_seen = false;
         while let Some(entry) = reader.next_entry().await? {
@@ -389,10 +415,11 @@ impl Registry {
                 for m in &index.manifests {
                     expected.insert(m.digest.clone(), m.media_type.clone());
                     let tag = m.annotations.as_ref().and_then(|a| a.get(REF_NAME));
-                    if let (Some(Value::String(tag)), true) =
-                        (tag, m.digest.to_string() == record.digest)
-                    {
-                        report.tags.push(tag.clone());
+                    if let Some(Value::String(tag)) = tag {
+                        if m.digest.to_string() == record.digest {
+                            report.tags.push(tag.clone());
+                        }
+                        tags.entry(m.digest.clone()).or_default().push(tag.clone());
                     }
                 }
                 index_seen = true;
@@ -445,17 +472,15 @@ impl Registry {
                 "the archive lacks index.json or manifests {missing:?}"
             )));
         }
-        // Children before the indexes that name them; the artifact under each of its tags.
+        // Children before the indexes that name them; the artifact under each of its tags,
+        // a referrer under its referrer tags.
         for (digest, media_type, content) in manifests.iter().rev() {
-            let references: Vec<Reference> = if digest.to_string() == record.digest {
-                report
-                    .tags
-                    .iter()
-                    .map(|t| crate::parse_reference(t))
-                    .collect::<Result<_>>()?
-            } else {
-                Vec::new()
-            };
+            let references: Vec<Reference> = tags
+                .get(digest)
+                .into_iter()
+                .flatten()
+                .map(|t| crate::parse_reference(t))
+                .collect::<Result<_>>()?;
             let references = if references.is_empty() {
                 vec![Reference::Digest(digest.clone())]
             } else {

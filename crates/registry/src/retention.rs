@@ -193,11 +193,11 @@ impl Registry {
     }
 }
 
-/// cosign's tag-scheme artifacts (`sha256-<hex>.sig`, `.att`, `.sbom`) as the referrers they
-/// are: their tags are not versions for rules to count (a rule keeping the newest tag kept the
+/// Artifacts under referrer tags (cosign's `sha256-<hex>.sig`, `.att`, `.sbom`, and the
+/// referrers fallback tag `sha256-<hex>`) as the referrers they are: their tags are not versions for rules to count (a rule keeping the newest tag kept the
 /// newest signature and deleted the image it signs), and they stay and go with the manifest
 /// their tags name, keeping their tags while they stay.
-fn tag_scheme_as_referrers(mut artifacts: Vec<Artifact>) -> Vec<Artifact> {
+pub(crate) fn tag_scheme_as_referrers(mut artifacts: Vec<Artifact>) -> Vec<Artifact> {
     for artifact in &mut artifacts {
         if artifact.subject.is_some() || artifact.tags.is_empty() {
             continue;

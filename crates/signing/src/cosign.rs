@@ -36,12 +36,16 @@ pub fn layer_signature<'a>(
     annotations?.get(SIGNATURE_ANNOTATION)?.as_str()
 }
 
-/// The digest a cosign tag-scheme artifact's tag names: `sha256-<hex>.sig` (signatures),
-/// `.att` (attestations) and `.sbom` (SBOMs) → `sha256:<hex>`; `None` for any other tag.
+/// The digest a referrer tag names: cosign's tag scheme, `sha256-<hex>.sig` (signatures),
+/// `.att` (attestations) and `.sbom` (SBOMs), and the referrers fallback tag `sha256-<hex>`
+/// (an index of an image's referrers, distribution-spec "Referrers Tag Schema", as clients
+/// write it where a registry lacks the referrers API) → `sha256:<hex>`; `None` for any other
+/// tag. Such tags are not versions: what they tag lives and goes with the image they name.
 pub fn tag_subject(tag: &str) -> Option<String> {
     let stem = [".sig", ".att", ".sbom"]
         .iter()
-        .find_map(|suffix| tag.strip_suffix(suffix))?;
+        .find_map(|suffix| tag.strip_suffix(suffix))
+        .unwrap_or(tag);
     let hex = stem.strip_prefix("sha256-")?;
     (hex.len() == 64
         && hex

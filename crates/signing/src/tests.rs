@@ -161,7 +161,12 @@ fn tag_scheme_tags_name_their_subject() {
             Some(format!("sha256:{hex}"))
         );
     }
-    assert_eq!(cosign::tag_subject(&format!("sha256-{hex}")), None);
+    // The referrers fallback tag too.
+    assert_eq!(
+        cosign::tag_subject(&format!("sha256-{hex}")),
+        Some(format!("sha256:{hex}"))
+    );
+    assert_eq!(cosign::tag_subject(&format!("sha256-{hex}.tar")), None);
     assert_eq!(cosign::tag_subject("sha256-abc.sig"), None);
     assert_eq!(
         cosign::tag_subject(&format!("sha256-{}.sig", "AB".repeat(32))),
