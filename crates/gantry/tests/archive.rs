@@ -50,31 +50,7 @@ async fn push_release(s: &Server, dir: &Path, tag: &str) -> String {
     .unwrap();
     push_manifest_by_digest(s, "team/app", media_type::OCI_MANIFEST, &referrer).await;
     // And a cosign v2 signature: a `.sig` manifest under the tag naming the image.
-    let payload = format!(r#"{{"critical":{{"image":{{"docker-manifest-digest":"{digest}"}}}}}}"#);
-    push_blob(s, "team/app", payload.as_bytes()).await;
-    let config = br#"{"architecture":"","os":"","config":{}}"#;
-    push_blob(s, "team/app", config).await;
-    let mut layer = descriptor(
-        "application/vnd.dev.cosign.simplesigning.v1+json",
-        payload.as_bytes(),
-    );
-    layer["annotations"] = json!({"dev.cosignproject.cosign/signature": "c2ln"});
-    let sig = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
-        "config": descriptor(media_type::OCI_CONFIG, config),
-        "layers": [layer],
-    }))
-    .unwrap();
-    let put = put_manifest(
-        s,
-        "team/app",
-        &sig_tag(&digest),
-        media_type::OCI_MANIFEST,
-        &sig,
-    )
-    .await;
-    assert_eq!(put.status(), StatusCode::CREATED);
+    push_cosign_signature(s, "team/app", &digest).await;
     digest
 }
 

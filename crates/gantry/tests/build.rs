@@ -685,40 +685,32 @@ async fn build_with_a_sign_key_pushes_an_image_an_enforcing_project_pulls() {
     assert!(policy.status.success(), "{policy:?}");
     let hello = fixture("hello");
     // A wrong password stops the build before anything is pushed.
-    let wrong = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args([
-            "build",
-            "-C",
-            hello.to_str().unwrap(),
-            "--image",
-            &image,
-            "--sign-key",
-            key.to_str().unwrap(),
-        ])
-        .env("COSIGN_PASSWORD", "wrong")
-        .output()
-        .unwrap();
+    // `gantry build` of the hello fixture signed with the key, the key's password given.
+    let build_signed = |password: &str| {
+        Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args([
+                "build",
+                "-C",
+                hello.to_str().unwrap(),
+                "--image",
+                &image,
+                "--sign-key",
+                key.to_str().unwrap(),
+            ])
+            .env("COSIGN_PASSWORD", password)
+            .env("GANTRY_USERNAME", "admin")
+            .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap()
+    };
+    let wrong = build_signed("wrong");
     assert!(!wrong.status.success());
     assert!(
         String::from_utf8_lossy(&wrong.stderr).contains("password"),
         "{wrong:?}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args([
-            "build",
-            "-C",
-            hello.to_str().unwrap(),
-            "--image",
-            &image,
-            "--sign-key",
-            key.to_str().unwrap(),
-        ])
-        .env("COSIGN_PASSWORD", "build-password")
-        .env("GANTRY_USERNAME", "admin")
-        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .output()
-        .unwrap();
+    let out = build_signed("build-password");
     let digest = built_digest(&out);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("signed by sha256:"),

@@ -1291,31 +1291,6 @@ async fn retention_runs_by_itself_on_its_cron_schedule() {
     );
 }
 
-/// A cosign tag-scheme signature of `digest`: a `sha256-<hex>.sig` manifest (an image config
-/// over one simple signing payload), pushed after it.
-async fn push_cosign_signature(s: &Server, repo: &str, digest: &str) -> String {
-    let payload = format!(r#"{{"critical":{{"image":{{"docker-manifest-digest":"{digest}"}}}}}}"#);
-    let config = br#"{"architecture":"","os":"","config":{}}"#;
-    push_blob(s, repo, payload.as_bytes()).await;
-    push_blob(s, repo, config).await;
-    let mut layer = descriptor(
-        "application/vnd.dev.cosign.simplesigning.v1+json",
-        payload.as_bytes(),
-    );
-    layer["annotations"] = json!({"dev.cosignproject.cosign/signature": "c2ln"});
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
-        "config": descriptor(media_type::OCI_CONFIG, config),
-        "layers": [layer],
-    }))
-    .unwrap();
-    let tag = format!("{}.sig", digest.replace(':', "-"));
-    let put = put_manifest(s, repo, &tag, media_type::OCI_MANIFEST, &manifest).await;
-    assert_eq!(put.status(), StatusCode::CREATED);
-    gantry_oci::Digest::sha256_of(&manifest).to_string()
-}
-
 /// Retention counted cosign's `sha256-<hex>.sig` tags as artifacts of their own: a rule
 /// keeping the newest tag kept the newest signature and deleted the image it signs. A
 /// signature now goes and stays with its image, and keeps its tag.

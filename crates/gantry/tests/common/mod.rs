@@ -1247,3 +1247,29 @@ pub fn skopeo_pull(server: &Server, dir: &Path, reference: &str) -> Result<(), S
 pub fn podman_pull(server: &Server, dir: &Path, reference: &str) -> Result<(), String> {
     pulled(podman(dir, &["pull", "--tls-verify=false"]).arg(format!("{}/{reference}", server.addr)))
 }
+
+/// Pushes a cosign v2 (tag-scheme) signature of image `digest` in `repo`: a `.sig` manifest
+/// (an OCI image config over one simple signing payload layer) under `sha256-<hex>.sig`; its
+/// digest.
+pub async fn push_cosign_signature(s: &Server, repo: &str, digest: &str) -> String {
+    let payload = format!(r#"{{"critical":{{"image":{{"docker-manifest-digest":"{digest}"}}}}}}"#);
+    let config = br#"{"architecture":"","os":"","config":{}}"#;
+    push_blob(s, repo, payload.as_bytes()).await;
+    push_blob(s, repo, config).await;
+    let mut layer = descriptor(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        payload.as_bytes(),
+    );
+    layer["annotations"] = json!({"dev.cosignproject.cosign/signature": "c2ln"});
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": descriptor(media_type::OCI_CONFIG, config),
+        "layers": [layer],
+    }))
+    .unwrap();
+    let tag = format!("{}.sig", digest.replace(':', "-"));
+    let put = put_manifest(s, repo, &tag, media_type::OCI_MANIFEST, &manifest).await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    gantry_oci::Digest::sha256_of(&manifest).to_string()
+}
