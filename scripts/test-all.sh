@@ -92,7 +92,10 @@ scripts/garage.sh start "$garage_dir" >/dev/null
 # the tests mean to configure themselves.
 eval "$(grep GANTRY_TEST_S3_ "$garage_dir/env")"
 
-cargo test --workspace --locked "$@"
+# Every stage runs to its end (--no-fail-fast) and the next still runs after a failure, so one
+# run reports every failing test; the script fails at the end if any stage did.
+failed_stages=()
+cargo test --workspace --locked --no-fail-fast "$@" || failed_stages+=("SQLite")
 
 # The unit suites (meta, access and registry use the store) again, on PostgreSQL (a fresh database per
 # test), and the integration tests whose servers keep metadata (each server then gets a
@@ -106,13 +109,17 @@ if [ $# -eq 0 ]; then
   export GANTRY_TEST_POSTGRES
   echo "test-all: the metadata suites again, on PostgreSQL" >&2
   # --workspace keeps the first run's feature set, so nothing is built again.
-  cargo test --workspace --locked --lib
+  cargo test --workspace --locked --no-fail-fast --lib || failed_stages+=("PostgreSQL unit suites")
   # The integration tests against three replicas sharing the PostgreSQL server (a database
   # per test) and the Garage bucket (a prefix per test), behind a loopback nginx configured by
   # deploy/nginx/gantry.conf (tests/common/mod.rs); and the replica tests themselves (kill -9
   # of replicas under load), which are #[ignore]d in the run above, where no PostgreSQL is.
   echo "test-all: the integration tests again, against three replicas behind nginx" >&2
-  GANTRY_TEST_REPLICAS=3 cargo test --workspace --locked --test conformance --test clients \
+  GANTRY_TEST_REPLICAS=3 cargo test --workspace --locked --no-fail-fast --test conformance --test clients \
     --test access --test audit --test lifecycle --test archive --test browse --test deletion \
-    --test replicas --test webhooks -- --include-ignored
+    --test replicas --test webhooks -- --include-ignored || failed_stages+=("three replicas")
+fi
+if [ ${#failed_stages[@]} -gt 0 ]; then
+  echo "test-all: tests failed in: ${failed_stages[*]}" >&2
+  exit 1
 fi

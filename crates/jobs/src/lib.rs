@@ -23,6 +23,7 @@ use gantry_meta::{now_ms, JobOutcome, JobRecord, MetaStore};
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Why an attempt at a job failed, and whether another attempt may succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -279,7 +280,13 @@ impl JobRunner {
             handlers: Arc::new(handlers),
             running: running.clone(),
         };
-        let mut tasks = vec![tokio::spawn(claimer.clone().claim_loop(wake.clone()))];
+        let stop_claiming = CancellationToken::new();
+        let claim_loop = tokio::spawn(
+            claimer
+                .clone()
+                .claim_loop(wake.clone(), stop_claiming.clone()),
+        );
+        let mut tasks = Vec::new();
         let mut at_shutdown = Vec::new();
         for worker in periodic {
             if worker.at_shutdown {
@@ -288,6 +295,8 @@ impl JobRunner {
             tasks.push(tokio::spawn(run_periodically(worker)));
         }
         RunningJobs {
+            claim_loop,
+            stop_claiming,
             tasks,
             at_shutdown,
             claimer,
@@ -308,6 +317,12 @@ async fn run_periodically(worker: Periodic) {
 
 /// The runner, started. [`RunningJobs::shutdown`] stops it.
 pub struct RunningJobs {
+    claim_loop: JoinHandle<()>,
+    /// Stops the claim loop between claims: aborting it could drop a job claimed in the store
+    /// but not yet registered here, which would then wait out its lease instead of being
+    /// given back.
+    stop_claiming: CancellationToken,
+    /// The periodic workers.
     tasks: Vec<JoinHandle<()>>,
     at_shutdown: Vec<(&'static str, Task)>,
     claimer: Claimer,
@@ -318,6 +333,10 @@ impl RunningJobs {
     /// (another server, or this one after a restart, runs them again), then runs the
     /// workers that run at shutdown once more.
     pub async fn shutdown(self) {
+        self.stop_claiming.cancel();
+        if let Err(e) = self.claim_loop.await {
+            tracing::warn!(error = %e, "the job claim loop ended abnormally");
+        }
         for task in &self.tasks {
             task.abort();
         }
@@ -352,14 +371,16 @@ struct Claimer {
 }
 
 impl Claimer {
-    async fn claim_loop(self, wake: Arc<Notify>) {
+    /// Claims due jobs while slots are free, until `stop` is cancelled; it stops only between
+    /// claims, so every job it claimed is registered in `running`.
+    async fn claim_loop(self, wake: Arc<Notify>, stop: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         loop {
-            let slot = slots
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
+            let slot = tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            };
             let now = now_ms();
             let lease_until = now + self.options.lease.as_millis() as i64;
             match self
@@ -382,6 +403,7 @@ impl Claimer {
                 Ok(None) => {
                     drop(slot);
                     tokio::select! {
+                        () = stop.cancelled() => return,
                         _ = tokio::time::sleep(self.options.poll) => {}
                         _ = wake.notified() => {}
                     }
@@ -389,7 +411,10 @@ impl Claimer {
                 Err(e) => {
                     drop(slot);
                     tracing::warn!(error = %e, "cannot claim jobs");
-                    tokio::time::sleep(self.options.poll).await;
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        _ = tokio::time::sleep(self.options.poll) => {}
+                    }
                 }
             }
         }

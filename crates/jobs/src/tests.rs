@@ -197,6 +197,32 @@ async fn a_stopping_server_gives_its_running_job_to_another() {
     assert_eq!(listed.len(), 1);
 }
 
+/// Regression: shutdown aborted the claim loop, and a job it had just claimed in the store but
+/// not yet registered as running here stayed `running` until its lease ran out instead of being
+/// given back. Stopping right as the claim lands, many times, must always give the job back.
+#[tokio::test]
+async fn a_job_claimed_as_its_server_stops_is_given_back() {
+    let (_dir, _, meta) = fresh_store().await;
+    let id = meta.enqueue_job(&job("flaky", 1)).await.unwrap().unwrap();
+    let slow = Flaky::new(0, Duration::from_secs(3600));
+    for round in 0..30 {
+        let runner = JobRunner::new(meta.clone(), options("stopping"))
+            .handle(slow.clone())
+            .start();
+        // No sleep between looks: stop as soon as the claim is visible in the store.
+        while meta.job(id).await.unwrap().unwrap().state != JobState::Running {
+            tokio::task::yield_now().await;
+        }
+        runner.shutdown().await;
+        let given_back = meta.job(id).await.unwrap().unwrap();
+        assert_eq!(
+            (given_back.state, given_back.attempts),
+            (JobState::Queued, 0),
+            "round {round}"
+        );
+    }
+}
+
 /// Periodic workers run at start and every period; the ones that run at shutdown run once
 /// more when the runner stops.
 #[tokio::test]
