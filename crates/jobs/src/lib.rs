@@ -280,35 +280,40 @@ impl JobRunner {
             handlers: Arc::new(handlers),
             running: running.clone(),
         };
-        let stop_claiming = CancellationToken::new();
-        let claim_loop = tokio::spawn(
-            claimer
-                .clone()
-                .claim_loop(wake.clone(), stop_claiming.clone()),
-        );
-        let mut tasks = Vec::new();
+        let stop = CancellationToken::new();
+        let mut finished_at_stop = vec![tokio::spawn(
+            claimer.clone().claim_loop(wake.clone(), stop.clone()),
+        )];
+        let mut aborted_at_stop = Vec::new();
         let mut at_shutdown = Vec::new();
         for worker in periodic {
             if worker.at_shutdown {
                 at_shutdown.push((worker.name, worker.task.clone()));
+                finished_at_stop.push(tokio::spawn(run_periodically(worker, stop.clone())));
+            } else {
+                aborted_at_stop.push(tokio::spawn(run_periodically(worker, stop.clone())));
             }
-            tasks.push(tokio::spawn(run_periodically(worker)));
         }
         RunningJobs {
-            claim_loop,
-            stop_claiming,
-            tasks,
+            stop,
+            finished_at_stop,
+            aborted_at_stop,
             at_shutdown,
             claimer,
         }
     }
 }
 
-async fn run_periodically(worker: Periodic) {
+/// Runs `worker` every period until `stop` is cancelled; a run in progress is finished first.
+async fn run_periodically(worker: Periodic, stop: CancellationToken) {
     let mut every = tokio::time::interval(worker.every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        every.tick().await;
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
         if let Err(error) = (worker.task)().await {
             tracing::warn!(worker = worker.name, %error, "background work failed");
         }
@@ -317,13 +322,16 @@ async fn run_periodically(worker: Periodic) {
 
 /// The runner, started. [`RunningJobs::shutdown`] stops it.
 pub struct RunningJobs {
-    claim_loop: JoinHandle<()>,
-    /// Stops the claim loop between claims: aborting it could drop a job claimed in the store
-    /// but not yet registered here, which would then wait out its lease instead of being
-    /// given back.
-    stop_claiming: CancellationToken,
-    /// The periodic workers.
-    tasks: Vec<JoinHandle<()>>,
+    /// Stops the claim loop and the periodic workers between two of their steps.
+    stop: CancellationToken,
+    /// The claim loop and the workers that run at shutdown: they are let finish the step they
+    /// are in, since aborting one could leave a job claimed in the store but not registered
+    /// here (it would wait out its lease instead of being given back), or drop counts taken
+    /// from memory but not yet written.
+    finished_at_stop: Vec<JoinHandle<()>>,
+    /// The other periodic workers: what they were doing is found again in the store by the
+    /// next server, so they stop at once.
+    aborted_at_stop: Vec<JoinHandle<()>>,
     at_shutdown: Vec<(&'static str, Task)>,
     claimer: Claimer,
 }
@@ -333,12 +341,14 @@ impl RunningJobs {
     /// (another server, or this one after a restart, runs them again), then runs the
     /// workers that run at shutdown once more.
     pub async fn shutdown(self) {
-        self.stop_claiming.cancel();
-        if let Err(e) = self.claim_loop.await {
-            tracing::warn!(error = %e, "the job claim loop ended abnormally");
-        }
-        for task in &self.tasks {
+        self.stop.cancel();
+        for task in &self.aborted_at_stop {
             task.abort();
+        }
+        for task in self.finished_at_stop {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "background work ended abnormally");
+            }
         }
         let running: Vec<(i64, JoinHandle<()>)> = self.claimer.running.lock().drain().collect();
         for (id, task) in running {

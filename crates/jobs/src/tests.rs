@@ -249,3 +249,36 @@ async fn periodic_workers_run_every_period_and_at_shutdown() {
     runner.shutdown().await;
     assert_eq!(ticks.load(Ordering::SeqCst), 2, "ran at shutdown");
 }
+
+/// Regression: shutdown aborted the periodic workers, so a worker that runs at shutdown and was
+/// mid-run (e.g. writing pull counts it had taken from memory) lost that run's work. It is now
+/// let finish its run, then runs once more.
+#[tokio::test]
+async fn a_worker_that_runs_at_shutdown_finishes_the_run_it_is_in() {
+    let (_dir, _, meta) = fresh_store().await;
+    let (started, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (starts, finishes) = (started.clone(), finished.clone());
+    let runner = JobRunner::new(meta, options("one"))
+        .every_and_at_shutdown("slow write", Duration::from_secs(3600), move || {
+            let (starts, finishes) = (starts.clone(), finishes.clone());
+            async move {
+                starts.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                finishes.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), String>(())
+            }
+        })
+        .start();
+    while started.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    runner.shutdown().await;
+    assert_eq!(
+        (
+            started.load(Ordering::SeqCst),
+            finished.load(Ordering::SeqCst)
+        ),
+        (2, 2),
+        "the run in progress and the run at shutdown both finished"
+    );
+}

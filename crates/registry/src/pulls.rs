@@ -28,13 +28,12 @@ impl PullTracker {
         .into_iter()
         .flatten()
         {
-            let entry = pending.entry(key).or_insert((0, at));
-            entry.0 += 1;
-            entry.1 = entry.1.max(at);
+            add(&mut pending, key, 1, at);
         }
     }
 
-    /// Writes what was counted since the last flush.
+    /// Writes what was counted since the last flush. When the write fails the counts are kept
+    /// for the next flush, merged with what was counted meanwhile.
     pub async fn flush(&self, meta: &MetaStore) -> Result<()> {
         let batch: Vec<PullDelta> = self
             .pending
@@ -50,9 +49,47 @@ impl PullTracker {
                 },
             )
             .collect();
-        if !batch.is_empty() {
-            meta.record_pulls(&batch).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = meta.record_pulls(&batch).await {
+            let mut pending = self.pending.lock();
+            for delta in batch {
+                let key = (delta.repository, delta.digest, delta.tag);
+                add(&mut pending, key, delta.count, delta.last_pulled_at);
+            }
+            return Err(e.into());
         }
         Ok(())
+    }
+}
+
+/// Adds `count` accesses, the last at `at` (Unix ms), to `key`'s pending counts.
+fn add(pending: &mut HashMap<Key, (i64, i64)>, key: Key, count: i64, at: i64) {
+    let entry = pending.entry(key).or_insert((0, at));
+    entry.0 += count;
+    entry.1 = entry.1.max(at);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a flush took the counts out of memory before writing them, so a failed
+    /// write (the store unreachable for a moment) lost them.
+    #[tokio::test]
+    async fn counts_whose_write_failed_are_kept_for_the_next_flush() {
+        let (_dir, _, meta) = gantry_meta::testing::fresh_store().await;
+        let tracker = PullTracker::default();
+        tracker.note("p/app", Some("sha256:aa"), Some("v1"), 1_000);
+        tracker.note("p/app", Some("sha256:aa"), None, 2_000);
+        meta.close().await;
+        assert!(tracker.flush(&meta).await.is_err());
+        tracker.note("p/app", Some("sha256:aa"), None, 3_000);
+        let pending = tracker.pending.lock().clone();
+        let by_digest = ("p/app".to_string(), Some("sha256:aa".to_string()), None);
+        let by_tag = ("p/app".to_string(), None, Some("v1".to_string()));
+        assert_eq!(pending.get(&by_digest), Some(&(3, 3_000)));
+        assert_eq!(pending.get(&by_tag), Some(&(1, 1_000)));
     }
 }
