@@ -51,7 +51,7 @@ pub const LARGEST: usize = 10;
 
 /// Analyzes layers given bottom first, with `entrypoint` the path of the main binary (from the
 /// image config). Errors name the layer they are about.
-pub fn analyze<R: Read>(
+pub fn analyze<R: Read + Send>(
     layers: impl IntoIterator<Item = LayerInput<R>>,
     entrypoint: Option<&str>,
 ) -> io::Result<Report> {

@@ -5,9 +5,15 @@
 //! bytes as they stream past and keeps what it found (a parsed package database, a Go binary's
 //! build info); what it keeps for a path that a later layer overwrites or deletes goes with it.
 //! Memory holds one entry of the path map per live file plus what `examine` keeps.
+//!
+//! A layer is decompressed on a thread of its own, a bounded queue ahead of the tar reader
+//! ([`READ_AHEAD_CHUNKS`] × [`READ_AHEAD_CHUNK`] bytes at most), so inflating runs beside
+//! reading entries and examining files: on two cores a layer takes the longer of the two,
+//! not their sum.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use gantry_oci::media_type::{layer_compression, LayerCompression};
 use serde::Serialize;
@@ -88,6 +94,70 @@ const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 /// Where a POSIX (ustar) tar header says `ustar`.
 const USTAR_MAGIC_AT: std::ops::Range<usize> = 257..262;
 
+/// Bytes of one chunk of decompressed layer handed from the decompressing thread.
+pub const READ_AHEAD_CHUNK: usize = 256 * 1024;
+/// Chunks queued ahead of the tar reader at most.
+pub const READ_AHEAD_CHUNKS: usize = 4;
+
+/// Reads `source` to its end in chunks of [`READ_AHEAD_CHUNK`] bytes into `queue`; an error
+/// is queued as the last item. Stops when the reading end is gone.
+fn read_into(mut source: impl Read, queue: SyncSender<io::Result<Vec<u8>>>) {
+    loop {
+        let mut chunk = vec![0; READ_AHEAD_CHUNK];
+        let mut filled = 0;
+        let outcome = loop {
+            match source.read(&mut chunk[filled..]) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    filled += n;
+                    if filled == chunk.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        chunk.truncate(filled);
+        let end = filled < READ_AHEAD_CHUNK || outcome.is_err();
+        if filled > 0 && queue.send(Ok(chunk)).is_err() {
+            return;
+        }
+        if let Err(e) = outcome {
+            let _ = queue.send(Err(e));
+        }
+        if end {
+            return;
+        }
+    }
+}
+
+/// The reading end of [`read_into`]'s queue, as a stream of bytes: the end of the stream when
+/// the queue's sender is done.
+struct Queued {
+    queue: Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for Queued {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.queue.recv() {
+                Ok(next) => {
+                    self.chunk = next?;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// Opens a layer blob as its uncompressed tar stream, streaming. The blob's own first bytes
 /// decide (tools label layers loosely: Docker's "tar.gzip" layers are sometimes plain tar,
 /// `buildah commit --disable-compression` writes tar); the media type only rules out reading a
@@ -97,10 +167,10 @@ const USTAR_MAGIC_AT: std::ops::Range<usize> = 257..262;
 ///
 /// Errors: `InvalidData` when a blob declared gzip or zstd starts with neither its magic nor a
 /// tar header; I/O errors reading the blob.
-pub fn open_layer<'a, R: Read + 'a>(
+pub fn open_layer<'a, R: Read + Send + 'a>(
     mut blob: R,
     media_type: &str,
-) -> io::Result<Box<dyn Read + 'a>> {
+) -> io::Result<Box<dyn Read + Send + 'a>> {
     let mut head = Vec::with_capacity(USTAR_MAGIC_AT.end);
     (&mut blob)
         .take(USTAR_MAGIC_AT.end as u64)
@@ -141,7 +211,7 @@ pub fn clean(path: &str) -> String {
 
 /// Walks `layers`, bottom first, calling `examine` on every regular file; see the module
 /// docs. Errors (I/O, decompression, a malformed tar, or `examine`'s own) name the layer.
-pub fn walk<R: Read, T>(
+pub fn walk<R: Read + Send, T>(
     layers: impl IntoIterator<Item = LayerInput<R>>,
     mut examine: impl FnMut(Entry<'_>) -> io::Result<Option<T>>,
 ) -> io::Result<Walk<T>> {
@@ -151,13 +221,12 @@ pub fn walk<R: Read, T>(
     for (index, layer) in layers.into_iter().enumerate() {
         let in_layer =
             |e: io::Error| io::Error::new(e.kind(), format!("layer {}: {e}", layer.digest));
-        let mut counted = Counting {
-            inner: open_layer(layer.blob, &layer.media_type).map_err(in_layer)?,
-            count: 0,
-        };
+        let tar = open_layer(layer.blob, &layer.media_type).map_err(in_layer)?;
+        let (sender, queue) = sync_channel(READ_AHEAD_CHUNKS);
         let mut files = 0;
-        let mut read_entries = || -> io::Result<()> {
-            let mut archive = tar::Archive::new(&mut counted);
+        let mut uncompressed = 0;
+        let mut read_entries = |counted: &mut Counting<Queued>| -> io::Result<()> {
+            let mut archive = tar::Archive::new(&mut *counted);
             for entry in archive.entries()? {
                 let mut entry = entry?;
                 let path = clean(&entry.path()?.to_string_lossy());
@@ -215,14 +284,30 @@ pub fn walk<R: Read, T>(
                 }
             }
             // Whatever the tar reader left unread (padding) still counts as uncompressed bytes.
-            io::copy(&mut counted, &mut io::sink())?;
+            io::copy(counted, &mut io::sink())?;
             Ok(())
         };
-        read_entries().map_err(in_layer)?;
+        std::thread::scope(|scope| {
+            scope.spawn(move || read_into(tar, sender));
+            let mut counted = Counting {
+                inner: Queued {
+                    queue,
+                    chunk: Vec::new(),
+                    at: 0,
+                },
+                count: 0,
+            };
+            let read = read_entries(&mut counted);
+            uncompressed = counted.count;
+            // Dropping the queue (with `counted`) stops the thread if the walk stopped early.
+            drop(counted);
+            read
+        })
+        .map_err(in_layer)?;
         reports.push(LayerReport {
             digest: layer.digest,
             compressed: layer.compressed,
-            uncompressed: counted.count,
+            uncompressed,
             files,
             created_by: layer.created_by,
         });
@@ -353,5 +438,43 @@ mod tests {
         ];
         let walked = walk(layers, |_| Ok(None::<()>)).unwrap();
         assert_eq!(walked.files.keys().collect::<Vec<_>>(), ["c"]);
+    }
+
+    /// The decompressing thread is a bounded queue ahead: a walk that stops early (an error of
+    /// `examine`) returns at once, without reading the rest of a layer many queues long, and
+    /// the uncompressed size counts every byte of a layer read to its end.
+    #[test]
+    fn a_walk_stopped_by_examine_returns_and_a_full_one_counts_every_byte() {
+        let big = vec![7u8; 5 * READ_AHEAD_CHUNKS * READ_AHEAD_CHUNK];
+        let layer = || tar_layer(&[("first", b"1"), ("big", &big), ("last", b"2")]);
+        let stopped = walk(vec![layer()], |entry| {
+            Err::<Option<()>, _>(io::Error::other(format!("stop at {}", entry.path)))
+        })
+        .unwrap_err();
+        assert!(stopped.to_string().contains("stop at first"), "{stopped}");
+        let walked = walk(vec![layer()], |entry| {
+            let mut bytes = Vec::new();
+            entry.content.read_to_end(&mut bytes)?;
+            Ok(Some(bytes.len()))
+        })
+        .unwrap();
+        assert_eq!(walked.files["big"].found, Some(big.len()));
+        assert_eq!(walked.layers[0].uncompressed, layer().compressed);
+    }
+
+    /// A layer that fails to decompress halfway reports the error, naming the layer.
+    #[test]
+    fn a_layer_corrupt_halfway_fails_the_walk_naming_it() {
+        let mut layer = tar_layer(&[("big", &vec![1u8; 3 * READ_AHEAD_CHUNK])]);
+        let tar = layer.blob.into_inner();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gzip, &tar).unwrap();
+        let mut compressed = gzip.finish().unwrap();
+        let half = compressed.len() / 2;
+        compressed.truncate(half);
+        layer.blob = io::Cursor::new(compressed);
+        layer.media_type = gantry_oci::media_type::OCI_LAYER_GZIP.into();
+        let failed = walk(vec![layer], |_| Ok(None::<()>)).unwrap_err();
+        assert!(failed.to_string().contains("sha256:layer"), "{failed}");
     }
 }

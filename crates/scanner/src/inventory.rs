@@ -190,7 +190,7 @@ fn examine(mut entry: Entry<'_>) -> io::Result<Option<Found>> {
 
 /// The packages of an image whose layers are given bottom first. Errors: I/O and layer format
 /// errors, naming the layer and file; a package database over [`MAX_TEXT_FILE`].
-pub fn inventory<R: Read>(
+pub fn inventory<R: Read + Send>(
     layers: impl IntoIterator<Item = LayerInput<R>>,
 ) -> io::Result<Inventory> {
     let walked = walk(layers, examine)?;
