@@ -58,6 +58,16 @@ fn payload(server: &Server, repository: &str, digest: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// With replicas, waits out what the others keep after a signing policy or a signature
+/// changed: a policy and a verdict are used for up to two seconds (crates/registry/src/
+/// signing.rs); the process that made the change forgets at once, so one process waits for
+/// nothing.
+fn until_every_replica_sees_the_change() {
+    if replicated() {
+        std::thread::sleep(std::time::Duration::from_millis(2200));
+    }
+}
+
 /// Replaces the `sha256-<hex>.sig` manifest of `digest` with one layer per (payload,
 /// signature), as cosign writes it (an OCI image config over the payload layers).
 async fn push_signatures(
@@ -99,6 +109,7 @@ async fn push_signatures(
     )
     .await;
     assert_eq!(put.status(), StatusCode::CREATED);
+    until_every_replica_sees_the_change();
 }
 
 /// `gantry signing-policy set team` with the keys and flags given.
@@ -115,6 +126,7 @@ fn set_policy(server: &Server, keys: &[&Path], flags: &[&str]) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    until_every_replica_sees_the_change();
 }
 
 async fn get_status(server: &Server, reference: &str, accept: &str) -> StatusCode {
@@ -290,9 +302,18 @@ async fn an_enforcing_project_pulls_only_images_signed_by_a_trusted_key() {
     skopeo_pull(&server, dir.path(), "team/app:v1").unwrap();
 
     // The refusals are audited.
-    let audit = get_json(&server, "/api/v1/audit?project=team").await;
-    assert!(audit.to_string().contains("signing policy"), "{audit}");
-    assert!(audit.to_string().contains("signing-policy.set"), "{audit}");
+    // (Written off the request path: eventually.)
+    eventually(
+        std::time::Duration::from_secs(5),
+        "the refusals and the policy changes are audited",
+        || async {
+            let audit = get_json(&server, "/api/v1/audit?project=team")
+                .await
+                .to_string();
+            (audit.contains("signing policy") && audit.contains("signing-policy.set")).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -465,6 +486,7 @@ impl Attach<'_> {
              scripts/test-all.sh installs them): {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        until_every_replica_sees_the_change();
         String::from_utf8(out.stdout).unwrap()
     }
 }
@@ -562,7 +584,8 @@ async fn cosign_v3_bundles_by_sigstore_sign_decide_pulls_as_tag_scheme_signature
         get_status(&server, "v2", media_type::OCI_MANIFEST).await,
         StatusCode::OK
     );
-    // A signature's bundle deleted: the image is refused again at once.
+    // A signature's bundle deleted: the image is refused again (at once by the process that
+    // deleted it, within two seconds by the others).
     let bundle = get_json(&server, &format!("/v2/team/app/referrers/{second}")).await["manifests"]
         [0]["digest"]
         .as_str()
@@ -574,6 +597,7 @@ async fn cosign_v3_bundles_by_sigstore_sign_decide_pulls_as_tag_scheme_signature
         .await
         .unwrap();
     assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+    until_every_replica_sees_the_change();
     assert_eq!(
         get_status(&server, "v2", media_type::OCI_MANIFEST).await,
         StatusCode::FORBIDDEN
@@ -823,6 +847,7 @@ async fn gantry_keys_and_signatures_are_cosigns_formats_as_an_independent_implem
             String::from_utf8_lossy(&signed.stderr)
         );
     }
+    until_every_replica_sees_the_change();
     let wrong = Command::new(env!("CARGO_BIN_EXE_gantry"))
         .args([
             "sign",
@@ -1005,6 +1030,7 @@ async fn the_artifact_listing_shows_which_trusted_key_signed_each_image_and_when
         "{}",
         String::from_utf8_lossy(&sign.stderr)
     );
+    until_every_replica_sees_the_change();
 
     // No key trusted yet: signatures, none trusted. The `.sig` manifest is listed under the
     // image it signs, with its tag, not as an artifact of its own.
