@@ -89,13 +89,13 @@ def push(i):
 
 if not os.environ.get("SKIP_FILL"):
     started = time.monotonic()
+    blob(b"{}")  # creates the project
     key = subprocess.run("openssl ecparam -name prime256v1 -genkey -noout | openssl ec -pubout",
                          shell=True, check=True, capture_output=True, text=True).stdout
     status, body = request("PUT", "/api/v1/projects/browse/signing-policy",
                            json.dumps({"keys": [key], "enforce": False}).encode(),
                            {"Content-Type": "application/json"})
     assert status == 200, (status, body)
-    blob(b"{}")
     blob(SHARED)
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         list(pool.map(push, range(artifacts)))

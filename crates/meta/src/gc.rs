@@ -66,6 +66,11 @@ pub(crate) const REFERRER_TAG: &str = "t.name LIKE 'sha256-%' AND (length(t.name
     OR (length(t.name) = 75 AND (t.name LIKE '%.sig' OR t.name LIKE '%.att')) \
     OR (length(t.name) = 76 AND t.name LIKE '%.sbom'))";
 
+/// [`REFERRER_TAG`] for a tag aliased `alias` instead of `t`.
+pub(crate) fn referrer_tag_as(alias: &str) -> String {
+    REFERRER_TAG.replace("t.name", &format!("{alias}.name"))
+}
+
 /// The digest a referrer tag `t` names.
 pub(crate) const TAG_SUBJECT: &str = "'sha256:' || substr(t.name, 8, 64)";
 
