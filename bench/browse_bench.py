@@ -1,6 +1,8 @@
 """Browsing at scale: fills one repository (browse/app) of a running Gantry with ARTIFACTS small
 image manifests (config + a layer of its own + a layer all share, one tag each; every tenth
-with a signature referrer; every third pulled), then pages through GET
+with a signature referrer and a cosign tag-scheme `.sig` manifest, judged by the project's
+signing policy (a report-only policy trusting a key generated here, which signed nothing, so
+those images list as `untrusted`); every third pulled), then pages through GET
 /api/v1/repositories/browse%2Fapp/artifacts with limit=PAGE under every sort, timing each page
 (one request, keep-alive), and checks each walk returns every artifact exactly once.
 Usage: python3 browse_bench.py HOST:PORT ARTIFACTS PAGE (BENCH_AUTHORIZATION: an admin's
@@ -13,6 +15,7 @@ import http.client
 import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -67,6 +70,18 @@ def push(i):
         digest = "sha256:" + hashlib.sha256(signature).hexdigest()
         status, _ = request("PUT", f"/v2/{REPO}/manifests/{digest}", signature, {"Content-Type": MANIFEST})
         assert status == 201, status
+        image = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        simple = json.dumps({"critical": {"image": {"docker-manifest-digest": image},
+                                          "type": "cosign container image signature"}}).encode()
+        blob(simple)
+        layer = descriptor("application/vnd.dev.cosign.simplesigning.v1+json", simple)
+        layer["annotations"] = {"dev.cosignproject.cosign/signature": "bm90IGEgc2lnbmF0dXJl"}
+        sig = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST,
+                          "config": descriptor("application/vnd.oci.image.config.v1+json", b"{}"),
+                          "layers": [layer]}).encode()
+        status, _ = request("PUT", f"/v2/{REPO}/manifests/{image.replace(':', '-')}.sig", sig,
+                            {"Content-Type": MANIFEST})
+        assert status == 201, status
     if i % 3 == 0:
         status, _ = request("GET", f"/v2/{REPO}/manifests/t{i}", headers={"Accept": MANIFEST})
         assert status == 200, status
@@ -74,7 +89,13 @@ def push(i):
 
 if not os.environ.get("SKIP_FILL"):
     started = time.monotonic()
-    blob(b"{}")
+    blob(b"{}")  # creates the project
+    key = subprocess.run("openssl ecparam -name prime256v1 -genkey -noout | openssl ec -pubout",
+                         shell=True, check=True, capture_output=True, text=True).stdout
+    status, body = request("PUT", "/api/v1/projects/browse/signing-policy",
+                           json.dumps({"keys": [key], "enforce": False}).encode(),
+                           {"Content-Type": "application/json"})
+    assert status == 200, (status, body)
     blob(SHARED)
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         list(pool.map(push, range(artifacts)))
@@ -82,8 +103,9 @@ if not os.environ.get("SKIP_FILL"):
 
 
 def walk(query):
-    """Every page under `query`: per-page milliseconds and the digests seen."""
-    times, digests, token = [], [], None
+    """Every page under `query`: per-page milliseconds and the digests seen (checking that
+    the signed tenth, and only it, lists as untrusted)."""
+    times, digests, untrusted, token = [], [], 0, None
     while True:
         path = f"/api/v1/repositories/browse%2Fapp/artifacts?{query}&limit={page}"
         if token:
@@ -94,8 +116,12 @@ def walk(query):
         assert status == 200, (status, body)
         body = json.loads(body)
         digests += [a["digest"] for a in body["artifacts"]]
+        states = [a["signature"]["state"] for a in body["artifacts"]]
+        assert set(states) <= {"untrusted", "unsigned"}, states
+        untrusted += states.count("untrusted")
         token = body["next"]
         if not token:
+            assert untrusted == (artifacts + 9) // 10, (query, untrusted)
             return times, digests
 
 

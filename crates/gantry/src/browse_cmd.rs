@@ -45,7 +45,11 @@ pub enum ArtifactCommand {
     /// List a repository's artifacts: digest, tags, platforms, size, push and pull times.
     #[command(
         long_about = "List a repository's artifacts: digest, tags, platforms, size, push time,\n\
-        last pull, pulls and referrers (signatures, SBOMs).\n\n\
+        last pull, pulls, referrers (signatures, SBOMs) and whether they are signed.\n\n\
+        SIGNED is what the project's signing policy makes of an image's signatures (cosign's\n\
+        .sig tag and Sigstore bundles): `trusted` with the start of the key's fingerprint,\n\
+        `untrusted` (signatures, none by a key the project trusts, or it trusts none),\n\
+        `other digest` or `unsigned`; `-` for what a policy does not check.\n\n\
         Signatures and SBOMs are listed under the artifact they refer to (the REFERRERS column),\n\
         the platform images of a multi-arch index as its PLATFORMS; `gantry artifact show` shows\n\
         each. SIZE is the manifest, config and layers; for an index, all its platforms, with\n\
@@ -207,6 +211,7 @@ pub async fn artifact(api: &ApiArgs, command: ArtifactCommand) -> anyhow::Result
                         ago(&a["last_pulled_at"], now),
                         text(&a["pulls"]),
                         referrer_kinds(&a["referrers"]),
+                        signed(&a["signature"]),
                     ]
                 })
                 .collect();
@@ -220,6 +225,7 @@ pub async fn artifact(api: &ApiArgs, command: ArtifactCommand) -> anyhow::Result
                     "pulled",
                     "pulls",
                     "referrers",
+                    "signed",
                 ],
                 rows,
             );
@@ -241,6 +247,17 @@ pub async fn artifact(api: &ApiArgs, command: ArtifactCommand) -> anyhow::Result
             println!("  pushed:        {}", ago(&a["pushed_at"], now));
             println!("  last pulled:   {}", ago(&a["last_pulled_at"], now));
             println!("  pulls:         {}", text(&a["pulls"]));
+            let signature = &a["signature"];
+            if !signature.is_null() {
+                let when = match signature["signed_at"] {
+                    Value::Null => String::new(),
+                    ref at => format!(", pushed {}", ago(at, now)),
+                };
+                match signature["key"].as_str() {
+                    Some(key) => println!("  signed:        trusted, by {key}{when}"),
+                    None => println!("  signed:        {}", signed(signature)),
+                }
+            }
             let platforms = a["platforms"].as_array().cloned().unwrap_or_default();
             if !platforms.is_empty() {
                 println!("  platforms:");
@@ -252,7 +269,15 @@ pub async fn artifact(api: &ApiArgs, command: ArtifactCommand) -> anyhow::Result
             if !referrers.is_empty() {
                 println!("  referrers:");
                 for r in &referrers {
-                    println!("    {}  {}", text(&r["digest"]), text(&r["artifact_type"]));
+                    let tag = r["tag"]
+                        .as_str()
+                        .map(|t| format!("  ({t})"))
+                        .unwrap_or_default();
+                    println!(
+                        "    {}  {}{tag}",
+                        text(&r["digest"]),
+                        text(&r["artifact_type"])
+                    );
                 }
             }
         }
@@ -274,6 +299,18 @@ fn split_reference(input: &str) -> anyhow::Result<(&str, &str)> {
             "{input:?} names no artifact: give REPOSITORY:TAG or REPOSITORY@DIGEST, \
              e.g. team/app:v1 (see `gantry artifact list team/app`)"
         ),
+    }
+}
+
+/// The SIGNED column: `trusted sha256:1a2b3c4d`, `untrusted`, `other digest`, `unsigned`;
+/// `-` for what a signing policy does not check.
+fn signed(signature: &Value) -> String {
+    match (signature["state"].as_str(), signature["key"].as_str()) {
+        (Some("trusted"), Some(key)) => {
+            format!("trusted {}", key.chars().take(15).collect::<String>())
+        }
+        (Some(state), _) => state.replace('_', " "),
+        (None, _) => "-".into(),
     }
 }
 

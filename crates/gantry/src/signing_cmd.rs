@@ -189,8 +189,8 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         digest: &digest.to_string(),
         manifest: manifest.as_deref(),
     };
-    match verdict(&subject, &candidates, &keys) {
-        Verdict::Trusted { key } => {
+    match verdict(&subject, &candidates.candidates, &keys) {
+        Verdict::Trusted { key, .. } => {
             println!("{}@{digest}: signed by {key}", image.repository);
             Ok(())
         }

@@ -58,6 +58,16 @@ fn payload(server: &Server, repository: &str, digest: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// With replicas, waits out what the others keep after a signing policy or a signature
+/// changed: a policy and a verdict are used for up to two seconds (crates/registry/src/
+/// signing.rs); the process that made the change forgets at once, so one process waits for
+/// nothing.
+fn until_every_replica_sees_the_change() {
+    if replicated() {
+        std::thread::sleep(std::time::Duration::from_millis(2200));
+    }
+}
+
 /// Replaces the `sha256-<hex>.sig` manifest of `digest` with one layer per (payload,
 /// signature), as cosign writes it (an OCI image config over the payload layers).
 async fn push_signatures(
@@ -99,6 +109,7 @@ async fn push_signatures(
     )
     .await;
     assert_eq!(put.status(), StatusCode::CREATED);
+    until_every_replica_sees_the_change();
 }
 
 /// `gantry signing-policy set team` with the keys and flags given.
@@ -115,6 +126,7 @@ fn set_policy(server: &Server, keys: &[&Path], flags: &[&str]) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    until_every_replica_sees_the_change();
 }
 
 async fn get_status(server: &Server, reference: &str, accept: &str) -> StatusCode {
@@ -290,9 +302,18 @@ async fn an_enforcing_project_pulls_only_images_signed_by_a_trusted_key() {
     skopeo_pull(&server, dir.path(), "team/app:v1").unwrap();
 
     // The refusals are audited.
-    let audit = get_json(&server, "/api/v1/audit?project=team").await;
-    assert!(audit.to_string().contains("signing policy"), "{audit}");
-    assert!(audit.to_string().contains("signing-policy.set"), "{audit}");
+    // (Written off the request path: eventually.)
+    eventually(
+        std::time::Duration::from_secs(5),
+        "the refusals and the policy changes are audited",
+        || async {
+            let audit = get_json(&server, "/api/v1/audit?project=team")
+                .await
+                .to_string();
+            (audit.contains("signing policy") && audit.contains("signing-policy.set")).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -465,6 +486,7 @@ impl Attach<'_> {
              scripts/test-all.sh installs them): {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        until_every_replica_sees_the_change();
         String::from_utf8(out.stdout).unwrap()
     }
 }
@@ -562,7 +584,8 @@ async fn cosign_v3_bundles_by_sigstore_sign_decide_pulls_as_tag_scheme_signature
         get_status(&server, "v2", media_type::OCI_MANIFEST).await,
         StatusCode::OK
     );
-    // A signature's bundle deleted: the image is refused again at once.
+    // A signature's bundle deleted: the image is refused again (at once by the process that
+    // deleted it, within two seconds by the others).
     let bundle = get_json(&server, &format!("/v2/team/app/referrers/{second}")).await["manifests"]
         [0]["digest"]
         .as_str()
@@ -574,6 +597,7 @@ async fn cosign_v3_bundles_by_sigstore_sign_decide_pulls_as_tag_scheme_signature
         .await
         .unwrap();
     assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+    until_every_replica_sees_the_change();
     assert_eq!(
         get_status(&server, "v2", media_type::OCI_MANIFEST).await,
         StatusCode::FORBIDDEN
@@ -823,6 +847,7 @@ async fn gantry_keys_and_signatures_are_cosigns_formats_as_an_independent_implem
             String::from_utf8_lossy(&signed.stderr)
         );
     }
+    until_every_replica_sees_the_change();
     let wrong = Command::new(env!("CARGO_BIN_EXE_gantry"))
         .args([
             "sign",
@@ -938,4 +963,154 @@ async fn gantry_keys_and_signatures_are_cosigns_formats_as_an_independent_implem
     );
     set_policy(&server, &[&public], &["--enforce"]);
     skopeo_pull(&server, dir.path(), "team/app:v1").unwrap();
+}
+
+/// The artifacts of `team/app` as the REST API lists them, by digest.
+async fn listed_artifacts(server: &Server) -> std::collections::HashMap<String, Value> {
+    let listed: Value = http_as("admin", ADMIN_PASSWORD)
+        .get(server.url("/api/v1/repositories/team%2Fapp/artifacts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    listed["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["digest"].as_str().unwrap().to_string(), a.clone()))
+        .collect()
+}
+
+/// The fingerprint `gantry signing-policy show` lists for the key in `public`.
+fn fingerprint(public: &Path) -> String {
+    let pem = std::fs::read_to_string(public).unwrap();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>(),
+        )
+        .unwrap();
+    Digest::sha256_of(&der).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_artifact_listing_shows_which_trusted_key_signed_each_image_and_when() {
+    let (server, dir, keys, v1) = server_with_image(b"v1").await;
+    // A second image, to be signed in the bundle scheme by `gantry sign`.
+    let second = tempfile::tempdir().unwrap();
+    make_layout(second.path(), "v2", &[("etc/motd", b"v2")]);
+    run(skopeo(dir.path())
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v2", second.path().join("layout").display()))
+        .arg(format!("docker://{}/team/app:v2", server.addr)));
+    let v2 = index_digest(&second.path().join("layout"));
+    let signed_v1 = payload(&server, "team/app", &v1);
+    let signature = python_sign(&keys, "trusted", &signed_v1);
+    push_signatures(&server, "team/app", &v1, &[(signed_v1, signature)]).await;
+    let generate = gantry_with_key_password(&[
+        "key",
+        "generate",
+        "--output-key-prefix",
+        keys.join("gantry").to_str().unwrap(),
+    ]);
+    assert!(generate.status.success());
+    let sign = gantry_with_key_password(&[
+        "sign",
+        "--key",
+        keys.join("gantry.key").to_str().unwrap(),
+        "--format",
+        "bundle",
+        &format!("{}/team/app@{v2}", server.addr),
+    ]);
+    assert!(
+        sign.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sign.stderr)
+    );
+    until_every_replica_sees_the_change();
+
+    // No key trusted yet: signatures, none trusted. The `.sig` manifest is listed under the
+    // image it signs, with its tag, not as an artifact of its own.
+    let listed = listed_artifacts(&server).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[&v1]["signature"]["state"], "untrusted");
+    assert_eq!(listed[&v2]["signature"]["state"], "untrusted");
+    let sig_tag = format!("{}.sig", v1.replace(':', "-"));
+    let referrers = listed[&v1]["referrers"].as_array().unwrap();
+    assert!(
+        referrers.iter().any(|r| r["tag"] == sig_tag.as_str()),
+        "{referrers:?}"
+    );
+
+    // Trusting the tag-scheme signer's key: v1 trusted by it, when its `.sig` was pushed.
+    set_policy(&server, &[&keys.join("trusted.pub")], &["--no-enforce"]);
+    let listed = listed_artifacts(&server).await;
+    let v1_signature = &listed[&v1]["signature"];
+    assert_eq!(v1_signature["state"], "trusted", "{v1_signature}");
+    assert_eq!(v1_signature["key"], fingerprint(&keys.join("trusted.pub")));
+    let sig_pushed = referrers
+        .iter()
+        .find(|r| r["tag"] == sig_tag.as_str())
+        .unwrap()["pushed_at"]
+        .clone();
+    assert_eq!(v1_signature["signed_at"], sig_pushed);
+    assert_eq!(listed[&v2]["signature"]["state"], "untrusted");
+
+    // Trusting both: v2 trusted by the bundle's key, when the bundle was pushed.
+    set_policy(
+        &server,
+        &[&keys.join("trusted.pub"), &keys.join("gantry.pub")],
+        &["--no-enforce"],
+    );
+    let listed = listed_artifacts(&server).await;
+    let v2_signature = &listed[&v2]["signature"];
+    assert_eq!(v2_signature["state"], "trusted", "{v2_signature}");
+    assert_eq!(v2_signature["key"], fingerprint(&keys.join("gantry.pub")));
+    let bundle = listed[&v2]["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["artifact_type"] == "application/vnd.dev.sigstore.bundle.v0.3+json")
+        .cloned()
+        .unwrap();
+    assert_eq!(v2_signature["signed_at"], bundle["pushed_at"]);
+
+    // The CLI's SIGNED column and `artifact show`.
+    let list = gantry_as_admin(&["artifact", "list", "team/app", "--registry", &server.addr]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success(), "{text}");
+    assert!(text.contains("SIGNED"), "{text}");
+    let short = |public: &str| {
+        fingerprint(&keys.join(public))
+            .chars()
+            .take(15)
+            .collect::<String>()
+    };
+    assert!(
+        text.contains(&format!("trusted {}", short("trusted.pub"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("trusted {}", short("gantry.pub"))),
+        "{text}"
+    );
+    let show = gantry_as_admin(&[
+        "artifact",
+        "show",
+        &format!("team/app@{v1}"),
+        "--registry",
+        &server.addr,
+    ]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.contains(&format!(
+            "signed:        trusted, by {}",
+            fingerprint(&keys.join("trusted.pub"))
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&sig_tag), "{text}");
 }

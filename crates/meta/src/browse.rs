@@ -12,8 +12,11 @@
 //!   children's manifests and their distinct blobs (a layer shared by two platforms counts
 //!   once).
 //! - The top-level artifacts are the manifests that are neither a referrer of a manifest of
-//!   the repository (signatures, SBOMs: listed under their subject) nor an untagged child of
-//!   an index (listed as the index's platforms). A repository's `artifacts` counts those.
+//!   the repository (signatures, SBOMs: listed under their subject), nor tagged only with
+//!   referrer tags naming a manifest of the repository (cosign's `sha256-<hex>.sig`, `.att`,
+//!   `.sbom` and the referrers fallback index `sha256-<hex>`: listed under the manifest the
+//!   tag names, as GC keeps them), nor an untagged child of an index (listed as the index's
+//!   platforms). A repository's `artifacts` counts those.
 //!
 //! Sizes are kept as data, not added up on every read (a page sorted by size would compute
 //! every artifact's size, the repository list every blob of every repository): each
@@ -24,6 +27,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
+use crate::gc::{referrer_tag_as, REFERRER_TAG, TAG_SUBJECT};
 use crate::quota::Change;
 use crate::{Backend, MetaStore, Result};
 
@@ -76,6 +80,9 @@ pub struct ReferrerSummary {
     pub artifact_type: Option<String>,
     /// Unix microseconds.
     pub pushed_at_us: i64,
+    /// The referrer tag it is found by (`sha256-<hex>.sig`, `.att`, `.sbom`, or the fallback
+    /// tag `sha256-<hex>`); `None` for a manifest whose subject is the artifact.
+    pub tag: Option<String>,
 }
 
 /// An artifact (a manifest) with its figures.
@@ -96,18 +103,55 @@ pub struct ArtifactSummary {
     pub tags: Vec<String>,
     /// Oldest first.
     pub referrers: Vec<ReferrerSummary>,
-    /// The manifest's bytes when it is an index (its entries carry the platforms).
-    pub index_content: Option<Vec<u8>>,
+    /// The manifest's bytes.
+    pub content: Vec<u8>,
     /// The key this row is sorted by, for the next page's `after`.
     pub sort_key: i64,
 }
 
-/// Manifest `m` is listed at the top level of its repository.
-const TOP_LEVEL: &str = "NOT (m.subject IS NOT NULL AND EXISTS (SELECT 1 FROM manifests s \
-       WHERE s.repository_id = m.repository_id AND s.digest = m.subject)) \
-     AND NOT (EXISTS (SELECT 1 FROM manifest_children c \
-       WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest) \
-     AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest))";
+/// How [`top_level`] finds the manifests tagged only with referrer tags.
+#[derive(Clone, Copy)]
+enum ReferrerTags<'a> {
+    /// Looked up for each manifest: for a statement that checks a few.
+    PerManifest,
+    /// For a statement that walks a repository's manifests: gathered once per statement
+    /// from the repository's tags named `sha256-…` (this SQL gives the repository's id, not
+    /// depending on `m`), found through the tag names' index range (`sha256-` ≤ name <
+    /// `sha256.`); a lookup per manifest walked doubled the time of a page sorted by pulls.
+    Gathered(&'a str),
+}
+
+/// Manifest `m` is listed at the top level of its repository (see the module documentation).
+fn top_level(referrer_tags: ReferrerTags<'_>) -> String {
+    let other_tag_is_referrer_tag = referrer_tag_as("o");
+    let only_referrer_tags = format!(
+        "{REFERRER_TAG} \
+         AND EXISTS (SELECT 1 FROM manifests s \
+           WHERE s.repository_id = t.repository_id AND s.digest = {TAG_SUBJECT}) \
+         AND NOT EXISTS (SELECT 1 FROM tags o \
+           WHERE o.repository_id = t.repository_id AND o.digest = t.digest \
+             AND NOT ({other_tag_is_referrer_tag}))"
+    );
+    let referrer_tagged = match referrer_tags {
+        ReferrerTags::PerManifest => format!(
+            "NOT EXISTS (SELECT 1 FROM tags t \
+               WHERE t.repository_id = m.repository_id AND t.digest = m.digest AND {only_referrer_tags})"
+        ),
+        ReferrerTags::Gathered(repository) => format!(
+            "m.digest NOT IN (SELECT t.digest FROM tags t \
+               WHERE t.repository_id = {repository} AND t.name >= 'sha256-' AND t.name < 'sha256.' \
+                 AND {only_referrer_tags})"
+        ),
+    };
+    format!(
+        "NOT (m.subject IS NOT NULL AND EXISTS (SELECT 1 FROM manifests s \
+           WHERE s.repository_id = m.repository_id AND s.digest = m.subject)) \
+         AND NOT (EXISTS (SELECT 1 FROM manifest_children c \
+           WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest) \
+         AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest)) \
+         AND {referrer_tagged}"
+    )
+}
 
 /// The bytes of manifest `m`: itself, its children's manifests, and the distinct blobs of
 /// both. `CROSS JOIN` keeps SQLite's join order (children first, then their blobs): left to
@@ -246,10 +290,6 @@ pub(crate) async fn fill_sizes(tx: &mut Transaction<'_, Any>) -> Result<()> {
 /// would read as a column number in `ORDER BY`).
 const NO_KEY: &str = "CAST(0 AS INTEGER)";
 
-/// The media types of indexes, whose bytes a page returns for their platforms.
-const INDEX_TYPES: &str = "('application/vnd.oci.image.index.v1+json', \
-     'application/vnd.docker.distribution.manifest.list.v2+json')";
-
 /// `WHERE` and `ORDER BY` of a keyset page over rows sorted by `key` then `name`, whose
 /// `after` is bound as `$2` (key) and `$3` (name), and limit as `$4`.
 fn keyset(key: &str, name: &str, page: &BrowsePage<'_>) -> (String, String) {
@@ -284,6 +324,7 @@ impl MetaStore {
         // not be top-level (referrers and index children) and subtracts those that are not
         // from all its manifests, counted in an index (reading every manifest row, and
         // adding up every blob, is what made this page slow).
+        let top_level = top_level(ReferrerTags::PerManifest);
         let sql = format!(
             "WITH repo AS (SELECT id, name, bytes FROM repositories WHERE project = $1), \
              pull AS (SELECT repo.id AS rid, CAST(SUM(p.pull_count) AS BIGINT) AS pulls, MAX(p.last_pulled_at) AS last_pulled \
@@ -294,8 +335,10 @@ impl MetaStore {
                  (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = repo.id) \
                  - (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = repo.id AND m.digest IN \
                      (SELECT s.digest FROM manifests s WHERE s.repository_id = repo.id AND s.subject IS NOT NULL \
-                      UNION SELECT c.child_digest FROM manifest_children c WHERE c.repository_id = repo.id) \
-                   AND NOT ({TOP_LEVEL})) AS artifacts, \
+                      UNION SELECT c.child_digest FROM manifest_children c WHERE c.repository_id = repo.id \
+                      UNION SELECT t.digest FROM tags t WHERE t.repository_id = repo.id \
+                        AND t.name >= 'sha256-' AND t.name < 'sha256.' AND {REFERRER_TAG}) \
+                   AND NOT ({top_level})) AS artifacts, \
                  COALESCE((SELECT MAX(m.created_at_us) FROM manifests m WHERE m.repository_id = repo.id), -1) \
                    AS manifest_pushed, \
                  COALESCE((SELECT MAX(t.updated_at_us) FROM tags t WHERE t.repository_id = repo.id), -1) \
@@ -345,6 +388,9 @@ impl MetaStore {
             BrowseSort::Size => "m.artifact_size",
         };
         let (filter, order) = keyset(key, "m.digest", &page);
+        let top_level = top_level(ReferrerTags::Gathered(
+            "(SELECT id FROM repositories WHERE name = $1)",
+        ));
         // The page's rows are chosen first, so that tags, referrers and sizes are computed
         // for them alone, not for every row the sort looks at.
         let chosen = format!(
@@ -352,7 +398,7 @@ impl MetaStore {
              FROM manifests m LEFT JOIN manifest_pulls p \
                ON p.repository_id = m.repository_id AND p.digest = m.digest \
              WHERE m.repository_id = (SELECT id FROM repositories WHERE name = $1) \
-               AND {TOP_LEVEL} AND {filter} {order}"
+               AND {top_level} AND {filter} {order}"
         );
         let direction = if page.descending { "DESC" } else { "ASC" };
         let (after_key, after_name) = split_after(&page);
@@ -406,16 +452,26 @@ fn artifact_select(backend: Backend, chosen: &str, order: &str) -> String {
         "t.name",
         "FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest",
     );
+    // Referrers: the manifests whose subject is `m`, and those tagged with a referrer tag
+    // naming `m` (with the tag).
+    let stem = "'sha256-' || substr(m.digest, 8)";
     let referrers = backend.json_array_of(
-        &backend.json_array("r.digest, r.media_type, r.artifact_type, r.created_at_us"),
-        "FROM manifests r WHERE r.repository_id = m.repository_id AND r.subject = m.digest",
+        &backend.json_array("r.digest, r.media_type, r.artifact_type, r.created_at_us, r.tag"),
+        &format!(
+            "FROM (SELECT x.digest, x.media_type, x.artifact_type, x.created_at_us, NULL AS tag \
+               FROM manifests x WHERE x.repository_id = m.repository_id AND x.subject = m.digest \
+             UNION ALL SELECT x.digest, x.media_type, x.artifact_type, x.created_at_us, t.name \
+               FROM tags t JOIN manifests x ON x.repository_id = t.repository_id AND x.digest = t.digest \
+               WHERE t.repository_id = m.repository_id \
+                 AND t.name IN ({stem} || '.sig', {stem} || '.att', {stem} || '.sbom', {stem})) r"
+        ),
     );
     format!(
         "WITH chosen AS ({chosen}) \
          SELECT m.digest, m.media_type, m.artifact_type, m.created_at_us, m.artifact_size, \
            p.last_pulled_at, COALESCE(p.pull_count, 0), \
            {tags}, {referrers}, \
-           CASE WHEN m.media_type IN {INDEX_TYPES} THEN m.content END, \
+           m.content, \
            chosen.sort_key \
          FROM chosen JOIN manifests m ON m.repository_id = chosen.rid AND m.digest = chosen.digest \
          LEFT JOIN manifest_pulls p ON p.repository_id = m.repository_id AND p.digest = m.digest \
@@ -429,10 +485,13 @@ fn artifact_summary(row: &sqlx::any::AnyRow) -> Result<ArtifactSummary> {
     // instead of looking up the digest's.
     let mut tags: Vec<String> = serde_json::from_str(&row.get::<String, _>(7)).map_err(corrupt)?;
     tags.sort();
-    type Referrer = (String, String, Option<String>, i64);
+    type Referrer = (String, String, Option<String>, i64, Option<String>);
     // Sorted here for the same reason as the tags (SQL would walk the repository by push time).
     let mut referrers: Vec<Referrer> =
         serde_json::from_str(&row.get::<String, _>(8)).map_err(corrupt)?;
+    // A manifest found both ways is listed once, with its tag.
+    referrers.sort_by(|a, b| a.0.cmp(&b.0).then(b.4.is_some().cmp(&a.4.is_some())));
+    referrers.dedup_by(|later, first| later.0 == first.0);
     referrers.sort_by(|a, b| (a.3, &a.0).cmp(&(b.3, &b.0)));
     Ok(ArtifactSummary {
         digest: row.get(0),
@@ -446,15 +505,16 @@ fn artifact_summary(row: &sqlx::any::AnyRow) -> Result<ArtifactSummary> {
         referrers: referrers
             .into_iter()
             .map(
-                |(digest, media_type, artifact_type, pushed_at_us)| ReferrerSummary {
+                |(digest, media_type, artifact_type, pushed_at_us, tag)| ReferrerSummary {
                     digest,
                     media_type,
                     artifact_type,
                     pushed_at_us,
+                    tag,
                 },
             )
             .collect(),
-        index_content: row.get(9),
+        content: row.get(9),
         sort_key: row.get(10),
     })
 }
@@ -543,6 +603,67 @@ mod tests {
             .unwrap();
         let blobs: Vec<String> = blobs.into_iter().map(|(digest, _)| digest).collect();
         store.delete_orphan_blobs(&blobs).await.unwrap();
+    }
+
+    /// cosign's `.sig` manifest and the referrers fallback index are listed under the image
+    /// their tag names, as its referrers with their tag, not as artifacts of their own; a
+    /// referrer tag naming no manifest of the repository, or a manifest with another tag too,
+    /// stays at the top level.
+    #[tokio::test]
+    async fn manifests_tagged_only_with_referrer_tags_are_listed_under_the_image_they_name() {
+        let (_dir, store) = store().await;
+        let (image, signature, fallback, orphan, both) = (d(20), d(21), d(22), d(23), d(24));
+        let stem = |digest: &Digest| format!("sha256-{}", digest.hex());
+        let put = |digest: Digest, tag: String| {
+            let store = store.clone();
+            async move {
+                store
+                    .put_manifest(
+                        "team/app",
+                        &manifest(&digest, vec![], None),
+                        Some(tag.as_str().into()),
+                    )
+                    .await
+                    .unwrap();
+            }
+        };
+        put(image.clone(), "v1".into()).await;
+        put(signature.clone(), format!("{}.sig", stem(&image))).await;
+        put(fallback.clone(), stem(&image)).await;
+        put(orphan.clone(), format!("{}.sig", stem(&d(99)))).await;
+        put(both.clone(), format!("{}.att", stem(&image))).await;
+        put(both.clone(), "v2".into()).await;
+        let page = BrowsePage {
+            sort: BrowseSort::Name,
+            descending: false,
+            after: None,
+            limit: 100,
+        };
+        let rows = store
+            .artifact_page("team/app", page)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut listed: Vec<&str> = rows.iter().map(|r| r.digest.as_str()).collect();
+        listed.sort();
+        let mut expected = vec![image.to_string(), orphan.to_string(), both.to_string()];
+        expected.sort();
+        assert_eq!(listed, expected);
+        assert_eq!(repository(&store, "team/app").await.unwrap().artifacts, 3);
+        let image_row = rows.iter().find(|r| r.digest == image.to_string()).unwrap();
+        let mut referrers: Vec<(String, Option<String>)> = image_row
+            .referrers
+            .iter()
+            .map(|r| (r.digest.clone(), r.tag.clone()))
+            .collect();
+        referrers.sort();
+        let mut expected = vec![
+            (signature.to_string(), Some(format!("{}.sig", stem(&image)))),
+            (fallback.to_string(), Some(stem(&image))),
+            (both.to_string(), Some(format!("{}.att", stem(&image)))),
+        ];
+        expected.sort();
+        assert_eq!(referrers, expected);
     }
 
     /// The sizes are kept live, not added up on read: every write path that changes what

@@ -62,12 +62,17 @@ fn live(backend: Backend) -> &'static str {
 /// Whether tag `t` is a referrer tag: `sha256-` and 64 characters, alone (the referrers
 /// fallback tag) or with `.sig`, `.att` or `.sbom` (cosign's tag scheme); the SQL twin of
 /// `gantry_signing::cosign::tag_subject`.
-const REFERRER_TAG: &str = "t.name LIKE 'sha256-%' AND (length(t.name) = 71 \
+pub(crate) const REFERRER_TAG: &str = "t.name LIKE 'sha256-%' AND (length(t.name) = 71 \
     OR (length(t.name) = 75 AND (t.name LIKE '%.sig' OR t.name LIKE '%.att')) \
     OR (length(t.name) = 76 AND t.name LIKE '%.sbom'))";
 
+/// [`REFERRER_TAG`] for a tag aliased `alias` instead of `t`.
+pub(crate) fn referrer_tag_as(alias: &str) -> String {
+    REFERRER_TAG.replace("t.name", &format!("{alias}.name"))
+}
+
 /// The digest a referrer tag `t` names.
-const TAG_SUBJECT: &str = "'sha256:' || substr(t.name, 8, 64)";
+pub(crate) const TAG_SUBJECT: &str = "'sha256:' || substr(t.name, 8, 64)";
 
 /// Whether a live manifest of link `rb`'s repository references its blob.
 const LIVE_REFERENCE: &str = "EXISTS (SELECT 1 FROM manifest_blobs mb JOIN live l \

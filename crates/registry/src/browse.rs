@@ -5,12 +5,19 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
 use gantry_meta::{ArtifactSummary, BrowsePage, RepositorySummary};
-use gantry_oci::{Digest, Reference, RepositoryName};
+use gantry_oci::manifest;
+use gantry_oci::{media_type, Digest, Reference, RepositoryName};
+use gantry_signing::sources::{self, Located};
+use gantry_signing::Verdict;
 use serde::Serialize;
 
 pub use gantry_meta::BrowseSort;
 
+use crate::signing::{is_signable, RepositorySignatures, TrustPolicy};
 use crate::{Registry, RegistryError, Result};
 
 /// At most this many rows per page; also the default.
@@ -62,13 +69,30 @@ pub struct PlatformView {
     pub digest: String,
 }
 
-/// A manifest that names the artifact as its subject (a signature, an SBOM).
+/// A manifest that names the artifact as its subject (a signature, an SBOM), or that a
+/// referrer tag names it by (cosign's `.sig`, `.att`, `.sbom`, the referrers fallback index).
 #[derive(Debug, Clone, Serialize)]
 pub struct ReferrerView {
     pub digest: String,
     pub media_type: String,
     pub artifact_type: Option<String>,
     pub pushed_at: i64,
+    /// The referrer tag (`sha256-<hex>.sig`, …); `null` for a referrer by subject.
+    pub tag: Option<String>,
+}
+
+/// Whether an image or index is signed, as its project's signing policy judges it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SignatureView {
+    /// `trusted` (a key the project trusts signed this digest), `untrusted` (signatures, none
+    /// valid by a trusted key, or the project trusts no key), `other_digest` (a trusted
+    /// key's signature names another digest) or `unsigned`.
+    pub state: &'static str,
+    /// The trusted key's fingerprint (`sha256:<hex>` of its SubjectPublicKeyInfo, as
+    /// `gantry signing-policy show` lists it), when trusted.
+    pub key: Option<String>,
+    /// When the trusted signature was pushed (Unix seconds), when trusted.
+    pub signed_at: Option<i64>,
 }
 
 /// An artifact as the API shows it. Times are Unix seconds.
@@ -91,6 +115,8 @@ pub struct ArtifactView {
     pub pulls: i64,
     /// Oldest first.
     pub referrers: Vec<ReferrerView>,
+    /// `null` for what a signing policy does not check (signatures, SBOMs, other artifacts).
+    pub signature: Option<SignatureView>,
 }
 
 impl From<RepositorySummary> for RepositoryView {
@@ -106,14 +132,18 @@ impl From<RepositorySummary> for RepositoryView {
     }
 }
 
-impl From<ArtifactSummary> for ArtifactView {
-    fn from(a: ArtifactSummary) -> Self {
+impl ArtifactView {
+    fn new(a: ArtifactSummary, signature: Option<SignatureView>) -> Self {
+        let is_index = matches!(
+            a.media_type.as_str(),
+            media_type::OCI_INDEX | media_type::DOCKER_MANIFEST_LIST
+        );
         ArtifactView {
-            platforms: a
-                .index_content
-                .as_deref()
-                .map(platforms_of)
-                .unwrap_or_default(),
+            platforms: if is_index {
+                platforms_of(&a.content)
+            } else {
+                Vec::new()
+            },
             digest: a.digest,
             media_type: a.media_type,
             artifact_type: a.artifact_type,
@@ -130,8 +160,10 @@ impl From<ArtifactSummary> for ArtifactView {
                     media_type: r.media_type,
                     artifact_type: r.artifact_type,
                     pushed_at: seconds(r.pushed_at_us),
+                    tag: r.tag,
                 })
                 .collect(),
+            signature,
         }
     }
 }
@@ -209,22 +241,20 @@ fn resume_point(options: &BrowseOptions) -> Result<Option<(i64, String)>> {
     Ok(Some((key, name.to_string())))
 }
 
-/// Turns rows fetched with one extra (to learn whether more follow) into a page.
-fn page_of<Row, View: From<Row>>(
+/// Splits rows fetched with one extra (to learn whether more follow) into a page's rows and
+/// the token of the next page.
+fn page_of<Row>(
     options: &BrowseOptions,
     mut rows: Vec<Row>,
     resume: impl Fn(&Row) -> (i64, String),
-) -> Browsed<View> {
+) -> (Vec<Row>, Option<String>) {
     let more = rows.len() > options.limit as usize;
     rows.truncate(options.limit as usize);
     let next = more
         .then(|| rows.last().map(&resume))
         .flatten()
         .map(|(key, name)| token(options, key, &name));
-    Browsed {
-        items: rows.into_iter().map(View::from).collect(),
-        next,
-    }
+    (rows, next)
 }
 
 impl Registry {
@@ -241,7 +271,11 @@ impl Registry {
             .meta
             .repository_page(project, meta_page(options, &resume))
             .await?;
-        Ok(page_of(options, rows, |r| (r.sort_key, r.name.clone())))
+        let (rows, next) = page_of(options, rows, |r| (r.sort_key, r.name.clone()));
+        Ok(Browsed {
+            items: rows.into_iter().map(RepositoryView::from).collect(),
+            next,
+        })
     }
 
     /// A page of `name`'s top-level artifacts (referrers are listed under their subject,
@@ -258,7 +292,22 @@ impl Registry {
             .artifact_page(name.as_str(), meta_page(options, &resume))
             .await?
             .ok_or_else(|| RegistryError::NameUnknown(name.to_string()))?;
-        Ok(page_of(options, rows, |a| (a.sort_key, a.digest.clone())))
+        let (rows, next) = page_of(options, rows, |a| (a.sort_key, a.digest.clone()));
+        let trust = self.gate.signing_policy(&self.meta, name.project()).await?;
+        // Judging reads signatures only where the cache has no verdict for them; a few at
+        // once, for a page seen first.
+        let items = futures::stream::iter(rows)
+            .map(|row| {
+                let trust = trust.clone();
+                async move {
+                    let signature = self.signature_view(name, &row, &trust).await?;
+                    Ok::<_, RegistryError>(ArtifactView::new(row, signature))
+                }
+            })
+            .buffered(8)
+            .try_collect()
+            .await?;
+        Ok(Browsed { items, next })
     }
 
     /// One artifact by tag or digest, top-level or not.
@@ -273,11 +322,79 @@ impl Registry {
             Reference::Digest(digest) => digest.clone(),
             Reference::Tag(_) => self.get_manifest(name, reference).await?.digest,
         };
-        self.meta
+        let row = self
+            .meta
             .artifact_summary(name.as_str(), &digest.to_string())
             .await?
-            .map(ArtifactView::from)
-            .ok_or_else(unknown)
+            .ok_or_else(unknown)?;
+        let trust = self.gate.signing_policy(&self.meta, name.project()).await?;
+        let signature = self.signature_view(name, &row, &trust).await?;
+        Ok(ArtifactView::new(row, signature))
+    }
+
+    /// How the listing shows `artifact`'s signatures under `trust`; `None` for what a
+    /// signing policy does not check. The signatures are those its referrers name (the
+    /// `.sig` manifest by its tag, bundles by artifact type), so a verdict in the cache costs
+    /// no query; an artifact with a referrers fallback tag is looked up as a pull would be
+    /// (the fallback index lists its bundles in its own bytes).
+    async fn signature_view(
+        &self,
+        name: &RepositoryName,
+        artifact: &ArtifactSummary,
+        trust: &Arc<TrustPolicy>,
+    ) -> Result<Option<SignatureView>> {
+        let Ok(digest) = artifact.digest.parse::<Digest>() else {
+            return Ok(None);
+        };
+        let signable = manifest::parse(&artifact.content, Some(&artifact.media_type))
+            .is_ok_and(|parsed| is_signable(&parsed));
+        if !signable {
+            return Ok(None);
+        }
+        let stem = format!("{}-{}", digest.algorithm().as_str(), digest.hex());
+        let tagged = |tag: String| {
+            artifact
+                .referrers
+                .iter()
+                .find(|r| r.tag.as_deref() == Some(tag.as_str()))
+        };
+        let located = if tagged(stem.clone()).is_some() {
+            sources::locate(&RepositorySignatures::new(self, name), &digest).await?
+        } else {
+            let referrers: Vec<(Option<&str>, Digest)> = artifact
+                .referrers
+                .iter()
+                .filter_map(|r| Some((r.artifact_type.as_deref(), r.digest.parse().ok()?)))
+                .collect();
+            Located::new(
+                tagged(format!("{stem}.sig")).and_then(|r| r.digest.parse().ok()),
+                referrers
+                    .iter()
+                    .map(|(artifact_type, digest)| (*artifact_type, digest)),
+            )
+        };
+        let judged = self
+            .judge_signatures(name, &digest, &artifact.content, located, trust)
+            .await?;
+        let signed_at = judged.holder.as_ref().and_then(|holder| {
+            let holder = holder.to_string();
+            artifact
+                .referrers
+                .iter()
+                .find(|r| r.digest == holder)
+                .map(|r| seconds(r.pushed_at_us))
+        });
+        let (state, key) = match judged.verdict {
+            Verdict::Trusted { key, .. } => ("trusted", Some(key)),
+            Verdict::Untrusted => ("untrusted", None),
+            Verdict::OtherDigest { .. } => ("other_digest", None),
+            Verdict::Unsigned => ("unsigned", None),
+        };
+        Ok(Some(SignatureView {
+            state,
+            key,
+            signed_at,
+        }))
     }
 }
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use gantry_oci::manifest::{self, Descriptor, ManifestKind, ParsedManifest};
 use gantry_oci::{Digest, RepositoryName};
-use gantry_signing::sources::{self, SignatureStore};
+use gantry_signing::sources::{self, Located, SignatureStore};
 use gantry_signing::{verdict, SigningPolicy, Subject, TrustedKey, Verdict};
 use parking_lot::Mutex;
 
@@ -54,13 +54,21 @@ impl TrustPolicy {
     }
 }
 
-/// A verdict with what it was made from: the signatures found (by digest), the policy, and
-/// when they were last looked for.
+/// A verdict with what it was made from: the signatures found, the policy, and when they
+/// were last looked for.
 struct CachedVerdict {
-    verdict: Verdict,
-    found: (Option<Digest>, Vec<Digest>),
+    judged: Judged,
+    found: Located,
     policy: Arc<TrustPolicy>,
     checked: Instant,
+}
+
+/// What a policy makes of an image's signatures.
+#[derive(Debug, Clone)]
+pub(crate) struct Judged {
+    pub(crate) verdict: Verdict,
+    /// The manifest that holds the trusted signature, when the verdict is trusted.
+    pub(crate) holder: Option<Digest>,
 }
 
 #[derive(Default)]
@@ -95,10 +103,10 @@ impl Registry {
             return Ok(());
         };
         let manifest = pulled.stored;
-        let verdict = self
+        let judged = self
             .signature_verdict(name, &manifest.digest, &manifest.content, &trust)
             .await?;
-        let Some(reason) = verdict.refusal() else {
+        let Some(reason) = judged.verdict.refusal() else {
             return Ok(());
         };
         if trust.policy.index_covers_children && parsed.kind == ManifestKind::Image {
@@ -111,10 +119,10 @@ impl Registry {
                 else {
                     continue;
                 };
-                let verdict = self
+                let judged = self
                     .signature_verdict(name, &parent, &index.content, &trust)
                     .await?;
-                if matches!(verdict, Verdict::Trusted { .. }) {
+                if matches!(judged.verdict, Verdict::Trusted { .. }) {
                     return Ok(());
                 }
             }
@@ -131,38 +139,70 @@ impl Registry {
     }
 
     /// What `trust` makes of the signatures of `digest` (whose manifest is `manifest`) in
-    /// `name`, from the cache while the signatures found are the same and the policy is.
+    /// `name`: a verdict younger than [`VERDICT_TTL`] as it is, else the signatures are
+    /// looked for and judged ([`Registry::judge_signatures`]).
     async fn signature_verdict(
         &self,
         name: &RepositoryName,
         digest: &Digest,
         manifest: &[u8],
         trust: &Arc<TrustPolicy>,
-    ) -> Result<Verdict> {
+    ) -> Result<Judged> {
         let key = (name.as_str().to_string(), digest.clone());
         if let Some(cached) = self.signing.entries.lock().get(&key) {
             if Arc::ptr_eq(&cached.policy, trust) && cached.checked.elapsed() < VERDICT_TTL {
-                return Ok(cached.verdict.clone());
+                return Ok(cached.judged.clone());
             }
         }
-        let store = RepositorySignatures {
-            registry: self,
-            name,
-        };
+        let store = RepositorySignatures::new(self, name);
         let located = sources::locate(&store, digest).await?;
-        let found = located.key();
+        self.judge_signatures(name, digest, manifest, located, trust)
+            .await
+    }
+
+    /// What `trust` makes of the signatures `located` found for `digest` (whose manifest is
+    /// `manifest`) in `name`: from the cache while they are the signatures a verdict was made
+    /// from under the same policy, else read and judged. No signature is read when the policy
+    /// trusts no key.
+    pub(crate) async fn judge_signatures(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+        manifest: &[u8],
+        located: Located,
+        trust: &Arc<TrustPolicy>,
+    ) -> Result<Judged> {
+        let key = (name.as_str().to_string(), digest.clone());
         if let Some(cached) = self.signing.entries.lock().get_mut(&key) {
-            if cached.found == found && Arc::ptr_eq(&cached.policy, trust) {
+            if cached.found == located && Arc::ptr_eq(&cached.policy, trust) {
                 cached.checked = Instant::now();
-                return Ok(cached.verdict.clone());
+                return Ok(cached.judged.clone());
             }
         }
-        let candidates = sources::candidates(&store, &located).await?;
-        let subject = Subject {
-            digest: &digest.to_string(),
-            manifest: Some(manifest),
+        let judged = if located.is_empty() {
+            Judged {
+                verdict: Verdict::Unsigned,
+                holder: None,
+            }
+        } else if trust.keys.is_empty() {
+            Judged {
+                verdict: Verdict::Untrusted,
+                holder: None,
+            }
+        } else {
+            let store = RepositorySignatures::new(self, name);
+            let signatures = sources::candidates(&store, &located).await?;
+            let subject = Subject {
+                digest: &digest.to_string(),
+                manifest: Some(manifest),
+            };
+            let verdict = verdict(&subject, &signatures.candidates, &trust.keys);
+            let holder = match &verdict {
+                Verdict::Trusted { candidate, .. } => signatures.holders.get(*candidate).cloned(),
+                _ => None,
+            };
+            Judged { verdict, holder }
         };
-        let verdict = verdict(&subject, &candidates, &trust.keys);
         let mut entries = self.signing.entries.lock();
         if entries.len() >= VERDICT_LIMIT {
             entries.clear();
@@ -170,13 +210,13 @@ impl Registry {
         entries.insert(
             key,
             CachedVerdict {
-                verdict: verdict.clone(),
-                found,
+                judged: judged.clone(),
+                found: located,
                 policy: trust.clone(),
                 checked: Instant::now(),
             },
         );
-        Ok(verdict)
+        Ok(judged)
     }
 
     /// The project's signing policy (the default, nothing enforced, when none was set).
@@ -216,7 +256,7 @@ impl Registry {
 /// What a signing policy checks: container images and indexes of images (not referrers,
 /// signatures, attestations, other artifacts, or a referrers fallback index, whose entries
 /// all carry an artifact type).
-fn is_signable(parsed: &ParsedManifest) -> bool {
+pub(crate) fn is_signable(parsed: &ParsedManifest) -> bool {
     parsed.is_container_image()
         || (parsed.kind == ManifestKind::Index
             && parsed.subject.is_none()
@@ -224,9 +264,15 @@ fn is_signable(parsed: &ParsedManifest) -> bool {
 }
 
 /// A repository's signatures as this registry holds them.
-struct RepositorySignatures<'a> {
+pub(crate) struct RepositorySignatures<'a> {
     registry: &'a Registry,
     name: &'a RepositoryName,
+}
+
+impl<'a> RepositorySignatures<'a> {
+    pub(crate) fn new(registry: &'a Registry, name: &'a RepositoryName) -> Self {
+        RepositorySignatures { registry, name }
+    }
 }
 
 impl SignatureStore for RepositorySignatures<'_> {

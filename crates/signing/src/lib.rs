@@ -329,8 +329,9 @@ impl Candidate {
 /// What a project's trusted keys make of an image's signatures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// A trusted key signed this digest (the first such key, by fingerprint).
-    Trusted { key: String },
+    /// A trusted key signed this digest: the first such signature, `candidate` its position
+    /// among the candidates judged, `key` the key's fingerprint.
+    Trusted { key: String, candidate: usize },
     /// No signature at all.
     Unsigned,
     /// Signatures, none valid by a trusted key (unknown keys, tampered payloads, garbage).
@@ -362,11 +363,12 @@ pub fn verdict(subject: &Subject<'_>, candidates: &[Candidate], keys: &[TrustedK
         return Verdict::Unsigned;
     }
     let mut other = None;
-    for candidate in candidates {
+    for (position, candidate) in candidates.iter().enumerate() {
         match candidate.judge(subject, keys) {
             Finding::Trusted(key) => {
                 return Verdict::Trusted {
                     key: key.fingerprint.clone(),
+                    candidate: position,
                 }
             }
             Finding::OtherDigest(signed) => other = Some(signed),

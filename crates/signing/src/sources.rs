@@ -38,31 +38,55 @@ pub trait SignatureStore {
     async fn blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>, Self::Error>;
 }
 
-/// The signatures found for an image, not yet read.
-#[derive(Debug, Clone, Default)]
+/// The signatures found for an image, not yet read: the manifests that hold them, by digest
+/// (manifests are content-addressed, so equal [`Located`], equal signatures).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Located {
     /// The `.sig` manifest of the tag scheme.
-    pub tag_scheme: Option<Manifest>,
+    pub tag_scheme: Option<Digest>,
     /// The bundle manifests, sorted, without repeats.
     pub bundles: Vec<Digest>,
 }
 
 impl Located {
-    /// What identifies these signatures: the `.sig` manifest's digest and the bundles'. Equal
-    /// keys, equal signatures (manifests are content-addressed).
-    pub fn key(&self) -> (Option<Digest>, Vec<Digest>) {
-        (
-            self.tag_scheme.as_ref().map(|m| m.digest.clone()),
-            self.bundles.clone(),
-        )
+    /// The signatures among what refers to an image: its `.sig` manifest, and of its
+    /// referrers (the referrers API's, the fallback index's entries), given as (artifact
+    /// type, digest), those whose artifact type is a bundle's.
+    pub fn new<'a>(
+        tag_scheme: Option<Digest>,
+        referrers: impl IntoIterator<Item = (Option<&'a str>, &'a Digest)>,
+    ) -> Located {
+        let mut bundles: Vec<Digest> = referrers
+            .into_iter()
+            .filter(|(artifact_type, _)| artifact_type.is_some_and(bundle::is_bundle))
+            .map(|(_, digest)| digest.clone())
+            .collect();
+        bundles.sort_by_key(|d| d.to_string());
+        bundles.dedup();
+        Located {
+            tag_scheme,
+            bundles,
+        }
+    }
+
+    /// No signature was found.
+    pub fn is_empty(&self) -> bool {
+        self.tag_scheme.is_none() && self.bundles.is_empty()
     }
 }
 
-fn bundle_digests(descriptors: &[Descriptor]) -> impl Iterator<Item = Digest> + '_ {
+/// The signatures [`candidates`] read, each with the manifest that holds it.
+#[derive(Debug, Clone, Default)]
+pub struct Signatures {
+    pub candidates: Vec<Candidate>,
+    /// `holders[i]` is the digest of the manifest `candidates[i]` came from.
+    pub holders: Vec<Digest>,
+}
+
+fn artifact_typed(descriptors: &[Descriptor]) -> impl Iterator<Item = (Option<&str>, &Digest)> {
     descriptors
         .iter()
-        .filter(|d| d.artifact_type.as_deref().is_some_and(bundle::is_bundle))
-        .map(|d| d.digest.clone())
+        .map(|d| (d.artifact_type.as_deref(), &d.digest))
 }
 
 /// Finds the signatures of image `digest`: the `.sig` manifest, the bundle referrers, and the
@@ -72,20 +96,19 @@ fn bundle_digests(descriptors: &[Descriptor]) -> impl Iterator<Item = Digest> + 
 pub async fn locate<S: SignatureStore>(store: &S, digest: &Digest) -> Result<Located, S::Error> {
     let stem = format!("{}-{}", digest.algorithm().as_str(), digest.hex());
     let tag_scheme = store.manifest(&format!("{stem}.sig")).await?;
-    let mut bundles: Vec<Digest> = bundle_digests(&store.referrers(digest).await?).collect();
+    let referrers = store.referrers(digest).await?;
+    let mut fallback_entries = Vec::new();
     if let Some(fallback) = store.manifest(&stem).await? {
         if let Ok(index) = manifest::parse(&fallback.bytes, Some(&fallback.media_type)) {
             if index.kind == ManifestKind::Index {
-                bundles.extend(bundle_digests(&index.manifests));
+                fallback_entries = index.manifests;
             }
         }
     }
-    bundles.sort_by_key(|d| d.to_string());
-    bundles.dedup();
-    Ok(Located {
-        tag_scheme,
-        bundles,
-    })
+    Ok(Located::new(
+        tag_scheme.map(|m| m.digest),
+        artifact_typed(&referrers).chain(artifact_typed(&fallback_entries)),
+    ))
 }
 
 /// Reads the signatures `located` found.
@@ -94,22 +117,25 @@ pub async fn locate<S: SignatureStore>(store: &S, digest: &Digest) -> Result<Loc
 pub async fn candidates<S: SignatureStore>(
     store: &S,
     located: &Located,
-) -> Result<Vec<Candidate>, S::Error> {
-    let mut found = Vec::new();
-    if let Some(signatures) = &located.tag_scheme {
-        if let Ok(parsed) = manifest::parse(&signatures.bytes, Some(&signatures.media_type)) {
-            for layer in &parsed.layers {
-                let Some(signature) = cosign::layer_signature(
-                    &layer.media_type,
-                    layer.size,
-                    layer.annotations.as_ref(),
-                ) else {
-                    continue;
-                };
-                found.push(Candidate::SimpleSigning {
-                    payload: store.blob(&layer.digest, layer.size).await?,
-                    signature_base64: signature.to_string(),
-                });
+) -> Result<Signatures, S::Error> {
+    let mut found = Signatures::default();
+    if let Some(digest) = &located.tag_scheme {
+        if let Some(signatures) = store.manifest(&digest.to_string()).await? {
+            if let Ok(parsed) = manifest::parse(&signatures.bytes, Some(&signatures.media_type)) {
+                for layer in &parsed.layers {
+                    let Some(signature) = cosign::layer_signature(
+                        &layer.media_type,
+                        layer.size,
+                        layer.annotations.as_ref(),
+                    ) else {
+                        continue;
+                    };
+                    found.candidates.push(Candidate::SimpleSigning {
+                        payload: store.blob(&layer.digest, layer.size).await?,
+                        signature_base64: signature.to_string(),
+                    });
+                    found.holders.push(digest.clone());
+                }
             }
         }
     }
@@ -125,7 +151,8 @@ pub async fn candidates<S: SignatureStore>(
                 continue;
             }
             if let Ok(content) = bundle::parse(&store.blob(&layer.digest, layer.size).await?) {
-                found.push(Candidate::Bundle(content));
+                found.candidates.push(Candidate::Bundle(content));
+                found.holders.push(digest.clone());
             }
         }
     }

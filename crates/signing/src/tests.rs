@@ -37,7 +37,8 @@ fn each_algorithm_cosign_uses_verifies_its_own_signature_and_no_other() {
                 assert_eq!(
                     found,
                     Verdict::Trusted {
-                        key: key(name).fingerprint().to_string()
+                        key: key(name).fingerprint().to_string(),
+                        candidate: 0
                     },
                     "{signer}"
                 );
@@ -74,7 +75,8 @@ fn a_tampered_payload_or_another_digest_is_not_trusted_and_a_bad_signature_spoil
     assert_eq!(
         verdict(&SUBJECT, &[garbage, for_other, good.clone()], &keys),
         Verdict::Trusted {
-            key: key("p256").fingerprint().to_string()
+            key: key("p256").fingerprint().to_string(),
+            candidate: 2
         }
     );
     assert_eq!(verdict(&SUBJECT, &[], &keys), Verdict::Unsigned);
@@ -185,6 +187,7 @@ fn a_cosign_v3_signature_by_sigstore_sign_is_trusted_for_its_subject_only() {
     let keys = [key("p256"), key("bundle")];
     let trusted = Verdict::Trusted {
         key: key("bundle").fingerprint().to_string(),
+        candidate: 0,
     };
     let signature = bundle_candidate("bundle-dsse.json");
     assert_eq!(
@@ -444,20 +447,29 @@ fn signatures_are_found_in_the_sig_tag_the_referrers_and_the_fallback_tag_each_o
     assert_eq!(located.bundles.len(), 3, "{:?}", located.bundles);
     let found = futures::executor::block_on(sources::candidates(&store, &located)).unwrap();
     // The payload, and the two bundles that read (not the garbage, not the SBOM).
-    assert_eq!(found.len(), 3, "{found:?}");
-    assert!(matches!(found[0], Candidate::SimpleSigning { .. }));
+    assert_eq!(found.candidates.len(), 3, "{found:?}");
+    assert!(matches!(
+        found.candidates[0],
+        Candidate::SimpleSigning { .. }
+    ));
+    assert_eq!(found.holders[0], located.tag_scheme.clone().unwrap());
+    let mut bundle_holders = found.holders[1..].to_vec();
+    bundle_holders.sort_by_key(|d| d.to_string());
+    let mut readable = vec![both.digest.clone(), fallback_only.digest.clone()];
+    readable.sort_by_key(|d| d.to_string());
+    assert_eq!(bundle_holders, readable);
     let keys = [key("p256"), key("bundle")];
     assert!(matches!(
-        verdict(&SUBJECT, &found, &keys),
+        verdict(&SUBJECT, &found.candidates, &keys),
         Verdict::Trusted { .. }
     ));
     // The same signatures, the same key; another bundle, another key.
     let again = futures::executor::block_on(sources::locate(&store, &digest)).unwrap();
-    assert_eq!(again.key(), located.key());
+    assert_eq!(again, located);
     store.referrers.pop();
     store.referrers.pop();
     let fewer = futures::executor::block_on(sources::locate(&store, &digest)).unwrap();
-    assert_ne!(fewer.key(), located.key());
+    assert_ne!(fewer, located);
 }
 
 #[test]
@@ -483,6 +495,7 @@ fn a_sealed_key_opens_with_its_password_only_and_signs_what_the_verdict_trusts()
     assert_eq!(opened.public_pem(), key.public_pem());
     let trusted = Verdict::Trusted {
         key: key.trusted().fingerprint().to_string(),
+        candidate: 0,
     };
     let (payload, signature_base64) = cosign::signature(&opened, "127.0.0.1:5000/team/app", DIGEST);
     let tag_scheme = Candidate::SimpleSigning {
