@@ -967,15 +967,7 @@ async fn gantry_keys_and_signatures_are_cosigns_formats_as_an_independent_implem
 
 /// The artifacts of `team/app` as the REST API lists them, by digest.
 async fn listed_artifacts(server: &Server) -> std::collections::HashMap<String, Value> {
-    let listed: Value = http_as("admin", ADMIN_PASSWORD)
-        .get(server.url("/api/v1/repositories/team%2Fapp/artifacts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    listed["artifacts"]
+    get_json(server, "/api/v1/repositories/team%2Fapp/artifacts").await["artifacts"]
         .as_array()
         .unwrap()
         .iter()
