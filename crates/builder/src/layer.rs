@@ -1,5 +1,5 @@
 //! Reproducible layers: a tar of sorted entries with fixed times, owners and modes, gzipped by
-//! the pinned encoder at a fixed level. The same entries always give the same bytes, so the
+//! the builder's own encoder over the pinned miniz_oxide at a fixed level (`gzip`). The same entries always give the same bytes, so the
 //! same digest. The layer streams to a file while both digests (of the tar, the `diff_id`, and
 //! of the gzip, the blob digest) are computed.
 
@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use flate2::write::GzEncoder;
-use flate2::{Compression, GzBuilder};
 use gantry_oci::Digest;
 use sha2::{Digest as _, Sha256};
 
+use crate::gzip::GzipWriter;
+
 /// gzip level of every layer: the smallest output; the level is part of the reproducible recipe.
-pub const GZIP_LEVEL: u32 = 9;
+pub const GZIP_LEVEL: u8 = 9;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
@@ -115,10 +115,7 @@ fn digest_of(hash: Sha256) -> Digest {
 pub fn write(spec: &LayerSpec, mtime: u64, path: &Path) -> io::Result<BuiltLayer> {
     let file = std::fs::File::create(path)?;
     let compressed = hashing(io::BufWriter::new(file));
-    let gzip: GzEncoder<_> = GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(compressed, Compression::new(GZIP_LEVEL));
+    let gzip = GzipWriter::new(compressed, GZIP_LEVEL)?;
     let mut tar = tar::Builder::new(hashing(gzip));
     tar.mode(tar::HeaderMode::Deterministic);
     for (name, entry) in &spec.entries {

@@ -16,6 +16,7 @@ use gantry_oci::{media_type, Digest};
 
 pub mod git;
 mod go;
+mod gzip;
 pub mod image;
 pub mod layer;
 pub mod lint;
