@@ -1330,6 +1330,7 @@ async fn retention_keeps_and_deletes_cosign_signatures_with_the_images_they_sign
 /// now keeps its manifest only while the image its name gives lives.
 #[tokio::test]
 async fn gc_collects_signatures_whose_image_is_gone_and_keeps_those_whose_image_lives() {
+    // Also: the `.sig` version an appended signature replaced is collected, the current one kept.
     let s = Server::start();
     let (_, v1) = push_image(&s, "team/app", "v1", "one").await;
     let v1_sig = push_cosign_signature(&s, "team/app", &v1.to_string()).await;
@@ -1352,6 +1353,30 @@ async fn gc_collects_signatures_whose_image_is_gone_and_keeps_those_whose_image_
         assert_eq!(put.status(), StatusCode::CREATED);
         fallbacks.push((tag, gantry_oci::Digest::sha256_of(&index).to_string()));
     }
+    // v3 has no fallback index; a second signature is appended to its `.sig` as cosign
+    // appends: a new manifest with one more layer moves the tag, and the version it replaced
+    // is left untagged (sigstore/cosign#507).
+    let (_, v3) = push_image(&s, "team/app", "v3", "three").await;
+    let stale_v3_sig = push_cosign_signature(&s, "team/app", &v3.to_string()).await;
+    let v3_tag = format!("{}.sig", v3.to_string().replace(':', "-"));
+    let mut appended: Value = serde_json::from_slice(
+        &get_bytes(&s, &format!("/v2/team/app/manifests/{stale_v3_sig}")).await,
+    )
+    .unwrap();
+    let second_payload = format!(
+        r#"{{"critical":{{"image":{{"docker-manifest-digest":"{v3}"}}}},"optional":{{"n":2}}}}"#
+    );
+    push_blob(&s, "team/app", second_payload.as_bytes()).await;
+    let mut layer = descriptor(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        second_payload.as_bytes(),
+    );
+    layer["annotations"] = json!({"dev.cosignproject.cosign/signature": "c2ln"});
+    appended["layers"].as_array_mut().unwrap().push(layer);
+    let appended = serde_json::to_vec(&appended).unwrap();
+    let put = put_manifest(&s, "team/app", &v3_tag, media_type::OCI_MANIFEST, &appended).await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let v3_sig = gantry_oci::Digest::sha256_of(&appended).to_string();
     let deleted = http()
         .delete(s.url(&format!("/v2/team/app/manifests/{v1}")))
         .send()
@@ -1360,7 +1385,13 @@ async fn gc_collects_signatures_whose_image_is_gone_and_keeps_those_whose_image_
     assert_eq!(deleted.status(), StatusCode::ACCEPTED);
     gc_now(&s).await;
     let v1_tag = format!("{}.sig", v1.to_string().replace(':', "-"));
-    for gone in [&v1_sig, &v1_tag, &fallbacks[0].0, &fallbacks[0].1] {
+    for gone in [
+        &v1_sig,
+        &v1_tag,
+        &fallbacks[0].0,
+        &fallbacks[0].1,
+        &stale_v3_sig,
+    ] {
         assert_eq!(
             manifest_status(&s, "team/app", gone).await,
             StatusCode::NOT_FOUND,
@@ -1369,6 +1400,8 @@ async fn gc_collects_signatures_whose_image_is_gone_and_keeps_those_whose_image_
     }
     let v2_tag = format!("{}.sig", v2.to_string().replace(':', "-"));
     for kept in [
+        &v3_sig,
+        &v3_tag,
         &v2.to_string(),
         &v2_sig,
         &v2_tag,
