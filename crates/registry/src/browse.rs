@@ -351,7 +351,7 @@ impl Registry {
         if !signable {
             return Ok(None);
         }
-        let stem = format!("{}-{}", digest.algorithm().as_str(), digest.hex());
+        let stem = sources::fallback_tag(&digest);
         let tagged = |tag: String| {
             artifact
                 .referrers

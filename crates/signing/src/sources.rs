@@ -89,12 +89,18 @@ fn artifact_typed(descriptors: &[Descriptor]) -> impl Iterator<Item = (Option<&s
         .map(|d| (d.artifact_type.as_deref(), &d.digest))
 }
 
+/// The referrers fallback tag of `digest` (`sha256:<hex>` → `sha256-<hex>`; distribution-spec
+/// "Referrers Tag Schema"), which cosign's tag scheme extends with `.sig`.
+pub fn fallback_tag(digest: &Digest) -> String {
+    format!("{}-{}", digest.algorithm().as_str(), digest.hex())
+}
+
 /// Finds the signatures of image `digest`: the `.sig` manifest, the bundle referrers, and the
 /// bundles the fallback tag's index lists.
 ///
 /// Errors: the store's.
 pub async fn locate<S: SignatureStore>(store: &S, digest: &Digest) -> Result<Located, S::Error> {
-    let stem = format!("{}-{}", digest.algorithm().as_str(), digest.hex());
+    let stem = fallback_tag(digest);
     let tag_scheme = store.manifest(&format!("{stem}.sig")).await?;
     let referrers = store.referrers(digest).await?;
     let mut fallback_entries = Vec::new();
