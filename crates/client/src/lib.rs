@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 mod api;
 mod docker_config;
@@ -39,6 +40,8 @@ pub enum ClientError {
         url: String,
         status: StatusCode,
         message: String,
+        /// The `Retry-After` header of a 429 or 503, as sent (seconds or an HTTP date).
+        retry_after: Option<String>,
     },
     #[error("{0}")]
     Protocol(String),
@@ -115,6 +118,11 @@ pub struct Transport {
     pub plain_http: bool,
     /// A PEM file of CA certificates trusted besides the system's roots (a private CA).
     pub ca_cert: Option<PathBuf>,
+    /// How long a connection may take to open; `None`: the system's limit.
+    pub connect_timeout: Option<Duration>,
+    /// How long a response may go without a byte arriving (headers or body); `None`: no
+    /// limit.
+    pub read_timeout: Option<Duration>,
 }
 
 /// Which scheme a registry is spoken to with.
@@ -151,6 +159,12 @@ pub fn http_client(transport: &Transport) -> Result<reqwest::Client> {
     let mut http = reqwest::Client::builder()
         .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(16);
+    if let Some(timeout) = transport.connect_timeout {
+        http = http.connect_timeout(timeout);
+    }
+    if let Some(timeout) = transport.read_timeout {
+        http = http.read_timeout(timeout);
+    }
     if let Some(path) = &transport.ca_cert {
         for certificate in ca_certificates(path)? {
             http = http.add_root_certificate(certificate);
@@ -253,6 +267,11 @@ impl RegistryClient {
         }
         let url = response.url().to_string();
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = response.text().await.unwrap_or_default();
         let message = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
@@ -270,6 +289,7 @@ impl RegistryClient {
             url,
             status,
             message,
+            retry_after,
         })
     }
 
@@ -440,6 +460,16 @@ impl RegistryClient {
     /// Streams a blob; every chunk passes through `verify`, which fails the stream's end if
     /// the bytes do not match the digest.
     pub async fn get_blob(&self, repository: &str, digest: &Digest) -> Result<BlobStream> {
+        Ok(self.open_blob(repository, digest).await?.1)
+    }
+
+    /// [`RegistryClient::get_blob`], with the blob's size when the registry sent a
+    /// `Content-Length`.
+    pub async fn open_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<(Option<u64>, BlobStream)> {
         let url = self
             .url(&format!("/v2/{repository}/blobs/{digest}"))
             .await?;
@@ -449,10 +479,11 @@ impl RegistryClient {
                 self.send(self.request(Method::GET, &url)).await?,
             )
             .await?;
+        let size = response.content_length();
         let stream = response
             .bytes_stream()
             .map_err(|e| ClientError::Protocol(format!("blob download failed: {e}")));
-        Ok(verify(digest.clone(), Box::pin(stream)))
+        Ok((size, verify(digest.clone(), Box::pin(stream))))
     }
 
     pub async fn get_manifest(&self, repository: &str, reference: &str) -> Result<FetchedManifest> {
@@ -661,6 +692,7 @@ mod tests {
         let transport = Transport {
             plain_http: false,
             ca_cert: Some(path),
+            ..Transport::default()
         };
         let err = RegistryClient::new("registry.example.com", &transport, None).unwrap_err();
         assert!(

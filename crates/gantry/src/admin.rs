@@ -47,6 +47,7 @@ impl TransportArgs {
         Transport {
             plain_http: self.plain_http,
             ca_cert: self.ca_cert.clone(),
+            ..Transport::default()
         }
     }
 }

@@ -53,6 +53,44 @@ pub struct FileConfig {
     pub database: FileDatabaseConfig,
     #[serde(default)]
     pub vulndb: FileVulnDbConfig,
+    /// `[[upstreams]]`: registries this one is a pull-through cache of.
+    #[serde(default)]
+    pub upstreams: Vec<FileUpstream>,
+    #[serde(default)]
+    pub mirror: FileMirrorConfig,
+}
+
+/// One `[[upstreams]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    /// What mirror requests name it by (`?ns=NAME`), and its cache project's name unless
+    /// `project` says otherwise.
+    pub name: String,
+    /// `http(s)://host[:port]` of the upstream registry.
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Requests without `ns` go to this upstream.
+    #[serde(default)]
+    pub default: bool,
+    /// Anyone may pull what is mirrored (docker sends no credentials to a mirror).
+    #[serde(default)]
+    pub public: bool,
+    pub project: Option<String>,
+}
+
+/// `[mirror]`: the pull-through cache's behaviour.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMirrorConfig {
+    /// Seconds a tag's cached manifest is served before the upstream is asked again
+    /// (default 60).
+    pub revalidate_after_secs: Option<u64>,
+    /// Seconds an upstream may take to accept a connection, and to send the next bytes of
+    /// an answer, before it counts as failed (default 10 and 30).
+    pub connect_timeout_secs: Option<u64>,
+    pub read_timeout_secs: Option<u64>,
 }
 
 /// `[vulndb]`: the vulnerability database's scheduled refresh.
@@ -194,6 +232,51 @@ pub struct ServeConfig {
     /// `[vulndb] refresh`: where and how often to import vulnerability data; `None`: never
     /// by itself.
     pub vulndb_refresh: Option<crate::vulndb_cmd::Refresh>,
+    /// The upstreams this registry is a pull-through cache of (none: it is not one).
+    pub upstreams: Vec<gantry_mirror::Upstream>,
+    /// How long a tag's cached manifest is served before the upstream is asked again.
+    pub revalidate_after: std::time::Duration,
+    /// How upstreams are reached.
+    pub upstream_transport: gantry_client::Transport,
+}
+
+/// An upstream that accepts no connection within this many seconds counts as unreachable.
+pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_SECS: u64 = 10;
+/// An upstream that sends nothing for this many seconds within an answer counts as failed.
+pub const DEFAULT_UPSTREAM_READ_TIMEOUT_SECS: u64 = 30;
+
+/// `--upstream NAME=URL` as an upstream; the first one given is the default.
+pub fn upstream_flag(flag: &str, first: bool) -> anyhow::Result<gantry_mirror::Upstream> {
+    let (name, url) = flag.split_once('=').with_context(|| {
+        format!("--upstream {flag:?} is not NAME=URL, e.g. --upstream docker.io=https://registry-1.docker.io")
+    })?;
+    Ok(gantry_mirror::Upstream {
+        name: name.to_string(),
+        url: url.to_string(),
+        credentials: None,
+        default: first,
+        public: false,
+        project: name.to_string(),
+    })
+}
+
+fn upstream_table(table: FileUpstream) -> anyhow::Result<gantry_mirror::Upstream> {
+    let credentials = match (table.username, table.password) {
+        (Some(username), Some(password)) => Some(gantry_client::Credentials { username, password }),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "[[upstreams]] {:?} has a username without a password or the other way round:              give both or neither",
+            table.name
+        ),
+    };
+    Ok(gantry_mirror::Upstream {
+        project: table.project.unwrap_or_else(|| table.name.clone()),
+        name: table.name,
+        url: table.url,
+        credentials,
+        default: table.default,
+        public: table.public,
+    })
 }
 
 /// A scheduled vulnerability database refresh runs daily unless told otherwise.
@@ -232,6 +315,8 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_reload_poll_secs: Option<u64>,
+    /// `--upstream NAME=URL`, repeatable; replaces the file's `[[upstreams]]`.
+    pub upstreams: Option<Vec<String>>,
 }
 
 /// The SQLite file of the embedded default, inside the data directory.
@@ -284,7 +369,40 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
              --tls-key (GANTRY_TLS_CERT and GANTRY_TLS_KEY, or cert and key under [tls])"
         ),
     };
+    let upstreams = match overrides.upstreams {
+        Some(flags) => flags
+            .iter()
+            .enumerate()
+            .map(|(i, flag)| upstream_flag(flag, i == 0))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => file
+            .upstreams
+            .into_iter()
+            .map(upstream_table)
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    };
+    gantry_mirror::upstream::validate_all(&upstreams)
+        .context("the upstreams (--upstream, GANTRY_UPSTREAM or [[upstreams]]) cannot be used")?;
+    let seconds = std::time::Duration::from_secs;
     Ok(ServeConfig {
+        upstreams,
+        revalidate_after: file
+            .mirror
+            .revalidate_after_secs
+            .map_or(gantry_mirror::DEFAULT_REVALIDATE_AFTER, seconds),
+        upstream_transport: gantry_client::Transport {
+            connect_timeout: Some(seconds(
+                file.mirror
+                    .connect_timeout_secs
+                    .unwrap_or(DEFAULT_UPSTREAM_CONNECT_TIMEOUT_SECS),
+            )),
+            read_timeout: Some(seconds(
+                file.mirror
+                    .read_timeout_secs
+                    .unwrap_or(DEFAULT_UPSTREAM_READ_TIMEOUT_SECS),
+            )),
+            ..gantry_client::Transport::default()
+        },
         listen,
         tls,
         tls_reload_poll: match overrides

@@ -497,6 +497,18 @@ struct ServeArgs {
     /// without a restart); 0: reload only on SIGHUP [default: 2].
     #[arg(long, env = "GANTRY_TLS_RELOAD_POLL_SECS")]
     tls_reload_poll_secs: Option<u64>,
+    /// Be a pull-through cache of this registry: NAME=URL, e.g.
+    /// docker.io=https://registry-1.docker.io; repeatable (GANTRY_UPSTREAM: comma-separated),
+    /// the first is the default for mirror requests without ?ns=. What is cached lives in a
+    /// project named NAME; `[[upstreams]]` in the config file also takes credentials,
+    /// `public` and `project` [default: none].
+    #[arg(
+        long = "upstream",
+        env = "GANTRY_UPSTREAM",
+        value_delimiter = ',',
+        value_name = "NAME=URL"
+    )]
+    upstreams: Option<Vec<String>>,
 }
 
 #[derive(Args)]
@@ -560,6 +572,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tls_cert: args.tls_cert,
                 tls_key: args.tls_key,
                 tls_reload_poll_secs: args.tls_reload_poll_secs,
+                upstreams: args.upstreams,
             })?;
             logging::init(config.log_format, &config.log_level)?;
             serve::run(config).await

@@ -148,6 +148,19 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         registry = registry.with_blob_redirect(BLOB_REDIRECT_VALIDITY);
     }
     let registry = Arc::new(registry);
+    let mirror = Arc::new(gantry_mirror::Mirror::new(
+        registry.clone(),
+        gantry_mirror::MirrorConfig {
+            upstreams: config.upstreams.clone(),
+            revalidate_after: config.revalidate_after,
+            spool: config.data_dir.join("mirror-spool"),
+            transport: config.upstream_transport.clone(),
+        },
+    )?);
+    mirror
+        .ensure_projects()
+        .await
+        .context("cannot create the pull-through cache projects")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -175,6 +188,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         runner = runner.handle(handler);
     }
     runner = runner.handle(webhooks.delivery_handler()?);
+    runner = runner.handle(mirror.job_handler());
     if let Some(refresh) = &config.vulndb_refresh {
         runner = runner.handle(refresh.handler(meta.clone())?);
     }
@@ -188,6 +202,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let last_look = Arc::new(AtomicI64::new(schedules.started - 1));
     let waker = runner.waker();
     registry.set_job_waker(waker.clone());
+    mirror.set_job_waker(waker.clone());
     let runner = runner
         .every_and_at_shutdown(
             "pull counts",
@@ -277,6 +292,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let jobs = runner.start();
     let state = Arc::new(AppState {
         registry: registry.clone(),
+        mirror,
         access: access.clone(),
         webhooks,
         public_url: config.public_url.clone(),

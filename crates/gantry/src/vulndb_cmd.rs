@@ -430,6 +430,7 @@ impl Refresh {
             http: gantry_client::http_client(&gantry_client::Transport {
                 plain_http: false,
                 ca_cert: self.ca_cert.clone(),
+                ..gantry_client::Transport::default()
             })?,
         }))
     }

@@ -604,48 +604,6 @@ async fn cosign_v3_bundles_by_sigstore_sign_decide_pulls_as_tag_scheme_signature
     );
 }
 
-/// Debian's docker-registry (Distribution 2.8) serving `dir` on a free port, open; stopped on
-/// drop. It has no referrers API, so a bundle attached there is listed by the fallback tag.
-struct Distribution(std::process::Child, String);
-
-impl Distribution {
-    fn start(dir: &Path) -> Distribution {
-        let port = free_port();
-        let config = dir.join("distribution.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\n\
-                 storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
-                 http: {{addr: 127.0.0.1:{port}}}\n",
-                dir.join("distribution-data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .spawn()
-            .expect("docker-registry (Debian's package; scripts/test-all.sh installs it)");
-        // Dropped (killed and waited for) however the wait below ends.
-        let peer = Distribution(child, format!("127.0.0.1:{port}"));
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(&peer.1).is_ok() {
-                return peer;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("docker-registry did not listen on {}", peer.1);
-    }
-}
-
-impl Drop for Distribution {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn gantry_verify_reads_a_bundle_from_the_fallback_tag_of_a_registry_without_referrers() {
     let dir = tempfile::tempdir().unwrap();

@@ -112,6 +112,8 @@ pub struct Metrics {
     project_artifacts: IntGaugeVec,
     pool_connections: IntGaugeVec,
     pool_max: IntGaugeVec,
+    cache_answers: IntCounterVec,
+    upstream_failures: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -275,8 +277,35 @@ impl Metrics {
                 "The connection limit of each metadata store pool.",
                 &["pool"],
             )?,
+            cache_answers: counters(
+                &registry,
+                "gantry_mirror_answers_total",
+                "Pulls of cache projects, by upstream and answer: cached (served from the cache), fetched (from the upstream), stale (cached, served because the upstream failed).",
+                &["upstream", "answer"],
+            )?,
+            upstream_failures: counters(
+                &registry,
+                "gantry_mirror_upstream_failures_total",
+                "Failed requests to upstream registries, by upstream and kind (429, 5xx, 4xx, unreachable).",
+                &["upstream", "kind"],
+            )?,
             registry,
         })
+    }
+
+    /// Counts a pull of a cache project of `upstream` answered as `answer` (`cached`,
+    /// `fetched`, `stale`).
+    pub fn cache_answer(&self, upstream: &str, answer: &str) {
+        self.cache_answers
+            .with_label_values(&[upstream, answer])
+            .inc();
+    }
+
+    /// Counts a failed request to `upstream` (`kind`: `429`, `5xx`, `4xx`, `unreachable`).
+    pub fn upstream_failure(&self, upstream: &str, kind: &str) {
+        self.upstream_failures
+            .with_label_values(&[upstream, kind])
+            .inc();
     }
 
     /// Counts one answered HTTP request. `route` is a route family (`manifests`, `blobs`,

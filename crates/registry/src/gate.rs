@@ -155,6 +155,24 @@ impl<'a> Pulled<'a> {
 }
 
 impl Registry {
+    /// Whether a GET in `project` passes a gate (a vulnerability policy that blocks, or a
+    /// signing policy that enforces): a pull-through cache then stores what it fetches before
+    /// serving it, so the gates judge it.
+    pub async fn pulls_are_gated(&self, project: &str) -> Result<bool> {
+        Ok(self
+            .gate
+            .policy(&self.meta, project)
+            .await?
+            .block_severity
+            .is_some()
+            || self
+                .gate
+                .signing_policy(&self.meta, project)
+                .await?
+                .policy
+                .enforce)
+    }
+
     /// A manifest for a client's GET or HEAD: the manifest, after the pull gate let it
     /// through (GETs only), with the pull noted.
     ///

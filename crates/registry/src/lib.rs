@@ -176,6 +176,16 @@ impl Registry {
 
     /// Lets requests that enqueue jobs (a scan asked for, a pull waiting for a scan) wake
     /// this server's job runner rather than wait for its next look.
+    /// The metadata store.
+    pub fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+
+    /// The process's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     pub fn set_job_waker(&self, waker: gantry_jobs::Waker) {
         let _ = self.job_waker.set(waker);
     }

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use gantry_access::{AccessError, Caller, IssuedToken, LoginVia};
+use gantry_auth::scope::Resource;
 use gantry_auth::{Identity, Scope};
 use http::{header, HeaderMap, Method};
 use serde_json::json;
@@ -286,8 +287,24 @@ pub async fn token(
             ))));
         }
     }
-    let scopes = Scope::parse_all(request.scopes.iter().map(String::as_str))
+    let mut scopes = Scope::parse_all(request.scopes.iter().map(String::as_str))
         .map_err(|e| refuse(AccessError::Invalid(e.to_string())))?;
+    // A pull through the registry mirror is served under the cache project's name; the
+    // token (asked for the name the client knows) covers that name too.
+    let mut aliases = Vec::new();
+    for scope in &scopes {
+        if let Resource::Repository(name) = &scope.resource {
+            for alias in state.mirror.token_aliases(name.as_str()).await? {
+                if let Ok(alias) = gantry_registry::parse_name(&alias) {
+                    aliases.push(Scope {
+                        resource: Resource::Repository(alias),
+                        actions: ["pull".to_string()].into_iter().collect(),
+                    });
+                }
+            }
+        }
+    }
+    scopes.extend(aliases);
     let identity: Identity = if oauth {
         match request.grant_type.as_deref() {
             Some("password") => {

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use gantry_access::AccessError;
 use gantry_lifecycle::TagRuleViolation;
 use gantry_meta::MetaError;
+use gantry_mirror::{MirrorError, UpstreamFailure};
 use gantry_oci::error_code::error_body;
 use gantry_oci::{DigestError, ErrorCode};
 use gantry_registry::RegistryError;
@@ -32,6 +33,17 @@ pub enum ApiError {
     NotFound(String),
     /// REST API: a metadata operation failed (a conflict, or an internal error).
     Meta(MetaError),
+    /// The pull-through cache could not answer.
+    Mirror(MirrorError),
+}
+
+impl From<MirrorError> for ApiError {
+    fn from(e: MirrorError) -> Self {
+        match e {
+            MirrorError::Registry(e) => ApiError::Registry(e),
+            other => ApiError::Mirror(other),
+        }
+    }
 }
 
 impl From<RegistryError> for ApiError {
@@ -87,6 +99,7 @@ impl ApiError {
                 | RegistryError::Quota(_)
                 | RegistryError::PullBlocked { .. }),
             ) => Some(error.to_string()),
+            ApiError::Mirror(error @ MirrorError::ReadOnly { .. }) => Some(error.to_string()),
             _ => None,
         }
     }
@@ -193,6 +206,28 @@ fn classify(e: &RegistryError) -> (StatusCode, ErrorCode) {
     }
 }
 
+/// Status and code for each failure of the pull-through cache: the upstream's 429 is passed
+/// on as what it is; its other failures are a bad gateway, never "not found".
+fn classify_mirror(e: &MirrorError) -> (StatusCode, ErrorCode) {
+    match e {
+        MirrorError::Registry(e) => classify(e),
+        MirrorError::Upstream(UpstreamFailure::Status { status: 429, .. }) => {
+            (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests)
+        }
+        MirrorError::Upstream(_) => (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable),
+        MirrorError::NotAtUpstream { blob: true, .. } => {
+            (StatusCode::NOT_FOUND, ErrorCode::BlobUnknown)
+        }
+        MirrorError::NotAtUpstream { blob: false, .. } => {
+            (StatusCode::NOT_FOUND, ErrorCode::ManifestUnknown)
+        }
+        MirrorError::ReadOnly { .. } => (StatusCode::FORBIDDEN, ErrorCode::Denied),
+        MirrorError::Config(_) | MirrorError::Spool(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError)
+        }
+    }
+}
+
 pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     let mut response = Response::new(Body::from(error_body(code, message, None)));
     *response.status_mut() = status;
@@ -238,6 +273,20 @@ impl IntoResponse for ApiError {
                 }
                 if let AccessError::Throttled { retry_after_secs } = error {
                     headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                }
+                response
+            }
+            ApiError::Mirror(e) => {
+                let (status, code) = classify_mirror(&e);
+                let mut response = error_response(status, code, &message(status, &e));
+                if let MirrorError::Upstream(UpstreamFailure::Status {
+                    retry_after: Some(retry_after),
+                    ..
+                }) = &e
+                {
+                    if let Ok(v) = HeaderValue::from_str(retry_after) {
+                        response.headers_mut().insert(header::RETRY_AFTER, v);
+                    }
                 }
                 response
             }

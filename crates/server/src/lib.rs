@@ -27,6 +27,9 @@ pub use operations::metrics_router;
 /// What every handler needs.
 pub struct AppState {
     pub registry: Arc<Registry>,
+    /// The pull-through cache in front of the registry (with no upstreams: every request is
+    /// the registry's own).
+    pub mirror: Arc<gantry_mirror::Mirror>,
     pub access: Arc<AccessService>,
     /// Projects' webhooks.
     pub webhooks: gantry_webhooks::WebhookService,

@@ -1273,3 +1273,46 @@ pub async fn push_cosign_signature(s: &Server, repo: &str, digest: &str) -> Stri
     assert_eq!(put.status(), StatusCode::CREATED);
     gantry_oci::Digest::sha256_of(&manifest).to_string()
 }
+
+/// Debian's docker-registry (Distribution 2.8) serving `dir` on a free port, open; stopped on
+/// drop; `.1` is its `127.0.0.1:PORT`. It has no referrers API, so a bundle attached there is
+/// listed by the fallback tag.
+pub struct Distribution(pub std::process::Child, pub String);
+
+impl Distribution {
+    pub fn start(dir: &Path) -> Distribution {
+        let port = free_port();
+        let config = dir.join("distribution.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\n\
+                 storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
+                 http: {{addr: 127.0.0.1:{port}}}\n",
+                dir.join("distribution-data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .spawn()
+            .expect("docker-registry (Debian's package; scripts/test-all.sh installs it)");
+        // Dropped (killed and waited for) however the wait below ends.
+        let peer = Distribution(child, format!("127.0.0.1:{port}"));
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&peer.1).is_ok() {
+                return peer;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("docker-registry did not listen on {}", peer.1);
+    }
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -3,7 +3,8 @@
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use gantry_oci::Digest;
+use gantry_mirror::{BlobAnswer, Mirror};
+use gantry_oci::{Digest, RepositoryName};
 use gantry_registry::{parse_name, Registry, RegistryError};
 use gantry_storage::ByteStream;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -104,7 +105,10 @@ fn multipart_byteranges(
     (boundary, length, Box::pin(parts))
 }
 
-pub(super) async fn get_blob(
+/// A blob GET or HEAD: from the registry, or in a cache project through the pull-through
+/// cache, streaming from the upstream what the cache lacks.
+pub(super) async fn pull_blob(
+    mirror: &Mirror,
     r: &Registry,
     name: &str,
     digest: &str,
@@ -113,6 +117,34 @@ pub(super) async fn get_blob(
 ) -> ApiResult {
     let name = parse_name(name)?;
     let digest = digest_param(digest)?;
+    let ranged = headers.contains_key(header::RANGE);
+    let (size, body) = match mirror.pull_blob(&name, &digest, head, ranged).await? {
+        BlobAnswer::Cached => return get_blob(r, &name, &digest, headers, head).await,
+        BlobAnswer::Head { size } => (Some(size), Body::empty()),
+        BlobAnswer::Streaming { size, body } => (size, Body::from_stream(body)),
+    };
+    let mut response = Response::new(body);
+    let h = response.headers_mut();
+    if let Some(size) = size {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ETAG, value(&format!("\"{digest}\"")));
+    h.insert(DOCKER_CONTENT_DIGEST, value(&digest.to_string()));
+    Ok(response)
+}
+
+async fn get_blob(
+    r: &Registry,
+    name: &RepositoryName,
+    digest: &Digest,
+    headers: &HeaderMap,
+    head: bool,
+) -> ApiResult {
+    let (name, digest) = (name.clone(), digest.clone());
     let size = r.stat_blob(&name, &digest).await?;
     if !head {
         if let Some(url) = r.blob_redirect_url(&digest).await? {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use gantry_mirror::Mirror;
 use gantry_oci::manifest::MAX_MANIFEST_BYTES;
 use gantry_oci::{media_type, Reference};
 use gantry_registry::{accepts, parse_name, parse_reference, Registry, RegistryError};
@@ -48,8 +49,10 @@ async fn read_manifest_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, 
     Ok(bytes)
 }
 
+/// A manifest GET or HEAD: from the registry, or in a cache project through the
+/// pull-through cache.
 pub(super) async fn get_manifest(
-    r: &Registry,
+    mirror: &Mirror,
     name: &str,
     reference: &str,
     headers: &HeaderMap,
@@ -57,7 +60,7 @@ pub(super) async fn get_manifest(
 ) -> ApiResult {
     let name = parse_name(name)?;
     let reference = parse_reference(&decoded(reference))?;
-    let manifest = r.pull_manifest(&name, &reference, head).await?;
+    let manifest = mirror.pull_manifest(&name, &reference, head).await?;
     let accept: Vec<&str> = headers
         .get_all(header::ACCEPT)
         .iter()

@@ -47,6 +47,21 @@ enum Route<'a> {
     Referrers(&'a str, &'a str),
 }
 
+impl<'a> Route<'a> {
+    /// The repository name the route is about, if any.
+    fn name(&self) -> Option<&'a str> {
+        match *self {
+            Route::Base | Route::Catalog => None,
+            Route::Tags(name)
+            | Route::UploadStart(name)
+            | Route::Upload(name, _)
+            | Route::Manifest(name, _)
+            | Route::Blob(name, _)
+            | Route::Referrers(name, _) => Some(name),
+        }
+    }
+}
+
 /// Recognises a route from the path after `/v2`. The name is everything before the
 /// endpoint's fixed segments; it is validated later.
 fn route(path: &str) -> Option<Route<'_>> {
@@ -220,7 +235,18 @@ pub async fn dispatch(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let route = route(uri.path()).ok_or(ApiError::NoRoute)?;
+    // A pull of a mirrored name (`?ns=`, or no project of that name and a default
+    // upstream) is served under its cache project's name, as if the client had asked for it.
+    let mirrored: String;
+    let mut route = route(uri.path()).ok_or(ApiError::NoRoute)?;
+    let pull = matches!(method, Method::GET | Method::HEAD);
+    if let (Some(name), true) = (route.name(), pull) {
+        let ns = params.get("ns").map(String::as_str);
+        if let Some(served) = state.mirror.mirrored_name(name, ns).await? {
+            mirrored = format!("/v2/{served}{}", &uri.path()["/v2/".len() + name.len()..]);
+            route = self::route(&mirrored).ok_or(ApiError::NoRoute)?;
+        }
+    }
     let client = client_address(&state.trusted_proxies, &addr, &headers);
     let refuse = |error: AccessError, scope: Option<String>| {
         refusal(&state, &headers, error, scope.as_deref())
@@ -317,6 +343,11 @@ async fn handle(
     body: Body,
 ) -> ApiResult {
     let r = state.registry.as_ref();
+    if !matches!(method, Method::GET | Method::HEAD | Method::DELETE) {
+        if let Some(name) = route.name() {
+            state.mirror.check_writable(&parse_name(name)?)?;
+        }
+    }
     match (route, method) {
         (Route::Base, Method::GET | Method::HEAD) => {
             Ok(json_response(b"{}".to_vec(), "application/json"))
@@ -324,7 +355,8 @@ async fn handle(
         (Route::Catalog, Method::GET) => listings::catalog(state, caller, params).await,
         (Route::Tags(name), Method::GET) => listings::tags(r, name, params).await,
         (Route::Manifest(name, reference), m @ (Method::GET | Method::HEAD)) => {
-            manifests::get_manifest(r, name, reference, headers, m == Method::HEAD).await
+            manifests::get_manifest(&state.mirror, name, reference, headers, m == Method::HEAD)
+                .await
         }
         (Route::Manifest(name, reference), Method::PUT) => {
             manifests::put_manifest(r, name, reference, headers, body, caller.name()).await
@@ -333,7 +365,7 @@ async fn handle(
             manifests::delete_manifest(r, name, reference, caller.name()).await
         }
         (Route::Blob(name, digest), m @ (Method::GET | Method::HEAD)) => {
-            blobs::get_blob(r, name, digest, headers, m == Method::HEAD).await
+            blobs::pull_blob(&state.mirror, r, name, digest, headers, m == Method::HEAD).await
         }
         (Route::Blob(name, digest), Method::DELETE) => blobs::delete_blob(r, name, digest).await,
         (Route::UploadStart(name), Method::POST) => {

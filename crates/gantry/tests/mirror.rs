@@ -1,0 +1,485 @@
+//! The pull-through cache, with real clients in front and a real registry behind: Debian's
+//! docker-registry (CNCF Distribution 2.8) as the origin, reached through a small
+//! fault-injecting proxy (`fixtures/fault_proxy.py`) that counts what the origin serves,
+//! answers 429 or sends blobs slowly when told. Clients: skopeo, podman (a `registries.conf`
+//! mirror with a path prefix), containerd (`hosts.toml` mirror, which adds `?ns=`), and raw
+//! HTTP for docker's `registry-mirrors` flow (no docker engine runs here).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use gantry_oci::Digest;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// The fault proxy in front of an origin: `addr` is what Gantry's upstream URL names.
+struct FaultProxy {
+    child: std::process::Child,
+    addr: String,
+    state: PathBuf,
+}
+
+impl FaultProxy {
+    fn start(dir: &Path, origin: &str) -> FaultProxy {
+        let state = dir.join("proxy-state");
+        std::fs::create_dir_all(&state).unwrap();
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fault_proxy.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(origin)
+            .arg(port.to_string())
+            .arg(&state)
+            .spawn()
+            .expect("python3 runs the fault proxy");
+        let proxy = FaultProxy {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            state,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&proxy.addr).is_ok() {
+                return proxy;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the fault proxy did not listen on {}", proxy.addr);
+    }
+
+    /// `429`: answer every request with 429; empty: forward.
+    fn set_mode(&self, mode: &str) {
+        std::fs::write(self.state.join("mode"), mode).unwrap();
+    }
+
+    fn send_blobs_slowly(&self) {
+        std::fs::write(self.state.join("slow"), "").unwrap();
+    }
+
+    /// The requests forwarded (or refused) so far, `METHOD PATH` each, and `done PATH` for
+    /// each answer sent whole.
+    fn log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.state.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn count(&self, line: &str) -> usize {
+        self.log().iter().filter(|l| l.as_str() == line).count()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A Gantry whose `[[upstreams]]` names `upstream` as `origin` (the default upstream, its
+/// cache public) and whose tags are checked again after a second.
+fn start_mirror(dir: &Path, upstream: &str) -> Server {
+    let config = dir.join("gantry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[upstreams]]\nname = \"origin\"\nurl = \"http://{upstream}\"\ndefault = true\n\
+             public = true\n\n[mirror]\nrevalidate_after_secs = 1\n"
+        ),
+    )
+    .unwrap();
+    Server::start_configured(&[("GANTRY_CONFIG", config.to_str().unwrap())])
+}
+
+/// Pushes a one-layer image holding `files` to `origin` as `repository:tag` with skopeo;
+/// returns its manifest digest.
+fn push_to_origin(dir: &Path, origin: &str, reference: &str, files: &[(&str, &[u8])]) -> String {
+    let tag = reference.rsplit_once(':').unwrap().1;
+    let work = dir.join(format!("src-{}", reference.replace(['/', ':'], "-")));
+    std::fs::create_dir_all(&work).unwrap();
+    make_layout(&work, tag, files);
+    let layout = work.join("layout");
+    run(skopeo(dir)
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{origin}/{reference}")));
+    index_digest(&layout)
+}
+
+/// The manifest digest skopeo sees at `reference` (a `docker://` reference without scheme).
+fn skopeo_digest(dir: &Path, reference: &str, creds: Option<&str>) -> String {
+    let mut cmd = skopeo(dir);
+    cmd.args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"]);
+    if let Some(creds) = creds {
+        cmd.args(["--creds", creds]);
+    }
+    run(cmd.arg(format!("docker://{reference}")))
+        .trim()
+        .to_string()
+}
+
+async fn cached_tags(server: &Server, repository: &str) -> Vec<String> {
+    let r = http()
+        .get(server.url(&format!("/v2/{repository}/tags/list")))
+        .send()
+        .await
+        .unwrap();
+    if r.status() != StatusCode::OK {
+        return Vec::new();
+    }
+    let body: Value = r.json().await.unwrap();
+    body["tags"]
+        .as_array()
+        .map(|tags| {
+            tags.iter()
+                .map(|t| t.as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until the cache holds `repository:tag` (its fill job ran).
+async fn until_cached(server: &Server, repository: &str, tag: &str) {
+    eventually(
+        Duration::from_secs(30),
+        &format!("{repository}:{tag} cached"),
+        || async {
+            cached_tags(server, repository)
+                .await
+                .iter()
+                .any(|t| t == tag)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// The value of metric `name` whose labels include every one of `labels` (`key="value"`).
+async fn metric(server: &Server, name: &str, labels: &[&str]) -> f64 {
+    let text = http()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .find_map(|line| line.rsplit_once(' ')?.1.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_images_pull_through_the_mirror_with_the_origin_stopped() {
+    if single_process_only("the pull-through cache's fetches are per server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let origin = Distribution::start(dir);
+    let mut proxy = FaultProxy::start(dir, &origin.1);
+    let pushed = push_to_origin(dir, &origin.1, "team/app:v1", &[("etc/motd", b"mirrored")]);
+    push_to_origin(
+        dir,
+        &origin.1,
+        "team/app:v2",
+        &[("etc/motd", b"never pulled")],
+    );
+    let server = start_mirror(dir, &proxy.addr);
+
+    // containerd, with the mirror in hosts.toml for the origin's host: it adds `?ns=` and
+    // sends no credentials (the cache project is public).
+    let hosts = dir.join("hosts").join(&proxy.addr);
+    std::fs::create_dir_all(&hosts).unwrap();
+    std::fs::write(
+        hosts.join("hosts.toml"),
+        format!(
+            "server = \"http://{}\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            proxy.addr, server.addr
+        ),
+    )
+    .unwrap();
+    let containerd = Containerd::start(&dir.join("containerd"));
+    let image = format!("{}/team/app:v1", proxy.addr);
+    run(containerd
+        .ctr(&["images", "pull", "--hosts-dir"])
+        .arg(dir.join("hosts"))
+        .arg(&image));
+    let listed = run(&mut containerd.ctr(&["images", "ls", "-q"]));
+    assert!(listed.contains(&image), "{listed}");
+    let through_mirror = proxy
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("GET /v2/team/app/"))
+        .count();
+    assert!(
+        through_mirror > 0,
+        "Gantry fetched from the origin: {:?}",
+        proxy.log()
+    );
+    until_cached(&server, "origin/team/app", "v1").await;
+
+    // skopeo with the project prefix (as Harbor's proxy projects are named) gets the same
+    // image, and so does docker's registry-mirrors flow: no prefix, a token for the name it
+    // knows.
+    assert_eq!(
+        skopeo_digest(
+            dir,
+            &format!("{}/origin/team/app:v1", server.addr),
+            Some(&admin_creds())
+        ),
+        pushed
+    );
+    let token: Value = anonymous()
+        .get(server.url("/auth/token?scope=repository:team/app:pull"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = anonymous()
+        .get(server.url("/v2/team/app/manifests/v1"))
+        .bearer_auth(token["token"].as_str().unwrap())
+        .header("accept", gantry_oci::media_type::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "docker-content-digest"), Some(pushed.as_str()));
+
+    // The origin is gone, and the tag is due for a check: the cached copy is served, to
+    // podman through its registries.conf mirror with the project prefix.
+    proxy.stop();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let conf = dir.join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n\n[[registry.mirror]]\n\
+             location = \"{}/origin\"\ninsecure = true\n",
+            proxy.addr, server.addr
+        ),
+    )
+    .unwrap();
+    run(podman(dir, &["pull", &image]).env("CONTAINERS_REGISTRIES_CONF", &conf));
+    assert_eq!(
+        skopeo_digest(
+            dir,
+            &format!("{}/origin/team/app:v1", server.addr),
+            Some(&admin_creds())
+        ),
+        pushed
+    );
+    assert!(
+        metric(
+            &server,
+            "gantry_mirror_answers_total",
+            &["answer=\"stale\"", "upstream=\"origin\""]
+        )
+        .await
+            >= 2.0
+    );
+    assert!(
+        metric(
+            &server,
+            "gantry_mirror_upstream_failures_total",
+            &["kind=\"unreachable\""]
+        )
+        .await
+            >= 2.0
+    );
+
+    // What was never cached says the upstream failed, not "not found".
+    let r = http()
+        .get(server.url("/v2/origin/team/app/manifests/v2"))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, StatusCode::BAD_GATEWAY, "UNAVAILABLE").await;
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("upstream origin"), "{message}");
+
+    // A cache project takes no pushes.
+    let r = http()
+        .post(server.url("/v2/origin/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    assert!(body.to_string().contains("pull-through cache"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_429_reaches_only_what_the_cache_lacks() {
+    if single_process_only("the pull-through cache's fetches are per server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let origin = Distribution::start(dir);
+    let proxy = FaultProxy::start(dir, &origin.1);
+    let pushed = push_to_origin(dir, &origin.1, "team/app:v1", &[("etc/motd", b"cached")]);
+    push_to_origin(
+        dir,
+        &origin.1,
+        "team/app:v2",
+        &[("etc/motd", b"not cached")],
+    );
+    let server = start_mirror(dir, &proxy.addr);
+    let mirrored = format!("{}/origin/team/app", server.addr);
+    let pulled = dir.join("pulled");
+    run(skopeo(dir)
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &admin_creds(),
+        ])
+        .arg(format!("docker://{mirrored}:v1"))
+        .arg(format!("oci:{}:v1", pulled.display())));
+    until_cached(&server, "origin/team/app", "v1").await;
+
+    proxy.set_mode("429");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        skopeo_digest(dir, &format!("{mirrored}:v1"), Some(&admin_creds())),
+        pushed
+    );
+    let r = http()
+        .get(server.url("/v2/origin/team/app/manifests/v2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "retry-after"), Some("7"));
+    let body = assert_error(r, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS").await;
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("upstream origin answered 429"),
+        "{message}"
+    );
+    let unknown = Digest::sha256_of(b"a blob the cache lacks");
+    let r = http()
+        .get(server.url(&format!("/v2/origin/team/app/blobs/{unknown}")))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS").await;
+    assert!(
+        metric(
+            &server,
+            "gantry_mirror_upstream_failures_total",
+            &["kind=\"429\""]
+        )
+        .await
+            >= 2.0
+    );
+
+    // Back to normal: what the upstream lacks is "unknown" as it says.
+    proxy.set_mode("");
+    let r = http()
+        .get(server.url("/v2/origin/team/app/manifests/v9"))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
+    assert!(
+        body.to_string()
+            .contains("upstream origin does not have it"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_cold_pulls_of_one_blob_reach_the_origin_once_and_stream_before_it_is_complete() {
+    if single_process_only("the pull-through cache's fetches are per server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let origin = Distribution::start(dir);
+    let proxy = FaultProxy::start(dir, &origin.1);
+    let big = incompressible_bytes(6 << 20, 7);
+    push_to_origin(dir, &origin.1, "team/big:v1", &[("big.bin", &big)]);
+    let manifest: Value = reqwest::Client::new()
+        .get(format!("http://{}/v2/team/big/manifests/v1", origin.1))
+        .header("accept", gantry_oci::media_type::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let size = manifest["layers"][0]["size"].as_u64().unwrap();
+    let server = start_mirror(dir, &proxy.addr);
+    proxy.send_blobs_slowly();
+    let path = format!("/v2/origin/team/big/blobs/{layer}");
+    let origin_path = format!("/v2/team/big/blobs/{layer}");
+
+    // The first client has bytes while the origin is still sending.
+    let mut first = http().get(server.url(&path)).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let chunk = first.chunk().await.unwrap().expect("a first chunk");
+    assert!(!chunk.is_empty());
+    assert_eq!(
+        proxy.count(&format!("done {origin_path}")),
+        0,
+        "the origin finished sending before the first client got a byte"
+    );
+    let clients = (0..19).map(|_| {
+        let url = server.url(&path);
+        tokio::spawn(async move { hash_body(http().get(url).send().await.unwrap()).await })
+    });
+    let mut rest = chunk.len() as u64;
+    let mut hasher = gantry_oci::Hasher::new(gantry_oci::Algorithm::Sha256);
+    hasher.update(&chunk);
+    while let Some(chunk) = first.chunk().await.unwrap() {
+        rest += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    assert_eq!((rest, hasher.finish().to_string()), (size, layer.clone()));
+    for client in clients {
+        let (received, digest) = client.await.unwrap();
+        assert_eq!((received, digest.to_string()), (size, layer.clone()));
+    }
+    assert_eq!(
+        proxy.count(&format!("GET {origin_path}")),
+        1,
+        "{:?}",
+        proxy.log()
+    );
+
+    // Stored: later pulls are served from the cache, ranges too.
+    // Stored once a HEAD no longer asks the origin.
+    let head_at_origin = format!("HEAD {origin_path}");
+    eventually(Duration::from_secs(30), "the blob stored", || async {
+        let asked = proxy.count(&head_at_origin);
+        let r = http().head(server.url(&path)).send().await.unwrap();
+        (r.status() == StatusCode::OK && proxy.count(&head_at_origin) == asked).then_some(())
+    })
+    .await;
+    assert!(server.stores_blob(&layer.parse::<Digest>().unwrap()).await);
+    let r = http()
+        .get(server.url(&path))
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(proxy.count(&format!("GET {origin_path}")), 1);
+}

@@ -1,0 +1,269 @@
+//! Blob fetches from an upstream, one per digest however many ask at once. The fetch writes
+//! the upstream's bytes to a spool file and announces how far it got; every client that asks
+//! meanwhile reads the spool file behind it (the first byte reaches the first client before
+//! the blob is complete, and memory stays one read buffer per client). Once the bytes are
+//! complete and match the digest they are stored through the registry's upload path (digest
+//! verified again, committed under the blob's lock, linked into the repository, quota
+//! applied), and the spool file is deleted.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use gantry_client::RegistryClient;
+use gantry_oci::{Digest, RepositoryName};
+use gantry_registry::Registry;
+use gantry_storage::ByteStream;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::{upstream_failure, MirrorError, UpstreamFailure};
+
+/// How much a client reads from the spool at a time.
+const READ_SIZE: usize = 256 * 1024;
+
+/// How far a fetch got.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Progress {
+    /// The upstream answered; its `Content-Length`, when it sent one.
+    pub started: bool,
+    pub size: Option<u64>,
+    /// Bytes in the spool file so far.
+    pub received: u64,
+    /// All bytes are in the spool and matched the digest.
+    pub complete: bool,
+    /// The fetch failed, before or while receiving.
+    pub failed: Option<UpstreamFailure>,
+    /// Whether storing the complete blob succeeded (`None` while not tried yet).
+    pub stored: Option<Result<(), String>>,
+}
+
+/// A running fetch: its spool file and its progress.
+pub(crate) struct Fetch {
+    path: PathBuf,
+    progress: watch::Receiver<Progress>,
+}
+
+/// One upstream request per blob being fetched, on this server.
+pub(crate) struct Fetches {
+    spool: PathBuf,
+    running: Mutex<HashMap<Digest, Arc<Fetch>>>,
+}
+
+/// What fetching a blob gives its caller: the running fetch's progress and, when asked for,
+/// the spool file opened at its start.
+pub(crate) struct Joined {
+    pub progress: watch::Receiver<Progress>,
+    pub file: Option<std::fs::File>,
+}
+
+/// What a fetch needs to run.
+pub(crate) struct Source {
+    pub registry: Arc<Registry>,
+    pub client: RegistryClient,
+    pub upstream: String,
+    pub remote: String,
+    pub name: RepositoryName,
+}
+
+impl Fetches {
+    pub fn new(spool: PathBuf) -> Fetches {
+        Fetches {
+            spool,
+            running: Mutex::default(),
+        }
+    }
+
+    /// Joins the fetch of `digest`, starting it from `source` when none runs. With `open`,
+    /// the spool file comes opened (under the lock that its deletion also takes, so it
+    /// exists).
+    pub fn join(
+        self: &Arc<Self>,
+        digest: &Digest,
+        source: Source,
+        open: bool,
+    ) -> Result<Joined, MirrorError> {
+        let mut running = self.running.lock();
+        let fetch = match running.get(digest) {
+            Some(fetch) => fetch.clone(),
+            None => {
+                std::fs::create_dir_all(&self.spool).map_err(MirrorError::Spool)?;
+                let path = self.spool.join(uuid::Uuid::new_v4().to_string());
+                let file = std::fs::File::create(&path).map_err(MirrorError::Spool)?;
+                let (sender, progress) = watch::channel(Progress::default());
+                let fetch = Arc::new(Fetch {
+                    path: path.clone(),
+                    progress,
+                });
+                running.insert(digest.clone(), fetch.clone());
+                let fetches = self.clone();
+                let digest = digest.clone();
+                tokio::spawn(async move {
+                    let spool = tokio::fs::File::from_std(file);
+                    run(&source, &digest, (spool, &path), &sender).await;
+                    // Readers that have the file open keep reading it after the unlink; new
+                    // ones find the blob stored (or start again).
+                    fetches.running.lock().remove(&digest);
+                    let _ = tokio::fs::remove_file(&path).await;
+                });
+                fetch
+            }
+        };
+        let file = if open {
+            Some(std::fs::File::open(&fetch.path).map_err(MirrorError::Spool)?)
+        } else {
+            None
+        };
+        Ok(Joined {
+            progress: fetch.progress.clone(),
+            file,
+        })
+    }
+}
+
+/// Fetches the blob into `spool`, then stores it, announcing each step on `progress`.
+async fn run(
+    source: &Source,
+    digest: &Digest,
+    (mut spool, path): (tokio::fs::File, &std::path::Path),
+    progress: &watch::Sender<Progress>,
+) {
+    let fail = |failure: UpstreamFailure| {
+        tracing::warn!(upstream = %source.upstream, repository = %source.remote, %digest,
+            error = %failure, "blob fetch from the upstream failed");
+        progress.send_modify(|p| p.failed = Some(failure));
+    };
+    let (size, mut body) = match source.client.open_blob(&source.remote, digest).await {
+        Ok(opened) => opened,
+        Err(e) => return fail(upstream_failure(&source.upstream, e)),
+    };
+    progress.send_modify(|p| {
+        p.started = true;
+        p.size = size;
+    });
+    let mut received = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => return fail(upstream_failure(&source.upstream, e)),
+        };
+        // Flushed before it is announced: tokio's file hands writes to a blocking thread,
+        // and a reader must find every byte announced.
+        let written = match spool.write_all(&chunk).await {
+            Ok(()) => spool.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            return fail(UpstreamFailure::Unreachable {
+                upstream: source.upstream.clone(),
+                reason: format!("cannot write the spool file: {e}"),
+            });
+        }
+        received += chunk.len() as u64;
+        progress.send_modify(|p| p.received = received);
+    }
+    progress.send_modify(|p| {
+        p.complete = true;
+        p.size = Some(received);
+    });
+    drop(spool);
+    let stored = store(source, digest, path).await;
+    if let Err(e) = &stored {
+        tracing::warn!(repository = %source.name, %digest, error = %e,
+            "a blob fetched from the upstream could not be stored");
+    }
+    progress.send_modify(|p| p.stored = Some(stored));
+}
+
+/// Stores the spooled blob in the repository through the upload path.
+async fn store(source: &Source, digest: &Digest, spool: &std::path::Path) -> Result<(), String> {
+    let file = tokio::fs::File::open(spool)
+        .await
+        .map_err(|e| format!("cannot read the spool file: {e}"))?;
+    let body: ByteStream = Box::pin(tokio_util::io::ReaderStream::with_capacity(file, READ_SIZE));
+    source
+        .registry
+        .upload_monolithic(&source.name, digest, body)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The bytes of a fetch as they arrive: reads `file` (the spool, opened at its start) up to
+/// what the fetch announced, waiting for more until it is complete. Ends with an error when
+/// the fetch fails.
+pub(crate) fn follow(file: std::fs::File, progress: watch::Receiver<Progress>) -> ByteStream {
+    let state = (tokio::fs::File::from_std(file), progress, 0u64, false);
+    Box::pin(futures::stream::unfold(
+        state,
+        |(mut file, mut progress, offset, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let now = progress.borrow_and_update().clone();
+                if let Some(failure) = now.failed {
+                    let error = io::Error::other(failure.to_string());
+                    return Some((Err(error), (file, progress, offset, true)));
+                }
+                if now.received > offset {
+                    let want = (now.received - offset).min(READ_SIZE as u64) as usize;
+                    let mut buffer = BytesMut::zeroed(want);
+                    return match file.read(&mut buffer).await {
+                        Ok(0) => Some((
+                            Err(io::Error::other("the spool file ended early")),
+                            (file, progress, offset, true),
+                        )),
+                        Ok(n) => {
+                            buffer.truncate(n);
+                            let chunk: Bytes = buffer.freeze();
+                            Some((Ok(chunk), (file, progress, offset + n as u64, false)))
+                        }
+                        Err(e) => Some((Err(e), (file, progress, offset, true))),
+                    };
+                }
+                if now.complete {
+                    return None;
+                }
+                if progress.changed().await.is_err() {
+                    // The fetch ended without saying it completed.
+                    let error = io::Error::other("the upstream fetch stopped");
+                    return Some((Err(error), (file, progress, offset, true)));
+                }
+            }
+        },
+    ))
+}
+
+/// Waits until the fetch has started (the upstream answered) or failed.
+pub(crate) async fn started(
+    progress: &mut watch::Receiver<Progress>,
+) -> Result<Progress, UpstreamFailure> {
+    let now = progress
+        .wait_for(|p| p.started || p.failed.is_some())
+        .await
+        .map(|p| p.clone())
+        .unwrap_or_else(|_| progress.borrow().clone());
+    match now.failed {
+        Some(failure) if !now.started || now.received == 0 => Err(failure),
+        _ => Ok(now),
+    }
+}
+
+/// Waits until the fetch stored the blob; the failure otherwise.
+pub(crate) async fn stored(mut progress: watch::Receiver<Progress>) -> Result<(), String> {
+    let now = progress
+        .wait_for(|p| p.stored.is_some() || p.failed.is_some())
+        .await
+        .map(|p| p.clone())
+        .unwrap_or_else(|_| progress.borrow().clone());
+    if let Some(failure) = now.failed {
+        return Err(failure.to_string());
+    }
+    now.stored
+        .unwrap_or_else(|| Err("the upstream fetch stopped".into()))
+}
