@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod api;
+mod bearer;
 mod docker_config;
 mod layout;
 mod reference;
@@ -183,6 +184,9 @@ pub struct RegistryClient {
     /// `scheme://host[:port]`, settled by the first request.
     base: Arc<tokio::sync::OnceCell<String>>,
     credentials: Option<Credentials>,
+    /// Bearer tokens from the registry's token realm, by repository (a registry using token
+    /// authentication; empty otherwise).
+    tokens: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl RegistryClient {
@@ -202,6 +206,7 @@ impl RegistryClient {
             scheme,
             base: Arc::default(),
             credentials,
+            tokens: Arc::default(),
         })
     }
 
@@ -241,19 +246,94 @@ impl RegistryClient {
         Ok(format!("{}{path}", self.base().await?))
     }
 
+    /// A request with the token kept for its repository, else the Basic credentials.
     fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
         let builder = self.http.request(method, url);
-        match &self.credentials {
-            Some(c) => builder.basic_auth(&c.username, Some(&c.password)),
-            None => builder,
+        let token = self
+            .tokens
+            .lock()
+            .expect("token table")
+            .get(bearer::repository_of(url))
+            .cloned();
+        match (token, &self.credentials) {
+            (Some(token), _) => builder.bearer_auth(token),
+            (None, Some(c)) => builder.basic_auth(&c.username, Some(&c.password)),
+            (None, None) => builder,
         }
     }
 
+    /// Sends a request; a 401 with a `Bearer` challenge is answered with a token from the
+    /// challenge's realm and the request sent again (when its body can be sent twice).
     async fn send(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        builder.send().await.map_err(|source| {
-            let registry = self.base.get().map_or(self.host.as_str(), String::as_str);
-            connect_error(registry, source)
-        })
+        let again = builder.try_clone();
+        let response = builder.send().await.map_err(|e| self.unreachable(e))?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let challenge = response
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(bearer::parse_challenge);
+        let (Some(challenge), Some(again)) = (challenge, again) else {
+            return Ok(response);
+        };
+        let token = self.token(&challenge).await?;
+        let mut request = again
+            .build()
+            .map_err(|e| ClientError::Protocol(format!("cannot repeat the request: {e}")))?;
+        self.tokens.lock().expect("token table").insert(
+            bearer::repository_of(request.url().as_str()).to_string(),
+            token.clone(),
+        );
+        let value = header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ClientError::Protocol("the token realm sent an unusable token".into()))?;
+        request.headers_mut().insert(header::AUTHORIZATION, value);
+        self.http
+            .execute(request)
+            .await
+            .map_err(|e| self.unreachable(e))
+    }
+
+    fn unreachable(&self, source: reqwest::Error) -> ClientError {
+        let registry = self.base.get().map_or(self.host.as_str(), String::as_str);
+        connect_error(registry, source)
+    }
+
+    /// A token from `challenge`'s realm for its service and scope, asked with the Basic
+    /// credentials when there are any.
+    async fn token(&self, challenge: &bearer::Challenge) -> Result<String> {
+        let mut url = reqwest::Url::parse(&challenge.realm).map_err(|e| {
+            ClientError::Protocol(format!(
+                "token realm {:?} is not a URL: {e}",
+                challenge.realm
+            ))
+        })?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = &challenge.service {
+                query.append_pair("service", service);
+            }
+            if let Some(scope) = &challenge.scope {
+                query.append_pair("scope", scope);
+            }
+        }
+        let mut request = self.http.get(url);
+        if let Some(c) = &self.credentials {
+            request = request.basic_auth(&c.username, Some(&c.password));
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let response = self.check(Method::GET, response).await?;
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| ClientError::Protocol(format!("token realm answered no JSON: {e}")))?;
+        body["token"]
+            .as_str()
+            .or_else(|| body["access_token"].as_str())
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Protocol("token realm answered without a token".into()))
     }
 
     /// Turns a non-success response into an error that carries the registry's message.
@@ -386,6 +466,43 @@ impl RegistryClient {
         let index = gantry_oci::manifest::parse(&bytes, Some(gantry_oci::media_type::OCI_INDEX))
             .map_err(|e| ClientError::Protocol(format!("GET {url}: not an index: {e}")))?;
         Ok(Some(index.manifests))
+    }
+
+    /// Every tag of `repository`, following the registry's `Link` pages (at most 100).
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>> {
+        let mut next = Some(self.url(&format!("/v2/{repository}/tags/list")).await?);
+        let mut tags = Vec::new();
+        for _ in 0..100 {
+            let Some(url) = next.take() else { break };
+            let response = self.send(self.request(Method::GET, &url)).await?;
+            let response = self.check(Method::GET, response).await?;
+            let link = response
+                .headers()
+                .get(header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    v.split_once('<')?
+                        .1
+                        .split_once('>')
+                        .map(|(u, _)| u.to_string())
+                });
+            let body: serde_json::Value = response
+                .json()
+                .await
+                .map_err(|e| ClientError::Protocol(format!("GET {url}: not a tag list: {e}")))?;
+            tags.extend(
+                body["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str().map(str::to_string)),
+            );
+            next = match link {
+                Some(link) => Some(self.resolve(&link).await?),
+                None => None,
+            };
+        }
+        Ok(tags)
     }
 
     /// Asks the registry to mount a blob from another repository; true when it did.

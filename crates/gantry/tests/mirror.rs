@@ -88,12 +88,17 @@ impl Drop for FaultProxy {
 /// A Gantry whose `[[upstreams]]` names `upstream` as `origin` (the default upstream, its
 /// cache public) and whose tags are checked again after a second.
 fn start_mirror(dir: &Path, upstream: &str) -> Server {
+    start_mirror_with(dir, upstream, "")
+}
+
+/// [`start_mirror`] with more lines for the `[[upstreams]]` table.
+fn start_mirror_with(dir: &Path, upstream: &str, more: &str) -> Server {
     let config = dir.join("gantry.toml");
     std::fs::write(
         &config,
         format!(
             "[[upstreams]]\nname = \"origin\"\nurl = \"http://{upstream}\"\ndefault = true\n\
-             public = true\n\n[mirror]\nrevalidate_after_secs = 1\n"
+             public = true\n{more}\n[mirror]\nrevalidate_after_secs = 1\n"
         ),
     )
     .unwrap();
@@ -127,9 +132,14 @@ fn skopeo_digest(dir: &Path, reference: &str, creds: Option<&str>) -> String {
         .to_string()
 }
 
+/// The tags the cache holds for `repository` (the artifact listing; a tag list of a cache
+/// repository is the upstream's).
 async fn cached_tags(server: &Server, repository: &str) -> Vec<String> {
     let r = http()
-        .get(server.url(&format!("/v2/{repository}/tags/list")))
+        .get(server.url(&format!(
+            "/api/v1/repositories/{}/artifacts",
+            repository.replace('/', "%2F")
+        )))
         .send()
         .await
         .unwrap();
@@ -137,14 +147,13 @@ async fn cached_tags(server: &Server, repository: &str) -> Vec<String> {
         return Vec::new();
     }
     let body: Value = r.json().await.unwrap();
-    body["tags"]
+    body["artifacts"]
         .as_array()
-        .map(|tags| {
-            tags.iter()
-                .map(|t| t.as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .flat_map(|artifact| artifact["tags"].as_array().cloned().unwrap_or_default())
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Waits until the cache holds `repository:tag` (its fill job ran).
@@ -259,6 +268,18 @@ async fn cached_images_pull_through_the_mirror_with_the_origin_stopped() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "docker-content-digest"), Some(pushed.as_str()));
 
+    // A cache repository's tags are the upstream's.
+    let tags: Value = http()
+        .get(server.url("/v2/origin/team/app/tags/list"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["v1", "v2"]));
+    assert_eq!(tags["name"], "origin/team/app");
+
     // The origin is gone, and the tag is due for a check: the cached copy is served, to
     // podman through its registries.conf mirror with the project prefix.
     proxy.stop();
@@ -300,6 +321,17 @@ async fn cached_images_pull_through_the_mirror_with_the_origin_stopped() {
         .await
             >= 2.0
     );
+
+    // The tag list is what the cache holds.
+    let tags: Value = http()
+        .get(server.url("/v2/origin/team/app/tags/list"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["v1"]));
 
     // What was never cached says the upstream failed, not "not found".
     let r = http()
@@ -482,4 +514,46 @@ async fn twenty_cold_pulls_of_one_blob_reach_the_origin_once_and_stream_before_i
         .unwrap();
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(proxy.count(&format!("GET {origin_path}")), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_asking_for_bearer_tokens_is_pulled_through_with_its_credentials() {
+    if single_process_only("the pull-through cache's fetches are per server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let origin = Distribution::start(dir);
+    let proxy = FaultProxy::start(dir, &origin.1);
+    let pushed = push_to_origin(
+        dir,
+        &origin.1,
+        "team/app:v1",
+        &[("etc/motd", b"behind tokens")],
+    );
+    std::fs::write(proxy.state.join("token"), "puller:s3cret").unwrap();
+    let server = start_mirror_with(
+        dir,
+        &proxy.addr,
+        "username = \"puller\"\npassword = \"s3cret\"\n",
+    );
+    let mirrored = format!("{}/origin/team/app:v1", server.addr);
+    assert_eq!(skopeo_digest(dir, &mirrored, Some(&admin_creds())), pushed);
+    let log = proxy.log();
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("GET /token?") && l.contains("repository%3Ateam%2Fapp%3Apull")),
+        "{log:?}"
+    );
+    until_cached(&server, "origin/team/app", "v1").await;
+
+    // Credentials the realm refuses: the upstream's refusal, as what it is.
+    std::fs::write(proxy.state.join("token"), "puller:changed").unwrap();
+    let r = http()
+        .get(server.url("/v2/origin/team/other/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, StatusCode::BAD_GATEWAY, "UNAVAILABLE").await;
+    assert!(body.to_string().contains("401"), "{body}");
 }

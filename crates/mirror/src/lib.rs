@@ -27,7 +27,7 @@ use gantry_client::{ClientError, RegistryClient, Transport};
 use gantry_jobs::{JobError, JobHandler, Progress as JobProgress};
 use gantry_meta::{JobRecord, NewJob, StoredManifest};
 use gantry_oci::{Digest, Reference, RepositoryName, Tag};
-use gantry_registry::{Registry, RegistryError};
+use gantry_registry::{Listing, Registry, RegistryError};
 use gantry_storage::ByteStream;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -422,6 +422,44 @@ impl Mirror {
             media_type: fetched.media_type,
             content: fetched.bytes.to_vec(),
         })
+    }
+
+    /// A tag listing: the registry's own outside cache projects; in a cache project the
+    /// upstream's tags, or the cached ones when the upstream fails.
+    ///
+    /// Errors: `NameUnknown` when neither has the repository; `Upstream` when the upstream
+    /// fails and nothing of the repository is cached.
+    pub async fn tags(
+        &self,
+        name: &RepositoryName,
+        n: Option<u32>,
+        last: Option<&str>,
+    ) -> Result<Listing> {
+        let Some((bound, remote)) = self.locate(name) else {
+            return Ok(self.registry.tags(name, n, last).await?);
+        };
+        let upstream = &bound.upstream.name;
+        match bound.client.tags(&remote).await {
+            Ok(tags) => Ok(Listing::page_of(tags, n, last)),
+            Err(e) => {
+                let failure = upstream_failure(upstream, e);
+                if failure.status() == Some(404) {
+                    return Err(RegistryError::NameUnknown(name.to_string()).into());
+                }
+                self.registry
+                    .metrics()
+                    .upstream_failure(upstream, failure.kind());
+                match self.registry.tags(name, n, last).await {
+                    Ok(cached) => {
+                        tracing::warn!(repository = %name, error = %failure,
+                            "the upstream failed; listing the cached tags");
+                        Ok(cached)
+                    }
+                    Err(RegistryError::NameUnknown(_)) => Err(MirrorError::Upstream(failure)),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
     }
 
     /// The error for a failed upstream request about `what`, counted.

@@ -953,6 +953,19 @@ fn paged(mut items: Vec<String>, limit: u32) -> Listing {
     Listing { items, more }
 }
 
+impl Listing {
+    /// The page of `items` (any order) after `last`, at most `n` (capped at [`MAX_PAGE`]),
+    /// sorted: what a tag listing answers for a list held whole.
+    pub fn page_of(mut items: Vec<String>, n: Option<u32>, last: Option<&str>) -> Listing {
+        items.sort();
+        items.dedup();
+        if let Some(last) = last {
+            items.retain(|item| item.as_str() > last);
+        }
+        paged(items, n.unwrap_or(MAX_PAGE).min(MAX_PAGE))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use gantry_access::Caller;
-use gantry_registry::{parse_name, Registry};
+use gantry_mirror::Mirror;
+use gantry_registry::parse_name;
 use http::{header, HeaderValue};
 
 use super::{json_response, ApiResult};
@@ -59,10 +60,15 @@ pub(super) async fn catalog(
     Ok(response)
 }
 
-pub(super) async fn tags(r: &Registry, name: &str, params: &HashMap<String, String>) -> ApiResult {
+/// A tag listing: the registry's, or in a cache project the upstream's.
+pub(super) async fn tags(
+    mirror: &Mirror,
+    name: &str,
+    params: &HashMap<String, String>,
+) -> ApiResult {
     let name = parse_name(name)?;
     let (n, last) = paging(params)?;
-    let listing = r.tags(&name, n, last).await?;
+    let listing = mirror.tags(&name, n, last).await?;
     let body =
         serde_json::to_vec(&serde_json::json!({ "name": name.as_str(), "tags": listing.items }))
             .expect("serializes");

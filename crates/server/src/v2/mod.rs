@@ -353,7 +353,7 @@ async fn handle(
             Ok(json_response(b"{}".to_vec(), "application/json"))
         }
         (Route::Catalog, Method::GET) => listings::catalog(state, caller, params).await,
-        (Route::Tags(name), Method::GET) => listings::tags(r, name, params).await,
+        (Route::Tags(name), Method::GET) => listings::tags(&state.mirror, name, params).await,
         (Route::Manifest(name, reference), m @ (Method::GET | Method::HEAD)) => {
             manifests::get_manifest(&state.mirror, name, reference, headers, m == Method::HEAD)
                 .await
