@@ -120,6 +120,70 @@ fn push_to_origin(dir: &Path, origin: &str, reference: &str, files: &[(&str, &[u
     index_digest(&layout)
 }
 
+/// Pushes `blob` to `repository` of an open registry at `addr` (POST, then PUT with the bytes).
+async fn push_blob_to(addr: &str, repository: &str, blob: &[u8]) {
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("http://{addr}/v2/{repository}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = header(&r, "location").unwrap().to_string();
+    let location = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{addr}{location}")
+    };
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let r = client
+        .put(format!(
+            "{location}{separator}digest={}",
+            Digest::sha256_of(blob)
+        ))
+        .body(blob.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// Signs `digest` of `repository` at the open registry `addr` in cosign's tag scheme: a
+/// `sha256-<hex>.sig` manifest over a simple signing payload (the signature itself is not
+/// checked here); returns the tag.
+async fn push_signature_to(addr: &str, repository: &str, digest: &str) -> String {
+    let payload = format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"{addr}/{repository}"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
+    );
+    let config =
+        br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+    push_blob_to(addr, repository, payload.as_bytes()).await;
+    push_blob_to(addr, repository, config).await;
+    let mut layer = descriptor(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        payload.as_bytes(),
+    );
+    layer["annotations"] =
+        serde_json::json!({"dev.cosignproject.cosign/signature": "c2lnbmF0dXJl"});
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": gantry_oci::media_type::OCI_MANIFEST,
+        "config": descriptor(gantry_oci::media_type::OCI_CONFIG, config),
+        "layers": [layer],
+    }))
+    .unwrap();
+    let tag = format!("{}.sig", digest.replace(':', "-"));
+    let r = reqwest::Client::new()
+        .put(format!("http://{addr}/v2/{repository}/manifests/{tag}"))
+        .header("content-type", gantry_oci::media_type::OCI_MANIFEST)
+        .body(manifest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    tag
+}
+
 /// The manifest digest skopeo sees at `reference` (a `docker://` reference without scheme).
 fn skopeo_digest(dir: &Path, reference: &str, creds: Option<&str>) -> String {
     let mut cmd = skopeo(dir);
@@ -154,6 +218,10 @@ async fn cached_tags(server: &Server, repository: &str) -> Vec<String> {
         .flat_map(|artifact| artifact["tags"].as_array().cloned().unwrap_or_default())
         .map(|t| t.as_str().unwrap().to_string())
         .collect()
+}
+
+async fn get(server: &Server, path: &str) -> reqwest::Response {
+    http().get(server.url(path)).send().await.unwrap()
 }
 
 /// Waits until the cache holds `repository:tag` (its fill job ran).
@@ -205,6 +273,7 @@ async fn cached_images_pull_through_the_mirror_with_the_origin_stopped() {
         "team/app:v2",
         &[("etc/motd", b"never pulled")],
     );
+    let signature_tag = push_signature_to(&origin.1, "team/app", &pushed).await;
     let server = start_mirror(dir, &proxy.addr);
 
     // containerd, with the mirror in hosts.toml for the origin's host: it adds `?ns=` and
@@ -238,6 +307,20 @@ async fn cached_images_pull_through_the_mirror_with_the_origin_stopped() {
         proxy.log()
     );
     until_cached(&server, "origin/team/app", "v1").await;
+    // Its cosign signature (the tag scheme: the origin has no referrers API) comes with it.
+    eventually(Duration::from_secs(30), "the signature cached", || async {
+        let listed = get_json(
+            &server,
+            &format!("/api/v1/repositories/origin%2Fteam%2Fapp/artifacts/{pushed}"),
+        )
+        .await;
+        listed["referrers"]
+            .as_array()?
+            .iter()
+            .any(|r| r["tag"] == signature_tag.as_str())
+            .then_some(())
+    })
+    .await;
 
     // skopeo with the project prefix (as Harbor's proxy projects are named) gets the same
     // image, and so does docker's registry-mirrors flow: no prefix, a token for the name it
@@ -269,15 +352,11 @@ async fn cached_images_pull_through_the_mirror_with_the_origin_stopped() {
     assert_eq!(header(&r, "docker-content-digest"), Some(pushed.as_str()));
 
     // A cache repository's tags are the upstream's.
-    let tags: Value = http()
-        .get(server.url("/v2/origin/team/app/tags/list"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(tags["tags"], serde_json::json!(["v1", "v2"]));
+    let tags = get_json(&server, "/v2/origin/team/app/tags/list").await;
+    assert_eq!(
+        tags["tags"],
+        serde_json::json!([signature_tag.as_str(), "v1", "v2"])
+    );
     assert_eq!(tags["name"], "origin/team/app");
 
     // The origin is gone, and the tag is due for a check: the cached copy is served, to
@@ -322,23 +401,24 @@ async fn cached_images_pull_through_the_mirror_with_the_origin_stopped() {
             >= 2.0
     );
 
-    // The tag list is what the cache holds.
-    let tags: Value = http()
-        .get(server.url("/v2/origin/team/app/tags/list"))
+    let r = http()
+        .get(server.url(&format!("/v2/origin/team/app/manifests/{signature_tag}")))
+        .header("accept", gantry_oci::media_type::OCI_MANIFEST)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    assert_eq!(tags["tags"], serde_json::json!(["v1"]));
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the signature served from the cache"
+    );
+
+    // The tag list is what the cache holds.
+    let tags = get_json(&server, "/v2/origin/team/app/tags/list").await;
+    assert_eq!(tags["tags"], serde_json::json!([signature_tag, "v1"]));
 
     // What was never cached says the upstream failed, not "not found".
-    let r = http()
-        .get(server.url("/v2/origin/team/app/manifests/v2"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&server, "/v2/origin/team/app/manifests/v2").await;
     let body = assert_error(r, StatusCode::BAD_GATEWAY, "UNAVAILABLE").await;
     let message = body["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("upstream origin"), "{message}");
@@ -389,11 +469,7 @@ async fn an_upstream_429_reaches_only_what_the_cache_lacks() {
         skopeo_digest(dir, &format!("{mirrored}:v1"), Some(&admin_creds())),
         pushed
     );
-    let r = http()
-        .get(server.url("/v2/origin/team/app/manifests/v2"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&server, "/v2/origin/team/app/manifests/v2").await;
     assert_eq!(header(&r, "retry-after"), Some("7"));
     let body = assert_error(r, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS").await;
     let message = body["errors"][0]["message"].as_str().unwrap();
@@ -402,11 +478,7 @@ async fn an_upstream_429_reaches_only_what_the_cache_lacks() {
         "{message}"
     );
     let unknown = Digest::sha256_of(b"a blob the cache lacks");
-    let r = http()
-        .get(server.url(&format!("/v2/origin/team/app/blobs/{unknown}")))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&server, &format!("/v2/origin/team/app/blobs/{unknown}")).await;
     assert_error(r, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS").await;
     assert!(
         metric(
@@ -420,11 +492,7 @@ async fn an_upstream_429_reaches_only_what_the_cache_lacks() {
 
     // Back to normal: what the upstream lacks is "unknown" as it says.
     proxy.set_mode("");
-    let r = http()
-        .get(server.url("/v2/origin/team/app/manifests/v9"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&server, "/v2/origin/team/app/manifests/v9").await;
     let body = assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
     assert!(
         body.to_string()
@@ -549,11 +617,139 @@ async fn an_upstream_asking_for_bearer_tokens_is_pulled_through_with_its_credent
 
     // Credentials the realm refuses: the upstream's refusal, as what it is.
     std::fs::write(proxy.state.join("token"), "puller:changed").unwrap();
-    let r = http()
-        .get(server.url("/v2/origin/team/other/manifests/v1"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&server, "/v2/origin/team/other/manifests/v1").await;
     let body = assert_error(r, StatusCode::BAD_GATEWAY, "UNAVAILABLE").await;
     assert!(body.to_string().contains("401"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gantry_origins_multi_arch_image_is_cached_with_its_platforms_and_referrers() {
+    if single_process_only("the pull-through cache's fetches are per server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut origin = Server::start();
+    api_create_project(&origin, "team", false).await;
+    let (amd64, amd64_digest) = push_image(&origin, "team/multi", "amd64-only", "amd64").await;
+    let (arm64, arm64_digest) = push_image(&origin, "team/multi", "arm64-only", "arm64").await;
+    let platform = |manifest: &[u8], arch: &str| {
+        let mut d = descriptor(gantry_oci::media_type::OCI_MANIFEST, manifest);
+        d["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        d
+    };
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": gantry_oci::media_type::OCI_INDEX,
+        "manifests": [platform(&amd64, "amd64"), platform(&arm64, "arm64")],
+    }))
+    .unwrap();
+    let r = put_manifest(
+        &origin,
+        "team/multi",
+        "v1",
+        gantry_oci::media_type::OCI_INDEX,
+        &index,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let index_sha = Digest::sha256_of(&index);
+    // An SBOM attached to the index (OCI 1.1 subject), which the origin's referrers API lists.
+    let sbom = br#"{"spdxVersion":"SPDX-2.3"}"#;
+    push_blob(&origin, "team/multi", gantry_oci::manifest::EMPTY_CONFIG).await;
+    push_blob(&origin, "team/multi", sbom).await;
+    let referrer = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": gantry_oci::media_type::OCI_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "config": descriptor(gantry_oci::media_type::OCI_EMPTY, gantry_oci::manifest::EMPTY_CONFIG),
+        "layers": [descriptor("application/spdx+json", sbom)],
+        "subject": descriptor(gantry_oci::media_type::OCI_INDEX, &index),
+    }))
+    .unwrap();
+    let referrer_digest = push_manifest_by_digest(
+        &origin,
+        "team/multi",
+        gantry_oci::media_type::OCI_MANIFEST,
+        &referrer,
+    )
+    .await;
+
+    let server = start_mirror_with(
+        dir,
+        &origin.addr,
+        &format!("username = \"admin\"\npassword = \"{ADMIN_PASSWORD}\"\n"),
+    );
+    // Every platform, as `skopeo copy --all` pulls a multi-arch image.
+    let pulled = dir.join("pulled");
+    run(skopeo(dir)
+        .args([
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &admin_creds(),
+        ])
+        .arg(format!("docker://{}/origin/team/multi:v1", server.addr))
+        .arg(format!("oci:{}:v1", pulled.display())));
+    let served = run(skopeo(dir)
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &admin_creds(),
+        ])
+        .arg(format!("docker://{}/origin/team/multi:v1", server.addr)));
+    assert_eq!(
+        served.as_bytes(),
+        index.as_slice(),
+        "the index as the origin has it"
+    );
+    until_cached(&server, "origin/team/multi", "v1").await;
+    let referrers = eventually(Duration::from_secs(30), "the SBOM cached", || async {
+        let listed = get_json(
+            &server,
+            &format!("/v2/origin/team/multi/referrers/{index_sha}"),
+        )
+        .await;
+        (!listed["manifests"].as_array()?.is_empty()).then_some(listed)
+    })
+    .await;
+    assert_eq!(
+        referrers["manifests"][0]["digest"],
+        referrer_digest.as_str()
+    );
+    assert_eq!(
+        referrers["manifests"][0]["artifactType"],
+        "application/spdx+json"
+    );
+
+    // With the origin gone, the index, both platforms and the SBOM come from the cache.
+    origin.terminate();
+    for digest in [
+        index_sha.to_string(),
+        amd64_digest.to_string(),
+        arm64_digest.to_string(),
+        referrer_digest.clone(),
+    ] {
+        let r = http()
+            .get(server.url(&format!("/v2/origin/team/multi/manifests/{digest}")))
+            .header("accept", "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{digest}");
+    }
+    let pulled_again = dir.join("pulled-again");
+    run(skopeo(dir)
+        .args([
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &admin_creds(),
+        ])
+        .arg(format!("docker://{}/origin/team/multi:v1", server.addr))
+        .arg(format!("oci:{}:v1", pulled_again.display())));
 }

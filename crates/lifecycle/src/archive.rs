@@ -194,6 +194,7 @@ mod tests {
             children: vec![],
             size: 10,
             blobs: vec![],
+            buildkit_cache: false,
         }
     }
 

@@ -153,6 +153,7 @@ mod tests {
             children: children.iter().map(|c| c.to_string()).collect(),
             size: 1,
             blobs: vec![],
+            buildkit_cache: false,
         }
     }
 

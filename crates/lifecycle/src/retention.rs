@@ -179,6 +179,10 @@ pub struct Rule {
     /// The rule looks at untagged manifests instead of tags.
     #[serde(default)]
     pub untagged: bool,
+    /// The rule looks at BuildKit registry caches instead of images and other artifacts.
+    /// Caches no such rule looks at stay: a rule for images never counts or deletes them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub buildkit_cache: bool,
     pub keep: Keep,
 }
 
@@ -220,6 +224,9 @@ pub struct Artifact {
     /// The manifest's own size and its blobs (digest, size), for the bytes freed.
     pub size: u64,
     pub blobs: Vec<(String, u64)>,
+    /// A BuildKit registry cache (`--cache-to type=registry`), which only rules with
+    /// `buildkit_cache` look at.
+    pub buildkit_cache: bool,
 }
 
 /// A manifest that stays, with every reason it stays.
@@ -430,6 +437,12 @@ pub fn evaluate(policy: &Policy, tag_rules: &TagRules, artifacts: &[Artifact], n
             .iter()
             .any(|rule| rule.repositories.matches(repository))
     };
+    let looks_at_caches = |repository: &str| {
+        policy
+            .rules
+            .iter()
+            .any(|rule| rule.buildkit_cache && rule.repositories.matches(repository))
+    };
     // What the rules say about each (repository, tag) and each untagged (repository, digest).
     let mut tag_verdicts: HashMap<(&str, &str), Verdict> = HashMap::new();
     let mut untagged_verdicts: HashMap<(&str, &str), Verdict> = HashMap::new();
@@ -448,6 +461,7 @@ pub fn evaluate(policy: &Policy, tag_rules: &TagRules, artifacts: &[Artifact], n
             }
             let candidates: Vec<Candidate> = repo_artifacts
                 .iter()
+                .filter(|a| a.buildkit_cache == rule.buildkit_cache)
                 .flat_map(|a| {
                     if rule.untagged {
                         (a.tags.is_empty() && a.subject.is_none())
@@ -512,6 +526,13 @@ pub fn evaluate(policy: &Policy, tag_rules: &TagRules, artifacts: &[Artifact], n
                 .entry(key)
                 .or_default()
                 .push("no rule applies to its repository".into());
+            continue;
+        }
+        if a.buildkit_cache && !looks_at_caches(&a.repository) {
+            root_reasons
+                .entry(key)
+                .or_default()
+                .push("a BuildKit cache, and no rule selects caches".into());
             continue;
         }
         for t in &a.tags {
@@ -703,7 +724,42 @@ mod tests {
             children: vec![],
             size: 500,
             blobs: vec![(format!("blob-{digest}"), 1000), ("base".into(), 50_000)],
+            buildkit_cache: false,
         }
+    }
+
+    #[test]
+    fn buildkit_caches_are_looked_at_only_by_rules_for_caches() {
+        let mut cache = artifact("cache", &[("buildcache", NOW - 30 * DAY, None)]);
+        cache.buildkit_cache = true;
+        let arts = vec![artifact("image", &[("dev-1", NOW - 30 * DAY, None)]), cache];
+        let rule = |buildkit_cache: bool| Rule {
+            repositories: Selector::default(),
+            tags: Selector::default(),
+            untagged: false,
+            buildkit_cache,
+            keep: Keep::PushedWithinDays(7),
+        };
+        let images_only = Policy {
+            rules: vec![rule(false)],
+            schedule: None,
+        };
+        let plan = evaluate(&images_only, &TagRules::default(), &arts, NOW);
+        let deleted: Vec<&str> = plan.delete_tags.iter().map(|t| t.tag.as_str()).collect();
+        assert_eq!(deleted, ["dev-1"]);
+        let kept = plan.keep.iter().find(|s| s.digest == "cache").unwrap();
+        assert_eq!(
+            kept.reasons[0],
+            "a BuildKit cache, and no rule selects caches"
+        );
+        let with_caches = Policy {
+            rules: vec![rule(false), rule(true)],
+            schedule: None,
+        };
+        let plan = evaluate(&with_caches, &TagRules::default(), &arts, NOW);
+        let mut deleted: Vec<&str> = plan.delete_tags.iter().map(|t| t.tag.as_str()).collect();
+        deleted.sort();
+        assert_eq!(deleted, ["buildcache", "dev-1"]);
     }
 
     /// The seeds' scenario: versions v1.0.0–v1.0.5 and v1.1.0–v1.1.4, commit-* and dev-* tags,
@@ -858,6 +914,7 @@ mod tests {
                 repositories: Selector::default(),
                 tags: tags("x*"),
                 untagged: false,
+                buildkit_cache: false,
                 keep,
             }],
             schedule: None,
@@ -883,6 +940,7 @@ mod tests {
             repositories: Selector::default(),
             tags: Selector::default(),
             untagged: true,
+            buildkit_cache: false,
             keep: Keep::PushedWithinDays(0),
         });
         assert_eq!(
@@ -899,6 +957,7 @@ mod tests {
                 },
                 tags: Selector::default(),
                 untagged: false,
+                buildkit_cache: false,
                 keep: Keep::MostRecentlyPushed(0),
             }],
             schedule: None,
@@ -1022,6 +1081,7 @@ mod tests {
                     repositories: Selector::default(),
                     tags: Selector::default(),
                     untagged: false,
+                    buildkit_cache: false,
                     keep: Keep::MostRecentlyPushed(n),
                 }],
                 schedule: None,

@@ -33,6 +33,9 @@ pub struct ArtifactRow {
     pub repository: String,
     pub digest: String,
     pub media_type: String,
+    /// `artifactType`, or an image manifest's config type (BuildKit's cache is
+    /// `application/vnd.buildkit.cacheconfig.v0`).
+    pub artifact_type: Option<String>,
     /// When the manifest was first pushed (Unix microseconds).
     pub pushed_at_us: i64,
     pub size: i64,
@@ -129,7 +132,7 @@ impl MetaStore {
     /// Every manifest of `project`'s repositories, with tags, pulls, blobs and index children.
     pub async fn artifacts(&self, project: &str) -> Result<Vec<ArtifactRow>> {
         let manifests = sqlx::query(&format!(
-            "SELECT r.name, m.digest, m.media_type, COALESCE(m.created_at_us, m.created_at * 1000000), m.size, m.subject, p.last_pulled_at, p.pull_count \
+            "SELECT r.name, m.digest, m.media_type, COALESCE(m.created_at_us, m.created_at * 1000000), m.size, m.subject, p.last_pulled_at, p.pull_count, m.artifact_type \
              FROM manifests m JOIN repositories r ON r.id = m.repository_id \
              LEFT JOIN manifest_pulls p ON p.repository_id = m.repository_id AND p.digest = m.digest \
              WHERE {IN_PROJECT} ORDER BY r.name, m.created_at_us, m.digest"
@@ -204,6 +207,7 @@ impl MetaStore {
                     subject: row.get(5),
                     last_pulled_at: row.get(6),
                     pull_count: row.get::<Option<i64>, _>(7).unwrap_or(0),
+                    artifact_type: row.get(8),
                 }
             })
             .collect())

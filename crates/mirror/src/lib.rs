@@ -14,7 +14,9 @@
 //!   streamed to each as it arrives and stored;
 //! - when the upstream fails (429, 5xx, a timeout, unreachable) the cached copy is served,
 //!   and the failure logged and counted; only what the cache lacks reports the upstream's
-//!   failure, as what it is.
+//!   failure, as what it is;
+//! - what refers to a cached image at the upstream (signatures, SBOMs: by the referrers API,
+//!   the referrers fallback tag, cosign's `.sig`/`.att`/`.sbom` tags) is stored with it.
 //!
 //! What is cached is ordinary content of its project: quotas, retention, GC, scans and the
 //! pull gates apply to it. The cache project takes no pushes.
@@ -28,6 +30,7 @@ use gantry_jobs::{JobError, JobHandler, Progress as JobProgress};
 use gantry_meta::{JobRecord, NewJob, StoredManifest};
 use gantry_oci::{Digest, Reference, RepositoryName, Tag};
 use gantry_registry::{Listing, Registry, RegistryError};
+use gantry_signing::sources::fallback_tag;
 use gantry_storage::ByteStream;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -615,6 +618,7 @@ impl Mirror {
         };
         let digest: Digest = fill.digest.parse().map_err(RegistryError::from)?;
         let stored = self.store_manifest(bound, &remote, &name, &digest).await?;
+        self.store_referrers(bound, &remote, &name, &digest).await?;
         if let Some(tag) = &fill.tag {
             let tag = Tag::parse(tag).map_err(RegistryError::Tag)?;
             self.registry
@@ -681,6 +685,56 @@ impl Mirror {
             media_type: fetched.media_type,
             content: fetched.bytes.to_vec(),
         })
+    }
+
+    /// Stores what refers to `digest` at the upstream: the manifests its referrers API lists,
+    /// the referrers fallback tag's index with the manifests it lists (where the upstream
+    /// lacks the API), and cosign's `.sig`, `.att` and `.sbom` manifests, under their tags.
+    async fn store_referrers(
+        &self,
+        bound: &Bound,
+        remote: &str,
+        name: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<()> {
+        let upstream = &bound.upstream.name;
+        let what = || format!("the referrers of {name}@{digest}");
+        let listed = bound
+            .client
+            .referrers(remote, digest)
+            .await
+            .map_err(|e| self.failed(upstream, what(), false, e))?;
+        for referrer in listed.into_iter().flatten() {
+            Box::pin(self.store_manifest(bound, remote, name, &referrer.digest)).await?;
+        }
+        let stem = fallback_tag(digest);
+        for tag in [
+            stem.clone(),
+            format!("{stem}.sig"),
+            format!("{stem}.att"),
+            format!("{stem}.sbom"),
+        ] {
+            let found = bound
+                .client
+                .find_manifest(remote, &tag)
+                .await
+                .map_err(|e| self.failed(upstream, what(), false, e))?;
+            let Some(found) = found else { continue };
+            let stored = self
+                .store_manifest(bound, remote, name, &found.digest)
+                .await?;
+            let tag = Tag::parse(&tag).map_err(RegistryError::Tag)?;
+            self.registry
+                .put_manifest(
+                    name,
+                    &Reference::Tag(tag),
+                    Some(&stored.media_type),
+                    &stored.content,
+                    CACHE_ACTOR,
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     async fn store_blob(

@@ -79,7 +79,10 @@ pub struct ParsedManifest {
     pub media_type: String,
     pub kind: ManifestKind,
     pub config: Option<Descriptor>,
+    /// An image's layers; an index's entries that are blobs, not manifests (BuildKit's cache
+    /// index lists its cache blobs so).
     pub layers: Vec<Descriptor>,
+    /// An index's entries that are manifests.
     pub manifests: Vec<Descriptor>,
     pub subject: Option<Descriptor>,
     /// `artifactType`, or for an image manifest without one, its config's media type
@@ -257,14 +260,27 @@ pub fn parse(bytes: &[u8], claimed_type: Option<&str>) -> Result<ParsedManifest,
             let layers = descriptors(object.get("layers"), "layers", true)?;
             (Some(config), layers, Vec::new())
         }
-        ManifestKind::Index => (
-            None,
-            Vec::new(),
-            descriptors(object.get("manifests"), "manifests", true)?,
-        ),
+        ManifestKind::Index => {
+            // BuildKit's registry cache (`--cache-to type=registry`, without
+            // `image-manifest=true`) is an index whose entries are its cache blobs: layers and
+            // an `application/vnd.buildkit.cacheconfig.v0` config. An entry that is not a
+            // manifest can only be a blob the index references: it is kept as a layer.
+            let (manifests, blobs) = descriptors(object.get("manifests"), "manifests", true)?
+                .into_iter()
+                .partition(|entry| media_type::MANIFEST_TYPES.contains(&entry.media_type.as_str()));
+            (None, blobs, manifests)
+        }
     };
-    let artifact_type =
-        declared_artifact_type.or_else(|| config.as_ref().map(|c| c.media_type.clone()));
+    // A BuildKit cache index is told by its cache config entry, as a cache image manifest is
+    // by its config: both have the cache config's type as their artifact type.
+    let artifact_type = declared_artifact_type
+        .or_else(|| config.as_ref().map(|c| c.media_type.clone()))
+        .or_else(|| {
+            layers
+                .iter()
+                .any(|entry| entry.media_type == media_type::BUILDKIT_CACHE_CONFIG)
+                .then(|| media_type::BUILDKIT_CACHE_CONFIG.to_string())
+        });
 
     Ok(ParsedManifest {
         media_type,
@@ -473,6 +489,33 @@ mod tests {
             parse(image(OCI_CONFIG).as_bytes(), Some(DOCKER_MANIFEST)),
             Err(ManifestError::MediaTypeMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn a_buildkit_cache_index_lists_its_blobs_as_layers() {
+        for (index_type, layer_type) in [
+            (OCI_INDEX, "application/vnd.oci.image.layer.v1.tar+gzip"),
+            (
+                DOCKER_MANIFEST_LIST,
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            ),
+        ] {
+            let body = format!(
+                r#"{{"schemaVersion":2,"mediaType":"{index_type}","manifests":[{{"mediaType":"{layer_type}","digest":"{}","size":10,"annotations":{{"buildkit/createdat":"2026-11-30T10:00:00Z","containerd.io/uncompressed":"{}"}}}},{{"mediaType":"application/vnd.buildkit.cacheconfig.v0","digest":"{}","size":20}},{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":30}}]}}"#,
+                digest(1),
+                digest(2),
+                digest(3),
+                digest(4)
+            );
+            let m = parse(body.as_bytes(), None).unwrap();
+            assert_eq!(m.kind, ManifestKind::Index);
+            let blobs: Vec<String> = m.blob_digests().map(|d| d.to_string()).collect();
+            assert_eq!(blobs, [digest(1), digest(3)]);
+            assert_eq!(m.manifests.len(), 1);
+            assert_eq!(m.manifests[0].digest.to_string(), digest(4));
+            assert!(!m.is_container_image());
+            assert_eq!(m.artifact_type.as_deref(), Some(BUILDKIT_CACHE_CONFIG));
+        }
     }
 
     #[test]

@@ -79,6 +79,8 @@ impl Registry {
                         last_pulled_at: t.last_pulled_at,
                     })
                     .collect(),
+                buildkit_cache: a.artifact_type.as_deref()
+                    == Some(gantry_oci::media_type::BUILDKIT_CACHE_CONFIG),
                 repository: a.repository,
                 digest: a.digest,
                 pushed_at_us: a.pushed_at_us,

@@ -447,6 +447,7 @@ mod tests {
                 ("sha256:shared".into(), 100),
                 (format!("{digest}-layer"), 1000),
             ],
+            buildkit_cache: false,
         }
     }
 
