@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The pull-through cache beside its peers, in one run (medians of REPEAT):
 #   1. a cold pull of an IMAGE_MIB image (LAYERS random layers) through a Gantry mirror with a
-#      fresh cache, against the same pull straight from the origin (target: at most 1.1x);
+#      fresh cache, against the same pull straight from the origin (target: at most 1.1x): on
+#      loopback, and with the origin behind a link of LINK_MIBPS MiB/s (the tests' fault proxy
+#      pacing what it sends), as an origin across a network is;
 #   2. a warm pull through the Gantry mirror against one through CNCF Distribution in proxy mode
 #      (Debian's docker-registry), both caching the same origin;
 #   3. the bytes the origin served for CLIENTS concurrent cold pulls through a Gantry mirror, as
@@ -16,6 +18,7 @@ REPEAT=${REPEAT:-3}
 IMAGE_MIB=${IMAGE_MIB:-200}
 LAYERS=${LAYERS:-4}
 CLIENTS=${CLIENTS:-20}
+LINK_MIBPS=${LINK_MIBPS:-100}
 for tool in curl docker-registry python3 bc; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install curl docker-registry python3 bc)" >&2; exit 1; }
 done
@@ -102,6 +105,24 @@ for _ in $(seq "$REPEAT"); do
   stop_gantry
 done
 
+# 1b. The same over a LINK_MIBPS link: the proxy paces what the origin sends.
+echo "== cold pulls over a $LINK_MIBPS MiB/s link" >&2
+LINK=$WORK/link
+mkdir -p "$LINK"
+echo $((LINK_MIBPS * 1048576)) > "$LINK/rate"
+LINK_PORT=$(free_port)
+python3 crates/gantry/tests/fixtures/fault_proxy.py "$ORIGIN" "$LINK_PORT" "$LINK" &
+PIDS+=($!)
+wait_port "127.0.0.1:$LINK_PORT"
+link_direct=() link_cold=()
+for _ in $(seq "$REPEAT"); do
+  link_direct+=("$(pull "127.0.0.1:$LINK_PORT" bench/img)")
+  port=$(free_port)
+  gantry_mirror "$port" "127.0.0.1:$LINK_PORT"
+  link_cold+=("$(pull "127.0.0.1:$port" origin/bench/img 1 "$GANTRY_AUTH")")
+  stop_gantry
+done
+
 # 2. Warm: Gantry's cache and Distribution's proxy, each filled by one pull first.
 echo "== warm pulls" >&2
 port=$(free_port)
@@ -142,11 +163,13 @@ done < <(awk '$1 == "done" && $2 ~ /\/blobs\// {print $2}' "$STATE/log")
 
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
 d=$(median "${direct[@]}") c=$(median "${cold[@]}") w=$(median "${warm[@]}") p=$(median "${peer[@]}")
+ld=$(median "${link_direct[@]}") lc=$(median "${link_cold[@]}")
 cat <<EOF
 
 | measure ($IMAGE_MIB MiB image, $LAYERS layers; medians of $REPEAT) | Gantry mirror | peer | ratio | target |
 |---|---|---|---|---|
-| cold pull, s (peer: straight from the origin) | $c | $d | $(ratio "$c" "$d")x | ≤ 1.1x |
+| cold pull on loopback, s (peer: straight from the origin) | $c | $d | $(ratio "$c" "$d")x | ≤ 1.1x |
+| cold pull, origin behind a $LINK_MIBPS MiB/s link, s (peer: straight from the origin) | $lc | $ld | $(ratio "$lc" "$ld")x | ≤ 1.1x |
 | warm pull, s (peer: Distribution 2.8 in proxy mode) | $w | $p | $(ratio "$w" "$p")x | — |
 | origin bytes for $CLIENTS concurrent cold pulls, in images | $(ratio "$served" "$IMAGE_BYTES") | — | — | 1x |
 | those $CLIENTS pulls, s | $concurrent | — | — | — |

@@ -577,11 +577,13 @@ impl RegistryClient {
     /// Streams a blob; every chunk passes through `verify`, which fails the stream's end if
     /// the bytes do not match the digest.
     pub async fn get_blob(&self, repository: &str, digest: &Digest) -> Result<BlobStream> {
-        Ok(self.open_blob(repository, digest).await?.1)
+        let (_, stream) = self.open_blob(repository, digest).await?;
+        Ok(verify(digest.clone(), stream))
     }
 
-    /// [`RegistryClient::get_blob`], with the blob's size when the registry sent a
-    /// `Content-Length`.
+    /// A blob's bytes as the registry sends them, NOT checked against the digest (the caller
+    /// checks it, e.g. off the path the bytes take), with the blob's size when the registry
+    /// sent a `Content-Length`.
     pub async fn open_blob(
         &self,
         repository: &str,
@@ -600,7 +602,7 @@ impl RegistryClient {
         let stream = response
             .bytes_stream()
             .map_err(|e| ClientError::Protocol(format!("blob download failed: {e}")));
-        Ok((size, verify(digest.clone(), Box::pin(stream))))
+        Ok((size, Box::pin(stream)))
     }
 
     pub async fn get_manifest(&self, repository: &str, reference: &str) -> Result<FetchedManifest> {

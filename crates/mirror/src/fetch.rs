@@ -2,9 +2,10 @@
 //! the upstream's bytes to a spool file and announces how far it got; every client that asks
 //! meanwhile reads the spool file behind it (the first byte reaches the first client before
 //! the blob is complete, and memory stays one read buffer per client). Once the bytes are
-//! complete and match the digest they are stored through the registry's upload path (digest
-//! verified again, committed under the blob's lock, linked into the repository, quota
-//! applied), and the spool file is deleted.
+//! complete they are stored through the registry's upload path (the digest verified — content
+//! that does not match is not stored —, committed under the blob's lock, linked into the
+//! repository, quota applied), and the spool file is deleted. Clients check the digest of
+//! what they pulled, as every registry client does.
 
 use std::collections::HashMap;
 use std::io;
@@ -18,13 +19,19 @@ use gantry_oci::{Digest, RepositoryName};
 use gantry_registry::Registry;
 use gantry_storage::ByteStream;
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::{upstream_failure, MirrorError, UpstreamFailure};
 
 /// How much a client reads from the spool at a time.
-const READ_SIZE: usize = 256 * 1024;
+const READ_SIZE: usize = 1024 * 1024;
+/// How many bytes a client waits for before it reads the spool (unless the fetch is done):
+/// fewer, larger reads.
+const MIN_READ: u64 = 128 * 1024;
+/// The fetch tells its readers how far it got at least this often (and whenever it caught up
+/// with the upstream).
+const ANNOUNCE_EVERY: u64 = 256 * 1024;
 
 /// How far a fetch got.
 #[derive(Debug, Clone, Default)]
@@ -103,8 +110,7 @@ impl Fetches {
                 let fetches = self.clone();
                 let digest = digest.clone();
                 tokio::spawn(async move {
-                    let spool = tokio::fs::File::from_std(file);
-                    run(&source, &digest, (spool, &path), &sender).await;
+                    run(&source, &digest, (file, &path), sender).await;
                     // Readers that have the file open keep reading it after the unlink; new
                     // ones find the blob stored (or start again).
                     fetches.running.lock().remove(&digest);
@@ -129,15 +135,16 @@ impl Fetches {
 async fn run(
     source: &Source,
     digest: &Digest,
-    (mut spool, path): (tokio::fs::File, &std::path::Path),
-    progress: &watch::Sender<Progress>,
+    (spool, path): (std::fs::File, &std::path::Path),
+    progress: watch::Sender<Progress>,
 ) {
+    let progress = Arc::new(progress);
     let fail = |failure: UpstreamFailure| {
         tracing::warn!(upstream = %source.upstream, repository = %source.remote, %digest,
             error = %failure, "blob fetch from the upstream failed");
         progress.send_modify(|p| p.failed = Some(failure));
     };
-    let (size, mut body) = match source.client.open_blob(&source.remote, digest).await {
+    let (size, body) = match source.client.open_blob(&source.remote, digest).await {
         Ok(opened) => opened,
         Err(e) => return fail(upstream_failure(&source.upstream, e)),
     };
@@ -145,38 +152,87 @@ async fn run(
         p.started = true;
         p.size = size;
     });
-    let mut received = 0u64;
+    let started = std::time::Instant::now();
+    // The body is read here, where reading is cheap per chunk, and handed to a blocking
+    // thread that writes the spool (plain file writes: readers find every byte announced).
+    let (to_writer, chunks) = tokio::sync::mpsc::channel::<Bytes>(256);
+    let writing = {
+        let progress = progress.clone();
+        let upstream = source.upstream.clone();
+        tokio::task::spawn_blocking(move || write_spool(chunks, spool, &progress, &upstream))
+    };
+    let mut body = body;
+    let mut receive_failure = None;
     while let Some(chunk) = body.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(e) => return fail(upstream_failure(&source.upstream, e)),
-        };
-        // Flushed before it is announced: tokio's file hands writes to a blocking thread,
-        // and a reader must find every byte announced.
-        let written = match spool.write_all(&chunk).await {
-            Ok(()) => spool.flush().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
+        match chunk {
+            Ok(chunk) => {
+                if to_writer.send(chunk).await.is_err() {
+                    break; // the writer failed: its error says why
+                }
+            }
+            Err(e) => {
+                receive_failure = Some(upstream_failure(&source.upstream, e));
+                break;
+            }
+        }
+    }
+    drop(to_writer);
+    let written = writing.await;
+    if let Some(failure) = receive_failure {
+        return fail(failure);
+    }
+    let received = match written {
+        Ok(Ok(received)) => received,
+        Ok(Err(failure)) => return fail(failure),
+        Err(e) => {
             return fail(UpstreamFailure::Unreachable {
                 upstream: source.upstream.clone(),
-                reason: format!("cannot write the spool file: {e}"),
-            });
+                reason: format!("the fetch stopped: {e}"),
+            })
         }
-        received += chunk.len() as u64;
-        progress.send_modify(|p| p.received = received);
-    }
+    };
     progress.send_modify(|p| {
         p.complete = true;
         p.size = Some(received);
     });
-    drop(spool);
+    let fetched_in = started.elapsed();
     let stored = store(source, digest, path).await;
+    tracing::debug!(upstream = %source.upstream, repository = %source.name, %digest, bytes = received,
+        fetch_ms = fetched_in.as_millis() as u64, store_ms = (started.elapsed() - fetched_in).as_millis() as u64,
+        "blob fetched from the upstream and stored");
     if let Err(e) = &stored {
         tracing::warn!(repository = %source.name, %digest, error = %e,
             "a blob fetched from the upstream could not be stored");
     }
     progress.send_modify(|p| p.stored = Some(stored));
+}
+
+/// Writes the chunks to `spool` (on a blocking thread), announcing what is written at least
+/// every [`ANNOUNCE_EVERY`] bytes; the bytes written. The digest is not checked here: storing
+/// checks it (a mismatch is not stored), and every client checks what it pulled.
+fn write_spool(
+    mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    mut spool: std::fs::File,
+    progress: &watch::Sender<Progress>,
+    upstream: &str,
+) -> Result<u64, UpstreamFailure> {
+    use std::io::Write;
+    let (mut written, mut announced) = (0u64, 0u64);
+    while let Some(chunk) = chunks.blocking_recv() {
+        spool
+            .write_all(&chunk)
+            .map_err(|e| UpstreamFailure::Unreachable {
+                upstream: upstream.to_string(),
+                reason: format!("cannot write the spool file: {e}"),
+            })?;
+        written += chunk.len() as u64;
+        if written - announced >= ANNOUNCE_EVERY || chunks.is_empty() {
+            progress.send_modify(|p| p.received = written);
+            announced = written;
+        }
+    }
+    progress.send_modify(|p| p.received = written);
+    Ok(written)
 }
 
 /// Stores the spooled blob in the repository through the upload path.
@@ -210,7 +266,7 @@ pub(crate) fn follow(file: std::fs::File, progress: watch::Receiver<Progress>) -
                     let error = io::Error::other(failure.to_string());
                     return Some((Err(error), (file, progress, offset, true)));
                 }
-                if now.received > offset {
+                if now.received >= offset + MIN_READ || (now.complete && now.received > offset) {
                     let want = (now.received - offset).min(READ_SIZE as u64) as usize;
                     let mut buffer = BytesMut::zeroed(want);
                     return match file.read(&mut buffer).await {
