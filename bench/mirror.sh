@@ -2,8 +2,8 @@
 # The pull-through cache beside its peers, in one run (medians of REPEAT):
 #   1. a cold pull of an IMAGE_MIB image (LAYERS random layers) through a Gantry mirror with a
 #      fresh cache, against the same pull straight from the origin (target: at most 1.1x): on
-#      loopback, and with the origin behind a link of LINK_MIBPS MiB/s (the tests' fault proxy
-#      pacing what it sends), as an origin across a network is;
+#      loopback, and with the origin behind the tests' fault proxy pacing each connection to
+#      LINK_MIBPS MiB/s, as an origin across a network sends;
 #   2. a warm pull through the Gantry mirror against one through CNCF Distribution in proxy mode
 #      (Debian's docker-registry), both caching the same origin;
 #   3. the bytes the origin served for CLIENTS concurrent cold pulls through a Gantry mirror, as
@@ -105,8 +105,8 @@ for _ in $(seq "$REPEAT"); do
   stop_gantry
 done
 
-# 1b. The same over a LINK_MIBPS link: the proxy paces what the origin sends.
-echo "== cold pulls over a $LINK_MIBPS MiB/s link" >&2
+# 1b. The same with each connection to the origin paced to LINK_MIBPS.
+echo "== cold pulls, origin paced to $LINK_MIBPS MiB/s a connection" >&2
 LINK=$WORK/link
 mkdir -p "$LINK"
 echo $((LINK_MIBPS * 1048576)) > "$LINK/rate"
@@ -169,7 +169,7 @@ cat <<EOF
 | measure ($IMAGE_MIB MiB image, $LAYERS layers; medians of $REPEAT) | Gantry mirror | peer | ratio | target |
 |---|---|---|---|---|
 | cold pull on loopback, s (peer: straight from the origin) | $c | $d | $(ratio "$c" "$d")x | ≤ 1.1x |
-| cold pull, origin behind a $LINK_MIBPS MiB/s link, s (peer: straight from the origin) | $lc | $ld | $(ratio "$lc" "$ld")x | ≤ 1.1x |
+| cold pull, origin paced to $LINK_MIBPS MiB/s a connection, s (peer: straight from the origin) | $lc | $ld | $(ratio "$lc" "$ld")x | ≤ 1.1x |
 | warm pull, s (peer: Distribution 2.8 in proxy mode) | $w | $p | $(ratio "$w" "$p")x | — |
 | origin bytes for $CLIENTS concurrent cold pulls, in images | $(ratio "$served" "$IMAGE_BYTES") | — | — | 1x |
 | those $CLIENTS pulls, s | $concurrent | — | — | — |
