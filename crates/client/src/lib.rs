@@ -657,6 +657,20 @@ impl RegistryClient {
         }
     }
 
+    /// Deletes manifest `digest` of `repository` (with the tags naming it, as registries do);
+    /// `false` when the registry did not hold it.
+    pub async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool> {
+        let url = self
+            .url(&format!("/v2/{repository}/manifests/{digest}"))
+            .await?;
+        let response = self.send(self.request(Method::DELETE, &url)).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        self.check(Method::DELETE, response).await?;
+        Ok(true)
+    }
+
     /// Pushes manifest bytes unchanged under `reference` (a tag or their digest).
     pub async fn put_manifest(
         &self,

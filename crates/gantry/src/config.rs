@@ -58,6 +58,29 @@ pub struct FileConfig {
     pub upstreams: Vec<FileUpstream>,
     #[serde(default)]
     pub mirror: FileMirrorConfig,
+    /// `[[replication]]`: registries what is pushed here is copied to.
+    #[serde(default)]
+    pub replication: Vec<FileReplication>,
+}
+
+/// One `[[replication]]` table: a push replication rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileReplication {
+    pub name: String,
+    /// `http(s)://host[:port]` of the target registry.
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// `{ include = [...], exclude = [...] }` globs over full repository names.
+    #[serde(default)]
+    pub repositories: gantry_lifecycle::retention::Selector,
+    /// `{ include = [...], exclude = [...] }` globs over tags.
+    #[serde(default)]
+    pub tags: gantry_lifecycle::retention::Selector,
+    /// Delete at the target what is deleted here.
+    #[serde(default)]
+    pub deletions: bool,
 }
 
 /// One `[[upstreams]]` table.
@@ -236,8 +259,10 @@ pub struct ServeConfig {
     pub upstreams: Vec<gantry_mirror::Upstream>,
     /// How long a tag's cached manifest is served before the upstream is asked again.
     pub revalidate_after: std::time::Duration,
-    /// How upstreams are reached.
+    /// How upstreams (and replication targets) are reached.
     pub upstream_transport: gantry_client::Transport,
+    /// Push replication rules (none: nothing is replicated).
+    pub replication: Vec<gantry_mirror::replication::ReplicationRule>,
 }
 
 /// An upstream that accepts no connection within this many seconds counts as unreachable.
@@ -260,15 +285,40 @@ pub fn upstream_flag(flag: &str, first: bool) -> anyhow::Result<gantry_mirror::U
     })
 }
 
-fn upstream_table(table: FileUpstream) -> anyhow::Result<gantry_mirror::Upstream> {
-    let credentials = match (table.username, table.password) {
-        (Some(username), Some(password)) => Some(gantry_client::Credentials { username, password }),
-        (None, None) => None,
+/// Credentials from a table's `username` and `password`: both or neither.
+fn credentials(
+    table: &str,
+    name: &str,
+    username: Option<String>,
+    password: Option<String>,
+) -> anyhow::Result<Option<gantry_client::Credentials>> {
+    match (username, password) {
+        (Some(username), Some(password)) => {
+            Ok(Some(gantry_client::Credentials { username, password }))
+        }
+        (None, None) => Ok(None),
         _ => anyhow::bail!(
-            "[[upstreams]] {:?} has a username without a password or the other way round:              give both or neither",
-            table.name
+            "[[{table}]] {name:?} has a username without a password or the other way round: \
+             give both or neither"
         ),
-    };
+    }
+}
+
+fn replication_table(
+    table: FileReplication,
+) -> anyhow::Result<gantry_mirror::replication::ReplicationRule> {
+    Ok(gantry_mirror::replication::ReplicationRule {
+        credentials: credentials("replication", &table.name, table.username, table.password)?,
+        name: table.name,
+        url: table.url,
+        repositories: table.repositories,
+        tags: table.tags,
+        deletions: table.deletions,
+    })
+}
+
+fn upstream_table(table: FileUpstream) -> anyhow::Result<gantry_mirror::Upstream> {
+    let credentials = credentials("upstreams", &table.name, table.username, table.password)?;
     Ok(gantry_mirror::Upstream {
         project: table.project.unwrap_or_else(|| table.name.clone()),
         name: table.name,
@@ -384,7 +434,13 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
     gantry_mirror::upstream::validate_all(&upstreams)
         .context("the upstreams (--upstream, GANTRY_UPSTREAM or [[upstreams]]) cannot be used")?;
     let seconds = std::time::Duration::from_secs;
+    let replication = file
+        .replication
+        .into_iter()
+        .map(replication_table)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(ServeConfig {
+        replication,
         upstreams,
         revalidate_after: file
             .mirror

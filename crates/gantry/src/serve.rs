@@ -161,6 +161,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .ensure_projects()
         .await
         .context("cannot create the pull-through cache projects")?;
+    let replicator = Arc::new(
+        gantry_mirror::replication::Replicator::new(
+            registry.clone(),
+            config.replication.clone(),
+            &config.upstream_transport,
+        )
+        .context("the replication rules ([[replication]]) cannot be used")?,
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -189,6 +197,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
     runner = runner.handle(webhooks.delivery_handler()?);
     runner = runner.handle(mirror.job_handler());
+    runner = runner.handle(replicator.job_handler());
     if let Some(refresh) = &config.vulndb_refresh {
         runner = runner.handle(refresh.handler(meta.clone())?);
     }
@@ -203,6 +212,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let waker = runner.waker();
     registry.set_job_waker(waker.clone());
     mirror.set_job_waker(waker.clone());
+    replicator.set_job_waker(waker.clone());
     let runner = runner
         .every_and_at_shutdown(
             "pull counts",
@@ -246,6 +256,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             "webhook events",
             EVENT_LOOK,
             on(&webhooks, |w| async move { w.fan_out().await }),
+        )
+        .every(
+            "replication events",
+            EVENT_LOOK,
+            on(&replicator, |r| async move { r.fan_out().await }),
         )
         .every(
             "rescans after a database import",

@@ -36,6 +36,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 mod fetch;
+pub mod replication;
 pub mod upstream;
 
 pub use upstream::Upstream;
@@ -78,6 +79,9 @@ pub enum MirrorError {
     ReadOnly { project: String, upstream: String },
     #[error("the configuration is invalid: {0}")]
     Config(String),
+    /// A replication target failed.
+    #[error("the target of replication rule {rule} failed: {reason}")]
+    Target { rule: String, reason: String },
     #[error("the pull-through cache's spool directory cannot be used: {0}")]
     Spool(std::io::Error),
 }

@@ -1281,7 +1281,11 @@ pub struct Distribution(pub std::process::Child, pub String);
 
 impl Distribution {
     pub fn start(dir: &Path) -> Distribution {
-        let port = free_port();
+        Distribution::start_on(dir, free_port())
+    }
+
+    /// [`Distribution::start`] on `port` (the same data again, after a stop).
+    pub fn start_on(dir: &Path, port: u16) -> Distribution {
         let config = dir.join("distribution.yml");
         std::fs::write(
             &config,

@@ -1,0 +1,197 @@
+//! Push replication (`[[replication]]`): what is pushed to a Gantry is copied to another
+//! registry — Debian's docker-registry (CNCF Distribution 2.8), which has no referrers API —
+//! with its signature and SBOM, as the rule's selectors say; deletions follow when asked; a
+//! target that is down gets the push once it is back.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use gantry_oci::{media_type, Digest};
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// A Gantry replicating `team/*` tags `v*` (and deletions) to `target`.
+fn start_replicating(dir: &Path, target: &str) -> Server {
+    let config = dir.join("gantry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[replication]]\nname = \"edge\"\nurl = \"http://{target}\"\ndeletions = true\n\
+             repositories = {{ include = [\"team/*\"] }}\ntags = {{ include = [\"v*\"] }}\n"
+        ),
+    )
+    .unwrap();
+    Server::start_configured(&[("GANTRY_CONFIG", config.to_str().unwrap())])
+}
+
+/// The status of a manifest GET at the open registry `addr`.
+async fn status_at(addr: &str, repository: &str, reference: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(format!(
+            "http://{addr}/v2/{repository}/manifests/{reference}"
+        ))
+        .header(
+            "accept",
+            format!("{}, {}", media_type::OCI_MANIFEST, media_type::OCI_INDEX),
+        )
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn until_status(addr: &str, repository: &str, reference: &str, want: StatusCode) {
+    eventually(
+        Duration::from_secs(30),
+        &format!("{repository}:{reference} answering {want} at the target"),
+        || async { (status_at(addr, repository, reference).await == want).then_some(()) },
+    )
+    .await;
+}
+
+/// Attaches to `digest` of `repository` a cosign tag-scheme signature manifest and an SBOM
+/// referrer (OCI 1.1 subject); returns the `.sig` tag and the SBOM manifest's digest.
+async fn sign_and_attach(s: &Server, repository: &str, image: &[u8]) -> (String, String) {
+    let digest = Digest::sha256_of(image);
+    let payload = format!(
+        r#"{{"critical":{{"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}}}}"#
+    );
+    let config = br#"{"architecture":"","os":""}"#;
+    push_blob(s, repository, payload.as_bytes()).await;
+    push_blob(s, repository, config).await;
+    let mut layer = descriptor(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        payload.as_bytes(),
+    );
+    layer["annotations"] = json!({"dev.cosignproject.cosign/signature": "c2ln"});
+    let signature = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": descriptor(media_type::OCI_CONFIG, config),
+        "layers": [layer],
+    }))
+    .unwrap();
+    let tag = format!("{}.sig", digest.to_string().replace(':', "-"));
+    let r = put_manifest(s, repository, &tag, media_type::OCI_MANIFEST, &signature).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let sbom = br#"{"spdxVersion":"SPDX-2.3"}"#;
+    push_blob(s, repository, gantry_oci::manifest::EMPTY_CONFIG).await;
+    push_blob(s, repository, sbom).await;
+    let referrer = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "config": descriptor(media_type::OCI_EMPTY, gantry_oci::manifest::EMPTY_CONFIG),
+        "layers": [descriptor("application/spdx+json", sbom)],
+        "subject": descriptor(media_type::OCI_MANIFEST, image),
+    }))
+    .unwrap();
+    let sbom_digest =
+        push_manifest_by_digest(s, repository, media_type::OCI_MANIFEST, &referrer).await;
+    (tag, sbom_digest)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_are_replicated_with_their_signatures_as_filtered_and_deletions_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let port = free_port();
+    let mut target = Some(Distribution::start_on(dir, port));
+    let addr = format!("127.0.0.1:{port}");
+    let s = start_replicating(dir, &addr);
+    api_create_project(&s, "team", false).await;
+    api_create_project(&s, "other", false).await;
+
+    let (v1, v1_digest) = push_image(&s, "team/app", "v1", "one").await;
+    let (sig_tag, sbom_digest) = sign_and_attach(&s, "team/app", &v1).await;
+    until_status(&addr, "team/app", "v1", StatusCode::OK).await;
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}/v2/team/app/manifests/v1"))
+        .header("accept", media_type::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "docker-content-digest"),
+        Some(v1_digest.to_string().as_str())
+    );
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        v1.as_slice(),
+        "byte-identical"
+    );
+    until_status(&addr, "team/app", &sig_tag, StatusCode::OK).await;
+    until_status(&addr, "team/app", &sbom_digest, StatusCode::OK).await;
+
+    // Selectors: a dev tag and another project's push stay here (checked once a later push
+    // of the same repository, replicated in order after them, is there).
+    push_image(&s, "team/app", "dev-1", "dev").await;
+    push_image(&s, "other/app", "v1", "other").await;
+    let (_, v2_digest) = push_image(&s, "team/app", "v2", "two").await;
+    until_status(&addr, "team/app", "v2", StatusCode::OK).await;
+    assert_eq!(
+        status_at(&addr, "team/app", "dev-1").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        status_at(&addr, "other/app", "v1").await,
+        StatusCode::NOT_FOUND
+    );
+
+    // A deletion follows.
+    let r = http()
+        .delete(s.url(&format!("/v2/team/app/manifests/{v2_digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    until_status(
+        &addr,
+        "team/app",
+        &v2_digest.to_string(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+
+    // The target down: the push is retried, and delivered once it is back.
+    drop(target.take());
+    let (_, v3_digest) = push_image(&s, "team/app", "v3", "three").await;
+    let failed_attempt = eventually(Duration::from_secs(30), "an attempt failing", || async {
+        let jobs = get_json(&s, "/api/v1/jobs?kind=replication&limit=100").await;
+        jobs["jobs"]
+            .as_array()?
+            .iter()
+            .find(|j| j["last_error"].as_str().is_some_and(|e| e.contains("edge")))
+            .cloned()
+    })
+    .await;
+    assert!(failed_attempt["state"] != "failed", "{failed_attempt}");
+    target = Some(Distribution::start_on(dir, port));
+    eventually(
+        Duration::from_secs(60),
+        "v3 delivered after the target came back",
+        || async {
+            let r = reqwest::Client::new()
+                .get(format!("http://{addr}/v2/team/app/manifests/v3"))
+                .header("accept", media_type::OCI_MANIFEST)
+                .send()
+                .await
+                .ok()?;
+            (header(&r, "docker-content-digest") == Some(v3_digest.to_string().as_str()))
+                .then_some(())
+        },
+    )
+    .await;
+    let jobs = get_json(&s, "/api/v1/jobs?kind=replication&limit=100").await;
+    let states: Vec<&str> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["state"].as_str().unwrap())
+        .collect();
+    assert!(states.iter().all(|s| *s == "succeeded"), "{jobs}");
+    drop(target);
+}

@@ -1,0 +1,428 @@
+//! Push replication to other registries (Gantry, CNCF Distribution, Harbor, any OCI
+//! registry), as `[[replication]]` rules configure it: what is pushed here and matches a
+//! rule's repository and tag selectors is copied to the rule's registry under the same name,
+//! with everything it references (an index's images, every blob) and what refers to it
+//! (referrers, cosign's `.sig`/`.att`/`.sbom` tags); with `deletions`, a manifest deleted here
+//! is deleted there.
+//!
+//! Events come from the outbox: [`Replicator::fan_out`] turns each new `artifact.pushed` and
+//! `artifact.deleted` event into one `replication` job per rule that wants it, in the
+//! transaction that moves the outbox cursor, so a push is replicated once however many
+//! servers look. A rule's jobs of one repository share a queue: they run in event order. A
+//! target that fails is retried with the runner's backoff (about four hours of it being down)
+//! and its later jobs wait; the jobs are the per-item history (`gantry jobs list --kind
+//! replication`).
+
+use std::sync::Arc;
+
+use gantry_client::{ClientError, Credentials, RegistryClient, Transport};
+use gantry_jobs::{JobError, JobHandler, Progress, Waker};
+use gantry_lifecycle::retention::Selector;
+use gantry_meta::{Event, JobRecord, NewJob};
+use gantry_oci::{manifest, Digest, Reference, RepositoryName, Tag};
+use gantry_registry::{Registry, RegistryError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::MirrorError;
+
+/// The job kind of replications.
+pub const REPLICATION_JOB: &str = "replication";
+/// The outbox consumer name of the fan-out.
+const CONSUMER: &str = "replication";
+/// Attempts per item: with the runner's backoff (1 s doubling to 5 minutes) about four hours
+/// of a target being down.
+const ATTEMPTS: u32 = 60;
+/// Events taken from the outbox per fan-out.
+const FAN_OUT_BATCH: u32 = 500;
+
+/// A push replication rule, as `[[replication]]` gives it.
+#[derive(Debug, Clone)]
+pub struct ReplicationRule {
+    /// Names the rule in jobs and logs.
+    pub name: String,
+    /// `http(s)://host[:port]` of the target registry.
+    pub url: String,
+    pub credentials: Option<Credentials>,
+    /// Which repositories (full names, globs) are replicated; empty include: all.
+    pub repositories: Selector,
+    /// Which tags are replicated; empty include: all. What refers to a replicated image
+    /// (referrers, cosign's tags) follows it whatever its tag.
+    pub tags: Selector,
+    /// A manifest deleted here is deleted at the target.
+    pub deletions: bool,
+}
+
+/// A `replication` job's payload: one item of a rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Item {
+    rule: String,
+    repository: String,
+    digest: String,
+    tag: Option<String>,
+    /// Delete at the target instead of copying.
+    #[serde(default)]
+    delete: bool,
+}
+
+struct Bound {
+    rule: ReplicationRule,
+    client: RegistryClient,
+}
+
+/// The push replication service: the fan-out of events into jobs, and the jobs' handler.
+pub struct Replicator {
+    registry: Arc<Registry>,
+    bound: Vec<Bound>,
+    waker: std::sync::OnceLock<Waker>,
+}
+
+impl Replicator {
+    /// The replicator of `rules`. Errors: `Config` for a rule without a name, with a name
+    /// another has, or with a URL that is not http(s)://host[:port].
+    pub fn new(
+        registry: Arc<Registry>,
+        rules: Vec<ReplicationRule>,
+        transport: &Transport,
+    ) -> Result<Replicator, MirrorError> {
+        let mut bound: Vec<Bound> = Vec::new();
+        for rule in rules {
+            let invalid = |what: String| {
+                MirrorError::Config(format!("[[replication]] {:?}: {what}", rule.name))
+            };
+            if rule.name.is_empty() {
+                return Err(MirrorError::Config(
+                    "a [[replication]] rule has no name".into(),
+                ));
+            }
+            if bound.iter().any(|b| b.rule.name == rule.name) {
+                return Err(invalid("two rules have this name".into()));
+            }
+            let parsed = url::Url::parse(&rule.url)
+                .map_err(|e| invalid(format!("url {:?} is not a URL ({e})", rule.url)))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err(invalid(format!(
+                    "url {:?} must be http(s)://host[:port]",
+                    rule.url
+                )));
+            }
+            let client = RegistryClient::new(&rule.url, transport, rule.credentials.clone())
+                .map_err(|e| invalid(e.to_string()))?;
+            bound.push(Bound { rule, client });
+        }
+        Ok(Replicator {
+            registry,
+            bound,
+            waker: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Wakes the job runner when items are enqueued.
+    pub fn set_job_waker(&self, waker: Waker) {
+        let _ = self.waker.set(waker);
+    }
+
+    /// Takes the events recorded since the last fan-out (by any server) and enqueues an item
+    /// for each rule that wants each, moving the outbox cursor in the same transaction;
+    /// returns how many items were enqueued. With no rules, nothing is read.
+    pub async fn fan_out(&self) -> Result<usize, MirrorError> {
+        if self.bound.is_empty() {
+            return Ok(0);
+        }
+        let meta = self.registry.meta();
+        let (cursor, events) = meta
+            .events_after_cursor(CONSUMER, FAN_OUT_BATCH)
+            .await
+            .map_err(RegistryError::from)?;
+        let Some(last) = events.last().map(|e| e.id) else {
+            return Ok(0);
+        };
+        let jobs: Vec<NewJob> = events
+            .iter()
+            .flat_map(|event| self.bound.iter().filter_map(move |b| item(&b.rule, event)))
+            .map(|item| job(&item))
+            .collect();
+        let moved = meta
+            .consume_events(CONSUMER, cursor, last, &jobs, &[])
+            .await
+            .map_err(RegistryError::from)?;
+        if moved && !jobs.is_empty() {
+            if let Some(waker) = self.waker.get() {
+                waker.wake();
+            }
+            return Ok(jobs.len());
+        }
+        Ok(0)
+    }
+
+    /// The handler of `replication` jobs, for the server's runner.
+    pub fn job_handler(self: &Arc<Self>) -> Arc<dyn JobHandler> {
+        Arc::new(ReplicationHandler(self.clone()))
+    }
+
+    /// Copies (or deletes) one item at its rule's target; what was done, for the job's result.
+    async fn replicate(&self, item: &Item) -> Result<Value, MirrorError> {
+        let Some(bound) = self.bound.iter().find(|b| b.rule.name == item.rule) else {
+            return Ok(json!({"skipped": "the rule is no longer configured"}));
+        };
+        let name = gantry_registry::parse_name(&item.repository)?;
+        let digest: Digest = item.digest.parse().map_err(RegistryError::from)?;
+        let target = &bound.rule.name;
+        if item.delete {
+            return match bound.client.delete_manifest(name.as_str(), &digest).await {
+                Ok(_) => Ok(json!({"deleted": item.digest})),
+                Err(e) => Err(target_failure(target, e)),
+            };
+        }
+        let stored = match self
+            .registry
+            .get_manifest(&name, &Reference::Digest(digest.clone()))
+            .await
+        {
+            Ok(stored) => stored,
+            // Deleted since it was pushed: nothing to copy.
+            Err(RegistryError::ManifestUnknown(_)) => {
+                return Ok(json!({"skipped": "deleted here since"}))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if item.tag.is_none() {
+            // An untagged push replicates only as a referrer of something (a signature or
+            // SBOM pushed after its image); index children come with their index.
+            let parsed = manifest::parse(&stored.content, Some(&stored.media_type))
+                .map_err(RegistryError::ManifestInvalid)?;
+            if parsed.subject.is_none() {
+                return Ok(json!({"skipped": "untagged"}));
+            }
+        }
+        let copy = Copy {
+            registry: &self.registry,
+            client: &bound.client,
+            target,
+            name: &name,
+        };
+        let mut copied = 0u64;
+        copy.manifest(&digest, item.tag.as_deref(), &mut copied)
+            .await?;
+        copy.referrers(&digest, &mut copied).await?;
+        Ok(json!({"copied_bytes": copied, "digest": item.digest, "tag": item.tag}))
+    }
+}
+
+/// The item `event` is for `rule`, if the rule wants it.
+fn item(rule: &ReplicationRule, event: &Event) -> Option<Item> {
+    let repository = event.repository.as_deref()?;
+    if !rule.repositories.matches(repository) {
+        return None;
+    }
+    let digest = event.data["digest"].as_str()?.to_string();
+    let tag = event.data["tag"].as_str().map(str::to_string);
+    let delete = match event.event_type.as_str() {
+        "artifact.pushed" => false,
+        "artifact.deleted" if rule.deletions => true,
+        _ => return None,
+    };
+    if let (false, Some(tag)) = (delete, &tag) {
+        let referrer_tag = gantry_signing::cosign::tag_subject(tag).is_some();
+        if !referrer_tag && !rule.tags.matches(tag) {
+            return None;
+        }
+    }
+    Some(Item {
+        rule: rule.name.clone(),
+        repository: repository.to_string(),
+        digest,
+        tag,
+        delete,
+    })
+}
+
+fn job(item: &Item) -> NewJob {
+    NewJob {
+        queue: Some(format!("replication:{}:{}", item.rule, item.repository)),
+        subject: Some(format!("replication:{}", item.rule)),
+        max_attempts: ATTEMPTS,
+        ..NewJob::of(
+            REPLICATION_JOB,
+            serde_json::to_string(item).expect("items serialize"),
+        )
+    }
+}
+
+fn target_failure(target: &str, e: ClientError) -> MirrorError {
+    MirrorError::Target {
+        rule: target.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// One copy of an artifact from this registry to a target.
+struct Copy<'a> {
+    registry: &'a Registry,
+    client: &'a RegistryClient,
+    target: &'a str,
+    name: &'a RepositoryName,
+}
+
+impl Copy<'_> {
+    /// Copies manifest `digest` (its blobs and index children first), under `tag` when
+    /// given; adds the blob bytes sent to `copied`.
+    async fn manifest(
+        &self,
+        digest: &Digest,
+        tag: Option<&str>,
+        copied: &mut u64,
+    ) -> Result<(), MirrorError> {
+        let stored = self
+            .registry
+            .get_manifest(self.name, &Reference::Digest(digest.clone()))
+            .await?;
+        let parsed = manifest::parse(&stored.content, Some(&stored.media_type))
+            .map_err(RegistryError::ManifestInvalid)?;
+        for child in &parsed.manifests {
+            Box::pin(self.manifest(&child.digest, None, copied)).await?;
+        }
+        for blob in parsed.blob_digests() {
+            self.blob(blob, copied).await?;
+        }
+        let reference = tag.map_or_else(|| digest.to_string(), str::to_string);
+        self.client
+            .put_manifest(
+                self.name.as_str(),
+                &reference,
+                &stored.media_type,
+                stored.content.into(),
+            )
+            .await
+            .map_err(|e| target_failure(self.target, e))?;
+        Ok(())
+    }
+
+    /// Sends a blob the target does not hold yet.
+    async fn blob(&self, digest: &Digest, copied: &mut u64) -> Result<(), MirrorError> {
+        let repository = self.name.as_str();
+        let held = self
+            .client
+            .blob_size(repository, digest)
+            .await
+            .map_err(|e| target_failure(self.target, e))?;
+        if held.is_some() {
+            return Ok(());
+        }
+        let size = self.registry.stat_blob(self.name, digest).await?;
+        let bytes = self.registry.read_blob(digest, 0..size).await?;
+        let body: gantry_client::BlobStream = Box::pin(futures::StreamExt::map(bytes, |chunk| {
+            chunk.map_err(|e| ClientError::Protocol(format!("reading the blob here failed: {e}")))
+        }));
+        self.client
+            .push_blob(repository, digest, size, body)
+            .await
+            .map_err(|e| target_failure(self.target, e))?;
+        *copied += size;
+        Ok(())
+    }
+
+    /// Copies what refers to `digest` here: its referrers, and cosign's `.sig`, `.att` and
+    /// `.sbom` manifests under their tags.
+    async fn referrers(&self, digest: &Digest, copied: &mut u64) -> Result<(), MirrorError> {
+        let listed = self
+            .registry
+            .meta()
+            .referrers(self.name.as_str(), digest, None)
+            .await
+            .map_err(RegistryError::from)?;
+        for referrer in listed {
+            Box::pin(self.manifest(&referrer.digest, None, copied)).await?;
+        }
+        let stem = gantry_signing::sources::fallback_tag(digest);
+        for suffix in [".sig", ".att", ".sbom"] {
+            let tag = format!("{stem}{suffix}");
+            let reference = Reference::Tag(Tag::parse(&tag).map_err(RegistryError::Tag)?);
+            match self.registry.get_manifest(self.name, &reference).await {
+                Ok(stored) => Box::pin(self.manifest(&stored.digest, Some(&tag), copied)).await?,
+                Err(RegistryError::ManifestUnknown(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+struct ReplicationHandler(Arc<Replicator>);
+
+#[async_trait::async_trait]
+impl JobHandler for ReplicationHandler {
+    fn kind(&self) -> &'static str {
+        REPLICATION_JOB
+    }
+
+    async fn run(&self, job: &JobRecord, progress: &Progress) -> Result<Value, JobError> {
+        let item: Item = serde_json::from_str(&job.payload)
+            .map_err(|e| JobError::permanent(format!("malformed payload: {e}")))?;
+        progress
+            .report(&format!(
+                "{} {}@{} to {}",
+                if item.delete { "deleting" } else { "copying" },
+                item.repository,
+                item.digest,
+                item.rule
+            ))
+            .await;
+        self.0
+            .replicate(&item)
+            .await
+            .map_err(|e| JobError::transient(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(repositories: &[&str], tags: &[&str], deletions: bool) -> ReplicationRule {
+        let globs = |patterns: &[&str]| Selector {
+            include: patterns
+                .iter()
+                .map(|p| gantry_lifecycle::retention::Glob::parse(p).unwrap())
+                .collect(),
+            exclude: Vec::new(),
+        };
+        ReplicationRule {
+            name: "edge".into(),
+            url: "http://edge:5000".into(),
+            credentials: None,
+            repositories: globs(repositories),
+            tags: globs(tags),
+            deletions,
+        }
+    }
+
+    fn event(event_type: &str, repository: &str, tag: Option<&str>) -> Event {
+        Event {
+            id: 1,
+            event_type: event_type.into(),
+            project: Some("team".into()),
+            repository: Some(repository.into()),
+            at_ms: 0,
+            data: json!({"repository": repository, "digest": "sha256:aa", "tag": tag}),
+        }
+    }
+
+    #[test]
+    fn a_rule_takes_the_pushes_its_selectors_match_and_deletions_when_asked() {
+        let r = rule(&["team/*"], &["v*"], false);
+        assert!(item(&r, &event("artifact.pushed", "team/app", Some("v1"))).is_some());
+        assert!(item(&r, &event("artifact.pushed", "team/app", Some("dev-1"))).is_none());
+        assert!(item(&r, &event("artifact.pushed", "other/app", Some("v1"))).is_none());
+        // What refers to an image follows it whatever the tag filter says.
+        let sig = format!("sha256-{}.sig", "a".repeat(64));
+        assert!(item(&r, &event("artifact.pushed", "team/app", Some(&sig))).is_some());
+        // Untagged pushes are looked at when copied (a referrer is copied, a child is not).
+        assert!(item(&r, &event("artifact.pushed", "team/app", None)).is_some());
+        assert!(item(&r, &event("artifact.deleted", "team/app", None)).is_none());
+        assert!(item(&r, &event("artifact.pulled", "team/app", Some("v1"))).is_none());
+        let with_deletions = rule(&[], &[], true);
+        let deleted = item(&with_deletions, &event("artifact.deleted", "x/y", None)).unwrap();
+        assert!(deleted.delete);
+    }
+}
