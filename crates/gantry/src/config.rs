@@ -81,6 +81,10 @@ pub struct FileReplication {
     /// Delete at the target what is deleted here.
     #[serde(default)]
     pub deletions: bool,
+    /// Also replicate everything the rule selects on this cron schedule (UTC).
+    pub schedule: Option<gantry_lifecycle::schedule::Schedule>,
+    /// The most MiB a second the rule's uploads send (per server).
+    pub bandwidth_mib: Option<u64>,
 }
 
 /// One `[[upstreams]]` table.
@@ -314,6 +318,8 @@ fn replication_table(
         repositories: table.repositories,
         tags: table.tags,
         deletions: table.deletions,
+        schedule: table.schedule,
+        bandwidth: table.bandwidth_mib.map(|mib| mib.saturating_mul(1 << 20)),
     })
 }
 

@@ -22,6 +22,7 @@ mod lifecycle_cmd;
 mod lint_cmd;
 mod logging;
 mod progress;
+mod replication_cmd;
 mod scan_cmd;
 mod serve;
 mod signing_cmd;
@@ -321,6 +322,13 @@ enum Command {
     SigningPolicy {
         #[command(subcommand)]
         command: signing_cmd::SigningPolicyCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// Push replication to other registries: the rules, runs by hand, each item's status.
+    Replication {
+        #[command(subcommand)]
+        command: replication_cmd::ReplicationCommand,
         #[command(flatten)]
         api: admin::ApiArgs,
     },
@@ -678,6 +686,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Archive { args, api } => lifecycle_cmd::archive(&api, args).await,
         Command::Webhook { command, api } => jobs_cmd::webhook(&api, command).await,
         Command::Jobs { command, api } => jobs_cmd::jobs(&api, command).await,
+        Command::Replication { command, api } => replication_cmd::replication(&api, command).await,
         Command::Gate { command, api } => gate_cmd::gate(&api, command).await,
         Command::Verify(args) => signing_cmd::verify(args).await,
         Command::Sign(args) => signing_cmd::sign(args).await,

@@ -197,7 +197,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
     runner = runner.handle(webhooks.delivery_handler()?);
     runner = runner.handle(mirror.job_handler());
-    runner = runner.handle(replicator.job_handler());
+    for handler in replicator.job_handlers() {
+        runner = runner.handle(handler);
+    }
     if let Some(refresh) = &config.vulndb_refresh {
         runner = runner.handle(refresh.handler(meta.clone())?);
     }
@@ -262,6 +264,22 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             EVENT_LOOK,
             on(&replicator, |r| async move { r.fan_out().await }),
         )
+        .every("replication schedules", SCHEDULE_LOOK, {
+            let replicator = replicator.clone();
+            let last_look = Arc::new(AtomicI64::new(started - 1));
+            move || {
+                let (replicator, last_look) = (replicator.clone(), last_look.clone());
+                async move {
+                    let now = gantry_registry::unix_now();
+                    let after = last_look.load(Ordering::Relaxed);
+                    if now > after {
+                        replicator.enqueue_scheduled_runs(after, now).await?;
+                        last_look.store(now, Ordering::Relaxed);
+                    }
+                    Ok::<(), gantry_mirror::MirrorError>(())
+                }
+            }
+        })
         .every(
             "rescans after a database import",
             RESCAN_LOOK,
@@ -308,6 +326,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         registry: registry.clone(),
         mirror,
+        replicator,
         access: access.clone(),
         webhooks,
         public_url: config.public_url.clone(),

@@ -13,14 +13,18 @@ use gantry_oci::{media_type, Digest};
 use reqwest::StatusCode;
 use serde_json::json;
 
-/// A Gantry replicating `team/*` tags `v*` (and deletions) to `target`.
-fn start_replicating(dir: &Path, target: &str) -> Server {
+/// A Gantry replicating `team/*` tags `v*` (and deletions) to `target` (rule `edge`), and
+/// tag `v1` to `nightly` every two seconds besides (rule `nightly`).
+fn start_replicating(dir: &Path, target: &str, nightly: &str) -> Server {
     let config = dir.join("gantry.toml");
     std::fs::write(
         &config,
         format!(
             "[[replication]]\nname = \"edge\"\nurl = \"http://{target}\"\ndeletions = true\n\
-             repositories = {{ include = [\"team/*\"] }}\ntags = {{ include = [\"v*\"] }}\n"
+             repositories = {{ include = [\"team/*\"] }}\ntags = {{ include = [\"v*\"] }}\n\n\
+             [[replication]]\nname = \"nightly\"\nurl = \"http://{nightly}\"\n\
+             repositories = {{ include = [\"team/*\"] }}\ntags = {{ include = [\"v1\"] }}\n\
+             schedule = \"*/2 * * * * *\"\nbandwidth_mib = 64\n"
         ),
     )
     .unwrap();
@@ -41,6 +45,23 @@ async fn status_at(addr: &str, repository: &str, reference: &str) -> StatusCode 
         .await
         .unwrap()
         .status()
+}
+
+/// Runs the gantry CLI as admin against `s`; its standard output (it must succeed).
+fn gantry(s: &Server, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(args)
+        .env("GANTRY_REGISTRY", &s.addr)
+        .env("GANTRY_USERNAME", "admin")
+        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gantry {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 async fn until_status(addr: &str, repository: &str, reference: &str, want: StatusCode) {
@@ -101,7 +122,10 @@ async fn pushes_are_replicated_with_their_signatures_as_filtered_and_deletions_f
     let port = free_port();
     let mut target = Some(Distribution::start_on(dir, port));
     let addr = format!("127.0.0.1:{port}");
-    let s = start_replicating(dir, &addr);
+    let nightly_dir = dir.join("nightly");
+    std::fs::create_dir_all(&nightly_dir).unwrap();
+    let nightly = Distribution::start(&nightly_dir);
+    let s = start_replicating(dir, &addr, &nightly.1);
     api_create_project(&s, "team", false).await;
     api_create_project(&s, "other", false).await;
 
@@ -125,6 +149,27 @@ async fn pushes_are_replicated_with_their_signatures_as_filtered_and_deletions_f
     );
     until_status(&addr, "team/app", &sig_tag, StatusCode::OK).await;
     until_status(&addr, "team/app", &sbom_digest, StatusCode::OK).await;
+
+    // Gone at the targets behind Gantry's back: a run by hand puts it back at `edge`, the
+    // schedule at `nightly`.
+    until_status(&nightly.1, "team/app", "v1", StatusCode::OK).await;
+    for target in [addr.as_str(), nightly.1.as_str()] {
+        let r = reqwest::Client::new()
+            .delete(format!("http://{target}/v2/team/app/manifests/{v1_digest}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    let out = gantry(&s, &["replication", "run", "edge"]);
+    assert!(out.contains("items of edge queued"), "{out}");
+    until_status(&addr, "team/app", "v1", StatusCode::OK).await;
+    until_status(&nightly.1, "team/app", "v1", StatusCode::OK).await;
+    let listed = gantry(&s, &["replication", "list"]);
+    assert!(
+        listed.contains("edge") && listed.contains("*/2 * * * * *"),
+        "{listed}"
+    );
 
     // Selectors: a dev tag and another project's push stay here (checked once a later push
     // of the same repository, replicated in order after them, is there).
@@ -193,5 +238,15 @@ async fn pushes_are_replicated_with_their_signatures_as_filtered_and_deletions_f
         .map(|j| j["state"].as_str().unwrap())
         .collect();
     assert!(states.iter().all(|s| *s == "succeeded"), "{jobs}");
+    let items = gantry(&s, &["replication", "items", "edge", "--json"]);
+    let items: serde_json::Value = serde_json::from_str(&items).unwrap();
+    let v3_item = items["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["tag"] == "v3")
+        .unwrap();
+    assert_eq!(v3_item["state"], "succeeded");
+    assert!(v3_item["attempts"].as_u64().unwrap() > 1, "{v3_item}");
     drop(target);
 }

@@ -79,6 +79,9 @@ pub enum MirrorError {
     ReadOnly { project: String, upstream: String },
     #[error("the configuration is invalid: {0}")]
     Config(String),
+    /// No replication rule has this name.
+    #[error("no replication rule is named {0:?}; `gantry replication list` shows them")]
+    RuleUnknown(String),
     /// A replication target failed.
     #[error("the target of replication rule {rule} failed: {reason}")]
     Target { rule: String, reason: String },

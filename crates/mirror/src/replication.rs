@@ -18,6 +18,7 @@ use std::sync::Arc;
 use gantry_client::{ClientError, Credentials, RegistryClient, Transport};
 use gantry_jobs::{JobError, JobHandler, Progress, Waker};
 use gantry_lifecycle::retention::Selector;
+use gantry_lifecycle::schedule::Schedule;
 use gantry_meta::{Event, JobRecord, NewJob};
 use gantry_oci::{manifest, Digest, Reference, RepositoryName, Tag};
 use gantry_registry::{Registry, RegistryError};
@@ -26,8 +27,11 @@ use serde_json::{json, Value};
 
 use crate::MirrorError;
 
-/// The job kind of replications.
+/// The job kind of replications: one item of a rule.
 pub const REPLICATION_JOB: &str = "replication";
+/// The job kind of a whole run of a rule (by hand or by its schedule): it enqueues an item
+/// for every tag the rule selects.
+pub const RUN_JOB: &str = "replication-run";
 /// The outbox consumer name of the fan-out.
 const CONSUMER: &str = "replication";
 /// Attempts per item: with the runner's backoff (1 s doubling to 5 minutes) about four hours
@@ -51,6 +55,45 @@ pub struct ReplicationRule {
     pub tags: Selector,
     /// A manifest deleted here is deleted at the target.
     pub deletions: bool,
+    /// When the rule also runs whole (every tag it selects), as a cron pattern (UTC).
+    pub schedule: Option<Schedule>,
+    /// The most bytes a second its blob uploads send, over all its items on this server.
+    pub bandwidth: Option<u64>,
+}
+
+/// A rule as listed: its credentials are not shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleSummary {
+    pub name: String,
+    pub url: String,
+    pub username: Option<String>,
+    pub repositories: Selector,
+    pub tags: Selector,
+    pub deletions: bool,
+    pub schedule: Option<String>,
+    /// Bytes a second, when limited.
+    pub bandwidth: Option<u64>,
+}
+
+/// One item of a rule as its job records it: the per-item status and history.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemStatus {
+    /// The job's id (`gantry jobs show ID`).
+    pub id: i64,
+    pub repository: String,
+    pub digest: String,
+    pub tag: Option<String>,
+    /// Deleted at the target rather than copied.
+    pub delete: bool,
+    /// `queued`, `running`, `succeeded` or `failed`.
+    pub state: &'static str,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// What the successful attempt did (bytes copied, or why it was skipped).
+    pub result: Option<Value>,
+    /// Unix milliseconds.
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
 }
 
 /// A `replication` job's payload: one item of a rule.
@@ -68,6 +111,36 @@ struct Item {
 struct Bound {
     rule: ReplicationRule,
     client: RegistryClient,
+    pacer: Option<Arc<Pacer>>,
+}
+
+/// Keeps a rule's blob uploads under its bandwidth: each chunk takes the next slot of the
+/// rule's byte clock, and waits for it.
+struct Pacer {
+    bytes_per_second: u64,
+    next: parking_lot::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Pacer {
+    /// Waits until `bytes` more may be sent.
+    async fn take(&self, bytes: usize) {
+        let slot = {
+            let mut next = self.next.lock();
+            let now = tokio::time::Instant::now();
+            let start = next.map_or(now, |n| n.max(now));
+            let takes =
+                std::time::Duration::from_secs_f64(bytes as f64 / self.bytes_per_second as f64);
+            *next = Some(start + takes);
+            start
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+/// The payload of a `replication-run` job.
+#[derive(Debug, Serialize, Deserialize)]
+struct Run {
+    rule: String,
 }
 
 /// The push replication service: the fan-out of events into jobs, and the jobs' handler.
@@ -108,7 +181,19 @@ impl Replicator {
             }
             let client = RegistryClient::new(&rule.url, transport, rule.credentials.clone())
                 .map_err(|e| invalid(e.to_string()))?;
-            bound.push(Bound { rule, client });
+            let pacer = match rule.bandwidth {
+                Some(0) => return Err(invalid("bandwidth must be more than 0".into())),
+                Some(bytes_per_second) => Some(Arc::new(Pacer {
+                    bytes_per_second,
+                    next: parking_lot::Mutex::new(None),
+                })),
+                None => None,
+            };
+            bound.push(Bound {
+                rule,
+                client,
+                pacer,
+            });
         }
         Ok(Replicator {
             registry,
@@ -155,9 +240,179 @@ impl Replicator {
         Ok(0)
     }
 
-    /// The handler of `replication` jobs, for the server's runner.
-    pub fn job_handler(self: &Arc<Self>) -> Arc<dyn JobHandler> {
-        Arc::new(ReplicationHandler(self.clone()))
+    /// The handlers of `replication` and `replication-run` jobs, for the server's runner.
+    pub fn job_handlers(self: &Arc<Self>) -> Vec<Arc<dyn JobHandler>> {
+        vec![
+            Arc::new(ReplicationHandler(self.clone())),
+            Arc::new(RunHandler(self.clone())),
+        ]
+    }
+
+    /// The configured rules, without credentials.
+    pub fn rules(&self) -> Vec<RuleSummary> {
+        self.bound
+            .iter()
+            .map(|b| RuleSummary {
+                name: b.rule.name.clone(),
+                url: b.rule.url.clone(),
+                username: b.rule.credentials.as_ref().map(|c| c.username.clone()),
+                repositories: b.rule.repositories.clone(),
+                tags: b.rule.tags.clone(),
+                deletions: b.rule.deletions,
+                schedule: b.rule.schedule.as_ref().map(|s| s.as_str().to_string()),
+                bandwidth: b.rule.bandwidth,
+            })
+            .collect()
+    }
+
+    fn bound(&self, rule: &str) -> Result<&Bound, MirrorError> {
+        self.bound
+            .iter()
+            .find(|b| b.rule.name == rule)
+            .ok_or_else(|| MirrorError::RuleUnknown(rule.to_string()))
+    }
+
+    /// Enqueues an item for every tag here that `rule` selects (what a run by hand or by
+    /// schedule replicates); returns how many. Errors: `RuleUnknown`.
+    pub async fn run(&self, rule: &str) -> Result<usize, MirrorError> {
+        let bound = self.bound(rule)?;
+        let mut items = Vec::new();
+        let mut last: Option<String> = None;
+        loop {
+            let page = self.registry.catalog(None, last.as_deref()).await?;
+            for repository in &page.items {
+                if !bound.rule.repositories.matches(repository) {
+                    continue;
+                }
+                let name = gantry_registry::parse_name(repository)?;
+                let tags = match self.registry.tags(&name, None, None).await {
+                    Ok(tags) => tags.items,
+                    Err(RegistryError::NameUnknown(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                for tag in tags {
+                    // What refers to an image comes with it.
+                    if gantry_signing::cosign::tag_subject(&tag).is_some()
+                        || !bound.rule.tags.matches(&tag)
+                    {
+                        continue;
+                    }
+                    let reference = Reference::Tag(Tag::parse(&tag).map_err(RegistryError::Tag)?);
+                    let Ok(stored) = self.registry.get_manifest(&name, &reference).await else {
+                        continue;
+                    };
+                    items.push(Item {
+                        rule: rule.to_string(),
+                        repository: repository.clone(),
+                        digest: stored.digest.to_string(),
+                        tag: Some(tag),
+                        delete: false,
+                    });
+                }
+            }
+            if !page.more {
+                break;
+            }
+            last = page.items.last().cloned();
+        }
+        let meta = self.registry.meta();
+        for item in &items {
+            meta.enqueue_job(&job(item))
+                .await
+                .map_err(RegistryError::from)?;
+        }
+        if !items.is_empty() {
+            if let Some(waker) = self.waker.get() {
+                waker.wake();
+            }
+        }
+        Ok(items.len())
+    }
+
+    /// The last `limit` items of `rule`, newest first. Errors: `RuleUnknown`.
+    pub async fn items(&self, rule: &str, limit: u32) -> Result<Vec<ItemStatus>, MirrorError> {
+        self.bound(rule)?;
+        let jobs = self
+            .registry
+            .meta()
+            .jobs(&gantry_meta::JobFilter {
+                kind: Some(REPLICATION_JOB.to_string()),
+                subject: Some(subject(rule)),
+                limit,
+                ..gantry_meta::JobFilter::default()
+            })
+            .await
+            .map_err(RegistryError::from)?;
+        Ok(jobs
+            .iter()
+            .filter_map(|job| {
+                let item: Item = serde_json::from_str(&job.payload).ok()?;
+                Some(ItemStatus {
+                    id: job.id,
+                    repository: item.repository,
+                    digest: item.digest,
+                    tag: item.tag,
+                    delete: item.delete,
+                    state: job.state.as_str(),
+                    attempts: job.attempts,
+                    last_error: job.last_error.clone(),
+                    result: job
+                        .result
+                        .as_deref()
+                        .and_then(|r| serde_json::from_str(r).ok()),
+                    created_ms: job.created_ms,
+                    finished_ms: job.finished_ms,
+                })
+            })
+            .collect())
+    }
+
+    /// Enqueues a `replication-run` job for each rule whose schedule fires in `(after, until]`
+    /// (Unix seconds), under a unique key, so the first server to look is the only one;
+    /// returns how many were added.
+    pub async fn enqueue_scheduled_runs(
+        &self,
+        after: i64,
+        until: i64,
+    ) -> Result<usize, MirrorError> {
+        let mut added = 0;
+        for b in &self.bound {
+            let Some(fired_at) = b
+                .rule
+                .schedule
+                .as_ref()
+                .and_then(|s| s.firing_between(after, until))
+            else {
+                continue;
+            };
+            let run = NewJob {
+                unique_key: Some(format!("{RUN_JOB}:{}:{fired_at}", b.rule.name)),
+                subject: Some(subject(&b.rule.name)),
+                ..NewJob::of(
+                    RUN_JOB,
+                    serde_json::to_string(&Run {
+                        rule: b.rule.name.clone(),
+                    })
+                    .expect("runs serialize"),
+                )
+            };
+            if self
+                .registry
+                .meta()
+                .enqueue_job(&run)
+                .await
+                .map_err(RegistryError::from)?
+                .is_some()
+            {
+                added += 1;
+            }
+        }
+        if added > 0 {
+            if let Some(waker) = self.waker.get() {
+                waker.wake();
+            }
+        }
+        Ok(added)
     }
 
     /// Copies (or deletes) one item at its rule's target; what was done, for the job's result.
@@ -200,6 +455,7 @@ impl Replicator {
             client: &bound.client,
             target,
             name: &name,
+            pacer: bound.pacer.clone(),
         };
         let mut copied = 0u64;
         copy.manifest(&digest, item.tag.as_deref(), &mut copied)
@@ -237,10 +493,14 @@ fn item(rule: &ReplicationRule, event: &Event) -> Option<Item> {
     })
 }
 
+fn subject(rule: &str) -> String {
+    format!("replication:{rule}")
+}
+
 fn job(item: &Item) -> NewJob {
     NewJob {
         queue: Some(format!("replication:{}:{}", item.rule, item.repository)),
-        subject: Some(format!("replication:{}", item.rule)),
+        subject: Some(subject(&item.rule)),
         max_attempts: ATTEMPTS,
         ..NewJob::of(
             REPLICATION_JOB,
@@ -262,6 +522,7 @@ struct Copy<'a> {
     client: &'a RegistryClient,
     target: &'a str,
     name: &'a RepositoryName,
+    pacer: Option<Arc<Pacer>>,
 }
 
 impl Copy<'_> {
@@ -311,9 +572,20 @@ impl Copy<'_> {
         }
         let size = self.registry.stat_blob(self.name, digest).await?;
         let bytes = self.registry.read_blob(digest, 0..size).await?;
-        let body: gantry_client::BlobStream = Box::pin(futures::StreamExt::map(bytes, |chunk| {
-            chunk.map_err(|e| ClientError::Protocol(format!("reading the blob here failed: {e}")))
-        }));
+        let pacer = self.pacer.clone();
+        let body: gantry_client::BlobStream =
+            Box::pin(futures::StreamExt::then(bytes, move |chunk| {
+                let pacer = pacer.clone();
+                async move {
+                    let chunk = chunk.map_err(|e| {
+                        ClientError::Protocol(format!("reading the blob here failed: {e}"))
+                    })?;
+                    if let Some(pacer) = pacer {
+                        pacer.take(chunk.len()).await;
+                    }
+                    Ok(chunk)
+                }
+            }));
         self.client
             .push_blob(repository, digest, size, body)
             .await
@@ -345,6 +617,30 @@ impl Copy<'_> {
             }
         }
         Ok(())
+    }
+}
+
+struct RunHandler(Arc<Replicator>);
+
+#[async_trait::async_trait]
+impl JobHandler for RunHandler {
+    fn kind(&self) -> &'static str {
+        RUN_JOB
+    }
+
+    async fn run(&self, job: &JobRecord, progress: &Progress) -> Result<Value, JobError> {
+        let run: Run = serde_json::from_str(&job.payload)
+            .map_err(|e| JobError::permanent(format!("malformed payload: {e}")))?;
+        progress
+            .report(&format!("listing what {} selects", run.rule))
+            .await;
+        match self.0.run(&run.rule).await {
+            Ok(items) => Ok(json!({"rule": run.rule, "items": items})),
+            Err(MirrorError::RuleUnknown(rule)) => Err(JobError::permanent(format!(
+                "replication rule {rule} is no longer configured"
+            ))),
+            Err(e) => Err(JobError::transient(e.to_string())),
+        }
     }
 }
 
@@ -394,6 +690,8 @@ mod tests {
             repositories: globs(repositories),
             tags: globs(tags),
             deletions,
+            schedule: None,
+            bandwidth: None,
         }
     }
 
@@ -424,5 +722,20 @@ mod tests {
         let with_deletions = rule(&[], &[], true);
         let deleted = item(&with_deletions, &event("artifact.deleted", "x/y", None)).unwrap();
         assert!(deleted.delete);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rules_uploads_keep_to_its_bandwidth() {
+        let pacer = Pacer {
+            bytes_per_second: 2 << 20,
+            next: parking_lot::Mutex::new(None),
+        };
+        let started = tokio::time::Instant::now();
+        for _ in 0..10 {
+            pacer.take(1 << 20).await;
+        }
+        // Ten MiB at 2 MiB/s: the last chunk may start once 9 MiB had their time.
+        let took = started.elapsed().as_secs_f64();
+        assert!((4.5..4.6).contains(&took), "{took}");
     }
 }

@@ -222,6 +222,7 @@ fn classify_mirror(e: &MirrorError) -> (StatusCode, ErrorCode) {
             (StatusCode::NOT_FOUND, ErrorCode::ManifestUnknown)
         }
         MirrorError::ReadOnly { .. } => (StatusCode::FORBIDDEN, ErrorCode::Denied),
+        MirrorError::RuleUnknown(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
         MirrorError::Config(_) | MirrorError::Spool(_) | MirrorError::Target { .. } => {
             (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError)
         }

@@ -30,6 +30,8 @@ pub struct AppState {
     /// The pull-through cache in front of the registry (with no upstreams: every request is
     /// the registry's own).
     pub mirror: Arc<gantry_mirror::Mirror>,
+    /// Push replication to other registries.
+    pub replicator: Arc<gantry_mirror::replication::Replicator>,
     pub access: Arc<AccessService>,
     /// Projects' webhooks.
     pub webhooks: gantry_webhooks::WebhookService,

@@ -42,6 +42,7 @@ mod jobs;
 mod members;
 mod projects;
 mod quotas;
+mod replication;
 mod repositories;
 mod repository_delete;
 mod retention;
@@ -79,6 +80,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(usage::routes())
         .merge(webhooks::routes())
         .merge(jobs::routes())
+        .merge(replication::routes())
 }
 
 /// Every route of [`routes`], as (method, OpenAPI path), per resource, for the test that
@@ -105,6 +107,7 @@ const ROUTES: &[&[(&str, &str)]] = &[
     usage::ROUTES,
     webhooks::ROUTES,
     jobs::ROUTES,
+    replication::ROUTES,
 ];
 
 /// The authenticated caller of an API request and where it came from, as the access service
@@ -478,6 +481,10 @@ mod tests {
             ("GET /api/v1/jobs before".into(), range!(limits::ROW_ID)),
             ("GET /api/v1/jobs limit".into(), range!(limits::LIST_LIMIT)),
             ("GET /api/v1/jobs/{id} id".into(), range!(limits::ROW_ID)),
+            (
+                "GET /api/v1/replication/{rule}/items limit".into(),
+                range!(limits::LIST_LIMIT),
+            ),
             (
                 "GET /api/v1/projects/{project}/repositories limit".into(),
                 range!(limits::BROWSE_LIMIT),
