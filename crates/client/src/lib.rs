@@ -657,6 +657,43 @@ impl RegistryClient {
         }
     }
 
+    /// Waits up to `limit` until a Gantry registry lists `reference` of `repository` among its
+    /// artifacts (`GET /api/v1/repositories/{repository}/artifacts/{reference}`): `true` once
+    /// it does, `false` at once for a registry that is not a Gantry (it answers that path
+    /// with anything but Gantry's JSON). Errors: a Gantry that has not listed it by then.
+    pub async fn until_listed(
+        &self,
+        repository: &str,
+        reference: &str,
+        limit: Duration,
+    ) -> Result<bool> {
+        let url = self
+            .url(&format!(
+                "/api/v1/repositories/{}/artifacts/{reference}",
+                repository.replace('/', "%2F")
+            ))
+            .await?;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let response = self.send(self.request(Method::GET, &url)).await?;
+            if response.status().is_success() {
+                return Ok(true);
+            }
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let code = body["errors"][0]["code"].as_str().unwrap_or_default();
+            if !matches!(code, "NOT_FOUND" | "NAME_UNKNOWN" | "MANIFEST_UNKNOWN") {
+                return Ok(false);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::Protocol(format!(
+                    "{} did not list {repository}:{reference} within {limit:?}",
+                    self.host
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Deletes manifest `digest` of `repository` (with the tags naming it, as registries do);
     /// `false` when the registry did not hold it.
     pub async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool> {

@@ -61,6 +61,33 @@ pub struct FileConfig {
     /// `[[replication]]`: registries what is pushed here is copied to.
     #[serde(default)]
     pub replication: Vec<FileReplication>,
+    /// `[[preheat]]`: edge caches warmed with what they will be asked for.
+    #[serde(default)]
+    pub preheat: Vec<FilePreheat>,
+}
+
+/// One `[[preheat]]` table: an edge cache of this registry to warm.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePreheat {
+    pub name: String,
+    /// `http(s)://host[:port]` of the edge registry.
+    pub edge: String,
+    /// The edge's cache project for this registry (`origin` for `origin/team/app`); absent:
+    /// the edge mirrors this registry's names as they are.
+    pub edge_project: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The project whose tags are warmed.
+    pub project: String,
+    #[serde(default)]
+    pub repositories: gantry_lifecycle::retention::Selector,
+    #[serde(default)]
+    pub tags: gantry_lifecycle::retention::Selector,
+    /// Only the `count` tags most pulled within the last `days` days.
+    pub most_pulled: Option<gantry_mirror::replication::MostPulled>,
+    /// When to warm (cron, UTC); without one, only by hand (`gantry preheat run`).
+    pub schedule: Option<gantry_lifecycle::schedule::Schedule>,
 }
 
 /// One `[[replication]]` table: a push replication rule.
@@ -265,7 +292,7 @@ pub struct ServeConfig {
     pub revalidate_after: std::time::Duration,
     /// How upstreams (and replication targets) are reached.
     pub upstream_transport: gantry_client::Transport,
-    /// Push replication rules (none: nothing is replicated).
+    /// Push replication and preheat rules (none: nothing is replicated or warmed).
     pub replication: Vec<gantry_mirror::replication::ReplicationRule>,
 }
 
@@ -320,6 +347,27 @@ fn replication_table(
         deletions: table.deletions,
         schedule: table.schedule,
         bandwidth: table.bandwidth_mib.map(|mib| mib.saturating_mul(1 << 20)),
+        preheat: None,
+    })
+}
+
+fn preheat_table(
+    table: FilePreheat,
+) -> anyhow::Result<gantry_mirror::replication::ReplicationRule> {
+    Ok(gantry_mirror::replication::ReplicationRule {
+        credentials: credentials("preheat", &table.name, table.username, table.password)?,
+        name: table.name,
+        url: table.edge,
+        repositories: table.repositories,
+        tags: table.tags,
+        deletions: false,
+        schedule: table.schedule,
+        bandwidth: None,
+        preheat: Some(gantry_mirror::replication::Preheat {
+            project: table.project,
+            edge_project: table.edge_project,
+            most_pulled: table.most_pulled,
+        }),
     })
 }
 
@@ -444,6 +492,7 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
         .replication
         .into_iter()
         .map(replication_table)
+        .chain(file.preheat.into_iter().map(preheat_table))
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(ServeConfig {
         replication,

@@ -332,6 +332,28 @@ enum Command {
         #[command(flatten)]
         api: admin::ApiArgs,
     },
+    /// Warm edge caches before a rollout: the `[[preheat]]` rules, runs by hand, items.
+    #[command(
+        long_about = "Warm edge caches before a rollout: the `[[preheat]]` rules, runs by \
+        hand, each item's status (system administrators).\n\n\
+        A preheat rule pulls what it selects through an edge registry that caches this one (a\n\
+        Gantry pull-through cache, Distribution in proxy mode), so the edge holds it before the\n\
+        peak and its pulls need nothing from here. It runs on its `schedule` and by hand.\n\n\
+        Example (gantry.toml):\n    \
+        [[preheat]]\n    \
+        name = \"eu-rollout\"\n    \
+        edge = \"https://edge-eu.example.com\"\n    \
+        edge_project = \"origin\"          # the edge's cache project for this registry\n    \
+        project = \"team\"\n    \
+        most_pulled = { count = 10, days = 7 }\n    \
+        schedule = \"0 5 * * 1\"          # Mondays 05:00 UTC, before the rollout"
+    )]
+    Preheat {
+        #[command(subcommand)]
+        command: replication_cmd::ReplicationCommand,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
     /// Background jobs and their history: scheduled GC, retention, snapshots, deliveries.
     Jobs {
         #[command(subcommand)]
@@ -686,7 +708,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Archive { args, api } => lifecycle_cmd::archive(&api, args).await,
         Command::Webhook { command, api } => jobs_cmd::webhook(&api, command).await,
         Command::Jobs { command, api } => jobs_cmd::jobs(&api, command).await,
-        Command::Replication { command, api } => replication_cmd::replication(&api, command).await,
+        Command::Replication { command, api } => {
+            replication_cmd::replication(&api, command, "push").await
+        }
+        Command::Preheat { command, api } => {
+            replication_cmd::replication(&api, command, "preheat").await
+        }
         Command::Gate { command, api } => gate_cmd::gate(&api, command).await,
         Command::Verify(args) => signing_cmd::verify(args).await,
         Command::Sign(args) => signing_cmd::sign(args).await,

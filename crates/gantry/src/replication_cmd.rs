@@ -8,9 +8,9 @@ use crate::admin::{done, list, text, ApiArgs};
 
 #[derive(Subcommand)]
 pub enum ReplicationCommand {
-    /// The server's replication rules (system administrators).
+    /// The configured rules of this kind (system administrators).
     #[command(
-        long_about = "The server's replication rules (system administrators).\n\n\
+        long_about = "The configured rules of this kind (system administrators).\n\n\
         Rules are `[[replication]]` tables of the server's configuration: what is pushed and\n\
         matches a rule's repository and tag selectors is copied to its registry with its\n\
         signatures and SBOMs, in push order per repository, retried while the target is down;\n\
@@ -27,12 +27,12 @@ pub enum ReplicationCommand {
         bandwidth_mib = 50"
     )]
     List,
-    /// Replicate everything a rule selects now: one item per selected tag.
+    /// Run a rule now: one item per tag it selects, replicated (or warmed at the edge).
     Run {
         /// The rule's name (from `gantry replication list`).
         rule: String,
     },
-    /// A rule's items, newest first: what was replicated, retried or failed, and why.
+    /// A rule's items, newest first: what was replicated or warmed, retried or failed, and why.
     Items {
         /// The rule's name (from `gantry replication list`).
         rule: String,
@@ -42,10 +42,19 @@ pub enum ReplicationCommand {
     },
 }
 
-pub async fn replication(api: &ApiArgs, command: ReplicationCommand) -> anyhow::Result<()> {
+/// `gantry replication` (`kind` push) and `gantry preheat` (`kind` preheat): the same rules
+/// API, each command listing its own kind.
+pub async fn replication(
+    api: &ApiArgs,
+    command: ReplicationCommand,
+    kind: &str,
+) -> anyhow::Result<()> {
     match command {
         ReplicationCommand::List => {
-            let rules = api.call(Method::GET, "/api/v1/replication", None).await?;
+            let mut rules = api.call(Method::GET, "/api/v1/replication", None).await?;
+            if let Some(all) = rules["rules"].as_array_mut() {
+                all.retain(|rule| rule["kind"] == kind);
+            }
             list(
                 api,
                 &rules,

@@ -7,83 +7,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use gantry_oci::Digest;
 use reqwest::StatusCode;
 use serde_json::Value;
-
-/// The fault proxy in front of an origin: `addr` is what Gantry's upstream URL names.
-struct FaultProxy {
-    child: std::process::Child,
-    addr: String,
-    state: PathBuf,
-}
-
-impl FaultProxy {
-    fn start(dir: &Path, origin: &str) -> FaultProxy {
-        let state = dir.join("proxy-state");
-        std::fs::create_dir_all(&state).unwrap();
-        let port = free_port();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fault_proxy.py");
-        let child = Command::new("python3")
-            .arg(script)
-            .arg(origin)
-            .arg(port.to_string())
-            .arg(&state)
-            .spawn()
-            .expect("python3 runs the fault proxy");
-        let proxy = FaultProxy {
-            child,
-            addr: format!("127.0.0.1:{port}"),
-            state,
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(&proxy.addr).is_ok() {
-                return proxy;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the fault proxy did not listen on {}", proxy.addr);
-    }
-
-    /// `429`: answer every request with 429; empty: forward.
-    fn set_mode(&self, mode: &str) {
-        std::fs::write(self.state.join("mode"), mode).unwrap();
-    }
-
-    fn send_blobs_slowly(&self) {
-        std::fs::write(self.state.join("slow"), "").unwrap();
-    }
-
-    /// The requests forwarded (or refused) so far, `METHOD PATH` each, and `done PATH` for
-    /// each answer sent whole.
-    fn log(&self) -> Vec<String> {
-        std::fs::read_to_string(self.state.join("log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn count(&self, line: &str) -> usize {
-        self.log().iter().filter(|l| l.as_str() == line).count()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// A Gantry whose `[[upstreams]]` names `upstream` as `origin` (the default upstream, its
 /// cache public) and whose tags are checked again after a second.

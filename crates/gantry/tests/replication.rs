@@ -250,3 +250,103 @@ async fn pushes_are_replicated_with_their_signatures_as_filtered_and_deletions_f
     assert!(v3_item["attempts"].as_u64().unwrap() > 1, "{v3_item}");
     drop(target);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_preheat_warms_the_edge_with_the_most_pulled_tag_whose_pulls_then_stay_at_the_edge() {
+    if single_process_only("the edge's cache fetches are per server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // Edge → counting proxy → origin; the proxy learns the origin's address once it runs.
+    let proxy = FaultProxy::start(dir, "127.0.0.1:9");
+    let edge_dir = dir.join("edge");
+    std::fs::create_dir_all(&edge_dir).unwrap();
+    let edge_config = edge_dir.join("gantry.toml");
+    std::fs::write(
+        &edge_config,
+        format!(
+            "[[upstreams]]\nname = \"origin\"\nurl = \"http://{}\"\nusername = \"admin\"\n\
+             password = \"{ADMIN_PASSWORD}\"\n",
+            proxy.addr
+        ),
+    )
+    .unwrap();
+    let edge = Server::start_configured(&[("GANTRY_CONFIG", edge_config.to_str().unwrap())]);
+    let origin_config = dir.join("gantry.toml");
+    std::fs::write(
+        &origin_config,
+        format!(
+            "[[preheat]]\nname = \"before-rollout\"\nedge = \"http://{}\"\nedge_project = \"origin\"\n\
+             username = \"admin\"\npassword = \"{ADMIN_PASSWORD}\"\nproject = \"team\"\n\
+             most_pulled = {{ count = 1, days = 1 }}\nschedule = \"*/2 * * * * *\"\n",
+            edge.addr
+        ),
+    )
+    .unwrap();
+    let origin = Server::start_configured(&[("GANTRY_CONFIG", origin_config.to_str().unwrap())]);
+    proxy.set_origin(&origin.addr);
+    api_create_project(&origin, "team", false).await;
+    for (tag, pulls) in [("v1", 0), ("v2", 3), ("v3", 1)] {
+        push_image(&origin, "team/app", tag, tag).await;
+        for _ in 0..pulls {
+            let r = http()
+                .get(origin.url(&format!("/v2/team/app/manifests/{tag}")))
+                .header("accept", media_type::OCI_MANIFEST)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    }
+
+    // At the next firings the edge gets the most pulled tag, and only that.
+    let listed = |tag: &'static str| {
+        let edge = &edge;
+        async move {
+            http()
+                .get(edge.url(&format!(
+                    "/api/v1/repositories/origin%2Fteam%2Fapp/artifacts/{tag}"
+                )))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    eventually(
+        Duration::from_secs(60),
+        "v2 preheated at the edge",
+        || async { (listed("v2").await == StatusCode::OK).then_some(()) },
+    )
+    .await;
+    assert_eq!(listed("v1").await, StatusCode::NOT_FOUND);
+    assert_eq!(listed("v3").await, StatusCode::NOT_FOUND);
+
+    // A pull at the edge now asks the origin nothing.
+    let asked = proxy.log().len();
+    let pulled = dir.join("pulled");
+    run(skopeo(dir)
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &admin_creds(),
+        ])
+        .arg(format!("docker://{}/origin/team/app:v2", edge.addr))
+        .arg(format!("oci:{}:v2", pulled.display())));
+    assert_eq!(proxy.log().len(), asked, "{:?}", &proxy.log()[asked..]);
+
+    let rules = gantry(&origin, &["preheat", "list"]);
+    assert!(rules.contains("before-rollout"), "{rules}");
+    let items = gantry(&origin, &["preheat", "items", "before-rollout", "--json"]);
+    let items: serde_json::Value = serde_json::from_str(&items).unwrap();
+    let done: Vec<&serde_json::Value> = items["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] == "succeeded")
+        .collect();
+    assert!(!done.is_empty(), "{items}");
+    assert!(done.iter().all(|i| i["tag"] == "v2"), "{items}");
+}

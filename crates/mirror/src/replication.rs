@@ -1,9 +1,15 @@
-//! Push replication to other registries (Gantry, CNCF Distribution, Harbor, any OCI
+//! Push replication to other registries, and preheating edge caches (Gantry, CNCF Distribution, Harbor, any OCI
 //! registry), as `[[replication]]` rules configure it: what is pushed here and matches a
 //! rule's repository and tag selectors is copied to the rule's registry under the same name,
 //! with everything it references (an index's images, every blob) and what refers to it
 //! (referrers, cosign's `.sig`/`.att`/`.sbom` tags); with `deletions`, a manifest deleted here
 //! is deleted there.
+//!
+//! A preheat rule (`[[preheat]]`) instead warms an edge registry that caches this one (a
+//! Gantry pull-through cache, Distribution in proxy mode): by its schedule or by hand it pulls
+//! what it selects — by selectors, or the N tags of a project most pulled within the last D
+//! days — through the edge, which fetches it from here and keeps it; pulls at the edge then
+//! need nothing from here. It takes no events.
 //!
 //! Events come from the outbox: [`Replicator::fan_out`] turns each new `artifact.pushed` and
 //! `artifact.deleted` event into one `replication` job per rule that wants it, in the
@@ -59,6 +65,29 @@ pub struct ReplicationRule {
     pub schedule: Option<Schedule>,
     /// The most bytes a second its blob uploads send, over all its items on this server.
     pub bandwidth: Option<u64>,
+    /// A preheat rule: it warms the edge at `url` instead of pushing to it.
+    pub preheat: Option<Preheat>,
+}
+
+/// What makes a rule a preheat rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preheat {
+    /// The project whose tags it selects.
+    pub project: String,
+    /// The edge's name for this registry's repositories: its cache project (`origin` for
+    /// `origin/team/app`), or none when the edge mirrors this registry without a prefix.
+    pub edge_project: Option<String>,
+    /// Only the most pulled tags.
+    pub most_pulled: Option<MostPulled>,
+}
+
+/// "The `count` tags most pulled within the last `days` days" (by each tag's pull count,
+/// among the tags pulled in that window).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MostPulled {
+    pub count: usize,
+    pub days: u32,
 }
 
 /// A rule as listed: its credentials are not shown.
@@ -73,6 +102,10 @@ pub struct RuleSummary {
     pub schedule: Option<String>,
     /// Bytes a second, when limited.
     pub bandwidth: Option<u64>,
+    /// `push`, or `preheat` for a rule that warms an edge cache.
+    pub kind: &'static str,
+    /// A preheat rule's project, edge project and most-pulled selection.
+    pub preheat: Option<Preheat>,
 }
 
 /// One item of a rule as its job records it: the per-item status and history.
@@ -224,7 +257,12 @@ impl Replicator {
         };
         let jobs: Vec<NewJob> = events
             .iter()
-            .flat_map(|event| self.bound.iter().filter_map(move |b| item(&b.rule, event)))
+            .flat_map(|event| {
+                self.bound
+                    .iter()
+                    .filter(|b| b.rule.preheat.is_none())
+                    .filter_map(move |b| item(&b.rule, event))
+            })
             .map(|item| job(&item))
             .collect();
         let moved = meta
@@ -261,6 +299,12 @@ impl Replicator {
                 deletions: b.rule.deletions,
                 schedule: b.rule.schedule.as_ref().map(|s| s.as_str().to_string()),
                 bandwidth: b.rule.bandwidth,
+                kind: if b.rule.preheat.is_some() {
+                    "preheat"
+                } else {
+                    "push"
+                },
+                preheat: b.rule.preheat.clone(),
             })
             .collect()
     }
@@ -276,45 +320,10 @@ impl Replicator {
     /// schedule replicates); returns how many. Errors: `RuleUnknown`.
     pub async fn run(&self, rule: &str) -> Result<usize, MirrorError> {
         let bound = self.bound(rule)?;
-        let mut items = Vec::new();
-        let mut last: Option<String> = None;
-        loop {
-            let page = self.registry.catalog(None, last.as_deref()).await?;
-            for repository in &page.items {
-                if !bound.rule.repositories.matches(repository) {
-                    continue;
-                }
-                let name = gantry_registry::parse_name(repository)?;
-                let tags = match self.registry.tags(&name, None, None).await {
-                    Ok(tags) => tags.items,
-                    Err(RegistryError::NameUnknown(_)) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                for tag in tags {
-                    // What refers to an image comes with it.
-                    if gantry_signing::cosign::tag_subject(&tag).is_some()
-                        || !bound.rule.tags.matches(&tag)
-                    {
-                        continue;
-                    }
-                    let reference = Reference::Tag(Tag::parse(&tag).map_err(RegistryError::Tag)?);
-                    let Ok(stored) = self.registry.get_manifest(&name, &reference).await else {
-                        continue;
-                    };
-                    items.push(Item {
-                        rule: rule.to_string(),
-                        repository: repository.clone(),
-                        digest: stored.digest.to_string(),
-                        tag: Some(tag),
-                        delete: false,
-                    });
-                }
-            }
-            if !page.more {
-                break;
-            }
-            last = page.items.last().cloned();
-        }
+        let items = match &bound.rule.preheat {
+            Some(preheat) => self.preheat_selection(&bound.rule, preheat).await?,
+            None => self.push_selection(&bound.rule).await?,
+        };
         let meta = self.registry.meta();
         for item in &items {
             meta.enqueue_job(&job(item))
@@ -327,6 +336,87 @@ impl Replicator {
             }
         }
         Ok(items.len())
+    }
+
+    /// What a preheat rule selects: the project's tags its selectors take, or the most pulled
+    /// of them.
+    async fn preheat_selection(
+        &self,
+        rule: &ReplicationRule,
+        preheat: &Preheat,
+    ) -> Result<Vec<Item>, MirrorError> {
+        let rows = self
+            .registry
+            .meta()
+            .artifacts(&preheat.project)
+            .await
+            .map_err(RegistryError::from)?;
+        let tagged = rows.iter().flat_map(|row| {
+            row.tags.iter().map(move |tag| TaggedPull {
+                repository: &row.repository,
+                tag: &tag.name,
+                digest: &row.digest,
+                pulls: tag.pull_count,
+                last_pulled_at: tag.last_pulled_at,
+            })
+        });
+        Ok(
+            select_for_preheat(rule, preheat, tagged, gantry_registry::unix_now())
+                .into_iter()
+                .map(|t| Item {
+                    rule: rule.name.clone(),
+                    repository: t.repository.to_string(),
+                    digest: t.digest.to_string(),
+                    tag: Some(t.tag.to_string()),
+                    delete: false,
+                })
+                .collect(),
+        )
+    }
+
+    /// What a push rule selects: every tag here its selectors take.
+    async fn push_selection(&self, rule: &ReplicationRule) -> Result<Vec<Item>, MirrorError> {
+        let bound_rule = rule;
+        let mut items = Vec::new();
+        let mut last: Option<String> = None;
+        loop {
+            let page = self.registry.catalog(None, last.as_deref()).await?;
+            for repository in &page.items {
+                if !bound_rule.repositories.matches(repository) {
+                    continue;
+                }
+                let name = gantry_registry::parse_name(repository)?;
+                let tags = match self.registry.tags(&name, None, None).await {
+                    Ok(tags) => tags.items,
+                    Err(RegistryError::NameUnknown(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                for tag in tags {
+                    // What refers to an image comes with it.
+                    if gantry_signing::cosign::tag_subject(&tag).is_some()
+                        || !bound_rule.tags.matches(&tag)
+                    {
+                        continue;
+                    }
+                    let reference = Reference::Tag(Tag::parse(&tag).map_err(RegistryError::Tag)?);
+                    let Ok(stored) = self.registry.get_manifest(&name, &reference).await else {
+                        continue;
+                    };
+                    items.push(Item {
+                        rule: bound_rule.name.clone(),
+                        repository: repository.clone(),
+                        digest: stored.digest.to_string(),
+                        tag: Some(tag),
+                        delete: false,
+                    });
+                }
+            }
+            if !page.more {
+                break;
+            }
+            last = page.items.last().cloned();
+        }
+        Ok(items)
     }
 
     /// The last `limit` items of `rule`, newest first. Errors: `RuleUnknown`.
@@ -423,6 +513,9 @@ impl Replicator {
         let name = gantry_registry::parse_name(&item.repository)?;
         let digest: Digest = item.digest.parse().map_err(RegistryError::from)?;
         let target = &bound.rule.name;
+        if let Some(preheat) = &bound.rule.preheat {
+            return self.warm(bound, preheat, &name, item).await;
+        }
         if item.delete {
             return match bound.client.delete_manifest(name.as_str(), &digest).await {
                 Ok(_) => Ok(json!({"deleted": item.digest})),
@@ -463,6 +556,94 @@ impl Replicator {
         copy.referrers(&digest, &mut copied).await?;
         Ok(json!({"copied_bytes": copied, "digest": item.digest, "tag": item.tag}))
     }
+}
+
+impl Replicator {
+    /// Pulls `item` through the edge of a preheat rule (its manifest, an index's images and
+    /// every blob, read to the end), then waits until the edge lists it as cached (a Gantry
+    /// edge; another answers its API paths with something else, and is done).
+    async fn warm(
+        &self,
+        bound: &Bound,
+        preheat: &Preheat,
+        name: &RepositoryName,
+        item: &Item,
+    ) -> Result<Value, MirrorError> {
+        let edge_name = match &preheat.edge_project {
+            Some(project) => format!("{project}/{name}"),
+            None => name.to_string(),
+        };
+        let fail = |e: ClientError| target_failure(&bound.rule.name, e);
+        let reference = item.tag.clone().unwrap_or_else(|| item.digest.clone());
+        let mut pending = vec![reference.clone()];
+        let mut bytes = 0u64;
+        while let Some(reference) = pending.pop() {
+            let mut fetched = bound
+                .client
+                .get_manifest(&edge_name, &reference)
+                .await
+                .map_err(fail)?;
+            let parsed = fetched
+                .parse(None)
+                .map_err(RegistryError::ManifestInvalid)?;
+            pending.extend(parsed.manifests.iter().map(|m| m.digest.to_string()));
+            for blob in parsed.blob_digests() {
+                let mut stream = bound
+                    .client
+                    .get_blob(&edge_name, blob)
+                    .await
+                    .map_err(fail)?;
+                while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+                    bytes += chunk.map_err(fail)?.len() as u64;
+                }
+            }
+        }
+        let cached = bound
+            .client
+            .until_listed(&edge_name, &reference, std::time::Duration::from_secs(60))
+            .await
+            .map_err(fail)?;
+        Ok(
+            json!({"warmed_bytes": bytes, "edge_repository": edge_name, "tag": item.tag, "cached": cached}),
+        )
+    }
+}
+
+/// A tag of a project with its pulls, as a preheat rule selects among them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TaggedPull<'a> {
+    repository: &'a str,
+    tag: &'a str,
+    digest: &'a str,
+    pulls: i64,
+    last_pulled_at: Option<i64>,
+}
+
+/// The tags a preheat rule takes at `now` (Unix seconds): those its selectors take (never
+/// cosign's referrer tags), and with `most_pulled` only the `count` most pulled of those
+/// pulled within the last `days` days (ties: repository, then tag).
+fn select_for_preheat<'a>(
+    rule: &ReplicationRule,
+    preheat: &Preheat,
+    tags: impl Iterator<Item = TaggedPull<'a>>,
+    now: i64,
+) -> Vec<TaggedPull<'a>> {
+    let mut taken: Vec<TaggedPull> = tags
+        .filter(|t| rule.repositories.matches(t.repository) && rule.tags.matches(t.tag))
+        .filter(|t| gantry_signing::cosign::tag_subject(t.tag).is_none())
+        .collect();
+    if let Some(most) = preheat.most_pulled {
+        let since = now - i64::from(most.days) * 86_400;
+        taken.retain(|t| t.pulls > 0 && t.last_pulled_at.is_some_and(|at| at >= since));
+        taken.sort_by(|a, b| {
+            b.pulls
+                .cmp(&a.pulls)
+                .then_with(|| a.repository.cmp(b.repository))
+                .then_with(|| a.tag.cmp(b.tag))
+        });
+        taken.truncate(most.count);
+    }
+    taken
 }
 
 /// The item `event` is for `rule`, if the rule wants it.
@@ -692,6 +873,7 @@ mod tests {
             deletions,
             schedule: None,
             bandwidth: None,
+            preheat: None,
         }
     }
 
@@ -737,5 +919,58 @@ mod tests {
         // Ten MiB at 2 MiB/s: the last chunk may start once 9 MiB had their time.
         let took = started.elapsed().as_secs_f64();
         assert!((4.5..4.6).contains(&took), "{took}");
+    }
+
+    #[test]
+    fn preheat_takes_the_most_pulled_tags_of_the_window() {
+        let r = rule(&["team/*"], &[], false);
+        let preheat = |most_pulled| Preheat {
+            project: "team".into(),
+            edge_project: None,
+            most_pulled,
+        };
+        let day = 86_400;
+        let now = 100 * day;
+        let sig = format!("sha256-{}.sig", "a".repeat(64));
+        let tags = [
+            ("team/app", "v1", 50, Some(now - 30 * day)), // pulled often, but long ago
+            ("team/app", "v2", 3, Some(now - day)),
+            ("team/app", "v3", 7, Some(now - 2 * day)),
+            ("team/web", "v1", 3, Some(now - day)),
+            ("team/app", sig.as_str(), 9, Some(now)),
+            ("other/app", "v1", 99, Some(now)),
+            ("team/app", "never", 0, None),
+        ];
+        let pulls = || {
+            tags.iter().map(|(repository, tag, pulls, at)| TaggedPull {
+                repository,
+                tag,
+                digest: "sha256:aa",
+                pulls: *pulls,
+                last_pulled_at: *at,
+            })
+        };
+        let names = |taken: Vec<TaggedPull>| -> Vec<String> {
+            taken
+                .iter()
+                .map(|t| format!("{}:{}", t.repository, t.tag))
+                .collect()
+        };
+        let most = Some(MostPulled { count: 2, days: 7 });
+        assert_eq!(
+            names(select_for_preheat(&r, &preheat(most), pulls(), now)),
+            ["team/app:v3", "team/app:v2"]
+        );
+        let all = names(select_for_preheat(&r, &preheat(None), pulls(), now));
+        assert_eq!(
+            all,
+            [
+                "team/app:v1",
+                "team/app:v2",
+                "team/app:v3",
+                "team/web:v1",
+                "team/app:never"
+            ]
+        );
     }
 }

@@ -1320,3 +1320,79 @@ impl Drop for Distribution {
         let _ = self.0.wait();
     }
 }
+
+/// The tests' fault proxy (`fixtures/fault_proxy.py`) in front of an origin: `addr` is what
+/// a Gantry's upstream URL names; it counts requests, answers 429, sends slowly or asks for
+/// bearer tokens as its state files say.
+pub struct FaultProxy {
+    child: std::process::Child,
+    pub addr: String,
+    pub state: PathBuf,
+}
+
+impl FaultProxy {
+    pub fn start(dir: &Path, origin: &str) -> FaultProxy {
+        let state = dir.join("proxy-state");
+        std::fs::create_dir_all(&state).unwrap();
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fault_proxy.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(origin)
+            .arg(port.to_string())
+            .arg(&state)
+            .spawn()
+            .expect("python3 runs the fault proxy");
+        let proxy = FaultProxy {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            state,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&proxy.addr).is_ok() {
+                return proxy;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the fault proxy did not listen on {}", proxy.addr);
+    }
+
+    /// Forwards to `origin` from now on.
+    pub fn set_origin(&self, origin: &str) {
+        std::fs::write(self.state.join("origin"), origin).unwrap();
+    }
+
+    /// `429`: answer every request with 429; empty: forward.
+    pub fn set_mode(&self, mode: &str) {
+        std::fs::write(self.state.join("mode"), mode).unwrap();
+    }
+
+    pub fn send_blobs_slowly(&self) {
+        std::fs::write(self.state.join("slow"), "").unwrap();
+    }
+
+    /// The requests forwarded (or refused) so far, `METHOD PATH` each, and `done PATH` for
+    /// each answer sent whole.
+    pub fn log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.state.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn count(&self, line: &str) -> usize {
+        self.log().iter().filter(|l| l.as_str() == line).count()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
