@@ -72,6 +72,15 @@ pull() { # host repository [clients] [authorization]
   BENCH_AUTHORIZATION=${4:-} python3 bench/pull_image.py "$1" "$2" v1 "${3:-1}"
 }
 
+cold_round() { # origin-host: prints the seconds of a pull straight from it, then through a fresh mirror of it
+  local direct port
+  direct=$(pull "$1" bench/img)
+  port=$(free_port)
+  gantry_mirror "$port" "$1"
+  echo "$direct $(pull "127.0.0.1:$port" origin/bench/img 1 "$GANTRY_AUTH")"
+  stop_gantry
+}
+
 # The origin and the image: LAYERS random layers, a config, a manifest.
 ORIGIN_PORT=$(free_port)
 distribution origin "$ORIGIN_PORT"
@@ -98,11 +107,8 @@ echo "== cold pulls" >&2
 pull "$ORIGIN" bench/img >/dev/null # the origin's page cache, warm for both
 direct=() cold=()
 for _ in $(seq "$REPEAT"); do
-  direct+=("$(pull "$ORIGIN" bench/img)")
-  port=$(free_port)
-  gantry_mirror "$port" "$ORIGIN"
-  cold+=("$(pull "127.0.0.1:$port" origin/bench/img 1 "$GANTRY_AUTH")")
-  stop_gantry
+  read -r d c < <(cold_round "$ORIGIN")
+  direct+=("$d") cold+=("$c")
 done
 
 # 1b. The same with each connection to the origin paced to LINK_MIBPS.
@@ -116,11 +122,8 @@ PIDS+=($!)
 wait_port "127.0.0.1:$LINK_PORT"
 link_direct=() link_cold=()
 for _ in $(seq "$REPEAT"); do
-  link_direct+=("$(pull "127.0.0.1:$LINK_PORT" bench/img)")
-  port=$(free_port)
-  gantry_mirror "$port" "127.0.0.1:$LINK_PORT"
-  link_cold+=("$(pull "127.0.0.1:$port" origin/bench/img 1 "$GANTRY_AUTH")")
-  stop_gantry
+  read -r d c < <(cold_round "127.0.0.1:$LINK_PORT")
+  link_direct+=("$d") link_cold+=("$c")
 done
 
 # 2. Warm: Gantry's cache and Distribution's proxy, each filled by one pull first.

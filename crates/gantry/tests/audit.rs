@@ -20,6 +20,17 @@ async fn events(s: &Server, project: Option<&str>) -> Vec<Value> {
         .clone()
 }
 
+/// Every audit event (as admin), once `found` holds for them: each server writes its entries
+/// off the request path, so with several replicas the last ones may still be on their way
+/// from another (a bounded wait).
+async fn events_once(s: &Server, what: &str, found: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    eventually(std::time::Duration::from_secs(3), what, || async {
+        let log = events(s, None).await;
+        found(&log).then_some(log)
+    })
+    .await
+}
+
 /// The denied event of `actor` doing `action` whose detail contains `why`, if logged.
 fn find_denied<'a>(events: &'a [Value], actor: &str, action: &str, why: &str) -> Option<&'a Value> {
     events.iter().find(|e| {
@@ -183,7 +194,10 @@ async fn failed_and_throttled_logins_are_audited() {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
     assert!(throttled, "wrong passwords were never throttled");
-    let log = events(&s, None).await;
+    let log = events_once(&s, "carol's throttled login audited", |log| {
+        find_denied(log, "carol", "login", "too many failed logins").is_some()
+    })
+    .await;
     let logins: Vec<&Value> = log
         .iter()
         .filter(|e| e["actor"] == "carol" && e["action"] == "login")
@@ -216,7 +230,11 @@ async fn failures_from_a_locked_out_address_are_audited_as_denied() {
         }
     }
     assert!(throttled, "failures from one address were never throttled");
-    let log = events(&s, None).await;
+    let log = events_once(&s, "the address lockout audited", |log| {
+        log.iter()
+            .any(|e| e["action"] == "login" && e["outcome"] == "denied")
+    })
+    .await;
     let refused = log
         .iter()
         .find(|e| e["action"] == "login" && e["outcome"] == "denied")
