@@ -108,6 +108,9 @@ pub struct FileReplication {
     /// Delete at the target what is deleted here.
     #[serde(default)]
     pub deletions: bool,
+    /// Only images a key their project trusts signed.
+    #[serde(default)]
+    pub signed_only: bool,
     /// Also replicate everything the rule selects on this cron schedule (UTC).
     pub schedule: Option<gantry_lifecycle::schedule::Schedule>,
     /// The most MiB a second the rule's uploads send (per server).
@@ -345,6 +348,7 @@ fn replication_table(
         repositories: table.repositories,
         tags: table.tags,
         deletions: table.deletions,
+        signed_only: table.signed_only,
         schedule: table.schedule,
         bandwidth: table.bandwidth_mib.map(|mib| mib.saturating_mul(1 << 20)),
         preheat: None,
@@ -361,6 +365,7 @@ fn preheat_table(
         repositories: table.repositories,
         tags: table.tags,
         deletions: false,
+        signed_only: false,
         schedule: table.schedule,
         bandwidth: None,
         preheat: Some(gantry_mirror::replication::Preheat {

@@ -350,3 +350,87 @@ async fn a_preheat_warms_the_edge_with_the_most_pulled_tag_whose_pulls_then_stay
     assert!(!done.is_empty(), "{items}");
     assert!(done.iter().all(|i| i["tag"] == "v2"), "{items}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_only_rule_replicates_an_image_once_a_trusted_key_signed_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let target = Distribution::start(dir);
+    let config = dir.join("gantry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[replication]]\nname = \"signed\"\nurl = \"http://{}\"\nsigned_only = true\n",
+            target.1
+        ),
+    )
+    .unwrap();
+    let s = Server::start_configured(&[("GANTRY_CONFIG", config.to_str().unwrap())]);
+    api_create_project(&s, "team", false).await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(args)
+            .env("GANTRY_USERNAME", "admin")
+            .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
+            .env("COSIGN_PASSWORD", "test-password")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gantry {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let prefix = dir.join("release");
+    cli(&[
+        "key",
+        "generate",
+        "--output-key-prefix",
+        prefix.to_str().unwrap(),
+    ]);
+    let public = dir.join("release.pub");
+    cli(&[
+        "signing-policy",
+        "set",
+        "team",
+        "--registry",
+        &s.addr,
+        "--key",
+        public.to_str().unwrap(),
+        "--no-enforce",
+    ]);
+    // The policy is read through a cache that lives two seconds.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    push_image(&s, "team/app", "v1", "never signed").await;
+    let (_, v2_digest) = push_image(&s, "team/app", "v2", "signed after its push").await;
+    let key = dir.join("release.key");
+    cli(&[
+        "sign",
+        "--key",
+        key.to_str().unwrap(),
+        "--format",
+        "tag",
+        &format!("{}/team/app:v2", s.addr),
+    ]);
+    until_status(&target.1, "team/app", "v2", StatusCode::OK).await;
+    let sig_tag = format!("{}.sig", v2_digest.to_string().replace(':', "-"));
+    until_status(&target.1, "team/app", &sig_tag, StatusCode::OK).await;
+    // v1's item ran before (one queue per repository): skipped, never sent.
+    assert_eq!(
+        status_at(&target.1, "team/app", "v1").await,
+        StatusCode::NOT_FOUND
+    );
+    let items = gantry(&s, &["replication", "items", "signed", "--json"]);
+    let items: serde_json::Value = serde_json::from_str(&items).unwrap();
+    let v1 = items["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["tag"] == "v1")
+        .unwrap();
+    assert_eq!(
+        v1["result"]["skipped"], "not signed by a key its project trusts",
+        "{v1}"
+    );
+}

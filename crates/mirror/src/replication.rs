@@ -61,6 +61,9 @@ pub struct ReplicationRule {
     pub tags: Selector,
     /// A manifest deleted here is deleted at the target.
     pub deletions: bool,
+    /// Only images a key their project trusts signed (their signing policy's keys, enforced
+    /// or not) are replicated; one signed after its push goes when its signature arrives.
+    pub signed_only: bool,
     /// When the rule also runs whole (every tag it selects), as a cron pattern (UTC).
     pub schedule: Option<Schedule>,
     /// The most bytes a second its blob uploads send, over all its items on this server.
@@ -99,6 +102,7 @@ pub struct RuleSummary {
     pub repositories: Selector,
     pub tags: Selector,
     pub deletions: bool,
+    pub signed_only: bool,
     pub schedule: Option<String>,
     /// Bytes a second, when limited.
     pub bandwidth: Option<u64>,
@@ -297,6 +301,7 @@ impl Replicator {
                 repositories: b.rule.repositories.clone(),
                 tags: b.rule.tags.clone(),
                 deletions: b.rule.deletions,
+                signed_only: b.rule.signed_only,
                 schedule: b.rule.schedule.as_ref().map(|s| s.as_str().to_string()),
                 bandwidth: b.rule.bandwidth,
                 kind: if b.rule.preheat.is_some() {
@@ -534,15 +539,18 @@ impl Replicator {
             }
             Err(e) => return Err(e.into()),
         };
-        if item.tag.is_none() {
-            // An untagged push replicates only as a referrer of something (a signature or
-            // SBOM pushed after its image); index children come with their index.
-            let parsed = manifest::parse(&stored.content, Some(&stored.media_type))
-                .map_err(RegistryError::ManifestInvalid)?;
-            if parsed.subject.is_none() {
-                return Ok(json!({"skipped": "untagged"}));
+        let parsed = manifest::parse(&stored.content, Some(&stored.media_type))
+            .map_err(RegistryError::ManifestInvalid)?;
+        // What this manifest refers to: the subject of a referrer, the image a cosign tag
+        // names. An untagged push replicates only as such a referrer (a signature or SBOM
+        // pushed after its image); index children come with their index.
+        let refers_to: Option<Digest> = match (&parsed.subject, &item.tag) {
+            (Some(subject), _) => Some(subject.digest.clone()),
+            (None, Some(tag)) => {
+                gantry_signing::cosign::tag_subject(tag).and_then(|d| d.parse().ok())
             }
-        }
+            (None, None) => return Ok(json!({"skipped": "untagged"})),
+        };
         let copy = Copy {
             registry: &self.registry,
             client: &bound.client,
@@ -551,6 +559,31 @@ impl Replicator {
             pacer: bound.pacer.clone(),
         };
         let mut copied = 0u64;
+        if bound.rule.signed_only {
+            let image = refers_to.clone().unwrap_or_else(|| digest.clone());
+            if !self.registry.signed_by_trusted_key(&name, &image).await? {
+                return Ok(json!({"skipped": "not signed by a key its project trusts"}));
+            }
+            if let Some(image) = refers_to {
+                // A signature that arrived after its image: the image goes now, under its
+                // tags the rule selects, with everything that refers to it.
+                let tags = self
+                    .registry
+                    .meta()
+                    .tags_of(name.as_str(), &image)
+                    .await
+                    .map_err(RegistryError::from)?;
+                for tag in tags.iter().filter(|t| {
+                    gantry_signing::cosign::tag_subject(t).is_none() && bound.rule.tags.matches(t)
+                }) {
+                    copy.manifest(&image, Some(tag), &mut copied).await?;
+                }
+                copy.referrers(&image, &mut copied).await?;
+                return Ok(
+                    json!({"copied_bytes": copied, "digest": image.to_string(), "signed_after_push": true}),
+                );
+            }
+        }
         copy.manifest(&digest, item.tag.as_deref(), &mut copied)
             .await?;
         copy.referrers(&digest, &mut copied).await?;
@@ -871,6 +904,7 @@ mod tests {
             repositories: globs(repositories),
             tags: globs(tags),
             deletions,
+            signed_only: false,
             schedule: None,
             bandwidth: None,
             preheat: None,

@@ -219,6 +219,24 @@ impl Registry {
         Ok(judged)
     }
 
+    /// Whether one of the keys `name`'s project trusts made a valid signature of manifest
+    /// `digest` itself, whether or not the policy enforces (what "signed only" replication
+    /// asks); `false` for a manifest `name` does not hold.
+    pub async fn signed_by_trusted_key(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool> {
+        let trust = self.gate.signing_policy(&self.meta, name.project()).await?;
+        let Some(manifest) = self.meta.manifest_by_digest(name.as_str(), digest).await? else {
+            return Ok(false);
+        };
+        let judged = self
+            .signature_verdict(name, digest, &manifest.content, &trust)
+            .await?;
+        Ok(matches!(judged.verdict, Verdict::Trusted { .. }))
+    }
+
     /// The project's signing policy (the default, nothing enforced, when none was set).
     pub async fn signing_policy(&self, project: &str) -> Result<SigningPolicy> {
         self.gate.forget_signing(project);
