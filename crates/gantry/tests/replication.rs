@@ -64,6 +64,28 @@ fn gantry(s: &Server, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The items of `rule` (`gantry KIND items RULE --json`, KIND `replication` or `preheat`)
+/// once `done` holds for them: an item runs on after what a test observes at its target
+/// (referrers after the manifest, the edge's listing after the pull), a bounded wait.
+async fn items_once(
+    s: &Server,
+    kind: &str,
+    rule: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    eventually(
+        Duration::from_secs(30),
+        &format!("the items of {rule} done"),
+        || async {
+            let out = gantry(s, &[kind, "items", rule, "--json"]);
+            let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let items = listed["items"].as_array()?.clone();
+            done(&items).then_some(items)
+        },
+    )
+    .await
+}
+
 async fn until_status(addr: &str, repository: &str, reference: &str, want: StatusCode) {
     eventually(
         Duration::from_secs(30),
@@ -230,28 +252,12 @@ async fn pushes_are_replicated_with_their_signatures_as_filtered_and_deletions_f
         },
     )
     .await;
-    // Every item of the rule ends succeeded (the last ones may still be finishing what
-    // follows the manifest: its referrers), v3's after more than one attempt.
-    let items = eventually(
-        Duration::from_secs(30),
-        "every edge item succeeded",
-        || async {
-            let items = gantry(&s, &["replication", "items", "edge", "--json"]);
-            let items: serde_json::Value = serde_json::from_str(&items).unwrap();
-            items["items"]
-                .as_array()?
-                .iter()
-                .all(|i| i["state"] == "succeeded")
-                .then_some(items)
-        },
-    )
+    // Every item of the rule ends succeeded, v3's after more than one attempt.
+    let items = items_once(&s, "replication", "edge", |items| {
+        items.iter().all(|i| i["state"] == "succeeded")
+    })
     .await;
-    let v3_item = items["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["tag"] == "v3")
-        .unwrap();
+    let v3_item = items.iter().find(|i| i["tag"] == "v3").unwrap();
     assert!(v3_item["attempts"].as_u64().unwrap() > 1, "{v3_item}");
     drop(target);
 }
@@ -344,23 +350,11 @@ async fn a_preheat_warms_the_edge_with_the_most_pulled_tag_whose_pulls_then_stay
 
     let rules = gantry(&origin, &["preheat", "list"]);
     assert!(rules.contains("before-rollout"), "{rules}");
-    // The item itself ends once it saw the edge list the tag (it polls): a bounded wait.
-    let items = eventually(
-        Duration::from_secs(30),
-        "a preheat item succeeded",
-        || async {
-            let items = gantry(&origin, &["preheat", "items", "before-rollout", "--json"]);
-            let items: serde_json::Value = serde_json::from_str(&items).unwrap();
-            items["items"]
-                .as_array()?
-                .iter()
-                .any(|i| i["state"] == "succeeded")
-                .then_some(items)
-        },
-    )
+    let items = items_once(&origin, "preheat", "before-rollout", |items| {
+        items.iter().any(|i| i["state"] == "succeeded")
+    })
     .await;
-    let all = items["items"].as_array().unwrap();
-    assert!(all.iter().all(|i| i["tag"] == "v2"), "{items}");
+    assert!(items.iter().all(|i| i["tag"] == "v2"), "{items:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -433,14 +427,13 @@ async fn a_signed_only_rule_replicates_an_image_once_a_trusted_key_signed_it() {
         status_at(&target.1, "team/app", "v1").await,
         StatusCode::NOT_FOUND
     );
-    let items = gantry(&s, &["replication", "items", "signed", "--json"]);
-    let items: serde_json::Value = serde_json::from_str(&items).unwrap();
-    let v1 = items["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["tag"] == "v1")
-        .unwrap();
+    let items = items_once(&s, "replication", "signed", |items| {
+        items
+            .iter()
+            .any(|i| i["tag"] == "v1" && i["state"] == "succeeded")
+    })
+    .await;
+    let v1 = items.iter().find(|i| i["tag"] == "v1").unwrap();
     assert_eq!(
         v1["result"]["skipped"], "not signed by a key its project trusts",
         "{v1}"
