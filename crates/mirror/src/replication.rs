@@ -381,13 +381,12 @@ impl Replicator {
 
     /// What a push rule selects: every tag here its selectors take.
     async fn push_selection(&self, rule: &ReplicationRule) -> Result<Vec<Item>, MirrorError> {
-        let bound_rule = rule;
         let mut items = Vec::new();
         let mut last: Option<String> = None;
         loop {
             let page = self.registry.catalog(None, last.as_deref()).await?;
             for repository in &page.items {
-                if !bound_rule.repositories.matches(repository) {
+                if !rule.repositories.matches(repository) {
                     continue;
                 }
                 let name = gantry_registry::parse_name(repository)?;
@@ -399,7 +398,7 @@ impl Replicator {
                 for tag in tags {
                     // What refers to an image comes with it.
                     if gantry_signing::cosign::tag_subject(&tag).is_some()
-                        || !bound_rule.tags.matches(&tag)
+                        || !rule.tags.matches(&tag)
                     {
                         continue;
                     }
@@ -408,7 +407,7 @@ impl Replicator {
                         continue;
                     };
                     items.push(Item {
-                        rule: bound_rule.name.clone(),
+                        rule: rule.name.clone(),
                         repository: repository.clone(),
                         digest: stored.digest.to_string(),
                         tag: Some(tag),
