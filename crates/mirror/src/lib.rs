@@ -403,7 +403,7 @@ impl Mirror {
             }
         };
         let what = format!("manifest {name}:{reference}");
-        let fetched = match bound
+        let mut fetched = match bound
             .client
             .get_manifest(&remote, &reference.to_string())
             .await
@@ -412,7 +412,6 @@ impl Mirror {
             Err(e) => return Err(self.failed(upstream, what, false, e)),
         };
         answer("fetched");
-        let mut fetched = fetched;
         fetched
             .parse(None)
             .map_err(RegistryError::ManifestInvalid)?;
