@@ -6,6 +6,7 @@ pub mod password;
 pub mod policy;
 pub mod rbac;
 pub mod scope;
+pub mod sealed;
 pub mod secret;
 pub mod throttle;
 pub mod token;

@@ -190,6 +190,12 @@ impl TokenKey {
         &self.kid
     }
 
+    /// The sealer of stored secrets (remote registries' passwords), keyed by this key: every
+    /// server that shares the token key opens what another sealed.
+    pub fn sealer(&self) -> crate::sealed::Sealer {
+        crate::sealed::Sealer::derive(&self.signing.to_bytes())
+    }
+
     /// Signs `claims` into a compact JWS.
     pub fn issue(&self, claims: &Claims) -> String {
         let header = Header {

@@ -470,8 +470,21 @@ impl RegistryClient {
 
     /// Every tag of `repository`, following the registry's `Link` pages (at most 100).
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>> {
-        let mut next = Some(self.url(&format!("/v2/{repository}/tags/list")).await?);
-        let mut tags = Vec::new();
+        self.paged_list(&format!("/v2/{repository}/tags/list"), "tags")
+            .await
+    }
+
+    /// Every repository the registry's catalog (`/v2/_catalog`) lists to these credentials,
+    /// following its `Link` pages (at most 100). Registries without a catalog (Docker Hub)
+    /// answer with an error status.
+    pub async fn catalog(&self) -> Result<Vec<String>> {
+        self.paged_list("/v2/_catalog?n=1000", "repositories").await
+    }
+
+    /// The strings of `field` in the JSON pages from `path` on, following `Link` headers.
+    async fn paged_list(&self, path: &str, field: &str) -> Result<Vec<String>> {
+        let mut next = Some(self.url(path).await?);
+        let mut items = Vec::new();
         for _ in 0..100 {
             let Some(url) = next.take() else { break };
             let response = self.send(self.request(Method::GET, &url)).await?;
@@ -486,12 +499,11 @@ impl RegistryClient {
                         .split_once('>')
                         .map(|(u, _)| u.to_string())
                 });
-            let body: serde_json::Value = response
-                .json()
-                .await
-                .map_err(|e| ClientError::Protocol(format!("GET {url}: not a tag list: {e}")))?;
-            tags.extend(
-                body["tags"]
+            let body: serde_json::Value = response.json().await.map_err(|e| {
+                ClientError::Protocol(format!("GET {url}: not a list of {field}: {e}"))
+            })?;
+            items.extend(
+                body[field]
                     .as_array()
                     .into_iter()
                     .flatten()
@@ -502,7 +514,7 @@ impl RegistryClient {
                 None => None,
             };
         }
-        Ok(tags)
+        Ok(items)
     }
 
     /// Asks the registry to mount a blob from another repository; true when it did.

@@ -58,9 +58,10 @@ pub struct FileConfig {
     pub upstreams: Vec<FileUpstream>,
     #[serde(default)]
     pub mirror: FileMirrorConfig,
-    /// `[[replication]]`: registries what is pushed here is copied to.
+    /// `[[replication]]`: registries what is pushed here is copied to (`kind = "push"`, the
+    /// default), or that are pulled from (`kind = "pull"`).
     #[serde(default)]
-    pub replication: Vec<FileReplication>,
+    pub replication: Vec<gantry_mirror::replication::RuleSpec>,
     /// `[[preheat]]`: edge caches warmed with what they will be asked for.
     #[serde(default)]
     pub preheat: Vec<FilePreheat>,
@@ -86,35 +87,13 @@ pub struct FilePreheat {
     pub tags: gantry_lifecycle::retention::Selector,
     /// Only the `count` tags most pulled within the last `days` days.
     pub most_pulled: Option<gantry_mirror::replication::MostPulled>,
-    /// When to warm (cron, UTC); without one, only by hand (`gantry preheat run`).
+    /// Image labels an image must have (`KEY` or `KEY=VALUE`).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// When to warm (cron, UTC); without one, only by hand (`gantry preheat run`) or `at`.
     pub schedule: Option<gantry_lifecycle::schedule::Schedule>,
-}
-
-/// One `[[replication]]` table: a push replication rule.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileReplication {
-    pub name: String,
-    /// `http(s)://host[:port]` of the target registry.
-    pub url: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// `{ include = [...], exclude = [...] }` globs over full repository names.
-    #[serde(default)]
-    pub repositories: gantry_lifecycle::retention::Selector,
-    /// `{ include = [...], exclude = [...] }` globs over tags.
-    #[serde(default)]
-    pub tags: gantry_lifecycle::retention::Selector,
-    /// Delete at the target what is deleted here.
-    #[serde(default)]
-    pub deletions: bool,
-    /// Only images a key their project trusts signed.
-    #[serde(default)]
-    pub signed_only: bool,
-    /// Also replicate everything the rule selects on this cron schedule (UTC).
-    pub schedule: Option<gantry_lifecycle::schedule::Schedule>,
-    /// The most MiB a second the rule's uploads send (per server).
-    pub bandwidth_mib: Option<u64>,
+    /// Warm once at this time (RFC 3339), as before a rollout.
+    pub at: Option<String>,
 }
 
 /// One `[[upstreams]]` table.
@@ -296,7 +275,7 @@ pub struct ServeConfig {
     /// How upstreams (and replication targets) are reached.
     pub upstream_transport: gantry_client::Transport,
     /// Push replication and preheat rules (none: nothing is replicated or warmed).
-    pub replication: Vec<gantry_mirror::replication::ReplicationRule>,
+    pub replication: Vec<gantry_mirror::replication::RuleSpec>,
 }
 
 /// An upstream that accepts no connection within this many seconds counts as unreachable.
@@ -338,42 +317,24 @@ fn credentials(
     }
 }
 
-fn replication_table(
-    table: FileReplication,
-) -> anyhow::Result<gantry_mirror::replication::ReplicationRule> {
-    Ok(gantry_mirror::replication::ReplicationRule {
-        credentials: credentials("replication", &table.name, table.username, table.password)?,
+/// A `[[preheat]]` table as the rule it is.
+fn preheat_table(table: FilePreheat) -> gantry_mirror::replication::RuleSpec {
+    gantry_mirror::replication::RuleSpec {
         name: table.name,
-        url: table.url,
-        repositories: table.repositories,
-        tags: table.tags,
-        deletions: table.deletions,
-        signed_only: table.signed_only,
-        schedule: table.schedule,
-        bandwidth: table.bandwidth_mib.map(|mib| mib.saturating_mul(1 << 20)),
-        preheat: None,
-    })
-}
-
-fn preheat_table(
-    table: FilePreheat,
-) -> anyhow::Result<gantry_mirror::replication::ReplicationRule> {
-    Ok(gantry_mirror::replication::ReplicationRule {
-        credentials: credentials("preheat", &table.name, table.username, table.password)?,
-        name: table.name,
+        kind: gantry_mirror::replication::RuleKind::Preheat,
         url: table.edge,
+        username: table.username,
+        password: table.password,
+        project: Some(table.project),
         repositories: table.repositories,
         tags: table.tags,
-        deletions: false,
-        signed_only: false,
+        labels: table.labels,
         schedule: table.schedule,
-        bandwidth: None,
-        preheat: Some(gantry_mirror::replication::Preheat {
-            project: table.project,
-            edge_project: table.edge_project,
-            most_pulled: table.most_pulled,
-        }),
-    })
+        at: table.at,
+        edge_project: table.edge_project,
+        most_pulled: table.most_pulled,
+        ..gantry_mirror::replication::RuleSpec::default()
+    }
 }
 
 fn upstream_table(table: FileUpstream) -> anyhow::Result<gantry_mirror::Upstream> {
@@ -496,9 +457,8 @@ pub fn resolve(overrides: Overrides) -> anyhow::Result<ServeConfig> {
     let replication = file
         .replication
         .into_iter()
-        .map(replication_table)
         .chain(file.preheat.into_iter().map(preheat_table))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect();
     Ok(ServeConfig {
         replication,
         upstreams,

@@ -325,20 +325,21 @@ enum Command {
         #[command(flatten)]
         api: admin::ApiArgs,
     },
-    /// Push replication to other registries: the rules, runs by hand, each item's status.
+    /// Replication to and from other registries: rules, runs by hand, runs and items.
     Replication {
         #[command(subcommand)]
         command: replication_cmd::ReplicationCommand,
         #[command(flatten)]
         api: admin::ApiArgs,
     },
-    /// Warm edge caches before a rollout: the `[[preheat]]` rules, runs by hand, items.
+    /// Warm edge caches before a rollout: preheat rules, runs by hand, runs and items.
     #[command(
-        long_about = "Warm edge caches before a rollout: the `[[preheat]]` rules, runs by \
-        hand, each item's status (system administrators).\n\n\
+        long_about = "Warm edge caches before a rollout: preheat rules (`[[preheat]]` in the \
+        config file, or `gantry preheat create` with `kind = \"preheat\"`), runs by hand, each \
+        run's and item's status.\n\n\
         A preheat rule pulls what it selects through an edge registry that caches this one (a\n\
         Gantry pull-through cache, Distribution in proxy mode), so the edge holds it before the\n\
-        peak and its pulls need nothing from here. It runs on its `schedule` and by hand.\n\n\
+        peak and its pulls need nothing from here. It runs on its `schedule`, `at` a time, and by hand.\n\n\
         Example (gantry.toml):\n    \
         [[preheat]]\n    \
         name = \"eu-rollout\"\n    \
@@ -709,10 +710,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Webhook { command, api } => jobs_cmd::webhook(&api, command).await,
         Command::Jobs { command, api } => jobs_cmd::jobs(&api, command).await,
         Command::Replication { command, api } => {
-            replication_cmd::replication(&api, command, "push").await
+            replication_cmd::replication(&api, command, &["push", "pull"]).await
         }
         Command::Preheat { command, api } => {
-            replication_cmd::replication(&api, command, "preheat").await
+            replication_cmd::replication(&api, command, &["preheat"]).await
         }
         Command::Gate { command, api } => gate_cmd::gate(&api, command).await,
         Command::Verify(args) => signing_cmd::verify(args).await,

@@ -1,72 +1,197 @@
-//! `gantry replication`: the push replication rules the server is configured with
-//! (`[[replication]]`), runs by hand, and each rule's items with their status.
+//! `gantry replication` and `gantry preheat`: replication and preheat rules (the config
+//! file's, and those made here through the REST API, system-wide or of a project), runs by
+//! hand, each rule's runs and items with their status.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::Subcommand;
 use reqwest::Method;
 
-use crate::admin::{done, list, text, ApiArgs};
+use crate::admin::{done, list, read_secret, text, ApiArgs};
+
+const RULE_FILE_HELP: &str = "\
+A rule file is TOML (or JSON) with the fields of a `[[replication]]` table:\n    \
+name = \"edge-eu\"\n    \
+kind = \"push\"                      # push (default), pull or preheat\n    \
+url = \"https://edge-eu.example.com\"\n    \
+username = \"replicator\"            # the password: --password-stdin, or `password = ...`\n    \
+project = \"team\"                   # a project's rule (its administrators manage it)\n    \
+repositories = { include = [\"team/*\"] }\n    \
+tags = { include = [\"v*\"], exclude = [\"*-rc*\"] }\n    \
+labels = [\"tier=prod\"]             # image labels the image must have\n    \
+deletions = true                   # push: deletions follow\n    \
+signed_only = true                 # push: only images a trusted key signed\n    \
+schedule = \"0 3 * * *\"             # also run whole daily at 03:00 UTC\n    \
+at = \"2026-12-24T05:00:00Z\"        # and once at this time\n    \
+bandwidth_mib = 50\n\
+A pull rule copies the selected tags of the remote registry into its project; a preheat\n\
+rule adds `edge_project` and `most_pulled = { count = 10, days = 7 }`.";
 
 #[derive(Subcommand)]
 pub enum ReplicationCommand {
-    /// The configured rules of this kind (system administrators).
-    #[command(
-        long_about = "The configured rules of this kind (system administrators).\n\n\
-        Rules are `[[replication]]` tables of the server's configuration: what is pushed and\n\
-        matches a rule's repository and tag selectors is copied to its registry with its\n\
-        signatures and SBOMs, in push order per repository, retried while the target is down;\n\
-        with `deletions = true` deletions follow; with `schedule` the rule also runs whole.\n\n\
-        Example (gantry.toml):\n    \
-        [[replication]]\n    \
-        name = \"edge-eu\"\n    \
-        url = \"https://edge-eu.example.com\"\n    \
-        username = \"replicator\"\n    \
-        password = \"…\"\n    \
-        repositories = { include = [\"team/*\"] }\n    \
-        tags = { include = [\"v*\"] }\n    \
-        schedule = \"0 3 * * *\"\n    \
-        bandwidth_mib = 50"
-    )]
-    List,
-    /// Run a rule now: one item per tag it selects, replicated (or warmed at the edge).
-    Run {
-        /// The rule's name (from `gantry replication list`).
+    /// The rules of this kind, from the config file and the API.
+    #[command(long_about = "The rules of this kind, from the config file (`[[replication]]`, \
+        `[[preheat]]`: read only here) and the API.\n\n\
+        System administrators see every rule; a project's administrators see its rules with \
+        --project.")]
+    List {
+        /// Only this project's rules.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Show one rule (without its password).
+    Show {
+        /// The rule's name (from `list`).
         rule: String,
     },
-    /// A rule's items, newest first: what was replicated or warmed, retried or failed, and why.
-    Items {
-        /// The rule's name (from `gantry replication list`).
+    /// Add a rule from a file; its password is stored sealed.
+    #[command(long_about = format!("Add a rule from a file; its password is stored sealed \
+        (AES-256-GCM under a key derived from the token signing key).\n\n{RULE_FILE_HELP}"))]
+    Create {
+        /// The rule file (TOML, or JSON when it ends in .json).
+        file: PathBuf,
+        /// Read the remote registry's password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Replace a rule made through the API (a file without a password keeps the stored one).
+    #[command(long_about = format!("Replace a rule made through the API; the file names it. \
+        Without a password the stored one is kept (for the same username).\n\n{RULE_FILE_HELP}"))]
+    Update {
+        /// The rule file (TOML, or JSON when it ends in .json).
+        file: PathBuf,
+        /// Read the remote registry's password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete a rule made through the API (its runs and items stay in the job history).
+    Delete {
+        /// The rule's name.
         rule: String,
+    },
+    /// Run a rule now: one item per tag it selects, replicated, pulled or warmed.
+    Run {
+        /// The rule's name (from `list`).
+        rule: String,
+    },
+    /// A rule's runs, newest first: what started each, and its items by state.
+    Runs {
+        /// The rule's name.
+        rule: String,
+        /// How many runs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// A rule's items, newest first: what was copied or warmed, retried or failed, and why.
+    Items {
+        /// The rule's name (from `list`).
+        rule: String,
+        /// Only this run's items (from `runs`).
+        #[arg(long)]
+        run: Option<i64>,
         /// How many items to show.
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
 }
 
-/// `gantry replication` (`kind` push) and `gantry preheat` (`kind` preheat): the same rules
-/// API, each command listing its own kind.
+/// A rule file read as JSON, with the password from stdin when asked.
+fn read_rule(file: &PathBuf, password_stdin: bool) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the rule file {}", file.display()))?;
+    let mut rule: serde_json::Value = if file.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JSON rule", file.display()))?
+    } else {
+        toml::from_str(&text).with_context(|| format!("{} is not a TOML rule", file.display()))?
+    };
+    if password_stdin {
+        rule["password"] = serde_json::Value::String(read_secret("Password: ")?);
+    }
+    Ok(rule)
+}
+
+/// `gantry replication` (`kinds` push and pull) and `gantry preheat` (`kinds` preheat): the
+/// same rules API, each command listing its own kinds.
 pub async fn replication(
     api: &ApiArgs,
     command: ReplicationCommand,
-    kind: &str,
+    kinds: &[&str],
 ) -> anyhow::Result<()> {
+    let command_name = if kinds.contains(&"preheat") {
+        "preheat"
+    } else {
+        "replication"
+    };
     match command {
-        ReplicationCommand::List => {
-            let mut rules = api.call(Method::GET, "/api/v1/replication", None).await?;
+        ReplicationCommand::List { project } => {
+            let path = match &project {
+                Some(project) => format!("/api/v1/replication?project={project}"),
+                None => "/api/v1/replication".to_string(),
+            };
+            let mut rules = api.call(Method::GET, &path, None).await?;
             if let Some(all) = rules["rules"].as_array_mut() {
-                all.retain(|rule| rule["kind"] == kind);
+                all.retain(|rule| kinds.iter().any(|kind| rule["kind"] == *kind));
             }
             list(
                 api,
                 &rules,
                 "rules",
                 &[
-                    "name",
-                    "url",
-                    "username",
-                    "deletions",
-                    "schedule",
-                    "bandwidth",
+                    "name", "kind", "url", "project", "source", "schedule", "at", "problem",
                 ],
+            );
+        }
+        ReplicationCommand::Show { rule } => {
+            let shown = api
+                .call(Method::GET, &format!("/api/v1/replication/{rule}"), None)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+        ReplicationCommand::Create {
+            file,
+            password_stdin,
+        } => {
+            let rule = read_rule(&file, password_stdin)?;
+            let made = api
+                .call(Method::POST, "/api/v1/replication", Some(rule))
+                .await?;
+            done(
+                api,
+                &made,
+                &format!(
+                    "Rule {} added; run it with `gantry {command_name} run {}`.",
+                    text(&made["name"]),
+                    text(&made["name"])
+                ),
+            );
+        }
+        ReplicationCommand::Update {
+            file,
+            password_stdin,
+        } => {
+            let rule = read_rule(&file, password_stdin)?;
+            let name = rule["name"]
+                .as_str()
+                .context("the rule file has no name")?
+                .to_string();
+            let made = api
+                .call(
+                    Method::PUT,
+                    &format!("/api/v1/replication/{name}"),
+                    Some(rule),
+                )
+                .await?;
+            done(api, &made, &format!("Rule {name} replaced."));
+        }
+        ReplicationCommand::Delete { rule } => {
+            api.call(Method::DELETE, &format!("/api/v1/replication/{rule}"), None)
+                .await?;
+            done(
+                api,
+                &serde_json::json!({ "deleted": rule }),
+                &format!("Rule {rule} deleted."),
             );
         }
         ReplicationCommand::Run { rule } => {
@@ -81,16 +206,44 @@ pub async fn replication(
                 api,
                 &run,
                 &format!(
-                    "{} items of {rule} queued; see `gantry replication items {rule}`.",
-                    text(&run["items"])
+                    "Run {} of {rule} started; see `gantry {command_name} runs {rule}` and \
+                     `gantry {command_name} items {rule} --run {}`.",
+                    text(&run["run"]),
+                    text(&run["run"])
                 ),
             );
         }
-        ReplicationCommand::Items { rule, limit } => {
+        ReplicationCommand::Runs { rule, limit } => {
+            let runs = api
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/replication/{rule}/runs?limit={limit}"),
+                    None,
+                )
+                .await?;
+            list(
+                api,
+                &runs,
+                "runs",
+                &[
+                    "id",
+                    "trigger",
+                    "state",
+                    "items",
+                    "queued",
+                    "running",
+                    "succeeded",
+                    "failed",
+                    "created_ms",
+                ],
+            );
+        }
+        ReplicationCommand::Items { rule, run, limit } => {
+            let run = run.map(|run| format!("&run={run}")).unwrap_or_default();
             let items = api
                 .call(
                     Method::GET,
-                    &format!("/api/v1/replication/{rule}/items?limit={limit}"),
+                    &format!("/api/v1/replication/{rule}/items?limit={limit}{run}"),
                     None,
                 )
                 .await?;
@@ -100,6 +253,7 @@ pub async fn replication(
                 "items",
                 &[
                     "id",
+                    "run",
                     "repository",
                     "tag",
                     "digest",

@@ -123,6 +123,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         None => TokenKey::load_or_generate(&config.data_dir.join(TOKEN_KEY_FILE))?,
     };
     tracing::info!(kid = key.kid(), "token signing key loaded");
+    let sealer = key.sealer();
     let access = AccessService::new(
         meta.clone(),
         key,
@@ -166,8 +167,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             registry.clone(),
             config.replication.clone(),
             &config.upstream_transport,
+            sealer,
         )
-        .context("the replication rules ([[replication]]) cannot be used")?,
+        .context("the replication rules ([[replication]], [[preheat]]) cannot be used")?,
     );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

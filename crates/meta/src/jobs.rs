@@ -132,6 +132,8 @@ pub struct JobFilter {
     pub kind: Option<String>,
     pub state: Option<JobState>,
     pub subject: Option<String>,
+    /// Only jobs whose subject starts with this.
+    pub subject_prefix: Option<String>,
     /// Only jobs with a smaller id (the next page after the last id seen).
     pub before_id: Option<i64>,
     pub limit: u32,
@@ -305,6 +307,7 @@ impl MetaStore {
             "SELECT {COLUMNS} FROM jobs \
              WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR state = $2) \
              AND ($3 IS NULL OR subject = $3) AND ($4 IS NULL OR id < $4) \
+             AND ($6 IS NULL OR substr(subject, 1, length($6)) = $6) \
              ORDER BY id DESC LIMIT $5"
         ))
         .bind(filter.kind.as_deref())
@@ -312,9 +315,33 @@ impl MetaStore {
         .bind(filter.subject.as_deref())
         .bind(filter.before_id)
         .bind(i64::from(filter.limit))
+        .bind(filter.subject_prefix.as_deref())
         .fetch_all(&self.readers)
         .await?;
         rows.iter().map(record).collect()
+    }
+
+    /// How many jobs of `kind` about `subject` are in each state (states without any are
+    /// left out).
+    pub async fn job_state_counts(
+        &self,
+        kind: &str,
+        subject: &str,
+    ) -> Result<Vec<(JobState, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM jobs WHERE kind = $1 AND subject = $2 GROUP BY state",
+        )
+        .bind(kind)
+        .bind(subject)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter()
+            .map(|(state, count)| {
+                let state = JobState::parse(&state)
+                    .ok_or_else(|| crate::MetaError::Corrupt(format!("job state {state:?}")))?;
+                Ok((state, count as u64))
+            })
+            .collect()
     }
 
     /// Forgets jobs that finished before `before_ms`; returns how many.
@@ -515,5 +542,36 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(gc_jobs.len(), 1);
+    }
+
+    /// Jobs are found by a subject's prefix, and counted by state per subject.
+    #[tokio::test]
+    async fn jobs_are_listed_by_subject_prefix_and_counted_by_state() {
+        let (_dir, _, store) = fresh_store().await;
+        let about = |subject: &str| NewJob {
+            subject: Some(subject.to_string()),
+            ..job("replication")
+        };
+        let first = store.enqueue_job(&about("r:a:run:1")).await.unwrap().unwrap();
+        store.enqueue_job(&about("r:a:run:1")).await.unwrap();
+        store.enqueue_job(&about("r:a:events")).await.unwrap();
+        store.enqueue_job(&about("r:ab:events")).await.unwrap();
+        let claimed = store.claim_job("s", 1, 60_000).await.unwrap().unwrap();
+        assert_eq!(claimed.id, first);
+        let listed = store
+            .jobs(&JobFilter {
+                subject_prefix: Some("r:a:".into()),
+                limit: 10,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 3);
+        let mut counts = store
+            .job_state_counts("replication", "r:a:run:1")
+            .await
+            .unwrap();
+        counts.sort_by_key(|(state, _)| state.as_str());
+        assert_eq!(counts, [(JobState::Queued, 1), (JobState::Running, 1)]);
     }
 }

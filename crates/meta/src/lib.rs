@@ -30,6 +30,7 @@ mod lifecycle;
 mod migrate;
 mod quota;
 mod removal;
+mod replication;
 mod scans;
 pub mod snapshot;
 #[cfg(any(test, feature = "test-support"))]
@@ -52,6 +53,7 @@ pub use migrate::latest_known_version;
 use quota::{Change, Held, UsageChanges};
 pub use quota::{Quota, QuotaExceeded, QuotaResource, Recount, Usage};
 pub use removal::ProjectRemoval;
+pub use replication::{StoredRule, REPLICATION_RULES_COUNTER};
 pub use scans::ScanRecord;
 pub use usage::{ProjectUsage, RepositoryUsage, UsageFigures, UsageSnapshot, VersionSize};
 pub use vulndb::{StoredAdvisory, VulnDbImport, VulnDbSource, VulnDbStatus};
@@ -87,6 +89,10 @@ pub enum MetaError {
     #[error("metadata store unavailable: {0}")]
     Unavailable(String),
 }
+
+/// Adds one to the change counter `$1` (creating it at 1).
+const BUMP_CHANGE_COUNTER: &str = "INSERT INTO change_counters (name, version) VALUES ($1, 1) \
+     ON CONFLICT (name) DO UPDATE SET version = change_counters.version + 1";
 
 /// The actor scheduled runs (retention) are recorded as, in their history, events and audit.
 pub const SCHEDULER_ACTOR: &str = "scheduler";
@@ -542,13 +548,10 @@ impl MetaStore {
     /// Adds one to the change counter `name` (creating it at 1), for servers that cache what
     /// it counts to notice the change.
     pub async fn bump_change_counter(&self, name: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO change_counters (name, version) VALUES ($1, 1) \
-             ON CONFLICT (name) DO UPDATE SET version = change_counters.version + 1",
-        )
-        .bind(name)
-        .execute(&self.writer)
-        .await?;
+        sqlx::query(BUMP_CHANGE_COUNTER)
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 

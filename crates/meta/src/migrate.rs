@@ -60,6 +60,10 @@ const SQLITE: &[(i64, &str)] = &[
         18,
         include_str!("../migrations/sqlite/0018_signing_policies.sql"),
     ),
+    (
+        19,
+        include_str!("../migrations/sqlite/0019_replication_rules.sql"),
+    ),
 ];
 
 /// PostgreSQL starts at version 11 with the whole schema in one step (no PostgreSQL database
@@ -90,6 +94,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         18,
         include_str!("../migrations/postgres/0018_signing_policies.sql"),
+    ),
+    (
+        19,
+        include_str!("../migrations/postgres/0019_replication_rules.sql"),
     ),
 ];
 

@@ -156,6 +156,7 @@ impl MetaStore {
             "project_usage",
             "vulnerability_policies",
             "signing_policies",
+            "replication_rules",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE project = $1"))
                 .bind(name)

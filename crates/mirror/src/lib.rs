@@ -28,14 +28,16 @@ use std::time::{Duration, Instant};
 use gantry_client::{ClientError, RegistryClient, Transport};
 use gantry_jobs::{JobError, JobHandler, Progress as JobProgress};
 use gantry_meta::{JobRecord, NewJob, StoredManifest};
-use gantry_oci::{Digest, Reference, RepositoryName, Tag};
+use gantry_oci::{Digest, Reference, RepositoryName};
 use gantry_registry::{Listing, Registry, RegistryError};
-use gantry_signing::sources::fallback_tag;
 use gantry_storage::ByteStream;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::import::{Import, Origin};
+
 mod fetch;
+mod import;
 pub mod replication;
 pub mod upstream;
 
@@ -82,6 +84,15 @@ pub enum MirrorError {
     /// No replication rule has this name.
     #[error("no replication rule is named {0:?}; `gantry replication list` shows them")]
     RuleUnknown(String),
+    /// A replication rule given through the API is invalid.
+    #[error("the replication rule is invalid: {0}")]
+    RuleInvalid(String),
+    /// A replication rule of this name exists.
+    #[error("a replication rule named {0:?} exists; change it with PUT, or choose another name")]
+    RuleExists(String),
+    /// The rule is one of the config file's.
+    #[error("replication rule {0:?} is defined in the config file: change it there")]
+    RuleConfigured(String),
     /// A replication target failed.
     #[error("the target of replication rule {rule} failed: {reason}")]
     Target { rule: String, reason: String },
@@ -623,19 +634,21 @@ impl Mirror {
             )));
         };
         let digest: Digest = fill.digest.parse().map_err(RegistryError::from)?;
-        let stored = self.store_manifest(bound, &remote, &name, &digest).await?;
-        self.store_referrers(bound, &remote, &name, &digest).await?;
+        let origin = CacheOrigin {
+            mirror: self,
+            bound,
+        };
+        let import = Import {
+            registry: &self.registry,
+            origin: &origin,
+            remote: &remote,
+            name: &name,
+            actor: CACHE_ACTOR,
+        };
+        let stored = import.manifest(&digest).await?;
+        import.referrers(&digest).await?;
         if let Some(tag) = &fill.tag {
-            let tag = Tag::parse(tag).map_err(RegistryError::Tag)?;
-            self.registry
-                .put_manifest(
-                    &name,
-                    &Reference::Tag(tag.clone()),
-                    Some(&stored.media_type),
-                    &stored.content,
-                    CACHE_ACTOR,
-                )
-                .await?;
+            import.tag(tag, &stored).await?;
             remember(
                 &self.checked,
                 format!("{name}:{tag}"),
@@ -643,124 +656,6 @@ impl Mirror {
             );
         }
         Ok(())
-    }
-
-    /// Stores manifest `digest` of `name` unless it is: its blobs and child manifests
-    /// first, so it is never stored without them.
-    async fn store_manifest(
-        &self,
-        bound: &Bound,
-        remote: &str,
-        name: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<StoredManifest> {
-        let reference = Reference::Digest(digest.clone());
-        match self.registry.get_manifest(name, &reference).await {
-            Ok(cached) => return Ok(cached),
-            Err(RegistryError::ManifestUnknown(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let upstream = &bound.upstream.name;
-        let what = format!("manifest {name}@{digest}");
-        let mut fetched = bound
-            .client
-            .get_manifest(remote, &digest.to_string())
-            .await
-            .map_err(|e| self.failed(upstream, what, false, e))?;
-        let parsed = fetched
-            .parse(None)
-            .map_err(RegistryError::ManifestInvalid)?;
-        for child in &parsed.manifests {
-            Box::pin(self.store_manifest(bound, remote, name, &child.digest)).await?;
-        }
-        let blobs = parsed.config.iter().chain(&parsed.layers);
-        for blob in blobs {
-            self.store_blob(bound, remote, name, &blob.digest).await?;
-        }
-        self.registry
-            .put_manifest(
-                name,
-                &reference,
-                Some(&fetched.media_type),
-                &fetched.bytes,
-                CACHE_ACTOR,
-            )
-            .await?;
-        Ok(StoredManifest {
-            digest: digest.clone(),
-            media_type: fetched.media_type,
-            content: fetched.bytes.to_vec(),
-        })
-    }
-
-    /// Stores what refers to `digest` at the upstream: the manifests its referrers API lists,
-    /// the referrers fallback tag's index with the manifests it lists (where the upstream
-    /// lacks the API), and cosign's `.sig`, `.att` and `.sbom` manifests, under their tags.
-    async fn store_referrers(
-        &self,
-        bound: &Bound,
-        remote: &str,
-        name: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<()> {
-        let upstream = &bound.upstream.name;
-        let what = || format!("the referrers of {name}@{digest}");
-        let listed = bound
-            .client
-            .referrers(remote, digest)
-            .await
-            .map_err(|e| self.failed(upstream, what(), false, e))?;
-        for referrer in listed.into_iter().flatten() {
-            Box::pin(self.store_manifest(bound, remote, name, &referrer.digest)).await?;
-        }
-        let stem = fallback_tag(digest);
-        for tag in [
-            stem.clone(),
-            format!("{stem}.sig"),
-            format!("{stem}.att"),
-            format!("{stem}.sbom"),
-        ] {
-            let found = bound
-                .client
-                .find_manifest(remote, &tag)
-                .await
-                .map_err(|e| self.failed(upstream, what(), false, e))?;
-            let Some(found) = found else { continue };
-            let stored = self
-                .store_manifest(bound, remote, name, &found.digest)
-                .await?;
-            let tag = Tag::parse(&tag).map_err(RegistryError::Tag)?;
-            self.registry
-                .put_manifest(
-                    name,
-                    &Reference::Tag(tag),
-                    Some(&stored.media_type),
-                    &stored.content,
-                    CACHE_ACTOR,
-                )
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn store_blob(
-        &self,
-        bound: &Bound,
-        remote: &str,
-        name: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<()> {
-        match self.registry.stat_blob(name, digest).await {
-            Ok(_) => return Ok(()),
-            Err(RegistryError::BlobUnknown(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let joined = self
-            .fetches
-            .join(digest, self.source(bound, remote, name), false)?;
-        fetch::stored(joined.progress)
-            .await
-            .map_err(|reason| self.stored_failure(&bound.upstream.name, reason))
     }
 
     /// The fill job's handler.
@@ -777,6 +672,36 @@ fn remember<V>(table: &Mutex<HashMap<String, V>>, key: String, value: V) {
         table.clear();
     }
     table.insert(key, value);
+}
+
+/// An upstream as the origin of a fill: blobs through the shared fetches (one upstream
+/// request per digest however many clients and fills want it).
+struct CacheOrigin<'a> {
+    mirror: &'a Mirror,
+    bound: &'a Bound,
+}
+
+#[async_trait::async_trait]
+impl Origin for CacheOrigin<'_> {
+    fn client(&self) -> &RegistryClient {
+        &self.bound.client
+    }
+
+    fn failed(&self, what: String, blob: bool, e: ClientError) -> MirrorError {
+        self.mirror
+            .failed(&self.bound.upstream.name, what, blob, e)
+    }
+
+    async fn store_blob(&self, remote: &str, name: &RepositoryName, digest: &Digest) -> Result<()> {
+        let joined = self.mirror.fetches.join(
+            digest,
+            self.mirror.source(self.bound, remote, name),
+            false,
+        )?;
+        fetch::stored(joined.progress)
+            .await
+            .map_err(|reason| self.mirror.stored_failure(&self.bound.upstream.name, reason))
+    }
 }
 
 /// A `mirror-fill` job's payload.

@@ -261,7 +261,7 @@ impl Registry {
 
     /// The bytes of a small blob (`size` as its descriptor says, at most a manifest's
     /// limit).
-    pub(crate) async fn blob_bytes(&self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
+    pub async fn blob_bytes(&self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
         let mut bytes = Vec::with_capacity(size.min(manifest::MAX_MANIFEST_BYTES as u64) as usize);
         let mut stream = self.read_blob(digest, 0..size).await?;
         while let Some(chunk) = futures::StreamExt::next(&mut stream).await {

@@ -223,6 +223,10 @@ fn classify_mirror(e: &MirrorError) -> (StatusCode, ErrorCode) {
         }
         MirrorError::ReadOnly { .. } => (StatusCode::FORBIDDEN, ErrorCode::Denied),
         MirrorError::RuleUnknown(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+        MirrorError::RuleInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+        MirrorError::RuleExists(_) | MirrorError::RuleConfigured(_) => {
+            (StatusCode::CONFLICT, ErrorCode::Conflict)
+        }
         MirrorError::Config(_) | MirrorError::Spool(_) | MirrorError::Target { .. } => {
             (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError)
         }

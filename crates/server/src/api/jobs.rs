@@ -54,12 +54,12 @@ async fn list_jobs(
     let filter = JobFilter {
         kind: params.kind,
         state: job_state,
-        subject: None,
         before_id: params
             .before
             .map(|id| within("before", id, limits::ROW_ID))
             .transpose()?,
         limit: within("limit", params.limit.unwrap_or(50), limits::LIST_LIMIT)?,
+        ..JobFilter::default()
     };
     let jobs = state.registry.jobs(&filter).await?;
     ok(json!({ "jobs": jobs }))

@@ -486,6 +486,26 @@ mod tests {
                 range!(limits::LIST_LIMIT),
             ),
             (
+                "GET /api/v1/replication/{rule}/items run".into(),
+                range!(limits::ROW_ID),
+            ),
+            (
+                "GET /api/v1/replication/{rule}/runs limit".into(),
+                range!(limits::LIST_LIMIT),
+            ),
+            (
+                format!("{schemas}/ReplicationRuleSpec.bandwidth_mib"),
+                range!(gantry_mirror::replication::BANDWIDTH_MIB),
+            ),
+            (
+                format!("{schemas}/ReplicationRuleSpec.most_pulled.count"),
+                range!(gantry_mirror::replication::MOST_PULLED_COUNT),
+            ),
+            (
+                format!("{schemas}/ReplicationRuleSpec.most_pulled.days"),
+                range!(gantry_mirror::replication::MOST_PULLED_DAYS),
+            ),
+            (
                 "GET /api/v1/projects/{project}/repositories limit".into(),
                 range!(limits::BROWSE_LIMIT),
             ),
