@@ -92,7 +92,11 @@ impl Sealer {
             .map_err(|_| SealError::Malformed)?;
         let opened = self
             .key
-            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut bytes[NONCE_LEN..])
+            .open_in_place(
+                nonce,
+                Aad::from(context.as_bytes()),
+                &mut bytes[NONCE_LEN..],
+            )
             .map_err(|_| SealError::WrongKey)?;
         String::from_utf8(opened.to_vec()).map_err(|_| SealError::Malformed)
     }

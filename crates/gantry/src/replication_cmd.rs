@@ -31,10 +31,12 @@ rule adds `edge_project` and `most_pulled = { count = 10, days = 7 }`.";
 #[derive(Subcommand)]
 pub enum ReplicationCommand {
     /// The rules of this kind, from the config file and the API.
-    #[command(long_about = "The rules of this kind, from the config file (`[[replication]]`, \
+    #[command(
+        long_about = "The rules of this kind, from the config file (`[[replication]]`, \
         `[[preheat]]`: read only here) and the API.\n\n\
         System administrators see every rule; a project's administrators see its rules with \
-        --project.")]
+        --project."
+    )]
     List {
         /// Only this project's rules.
         #[arg(long)]

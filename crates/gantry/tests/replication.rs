@@ -1,7 +1,8 @@
-//! Push replication (`[[replication]]`): what is pushed to a Gantry is copied to another
-//! registry — Debian's docker-registry (CNCF Distribution 2.8), which has no referrers API —
-//! with its signature and SBOM, as the rule's selectors say; deletions follow when asked; a
-//! target that is down gets the push once it is back.
+//! Replication (`[[replication]]` and rules made through the REST API): what is pushed to a
+//! Gantry is copied to another registry — Debian's docker-registry (CNCF Distribution 2.8),
+//! which has no referrers API — with its signature and SBOM, as the rule's selectors say;
+//! deletions follow when asked; a target that is down gets the push once it is back. Pull
+//! rules copy from another Gantry; preheat rules warm an edge cache.
 
 mod common;
 
@@ -184,7 +185,10 @@ async fn pushes_are_replicated_with_their_signatures_as_filtered_and_deletions_f
         assert_eq!(r.status(), StatusCode::ACCEPTED);
     }
     let out = gantry(&s, &["replication", "run", "edge"]);
-    assert!(out.contains("items of edge queued"), "{out}");
+    assert!(
+        out.contains("Run ") && out.contains("of edge started"),
+        "{out}"
+    );
     until_status(&addr, "team/app", "v1", StatusCode::OK).await;
     until_status(&nightly.1, "team/app", "v1", StatusCode::OK).await;
     let listed = gantry(&s, &["replication", "list"]);
@@ -438,4 +442,254 @@ async fn a_signed_only_rule_replicates_an_image_once_a_trusted_key_signed_it() {
         v1["result"]["skipped"], "not signed by a key its project trusts",
         "{v1}"
     );
+}
+
+/// Pushes an image to `repository:tag` whose config carries `labels`.
+async fn push_labelled(s: &Server, repository: &str, tag: &str, labels: serde_json::Value) {
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": { "Labels": labels },
+    }))
+    .unwrap();
+    let layer = format!("layer of {repository}:{tag}").into_bytes();
+    push_blob(s, repository, &config).await;
+    push_blob(s, repository, &layer).await;
+    let manifest = image_manifest(&config, &[&layer]);
+    let r = put_manifest(s, repository, tag, media_type::OCI_MANIFEST, &manifest).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// Rules made through the REST API (issue 15): a pull rule with credentials, given on the CLI
+/// with `--password-stdin` and stored sealed, runs once at its `at` time and copies the
+/// remote's tag into its project, with the signature; its run is in the history with its
+/// items. A push rule with a label selector made by a project's administrator sends only the
+/// labelled image. A project's administrator manages that project's rules only; a rule of the
+/// config file cannot be changed through the API.
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_made_through_the_api_pull_at_their_time_and_push_by_label_with_sealed_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let dist = Distribution::start(dir);
+    let config = dir.join("gantry.toml");
+    std::fs::write(
+        &config,
+        "[[replication]]\nname = \"edge\"\nurl = \"http://127.0.0.1:9\"\n\
+         repositories = { include = [\"elsewhere/*\"] }\n",
+    )
+    .unwrap();
+    let s = Server::start_configured(&[("GANTRY_CONFIG", config.to_str().unwrap())]);
+    let remote = Server::start();
+    api_create_project(&remote, "team", false).await;
+    let secret = "puller-Secret-4711";
+    api_create_user(&remote, "puller", secret, false).await;
+    api_set_role(&remote, "team", "puller", "guest").await;
+    let (_, v1_digest) = push_image(&remote, "team/app", "v1", "remote-one").await;
+    let sig_tag = push_cosign_signature(&remote, "team/app", &v1_digest.to_string()).await;
+    push_image(&remote, "team/app", "dev-1", "remote-dev").await;
+
+    api_create_project(&s, "mirror", false).await;
+    api_create_project(&s, "team", false).await;
+    api_create_user(&s, "lead", "lead-password-1", false).await;
+    api_set_role(&s, "team", "lead", "project-admin").await;
+    api_create_user(&s, "dev", "dev-password-1", false).await;
+    api_set_role(&s, "team", "dev", "developer").await;
+
+    // The pull rule, from the CLI, its password from stdin, due in three seconds.
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    let at = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let rule_file = dir.join("pull.toml");
+    std::fs::write(
+        &rule_file,
+        format!(
+            "name = \"from-remote\"\nkind = \"pull\"\nurl = \"http://{}\"\n\
+             username = \"puller\"\nproject = \"mirror\"\n\
+             repositories = {{ include = [\"team/app\"] }}\ntags = {{ include = [\"v*\"] }}\n\
+             at = \"{at}\"\n",
+            remote.addr
+        ),
+    )
+    .unwrap();
+    let mut create = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "replication",
+            "create",
+            rule_file.to_str().unwrap(),
+            "--password-stdin",
+        ])
+        .env("GANTRY_REGISTRY", &s.addr)
+        .env("GANTRY_USERNAME", "admin")
+        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(create.stdin.take().unwrap(), "{secret}").unwrap();
+    let out = create.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value =
+        serde_json::from_str(&gantry(&s, &["replication", "show", "from-remote"])).unwrap();
+    assert_eq!(shown["source"], "api");
+    assert_eq!(shown["username"], "puller");
+    assert!(shown.get("password").is_none(), "{shown}");
+    if !replicated() {
+        // The database holds the password sealed: no file of the data directory has it.
+        for entry in std::fs::read_dir(&s.data_dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{} holds the password in the clear",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    // At its time the run pulls v1 (not dev-1) with its signature into the project.
+    let pulled = |reference: String| {
+        let s = &s;
+        async move {
+            let r = http()
+                .get(s.url(&format!("/v2/mirror/team/app/manifests/{reference}")))
+                .header("accept", media_type::OCI_MANIFEST)
+                .send()
+                .await
+                .unwrap();
+            (r.status() == StatusCode::OK)
+                .then(|| header(&r, "docker-content-digest").map(str::to_string))
+        }
+    };
+    let got = eventually(Duration::from_secs(30), "v1 pulled at its time", || {
+        pulled("v1".into())
+    })
+    .await;
+    assert_eq!(got.as_deref(), Some(v1_digest.to_string().as_str()));
+    eventually(Duration::from_secs(30), "the signature pulled", || {
+        pulled(sig_tag.clone())
+    })
+    .await;
+    assert!(
+        pulled("dev-1".into()).await.is_none(),
+        "dev-1 is not selected"
+    );
+    let runs = eventually(Duration::from_secs(30), "the run done", || async {
+        let out = gantry(&s, &["replication", "runs", "from-remote", "--json"]);
+        let runs: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let run = runs["runs"].as_array()?.first()?.clone();
+        (run["succeeded"] == 1).then_some(runs)
+    })
+    .await;
+    let run = &runs["runs"][0];
+    assert_eq!(run["trigger"], "at", "{runs}");
+    assert_eq!(run["items"], 1, "{runs}");
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        1,
+        "at fires once: {runs}"
+    );
+    let run_id = run["id"].to_string();
+    let items = gantry(
+        &s,
+        &[
+            "replication",
+            "items",
+            "from-remote",
+            "--run",
+            &run_id,
+            "--json",
+        ],
+    );
+    let items: serde_json::Value = serde_json::from_str(&items).unwrap();
+    assert_eq!(items["items"][0]["tag"], "v1", "{items}");
+    assert_eq!(items["items"][0]["state"], "succeeded", "{items}");
+
+    // A project administrator adds a push rule of the project with a label selector; only
+    // the image labelled tier=prod reaches the target.
+    let lead = http_as("lead", "lead-password-1");
+    let push_rule = json!({
+        "name": "prod-only",
+        "url": format!("http://{}", dist.1),
+        "project": "team",
+        "labels": ["tier=prod"],
+    });
+    let r = lead
+        .post(s.url("/api/v1/replication"))
+        .json(&push_rule)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let system_wide = json!({"name": "everything", "url": format!("http://{}", dist.1)});
+    let r = lead
+        .post(s.url("/api/v1/replication"))
+        .json(&system_wide)
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    push_labelled(&s, "team/svc", "v1", json!({"tier": "prod"})).await;
+    push_labelled(&s, "team/svc", "v2", json!({"tier": "dev"})).await;
+    until_status(&dist.1, "team/svc", "v1", StatusCode::OK).await;
+    let items = items_once(&s, "replication", "prod-only", |items| {
+        items.len() == 2 && items.iter().all(|i| i["state"] == "succeeded")
+    })
+    .await;
+    let v2 = items.iter().find(|i| i["tag"] == "v2").unwrap();
+    assert_eq!(v2["result"]["skipped"], "the labels do not match", "{v2}");
+    assert_eq!(
+        status_at(&dist.1, "team/svc", "v2").await,
+        StatusCode::NOT_FOUND
+    );
+
+    // Who sees what: the project's administrator its rules only, a developer none.
+    let listed = |client: reqwest::Client, path: &'static str| {
+        let url = s.url(path);
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let r = listed(lead.clone(), "/api/v1/replication?project=team").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rules: serde_json::Value = r.json().await.unwrap();
+    let names: Vec<&str> = rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["prod-only"]);
+    let r = listed(lead.clone(), "/api/v1/replication").await;
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    let dev = http_as("dev", "dev-password-1");
+    let r = listed(dev, "/api/v1/replication?project=team").await;
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    let r = lead
+        .delete(s.url("/api/v1/replication/from-remote"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+
+    // A config file's rule is read only here; an API rule is deleted.
+    let r = http()
+        .delete(s.url("/api/v1/replication/edge"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::CONFLICT, "CONFLICT").await;
+    gantry(&s, &["replication", "delete", "from-remote"]);
+    let listed = gantry(&s, &["replication", "list", "--json"]);
+    assert!(
+        !listed.contains("from-remote") && listed.contains("prod-only"),
+        "{listed}"
+    );
+    drop(dist);
 }

@@ -552,7 +552,11 @@ mod tests {
             subject: Some(subject.to_string()),
             ..job("replication")
         };
-        let first = store.enqueue_job(&about("r:a:run:1")).await.unwrap().unwrap();
+        let first = store
+            .enqueue_job(&about("r:a:run:1"))
+            .await
+            .unwrap()
+            .unwrap();
         store.enqueue_job(&about("r:a:run:1")).await.unwrap();
         store.enqueue_job(&about("r:a:events")).await.unwrap();
         store.enqueue_job(&about("r:ab:events")).await.unwrap();

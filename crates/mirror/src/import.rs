@@ -21,8 +21,7 @@ pub(crate) trait Origin: Send + Sync {
     fn failed(&self, what: String, blob: bool, e: ClientError) -> MirrorError;
 
     /// Stores blob `digest` of the origin's `remote` repository in `name`, which lacks it.
-    async fn store_blob(&self, remote: &str, name: &RepositoryName, digest: &Digest)
-        -> Result<()>;
+    async fn store_blob(&self, remote: &str, name: &RepositoryName, digest: &Digest) -> Result<()>;
 }
 
 /// One import: the origin's `remote` repository into `name` here, recorded as by `actor`.

@@ -688,8 +688,7 @@ impl Origin for CacheOrigin<'_> {
     }
 
     fn failed(&self, what: String, blob: bool, e: ClientError) -> MirrorError {
-        self.mirror
-            .failed(&self.bound.upstream.name, what, blob, e)
+        self.mirror.failed(&self.bound.upstream.name, what, blob, e)
     }
 
     async fn store_blob(&self, remote: &str, name: &RepositoryName, digest: &Digest) -> Result<()> {
@@ -698,9 +697,10 @@ impl Origin for CacheOrigin<'_> {
             self.mirror.source(self.bound, remote, name),
             false,
         )?;
-        fetch::stored(joined.progress)
-            .await
-            .map_err(|reason| self.mirror.stored_failure(&self.bound.upstream.name, reason))
+        fetch::stored(joined.progress).await.map_err(|reason| {
+            self.mirror
+                .stored_failure(&self.bound.upstream.name, reason)
+        })
     }
 }
 

@@ -302,8 +302,8 @@ fn bind(mut spec: RuleSpec, transport: &Transport) -> Result<Bound, String> {
             spec.name
         ));
     }
-    let parsed = url::Url::parse(&spec.url)
-        .map_err(|e| format!("url {:?} is not a URL ({e})", spec.url))?;
+    let parsed =
+        url::Url::parse(&spec.url).map_err(|e| format!("url {:?} is not a URL ({e})", spec.url))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(format!("url {:?} must be http(s)://host[:port]", spec.url));
     }
@@ -330,18 +330,34 @@ fn bind(mut spec: RuleSpec, transport: &Transport) -> Result<Bound, String> {
     };
     only("deletions", spec.deletions, &[RuleKind::Push])?;
     only("signed_only", spec.signed_only, &[RuleKind::Push])?;
-    only("labels", !spec.labels.is_empty(), &[RuleKind::Push, RuleKind::Preheat])?;
+    only(
+        "labels",
+        !spec.labels.is_empty(),
+        &[RuleKind::Push, RuleKind::Preheat],
+    )?;
     only(
         "bandwidth_mib",
         spec.bandwidth_mib.is_some(),
         &[RuleKind::Push, RuleKind::Pull],
     )?;
-    only("edge_project", spec.edge_project.is_some(), &[RuleKind::Preheat])?;
-    only("most_pulled", spec.most_pulled.is_some(), &[RuleKind::Preheat])?;
+    only(
+        "edge_project",
+        spec.edge_project.is_some(),
+        &[RuleKind::Preheat],
+    )?;
+    only(
+        "most_pulled",
+        spec.most_pulled.is_some(),
+        &[RuleKind::Preheat],
+    )?;
     if kind != RuleKind::Push && spec.project.is_none() {
         return Err(format!(
             "a {} rule needs a project (where it {})",
-            if kind == RuleKind::Pull { "pull" } else { "preheat" },
+            if kind == RuleKind::Pull {
+                "pull"
+            } else {
+                "preheat"
+            },
             if kind == RuleKind::Pull {
                 "stores what it pulls"
             } else {
@@ -394,8 +410,8 @@ fn bind(mut spec: RuleSpec, transport: &Transport) -> Result<Bound, String> {
         })),
         None => None,
     };
-    let client = RegistryClient::new(&spec.url, transport, credentials)
-        .map_err(|e| e.to_string())?;
+    let client =
+        RegistryClient::new(&spec.url, transport, credentials).map_err(|e| e.to_string())?;
     Ok(Bound {
         spec,
         source: RuleSource::Config,
@@ -569,7 +585,10 @@ impl Replicator {
             broken(unread, format!("the stored rule does not read: {e}"))
         })?;
         if self.configured.iter().any(|b| b.spec.name == row.name) {
-            return Err(broken(spec, "a rule of the config file has this name".into()));
+            return Err(broken(
+                spec,
+                "a rule of the config file has this name".into(),
+            ));
         }
         if let Some(sealed) = &row.sealed_password {
             match self.sealer.open(&row.name, sealed) {
@@ -586,7 +605,8 @@ impl Replicator {
 
     /// Takes the events recorded since the last fan-out (by any server) and enqueues an item
     /// for each push rule that wants each, moving the outbox cursor in the same transaction;
-    /// returns how many items were enqueued. With no push rules, nothing is read.
+    /// returns how many items were enqueued. Without push rules the cursor moves all the
+    /// same: a rule takes the pushes from when it was made on (a run copies what was there).
     pub async fn fan_out(&self) -> Result<usize, MirrorError> {
         let rules = self.current(false).await?;
         let push: Vec<&Bound> = rules
@@ -595,9 +615,6 @@ impl Replicator {
             .filter(|b| b.spec.kind == RuleKind::Push)
             .map(|b| b.as_ref())
             .collect();
-        if push.is_empty() {
-            return Ok(0);
-        }
         let meta = self.registry.meta();
         let (cursor, events) = meta
             .events_after_cursor(CONSUMER, FAN_OUT_BATCH)
@@ -778,7 +795,11 @@ impl Replicator {
     /// What a preheat rule selects: the project's tags its selectors and labels take, or the
     /// most pulled of them.
     async fn preheat_selection(&self, bound: &Bound) -> Result<Vec<Item>, MirrorError> {
-        let project = bound.spec.project.as_deref().expect("preheat rules have one");
+        let project = bound
+            .spec
+            .project
+            .as_deref()
+            .expect("preheat rules have one");
         let rows = self
             .registry
             .meta()
@@ -1068,10 +1089,9 @@ impl Replicator {
                 .as_ref()
                 .and_then(|s| s.firing_between(after, until))
                 .map(|at| ("schedule", at));
-            let once = b
-                .at
-                .filter(|at| (after + 1..=until).contains(at))
-                .map(|at| ("at", at));
+            let once =
+                b.at.filter(|at| (after + 1..=until).contains(at))
+                    .map(|at| ("at", at));
             for (trigger, fired_at) in scheduled.into_iter().chain(once) {
                 let added_now = self
                     .registry
@@ -1182,7 +1202,12 @@ impl Replicator {
 
     /// Pulls one item of a pull rule from its registry into the rule's project: the manifest
     /// with everything it references, what refers to it there, then the tag.
-    async fn pull(&self, bound: &Bound, item: &Item, digest: &Digest) -> Result<Value, MirrorError> {
+    async fn pull(
+        &self,
+        bound: &Bound,
+        item: &Item,
+        digest: &Digest,
+    ) -> Result<Value, MirrorError> {
         let project = bound.spec.project.as_deref().expect("pull rules have one");
         let name = gantry_registry::parse_name(&local_name(project, &item.repository))?;
         let origin = PullOrigin {

@@ -112,7 +112,10 @@ async fn create_rule(
         .record_change(
             &actor,
             "replication.create",
-            &format!("rule {} ({:?}) to {}", view.spec.name, view.spec.kind, view.spec.url),
+            &format!(
+                "rule {} ({:?}) to {}",
+                view.spec.name, view.spec.kind, view.spec.url
+            ),
             project.as_deref(),
         )
         .await;
@@ -134,7 +137,13 @@ async fn replace_rule(
     }
     authorize_rule(&state, &actor, &rule, "change replication rules").await?;
     let project = spec.project.clone();
-    authorize(&state, &actor, project.as_deref(), "change replication rules").await?;
+    authorize(
+        &state,
+        &actor,
+        project.as_deref(),
+        "change replication rules",
+    )
+    .await?;
     let view = state.replicator.save(spec, true, actor.name()).await?;
     state
         .access
@@ -159,7 +168,12 @@ async fn delete_rule(
     state.replicator.delete(&rule).await?;
     state
         .access
-        .record_change(&actor, "replication.delete", &format!("rule {rule}"), project)
+        .record_change(
+            &actor,
+            "replication.delete",
+            &format!("rule {rule}"),
+            project,
+        )
         .await;
     no_content()
 }
