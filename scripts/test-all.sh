@@ -117,7 +117,8 @@ if [ $# -eq 0 ]; then
   echo "test-all: the integration tests again, against three replicas behind nginx" >&2
   GANTRY_TEST_REPLICAS=3 cargo test --workspace --locked --no-fail-fast --test conformance --test clients \
     --test access --test audit --test lifecycle --test archive --test browse --test deletion \
-    --test replicas --test signing --test webhooks -- --include-ignored || failed_stages+=("three replicas")
+    --test replicas --test signing --test webhooks --test mirror --test replication --test buildkit_cache \
+    -- --include-ignored || failed_stages+=("three replicas")
 fi
 if [ ${#failed_stages[@]} -gt 0 ]; then
   echo "test-all: tests failed in: ${failed_stages[*]}" >&2

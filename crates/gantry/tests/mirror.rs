@@ -170,28 +170,31 @@ async fn until_cached(server: &Server, repository: &str, tag: &str) {
     .await;
 }
 
-/// The value of metric `name` whose labels include every one of `labels` (`key="value"`).
+/// The value of metric `name` whose labels include every one of `labels` (`key="value"`),
+/// summed over the replicas (each counts what it answered).
 async fn metric(server: &Server, name: &str, labels: &[&str]) -> f64 {
-    let text = http()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")))
-        .filter(|line| labels.iter().all(|label| line.contains(label)))
-        .find_map(|line| line.rsplit_once(' ')?.1.parse().ok())
-        .unwrap_or(0.0)
+    let mut sum = 0.0;
+    for i in 0..server.replicas() {
+        let text = http()
+            .get(format!("{}/metrics", server.replica_base(i)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        sum += text
+            .lines()
+            .filter(|line| line.starts_with(&format!("{name}{{")))
+            .filter(|line| labels.iter().all(|label| line.contains(label)))
+            .find_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    }
+    sum
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cached_images_pull_through_the_mirror_with_the_origin_stopped() {
-    if single_process_only("the pull-through cache's fetches are per server") {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let origin = Distribution::start(dir);
@@ -365,9 +368,6 @@ async fn cached_images_pull_through_the_mirror_with_the_origin_stopped() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_429_reaches_only_what_the_cache_lacks() {
-    if single_process_only("the pull-through cache's fetches are per server") {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let origin = Distribution::start(dir);
@@ -433,9 +433,6 @@ async fn an_upstream_429_reaches_only_what_the_cache_lacks() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_cold_pulls_of_one_blob_reach_the_origin_once_and_stream_before_it_is_complete() {
-    if single_process_only("the pull-through cache's fetches are per server") {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let origin = Distribution::start(dir);
@@ -516,9 +513,6 @@ async fn twenty_cold_pulls_of_one_blob_reach_the_origin_once_and_stream_before_i
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_asking_for_bearer_tokens_is_pulled_through_with_its_credentials() {
-    if single_process_only("the pull-through cache's fetches are per server") {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let origin = Distribution::start(dir);
@@ -554,9 +548,6 @@ async fn an_upstream_asking_for_bearer_tokens_is_pulled_through_with_its_credent
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gantry_origins_multi_arch_image_is_cached_with_its_platforms_and_referrers() {
-    if single_process_only("the pull-through cache's fetches are per server") {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let mut origin = Server::start();

@@ -23,6 +23,7 @@ mod blob_locks;
 mod browse;
 mod credentials;
 mod events;
+mod fetch_leases;
 mod gc;
 mod identity;
 mod jobs;

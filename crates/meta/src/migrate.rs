@@ -64,6 +64,10 @@ const SQLITE: &[(i64, &str)] = &[
         19,
         include_str!("../migrations/sqlite/0019_replication_rules.sql"),
     ),
+    (
+        20,
+        include_str!("../migrations/sqlite/0020_upstream_fetches.sql"),
+    ),
 ];
 
 /// PostgreSQL starts at version 11 with the whole schema in one step (no PostgreSQL database
@@ -98,6 +102,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         19,
         include_str!("../migrations/postgres/0019_replication_rules.sql"),
+    ),
+    (
+        20,
+        include_str!("../migrations/postgres/0020_upstream_fetches.sql"),
     ),
 ];
 

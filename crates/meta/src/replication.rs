@@ -112,7 +112,7 @@ async fn bump_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::store;
+    use crate::testing::fresh_store;
 
     fn rule(name: &str, definition: &str) -> StoredRule {
         StoredRule {
@@ -127,7 +127,7 @@ mod tests {
 
     #[tokio::test]
     async fn rules_are_added_once_replaced_and_deleted_and_each_change_is_counted() {
-        let (_dir, store) = store().await;
+        let (_dir, _, store) = fresh_store().await;
         let before = store
             .change_counter(REPLICATION_RULES_COUNTER)
             .await

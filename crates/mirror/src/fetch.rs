@@ -1,4 +1,7 @@
-//! Blob fetches from an upstream, one per digest however many ask at once. The fetch writes
+//! Blob fetches from an upstream, one per digest however many ask at once — across the
+//! servers sharing a database too: one holds the fetch's lease (renewed while it runs, taken
+//! over once it ran out) and fetches; the others wait until it stored the blob, then serve it
+//! from the registry (their first byte comes once the blob is complete). The fetch writes
 //! the upstream's bytes to a spool file and announces how far it got; every client that asks
 //! meanwhile reads the spool file behind it (the first byte reaches the first client before
 //! the blob is complete, and memory stays one read buffer per client). Once the bytes are
@@ -26,6 +29,10 @@ use crate::{upstream_failure, MirrorError, UpstreamFailure};
 
 /// How much a client reads from the spool at a time.
 const READ_SIZE: usize = 1024 * 1024;
+/// How long a fetch's lease lasts unless renewed (renewed every third of it).
+const LEASE: std::time::Duration = std::time::Duration::from_secs(15);
+/// How often a server waiting for another's fetch looks whether the blob is stored.
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 /// How many bytes a client waits for before it reads the spool (unless the fetch is done):
 /// fewer, larger reads.
 const MIN_READ: u64 = 128 * 1024;
@@ -45,7 +52,8 @@ pub(crate) struct Progress {
     pub complete: bool,
     /// The fetch failed, before or while receiving.
     pub failed: Option<UpstreamFailure>,
-    /// Whether storing the complete blob succeeded (`None` while not tried yet).
+    /// Whether storing the complete blob succeeded (`None` while not tried yet); `Ok` without
+    /// `started` when another server fetched and stored it.
     pub stored: Option<Result<(), String>>,
 }
 
@@ -59,6 +67,8 @@ pub(crate) struct Fetch {
 pub(crate) struct Fetches {
     spool: PathBuf,
     running: Mutex<HashMap<Digest, Arc<Fetch>>>,
+    /// This server's name in fetch leases.
+    owner: String,
 }
 
 /// What fetching a blob gives its caller: the running fetch's progress and, when asked for,
@@ -82,6 +92,7 @@ impl Fetches {
         Fetches {
             spool,
             running: Mutex::default(),
+            owner: uuid::Uuid::new_v4().to_string(),
         }
     }
 
@@ -110,7 +121,20 @@ impl Fetches {
                 let fetches = self.clone();
                 let digest = digest.clone();
                 tokio::spawn(async move {
-                    run(&source, &digest, (file, &path), sender).await;
+                    let target = format!("{}@{digest}", source.name);
+                    if lead_or_wait(&source, &digest, &target, &fetches.owner, &sender).await {
+                        let renewing = tokio::spawn(renew(
+                            source.registry.clone(),
+                            target.clone(),
+                            fetches.owner.clone(),
+                        ));
+                        run(&source, &digest, (file, &path), sender).await;
+                        renewing.abort();
+                        let meta = source.registry.meta();
+                        if let Err(e) = meta.release_fetch_lease(&target, &fetches.owner).await {
+                            tracing::warn!(%target, error = %e, "cannot release a fetch lease (it runs out)");
+                        }
+                    }
                     // Readers that have the file open keep reading it after the unlink; new
                     // ones find the blob stored (or start again).
                     fetches.running.lock().remove(&digest);
@@ -128,6 +152,78 @@ impl Fetches {
             progress: fetch.progress.clone(),
             file,
         })
+    }
+}
+
+/// Whether this server fetches `target` (it holds the lease, or the database cannot say):
+/// otherwise waits until the server that fetches it stored it (announced as `stored` without
+/// `started`), taking the lease over should that server stop renewing it.
+async fn lead_or_wait(
+    source: &Source,
+    digest: &Digest,
+    target: &str,
+    owner: &str,
+    progress: &watch::Sender<Progress>,
+) -> bool {
+    let lease_ms = LEASE.as_millis() as i64;
+    loop {
+        let now = gantry_meta::now_ms();
+        match source
+            .registry
+            .meta()
+            .claim_fetch_lease(target, owner, now, lease_ms)
+            .await
+        {
+            Ok(true) => {
+                // The lease may be free because another server just stored the blob.
+                if source
+                    .registry
+                    .stat_blob(&source.name, digest)
+                    .await
+                    .is_err()
+                {
+                    return true;
+                }
+                let _ = source
+                    .registry
+                    .meta()
+                    .release_fetch_lease(target, owner)
+                    .await;
+                progress.send_modify(|p| p.stored = Some(Ok(())));
+                return false;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(%target, error = %e, "cannot take a fetch lease: fetching anyway");
+                return true;
+            }
+        }
+        if source
+            .registry
+            .stat_blob(&source.name, digest)
+            .await
+            .is_ok()
+        {
+            progress.send_modify(|p| p.stored = Some(Ok(())));
+            return false;
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+/// Renews the lease of `target` every third of its length, until aborted.
+async fn renew(registry: Arc<Registry>, target: String, owner: String) {
+    let lease_ms = LEASE.as_millis() as i64;
+    loop {
+        tokio::time::sleep(LEASE / 3).await;
+        let now = gantry_meta::now_ms();
+        if let Err(e) = registry
+            .meta()
+            .claim_fetch_lease(&target, &owner, now, lease_ms)
+            .await
+        {
+            tracing::warn!(%target, error = %e, "cannot renew a fetch lease");
+        }
     }
 }
 
@@ -295,12 +391,13 @@ pub(crate) fn follow(file: std::fs::File, progress: watch::Receiver<Progress>) -
     ))
 }
 
-/// Waits until the fetch has started (the upstream answered) or failed.
+/// Waits until the fetch has started (the upstream answered), failed, or found the blob
+/// stored by another server (`stored` without `started`).
 pub(crate) async fn started(
     progress: &mut watch::Receiver<Progress>,
 ) -> Result<Progress, UpstreamFailure> {
     let now = progress
-        .wait_for(|p| p.started || p.failed.is_some())
+        .wait_for(|p| p.started || p.failed.is_some() || p.stored.is_some())
         .await
         .map(|p| p.clone())
         .unwrap_or_else(|_| progress.borrow().clone());

@@ -247,13 +247,16 @@ impl Mirror {
                 .await
                 .map_err(RegistryError::from)?
             {
-                None => {
-                    meta.create_project(&upstream.project, upstream.public, None)
-                        .await
-                        .map_err(RegistryError::from)?;
-                    tracing::info!(project = %upstream.project, upstream = %upstream.name,
-                        url = %upstream.url, "created the pull-through cache project");
-                }
+                None => match meta
+                    .create_project(&upstream.project, upstream.public, None)
+                    .await
+                {
+                    Ok(_) => tracing::info!(project = %upstream.project, upstream = %upstream.name,
+                        url = %upstream.url, "created the pull-through cache project"),
+                    // Another replica starting at the same time made it.
+                    Err(gantry_meta::MetaError::Conflict(_)) => {}
+                    Err(e) => return Err(RegistryError::from(e).into()),
+                },
                 Some(project) if project.public != upstream.public => {
                     meta.set_project_public(&upstream.project, upstream.public)
                         .await
@@ -551,6 +554,10 @@ impl Mirror {
             Ok(started) => started,
             Err(failure) => return Err(self.blob_failure(failure, what)),
         };
+        if !started.started {
+            // Another server fetched and stored it.
+            return Ok(BlobAnswer::Cached);
+        }
         let file = joined.file.expect("opened when not ranged");
         Ok(BlobAnswer::Streaming {
             size: started.size,
