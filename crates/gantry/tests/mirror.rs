@@ -674,3 +674,43 @@ async fn a_gantry_origins_multi_arch_image_is_cached_with_its_platforms_and_refe
         .arg(format!("docker://{}/origin/team/multi:v1", server.addr))
         .arg(format!("oci:{}:v1", pulled_again.display())));
 }
+
+/// What refers to a cached image and reaches the upstream later (a signature made after the
+/// image was cached) is cached once a pull revalidates the image's tag.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signature_made_after_the_image_was_cached_arrives_when_its_tag_is_revalidated() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let origin = Distribution::start(dir);
+    let pushed = push_to_origin(dir, &origin.1, "team/app:v1", &[("etc/motd", b"early")]);
+    let server = start_mirror(dir, &origin.1);
+    let r = get(&server, "/v2/origin/team/app/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    until_cached(&server, "origin/team/app", "v1").await;
+    let signature_tag = push_signature_to(&origin.1, "team/app", &pushed).await;
+    let referrers = || async {
+        let listed = get_json(
+            &server,
+            &format!("/api/v1/repositories/origin%2Fteam%2Fapp/artifacts/{pushed}"),
+        )
+        .await;
+        listed["referrers"].as_array().cloned().unwrap_or_default()
+    };
+    assert!(referrers().await.is_empty(), "not signed when cached");
+    // Past the revalidation interval (1 s), a pull asks the upstream about the tag.
+    eventually(
+        Duration::from_secs(30),
+        "the later signature cached",
+        || async {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let r = get(&server, "/v2/origin/team/app/manifests/v1").await;
+            assert_eq!(r.status(), StatusCode::OK);
+            referrers()
+                .await
+                .iter()
+                .any(|r| r["tag"] == signature_tag.as_str())
+                .then_some(())
+        },
+    )
+    .await;
+}

@@ -16,7 +16,9 @@
 //!   and the failure logged and counted; only what the cache lacks reports the upstream's
 //!   failure, as what it is;
 //! - what refers to a cached image at the upstream (signatures, SBOMs: by the referrers API,
-//!   the referrers fallback tag, cosign's `.sig`/`.att`/`.sbom` tags) is stored with it.
+//!   the referrers fallback tag, cosign's `.sig`/`.att`/`.sbom` tags) is stored with it, and
+//!   looked for again (at most hourly) when a pull revalidates a tag of it, so a signature
+//!   made after the image was cached arrives too.
 //!
 //! What is cached is ordinary content of its project: quotas, retention, GC, scans and the
 //! pull gates apply to it. The cache project takes no pushes.
@@ -53,6 +55,9 @@ pub const DEFAULT_REVALIDATE_AFTER: Duration = Duration::from_secs(60);
 const FILL_ATTEMPTS: u32 = 3;
 /// Fills of one manifest enqueued within this many seconds are one job.
 const FILL_KEY_WINDOW_SECS: i64 = 300;
+/// What refers to a cached image at the upstream is looked for again at most this often (in
+/// this window of the clock), when a pull revalidates a tag of it.
+const REFERRERS_REFRESH_SECS: i64 = 3600;
 /// Entries kept per in-memory table before it is emptied.
 const MEMORY_LIMIT: usize = 100_000;
 /// How long a project's existence is remembered when choosing a mirror request's project.
@@ -396,6 +401,13 @@ impl Mirror {
                         .await
                     {
                         Ok(Some(found)) if found.digest == cached.digest => {
+                            // Signatures and SBOMs may have reached the upstream since.
+                            let refresh = Fill {
+                                repository: name.to_string(),
+                                digest: found.digest.to_string(),
+                                tag: None,
+                            };
+                            self.enqueue_fill(&refresh, REFERRERS_REFRESH_SECS).await?;
                             remember(&self.checked, key, (found.digest, Instant::now()));
                             answer("cached");
                             return Ok(self.registry.pull_manifest(name, reference, head).await?);
@@ -439,7 +451,7 @@ impl Mirror {
             self.fill(&fill).await?;
             return Ok(self.registry.pull_manifest(name, reference, head).await?);
         }
-        self.enqueue_fill(&fill).await?;
+        self.enqueue_fill(&fill, FILL_KEY_WINDOW_SECS).await?;
         Ok(StoredManifest {
             digest: fetched.digest,
             media_type: fetched.media_type,
@@ -600,11 +612,12 @@ impl Mirror {
         }
     }
 
-    async fn enqueue_fill(&self, fill: &Fill) -> Result<()> {
-        let window = gantry_registry::unix_now() / FILL_KEY_WINDOW_SECS;
+    /// Enqueues `fill` once per `window_secs` of the clock.
+    async fn enqueue_fill(&self, fill: &Fill, window_secs: i64) -> Result<()> {
+        let window = gantry_registry::unix_now() / window_secs;
         let job = NewJob {
             unique_key: Some(format!(
-                "{FILL_JOB}:{}@{}:{}:{window}",
+                "{FILL_JOB}:{}@{}:{}:{window_secs}:{window}",
                 fill.repository,
                 fill.digest,
                 fill.tag.as_deref().unwrap_or("")
