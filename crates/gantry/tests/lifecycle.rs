@@ -171,13 +171,7 @@ async fn tag_rules_make_tags_immutable_restrict_names_and_refuse_latest() {
 }
 
 fn gantry_as_admin(s: &Server, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(args)
-        .env("GANTRY_REGISTRY", &s.addr)
-        .env("GANTRY_USERNAME", "admin")
-        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
-        .output()
-        .unwrap()
+    gantry_on(s).args(args).output().unwrap()
 }
 
 /// The items of a plan list `key` as `repository:name` (the tag, or else the digest), sorted.

@@ -175,14 +175,7 @@ async fn until_cached(server: &Server, repository: &str, tag: &str) {
 async fn metric(server: &Server, name: &str, labels: &[&str]) -> f64 {
     let mut sum = 0.0;
     for i in 0..server.replicas() {
-        let text = http()
-            .get(format!("{}/metrics", server.replica_base(i)))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&server.replica_base(i)).await;
         sum += text
             .lines()
             .filter(|line| line.starts_with(&format!("{name}{{")))

@@ -21,14 +21,7 @@ use reqwest::StatusCode;
 
 /// `gantry_http_requests_total` of one replica, asked directly (not through the balancer).
 async fn requests_answered(base: &str) -> f64 {
-    let text = http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(base).await;
     text.lines()
         .filter(|l| l.starts_with("gantry_http_requests_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

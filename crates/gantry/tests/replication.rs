@@ -50,19 +50,7 @@ async fn status_at(addr: &str, repository: &str, reference: &str) -> StatusCode 
 
 /// Runs the gantry CLI as admin against `s`; its standard output (it must succeed).
 fn gantry(s: &Server, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(args)
-        .env("GANTRY_REGISTRY", &s.addr)
-        .env("GANTRY_USERNAME", "admin")
-        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gantry {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    run(gantry_on(s).args(args))
 }
 
 /// The items of `rule` (`gantry KIND items RULE --json`, KIND `replication` or `preheat`)
@@ -378,18 +366,9 @@ async fn a_signed_only_rule_replicates_an_image_once_a_trusted_key_signed_it() {
     let s = Server::start_configured(&[("GANTRY_CONFIG", config.to_str().unwrap())]);
     api_create_project(&s, "team", false).await;
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        run(gantry_on(&s)
             .args(args)
-            .env("GANTRY_USERNAME", "admin")
-            .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
-            .env("COSIGN_PASSWORD", "test-password")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "gantry {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .env("COSIGN_PASSWORD", "test-password"))
     };
     let prefix = dir.join("release");
     cli(&[
@@ -512,28 +491,14 @@ async fn rules_made_through_the_api_pull_at_their_time_and_push_by_label_with_se
         ),
     )
     .unwrap();
-    let mut create = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args([
+    run_with_input(
+        gantry_on(&s).args([
             "replication",
             "create",
             rule_file.to_str().unwrap(),
             "--password-stdin",
-        ])
-        .env("GANTRY_REGISTRY", &s.addr)
-        .env("GANTRY_USERNAME", "admin")
-        .env("GANTRY_PASSWORD", ADMIN_PASSWORD)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    writeln!(create.stdin.take().unwrap(), "{secret}").unwrap();
-    let out = create.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ]),
+        Some(&format!("{secret}\n")),
     );
     let shown: serde_json::Value =
         serde_json::from_str(&gantry(&s, &["replication", "show", "from-remote"])).unwrap();

@@ -805,10 +805,30 @@ pub async fn push_image(server: &Server, repo: &str, tag: &str, seed: &str) -> (
 
 /// Runs an external client, failing the test with its output if it fails.
 pub fn run(cmd: &mut Command) -> String {
+    run_with_input(cmd, None)
+}
+
+/// [`run`], writing `input` (when given) to its standard input.
+pub fn run_with_input(cmd: &mut Command, input: Option<&str>) -> String {
+    use std::io::Write;
     let program = format!("{cmd:?}");
-    let out = cmd.output().unwrap_or_else(|e| {
+    let started = cmd
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = started.unwrap_or_else(|e| {
         panic!("cannot run {program}: {e} (is it installed? .ci/run installs it)")
     });
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -817,6 +837,18 @@ pub fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// The Prometheus text of the server (or replica) at `base` (`http://IP:PORT`).
+pub async fn metrics_text(base: &str) -> String {
+    http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// Sends one request exactly as written (no client-side path normalisation) and returns the
@@ -1035,6 +1067,17 @@ pub fn fails(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(!out.status.success(), "{cmd:?} should have failed");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The `gantry` CLI as the admin of `server` (its address and the admin's credentials in the
+/// environment): add arguments, then run it ([`run`] when it must succeed).
+pub fn gantry_on(server: &Server) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    command
+        .env("GANTRY_REGISTRY", &server.addr)
+        .env("GANTRY_USERNAME", "admin")
+        .env("GANTRY_PASSWORD", ADMIN_PASSWORD);
+    command
 }
 
 /// Runs the `gantry` CLI as the test servers' admin (credentials from the environment, as in
