@@ -707,3 +707,63 @@ async fn a_signature_made_after_the_image_was_cached_arrives_when_its_tag_is_rev
     )
     .await;
 }
+
+/// The origin on another host (a network namespace behind a veth pair): images pull through
+/// the mirror across the link. With the origin's end of the link down (packets dropped, so
+/// the upstream times out rather than refusing), cached images still pull, and what was never
+/// cached fails within the configured connect timeout as the upstream's unavailability; with
+/// the link back, it pulls.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_origins_host_cut_off_cached_images_pull_and_the_rest_fail_as_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let origin_host = NetHost::create(0);
+    let origin = Distribution::start_at(
+        dir,
+        &format!("{}:5000", origin_host.ns_ip),
+        origin_host.command("docker-registry"),
+    );
+    push_to_origin(
+        dir,
+        &origin.1,
+        "team/app:v1",
+        &[("etc/motd", b"across the link")],
+    );
+    push_to_origin(dir, &origin.1, "team/app:v2", &[("etc/motd", b"not yet")]);
+    let config = dir.join("gantry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[upstreams]]\nname = \"origin\"\nurl = \"http://{}\"\npublic = true\n\n\
+             [mirror]\nrevalidate_after_secs = 1\nconnect_timeout_secs = 1\nread_timeout_secs = 2\n",
+            origin.1
+        ),
+    )
+    .unwrap();
+    let server = Server::start_configured(&[("GANTRY_CONFIG", config.to_str().unwrap())]);
+    skopeo_pull(&server, dir, "origin/team/app:v1").unwrap();
+    until_cached(&server, "origin/team/app", "v1").await;
+
+    origin_host.set_reachable(false);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    skopeo_pull(&server, dir, "origin/team/app:v1").expect("the cached image pulls");
+    let asked = std::time::Instant::now();
+    let r = get(&server, "/v2/origin/team/app/manifests/v2").await;
+    let body = assert_error(r, StatusCode::BAD_GATEWAY, "UNAVAILABLE").await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(9),
+        "the 1 s connect timeout applies, not the 10 s default: {:?}",
+        asked.elapsed()
+    );
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("upstream origin"), "{message}");
+
+    origin_host.set_reachable(true);
+    eventually(
+        Duration::from_secs(30),
+        "v2 pulled once the link is back",
+        || async { skopeo_pull(&server, dir, "origin/team/app:v2").ok() },
+    )
+    .await;
+    drop(origin);
+}

@@ -1329,24 +1329,31 @@ impl Distribution {
 
     /// [`Distribution::start`] on `port` (the same data again, after a stop).
     pub fn start_on(dir: &Path, port: u16) -> Distribution {
+        let addr = format!("127.0.0.1:{port}");
+        Distribution::start_at(dir, &addr, Command::new("docker-registry"))
+    }
+
+    /// [`Distribution::start`] listening on `addr` (`IP:PORT`), run by `launcher` (a
+    /// `docker-registry` command; another host's: [`NetHost::command`]).
+    pub fn start_at(dir: &Path, addr: &str, mut launcher: Command) -> Distribution {
         let config = dir.join("distribution.yml");
         std::fs::write(
             &config,
             format!(
                 "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\n\
                  storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
-                 http: {{addr: 127.0.0.1:{port}}}\n",
+                 http: {{addr: {addr}}}\n",
                 dir.join("distribution-data").display()
             ),
         )
         .unwrap();
-        let child = Command::new("docker-registry")
+        let child = launcher
             .arg("serve")
             .arg(&config)
             .spawn()
             .expect("docker-registry (Debian's package; scripts/test-all.sh installs it)");
         // Dropped (killed and waited for) however the wait below ends.
-        let peer = Distribution(child, format!("127.0.0.1:{port}"));
+        let peer = Distribution(child, addr.to_string());
         for _ in 0..100 {
             if std::net::TcpStream::connect(&peer.1).is_ok() {
                 return peer;
@@ -1361,6 +1368,88 @@ impl Drop for Distribution {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Another host on this machine: a network namespace joined to this one by a veth pair
+/// (`ip netns`, `ip link`; iproute2, as root), at `ns_ip` on a /30 with this side at `host_ip`.
+/// Deleted on drop.
+pub struct NetHost {
+    name: String,
+    /// This side's end of the pair.
+    link: String,
+    /// The other host's end.
+    peer: String,
+    pub host_ip: String,
+    pub ns_ip: String,
+}
+
+impl NetHost {
+    /// A new host; `n` (0-63) tells apart the hosts of one test process.
+    pub fn create(n: u8) -> NetHost {
+        let id = format!("{}{n}", std::process::id() % 100_000);
+        let subnet = format!("10.213.{}.{}", std::process::id() % 250, 4 * u32::from(n));
+        let base: u32 = subnet.rsplit('.').next().unwrap().parse().unwrap();
+        let prefix = subnet.rsplit_once('.').unwrap().0.to_string();
+        let host = NetHost {
+            name: format!("gantry-test-{id}"),
+            link: format!("gth{id}"),
+            peer: format!("gtn{id}"),
+            host_ip: format!("{prefix}.{}", base + 1),
+            ns_ip: format!("{prefix}.{}", base + 2),
+        };
+        let ip = |args: &[&str]| {
+            run(Command::new("ip").args(args));
+        };
+        ip(&["netns", "add", &host.name]);
+        ip(&[
+            "link", "add", &host.link, "type", "veth", "peer", "name", &host.peer,
+        ]);
+        ip(&["link", "set", &host.peer, "netns", &host.name]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", host.host_ip),
+            "dev",
+            &host.link,
+        ]);
+        ip(&["link", "set", &host.link, "up"]);
+        run(host.command("ip").args([
+            "addr",
+            "add",
+            &format!("{}/30", host.ns_ip),
+            "dev",
+            &host.peer,
+        ]));
+        run(host.command("ip").args(["link", "set", &host.peer, "up"]));
+        run(host.command("ip").args(["link", "set", "lo", "up"]));
+        host
+    }
+
+    /// `program` run on that host.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+
+    /// Takes the other host's end of the link down (`false`: packets to it are dropped, so
+    /// connections time out) or up again.
+    pub fn set_reachable(&self, up: bool) {
+        run(self
+            .command("ip")
+            .args(["link", "set", &self.peer, if up { "up" } else { "down" }]));
+    }
+}
+
+impl Drop for NetHost {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.link])
+            .status();
     }
 }
 
