@@ -1444,12 +1444,10 @@ impl NetHost {
 
 impl Drop for NetHost {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.link])
-            .status();
+        // Deleting the namespace deletes the pair with it, usually; the link is made sure of.
+        for args in [["netns", "del", &self.name], ["link", "del", &self.link]] {
+            let _ = Command::new("ip").args(args).stderr(Stdio::null()).status();
+        }
     }
 }
 
