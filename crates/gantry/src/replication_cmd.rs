@@ -19,18 +19,21 @@ username = \"replicator\"            # the password: --password-stdin, or `passw
 project = \"team\"                   # a project's rule (its administrators manage it)\n    \
 repositories = { include = [\"team/*\"] }\n    \
 tags = { include = [\"v*\"], exclude = [\"*-rc*\"] }\n    \
-labels = [\"tier=prod\"]             # image labels the image must have\n    \
+labels = [\"tier=prod\"]             # push, preheat: image labels the image must have\n    \
 deletions = true                   # push: deletions follow\n    \
 signed_only = true                 # push: only images a trusted key signed\n    \
 schedule = \"0 3 * * *\"             # also run whole daily at 03:00 UTC\n    \
 at = \"2026-12-24T05:00:00Z\"        # and once at this time\n    \
 bandwidth_mib = 50\n\
-A pull rule copies the selected tags of the remote registry into its project; a preheat\n\
-rule adds `edge_project` and `most_pulled = { count = 10, days = 7 }`.";
+A pull rule copies the selected tags of the remote registry into its project. A file without\n\
+`kind` makes a push rule with `gantry replication create`, a preheat rule with `gantry\n\
+preheat create`; a preheat rule's `url` is its edge (a `[[preheat]]` table's `edge`), and it\n\
+adds `edge_project` and `most_pulled = { count = 10, days = 7 }`.";
 
 #[derive(Subcommand)]
 pub enum ReplicationCommand {
-    /// The rules of this kind, from the config file and the API.
+    /// The rules of this command's kinds (push and pull; preheat), from the config file and
+    /// the API.
     #[command(
         long_about = "The rules of this kind, from the config file (`[[replication]]`, \
         `[[preheat]]`: read only here) and the API.\n\n\
@@ -98,8 +101,15 @@ pub enum ReplicationCommand {
     },
 }
 
-/// A rule file read as JSON, with the password from stdin when asked.
-fn read_rule(file: &PathBuf, password_stdin: bool) -> anyhow::Result<serde_json::Value> {
+/// A rule file read as JSON for a command of `kinds` (its first kind when the file names
+/// none; a `[[preheat]]` table's `edge` is the rule's `url`), with the password from stdin
+/// when asked.
+fn read_rule(
+    file: &PathBuf,
+    password_stdin: bool,
+    kinds: &[&str],
+    command: &str,
+) -> anyhow::Result<serde_json::Value> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the rule file {}", file.display()))?;
     let mut rule: serde_json::Value = if file.extension().is_some_and(|e| e == "json") {
@@ -108,10 +118,67 @@ fn read_rule(file: &PathBuf, password_stdin: bool) -> anyhow::Result<serde_json:
     } else {
         toml::from_str(&text).with_context(|| format!("{} is not a TOML rule", file.display()))?
     };
+    let Some(fields) = rule.as_object_mut() else {
+        anyhow::bail!("{} is not a table of a rule's fields", file.display());
+    };
+    let kind = fields
+        .entry("kind")
+        .or_insert_with(|| kinds[0].into())
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if !kinds.contains(&kind.as_str()) {
+        anyhow::bail!(
+            "{} is a {kind} rule: make it with `gantry {} create`",
+            file.display(),
+            other_command(command)
+        );
+    }
+    if let Some(edge) = fields.remove("edge") {
+        fields.entry("url").or_insert(edge);
+    }
     if password_stdin {
-        rule["password"] = serde_json::Value::String(read_secret("Password: ")?);
+        if fields.contains_key("password") {
+            anyhow::bail!(
+                "{} has a password and --password-stdin gives another: keep one",
+                file.display()
+            );
+        }
+        let password = read_secret("Password: ")?;
+        if password.is_empty() {
+            anyhow::bail!("no password came on stdin: pipe it, e.g. `echo \"$PASSWORD\" | gantry {command} create FILE --password-stdin`");
+        }
+        fields.insert("password".into(), password.into());
     }
     Ok(rule)
+}
+
+fn other_command(command: &str) -> &'static str {
+    if command == "preheat" {
+        "replication"
+    } else {
+        "preheat"
+    }
+}
+
+/// Refuses a rule of another kind than the command's (`gantry preheat run` of a push rule).
+async fn check_kind(
+    api: &ApiArgs,
+    rule: &str,
+    kinds: &[&str],
+    command: &str,
+) -> anyhow::Result<()> {
+    let shown = api
+        .call(Method::GET, &format!("/api/v1/replication/{rule}"), None)
+        .await?;
+    let kind = shown["kind"].as_str().unwrap_or_default();
+    if !kinds.contains(&kind) {
+        anyhow::bail!(
+            "{rule} is a {kind} rule: use `gantry {} ... {rule}`",
+            other_command(command)
+        );
+    }
+    Ok(())
 }
 
 /// `gantry replication` (`kinds` push and pull) and `gantry preheat` (`kinds` preheat): the
@@ -126,6 +193,16 @@ pub async fn replication(
     } else {
         "replication"
     };
+    match &command {
+        ReplicationCommand::Show { rule }
+        | ReplicationCommand::Delete { rule }
+        | ReplicationCommand::Run { rule }
+        | ReplicationCommand::Runs { rule, .. }
+        | ReplicationCommand::Items { rule, .. } => {
+            check_kind(api, rule, kinds, command_name).await?
+        }
+        _ => {}
+    }
     match command {
         ReplicationCommand::List { project } => {
             let path = match &project {
@@ -155,7 +232,7 @@ pub async fn replication(
             file,
             password_stdin,
         } => {
-            let rule = read_rule(&file, password_stdin)?;
+            let rule = read_rule(&file, password_stdin, kinds, command_name)?;
             let made = api
                 .call(Method::POST, "/api/v1/replication", Some(rule))
                 .await?;
@@ -173,7 +250,7 @@ pub async fn replication(
             file,
             password_stdin,
         } => {
-            let rule = read_rule(&file, password_stdin)?;
+            let rule = read_rule(&file, password_stdin, kinds, command_name)?;
             let name = rule["name"]
                 .as_str()
                 .context("the rule file has no name")?
@@ -236,6 +313,7 @@ pub async fn replication(
                     "running",
                     "succeeded",
                     "failed",
+                    "last_error",
                     "created_ms",
                 ],
             );
@@ -263,6 +341,7 @@ pub async fn replication(
                     "state",
                     "attempts",
                     "last_error",
+                    "result",
                     "created_ms",
                 ],
             );

@@ -636,12 +636,13 @@ async fn rules_made_through_the_api_pull_at_their_time_and_push_by_label_with_se
     let dev = http_as("dev", "dev-password-1");
     let r = listed(dev, "/api/v1/replication?project=team").await;
     assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    // A rule they may not manage is unknown to them.
     let r = lead
         .delete(s.url("/api/v1/replication/from-remote"))
         .send()
         .await
         .unwrap();
-    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    assert_error(r, StatusCode::NOT_FOUND, "NOT_FOUND").await;
 
     // A config file's rule is read only here; an API rule is deleted.
     let r = http()
@@ -657,4 +658,100 @@ async fn rules_made_through_the_api_pull_at_their_time_and_push_by_label_with_se
         "{listed}"
     );
     drop(dist);
+}
+
+/// What a new user gets wrong in a rule is refused with why; a remote that refuses a rule's
+/// credentials fails its run at once, not retried (each try would be a failed login there,
+/// and lock the account); a preheat rule file needs no `kind` under `gantry preheat`, and
+/// the other command refuses it.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_rules_are_refused_with_why_and_refused_credentials_are_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let s = Server::start();
+    let remote = Server::start();
+    api_create_project(&s, "mirror", false).await;
+    api_create_project(&remote, "team", false).await;
+    api_create_user(&remote, "puller", "the-right-password", false).await;
+    api_set_role(&remote, "team", "puller", "guest").await;
+    push_image(&remote, "team/app", "v1", "remote").await;
+    let post = |body: serde_json::Value| {
+        let request = http().post(s.url("/api/v1/replication")).json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let nowhere = "http://127.0.0.1:9";
+    for (body, says) in [
+        (
+            json!({"name": "a", "url": "http://u:p@127.0.0.1:9"}),
+            "not in the url",
+        ),
+        (
+            json!({"name": "a", "url": "http://127.0.0.1:9/v2/x"}),
+            "http(s)://host[:port]",
+        ),
+        (
+            json!({"name": "a", "url": nowhere, "at": "2020-01-01T00:00:00Z"}),
+            "in the past",
+        ),
+        (
+            json!({"name": "a", "url": nowhere, "kind": "pull"}),
+            "needs a project",
+        ),
+        (json!({"name": "a b", "url": nowhere}), "letters, digits"),
+        (
+            json!({"name": "a", "url": nowhere, "username": "", "password": ""}),
+            "must not be empty",
+        ),
+        (
+            json!({"name": "a", "url": nowhere, "username": "u"}),
+            "--password-stdin",
+        ),
+    ] {
+        let error = assert_error(
+            post(body.clone()).await,
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+        )
+        .await;
+        let message = error["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+
+    let wrong = json!({
+        "name": "wrong", "kind": "pull", "url": format!("http://{}", remote.addr),
+        "username": "puller", "password": "a-wrong-password", "project": "mirror",
+        "repositories": {"include": ["team/app"]},
+    });
+    assert_eq!(post(wrong).await.status(), StatusCode::CREATED);
+    gantry(&s, &["replication", "run", "wrong"]);
+    let runs = eventually(Duration::from_secs(30), "the run failed", || async {
+        let runs = get_json(&s, "/api/v1/replication/wrong/runs").await;
+        (runs["runs"][0]["state"] == "failed").then_some(runs)
+    })
+    .await;
+    let reason = runs["runs"][0]["last_error"].as_str().unwrap();
+    assert!(reason.contains("not retried"), "{reason}");
+    let jobs = get_json(&s, "/api/v1/jobs?kind=replication-run").await;
+    assert_eq!(jobs["jobs"][0]["attempts"], 1, "{jobs}");
+    let r = http()
+        .get(s.url("/api/v1/replication/wrong/items?run=999999"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+
+    // A [[preheat]] table as a file for `gantry preheat create`: a preheat rule.
+    let file = dir.join("preheat.toml");
+    std::fs::write(
+        &file,
+        "name = \"warm\"\nedge = \"http://127.0.0.1:9\"\nproject = \"mirror\"\n",
+    )
+    .unwrap();
+    gantry(&s, &["preheat", "create", file.to_str().unwrap()]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&gantry(&s, &["preheat", "show", "warm"])).unwrap();
+    assert_eq!(shown["kind"], "preheat", "{shown}");
+    assert_eq!(shown["url"], "http://127.0.0.1:9", "{shown}");
+    let refused = fails(gantry_on(&s).args(["replication", "run", "warm"]));
+    assert!(refused.contains("warm is a preheat rule"), "{refused}");
 }

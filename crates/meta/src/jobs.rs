@@ -139,6 +139,15 @@ pub struct JobFilter {
     pub limit: u32,
 }
 
+/// Jobs of one state, as [`MetaStore::job_state_counts`] counts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobTally {
+    pub state: JobState,
+    pub count: u64,
+    /// Unix milliseconds; `None` while none of them finished.
+    pub last_finished_ms: Option<i64>,
+}
+
 const COLUMNS: &str = "id, kind, unique_key, queue, subject, payload, state, attempts, \
      max_attempts, run_after_ms, lease_owner, lease_until_ms, progress, result, last_error, \
      created_ms, started_ms, finished_ms";
@@ -321,25 +330,26 @@ impl MetaStore {
         rows.iter().map(record).collect()
     }
 
-    /// How many jobs of `kind` about `subject` are in each state (states without any are
-    /// left out).
-    pub async fn job_state_counts(
-        &self,
-        kind: &str,
-        subject: &str,
-    ) -> Result<Vec<(JobState, u64)>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT state, COUNT(*) FROM jobs WHERE kind = $1 AND subject = $2 GROUP BY state",
+    /// How many jobs of `kind` about `subject` are in each state, and when the last of them
+    /// finished (states without any are left out).
+    pub async fn job_state_counts(&self, kind: &str, subject: &str) -> Result<Vec<JobTally>> {
+        let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT state, COUNT(*), MAX(finished_ms) FROM jobs WHERE kind = $1 AND subject = $2 \
+             GROUP BY state",
         )
         .bind(kind)
         .bind(subject)
         .fetch_all(&self.readers)
         .await?;
         rows.into_iter()
-            .map(|(state, count)| {
+            .map(|(state, count, last_finished_ms)| {
                 let state = JobState::parse(&state)
                     .ok_or_else(|| crate::MetaError::Corrupt(format!("job state {state:?}")))?;
-                Ok((state, count as u64))
+                Ok(JobTally {
+                    state,
+                    count: count as u64,
+                    last_finished_ms,
+                })
             })
             .collect()
     }
@@ -575,7 +585,9 @@ mod tests {
             .job_state_counts("replication", "r:a:run:1")
             .await
             .unwrap();
-        counts.sort_by_key(|(state, _)| state.as_str());
-        assert_eq!(counts, [(JobState::Queued, 1), (JobState::Running, 1)]);
+        counts.sort_by_key(|t| t.state.as_str());
+        let counted: Vec<(JobState, u64)> = counts.iter().map(|t| (t.state, t.count)).collect();
+        assert_eq!(counted, [(JobState::Queued, 1), (JobState::Running, 1)]);
+        assert!(counts.iter().all(|t| t.last_finished_ms.is_none()));
     }
 }

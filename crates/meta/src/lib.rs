@@ -47,7 +47,7 @@ pub use credentials::{AuditEvent, AuditQuery, Credential};
 pub use events::{Event, NewEvent};
 pub use gc::{DeadManifest, Reckoning};
 pub use identity::{Project, ProjectAccessRow, User, PROJECT_ADMIN_ROLE};
-pub use jobs::{now_ms, JobFilter, JobOutcome, JobRecord, JobState, NewJob};
+pub use jobs::{now_ms, JobFilter, JobOutcome, JobRecord, JobState, JobTally, NewJob};
 use lifecycle::ProjectDocument;
 pub use lifecycle::{ArtifactRow, PullDelta, RetentionRun, TagRow};
 pub use migrate::latest_known_version;

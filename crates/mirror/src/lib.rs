@@ -98,9 +98,18 @@ pub enum MirrorError {
     /// The rule is one of the config file's.
     #[error("replication rule {0:?} is defined in the config file: change it there")]
     RuleConfigured(String),
-    /// A replication target failed.
-    #[error("the target of replication rule {rule} failed: {reason}")]
-    Target { rule: String, reason: String },
+    /// A replication target failed (`refused`: it refused the rule's credentials, 401/403).
+    #[error("the registry of replication rule {rule} failed: {reason}")]
+    Target {
+        rule: String,
+        reason: String,
+        refused: bool,
+    },
+    /// The rule has no run of this id.
+    #[error(
+        "replication rule {rule:?} has no run {run}; `gantry replication runs {rule}` lists them"
+    )]
+    RunUnknown { rule: String, run: i64 },
     #[error("the pull-through cache's spool directory cannot be used: {0}")]
     Spool(std::io::Error),
 }

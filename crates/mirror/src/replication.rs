@@ -169,6 +169,8 @@ pub struct RuleView {
     pub created_by: Option<String>,
     /// Unix seconds.
     pub updated_at: Option<i64>,
+    /// Whether a password is kept for the rule (it is never shown).
+    pub password_set: bool,
     /// Why a stored rule does not run (e.g. its password was sealed under another token key).
     pub problem: Option<String>,
 }
@@ -204,7 +206,8 @@ pub struct RunStatus {
     pub id: i64,
     /// `manual`, `schedule` or `at`.
     pub trigger: String,
-    /// The run job's state: `succeeded` once its items are enqueued.
+    /// `listing` (what it selects), `running` (items outstanding), `succeeded`, or `failed`
+    /// (the listing failed, or an item did).
     pub state: &'static str,
     /// How many items it enqueued (once listed).
     pub items: Option<u64>,
@@ -212,9 +215,11 @@ pub struct RunStatus {
     pub running: u64,
     pub succeeded: u64,
     pub failed: u64,
+    /// Why the listing failed.
     pub last_error: Option<String>,
     /// Unix milliseconds.
     pub created_ms: i64,
+    /// When its last item finished (once none is outstanding).
     pub finished_ms: Option<i64>,
 }
 
@@ -262,6 +267,7 @@ struct Bound {
     labels: Vec<LabelMatch>,
     /// `at` in Unix seconds.
     at: Option<i64>,
+    password_set: bool,
 }
 
 impl Bound {
@@ -271,6 +277,7 @@ impl Bound {
             source: self.source,
             created_by: self.created_by.clone(),
             updated_at: self.updated_at,
+            password_set: self.password_set,
             problem: None,
         }
     }
@@ -304,8 +311,19 @@ fn bind(mut spec: RuleSpec, transport: &Transport) -> Result<Bound, String> {
     }
     let parsed =
         url::Url::parse(&spec.url).map_err(|e| format!("url {:?} is not a URL ({e})", spec.url))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+    let bare = parsed.path().trim_end_matches('/').is_empty()
+        && parsed.query().is_none()
+        && parsed.fragment().is_none();
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() || !bare {
         return Err(format!("url {:?} must be http(s)://host[:port]", spec.url));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(
+            "give the credentials as username and password, not in the url (it is listed)".into(),
+        );
+    }
+    if spec.username.as_deref() == Some("") || spec.password.as_deref() == Some("") {
+        return Err("the username and the password must not be empty".into());
     }
     let credentials = match (&spec.username, spec.password.take()) {
         (Some(username), Some(password)) => Some(Credentials {
@@ -313,7 +331,13 @@ fn bind(mut spec: RuleSpec, transport: &Transport) -> Result<Bound, String> {
             password,
         }),
         (None, None) => None,
-        _ => return Err("give both username and password, or neither".into()),
+        _ => {
+            return Err(
+                "give both username and password, or neither (the CLI reads the password with \
+                 --password-stdin)"
+                    .into(),
+            )
+        }
     };
     if let Some(project) = &spec.project {
         if project.contains('/') || gantry_registry::parse_name(project).is_err() {
@@ -410,6 +434,7 @@ fn bind(mut spec: RuleSpec, transport: &Transport) -> Result<Bound, String> {
         })),
         None => None,
     };
+    let password_set = credentials.is_some();
     let client =
         RegistryClient::new(&spec.url, transport, credentials).map_err(|e| e.to_string())?;
     Ok(Bound {
@@ -421,6 +446,7 @@ fn bind(mut spec: RuleSpec, transport: &Transport) -> Result<Bound, String> {
         pacer,
         labels,
         at,
+        password_set,
     })
 }
 
@@ -574,6 +600,7 @@ impl Replicator {
                 source: RuleSource::Api,
                 created_by: Some(row.created_by.clone()),
                 updated_at: Some(row.updated_at),
+                password_set: row.sealed_password.is_some(),
                 problem: Some(problem),
             })
         };
@@ -713,7 +740,13 @@ impl Replicator {
                 }
             }
         }
-        bind(spec.clone(), &self.transport).map_err(MirrorError::RuleInvalid)?;
+        let bound = bind(spec.clone(), &self.transport).map_err(MirrorError::RuleInvalid)?;
+        if bound.at.is_some_and(|at| at <= gantry_registry::unix_now()) {
+            return Err(MirrorError::RuleInvalid(format!(
+                "at {:?} is in the past: it would never fire",
+                spec.at.unwrap_or_default()
+            )));
+        }
         let row = StoredRule {
             name: spec.name.clone(),
             project: spec.project.clone(),
@@ -981,6 +1014,20 @@ impl Replicator {
         limit: u32,
     ) -> Result<Vec<ItemStatus>, MirrorError> {
         self.rule(rule).await?;
+        if let Some(run) = run {
+            let job = self
+                .registry
+                .meta()
+                .job(run)
+                .await
+                .map_err(RegistryError::from)?;
+            if !job.is_some_and(|job| job.kind == RUN_JOB && job.subject == Some(subject(rule))) {
+                return Err(MirrorError::RunUnknown {
+                    rule: rule.to_string(),
+                    run,
+                });
+            }
+        }
         let (subject, subject_prefix) = match run {
             Some(run) => (Some(items_subject(rule, Some(run))), None),
             None => (None, Some(format!("{}:", subject(rule)))),
@@ -1041,20 +1088,36 @@ impl Replicator {
             let trigger = serde_json::from_str::<Run>(&job.payload)
                 .map(|run| run.trigger)
                 .unwrap_or_else(|_| manual());
-            let counts = meta
+            let tally = meta
                 .job_state_counts(REPLICATION_JOB, &items_subject(rule, Some(job.id)))
                 .await
                 .map_err(RegistryError::from)?;
             let count = |state: JobState| {
-                counts
+                tally
                     .iter()
-                    .find(|(s, _)| *s == state)
-                    .map_or(0, |(_, n)| *n)
+                    .find(|t| t.state == state)
+                    .map_or(0, |t| t.count)
+            };
+            let outstanding = count(JobState::Queued) + count(JobState::Running);
+            let state = match job.state {
+                JobState::Queued | JobState::Running => "listing",
+                JobState::Failed => "failed",
+                JobState::Succeeded if outstanding > 0 => "running",
+                JobState::Succeeded if count(JobState::Failed) > 0 => "failed",
+                JobState::Succeeded => "succeeded",
+            };
+            let finished_ms = match state {
+                "listing" | "running" => None,
+                _ => tally
+                    .iter()
+                    .filter_map(|t| t.last_finished_ms)
+                    .chain(job.finished_ms)
+                    .max(),
             };
             runs.push(RunStatus {
                 id: job.id,
                 trigger,
-                state: job.state.as_str(),
+                state,
                 items: job
                     .result
                     .as_deref()
@@ -1066,7 +1129,7 @@ impl Replicator {
                 failed: count(JobState::Failed),
                 last_error: job.last_error.clone(),
                 created_ms: job.created_ms,
-                finished_ms: job.finished_ms,
+                finished_ms,
             });
         }
         Ok(runs)
@@ -1444,9 +1507,23 @@ fn job(item: &Item) -> NewJob {
 }
 
 fn target_failure(target: &str, e: ClientError) -> MirrorError {
+    let refused = matches!(&e, ClientError::Status { status, .. } if status.as_u16() == 401 || status.as_u16() == 403);
     MirrorError::Target {
         rule: target.to_string(),
         reason: e.to_string(),
+        refused,
+    }
+}
+
+/// A job's error for `e`: credentials refused are not tried again (each try would count as a
+/// failed login there, and lock the account); anything else is.
+fn job_error(e: MirrorError) -> JobError {
+    match e {
+        MirrorError::Target { refused: true, .. } => JobError::permanent(format!(
+            "{e}; not retried: fix the rule's username and password (gantry replication \
+             update), then run it"
+        )),
+        e => JobError::transient(e.to_string()),
     }
 }
 
@@ -1573,7 +1650,7 @@ impl JobHandler for RunHandler {
             Err(MirrorError::RuleUnknown(rule)) => Err(JobError::permanent(format!(
                 "replication rule {rule} is no longer configured"
             ))),
-            Err(e) => Err(JobError::transient(e.to_string())),
+            Err(e) => Err(job_error(e)),
         }
     }
 }
@@ -1598,10 +1675,7 @@ impl JobHandler for ReplicationHandler {
                 item.rule
             ))
             .await;
-        self.0
-            .replicate(&item)
-            .await
-            .map_err(|e| JobError::transient(e.to_string()))
+        self.0.replicate(&item).await.map_err(job_error)
     }
 }
 

@@ -222,7 +222,9 @@ fn classify_mirror(e: &MirrorError) -> (StatusCode, ErrorCode) {
             (StatusCode::NOT_FOUND, ErrorCode::ManifestUnknown)
         }
         MirrorError::ReadOnly { .. } => (StatusCode::FORBIDDEN, ErrorCode::Denied),
-        MirrorError::RuleUnknown(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+        MirrorError::RuleUnknown(_) | MirrorError::RunUnknown { .. } => {
+            (StatusCode::NOT_FOUND, ErrorCode::NotFound)
+        }
         MirrorError::RuleInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
         MirrorError::RuleExists(_) | MirrorError::RuleConfigured(_) => {
             (StatusCode::CONFLICT, ErrorCode::Conflict)

@@ -8,9 +8,11 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use gantry_access::AccessError;
 use gantry_access::Actor;
 use gantry_auth::Action;
-use gantry_mirror::replication::RuleSpec;
+use gantry_mirror::replication::{RuleSpec, RuleView};
+use gantry_mirror::MirrorError;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -46,8 +48,8 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/replication/{rule}/items"),
 ];
 
-/// Refuses unless `actor` manages the rules of `project` (its settings), or, for
-/// system-wide rules, is a system administrator.
+/// Refuses unless `actor` is a system administrator, or manages the rules of `project` (its
+/// settings; the project must exist).
 async fn authorize(
     state: &AppState,
     actor: &Actor,
@@ -55,23 +57,36 @@ async fn authorize(
     what: &str,
 ) -> Result<(), ApiError> {
     match project {
+        _ if actor.is_system_admin() => Ok(()),
         Some(project) => Ok(state
             .access
             .require(actor, project, Action::ManageSettings, what)
             .await?),
-        None => Ok(actor.require_system_admin(what)?),
+        None => Err(AccessError::Denied(format!(
+            "only system administrators may {what} of the whole registry; a project's \
+             administrators give its name (?project=NAME, `--project NAME`)"
+        ))
+        .into()),
     }
 }
 
-/// Refuses unless `actor` manages the existing rule `rule`.
-async fn authorize_rule(
+/// The rule `rule`, when `actor` manages it; a rule they may not manage is unknown to them
+/// (its name and project are not told).
+async fn managed_rule(
     state: &AppState,
     actor: &Actor,
     rule: &str,
     what: &str,
-) -> Result<(), ApiError> {
+) -> Result<RuleView, ApiError> {
     let view = state.replicator.rule(rule).await?;
-    authorize(state, actor, view.spec.project.as_deref(), what).await
+    match authorize(state, actor, view.spec.project.as_deref(), what).await {
+        Ok(()) => Ok(view),
+        Err(ApiError::Access {
+            error: AccessError::Denied(_),
+            ..
+        }) => Err(MirrorError::RuleUnknown(rule.to_string()).into()),
+        Err(e) => Err(e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -95,8 +110,7 @@ async fn show_rule(
     ApiCaller(actor): ApiCaller,
     PathParams(rule): PathParams<String>,
 ) -> ApiResult {
-    authorize_rule(&state, &actor, &rule, "see replication rules").await?;
-    ok(state.replicator.rule(&rule).await?)
+    ok(managed_rule(&state, &actor, &rule, "see replication rules").await?)
 }
 
 async fn create_rule(
@@ -135,7 +149,7 @@ async fn replace_rule(
             spec.name
         )));
     }
-    authorize_rule(&state, &actor, &rule, "change replication rules").await?;
+    managed_rule(&state, &actor, &rule, "change replication rules").await?;
     let project = spec.project.clone();
     authorize(
         &state,
@@ -162,9 +176,8 @@ async fn delete_rule(
     ApiCaller(actor): ApiCaller,
     PathParams(rule): PathParams<String>,
 ) -> ApiResult {
-    let view = state.replicator.rule(&rule).await?;
+    let view = managed_rule(&state, &actor, &rule, "delete replication rules").await?;
     let project = view.spec.project.as_deref();
-    authorize(&state, &actor, project, "delete replication rules").await?;
     state.replicator.delete(&rule).await?;
     state
         .access
@@ -184,9 +197,8 @@ async fn run_rule(
     ApiCaller(actor): ApiCaller,
     PathParams(rule): PathParams<String>,
 ) -> ApiResult {
-    let view = state.replicator.rule(&rule).await?;
+    let view = managed_rule(&state, &actor, &rule, "run replication").await?;
     let project = view.spec.project.as_deref();
-    authorize(&state, &actor, project, "run replication").await?;
     let run = state.replicator.start_run(&rule).await?;
     state
         .access
@@ -215,7 +227,7 @@ async fn list_runs(
     PathParams(rule): PathParams<String>,
     Params(params): Params<RunParams>,
 ) -> ApiResult {
-    authorize_rule(&state, &actor, &rule, "see replication runs").await?;
+    managed_rule(&state, &actor, &rule, "see replication runs").await?;
     let limit = within("limit", params.limit.unwrap_or(20), limits::LIST_LIMIT)?;
     ok(json!({ "runs": state.replicator.runs(&rule, limit).await? }))
 }
@@ -233,7 +245,7 @@ async fn list_items(
     PathParams(rule): PathParams<String>,
     Params(params): Params<ItemParams>,
 ) -> ApiResult {
-    authorize_rule(&state, &actor, &rule, "see replication items").await?;
+    managed_rule(&state, &actor, &rule, "see replication items").await?;
     let limit = within("limit", params.limit.unwrap_or(50), limits::LIST_LIMIT)?;
     let run = params
         .run
