@@ -48,8 +48,8 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/replication/{rule}/items"),
 ];
 
-/// Refuses unless `actor` is a system administrator, or manages the rules of `project` (its
-/// settings; the project must exist).
+/// Refuses unless `actor` manages the rules of `project` (its settings; the project must
+/// exist), or, for system-wide rules, is a system administrator.
 async fn authorize(
     state: &AppState,
     actor: &Actor,
@@ -57,11 +57,11 @@ async fn authorize(
     what: &str,
 ) -> Result<(), ApiError> {
     match project {
-        _ if actor.is_system_admin() => Ok(()),
         Some(project) => Ok(state
             .access
             .require(actor, project, Action::ManageSettings, what)
             .await?),
+        None if actor.is_system_admin() => Ok(()),
         None => Err(AccessError::Denied(format!(
             "only system administrators may {what} of the whole registry; a project's \
              administrators give its name (?project=NAME, `--project NAME`)"
@@ -79,6 +79,10 @@ async fn managed_rule(
     what: &str,
 ) -> Result<RuleView, ApiError> {
     let view = state.replicator.rule(rule).await?;
+    if actor.is_system_admin() {
+        // Also a rule whose project is gone (one of the config file's).
+        return Ok(view);
+    }
     match authorize(state, actor, view.spec.project.as_deref(), what).await {
         Ok(()) => Ok(view),
         Err(ApiError::Access {
