@@ -635,13 +635,6 @@ impl Replicator {
     /// returns how many items were enqueued. Without push rules the cursor moves all the
     /// same: a rule takes the pushes from when it was made on (a run copies what was there).
     pub async fn fan_out(&self) -> Result<usize, MirrorError> {
-        let rules = self.current(false).await?;
-        let push: Vec<&Bound> = rules
-            .bound
-            .iter()
-            .filter(|b| b.spec.kind == RuleKind::Push)
-            .map(|b| b.as_ref())
-            .collect();
         let meta = self.registry.meta();
         let (cursor, events) = meta
             .events_after_cursor(CONSUMER, FAN_OUT_BATCH)
@@ -650,6 +643,15 @@ impl Replicator {
         let Some(last) = events.last().map(|e| e.id) else {
             return Ok(0);
         };
+        // The rules as they are after these events were recorded: a rule made (through any
+        // server) before a push takes that push.
+        let rules = self.current(true).await?;
+        let push: Vec<&Bound> = rules
+            .bound
+            .iter()
+            .filter(|b| b.spec.kind == RuleKind::Push)
+            .map(|b| b.as_ref())
+            .collect();
         let jobs: Vec<NewJob> = events
             .iter()
             .flat_map(|event| push.iter().filter_map(move |b| item(b, event)))
