@@ -273,6 +273,7 @@ impl AccessService {
         if !self.meta.delete_user(name).await? {
             return Err(AccessError::NotFound(format!("no user {name:?}")));
         }
+        self.meta.delete_web_sessions_of(name).await?;
         self.forget(name).await;
         self.permissions_changed_by(actor, "user.delete", name, None)
             .await;
@@ -289,6 +290,8 @@ impl AccessService {
         if !self.meta.set_password(name, &hash).await? {
             return Err(AccessError::NotFound(format!("no user {name:?}")));
         }
+        // Signed in elsewhere with the old password: those sessions end.
+        self.meta.delete_web_sessions_of(name).await?;
         self.forget(name).await;
         self.record_change(actor, "user.password", name, None).await;
         Ok(())

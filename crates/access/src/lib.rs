@@ -23,6 +23,7 @@ mod audit;
 mod cache;
 pub mod limits;
 mod projects;
+mod web;
 
 pub use accounts::{
     valid_account_name, Actor, CredentialKind, MintedCredential, NewCiToken, NewRobot,
@@ -30,6 +31,7 @@ pub use accounts::{
 pub use audit::{AuditEntry, AuditLog};
 use cache::TtlCache;
 pub use projects::{valid_project_name, AuditFilter};
+pub use web::{ActingAs, SignedIn, WEB_SESSION_TTL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -136,6 +138,8 @@ pub enum LoginVia {
     TokenEndpoint,
     /// The OAuth2 password grant (containerd).
     OAuth2Password,
+    /// The web UI's sign-in form.
+    Web,
 }
 
 impl LoginVia {
@@ -144,6 +148,7 @@ impl LoginVia {
             LoginVia::Basic => "basic",
             LoginVia::TokenEndpoint => "token-endpoint",
             LoginVia::OAuth2Password => "oauth2-password",
+            LoginVia::Web => "web",
         }
     }
 }

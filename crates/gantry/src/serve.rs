@@ -343,7 +343,21 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
-    let app = gantry_server::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let api = gantry_server::router(state);
+    let trusted = config.trusted_proxies.clone();
+    let web = gantry_web::Web::new(
+        api.clone(),
+        access.clone(),
+        Arc::new(move |peer, headers| gantry_server::client_address(&trusted, peer, headers)),
+        certificate.is_some(),
+        config.public_url.as_deref().map(|url| {
+            let host = url.split_once("://").map_or(url, |(_, rest)| rest);
+            host.trim_end_matches('/').to_string()
+        }),
+    );
+    let app = api
+        .merge(web.router())
+        .into_make_service_with_connect_info::<SocketAddr>();
 
     let (listener, certificate_watch) = match &certificate {
         Some(certificate) => (

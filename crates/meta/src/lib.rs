@@ -38,6 +38,7 @@ pub mod snapshot;
 pub mod testing;
 mod usage;
 mod vulndb;
+mod web_sessions;
 mod webhooks;
 
 pub use archive::ArchiveRecord;
@@ -58,6 +59,7 @@ pub use replication::{StoredRule, REPLICATION_RULES_COUNTER};
 pub use scans::ScanRecord;
 pub use usage::{ProjectUsage, RepositoryUsage, UsageFigures, UsageSnapshot, VersionSize};
 pub use vulndb::{StoredAdvisory, VulnDbImport, VulnDbSource, VulnDbStatus};
+pub use web_sessions::WebSession;
 pub use webhooks::{NewWebhook, Webhook};
 
 #[derive(Debug, thiserror::Error)]

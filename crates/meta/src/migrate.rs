@@ -68,6 +68,10 @@ const SQLITE: &[(i64, &str)] = &[
         20,
         include_str!("../migrations/sqlite/0020_upstream_fetches.sql"),
     ),
+    (
+        21,
+        include_str!("../migrations/sqlite/0021_web_sessions.sql"),
+    ),
 ];
 
 /// PostgreSQL starts at version 11 with the whole schema in one step (no PostgreSQL database
@@ -106,6 +110,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         20,
         include_str!("../migrations/postgres/0020_upstream_fetches.sql"),
+    ),
+    (
+        21,
+        include_str!("../migrations/postgres/0021_web_sessions.sql"),
     ),
 ];
 

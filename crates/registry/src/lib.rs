@@ -22,6 +22,7 @@ mod deletion_lock;
 mod error;
 mod gate;
 mod gc;
+mod images;
 mod jobs;
 mod pulls;
 mod retention;
@@ -41,6 +42,7 @@ pub use deletion_lock::{BlobDeletionGuard, BlobDeletionLock, BLOB_DELETION_LOCK_
 pub use gantry_scanner::gate::{Allowed, GatePolicy, MAX_WAIT_SECS as GATE_MAX_WAIT_SECS};
 pub use gantry_signing::SigningPolicy;
 pub use gc::{GcOptions, GcReport};
+pub use images::{HistoryStep, ImageDetails, LayerDetails};
 pub use jobs::{JobView, Schedules};
 pub use retention::RetentionReport;
 pub use scan::{known_advisories, ArtifactScan, ImageScan, SbomFormat, SCAN};

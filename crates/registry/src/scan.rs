@@ -220,7 +220,7 @@ impl Registry {
     }
 
     /// The images of an artifact: itself, or an index's children with their platforms.
-    async fn images_of(
+    pub(crate) async fn images_of(
         &self,
         name: &RepositoryName,
         reference: &Reference,

@@ -20,7 +20,7 @@ mod error;
 mod operations;
 mod v2;
 
-pub use auth::{BadTrustedProxy, TrustedProxies};
+pub use auth::{client_address, BadTrustedProxy, TrustedProxies};
 pub use error::ApiError;
 pub use operations::metrics_router;
 

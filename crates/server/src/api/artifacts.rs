@@ -1,6 +1,7 @@
 //! `/repositories/{repository}/artifacts`: a repository's artifacts with their figures
 //! (digest, media and artifact type, tags, size, platforms, push and pull times, pulls,
-//! referrers), sorted and paged, and one artifact by tag or digest.
+//! referrers), sorted and paged, one artifact by tag or digest, and what its images are made
+//! of (`…/images`: layers with the history step of each, labels, entrypoint).
 //!
 //! Repository names hold `/`: the path carries the full name with each `/` percent-encoded
 //! (`/api/v1/repositories/team%2Fapp/artifacts`); axum decodes the segment.
@@ -30,6 +31,10 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
             "/api/v1/repositories/{repository}/artifacts/{reference}",
             get(show_artifact),
         )
+        .route(
+            "/api/v1/repositories/{repository}/artifacts/{reference}/images",
+            get(show_images),
+        )
 }
 
 #[cfg(test)]
@@ -38,6 +43,10 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
     (
         "get",
         "/api/v1/repositories/{repository}/artifacts/{reference}",
+    ),
+    (
+        "get",
+        "/api/v1/repositories/{repository}/artifacts/{reference}/images",
     ),
 ];
 
@@ -69,4 +78,18 @@ async fn show_artifact(
         .require_in_repository(&actor, name.as_str(), Action::List, "see artifacts")
         .await?;
     ok(state.registry.browse_artifact(&name, &reference).await?)
+}
+
+async fn show_images(
+    State(state): State<Arc<AppState>>,
+    ApiCaller(actor): ApiCaller,
+    PathParams((repository, reference)): PathParams<(String, String)>,
+) -> ApiResult {
+    let name = parse_name(&repository)?;
+    let reference = parse_reference(&reference)?;
+    state
+        .access
+        .require_in_repository(&actor, name.as_str(), Action::List, "see artifacts")
+        .await?;
+    ok(json!({ "images": state.registry.image_details(&name, &reference).await? }))
 }

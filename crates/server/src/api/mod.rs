@@ -121,6 +121,10 @@ impl FromRequestParts<Arc<AppState>> for ApiCaller {
         parts: &mut http::request::Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(gantry_access::ActingAs(actor)) = parts.extensions.get() {
+            // An in-process request of the web UI, as its signed-in user.
+            return Ok(ApiCaller(actor.clone()));
+        }
         let client = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

@@ -1,0 +1,126 @@
+//! The web UI, served at `/` by `gantry serve`: HTML rendered on the server from the REST
+//! API's answers. Each page asks the API in-process as the signed-in user ([`api`]), so a page
+//! shows exactly what the API lets that user read, and a form does what the API lets them do;
+//! the UI adds no rules of its own. Forms work without JavaScript; the one script
+//! (`/static/app.js`) only adds copy buttons. Every asset is embedded in the binary.
+//!
+//! Security: sessions are an HttpOnly, SameSite=Lax cookie (Secure under TLS) naming a
+//! server-side session ([`gantry_access::AccessService::sign_in`]); every form that changes
+//! something carries the session's CSRF token and is refused without it; templates escape
+//! everything they print (askama); every answer carries a Content-Security-Policy that allows
+//! no inline script or style and nothing from elsewhere.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use gantry_access::AccessService;
+use http::{header, HeaderMap, HeaderValue};
+
+mod api;
+mod error;
+mod pages;
+mod session;
+
+/// How a request's client address is found (the server's trusted-proxy rules).
+pub type ClientAddress = Arc<dyn Fn(&SocketAddr, &HeaderMap) -> String + Send + Sync>;
+
+/// What the UI's handlers need.
+pub struct Web {
+    /// The whole HTTP surface of the server, asked in-process (`/api/v1/...`).
+    api: Router,
+    access: Arc<AccessService>,
+    client_address: ClientAddress,
+    /// Cookies get `Secure` (the server terminates TLS).
+    secure_cookies: bool,
+    /// How pull commands name this registry (`registry.example.com`); `None`: the request's
+    /// `Host`.
+    registry_host: Option<String>,
+}
+
+impl Web {
+    /// The UI over `api` (the server's router, with its state).
+    pub fn new(
+        api: Router,
+        access: Arc<AccessService>,
+        client_address: ClientAddress,
+        secure_cookies: bool,
+        registry_host: Option<String>,
+    ) -> Web {
+        Web {
+            api,
+            access,
+            client_address,
+            secure_cookies,
+            registry_host,
+        }
+    }
+
+    /// The UI's routes, to merge beside the server's.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/", get(pages::projects))
+            .route("/login", get(pages::login_form).post(pages::login))
+            .route("/logout", post(pages::logout))
+            .route("/projects/{project}", get(pages::project))
+            .route(
+                "/projects/{project}/tokens",
+                get(pages::tokens).post(pages::create_token),
+            )
+            .route(
+                "/projects/{project}/tokens/revoke",
+                post(pages::revoke_token),
+            )
+            .route(
+                "/projects/{project}/retention",
+                get(pages::retention).post(pages::retention_dry_run),
+            )
+            .route("/repository", get(pages::repository))
+            .route("/artifact", get(pages::artifact))
+            .route("/static/app.css", get(stylesheet))
+            .route("/static/app.js", get(script))
+            .layer(middleware::from_fn(security_headers))
+            .with_state(Arc::new(self))
+    }
+}
+
+/// What no page may do: run inline or foreign script, load anything from elsewhere, be
+/// framed, or post forms elsewhere.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+     base-uri 'none'";
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("content-security-policy", CONTENT_SECURITY_POLICY),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+        ("x-frame-options", "DENY"),
+        ("cache-control", "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../static/app.css"),
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../static/app.js"),
+    )
+        .into_response()
+}

@@ -1,0 +1,1089 @@
+//! The pages: each reads what it shows from the REST API as the viewer, and turns it into a
+//! view (strings formatted here; the templates only place and escape them).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use http::{header, HeaderMap, Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::{self, encode};
+use crate::error::PageError;
+use crate::session::{self, Viewer};
+use crate::Web;
+
+type Page = Result<Response, PageError>;
+
+fn html(template: &impl Template) -> Page {
+    Ok(Html(template.render()?).into_response())
+}
+
+/// What every signed-in page shows around its content.
+struct Chrome {
+    title: String,
+    user: String,
+    csrf: String,
+    admin: bool,
+}
+
+impl Chrome {
+    fn of(viewer: &Viewer, title: impl Into<String>) -> Chrome {
+        Chrome {
+            title: title.into(),
+            user: viewer.actor.name().to_string(),
+            csrf: viewer.csrf.clone(),
+            admin: viewer.actor.is_system_admin(),
+        }
+    }
+}
+
+// ---- formatting -------------------------------------------------------------------------
+
+/// `bytes` as people read sizes (binary units).
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Unix seconds as a UTC time; `—` for none.
+fn when(unix_secs: Option<i64>) -> String {
+    unix_secs
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| "—".into())
+}
+
+/// `sha256:0123456789ab…`.
+fn short(digest: &str) -> String {
+    digest.chars().take(19).collect::<String>() + "…"
+}
+
+/// `used` of `limit` in percent, for a bar; `None` without a limit.
+fn percent(used: u64, limit: Option<u64>) -> Option<u64> {
+    limit.map(|limit| (used.saturating_mul(100) / limit.max(1)).min(100))
+}
+
+// ---- sign-in ----------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    next: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NextParam {
+    next: Option<String>,
+}
+
+/// `next` when it is a path of this site (not `//host` or a scheme): where sign-in returns.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+pub(crate) async fn login_form(Query(params): Query<NextParam>) -> Page {
+    html(&LoginPage {
+        next: local_path(params.next.as_deref()),
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+pub(crate) async fn login(
+    State(web): State<Arc<Web>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Page {
+    let client = (web.client_address)(&peer, &headers);
+    let next = local_path(form.next.as_deref());
+    match web
+        .access
+        .sign_in(&form.username, &form.password, &client)
+        .await
+    {
+        Ok(signed_in) => {
+            let max_age = gantry_access::WEB_SESSION_TTL.as_secs();
+            let cookie = session::session_cookie(&signed_in.secret, max_age, web.secure_cookies);
+            Ok(([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response())
+        }
+        Err(e) => {
+            let status = match &e {
+                gantry_access::AccessError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+                gantry_access::AccessError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let page = LoginPage {
+                next,
+                error: Some(e.to_string()),
+            };
+            Ok((status, Html(page.render()?)).into_response())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    csrf: Option<String>,
+}
+
+pub(crate) async fn logout(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Form(form): Form<CsrfForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    web.access
+        .sign_out(&viewer.secret)
+        .await
+        .map_err(|e| PageError::Internal(e.to_string()))?;
+    let cookie = session::session_cookie("", 0, web.secure_cookies);
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response())
+}
+
+// ---- projects ---------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct ProjectJson {
+    name: String,
+    #[serde(default)]
+    public: bool,
+}
+
+#[derive(Deserialize)]
+struct QuotaJson {
+    storage: QuotaFigure,
+    artifacts: QuotaCount,
+}
+
+#[derive(Deserialize)]
+struct QuotaFigure {
+    used_bytes: u64,
+    limit_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct QuotaCount {
+    used: u64,
+}
+
+#[derive(Deserialize)]
+struct RepositoryJson {
+    name: String,
+    #[serde(default)]
+    artifacts: u64,
+    #[serde(default)]
+    size_bytes: u64,
+    last_pushed_at: Option<i64>,
+    last_pulled_at: Option<i64>,
+    #[serde(default)]
+    pulls: u64,
+}
+
+#[derive(Deserialize)]
+struct RepositoryPageJson {
+    repositories: Vec<RepositoryJson>,
+    next: Option<String>,
+}
+
+struct ProjectRow {
+    name: String,
+    href: String,
+    public: bool,
+    used: String,
+    limit: String,
+    percent: Option<u64>,
+    artifacts: u64,
+    last_push: String,
+}
+
+#[derive(Template)]
+#[template(path = "projects.html")]
+struct ProjectsPage {
+    chrome: Chrome,
+    q: String,
+    rows: Vec<ProjectRow>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Search {
+    q: Option<String>,
+}
+
+pub(crate) async fn projects(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Query(search): Query<Search>,
+) -> Page {
+    #[derive(Deserialize)]
+    struct Listed {
+        projects: Vec<ProjectJson>,
+    }
+    let q = search.q.unwrap_or_default();
+    let listed: Listed = api::get(&web.api, &viewer.actor, "/api/v1/projects").await?;
+    let mut rows = Vec::new();
+    for project in listed
+        .projects
+        .into_iter()
+        .filter(|p| q.is_empty() || p.name.contains(q.as_str()))
+    {
+        let name = encode(&project.name);
+        let quota: QuotaJson = api::get(
+            &web.api,
+            &viewer.actor,
+            &format!("/api/v1/projects/{name}/quota"),
+        )
+        .await?;
+        let newest: RepositoryPageJson = api::get(
+            &web.api,
+            &viewer.actor,
+            &format!("/api/v1/projects/{name}/repositories?sort=pushed&order=desc&limit=1"),
+        )
+        .await?;
+        rows.push(ProjectRow {
+            href: format!("/projects/{name}"),
+            public: project.public,
+            used: size(quota.storage.used_bytes),
+            limit: quota
+                .storage
+                .limit_bytes
+                .map(size)
+                .unwrap_or_else(|| "no limit".into()),
+            percent: percent(quota.storage.used_bytes, quota.storage.limit_bytes),
+            artifacts: quota.artifacts.used,
+            last_push: when(newest.repositories.first().and_then(|r| r.last_pushed_at)),
+            name: project.name,
+        });
+    }
+    html(&ProjectsPage {
+        chrome: Chrome::of(&viewer, "Projects"),
+        q,
+        rows,
+    })
+}
+
+struct RepositoryRow {
+    name: String,
+    href: String,
+    artifacts: u64,
+    size: String,
+    last_push: String,
+    last_pull: String,
+    pulls: u64,
+}
+
+#[derive(Template)]
+#[template(path = "project.html")]
+struct ProjectPage {
+    chrome: Chrome,
+    project: String,
+    project_href: String,
+    q: String,
+    rows: Vec<RepositoryRow>,
+    next_href: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ProjectParams {
+    q: Option<String>,
+    page: Option<String>,
+}
+
+pub(crate) async fn project(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+    Query(params): Query<ProjectParams>,
+) -> Page {
+    let name = encode(&project);
+    let page = params
+        .page
+        .as_deref()
+        .map(|p| format!("&page={}", encode(p)))
+        .unwrap_or_default();
+    let listed: RepositoryPageJson = api::get(
+        &web.api,
+        &viewer.actor,
+        &format!("/api/v1/projects/{name}/repositories?sort=name&limit=100{page}"),
+    )
+    .await?;
+    let q = params.q.unwrap_or_default();
+    let rows = listed
+        .repositories
+        .into_iter()
+        .filter(|r| q.is_empty() || r.name.contains(q.as_str()))
+        .map(|r| RepositoryRow {
+            href: format!("/repository?name={}", encode(&r.name)),
+            artifacts: r.artifacts,
+            size: size(r.size_bytes),
+            last_push: when(r.last_pushed_at),
+            last_pull: when(r.last_pulled_at),
+            pulls: r.pulls,
+            name: r.name,
+        })
+        .collect();
+    html(&ProjectPage {
+        chrome: Chrome::of(&viewer, project.clone()),
+        project_href: format!("/projects/{name}"),
+        next_href: listed
+            .next
+            .map(|next| format!("/projects/{name}?page={}", encode(&next))),
+        project,
+        q,
+        rows,
+    })
+}
+
+// ---- repositories and artifacts ---------------------------------------------------------
+
+#[derive(Deserialize)]
+struct ArtifactJson {
+    digest: String,
+    #[serde(default)]
+    media_type: String,
+    artifact_type: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    size_bytes: u64,
+    #[serde(default)]
+    platforms: Vec<PlatformJson>,
+    pushed_at: Option<i64>,
+    last_pulled_at: Option<i64>,
+    #[serde(default)]
+    pulls: u64,
+    #[serde(default)]
+    referrers: Vec<ReferrerJson>,
+    signature: Option<SignatureJson>,
+}
+
+#[derive(Deserialize)]
+struct PlatformJson {
+    os: String,
+    architecture: String,
+    variant: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReferrerJson {
+    digest: String,
+    artifact_type: Option<String>,
+    #[serde(default)]
+    media_type: String,
+    tag: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SignatureJson {
+    state: String,
+    key: Option<String>,
+}
+
+fn platforms(list: &[PlatformJson]) -> String {
+    list.iter()
+        .map(|p| match &p.variant {
+            Some(variant) => format!("{}/{}/{variant}", p.os, p.architecture),
+            None => format!("{}/{}", p.os, p.architecture),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn signed(signature: &Option<SignatureJson>) -> String {
+    match signature {
+        None => "—".into(),
+        Some(s) if s.state == "trusted" => match &s.key {
+            Some(key) => format!("signed by {}", short(key)),
+            None => "signed".into(),
+        },
+        Some(s) if s.state == "unsigned" => "unsigned".into(),
+        Some(s) if s.state == "other_digest" => "signature names another digest".into(),
+        Some(_) => "no trusted signature".into(),
+    }
+}
+
+/// Vulnerability counts of an artifact's scans, `critical 1 · high 2 …`, or why there are none.
+async fn vulnerability_counts(
+    web: &Web,
+    viewer: &Viewer,
+    repository: &str,
+    digest: &str,
+) -> String {
+    let path = format!(
+        "/api/v1/repositories/{}/artifacts/{}/vulnerabilities",
+        encode(repository),
+        encode(digest)
+    );
+    match api::call(&web.api, &viewer.actor, Method::GET, &path, None).await {
+        Ok(scan) => {
+            let mut totals = [0u64; 5];
+            for image in scan["images"].as_array().into_iter().flatten() {
+                for (i, severity) in ["critical", "high", "medium", "low", "unknown"]
+                    .iter()
+                    .enumerate()
+                {
+                    totals[i] += image["summary"][severity].as_u64().unwrap_or(0);
+                }
+            }
+            let named: Vec<String> = ["critical", "high", "medium", "low", "unknown"]
+                .iter()
+                .zip(totals)
+                .filter(|(_, n)| *n > 0)
+                .map(|(severity, n)| format!("{severity} {n}"))
+                .collect();
+            if named.is_empty() {
+                "none found".into()
+            } else {
+                named.join(" · ")
+            }
+        }
+        Err(PageError::Api { status, .. })
+            if status == StatusCode::NOT_FOUND || status == StatusCode::CONFLICT =>
+        {
+            "not scanned".into()
+        }
+        Err(_) => "—".into(),
+    }
+}
+
+struct ArtifactRow {
+    digest: String,
+    short: String,
+    href: String,
+    tags: Vec<String>,
+    kind: String,
+    size: String,
+    platforms: String,
+    pushed: String,
+    pulled: String,
+    pulls: u64,
+    signed: String,
+    vulnerabilities: String,
+    pull_line: String,
+}
+
+#[derive(Template)]
+#[template(path = "repository.html")]
+struct RepositoryPage {
+    chrome: Chrome,
+    repository: String,
+    project: String,
+    project_href: String,
+    rows: Vec<ArtifactRow>,
+    next_href: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RepositoryParams {
+    name: String,
+    page: Option<String>,
+}
+
+/// How clients name this registry in pull commands.
+fn registry_host(web: &Web, headers: &HeaderMap) -> String {
+    web.registry_host.clone().unwrap_or_else(|| {
+        headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost:5000")
+            .to_string()
+    })
+}
+
+fn kind_of(media_type: &str, artifact_type: Option<&str>) -> String {
+    match artifact_type {
+        // An image's artifact type is its config's media type.
+        Some(
+            "application/vnd.oci.image.config.v1+json"
+            | "application/vnd.docker.container.image.v1+json",
+        ) => "image".into(),
+        Some(t) => t.to_string(),
+        None if media_type.contains("index") || media_type.contains("list") => "index".into(),
+        None => "image".into(),
+    }
+}
+
+pub(crate) async fn repository(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Query(params): Query<RepositoryParams>,
+) -> Page {
+    #[derive(Deserialize)]
+    struct Listed {
+        artifacts: Vec<ArtifactJson>,
+        next: Option<String>,
+    }
+    let name = encode(&params.name);
+    let page = params
+        .page
+        .as_deref()
+        .map(|p| format!("&page={}", encode(p)))
+        .unwrap_or_default();
+    let listed: Listed = api::get(
+        &web.api,
+        &viewer.actor,
+        &format!("/api/v1/repositories/{name}/artifacts?sort=pushed&order=desc&limit=50{page}"),
+    )
+    .await?;
+    let host = registry_host(&web, &headers);
+    let mut rows = Vec::new();
+    for a in listed.artifacts {
+        let reference = match a.tags.first() {
+            Some(tag) => format!(":{tag}"),
+            None => format!("@{}", a.digest),
+        };
+        rows.push(ArtifactRow {
+            short: short(&a.digest),
+            href: format!(
+                "/artifact?repository={name}&reference={}",
+                encode(&a.digest)
+            ),
+            kind: kind_of(&a.media_type, a.artifact_type.as_deref()),
+            size: size(a.size_bytes),
+            platforms: platforms(&a.platforms),
+            pushed: when(a.pushed_at),
+            pulled: when(a.last_pulled_at),
+            pulls: a.pulls,
+            signed: signed(&a.signature),
+            vulnerabilities: vulnerability_counts(&web, &viewer, &params.name, &a.digest).await,
+            pull_line: format!("docker pull {host}/{}{reference}", params.name),
+            tags: a.tags,
+            digest: a.digest,
+        });
+    }
+    let project = params
+        .name
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    html(&RepositoryPage {
+        chrome: Chrome::of(&viewer, params.name.clone()),
+        project_href: format!("/projects/{}", encode(&project)),
+        project,
+        next_href: listed
+            .next
+            .map(|next| format!("/repository?name={name}&page={}", encode(&next))),
+        repository: params.name,
+        rows,
+    })
+}
+
+struct VulnerabilityRow {
+    id: String,
+    package: String,
+    version: String,
+    fixed: String,
+    severity: String,
+    reachable: String,
+    summary: String,
+}
+
+struct ImageScanView {
+    platform: String,
+    status: String,
+    rows: Vec<VulnerabilityRow>,
+}
+
+struct LayerRow {
+    digest: String,
+    size: String,
+    created_by: String,
+}
+
+struct ImageView {
+    platform: String,
+    created: String,
+    command: String,
+    labels: Vec<(String, String)>,
+    layers: Vec<LayerRow>,
+}
+
+fn image_views(images: &Value) -> Vec<ImageView> {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let words = |v: &Value| {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    images["images"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|image| ImageView {
+            platform: text(&image["platform"]),
+            created: text(&image["created"]),
+            command: [words(&image["entrypoint"]), words(&image["cmd"])]
+                .join(" ")
+                .trim()
+                .to_string(),
+            labels: image["labels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), text(v)))
+                .collect(),
+            layers: image["layers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|layer| LayerRow {
+                    digest: text(&layer["digest"]),
+                    size: size(layer["size"].as_u64().unwrap_or(0)),
+                    created_by: text(&layer["created_by"]),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+struct ReferrerRow {
+    digest: String,
+    kind: String,
+    tag: String,
+}
+
+#[derive(Template)]
+#[template(path = "artifact.html")]
+struct ArtifactPage {
+    chrome: Chrome,
+    repository: String,
+    repository_href: String,
+    digest: String,
+    tags: Vec<String>,
+    kind: String,
+    size: String,
+    platforms: String,
+    pushed: String,
+    pulled: String,
+    pulls: u64,
+    signed: String,
+    pull_lines: Vec<String>,
+    referrers: Vec<ReferrerRow>,
+    images: Vec<ImageView>,
+    scans: Vec<ImageScanView>,
+    scan_note: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ArtifactParams {
+    repository: String,
+    reference: String,
+}
+
+pub(crate) async fn artifact(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Query(params): Query<ArtifactParams>,
+) -> Page {
+    let base = format!(
+        "/api/v1/repositories/{}/artifacts/{}",
+        encode(&params.repository),
+        encode(&params.reference)
+    );
+    let a: ArtifactJson = api::get(&web.api, &viewer.actor, &base).await?;
+    let (scans, scan_note) = match api::call(
+        &web.api,
+        &viewer.actor,
+        Method::GET,
+        &format!("{base}/vulnerabilities"),
+        None,
+    )
+    .await
+    {
+        Ok(scan) => (image_scans(&scan), None),
+        Err(PageError::Api { message, .. }) => (Vec::new(), Some(message)),
+        Err(e) => return Err(e),
+    };
+    let images = api::call(
+        &web.api,
+        &viewer.actor,
+        Method::GET,
+        &format!("{base}/images"),
+        None,
+    )
+    .await?;
+    let host = registry_host(&web, &headers);
+    let mut pull_lines = vec![
+        format!("docker pull {host}/{}@{}", params.repository, a.digest),
+        format!("podman pull {host}/{}@{}", params.repository, a.digest),
+    ];
+    if let Some(tag) = a.tags.first() {
+        pull_lines.insert(0, format!("docker pull {host}/{}:{tag}", params.repository));
+    }
+    html(&ArtifactPage {
+        chrome: Chrome::of(
+            &viewer,
+            format!("{}@{}", params.repository, short(&a.digest)),
+        ),
+        repository_href: format!("/repository?name={}", encode(&params.repository)),
+        repository: params.repository,
+        kind: kind_of(&a.media_type, a.artifact_type.as_deref()),
+        size: size(a.size_bytes),
+        platforms: platforms(&a.platforms),
+        pushed: when(a.pushed_at),
+        pulled: when(a.last_pulled_at),
+        pulls: a.pulls,
+        signed: signed(&a.signature),
+        referrers: a
+            .referrers
+            .iter()
+            .map(|r| ReferrerRow {
+                digest: r.digest.clone(),
+                kind: kind_of(&r.media_type, r.artifact_type.as_deref()),
+                tag: r.tag.clone().unwrap_or_default(),
+            })
+            .collect(),
+        tags: a.tags,
+        digest: a.digest,
+        pull_lines,
+        images: image_views(&images),
+        scans,
+        scan_note,
+    })
+}
+
+fn image_scans(scan: &Value) -> Vec<ImageScanView> {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    scan["images"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|image| ImageScanView {
+            platform: text(&image["platform"]),
+            status: text(&image["status"]),
+            rows: image["vulnerabilities"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| VulnerabilityRow {
+                    id: text(&v["id"]),
+                    package: text(&v["package"]),
+                    version: text(&v["version"]),
+                    fixed: text(&v["fixed_version"]),
+                    severity: text(&v["severity"]),
+                    reachable: match v["reachable"].as_bool() {
+                        Some(true) => "yes".into(),
+                        Some(false) => "no".into(),
+                        None => "unknown".into(),
+                    },
+                    summary: text(&v["summary"]),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+// ---- CI tokens --------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct CredentialJson {
+    name: String,
+    repository: Option<String>,
+    #[serde(default)]
+    actions: Vec<String>,
+    expires_at: Option<i64>,
+    #[serde(default)]
+    revoked: bool,
+    #[serde(default)]
+    created_by: String,
+}
+
+struct TokenRow {
+    name: String,
+    scope: String,
+    expires: String,
+    revoked: bool,
+    created_by: String,
+}
+
+#[derive(Template)]
+#[template(path = "tokens.html")]
+struct TokensPage {
+    chrome: Chrome,
+    project: String,
+    project_href: String,
+    rows: Vec<TokenRow>,
+    /// A token just minted: its name and secret, shown this once.
+    minted: Option<(String, String)>,
+}
+
+async fn tokens_page(
+    web: &Web,
+    viewer: &Viewer,
+    project: String,
+    minted: Option<(String, String)>,
+) -> Page {
+    #[derive(Deserialize)]
+    struct Listed {
+        credentials: Vec<CredentialJson>,
+    }
+    let listed: Listed = api::get(
+        &web.api,
+        &viewer.actor,
+        &format!("/api/v1/tokens?project={}", encode(&project)),
+    )
+    .await?;
+    html(&TokensPage {
+        chrome: Chrome::of(viewer, format!("{project}: CI tokens")),
+        project_href: format!("/projects/{}", encode(&project)),
+        rows: listed
+            .credentials
+            .into_iter()
+            .map(|c| TokenRow {
+                scope: format!(
+                    "{} on {}",
+                    c.actions.join(", "),
+                    c.repository.unwrap_or_else(|| format!("{project}/*"))
+                ),
+                expires: when(c.expires_at),
+                revoked: c.revoked,
+                created_by: c.created_by,
+                name: c.name,
+            })
+            .collect(),
+        project,
+        minted,
+    })
+}
+
+pub(crate) async fn tokens(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+) -> Page {
+    tokens_page(&web, &viewer, project, None).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewTokenForm {
+    csrf: Option<String>,
+    repository: Option<String>,
+    pull: Option<String>,
+    push: Option<String>,
+    ttl_minutes: Option<String>,
+}
+
+pub(crate) async fn create_token(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+    Form(form): Form<NewTokenForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let mut actions = Vec::new();
+    if form.pull.is_some() {
+        actions.push("pull");
+    }
+    if form.push.is_some() {
+        actions.push("push");
+    }
+    let minutes: u64 = match form.ttl_minutes.as_deref().map(str::trim) {
+        None | Some("") => 15,
+        Some(text) => text
+            .parse()
+            .map_err(|_| PageError::BadRequest(format!("{text:?} is not a number of minutes")))?,
+    };
+    let mut body = json!({"project": project, "actions": actions, "ttl_secs": minutes * 60});
+    if let Some(repository) = form
+        .repository
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
+        body["repository"] = json!(repository);
+    }
+    let minted = api::call(
+        &web.api,
+        &viewer.actor,
+        Method::POST,
+        "/api/v1/tokens",
+        Some(&body),
+    )
+    .await?;
+    let text = |key: &str| minted[key].as_str().unwrap_or_default().to_string();
+    tokens_page(&web, &viewer, project, Some((text("name"), text("secret")))).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RevokeForm {
+    csrf: Option<String>,
+    name: String,
+}
+
+pub(crate) async fn revoke_token(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+    Form(form): Form<RevokeForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    api::call(
+        &web.api,
+        &viewer.actor,
+        Method::DELETE,
+        &format!("/api/v1/tokens/{}", encode(&form.name)),
+        None,
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/projects/{}/tokens", encode(&project))).into_response())
+}
+
+// ---- retention --------------------------------------------------------------------------
+
+struct PlanRow {
+    repository: String,
+    what: String,
+    digest: String,
+    reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "retention.html")]
+struct RetentionPage {
+    chrome: Chrome,
+    project: String,
+    project_href: String,
+    policy: String,
+    /// A dry run's plan.
+    plan: Option<Plan>,
+}
+
+struct Plan {
+    delete: Vec<PlanRow>,
+    kept: usize,
+    protected: usize,
+    freed: String,
+}
+
+async fn retention_page(web: &Web, viewer: &Viewer, project: String, plan: Option<Plan>) -> Page {
+    let policy = api::call(
+        &web.api,
+        &viewer.actor,
+        Method::GET,
+        &format!("/api/v1/projects/{}/retention", encode(&project)),
+        None,
+    )
+    .await?;
+    html(&RetentionPage {
+        chrome: Chrome::of(viewer, format!("{project}: retention")),
+        project_href: format!("/projects/{}", encode(&project)),
+        policy: serde_json::to_string_pretty(&policy).expect("JSON prints"),
+        project,
+        plan,
+    })
+}
+
+pub(crate) async fn retention(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+) -> Page {
+    retention_page(&web, &viewer, project, None).await
+}
+
+/// Runs the policy as a dry run and shows exactly what would go.
+pub(crate) async fn retention_dry_run(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let report = api::call(
+        &web.api,
+        &viewer.actor,
+        Method::POST,
+        &format!(
+            "/api/v1/projects/{}/retention/runs?dry_run=true",
+            encode(&project)
+        ),
+        None,
+    )
+    .await?;
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
+    let mut delete: Vec<PlanRow> = list("delete_tags")
+        .iter()
+        .map(|t| PlanRow {
+            repository: text(&t["repository"]),
+            what: format!("tag {}", text(&t["tag"])),
+            digest: text(&t["digest"]),
+            reason: text(&t["reason"]),
+        })
+        .collect();
+    delete.extend(list("delete_manifests").iter().map(|m| PlanRow {
+        repository: text(&m["repository"]),
+        what: "manifest".into(),
+        digest: text(&m["digest"]),
+        reason: text(&m["reason"]),
+    }));
+    let plan = Plan {
+        delete,
+        kept: list("keep").len(),
+        protected: list("protected").len(),
+        freed: size(report["freed_bytes"].as_u64().unwrap_or(0)),
+    };
+    retention_page(&web, &viewer, project, Some(plan)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_read_as_people_read_them() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(3 << 20), "3.0 MiB");
+        assert_eq!(when(Some(0)), "1970-01-01 00:00 UTC");
+        assert_eq!(when(None), "—");
+        assert_eq!(percent(50, Some(200)), Some(25));
+        assert_eq!(percent(500, Some(200)), Some(100));
+        assert_eq!(percent(5, None), None);
+    }
+
+    #[test]
+    fn sign_in_returns_only_to_a_path_of_this_site() {
+        assert_eq!(local_path(Some("/projects/team")), "/projects/team");
+        for foreign in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "x",
+        ] {
+            assert_eq!(local_path(Some(foreign)), "/", "{foreign}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
+}
