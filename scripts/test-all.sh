@@ -28,7 +28,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: the clients and engines (govulncheck: the scanner's third oracle), and what builds the Python tools' environment.
 command -v npm >/dev/null || { echo "test-all: Node.js 20.17+ with npm is needed (the test-side cosign v3 signer)" >&2; exit 1; }
-packages=(skopeo podman buildah umoci curl openssl containerd docker-registry wrk apache2-utils iproute2
+packages=(skopeo podman buildah umoci curl openssl containerd docker-registry wrk apache2-utils iproute2 chromium
   prometheus sqlite3 postgresql-15 nginx ca-certificates golang-go govulncheck git tzdata python3 python3-venv
   python3-pip)
 missing=()

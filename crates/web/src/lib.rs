@@ -83,6 +83,8 @@ impl Web {
             .route("/artifact", get(pages::artifact))
             .route("/static/app.css", get(stylesheet))
             .route("/static/app.js", get(script))
+            .route("/static/favicon.svg", get(icon))
+            .route("/favicon.ico", get(icon))
             .layer(middleware::from_fn(security_headers))
             .with_state(Arc::new(self))
     }
@@ -121,6 +123,14 @@ async fn script() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         include_str!("../static/app.js"),
+    )
+        .into_response()
+}
+
+async fn icon() -> Response {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        include_str!("../static/favicon.svg"),
     )
         .into_response()
 }

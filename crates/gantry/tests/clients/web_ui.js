@@ -1,0 +1,129 @@
+// Drives the web UI in Debian's Chromium through playwright-core, as tests/web_ui.rs asks:
+// the environment names the server, the users, what to expect and where screenshots go.
+// Exits non-zero with what failed; prints one line per step passed.
+"use strict";
+const { chromium } = require("playwright-core");
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const BASE = env("GANTRY_URL");
+const SHOTS = env("SCREENSHOTS");
+const ADMIN_PASSWORD = env("ADMIN_PASSWORD");
+const DEV_USER = env("DEV_USER");
+const DEV_PASSWORD = env("DEV_PASSWORD");
+const VULNERABILITY = env("EXPECT_VULNERABILITY");
+
+function check(condition, what) {
+  if (!condition) throw new Error(`failed: ${what}`);
+  console.log(`ok: ${what}`);
+}
+
+async function signIn(page, user, password) {
+  await page.goto(`${BASE}/`);
+  check(page.url().includes("/login"), `${user}: an anonymous visit goes to the sign-in form`);
+  await page.getByLabel("Username").fill(user);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.waitForURL(`${BASE}/`);
+}
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    const admin = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await admin.newPage();
+    const dialogs = [];
+    page.on("dialog", async (dialog) => { dialogs.push(dialog.message()); await dialog.dismiss(); });
+    const violations = [];
+    page.on("console", (message) => {
+      if (message.type() === "error") violations.push(message.text());
+    });
+
+    await signIn(page, "admin", ADMIN_PASSWORD);
+    const cookie = (await admin.cookies()).find((c) => c.name === "gantry_session");
+    check(cookie && cookie.httpOnly && cookie.sameSite === "Lax", "the session cookie is HttpOnly and SameSite=Lax");
+    await page.screenshot({ path: `${SHOTS}/projects.png`, fullPage: true });
+    check(await page.getByRole("link", { name: "team-a" }).isVisible(), "the projects page lists team-a");
+
+    // Search, then into the project and the repository.
+    await page.getByLabel("Search projects").fill("team-a");
+    await page.getByRole("button", { name: "Search" }).click();
+    check(await page.getByRole("link", { name: "team-b" }).count() === 0, "the search keeps team-a only");
+    await page.getByRole("link", { name: "team-a" }).click();
+    await page.getByRole("link", { name: "team-a/app" }).click();
+    await page.screenshot({ path: `${SHOTS}/repository.png`, fullPage: true });
+    const row = page.locator("tbody tr", { hasText: "v1" });
+    check(await row.locator("td.vulnerabilities").innerText().then((t) => /critical|high|medium|low|unknown/.test(t)),
+      "the repository page counts v1's vulnerabilities by severity");
+    check(/unsigned|signed/.test(await row.locator("td.signed").innerText()), "the repository page shows v1's signature state");
+    check((await row.locator("code.pull").innerText()).includes("team-a/app:v1"), "a pull command is shown");
+
+    // The artifact: vulnerabilities, and the hostile label as text.
+    await row.locator("a code").click();
+    await page.waitForURL(/\/artifact\?/);
+    await page.screenshot({ path: `${SHOTS}/artifact.png`, fullPage: true });
+    check(await page.getByText(VULNERABILITY).count() > 0, `the artifact page lists ${VULNERABILITY}`);
+    const label = page.locator("table.labels td", { hasText: "<img src=x onerror=alert(1)>" });
+    check(await label.count() === 1, "the hostile label is shown as its text");
+    check(await page.locator("table.labels img").count() === 0, "the hostile label made no element");
+    check(dialogs.length === 0, "no dialog fired");
+
+    // Retention: a dry run shows exactly what would go, and nothing goes.
+    await page.goto(`${BASE}/projects/team-a/retention`);
+    await page.getByRole("button", { name: "Preview (dry run)" }).click();
+    await page.screenshot({ path: `${SHOTS}/retention.png`, fullPage: true });
+    const plan = await page.locator("table.plan").innerText();
+    check(plan.includes("tag v1") && !plan.includes("tag v2"), "the dry run would delete v1 and keep v2");
+
+    // A CI token: created with its secret shown once, then revoked.
+    await page.goto(`${BASE}/projects/team-a/tokens`);
+    await page.getByRole("button", { name: "Create token" }).click();
+    const secret = await page.locator("#secret").innerText();
+    check(secret.startsWith("gantry_ci_"), "a new CI token's secret is shown");
+    await page.screenshot({ path: `${SHOTS}/tokens.png`, fullPage: true });
+    await page.goto(`${BASE}/projects/team-a/tokens`);
+    check(await page.locator("#secret").count() === 0, "the secret is not shown again");
+    await page.getByRole("button", { name: "Revoke" }).first().click();
+    check(await page.getByText("revoked").count() > 0, "the token is revoked");
+
+    // A form posted without the session's CSRF token is refused.
+    const forged = await page.request.post(`${BASE}/projects/team-a/tokens`, {
+      form: { pull: "on", ttl_minutes: "5" }, maxRedirects: 0,
+    });
+    check(forged.status() === 403, `a form without the CSRF token is refused (${forged.status()})`);
+
+    // Logout ends the session: the old cookie no longer opens a page.
+    await page.goto(`${BASE}/`);
+    await page.getByRole("button", { name: "Log out" }).click();
+    await page.waitForURL(/\/login/);
+    const stale = await browser.newContext();
+    await stale.addCookies([{ ...cookie }]);
+    const stalePage = await stale.newPage();
+    await stalePage.goto(`${BASE}/projects/team-a`);
+    check(stalePage.url().includes("/login"), "after logout the old session cookie opens nothing");
+
+    // A developer of team-a does not see team-b.
+    const developer = await browser.newContext();
+    const devPage = await developer.newPage();
+    await signIn(devPage, DEV_USER, DEV_PASSWORD);
+    check(await devPage.getByRole("link", { name: "team-a" }).count() === 1, "the developer sees team-a");
+    check(await devPage.getByRole("link", { name: "team-b" }).count() === 0, "the developer does not see team-b");
+    const response = await devPage.goto(`${BASE}/projects/team-b`);
+    check(response.status() === 403 || response.status() === 404, `team-b's page is refused to the developer (${response.status()})`);
+    check(violations.length === 0, `no script or style was refused or failed (${violations.join("; ")})`);
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((error) => {
+  console.error(error.stack || String(error));
+  process.exit(1);
+});
