@@ -92,6 +92,13 @@ async fn in_a_browser_the_ui_shows_images_runs_a_dry_run_mints_a_token_and_refus
     })
     .await;
 
+    let r = http()
+        .post(s.url("/api/v1/usage/snapshots"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+
     let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/web_ui.js");
@@ -112,7 +119,14 @@ async fn in_a_browser_the_ui_shows_images_runs_a_dry_run_mints_a_token_and_refus
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!stdout.contains("failed:"), "{stdout}");
-    for page in ["projects", "repository", "artifact", "retention", "tokens"] {
+    for page in [
+        "projects",
+        "repository",
+        "artifact",
+        "retention",
+        "tokens",
+        "usage",
+    ] {
         let png = std::fs::read(screenshots.join(format!("{page}.png"))).unwrap();
         assert!(
             png.starts_with(b"\x89PNG") && png.len() > 10_000,

@@ -79,6 +79,9 @@ impl Web {
                 "/projects/{project}/retention",
                 get(pages::retention).post(pages::retention_dry_run),
             )
+            .route("/projects/{project}/audit", get(pages::audit))
+            .route("/projects/{project}/usage", get(pages::usage))
+            .route("/admin", get(pages::admin))
             .route("/repository", get(pages::repository))
             .route("/artifact", get(pages::artifact))
             .route("/static/app.css", get(stylesheet))

@@ -303,10 +303,56 @@ struct RepositoryRow {
 struct ProjectPage {
     chrome: Chrome,
     project: String,
-    project_href: String,
+    tabs: Tabs,
     q: String,
     rows: Vec<RepositoryRow>,
     next_href: Option<String>,
+    /// The members and their roles, when the viewer may see them.
+    members: Vec<(String, String)>,
+}
+
+/// A project's tabs, those the viewer's role may use: what the API would refuse is not
+/// offered.
+struct Tabs {
+    href: String,
+    /// Project administrators (and system administrators): tokens, audit.
+    manage: bool,
+    /// Maintainers and above: retention runs.
+    maintain: bool,
+}
+
+#[derive(Deserialize)]
+struct MemberJson {
+    user: String,
+    role: String,
+}
+
+/// The viewer's tabs in `project`, from its member list (system administrators: all).
+async fn tabs(web: &Web, viewer: &Viewer, project: &str) -> (Tabs, Vec<(String, String)>) {
+    #[derive(Deserialize)]
+    struct Listed {
+        members: Vec<MemberJson>,
+    }
+    let name = encode(project);
+    let members: Vec<(String, String)> = api::get::<Listed>(
+        &web.api,
+        &viewer.actor,
+        &format!("/api/v1/projects/{name}/members"),
+    )
+    .await
+    .map(|l| l.members.into_iter().map(|m| (m.user, m.role)).collect())
+    .unwrap_or_default();
+    let role = members
+        .iter()
+        .find(|(user, _)| user == viewer.actor.name())
+        .map(|(_, role)| role.as_str());
+    let admin = viewer.actor.is_system_admin();
+    let tabs = Tabs {
+        href: format!("/projects/{name}"),
+        manage: admin || role == Some("project-admin"),
+        maintain: admin || matches!(role, Some("project-admin" | "maintainer")),
+    };
+    (tabs, members)
 }
 
 #[derive(Deserialize)]
@@ -348,9 +394,11 @@ pub(crate) async fn project(
             name: r.name,
         })
         .collect();
+    let (tabs, members) = tabs(&web, &viewer, &project).await;
     html(&ProjectPage {
         chrome: Chrome::of(&viewer, project.clone()),
-        project_href: format!("/projects/{name}"),
+        tabs,
+        members,
         next_href: listed
             .next
             .map(|next| format!("/projects/{name}?page={}", encode(&next))),
@@ -833,7 +881,7 @@ struct TokenRow {
 struct TokensPage {
     chrome: Chrome,
     project: String,
-    project_href: String,
+    tabs: Tabs,
     rows: Vec<TokenRow>,
     /// A token just minted: its name and secret, shown this once.
     minted: Option<(String, String)>,
@@ -855,9 +903,10 @@ async fn tokens_page(
         &format!("/api/v1/tokens?project={}", encode(&project)),
     )
     .await?;
+    let (tabs, _) = tabs(web, viewer, &project).await;
     html(&TokensPage {
         chrome: Chrome::of(viewer, format!("{project}: CI tokens")),
-        project_href: format!("/projects/{}", encode(&project)),
+        tabs,
         rows: listed
             .credentials
             .into_iter()
@@ -974,7 +1023,7 @@ struct PlanRow {
 struct RetentionPage {
     chrome: Chrome,
     project: String,
-    project_href: String,
+    tabs: Tabs,
     policy: String,
     /// A dry run's plan.
     plan: Option<Plan>,
@@ -996,9 +1045,10 @@ async fn retention_page(web: &Web, viewer: &Viewer, project: String, plan: Optio
         None,
     )
     .await?;
+    let (tabs, _) = tabs(web, viewer, &project).await;
     html(&RetentionPage {
         chrome: Chrome::of(viewer, format!("{project}: retention")),
-        project_href: format!("/projects/{}", encode(&project)),
+        tabs,
         policy: serde_json::to_string_pretty(&policy).expect("JSON prints"),
         project,
         plan,
@@ -1086,4 +1136,256 @@ mod tests {
         }
         assert_eq!(local_path(None), "/");
     }
+}
+
+// ---- a project's audit log and usage -----------------------------------------------------
+
+struct AuditRow {
+    at: String,
+    actor: String,
+    action: String,
+    resource: String,
+    outcome: String,
+    client: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    chrome: Chrome,
+    project: String,
+    tabs: Tabs,
+    rows: Vec<AuditRow>,
+}
+
+pub(crate) async fn audit(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+) -> Page {
+    let listed = api::call(
+        &web.api,
+        &viewer.actor,
+        Method::GET,
+        &format!("/api/v1/audit?project={}&limit=200", encode(&project)),
+        None,
+    )
+    .await?;
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let rows = listed["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| AuditRow {
+            at: when(e["at"].as_i64()),
+            actor: text(&e["actor"]),
+            action: text(&e["action"]),
+            resource: text(&e["resource"]),
+            outcome: text(&e["outcome"]),
+            client: text(&e["client"]),
+        })
+        .collect();
+    let (tabs, _) = tabs(&web, &viewer, &project).await;
+    html(&AuditPage {
+        chrome: Chrome::of(&viewer, format!("{project}: audit log")),
+        project,
+        tabs,
+        rows,
+    })
+}
+
+/// A line chart of `points` (day, value) as SVG path data in a `WIDTH`×`HEIGHT` box, with the
+/// largest value for the axis label.
+struct Chart {
+    path: String,
+    /// The last point, marked (a single day is a dot).
+    end: (String, String),
+    max: String,
+    first: String,
+    last: String,
+}
+
+const WIDTH: f64 = 640.0;
+const HEIGHT: f64 = 160.0;
+
+fn chart(points: &[(String, u64)], label: impl Fn(u64) -> String) -> Option<Chart> {
+    let (first, last) = (points.first()?, points.last()?);
+    let max = points.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+    let step = if points.len() > 1 {
+        WIDTH / (points.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let at = |i: usize, v: u64| (i as f64 * step, HEIGHT - (v as f64 / max as f64) * HEIGHT);
+    let path = points
+        .iter()
+        .enumerate()
+        .map(|(i, (_, v))| {
+            let (x, y) = at(i, *v);
+            format!("{}{x:.1},{y:.1}", if i == 0 { "M" } else { " L" })
+        })
+        .collect();
+    let (x, y) = at(points.len() - 1, last.1);
+    Some(Chart {
+        path,
+        end: (format!("{x:.1}"), format!("{y:.1}")),
+        max: label(max),
+        first: first.0.clone(),
+        last: last.0.clone(),
+    })
+}
+
+struct SeriesView {
+    name: String,
+    chart: Option<Chart>,
+    latest: String,
+}
+
+#[derive(Template)]
+#[template(path = "usage.html")]
+struct UsagePage {
+    chrome: Chrome,
+    project: String,
+    tabs: Tabs,
+    storage: Option<Chart>,
+    repositories: Vec<SeriesView>,
+    /// Per repository, the size of each version line's newest image, lowest line first.
+    versions: Vec<SeriesView>,
+}
+
+fn series_points(series: &Value) -> Vec<(String, u64)> {
+    series["days"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            (
+                d["day"].as_str().unwrap_or("").to_string(),
+                d["bytes"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+pub(crate) async fn usage(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+) -> Page {
+    let report = api::call(
+        &web.api,
+        &viewer.actor,
+        Method::GET,
+        &format!("/api/v1/usage?project={}&since_days=90", encode(&project)),
+        None,
+    )
+    .await?;
+    let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
+    let storage = list("projects")
+        .iter()
+        .find(|p| p["project"] == project.as_str())
+        .and_then(|p| chart(&series_points(p), size));
+    let repositories = list("repositories")
+        .iter()
+        .map(|r| {
+            let points = series_points(r);
+            SeriesView {
+                name: r["repository"].as_str().unwrap_or("").to_string(),
+                latest: points.last().map(|(_, v)| size(*v)).unwrap_or_default(),
+                chart: chart(&points, size),
+            }
+        })
+        .collect();
+    let versions = list("versions")
+        .iter()
+        .map(|repository| {
+            let points: Vec<(String, u64)> = repository["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    (
+                        v["line"].as_str().unwrap_or("").to_string(),
+                        v["bytes"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect();
+            SeriesView {
+                name: repository["repository"].as_str().unwrap_or("").to_string(),
+                latest: points.last().map(|(_, v)| size(*v)).unwrap_or_default(),
+                chart: chart(&points, size),
+            }
+        })
+        .collect();
+    let (tabs, _) = tabs(&web, &viewer, &project).await;
+    html(&UsagePage {
+        chrome: Chrome::of(&viewer, format!("{project}: usage")),
+        project,
+        tabs,
+        storage,
+        repositories,
+        versions,
+    })
+}
+
+// ---- administrators' pages ---------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+struct AdminPage {
+    chrome: Chrome,
+    users: Vec<(String, bool)>,
+    jobs: Vec<JobRow>,
+}
+
+struct JobRow {
+    id: i64,
+    kind: String,
+    subject: String,
+    state: String,
+    attempts: String,
+    error: String,
+    created: String,
+}
+
+/// Users and recent background jobs (GC runs, retention, scans, replication): system
+/// administrators (the API refuses others).
+pub(crate) async fn admin(State(web): State<Arc<Web>>, viewer: Viewer) -> Page {
+    let users = api::call(&web.api, &viewer.actor, Method::GET, "/api/v1/users", None).await?;
+    let jobs = api::call(
+        &web.api,
+        &viewer.actor,
+        Method::GET,
+        "/api/v1/jobs?limit=100",
+        None,
+    )
+    .await?;
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    html(&AdminPage {
+        chrome: Chrome::of(&viewer, "Administration"),
+        users: users["users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|u| (text(&u["name"]), u["admin"].as_bool().unwrap_or(false)))
+            .collect(),
+        jobs: jobs["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|j| JobRow {
+                id: j["id"].as_i64().unwrap_or(0),
+                kind: text(&j["kind"]),
+                subject: text(&j["subject"]),
+                state: text(&j["state"]),
+                attempts: format!(
+                    "{}/{}",
+                    j["attempts"].as_u64().unwrap_or(0),
+                    j["max_attempts"].as_u64().unwrap_or(0)
+                ),
+                error: text(&j["last_error"]),
+                created: when(j["created_ms"].as_i64().map(|ms| ms / 1000)),
+            })
+            .collect(),
+    })
 }

@@ -93,6 +93,17 @@ async function main() {
     await page.getByRole("button", { name: "Revoke" }).first().click();
     check(await page.getByText("revoked").count() > 0, "the token is revoked");
 
+    // The project's audit log shows the token's creation; usage is charted; the
+    // administrators' page lists users and jobs.
+    await page.goto(`${BASE}/projects/team-a/audit`);
+    check((await page.locator("table.audit").innerText()).includes("ci.create"), "the audit log lists the token's creation");
+    await page.goto(`${BASE}/projects/team-a/usage`);
+    await page.screenshot({ path: `${SHOTS}/usage.png`, fullPage: true });
+    check(await page.locator("figure.chart svg path").count() >= 1, "usage is charted as SVG");
+    await page.goto(`${BASE}/admin`);
+    check((await page.locator("table.users").innerText()).includes(DEV_USER), "the administrators' page lists the users");
+    check(await page.locator("table.jobs tbody tr").count() >= 1, "the administrators' page lists jobs");
+
     // A form posted without the session's CSRF token is refused.
     const forged = await page.request.post(`${BASE}/projects/team-a/tokens`, {
       form: { pull: "on", ttl_minutes: "5" }, maxRedirects: 0,
@@ -115,6 +126,11 @@ async function main() {
     await signIn(devPage, DEV_USER, DEV_PASSWORD);
     check(await devPage.getByRole("link", { name: "team-a" }).count() === 1, "the developer sees team-a");
     check(await devPage.getByRole("link", { name: "team-b" }).count() === 0, "the developer does not see team-b");
+    await devPage.goto(`${BASE}/projects/team-a`);
+    check(await devPage.getByRole("link", { name: "CI tokens" }).count() === 0, "a developer is not offered the CI tokens tab");
+    check(await devPage.getByRole("link", { name: "Administration" }).count() === 0, "a developer is not offered administration");
+    await devPage.goto(`${BASE}/projects/team-a/retention`);
+    check(await devPage.getByRole("button", { name: "Preview (dry run)" }).count() === 0, "a developer is not offered a retention run");
     const response = await devPage.goto(`${BASE}/projects/team-b`);
     check(response.status() === 403 || response.status() === 404, `team-b's page is refused to the developer (${response.status()})`);
     check(violations.length === 0, `no script or style was refused or failed (${violations.join("; ")})`);
