@@ -25,6 +25,7 @@ mod api;
 mod error;
 mod pages;
 mod session;
+mod settings;
 
 /// How a request's client address is found (the server's trusted-proxy rules).
 pub type ClientAddress = Arc<dyn Fn(&SocketAddr, &HeaderMap) -> String + Send + Sync>;
@@ -80,6 +81,7 @@ impl Web {
                 get(pages::retention).post(pages::retention_dry_run),
             )
             .route("/projects/{project}/audit", get(pages::audit))
+            .route("/projects/{project}/settings", get(settings::settings))
             .route("/projects/{project}/usage", get(pages::usage))
             .route("/admin", get(pages::admin))
             .route("/repository", get(pages::repository))

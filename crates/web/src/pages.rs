@@ -16,22 +16,22 @@ use crate::error::PageError;
 use crate::session::{self, Viewer};
 use crate::Web;
 
-type Page = Result<Response, PageError>;
+pub(crate) type Page = Result<Response, PageError>;
 
-fn html(template: &impl Template) -> Page {
+pub(crate) fn html(template: &impl Template) -> Page {
     Ok(Html(template.render()?).into_response())
 }
 
 /// What every signed-in page shows around its content.
-struct Chrome {
-    title: String,
-    user: String,
-    csrf: String,
-    admin: bool,
+pub(crate) struct Chrome {
+    pub(crate) title: String,
+    pub(crate) user: String,
+    pub(crate) csrf: String,
+    pub(crate) admin: bool,
 }
 
 impl Chrome {
-    fn of(viewer: &Viewer, title: impl Into<String>) -> Chrome {
+    pub(crate) fn of(viewer: &Viewer, title: impl Into<String>) -> Chrome {
         Chrome {
             title: title.into(),
             user: viewer.actor.name().to_string(),
@@ -44,7 +44,7 @@ impl Chrome {
 // ---- formatting -------------------------------------------------------------------------
 
 /// `bytes` as people read sizes (binary units).
-fn size(bytes: u64) -> String {
+pub(crate) fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -60,7 +60,7 @@ fn size(bytes: u64) -> String {
 }
 
 /// Unix seconds as a UTC time; `—` for none.
-fn when(unix_secs: Option<i64>) -> String {
+pub(crate) fn when(unix_secs: Option<i64>) -> String {
     unix_secs
         .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
@@ -313,12 +313,12 @@ struct ProjectPage {
 
 /// A project's tabs, those the viewer's role may use: what the API would refuse is not
 /// offered.
-struct Tabs {
-    href: String,
+pub(crate) struct Tabs {
+    pub(crate) href: String,
     /// Project administrators (and system administrators): tokens, audit.
-    manage: bool,
+    pub(crate) manage: bool,
     /// Maintainers and above: retention runs.
-    maintain: bool,
+    pub(crate) maintain: bool,
 }
 
 #[derive(Deserialize)]
@@ -328,7 +328,11 @@ struct MemberJson {
 }
 
 /// The viewer's tabs in `project`, from its member list (system administrators: all).
-async fn tabs(web: &Web, viewer: &Viewer, project: &str) -> (Tabs, Vec<(String, String)>) {
+pub(crate) async fn project_tabs(
+    web: &Web,
+    viewer: &Viewer,
+    project: &str,
+) -> (Tabs, Vec<(String, String)>) {
     #[derive(Deserialize)]
     struct Listed {
         members: Vec<MemberJson>,
@@ -394,7 +398,7 @@ pub(crate) async fn project(
             name: r.name,
         })
         .collect();
-    let (tabs, members) = tabs(&web, &viewer, &project).await;
+    let (tabs, members) = project_tabs(&web, &viewer, &project).await;
     html(&ProjectPage {
         chrome: Chrome::of(&viewer, project.clone()),
         tabs,
@@ -903,7 +907,7 @@ async fn tokens_page(
         &format!("/api/v1/tokens?project={}", encode(&project)),
     )
     .await?;
-    let (tabs, _) = tabs(web, viewer, &project).await;
+    let (tabs, _) = project_tabs(web, viewer, &project).await;
     html(&TokensPage {
         chrome: Chrome::of(viewer, format!("{project}: CI tokens")),
         tabs,
@@ -1045,7 +1049,7 @@ async fn retention_page(web: &Web, viewer: &Viewer, project: String, plan: Optio
         None,
     )
     .await?;
-    let (tabs, _) = tabs(web, viewer, &project).await;
+    let (tabs, _) = project_tabs(web, viewer, &project).await;
     html(&RetentionPage {
         chrome: Chrome::of(viewer, format!("{project}: retention")),
         tabs,
@@ -1185,7 +1189,7 @@ pub(crate) async fn audit(
             client: text(&e["client"]),
         })
         .collect();
-    let (tabs, _) = tabs(&web, &viewer, &project).await;
+    let (tabs, _) = project_tabs(&web, &viewer, &project).await;
     html(&AuditPage {
         chrome: Chrome::of(&viewer, format!("{project}: audit log")),
         project,
@@ -1317,7 +1321,7 @@ pub(crate) async fn usage(
             }
         })
         .collect();
-    let (tabs, _) = tabs(&web, &viewer, &project).await;
+    let (tabs, _) = project_tabs(&web, &viewer, &project).await;
     html(&UsagePage {
         chrome: Chrome::of(&viewer, format!("{project}: usage")),
         project,

@@ -100,6 +100,11 @@ async function main() {
     await page.goto(`${BASE}/projects/team-a/usage`);
     await page.screenshot({ path: `${SHOTS}/usage.png`, fullPage: true });
     check(await page.locator("figure.chart svg path").count() >= 1, "usage is charted as SVG");
+    await page.goto(`${BASE}/projects/team-a/settings`);
+    await page.screenshot({ path: `${SHOTS}/settings.png`, fullPage: true });
+    const settings = await page.locator("main").innerText();
+    check(["Quota", "Tag rules", "Robot accounts", "Webhooks", "Replication and preheat rules"].every((s) => settings.includes(s)),
+      "the settings page shows quota, policies, webhooks, robots and replication rules");
     await page.goto(`${BASE}/admin`);
     check((await page.locator("table.users").innerText()).includes(DEV_USER), "the administrators' page lists the users");
     check(await page.locator("table.jobs tbody tr").count() >= 1, "the administrators' page lists jobs");
@@ -131,6 +136,10 @@ async function main() {
     check(await devPage.getByRole("link", { name: "Administration" }).count() === 0, "a developer is not offered administration");
     await devPage.goto(`${BASE}/projects/team-a/retention`);
     check(await devPage.getByRole("button", { name: "Preview (dry run)" }).count() === 0, "a developer is not offered a retention run");
+    await devPage.goto(`${BASE}/projects/team-a/settings`);
+    const devSettings = await devPage.locator("main").innerText();
+    check(devSettings.includes("Quota") && !devSettings.includes("Robot accounts") && !devSettings.includes("Webhooks"),
+      "a developer's settings page leaves out what the API refuses them");
     const response = await devPage.goto(`${BASE}/projects/team-b`);
     check(response.status() === 403 || response.status() === 404, `team-b's page is refused to the developer (${response.status()})`);
     check(violations.length === 0, `no script or style was refused or failed (${violations.join("; ")})`);

@@ -1,0 +1,219 @@
+//! A project's settings as the viewer may read them: quota, tag rules, signing and
+//! vulnerability policies, webhooks with their latest deliveries, robot accounts, and the
+//! project's replication and preheat rules with their latest run. A section the API refuses the
+//! viewer is left out.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use http::Method;
+use serde_json::Value;
+
+use crate::api::{self, encode};
+use crate::error::PageError;
+use crate::pages::{html, project_tabs, size, when, Chrome, Page, Tabs};
+use crate::session::Viewer;
+use crate::Web;
+
+/// A policy document, printed as the API gives it.
+struct Document {
+    title: &'static str,
+    text: String,
+}
+
+struct WebhookRow {
+    url: String,
+    events: String,
+    deliveries: String,
+}
+
+struct RobotRow {
+    name: String,
+    actions: String,
+    expires: String,
+    revoked: bool,
+}
+
+struct RuleRow {
+    name: String,
+    kind: String,
+    url: String,
+    schedule: String,
+    last_run: String,
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    chrome: Chrome,
+    project: String,
+    tabs: Tabs,
+    quota: Option<String>,
+    documents: Vec<Document>,
+    webhooks: Option<Vec<WebhookRow>>,
+    robots: Option<Vec<RobotRow>>,
+    rules: Option<Vec<RuleRow>>,
+}
+
+/// The API's answer to GET `path`, or `None` when it refuses the viewer (or has nothing).
+async fn readable(web: &Web, viewer: &Viewer, path: &str) -> Result<Option<Value>, PageError> {
+    match api::call(&web.api, &viewer.actor, Method::GET, path, None).await {
+        Ok(value) => Ok(Some(value)),
+        Err(PageError::Api { status, .. }) if status.is_client_error() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().unwrap_or("").to_string()
+}
+
+fn list(value: &Value, key: &str) -> Vec<Value> {
+    value[key].as_array().cloned().unwrap_or_default()
+}
+
+pub(crate) async fn settings(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+) -> Page {
+    let name = encode(&project);
+    let base = format!("/api/v1/projects/{name}");
+    let quota = readable(&web, &viewer, &format!("{base}/quota"))
+        .await?
+        .map(|q| {
+            let limit = q["storage"]["limit_bytes"]
+                .as_u64()
+                .map(size)
+                .unwrap_or_else(|| "no limit".into());
+            format!(
+                "{} of {limit} stored; {} artifacts (limit: {})",
+                size(q["storage"]["used_bytes"].as_u64().unwrap_or(0)),
+                q["artifacts"]["used"].as_u64().unwrap_or(0),
+                q["artifacts"]["limit"]
+                    .as_u64()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "none".into())
+            )
+        });
+    let mut documents = Vec::new();
+    for (title, path) in [
+        ("Tag rules", "tag-rules"),
+        ("Signing policy", "signing-policy"),
+        ("Vulnerability policy (pull gate)", "vulnerability-policy"),
+    ] {
+        if let Some(document) = readable(&web, &viewer, &format!("{base}/{path}")).await? {
+            documents.push(Document {
+                title,
+                text: serde_json::to_string_pretty(&document).expect("JSON prints"),
+            });
+        }
+    }
+    let webhooks = match readable(&web, &viewer, &format!("{base}/webhooks")).await? {
+        None => None,
+        Some(listed) => {
+            let mut rows = Vec::new();
+            for hook in list(&listed, "webhooks") {
+                let id = hook["id"].as_i64().unwrap_or(0);
+                let deliveries = readable(
+                    &web,
+                    &viewer,
+                    &format!("{base}/webhooks/{id}/deliveries?limit=5"),
+                )
+                .await?
+                .map(|d| {
+                    list(&d, "deliveries")
+                        .iter()
+                        .map(|d| format!("{} ({})", text(&d["state"]), text(&d["event_type"])))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+                rows.push(WebhookRow {
+                    url: text(&hook["url"]),
+                    events: hook["event_types"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(text)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    deliveries,
+                });
+            }
+            Some(rows)
+        }
+    };
+    let robots = readable(&web, &viewer, &format!("{base}/robots"))
+        .await?
+        .map(|listed| {
+            list(&listed, "credentials")
+                .iter()
+                .map(|r| RobotRow {
+                    name: text(&r["name"]),
+                    actions: r["actions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(text)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    expires: when(r["expires_at"].as_i64()),
+                    revoked: r["revoked"].as_bool().unwrap_or(false),
+                })
+                .collect()
+        });
+    let rules = match readable(
+        &web,
+        &viewer,
+        &format!("/api/v1/replication?project={name}"),
+    )
+    .await?
+    {
+        None => None,
+        Some(listed) => {
+            let mut rows = Vec::new();
+            for rule in list(&listed, "rules") {
+                let rule_name = text(&rule["name"]);
+                let last_run = readable(
+                    &web,
+                    &viewer,
+                    &format!("/api/v1/replication/{}/runs?limit=1", encode(&rule_name)),
+                )
+                .await?
+                .and_then(|runs| list(&runs, "runs").into_iter().next())
+                .map(|run| {
+                    format!(
+                        "{} ({}): {} succeeded, {} failed, {} outstanding",
+                        text(&run["state"]),
+                        text(&run["trigger"]),
+                        run["succeeded"].as_u64().unwrap_or(0),
+                        run["failed"].as_u64().unwrap_or(0),
+                        run["queued"].as_u64().unwrap_or(0) + run["running"].as_u64().unwrap_or(0)
+                    )
+                })
+                .unwrap_or_else(|| "never run".into());
+                rows.push(RuleRow {
+                    kind: text(&rule["kind"]),
+                    url: text(&rule["url"]),
+                    schedule: text(&rule["schedule"]),
+                    name: rule_name,
+                    last_run,
+                });
+            }
+            Some(rows)
+        }
+    };
+    let tabs = project_tabs(&web, &viewer, &project).await.0;
+    html(&SettingsPage {
+        chrome: Chrome::of(&viewer, format!("{project}: settings")),
+        project,
+        tabs,
+        quota,
+        documents,
+        webhooks,
+        robots,
+        rules,
+    })
+}
