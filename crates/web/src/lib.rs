@@ -86,6 +86,7 @@ impl Web {
             .route("/admin", get(pages::admin))
             .route("/repository", get(pages::repository))
             .route("/artifact", get(pages::artifact))
+            .route("/artifact/sbom", get(pages::sbom))
             .route("/static/app.css", get(stylesheet))
             .route("/static/app.js", get(script))
             .route("/static/favicon.svg", get(icon))

@@ -662,6 +662,19 @@ struct ImageScanView {
     platform: String,
     status: String,
     rows: Vec<VulnerabilityRow>,
+    binaries: Vec<BinaryRow>,
+    /// `&platform=…` for this image's SBOM links (empty for a single image).
+    platform_query: String,
+}
+
+/// A Go executable of an image, as its build info says.
+struct BinaryRow {
+    path: String,
+    go_version: String,
+    main_module: String,
+    target: String,
+    /// The modules it was built with (`path@version`).
+    modules: String,
 }
 
 struct LayerRow {
@@ -743,6 +756,8 @@ struct ArtifactPage {
     pull_lines: Vec<String>,
     referrers: Vec<ReferrerRow>,
     images: Vec<ImageView>,
+    /// `/artifact/sbom?repository=…&reference=…` (add `&format=`, `&platform=`, `&download=1`).
+    sbom_href: String,
     scans: Vec<ImageScanView>,
     scan_note: Option<String>,
 }
@@ -751,6 +766,67 @@ struct ArtifactPage {
 pub(crate) struct ArtifactParams {
     repository: String,
     reference: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SbomParams {
+    repository: String,
+    reference: String,
+    format: Option<String>,
+    platform: Option<String>,
+    /// Sent as a file to save rather than shown.
+    download: Option<String>,
+}
+
+/// An image's SBOM (SPDX or CycloneDX, as the API makes it from its scan): shown as JSON, or
+/// downloaded.
+pub(crate) async fn sbom(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Query(params): Query<SbomParams>,
+) -> Page {
+    let format = match params.format.as_deref() {
+        None | Some("spdx") => "spdx",
+        Some("cyclonedx") => "cyclonedx",
+        Some(other) => {
+            return Err(PageError::BadRequest(format!(
+                "format {other:?} is neither spdx nor cyclonedx"
+            )))
+        }
+    };
+    let platform = params
+        .platform
+        .as_deref()
+        .map(|p| format!("&platform={}", encode(p)))
+        .unwrap_or_default();
+    let document = api::call(
+        &web.api,
+        &viewer.actor,
+        Method::GET,
+        &format!(
+            "/api/v1/repositories/{}/artifacts/{}/sbom?format={format}{platform}",
+            encode(&params.repository),
+            encode(&params.reference)
+        ),
+        None,
+    )
+    .await?;
+    let body = serde_json::to_string_pretty(&document).expect("JSON prints");
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if params.download.is_some() {
+        let file = format!(
+            "{}-{}.{format}.json",
+            params.repository.replace('/', "_"),
+            params.reference.replace(':', "-")
+        );
+        let disposition = format!("attachment; filename=\"{file}\"")
+            .parse()
+            .map_err(|_| PageError::BadRequest("the file name is not a header value".into()))?;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    Ok(response)
 }
 
 pub(crate) async fn artifact(
@@ -786,6 +862,11 @@ pub(crate) async fn artifact(
         None,
     )
     .await?;
+    let sbom_href = format!(
+        "/artifact/sbom?repository={}&reference={}",
+        encode(&params.repository),
+        encode(&a.digest)
+    );
     let host = registry_host(&web, &headers);
     let mut pull_lines = vec![
         format!("docker pull {host}/{}@{}", params.repository, a.digest),
@@ -821,6 +902,7 @@ pub(crate) async fn artifact(
         digest: a.digest,
         pull_lines,
         images: image_views(&images),
+        sbom_href,
         scans,
         scan_note,
     })
@@ -834,6 +916,38 @@ fn image_scans(scan: &Value) -> Vec<ImageScanView> {
         .flatten()
         .map(|image| ImageScanView {
             platform: text(&image["platform"]),
+            platform_query: image["platform"]
+                .as_str()
+                .map(|p| format!("&platform={}", encode(p)))
+                .unwrap_or_default(),
+            binaries: image["binaries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|binary| {
+                    let path = text(&binary["path"]);
+                    let modules = image["packages"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|p| {
+                            p["ecosystem"] == "Go"
+                                && p["locations"]
+                                    .as_array()
+                                    .is_some_and(|l| l.iter().any(|l| l.as_str() == Some(&path)))
+                        })
+                        .map(|p| format!("{}@{}", text(&p["name"]), text(&p["version"])))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    BinaryRow {
+                        go_version: text(&binary["go_version"]),
+                        main_module: text(&binary["main_module"]),
+                        target: format!("{}/{}", text(&binary["goos"]), text(&binary["goarch"])),
+                        modules,
+                        path,
+                    }
+                })
+                .collect(),
             status: text(&image["status"]),
             rows: image["vulnerabilities"]
                 .as_array()

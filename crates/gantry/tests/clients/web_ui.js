@@ -74,6 +74,12 @@ async function main() {
     check(await label.count() === 1, "the hostile label is shown as its text");
     check(await page.locator("table.labels img").count() === 0, "the hostile label made no element");
     check(dialogs.length === 0, "no dialog fired");
+    const spdx = await page.locator("p.sbom a", { hasText: "SPDX" }).first().getAttribute("href");
+    const document = await (await page.request.get(`${BASE}${spdx}`)).json();
+    check(document.spdxVersion === "SPDX-2.3" && JSON.stringify(document).includes("openssl"),
+      "the SBOM link shows the image's SPDX document");
+    const download = await page.request.get(`${BASE}${spdx}&download=1`);
+    check((download.headers()["content-disposition"] || "").startsWith("attachment"), "the SBOM downloads as a file");
 
     // Retention: a dry run shows exactly what would go, and nothing goes.
     await page.goto(`${BASE}/projects/team-a/retention`);
