@@ -23,6 +23,7 @@ use http::{header, HeaderMap, HeaderValue};
 
 mod api;
 mod error;
+mod forms;
 mod pages;
 mod session;
 mod settings;
@@ -82,6 +83,31 @@ impl Web {
             )
             .route("/projects/{project}/audit", get(pages::audit))
             .route("/projects/{project}/settings", get(settings::settings))
+            .route("/projects/{project}/settings/members", post(forms::member))
+            .route(
+                "/projects/{project}/settings/robots",
+                post(forms::create_robot),
+            )
+            .route(
+                "/projects/{project}/settings/robots/revoke",
+                post(forms::revoke_robot),
+            )
+            .route(
+                "/projects/{project}/settings/webhooks",
+                post(forms::webhook),
+            )
+            .route(
+                "/projects/{project}/settings/webhooks/new",
+                post(forms::add_webhook),
+            )
+            .route(
+                "/projects/{project}/settings/replication/run",
+                post(forms::run_rule),
+            )
+            .route(
+                "/projects/{project}/settings/{document}",
+                post(forms::save_document),
+            )
             .route("/projects/{project}/usage", get(pages::usage))
             .route("/admin", get(pages::admin))
             .route("/repository", get(pages::repository))

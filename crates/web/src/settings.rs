@@ -16,13 +16,17 @@ use crate::pages::{html, project_tabs, size, when, Chrome, Page, Tabs};
 use crate::session::Viewer;
 use crate::Web;
 
-/// A policy document, printed as the API gives it.
+/// A policy document, printed as the API gives it; a form edits it where the viewer's role may.
 struct Document {
     title: &'static str,
+    /// Its API path under the project (the form posts to `settings/{path}`).
+    path: &'static str,
     text: String,
+    editable: bool,
 }
 
 struct WebhookRow {
+    id: i64,
     url: String,
     events: String,
     deliveries: String,
@@ -50,6 +54,8 @@ struct SettingsPage {
     project: String,
     tabs: Tabs,
     quota: Option<String>,
+    members: Vec<(String, String)>,
+    roles: [&'static str; 5],
     documents: Vec<Document>,
     webhooks: Option<Vec<WebhookRow>>,
     robots: Option<Vec<RobotRow>>,
@@ -97,16 +103,24 @@ pub(crate) async fn settings(
                     .unwrap_or_else(|| "none".into())
             )
         });
+    let (tabs, members) = project_tabs(&web, &viewer, &project).await;
     let mut documents = Vec::new();
-    for (title, path) in [
-        ("Tag rules", "tag-rules"),
-        ("Signing policy", "signing-policy"),
-        ("Vulnerability policy (pull gate)", "vulnerability-policy"),
+    for (title, path, editable) in [
+        ("Tag rules", "tag-rules", tabs.maintain),
+        ("Retention policy", "retention", tabs.maintain),
+        ("Signing policy", "signing-policy", tabs.manage),
+        (
+            "Vulnerability policy (pull gate)",
+            "vulnerability-policy",
+            tabs.manage,
+        ),
     ] {
         if let Some(document) = readable(&web, &viewer, &format!("{base}/{path}")).await? {
             documents.push(Document {
                 title,
+                path,
                 text: serde_json::to_string_pretty(&document).expect("JSON prints"),
+                editable,
             });
         }
     }
@@ -131,6 +145,7 @@ pub(crate) async fn settings(
                 })
                 .unwrap_or_default();
                 rows.push(WebhookRow {
+                    id,
                     url: text(&hook["url"]),
                     events: hook["event_types"]
                         .as_array()
@@ -205,12 +220,19 @@ pub(crate) async fn settings(
             Some(rows)
         }
     };
-    let tabs = project_tabs(&web, &viewer, &project).await.0;
     html(&SettingsPage {
         chrome: Chrome::of(&viewer, format!("{project}: settings")),
         project,
         tabs,
         quota,
+        members,
+        roles: [
+            "project-admin",
+            "maintainer",
+            "developer",
+            "guest",
+            "limited-guest",
+        ],
         documents,
         webhooks,
         robots,

@@ -111,6 +111,21 @@ async function main() {
     const settings = await page.locator("main").innerText();
     check(["Quota", "Tag rules", "Robot accounts", "Webhooks", "Replication and preheat rules"].every((s) => settings.includes(s)),
       "the settings page shows quota, policies, webhooks, robots and replication rules");
+    // Settings change through their forms: the tag rules' JSON, a robot account (its secret
+    // shown once).
+    const rules = page.getByLabel("Tag rules (JSON)");
+    const edited = JSON.parse(await rules.inputValue());
+    edited.refuse_latest = true;
+    await rules.fill(JSON.stringify(edited));
+    await page.getByRole("button", { name: "Save tag rules" }).click();
+    await page.waitForURL(/\/settings$/);
+    check(JSON.parse(await page.getByLabel("Tag rules (JSON)").inputValue()).refuse_latest === true,
+      "the tag rules were saved through the form");
+    await page.getByLabel("Name").fill("ci-bot");
+    await page.getByRole("button", { name: "Create robot account" }).click();
+    check((await page.locator("#secret").innerText()).length > 20, "a new robot account's secret is shown once");
+    await page.goto(`${BASE}/projects/team-a/settings`);
+    check((await page.locator("table.robots").innerText()).includes("ci-bot"), "the robot account is listed");
     await page.goto(`${BASE}/admin`);
     check((await page.locator("table.users").innerText()).includes(DEV_USER), "the administrators' page lists the users");
     check(await page.locator("table.jobs tbody tr").count() >= 1, "the administrators' page lists jobs");
