@@ -127,6 +127,7 @@ async fn in_a_browser_the_ui_shows_images_runs_a_dry_run_mints_a_token_and_refus
         "tokens",
         "usage",
         "settings",
+        "analysis",
     ] {
         let png = std::fs::read(screenshots.join(format!("{page}.png"))).unwrap();
         assert!(

@@ -449,13 +449,28 @@ impl Registry {
         Ok(added)
     }
 
-    /// The packages of an image whose layers are `layers`, each layer's blob opened only when
-    /// the walker reaches it and read as a stream on a blocking thread.
+    /// The packages of an image whose layers are `layers`.
     async fn inventory_of(&self, layers: Vec<gantry_oci::Descriptor>) -> Result<Inventory> {
+        let inputs = layers.into_iter().map(|layer| (layer, None)).collect();
+        self.walk_layers(inputs, gantry_scanner::inventory).await
+    }
+
+    /// Runs `work` on a blocking thread over `layers` (with what made each) as the layer
+    /// walker's inputs, each layer's blob opened only when the walker reaches it and read as a
+    /// stream.
+    pub(crate) async fn walk_layers<T: Send + 'static>(
+        &self,
+        layers: Vec<(gantry_oci::Descriptor, Option<String>)>,
+        work: impl FnOnce(
+                Box<dyn Iterator<Item = gantry_inspect::walk::LayerInput<Box<dyn io::Read + Send>>>>,
+            ) -> io::Result<T>
+            + Send
+            + 'static,
+    ) -> Result<T> {
         let blobs = self.blobs.clone();
         let handle = tokio::runtime::Handle::current();
         let walked = tokio::task::spawn_blocking(move || {
-            let inputs = layers.into_iter().map(move |layer| {
+            let inputs = layers.into_iter().map(move |(layer, created_by)| {
                 let opened = handle.block_on(blobs.read(&layer.digest, 0..layer.size));
                 let blob: Box<dyn io::Read + Send> = match opened {
                     Ok(stream) => Box::new(SyncIoBridge::new_with_handle(
@@ -468,11 +483,11 @@ impl Registry {
                     digest: layer.digest.to_string(),
                     media_type: layer.media_type,
                     compressed: layer.size,
-                    created_by: None,
+                    created_by,
                     blob,
                 }
             });
-            gantry_scanner::inventory(inputs)
+            work(Box::new(inputs))
         })
         .await
         .map_err(|e| RegistryError::Body(io::Error::other(e.to_string())))?;

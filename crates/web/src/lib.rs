@@ -113,6 +113,7 @@ impl Web {
             .route("/repository", get(pages::repository))
             .route("/artifact", get(pages::artifact))
             .route("/artifact/sbom", get(pages::sbom))
+            .route("/artifact/analysis", get(pages::analysis))
             .route("/static/app.css", get(stylesheet))
             .route("/static/app.js", get(script))
             .route("/static/favicon.svg", get(icon))

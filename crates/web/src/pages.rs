@@ -685,6 +685,8 @@ struct LayerRow {
 
 struct ImageView {
     platform: String,
+    /// `&platform=…` for links about this image (empty for a single image).
+    platform_query: String,
     created: String,
     command: String,
     labels: Vec<(String, String)>,
@@ -707,6 +709,10 @@ fn image_views(images: &Value) -> Vec<ImageView> {
         .flatten()
         .map(|image| ImageView {
             platform: text(&image["platform"]),
+            platform_query: image["platform"]
+                .as_str()
+                .map(|p| format!("&platform={}", encode(p)))
+                .unwrap_or_default(),
             created: text(&image["created"]),
             command: [words(&image["entrypoint"]), words(&image["cmd"])]
                 .join(" ")
@@ -758,6 +764,8 @@ struct ArtifactPage {
     images: Vec<ImageView>,
     /// `/artifact/sbom?repository=…&reference=…` (add `&format=`, `&platform=`, `&download=1`).
     sbom_href: String,
+    /// `/artifact/analysis?repository=…&reference=…` (add `&platform=`).
+    analysis_href: String,
     scans: Vec<ImageScanView>,
     scan_note: Option<String>,
 }
@@ -902,6 +910,7 @@ pub(crate) async fn artifact(
         digest: a.digest,
         pull_lines,
         images: image_views(&images),
+        analysis_href: sbom_href.replacen("/artifact/sbom", "/artifact/analysis", 1),
         sbom_href,
         scans,
         scan_note,
@@ -1505,5 +1514,130 @@ pub(crate) async fn admin(State(web): State<Arc<Web>>, viewer: Viewer) -> Page {
                 created: when(j["created_ms"].as_i64().map(|ms| ms / 1000)),
             })
             .collect(),
+    })
+}
+
+// ---- size analysis ----------------------------------------------------------------------
+
+struct AnalysisLayer {
+    digest: String,
+    compressed: String,
+    uncompressed: String,
+    files: u64,
+    created_by: String,
+}
+
+#[derive(Template)]
+#[template(path = "analysis.html")]
+struct AnalysisPage {
+    chrome: Chrome,
+    repository: String,
+    repository_href: String,
+    reference: String,
+    platform: String,
+    compressed: String,
+    uncompressed: String,
+    wasted: String,
+    layers: Vec<AnalysisLayer>,
+    /// Path, size, layer.
+    largest: Vec<(String, String, u64)>,
+    /// Path, size, how, layer, by layer.
+    waste: Vec<(String, String, String, u64, u64)>,
+    binary: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AnalysisParams {
+    repository: String,
+    reference: String,
+    platform: Option<String>,
+}
+
+/// An image's size analysis: layers, largest files, wasted bytes, the entrypoint binary.
+pub(crate) async fn analysis(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Query(params): Query<AnalysisParams>,
+) -> Page {
+    let platform = params
+        .platform
+        .as_deref()
+        .map(|p| format!("?platform={}", encode(p)))
+        .unwrap_or_default();
+    let report = api::call(
+        &web.api,
+        &viewer.actor,
+        Method::GET,
+        &format!(
+            "/api/v1/repositories/{}/artifacts/{}/analysis{platform}",
+            encode(&params.repository),
+            encode(&params.reference)
+        ),
+        None,
+    )
+    .await?;
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let number = |v: &Value| v.as_u64().unwrap_or(0);
+    let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
+    let binary = report["binary"].as_object().map(|b| {
+        let flag = |key: &str, yes: &str, no: &str| match b.get(key).and_then(Value::as_bool) {
+            Some(true) => yes.to_string(),
+            Some(false) => no.to_string(),
+            None => String::new(),
+        };
+        [
+            text(&b["path"]),
+            size(b["size"].as_u64().unwrap_or(0)),
+            flag("static_linked", "static", "dynamic"),
+            flag("stripped", "stripped", "with symbols"),
+            b["go_version"].as_str().unwrap_or("not Go").to_string(),
+        ]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" · ")
+    });
+    html(&AnalysisPage {
+        chrome: Chrome::of(&viewer, format!("{}: size analysis", params.repository)),
+        repository_href: format!("/repository?name={}", encode(&params.repository)),
+        compressed: size(number(&report["compressed"])),
+        uncompressed: size(number(&report["uncompressed"])),
+        wasted: size(number(&report["wasted_bytes"])),
+        layers: list("layers")
+            .iter()
+            .map(|l| AnalysisLayer {
+                digest: text(&l["digest"]),
+                compressed: size(number(&l["compressed"])),
+                uncompressed: size(number(&l["uncompressed"])),
+                files: number(&l["files"]),
+                created_by: text(&l["created_by"]),
+            })
+            .collect(),
+        largest: list("largest")
+            .iter()
+            .map(|f| {
+                (
+                    text(&f["path"]),
+                    size(number(&f["size"])),
+                    number(&f["layer"]),
+                )
+            })
+            .collect(),
+        waste: list("wasted")
+            .iter()
+            .map(|w| {
+                (
+                    text(&w["path"]),
+                    size(number(&w["size"])),
+                    text(&w["how"]),
+                    number(&w["layer"]),
+                    number(&w["by"]),
+                )
+            })
+            .collect(),
+        binary,
+        platform: params.platform.unwrap_or_default(),
+        repository: params.repository,
+        reference: params.reference,
     })
 }

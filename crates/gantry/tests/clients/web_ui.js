@@ -81,6 +81,12 @@ async function main() {
     const download = await page.request.get(`${BASE}${spdx}&download=1`);
     check((download.headers()["content-disposition"] || "").startsWith("attachment"), "the SBOM downloads as a file");
 
+    // The size analysis: layers and the largest files.
+    await page.getByRole("link", { name: "Size analysis" }).first().click();
+    await page.waitForURL(/\/artifact\/analysis\?/);
+    await page.screenshot({ path: `${SHOTS}/analysis.png`, fullPage: true });
+    check((await page.locator("table.largest").innerText()).includes("os-release"), "the size analysis lists the largest files");
+
     // Retention: a dry run shows exactly what would go, and nothing goes.
     await page.goto(`${BASE}/projects/team-a/retention`);
     await page.getByRole("button", { name: "Preview (dry run)" }).click();

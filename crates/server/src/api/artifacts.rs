@@ -1,7 +1,8 @@
 //! `/repositories/{repository}/artifacts`: a repository's artifacts with their figures
 //! (digest, media and artifact type, tags, size, platforms, push and pull times, pulls,
 //! referrers), sorted and paged, one artifact by tag or digest, and what its images are made
-//! of (`…/images`: layers with the history step of each, labels, entrypoint).
+//! of (`…/images`: layers with the history step of each, labels, entrypoint; `…/analysis`: an
+//! image's size analysis, as `gantry analyze` gives it).
 //!
 //! Repository names hold `/`: the path carries the full name with each `/` percent-encoded
 //! (`/api/v1/repositories/team%2Fapp/artifacts`); axum decodes the segment.
@@ -35,6 +36,10 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
             "/api/v1/repositories/{repository}/artifacts/{reference}/images",
             get(show_images),
         )
+        .route(
+            "/api/v1/repositories/{repository}/artifacts/{reference}/analysis",
+            get(show_analysis),
+        )
 }
 
 #[cfg(test)]
@@ -47,6 +52,10 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
     (
         "get",
         "/api/v1/repositories/{repository}/artifacts/{reference}/images",
+    ),
+    (
+        "get",
+        "/api/v1/repositories/{repository}/artifacts/{reference}/analysis",
     ),
 ];
 
@@ -92,4 +101,28 @@ async fn show_images(
         .require_in_repository(&actor, name.as_str(), Action::List, "see artifacts")
         .await?;
     ok(json!({ "images": state.registry.image_details(&name, &reference).await? }))
+}
+
+#[derive(serde::Deserialize)]
+struct AnalysisParams {
+    /// An index's image: `os/arch[/variant]`.
+    platform: Option<String>,
+}
+
+async fn show_analysis(
+    State(state): State<Arc<AppState>>,
+    ApiCaller(actor): ApiCaller,
+    PathParams((repository, reference)): PathParams<(String, String)>,
+    Params(params): Params<AnalysisParams>,
+) -> ApiResult {
+    let name = parse_name(&repository)?;
+    let reference = parse_reference(&reference)?;
+    state
+        .access
+        .require_in_repository(&actor, name.as_str(), Action::Pull, "analyze images")
+        .await?;
+    ok(state
+        .registry
+        .image_analysis(&name, &reference, params.platform.as_deref())
+        .await?)
 }
