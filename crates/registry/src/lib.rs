@@ -339,6 +339,12 @@ impl Registry {
         Ok(self.meta.quota(project).await?)
     }
 
+    /// The vulnerability database: each source imported (where from, when, how many
+    /// records) and the generation every import bumps.
+    pub async fn vulndb_status(&self) -> Result<gantry_meta::VulnDbStatus> {
+        Ok(self.meta.vulndb_status().await?)
+    }
+
     /// Usage and limits of every project, by project name.
     pub async fn quotas(&self) -> Result<Vec<Quota>> {
         Ok(self.meta.quotas().await?)

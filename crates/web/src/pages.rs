@@ -1463,6 +1463,14 @@ struct AdminPage {
     chrome: Chrome,
     users: Vec<(String, bool)>,
     jobs: Vec<JobRow>,
+    /// Name, location, records, imported, newest record.
+    sources: Vec<(String, String, u64, String, String)>,
+    generation: i64,
+    /// Name, URL, cache project, cached bytes, cached artifacts.
+    upstreams: Vec<(String, String, String, String, u64)>,
+    /// System robot accounts: name, actions, revoked.
+    robots: Vec<(String, String, bool)>,
+    allowlist: String,
 }
 
 struct JobRow {
@@ -1487,9 +1495,57 @@ pub(crate) async fn admin(State(web): State<Arc<Web>>, viewer: Viewer) -> Page {
         None,
     )
     .await?;
+    let get = |path: &'static str| api::call(&web.api, &viewer.actor, Method::GET, path, None);
+    let vulndb = get("/api/v1/vulndb").await?;
+    let mirror = get("/api/v1/mirror").await?;
+    let robots = get("/api/v1/robots").await?;
+    let allowlist = get("/api/v1/vulnerability-allowlist").await?;
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let rows = |v: &Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
     html(&AdminPage {
         chrome: Chrome::of(&viewer, "Administration"),
+        generation: vulndb["generation"].as_i64().unwrap_or(0),
+        sources: rows(&vulndb, "sources")
+            .iter()
+            .map(|s| {
+                (
+                    text(&s["name"]),
+                    text(&s["location"]),
+                    s["records"].as_u64().unwrap_or(0),
+                    when(s["imported_at"].as_i64()),
+                    text(&s["newest_modified"]),
+                )
+            })
+            .collect(),
+        upstreams: rows(&mirror, "upstreams")
+            .iter()
+            .map(|u| {
+                (
+                    text(&u["name"]),
+                    text(&u["url"]),
+                    text(&u["project"]),
+                    size(u["cached_bytes"].as_u64().unwrap_or(0)),
+                    u["cached_artifacts"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect(),
+        robots: rows(&robots, "credentials")
+            .iter()
+            .map(|r| {
+                (
+                    text(&r["name"]),
+                    r["actions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(text)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    r["revoked"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect(),
+        allowlist: serde_json::to_string_pretty(&allowlist).expect("JSON prints"),
         users: users["users"]
             .as_array()
             .into_iter()

@@ -135,6 +135,8 @@ async function main() {
     await page.goto(`${BASE}/admin`);
     check((await page.locator("table.users").innerText()).includes(DEV_USER), "the administrators' page lists the users");
     check(await page.locator("table.jobs tbody tr").count() >= 1, "the administrators' page lists jobs");
+    check((await page.locator("table.vulndb").innerText()).includes("osv"), "the administrators' page shows the vulnerability database's source");
+    await page.screenshot({ path: `${SHOTS}/admin.png`, fullPage: true });
 
     // A form posted without the session's CSRF token is refused.
     const forged = await page.request.post(`${BASE}/projects/team-a/tokens`, {

@@ -48,6 +48,7 @@ mod repository_delete;
 mod retention;
 mod robots;
 mod signing;
+mod system;
 mod tag_rules;
 mod tokens;
 mod usage;
@@ -81,6 +82,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(webhooks::routes())
         .merge(jobs::routes())
         .merge(replication::routes())
+        .merge(system::routes())
 }
 
 /// Every route of [`routes`], as (method, OpenAPI path), per resource, for the test that
@@ -108,6 +110,7 @@ const ROUTES: &[&[(&str, &str)]] = &[
     webhooks::ROUTES,
     jobs::ROUTES,
     replication::ROUTES,
+    system::ROUTES,
 ];
 
 /// The authenticated caller of an API request and where it came from, as the access service
