@@ -605,8 +605,16 @@ pub(crate) async fn repository(
     )
     .await?;
     let host = registry_host(&web, &headers);
+    // The page's vulnerability counts, asked together.
+    let counts = futures::future::join_all(
+        listed
+            .artifacts
+            .iter()
+            .map(|a| vulnerability_counts(&web, &viewer, &params.name, &a.digest)),
+    )
+    .await;
     let mut rows = Vec::new();
-    for a in listed.artifacts {
+    for (a, vulnerabilities) in listed.artifacts.into_iter().zip(counts) {
         let reference = match a.tags.first() {
             Some(tag) => format!(":{tag}"),
             None => format!("@{}", a.digest),
@@ -624,7 +632,7 @@ pub(crate) async fn repository(
             pulled: when(a.last_pulled_at),
             pulls: a.pulls,
             signed: signed(&a.signature),
-            vulnerabilities: vulnerability_counts(&web, &viewer, &params.name, &a.digest).await,
+            vulnerabilities,
             pull_line: format!("docker pull {host}/{}{reference}", params.name),
             tags: a.tags,
             digest: a.digest,
