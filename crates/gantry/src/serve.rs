@@ -349,7 +349,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         api.clone(),
         access.clone(),
         Arc::new(move |peer, headers| gantry_server::client_address(&trusted, peer, headers)),
-        certificate.is_some(),
+        // Served over HTTPS: by this server, or by the TLS proxy in front (`--public-url https://`).
+        certificate.is_some()
+            || config
+                .public_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("https://")),
         config.public_url.as_deref().map(|url| {
             let host = url.split_once("://").map_or(url, |(_, rest)| rest);
             host.trim_end_matches('/').to_string()
@@ -357,6 +362,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     );
     let app = api
         .merge(web.router())
+        .layer(axum::middleware::from_fn(gantry_web::protective_headers))
         .into_make_service_with_connect_info::<SocketAddr>();
 
     let (listener, certificate_watch) = match &certificate {

@@ -135,10 +135,17 @@ async fn in_a_browser_the_ui_shows_images_runs_a_dry_run_mints_a_token_and_refus
             "{page}.png"
         );
     }
-    // What the browser did went through the API: the token it made is revoked there.
+    // What the browser did went through the API: the admin's token is revoked there, the
+    // developer's is theirs.
     let tokens = get_json(&s, "/api/v1/tokens?project=team-a").await;
     let tokens = tokens["credentials"].as_array().unwrap();
-    assert_eq!(tokens.len(), 1, "{tokens:?}");
-    assert_eq!(tokens[0]["revoked"], true, "{tokens:?}");
-    assert_eq!(tokens[0]["created_by"], "admin", "{tokens:?}");
+    let by = |user: &str| {
+        tokens
+            .iter()
+            .filter(|t| t["created_by"] == user)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by("admin").len(), 1, "{tokens:?}");
+    assert_eq!(by("admin")[0]["revoked"], true, "{tokens:?}");
+    assert_eq!(by("dev-a").len(), 1, "{tokens:?}");
 }

@@ -15,6 +15,8 @@ pub(crate) enum PageError {
     },
     /// A form without this session's CSRF token.
     Csrf,
+    /// A form posted from another site.
+    CrossSite,
     /// A bad parameter of the page itself.
     BadRequest(String),
     Internal(String),
@@ -45,6 +47,13 @@ impl IntoResponse for PageError {
                 "Form refused",
                 "This form was not sent from this session's page (its CSRF token is missing or \
                  wrong). Reload the page and try again."
+                    .to_string(),
+            ),
+            PageError::CrossSite => (
+                StatusCode::FORBIDDEN,
+                "Form refused",
+                "This form was posted from another site; Gantry takes forms from its own pages \
+                 only."
                     .to_string(),
             ),
             PageError::BadRequest(message) => {

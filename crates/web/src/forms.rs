@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect};
 use http::Method;
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::api::{self, encode};
 use crate::error::PageError;
+use crate::extract::PageForm;
 use crate::pages::{html, project_tabs, Chrome, Page, Tabs};
 use crate::session::Viewer;
 use crate::Web;
@@ -51,7 +52,7 @@ pub(crate) async fn save_document(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     Path((project, document)): Path<(String, String)>,
-    Form(form): Form<DocumentForm>,
+    PageForm(form): PageForm<DocumentForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
     if !DOCUMENTS.contains(&document.as_str()) {
@@ -85,7 +86,7 @@ pub(crate) async fn member(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     Path(project): Path<String>,
-    Form(form): Form<MemberForm>,
+    PageForm(form): PageForm<MemberForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
     let path = format!(
@@ -158,7 +159,7 @@ pub(crate) async fn create_robot(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     Path(project): Path<String>,
-    Form(form): Form<RobotForm>,
+    PageForm(form): PageForm<RobotForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
     let actions: Vec<&str> = [
@@ -192,7 +193,7 @@ pub(crate) async fn revoke_robot(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     Path(project): Path<String>,
-    Form(form): Form<NameForm>,
+    PageForm(form): PageForm<NameForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
     change(
@@ -219,7 +220,7 @@ pub(crate) async fn add_webhook(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     Path(project): Path<String>,
-    Form(form): Form<WebhookForm>,
+    PageForm(form): PageForm<WebhookForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
     let events: Vec<&str> = form
@@ -252,7 +253,7 @@ pub(crate) async fn webhook(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     Path(project): Path<String>,
-    Form(form): Form<WebhookAction>,
+    PageForm(form): PageForm<WebhookAction>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
     let path = format!("/api/v1/projects/{}/webhooks/{}", encode(&project), form.id);
@@ -273,7 +274,7 @@ pub(crate) async fn run_rule(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     Path(project): Path<String>,
-    Form(form): Form<NameForm>,
+    PageForm(form): PageForm<NameForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
     change(

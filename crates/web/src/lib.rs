@@ -23,6 +23,7 @@ use http::{header, HeaderMap, HeaderValue};
 
 mod api;
 mod error;
+mod extract;
 mod forms;
 mod pages;
 mod session;
@@ -118,7 +119,7 @@ impl Web {
             .route("/static/app.js", get(script))
             .route("/static/favicon.svg", get(icon))
             .route("/favicon.ico", get(icon))
-            .layer(middleware::from_fn(security_headers))
+            .layer(middleware::from_fn(ui_guard))
             .with_state(Arc::new(self))
     }
 }
@@ -129,7 +130,23 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
      base-uri 'none'";
 
-async fn security_headers(request: Request, next: Next) -> Response {
+/// The UI's answers: no form posted from another site is taken (see
+/// [`session::cross_site`]), and pages are not stored by caches.
+async fn ui_guard(request: Request, next: Next) -> Response {
+    if request.method() == http::Method::POST && session::cross_site(request.headers()) {
+        return error::PageError::CrossSite.into_response();
+    }
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Headers for every answer of the server (the UI's, and the API's and registry's, which a
+/// browser may be pointed at): a Content-Security-Policy that allows no inline or foreign
+/// script or style and no framing, no MIME sniffing, no referrer to other sites.
+pub async fn protective_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     for (name, value) in [
@@ -137,7 +154,6 @@ async fn security_headers(request: Request, next: Next) -> Response {
         ("x-content-type-options", "nosniff"),
         ("referrer-policy", "same-origin"),
         ("x-frame-options", "DENY"),
-        ("cache-control", "no-store"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }

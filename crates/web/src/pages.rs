@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use http::{header, HeaderMap, Method, StatusCode};
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::api::{self, encode};
 use crate::error::PageError;
+use crate::extract::{PageForm, PageQuery};
 use crate::session::{self, Viewer};
 use crate::Web;
 
@@ -77,6 +78,20 @@ fn percent(used: u64, limit: Option<u64>) -> Option<u64> {
     limit.map(|limit| (used.saturating_mul(100) / limit.max(1)).min(100))
 }
 
+/// `answer`, or `None` when the API refused the viewer (401/403) — a part of a page they may
+/// not see.
+pub(crate) fn allowed<T>(answer: Result<T, PageError>) -> Result<Option<T>, PageError> {
+    match answer {
+        Ok(value) => Ok(Some(value)),
+        Err(PageError::Api { status, .. })
+            if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 // ---- sign-in ----------------------------------------------------------------------------
 
 #[derive(Template)]
@@ -91,17 +106,25 @@ pub(crate) struct NextParam {
     next: Option<String>,
 }
 
-/// `next` when it is a path of this site (not `//host` or a scheme): where sign-in returns.
+/// `next` when it is a path of this site: where sign-in returns. Only a path's own characters
+/// are taken — not `//host`, a backslash, whitespace or control characters (browsers drop
+/// tabs and newlines from a Location, which would turn `/<TAB>/host` into `//host`).
 fn local_path(next: Option<&str>) -> String {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "/-._~%?&=+:@,;!$*'()".contains(c);
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && path.len() <= 2048
+                && path.chars().all(allowed) =>
+        {
             path.to_string()
         }
         _ => "/".to_string(),
     }
 }
 
-pub(crate) async fn login_form(Query(params): Query<NextParam>) -> Page {
+pub(crate) async fn login_form(PageQuery(params): PageQuery<NextParam>) -> Page {
     html(&LoginPage {
         next: local_path(params.next.as_deref()),
         error: None,
@@ -119,7 +142,7 @@ pub(crate) async fn login(
     State(web): State<Arc<Web>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Form(form): Form<LoginForm>,
+    PageForm(form): PageForm<LoginForm>,
 ) -> Page {
     let client = (web.client_address)(&peer, &headers);
     let next = local_path(form.next.as_deref());
@@ -156,7 +179,7 @@ pub(crate) struct CsrfForm {
 pub(crate) async fn logout(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
-    Form(form): Form<CsrfForm>,
+    PageForm(form): PageForm<CsrfForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
     web.access
@@ -239,7 +262,7 @@ pub(crate) struct Search {
 pub(crate) async fn projects(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
-    Query(search): Query<Search>,
+    PageQuery(search): PageQuery<Search>,
 ) -> Page {
     #[derive(Deserialize)]
     struct Listed {
@@ -254,30 +277,38 @@ pub(crate) async fn projects(
         .filter(|p| q.is_empty() || p.name.contains(q.as_str()))
     {
         let name = encode(&project.name);
-        let quota: QuotaJson = api::get(
-            &web.api,
-            &viewer.actor,
-            &format!("/api/v1/projects/{name}/quota"),
-        )
-        .await?;
-        let newest: RepositoryPageJson = api::get(
-            &web.api,
-            &viewer.actor,
-            &format!("/api/v1/projects/{name}/repositories?sort=pushed&order=desc&limit=1"),
-        )
-        .await?;
+        // What a role may not read (a limited guest lists no repositories) stays blank.
+        let quota: Option<QuotaJson> = allowed(
+            api::get(
+                &web.api,
+                &viewer.actor,
+                &format!("/api/v1/projects/{name}/quota"),
+            )
+            .await,
+        )?;
+        let newest: Option<RepositoryPageJson> = allowed(
+            api::get(
+                &web.api,
+                &viewer.actor,
+                &format!("/api/v1/projects/{name}/repositories?sort=pushed&order=desc&limit=1"),
+            )
+            .await,
+        )?;
+        let used = quota.as_ref().map_or(0, |q| q.storage.used_bytes);
+        let limit_bytes = quota.as_ref().and_then(|q| q.storage.limit_bytes);
         rows.push(ProjectRow {
             href: format!("/projects/{name}"),
             public: project.public,
-            used: size(quota.storage.used_bytes),
-            limit: quota
-                .storage
-                .limit_bytes
-                .map(size)
-                .unwrap_or_else(|| "no limit".into()),
-            percent: percent(quota.storage.used_bytes, quota.storage.limit_bytes),
-            artifacts: quota.artifacts.used,
-            last_push: when(newest.repositories.first().and_then(|r| r.last_pushed_at)),
+            used: size(used),
+            limit: limit_bytes.map(size).unwrap_or_else(|| "no limit".into()),
+            percent: percent(used, limit_bytes),
+            artifacts: quota.as_ref().map_or(0, |q| q.artifacts.used),
+            last_push: when(
+                newest
+                    .as_ref()
+                    .and_then(|n| n.repositories.first())
+                    .and_then(|r| r.last_pushed_at),
+            ),
             name: project.name,
         });
     }
@@ -369,7 +400,7 @@ pub(crate) async fn project(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     Path(project): Path<String>,
-    Query(params): Query<ProjectParams>,
+    PageQuery(params): PageQuery<ProjectParams>,
 ) -> Page {
     let name = encode(&project);
     let page = params
@@ -585,7 +616,7 @@ pub(crate) async fn repository(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     headers: HeaderMap,
-    Query(params): Query<RepositoryParams>,
+    PageQuery(params): PageQuery<RepositoryParams>,
 ) -> Page {
     #[derive(Deserialize)]
     struct Listed {
@@ -799,7 +830,7 @@ pub(crate) struct SbomParams {
 pub(crate) async fn sbom(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
-    Query(params): Query<SbomParams>,
+    PageQuery(params): PageQuery<SbomParams>,
 ) -> Page {
     let format = match params.format.as_deref() {
         None | Some("spdx") => "spdx",
@@ -849,7 +880,7 @@ pub(crate) async fn artifact(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     headers: HeaderMap,
-    Query(params): Query<ArtifactParams>,
+    PageQuery(params): PageQuery<ArtifactParams>,
 ) -> Page {
     let base = format!(
         "/api/v1/repositories/{}/artifacts/{}",
@@ -1032,12 +1063,23 @@ async fn tokens_page(
     struct Listed {
         credentials: Vec<CredentialJson>,
     }
-    let listed: Listed = api::get(
+    // A developer may mint a token for themselves without seeing the project's tokens: their
+    // new token's secret is still shown.
+    let listed = match api::get::<Listed>(
         &web.api,
         &viewer.actor,
         &format!("/api/v1/tokens?project={}", encode(&project)),
     )
-    .await?;
+    .await
+    {
+        Ok(listed) => listed,
+        Err(PageError::Api { status, .. }) if minted.is_some() && status.is_client_error() => {
+            Listed {
+                credentials: Vec::new(),
+            }
+        }
+        Err(e) => return Err(e),
+    };
     let (tabs, _) = project_tabs(web, viewer, &project).await;
     html(&TokensPage {
         chrome: Chrome::of(viewer, format!("{project}: CI tokens")),
@@ -1083,7 +1125,7 @@ pub(crate) async fn create_token(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     Path(project): Path<String>,
-    Form(form): Form<NewTokenForm>,
+    PageForm(form): PageForm<NewTokenForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
     let mut actions = Vec::new();
@@ -1099,7 +1141,12 @@ pub(crate) async fn create_token(
             .parse()
             .map_err(|_| PageError::BadRequest(format!("{text:?} is not a number of minutes")))?,
     };
-    let mut body = json!({"project": project, "actions": actions, "ttl_secs": minutes * 60});
+    let seconds = minutes.checked_mul(60).ok_or_else(|| {
+        PageError::BadRequest(format!(
+            "{minutes} minutes is longer than any token may live"
+        ))
+    })?;
+    let mut body = json!({"project": project, "actions": actions, "ttl_secs": seconds});
     if let Some(repository) = form
         .repository
         .as_deref()
@@ -1130,7 +1177,7 @@ pub(crate) async fn revoke_token(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     Path(project): Path<String>,
-    Form(form): Form<RevokeForm>,
+    PageForm(form): PageForm<RevokeForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
     api::call(
@@ -1203,7 +1250,7 @@ pub(crate) async fn retention_dry_run(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     Path(project): Path<String>,
-    Form(form): Form<CsrfForm>,
+    PageForm(form): PageForm<CsrfForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
     let report = api::call(
@@ -1266,6 +1313,11 @@ mod tests {
             "https://evil.example",
             "/\\evil.example",
             "x",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "/\u{1}",
+            "/\r",
         ] {
             assert_eq!(local_path(Some(foreign)), "/", "{foreign}");
         }
@@ -1621,7 +1673,7 @@ pub(crate) struct AnalysisParams {
 pub(crate) async fn analysis(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
-    Query(params): Query<AnalysisParams>,
+    PageQuery(params): PageQuery<AnalysisParams>,
 ) -> Page {
     let platform = params
         .platform

@@ -13,8 +13,20 @@ use http::HeaderMap;
 use crate::error::PageError;
 use crate::Web;
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP.
 pub(crate) const COOKIE: &str = "gantry_session";
+/// Its name over HTTPS: the `__Host-` prefix makes browsers refuse it from a sibling domain, or
+/// without `Secure` and `Path=/`.
+pub(crate) const SECURE_COOKIE: &str = "__Host-gantry_session";
+
+/// The session cookie's name for a server whose pages are served over HTTPS (`secure`) or not.
+pub(crate) fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_COOKIE
+    } else {
+        COOKIE
+    }
+}
 
 /// Who is looking: their caller for the API, the session's CSRF token and cookie secret.
 pub(crate) struct Viewer {
@@ -77,7 +89,7 @@ impl FromRequestParts<Arc<Web>> for Viewer {
                 .unwrap_or("/");
             Redirect::to(&format!("/login?next={}", crate::api::encode(here))).into_response()
         };
-        let Some(secret) = cookie(&parts.headers, COOKIE) else {
+        let Some(secret) = cookie(&parts.headers, cookie_name(web.secure_cookies)) else {
             return Err(to_login());
         };
         let client = client_of(web, parts);
@@ -96,9 +108,25 @@ impl FromRequestParts<Arc<Web>> for Viewer {
 /// The `Set-Cookie` value of a session (`secret`; empty with `max_age` 0 ends it).
 pub(crate) fn session_cookie(secret: &str, max_age_secs: u64, secure: bool) -> String {
     format!(
-        "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{}",
+        "{}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{}",
+        cookie_name(secure),
         if secure { "; Secure" } else { "" }
     )
+}
+
+/// Whether a form post comes from another site: its `Sec-Fetch-Site` says `cross-site`, or its
+/// `Origin` names another host than the request's `Host` (browsers send both on posts). Such
+/// posts are refused — the sign-in form's too, which has no session (and no token) yet.
+pub(crate) fn cross_site(headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if header("sec-fetch-site") == Some("cross-site") {
+        return true;
+    }
+    match (header("origin"), header("host")) {
+        (Some("null"), _) => true,
+        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, rest)| rest) != Some(host),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -116,5 +144,39 @@ mod tests {
             assert!(set.contains(attribute), "{set}");
         }
         assert!(!session_cookie("abc", 60, false).contains("Secure"));
+        assert!(session_cookie("abc", 60, true).starts_with("__Host-gantry_session=abc;"));
+    }
+
+    #[test]
+    fn posts_from_another_site_are_told_apart() {
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    value.parse().unwrap(),
+                );
+            }
+            map
+        };
+        let host = ("host", "registry.example:5000");
+        assert!(!cross_site(&headers(&[host])));
+        assert!(!cross_site(&headers(&[
+            host,
+            ("origin", "https://registry.example:5000")
+        ])));
+        assert!(!cross_site(&headers(&[
+            host,
+            ("sec-fetch-site", "same-origin")
+        ])));
+        assert!(cross_site(&headers(&[
+            host,
+            ("origin", "https://evil.example")
+        ])));
+        assert!(cross_site(&headers(&[host, ("origin", "null")])));
+        assert!(cross_site(&headers(&[
+            host,
+            ("sec-fetch-site", "cross-site")
+        ])));
     }
 }

@@ -86,6 +86,8 @@ pub(crate) async fn settings(
 ) -> Page {
     let name = encode(&project);
     let base = format!("/api/v1/projects/{name}");
+    // The project itself: unknown or hidden is what the API says (404/403), not an empty page.
+    api::call(&web.api, &viewer.actor, Method::GET, &base, None).await?;
     let quota = readable(&web, &viewer, &format!("{base}/quota"))
         .await?
         .map(|q| {

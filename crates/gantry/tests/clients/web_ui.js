@@ -144,6 +144,17 @@ async function main() {
     });
     check(forged.status() === 403, `a form without the CSRF token is refused (${forged.status()})`);
 
+    // A form posted from another site is refused, the sign-in form's too; a path that is no
+    // page still carries the Content-Security-Policy.
+    const crossSite = await page.request.post(`${BASE}/login`, {
+      headers: { Origin: "http://evil.example" },
+      form: { username: "admin", password: ADMIN_PASSWORD, next: "/" }, maxRedirects: 0,
+    });
+    check(crossSite.status() === 403, `a sign-in posted from another site is refused (${crossSite.status()})`);
+    const nowhere = await page.request.get(`${BASE}/projects/team-a/nowhere`);
+    check((nowhere.headers()["content-security-policy"] || "").includes("default-src 'none'"),
+      "a path that is no page carries the Content-Security-Policy");
+
     // Logout ends the session: the old cookie no longer opens a page.
     await page.goto(`${BASE}/`);
     await page.getByRole("button", { name: "Log out" }).click();
@@ -154,10 +165,22 @@ async function main() {
     await stalePage.goto(`${BASE}/projects/team-a`);
     check(stalePage.url().includes("/login"), "after logout the old session cookie opens nothing");
 
-    // A developer of team-a does not see team-b.
+    // A developer of team-a does not see team-b. Their sign-in link carries a `next` that
+    // would leave the site once a browser drops its tab: it lands on this site.
     const developer = await browser.newContext();
     const devPage = await developer.newPage();
-    await signIn(devPage, DEV_USER, DEV_PASSWORD);
+    await devPage.goto(`${BASE}/login?next=${encodeURIComponent("/\t/evil.example/x")}`);
+    await devPage.getByLabel("Username").fill(DEV_USER);
+    await devPage.getByLabel("Password").fill(DEV_PASSWORD);
+    await devPage.getByRole("button", { name: "Log in" }).click();
+    await devPage.waitForURL(`${BASE}/`);
+    check(devPage.url() === `${BASE}/`, "sign-in never leaves the site");
+    // A developer may mint a CI token for themselves (the API allows it) without listing the
+    // project's tokens: the new secret is still shown to them.
+    const devCsrf = await devPage.locator("input[name=csrf]").first().getAttribute("value");
+    const devToken = await devPage.request.post(`${BASE}/projects/team-a/tokens`, { form: { csrf: devCsrf, pull: "on" } });
+    check(devToken.status() === 200 && (await devToken.text()).includes("gantry_ci_"),
+      `a developer's new CI token is shown to them (${devToken.status()})`);
     check(await devPage.getByRole("link", { name: "team-a" }).count() === 1, "the developer sees team-a");
     check(await devPage.getByRole("link", { name: "team-b" }).count() === 0, "the developer does not see team-b");
     await devPage.goto(`${BASE}/projects/team-a`);
