@@ -218,15 +218,15 @@ async fn pushes_are_replicated_with_their_signatures_as_filtered_and_deletions_f
     // The target down: the push is retried, and delivered once it is back.
     drop(target.take());
     let (_, v3_digest) = push_image(&s, "team/app", "v3", "three").await;
-    let failed_attempt = eventually(Duration::from_secs(30), "an attempt failing", || async {
-        let jobs = get_json(&s, "/api/v1/jobs?kind=replication&limit=100").await;
-        jobs["jobs"]
-            .as_array()?
-            .iter()
-            .find(|j| j["last_error"].as_str().is_some_and(|e| e.contains("edge")))
-            .cloned()
+    // v3's own item failed once (not some earlier item's transient failure) before the
+    // target comes back.
+    let failed_attempt = items_once(&s, "replication", "edge", |items| {
+        items.iter().any(|i| {
+            i["tag"] == "v3" && i["last_error"].as_str().is_some_and(|e| e.contains("edge"))
+        })
     })
     .await;
+    let failed_attempt = failed_attempt.iter().find(|i| i["tag"] == "v3").unwrap();
     assert!(failed_attempt["state"] != "failed", "{failed_attempt}");
     target = Some(Distribution::start_on(dir, port));
     eventually(
