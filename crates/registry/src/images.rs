@@ -8,7 +8,7 @@ use gantry_oci::{manifest, Reference, RepositoryName};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Registry, RegistryError, Result};
+use crate::{Registry, Result};
 
 /// One image of an artifact (an index: one per platform).
 #[derive(Debug, Clone, Serialize)]
@@ -89,32 +89,9 @@ impl Registry {
         platform: Option<&str>,
     ) -> Result<gantry_inspect::analyze::Report> {
         let images = self.images_of(name, reference).await?;
-        let platforms = || {
-            images
-                .iter()
-                .filter_map(|(p, _)| p.clone())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let digest = match (platform, images.as_slice()) {
-            (_, [(None, only)]) => only.clone(),
-            (None, _) => {
-                return Err(RegistryError::PlatformInvalid(format!(
-                    "the artifact is an index; choose one of its platforms with ?platform=: {}",
-                    platforms()
-                )))
-            }
-            (Some(wanted), images) => images
-                .iter()
-                .find(|(p, _)| p.as_deref() == Some(wanted))
-                .map(|(_, d)| d.clone())
-                .ok_or_else(|| {
-                    RegistryError::PlatformInvalid(format!(
-                        "the artifact has no {wanted} image; its platforms: {}",
-                        platforms()
-                    ))
-                })?,
-        };
+        let (_, digest) =
+            crate::scan::image_for_platform(&images, |(p, _)| p.as_deref(), platform)?;
+        let digest = digest.clone();
         let details = self
             .image_details(name, &Reference::Digest(digest.clone()))
             .await?

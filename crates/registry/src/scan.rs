@@ -507,31 +507,7 @@ impl Registry {
         format: SbomFormat,
     ) -> Result<(&'static str, Value)> {
         let scan = self.artifact_scan(name, reference).await?;
-        let platforms = || {
-            scan.images
-                .iter()
-                .filter_map(|i| i.platform.clone())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let image = match (platform, scan.images.as_slice()) {
-            (None, [only]) => only,
-            (None, _) => {
-                return Err(RegistryError::PlatformInvalid(format!(
-                    "the artifact is an index; choose one of its platforms with ?platform=: {}",
-                    platforms()
-                )))
-            }
-            (Some(wanted), images) => images
-                .iter()
-                .find(|i| i.platform.as_deref() == Some(wanted))
-                .ok_or_else(|| {
-                    RegistryError::PlatformInvalid(format!(
-                        "the artifact has no {wanted} image; its platforms: {}",
-                        platforms()
-                    ))
-                })?,
-        };
+        let image = image_for_platform(&scan.images, |i| i.platform.as_deref(), platform)?;
         let report = image.report.as_ref().ok_or_else(|| {
             RegistryError::NotScanned(format!(
                 "image {} has no scan yet ({}); its SBOM is made from its scan: POST …/scan and try again",
@@ -573,6 +549,39 @@ impl Registry {
 
     pub(crate) fn scan_handler(self: &Arc<Registry>) -> Arc<dyn JobHandler> {
         Arc::new(ScanJob(self.clone()))
+    }
+}
+
+/// The image of an artifact for `platform` (e.g. `linux/amd64`): the only image when none is
+/// asked for, the index's image of that platform when one is. Errors: `PlatformInvalid` for an
+/// index without a platform asked for, or a platform it does not have (naming those it has).
+pub(crate) fn image_for_platform<'a, T>(
+    images: &'a [T],
+    platform_of: impl Fn(&T) -> Option<&str>,
+    wanted: Option<&str>,
+) -> Result<&'a T> {
+    let platforms = || {
+        images
+            .iter()
+            .filter_map(&platform_of)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (wanted, images) {
+        (None, [only]) => Ok(only),
+        (None, _) => Err(RegistryError::PlatformInvalid(format!(
+            "the artifact is an index; choose one of its platforms with ?platform=: {}",
+            platforms()
+        ))),
+        (Some(wanted), images) => images
+            .iter()
+            .find(|i| platform_of(i) == Some(wanted))
+            .ok_or_else(|| {
+                RegistryError::PlatformInvalid(format!(
+                    "the artifact has no {wanted} image; its platforms: {}",
+                    platforms()
+                ))
+            }),
     }
 }
 

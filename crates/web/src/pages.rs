@@ -68,6 +68,33 @@ pub(crate) fn when(unix_secs: Option<i64>) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
+/// The API path of artifact `reference` of `repository`, with `rest` after it (`/sbom?…`).
+fn artifact_api(repository: &str, reference: &str, rest: &str) -> String {
+    format!(
+        "/api/v1/repositories/{}/artifacts/{}{rest}",
+        encode(repository),
+        encode(reference)
+    )
+}
+
+/// `{lead}platform=P` for an image with a platform (`lead`: `?` or `&`); empty without one.
+fn platform_param(platform: Option<&str>, lead: char) -> String {
+    platform
+        .map(|p| format!("{lead}platform={}", encode(p)))
+        .unwrap_or_default()
+}
+
+/// A JSON array of strings as one line: `pull, push`.
+pub(crate) fn joined(value: &Value) -> String {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `sha256:0123456789ab…`.
 fn short(digest: &str) -> String {
     digest.chars().take(19).collect::<String>() + "…"
@@ -518,11 +545,7 @@ async fn vulnerability_counts(
     repository: &str,
     digest: &str,
 ) -> String {
-    let path = format!(
-        "/api/v1/repositories/{}/artifacts/{}/vulnerabilities",
-        encode(repository),
-        encode(digest)
-    );
+    let path = artifact_api(repository, digest, "/vulnerabilities");
     match api::call(&web.api, &viewer.actor, Method::GET, &path, None).await {
         Ok(scan) => {
             let mut totals = [0u64; 5];
@@ -748,10 +771,7 @@ fn image_views(images: &Value) -> Vec<ImageView> {
         .flatten()
         .map(|image| ImageView {
             platform: text(&image["platform"]),
-            platform_query: image["platform"]
-                .as_str()
-                .map(|p| format!("&platform={}", encode(p)))
-                .unwrap_or_default(),
+            platform_query: platform_param(image["platform"].as_str(), '&'),
             created: text(&image["created"]),
             command: [words(&image["entrypoint"]), words(&image["cmd"])]
                 .join(" ")
@@ -841,23 +861,13 @@ pub(crate) async fn sbom(
             )))
         }
     };
-    let platform = params
-        .platform
-        .as_deref()
-        .map(|p| format!("&platform={}", encode(p)))
-        .unwrap_or_default();
-    let document = api::call(
-        &web.api,
-        &viewer.actor,
-        Method::GET,
-        &format!(
-            "/api/v1/repositories/{}/artifacts/{}/sbom?format={format}{platform}",
-            encode(&params.repository),
-            encode(&params.reference)
-        ),
-        None,
-    )
-    .await?;
+    let platform = platform_param(params.platform.as_deref(), '&');
+    let path = artifact_api(
+        &params.repository,
+        &params.reference,
+        &format!("/sbom?format={format}{platform}"),
+    );
+    let document = api::call(&web.api, &viewer.actor, Method::GET, &path, None).await?;
     let body = serde_json::to_string_pretty(&document).expect("JSON prints");
     let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     if params.download.is_some() {
@@ -882,11 +892,7 @@ pub(crate) async fn artifact(
     headers: HeaderMap,
     PageQuery(params): PageQuery<ArtifactParams>,
 ) -> Page {
-    let base = format!(
-        "/api/v1/repositories/{}/artifacts/{}",
-        encode(&params.repository),
-        encode(&params.reference)
-    );
+    let base = artifact_api(&params.repository, &params.reference, "");
     let a: ArtifactJson = api::get(&web.api, &viewer.actor, &base).await?;
     let (scans, scan_note) = match api::call(
         &web.api,
@@ -964,10 +970,7 @@ fn image_scans(scan: &Value) -> Vec<ImageScanView> {
         .flatten()
         .map(|image| ImageScanView {
             platform: text(&image["platform"]),
-            platform_query: image["platform"]
-                .as_str()
-                .map(|p| format!("&platform={}", encode(p)))
-                .unwrap_or_default(),
+            platform_query: platform_param(image["platform"].as_str(), '&'),
             binaries: image["binaries"]
                 .as_array()
                 .into_iter()
@@ -1594,13 +1597,7 @@ pub(crate) async fn admin(State(web): State<Arc<Web>>, viewer: Viewer) -> Page {
             .map(|r| {
                 (
                     text(&r["name"]),
-                    r["actions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(text)
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    joined(&r["actions"]),
                     r["revoked"].as_bool().unwrap_or(false),
                 )
             })
@@ -1675,23 +1672,13 @@ pub(crate) async fn analysis(
     viewer: Viewer,
     PageQuery(params): PageQuery<AnalysisParams>,
 ) -> Page {
-    let platform = params
-        .platform
-        .as_deref()
-        .map(|p| format!("?platform={}", encode(p)))
-        .unwrap_or_default();
-    let report = api::call(
-        &web.api,
-        &viewer.actor,
-        Method::GET,
-        &format!(
-            "/api/v1/repositories/{}/artifacts/{}/analysis{platform}",
-            encode(&params.repository),
-            encode(&params.reference)
-        ),
-        None,
-    )
-    .await?;
+    let platform = platform_param(params.platform.as_deref(), '?');
+    let path = artifact_api(
+        &params.repository,
+        &params.reference,
+        &format!("/analysis{platform}"),
+    );
+    let report = api::call(&web.api, &viewer.actor, Method::GET, &path, None).await?;
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();
     let number = |v: &Value| v.as_u64().unwrap_or(0);
     let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::api::{self, encode};
 use crate::error::PageError;
-use crate::pages::{html, project_tabs, size, when, Chrome, Page, Tabs};
+use crate::pages::{html, joined, project_tabs, size, when, Chrome, Page, Tabs};
 use crate::session::Viewer;
 use crate::Web;
 
@@ -149,13 +149,7 @@ pub(crate) async fn settings(
                 rows.push(WebhookRow {
                     id,
                     url: text(&hook["url"]),
-                    events: hook["event_types"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(text)
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    events: joined(&hook["event_types"]),
                     deliveries,
                 });
             }
@@ -169,13 +163,7 @@ pub(crate) async fn settings(
                 .iter()
                 .map(|r| RobotRow {
                     name: text(&r["name"]),
-                    actions: r["actions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(text)
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    actions: joined(&r["actions"]),
                     expires: when(r["expires_at"].as_i64()),
                     revoked: r["revoked"].as_bool().unwrap_or(false),
                 })
