@@ -269,6 +269,78 @@ pub(crate) async fn webhook(
     back(&project)
 }
 
+#[derive(Deserialize)]
+pub(crate) struct RuleForm {
+    csrf: Option<String>,
+    name: String,
+    /// `push`, `pull` or `preheat`.
+    kind: String,
+    url: String,
+    username: Option<String>,
+    password: Option<String>,
+    /// Globs, comma-separated (empty: all).
+    repositories: Option<String>,
+    tags: Option<String>,
+    schedule: Option<String>,
+    edge_project: Option<String>,
+}
+
+/// Makes a replication or preheat rule of the project (the API checks it and seals its
+/// password).
+pub(crate) async fn add_rule(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+    PageForm(form): PageForm<RuleForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let given = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let globs = |value: &Option<String>| -> Vec<String> {
+        given(value)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut rule = json!({
+        "name": form.name.trim(),
+        "kind": form.kind,
+        "url": form.url.trim(),
+        "project": project,
+        "repositories": { "include": globs(&form.repositories) },
+        "tags": { "include": globs(&form.tags) },
+    });
+    for (key, value) in [
+        ("username", given(&form.username)),
+        ("password", given(&form.password)),
+        ("schedule", given(&form.schedule)),
+        ("edge_project", given(&form.edge_project)),
+    ] {
+        if let Some(value) = value {
+            rule[key] = json!(value);
+        }
+    }
+    change(
+        &web,
+        &viewer,
+        Method::POST,
+        "/api/v1/replication",
+        Some(&rule),
+    )
+    .await?;
+    back(&project)
+}
+
 /// Runs a replication or preheat rule now.
 pub(crate) async fn run_rule(
     State(web): State<Arc<Web>>,

@@ -106,6 +106,10 @@ impl Web {
                 post(forms::run_rule),
             )
             .route(
+                "/projects/{project}/settings/replication",
+                post(forms::add_rule),
+            )
+            .route(
                 "/projects/{project}/settings/{document}",
                 post(forms::save_document),
             )

@@ -127,11 +127,18 @@ async function main() {
     await page.waitForURL(/\/settings$/);
     check(JSON.parse(await page.getByLabel("Tag rules (JSON)").inputValue()).refuse_latest === true,
       "the tag rules were saved through the form");
-    await page.getByLabel("Name").fill("ci-bot");
+    await page.getByLabel("Name", { exact: true }).fill("ci-bot");
     await page.getByRole("button", { name: "Create robot account" }).click();
     check((await page.locator("#secret").innerText()).length > 20, "a new robot account's secret is shown once");
     await page.goto(`${BASE}/projects/team-a/settings`);
     check((await page.locator("table.robots").innerText()).includes("ci-bot"), "the robot account is listed");
+    // A replication rule of the project made through its form: listed with its registry.
+    await page.getByLabel("Rule name").fill("to-edge");
+    await page.getByLabel("Registry URL").fill("http://127.0.0.1:9");
+    await page.getByLabel("Tags (globs, comma-separated; empty: all)").fill("v*");
+    await page.getByRole("button", { name: "Add rule" }).click();
+    await page.waitForURL(/\/settings$/);
+    check((await page.locator("table.rules").innerText()).includes("to-edge"), "a replication rule made through the form is listed");
     await page.goto(`${BASE}/admin`);
     check((await page.locator("table.users").innerText()).includes(DEV_USER), "the administrators' page lists the users");
     check(await page.locator("table.jobs tbody tr").count() >= 1, "the administrators' page lists jobs");
