@@ -84,6 +84,11 @@ fn platform_param(platform: Option<&str>, lead: char) -> String {
         .unwrap_or_default()
 }
 
+/// A JSON string's text; empty for anything else.
+pub(crate) fn text(value: &Value) -> String {
+    value.as_str().unwrap_or("").to_string()
+}
+
 /// A JSON array of strings as one line: `pull, push`.
 pub(crate) fn joined(value: &Value) -> String {
     value
@@ -546,7 +551,7 @@ async fn vulnerability_counts(
     digest: &str,
 ) -> String {
     let path = artifact_api(repository, digest, "/vulnerabilities");
-    match api::call(&web.api, &viewer.actor, Method::GET, &path, None).await {
+    match api::get::<Value>(&web.api, &viewer.actor, &path).await {
         Ok(scan) => {
             let mut totals = [0u64; 5];
             for image in scan["images"].as_array().into_iter().flatten() {
@@ -756,7 +761,6 @@ struct ImageView {
 }
 
 fn image_views(images: &Value) -> Vec<ImageView> {
-    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
     let words = |v: &Value| {
         v.as_array()
             .into_iter()
@@ -867,7 +871,7 @@ pub(crate) async fn sbom(
         &params.reference,
         &format!("/sbom?format={format}{platform}"),
     );
-    let document = api::call(&web.api, &viewer.actor, Method::GET, &path, None).await?;
+    let document = api::get::<Value>(&web.api, &viewer.actor, &path).await?;
     let body = serde_json::to_string_pretty(&document).expect("JSON prints");
     let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     if params.download.is_some() {
@@ -894,12 +898,10 @@ pub(crate) async fn artifact(
 ) -> Page {
     let base = artifact_api(&params.repository, &params.reference, "");
     let a: ArtifactJson = api::get(&web.api, &viewer.actor, &base).await?;
-    let (scans, scan_note) = match api::call(
+    let (scans, scan_note) = match api::get::<Value>(
         &web.api,
         &viewer.actor,
-        Method::GET,
         &format!("{base}/vulnerabilities"),
-        None,
     )
     .await
     {
@@ -907,14 +909,7 @@ pub(crate) async fn artifact(
         Err(PageError::Api { message, .. }) => (Vec::new(), Some(message)),
         Err(e) => return Err(e),
     };
-    let images = api::call(
-        &web.api,
-        &viewer.actor,
-        Method::GET,
-        &format!("{base}/images"),
-        None,
-    )
-    .await?;
+    let images = api::get::<Value>(&web.api, &viewer.actor, &format!("{base}/images")).await?;
     let sbom_href = format!(
         "/artifact/sbom?repository={}&reference={}",
         encode(&params.repository),
@@ -963,7 +958,6 @@ pub(crate) async fn artifact(
 }
 
 fn image_scans(scan: &Value) -> Vec<ImageScanView> {
-    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
     scan["images"]
         .as_array()
         .into_iter()
@@ -1222,12 +1216,10 @@ struct Plan {
 }
 
 async fn retention_page(web: &Web, viewer: &Viewer, project: String, plan: Option<Plan>) -> Page {
-    let policy = api::call(
+    let policy = api::get::<Value>(
         &web.api,
         &viewer.actor,
-        Method::GET,
         &format!("/api/v1/projects/{}/retention", encode(&project)),
-        None,
     )
     .await?;
     let (tabs, _) = project_tabs(web, viewer, &project).await;
@@ -1267,7 +1259,6 @@ pub(crate) async fn retention_dry_run(
         None,
     )
     .await?;
-    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
     let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
     let mut delete: Vec<PlanRow> = list("delete_tags")
         .iter()
@@ -1353,15 +1344,12 @@ pub(crate) async fn audit(
     viewer: Viewer,
     Path(project): Path<String>,
 ) -> Page {
-    let listed = api::call(
+    let listed = api::get::<Value>(
         &web.api,
         &viewer.actor,
-        Method::GET,
         &format!("/api/v1/audit?project={}&limit=200", encode(&project)),
-        None,
     )
     .await?;
-    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
     let rows = listed["events"]
         .as_array()
         .into_iter()
@@ -1462,12 +1450,10 @@ pub(crate) async fn usage(
     viewer: Viewer,
     Path(project): Path<String>,
 ) -> Page {
-    let report = api::call(
+    let report = api::get::<Value>(
         &web.api,
         &viewer.actor,
-        Method::GET,
         &format!("/api/v1/usage?project={}&since_days=90", encode(&project)),
-        None,
     )
     .await?;
     let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
@@ -1549,21 +1535,13 @@ struct JobRow {
 /// Users and recent background jobs (GC runs, retention, scans, replication): system
 /// administrators (the API refuses others).
 pub(crate) async fn admin(State(web): State<Arc<Web>>, viewer: Viewer) -> Page {
-    let users = api::call(&web.api, &viewer.actor, Method::GET, "/api/v1/users", None).await?;
-    let jobs = api::call(
-        &web.api,
-        &viewer.actor,
-        Method::GET,
-        "/api/v1/jobs?limit=100",
-        None,
-    )
-    .await?;
-    let get = |path: &'static str| api::call(&web.api, &viewer.actor, Method::GET, path, None);
+    let get = |path: &'static str| api::get::<Value>(&web.api, &viewer.actor, path);
+    let users = get("/api/v1/users").await?;
+    let jobs = get("/api/v1/jobs?limit=100").await?;
     let vulndb = get("/api/v1/vulndb").await?;
     let mirror = get("/api/v1/mirror").await?;
     let robots = get("/api/v1/robots").await?;
     let allowlist = get("/api/v1/vulnerability-allowlist").await?;
-    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
     let rows = |v: &Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
     html(&AdminPage {
         chrome: Chrome::of(&viewer, "Administration"),
@@ -1678,8 +1656,7 @@ pub(crate) async fn analysis(
         &params.reference,
         &format!("/analysis{platform}"),
     );
-    let report = api::call(&web.api, &viewer.actor, Method::GET, &path, None).await?;
-    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let report = api::get::<Value>(&web.api, &viewer.actor, &path).await?;
     let number = |v: &Value| v.as_u64().unwrap_or(0);
     let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
     let binary = report["binary"].as_object().map(|b| {

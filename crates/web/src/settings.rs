@@ -7,12 +7,11 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, State};
-use http::Method;
 use serde_json::Value;
 
 use crate::api::{self, encode};
 use crate::error::PageError;
-use crate::pages::{html, joined, project_tabs, size, when, Chrome, Page, Tabs};
+use crate::pages::{html, joined, project_tabs, size, text, when, Chrome, Page, Tabs};
 use crate::session::Viewer;
 use crate::Web;
 
@@ -64,15 +63,11 @@ struct SettingsPage {
 
 /// The API's answer to GET `path`, or `None` when it refuses the viewer (or has nothing).
 async fn readable(web: &Web, viewer: &Viewer, path: &str) -> Result<Option<Value>, PageError> {
-    match api::call(&web.api, &viewer.actor, Method::GET, path, None).await {
+    match api::get::<Value>(&web.api, &viewer.actor, path).await {
         Ok(value) => Ok(Some(value)),
         Err(PageError::Api { status, .. }) if status.is_client_error() => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-fn text(value: &Value) -> String {
-    value.as_str().unwrap_or("").to_string()
 }
 
 fn list(value: &Value, key: &str) -> Vec<Value> {
@@ -87,7 +82,7 @@ pub(crate) async fn settings(
     let name = encode(&project);
     let base = format!("/api/v1/projects/{name}");
     // The project itself: unknown or hidden is what the API says (404/403), not an empty page.
-    api::call(&web.api, &viewer.actor, Method::GET, &base, None).await?;
+    api::get::<Value>(&web.api, &viewer.actor, &base).await?;
     let quota = readable(&web, &viewer, &format!("{base}/quota"))
         .await?
         .map(|q| {
