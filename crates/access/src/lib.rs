@@ -30,7 +30,7 @@ pub use accounts::{
 };
 pub use audit::{AuditEntry, AuditLog};
 use cache::TtlCache;
-pub use projects::{valid_project_name, AuditFilter};
+pub use projects::{valid_project_name, AuditFilter, VisibleProject};
 pub use web::{ActingAs, SignedIn, WEB_SESSION_TTL};
 
 #[derive(Debug, thiserror::Error)]

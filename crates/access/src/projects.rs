@@ -16,6 +16,14 @@ pub fn valid_project_name(name: &str) -> bool {
 }
 
 /// Which audit entries to read, as `GET /audit` takes it.
+/// A project the caller may pull from.
+#[derive(Debug, Clone)]
+pub struct VisibleProject {
+    pub project: Project,
+    /// Whether the caller may also list its repositories and tags.
+    pub may_list: bool,
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub struct AuditFilter {
     /// Only this project's entries.
@@ -82,15 +90,15 @@ impl AccessService {
         }
     }
 
-    /// The projects `actor` may pull from.
-    pub async fn visible_projects(&self, actor: &Actor) -> Result<Vec<Project>> {
+    /// The projects `actor` may pull from, each with whether it may also list the project's
+    /// repositories (a limited guest may not).
+    pub async fn visible_projects(&self, actor: &Actor) -> Result<Vec<VisibleProject>> {
         let mut visible = Vec::new();
         for project in self.meta.projects().await? {
-            if self
-                .may(&actor.identity, &project.name, None, Action::Pull)
-                .await?
-            {
-                visible.push(project);
+            let may = |action| self.may(&actor.identity, &project.name, None, action);
+            if may(Action::Pull).await? {
+                let may_list = may(Action::List).await?;
+                visible.push(VisibleProject { project, may_list });
             }
         }
         Ok(visible)

@@ -681,7 +681,26 @@ pub async fn project(args: &ApiArgs, command: ProjectCommand) -> anyhow::Result<
     match command {
         ProjectCommand::List => {
             let projects = args.call(Method::GET, "/api/v1/projects", None).await?;
-            list(args, &projects, "projects", &["name", "public"]);
+            if args.json {
+                print_json(&projects);
+            } else {
+                let now = crate::browse_cmd::now();
+                let rows = projects["projects"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        vec![
+                            text(&p["name"]),
+                            text(&p["public"]),
+                            text(&p["repositories"]),
+                            crate::browse_cmd::size(&p["quota"]["storage"]["used_bytes"]),
+                            crate::browse_cmd::ago(&p["last_pushed_at"], now),
+                        ]
+                    })
+                    .collect();
+                table(&["name", "public", "repositories", "size", "pushed"], rows);
+            }
         }
         ProjectCommand::Create { name, public } => {
             let value = args

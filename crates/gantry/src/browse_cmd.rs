@@ -314,18 +314,18 @@ fn signed(signature: &Value) -> String {
     }
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn size(value: &Value) -> String {
+pub(crate) fn size(value: &Value) -> String {
     value
         .as_u64()
         .map_or_else(|| text(value), gantry_oci::size::format)
 }
 
 /// `5 minutes ago`; `never` for null.
-fn ago(value: &Value, now: i64) -> String {
+pub(crate) fn ago(value: &Value, now: i64) -> String {
     let Some(at) = value.as_i64() else {
         return "never".into();
     };

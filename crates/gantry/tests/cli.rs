@@ -214,7 +214,17 @@ async fn login_then_manage_projects_members_and_ci_tokens() {
     let projects: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         projects["projects"],
-        serde_json::json!([{"name": "team", "public": false}])
+        serde_json::json!([{
+            "name": "team",
+            "public": false,
+            "quota": {
+                "project": "team",
+                "storage": {"used_bytes": 0, "limit_bytes": null},
+                "artifacts": {"used": 0, "limit": null},
+            },
+            "repositories": 0,
+            "last_pushed_at": null,
+        }])
     );
 
     // A CI token from the CLI is a working password, until revoked.

@@ -750,6 +750,29 @@ async fn a_pushed_image_is_scanned_as_the_standalone_scan_finds_and_rescanned_af
         .clone();
     assert_eq!(musl["fixed_version"], "1.2.4-r3");
     assert_eq!(musl["type"], "apk");
+
+    // The artifact listing counts the same findings by severity, without the report.
+    let summary = &rescanned["images"][0]["summary"];
+    let listed = get_json(&server, "/api/v1/repositories/team%2Fapp/artifacts").await;
+    let counts = &listed["artifacts"][0]["vulnerabilities"];
+    assert_eq!(
+        (&counts["images"], &counts["scanned"]),
+        (&json!(1), &json!(1))
+    );
+    for severity in ["critical", "high", "medium", "low", "unknown", "reachable"] {
+        assert_eq!(counts[severity], summary[severity], "{severity}: {counts}");
+    }
+    let total: u64 = ["critical", "high", "medium", "low", "unknown"]
+        .iter()
+        .map(|s| counts[s].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        total,
+        rescanned["images"][0]["vulnerabilities"]
+            .as_array()
+            .unwrap()
+            .len() as u64
+    );
 }
 
 // ---- the pull gate -------------------------------------------------------------------

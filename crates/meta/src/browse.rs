@@ -72,6 +72,17 @@ pub struct RepositorySummary {
     pub sort_key: i64,
 }
 
+/// A project's repositories, for the project list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectRepositories {
+    pub project: String,
+    /// Repositories in the project, as its repository page counts them.
+    pub repositories: i64,
+    /// The latest manifest push or tag move in any of them (Unix microseconds); `None` when
+    /// nothing was pushed.
+    pub last_pushed_at_us: Option<i64>,
+}
+
 /// A manifest that names an artifact as its subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReferrerSummary {
@@ -304,6 +315,18 @@ fn keyset(key: &str, name: &str, page: &BrowsePage<'_>) -> (String, String) {
     )
 }
 
+/// A repository's (`repo`) latest manifest push and tag move, Unix microseconds or -1: two
+/// index lookups, as columns `manifest_pushed` and `tag_pushed`.
+const PUSH_TIMES: &str =
+    "COALESCE((SELECT MAX(m.created_at_us) FROM manifests m WHERE m.repository_id = repo.id), -1) \
+       AS manifest_pushed, \
+     COALESCE((SELECT MAX(t.updated_at_us) FROM tags t WHERE t.repository_id = repo.id), -1) \
+       AS tag_pushed";
+
+/// The later of [`PUSH_TIMES`]' two columns.
+const LATEST_PUSH: &str =
+    "CASE WHEN tag_pushed > manifest_pushed THEN tag_pushed ELSE manifest_pushed END";
+
 impl MetaStore {
     /// A page of `project`'s repositories with their figures, in one query.
     pub async fn repository_page(
@@ -339,15 +362,11 @@ impl MetaStore {
                       UNION SELECT t.digest FROM tags t WHERE t.repository_id = repo.id \
                         AND t.name >= 'sha256-' AND t.name < 'sha256.' AND {REFERRER_TAG}) \
                    AND NOT ({top_level})) AS artifacts, \
-                 COALESCE((SELECT MAX(m.created_at_us) FROM manifests m WHERE m.repository_id = repo.id), -1) \
-                   AS manifest_pushed, \
-                 COALESCE((SELECT MAX(t.updated_at_us) FROM tags t WHERE t.repository_id = repo.id), -1) \
-                   AS tag_pushed, \
+                 {PUSH_TIMES}, \
                  pull.last_pulled AS last_pulled, COALESCE(pull.pulls, 0) AS pulls \
                FROM repo LEFT JOIN pull ON pull.rid = repo.id), \
              summary AS (SELECT name, artifacts, size, \
-                 NULLIF(CASE WHEN tag_pushed > manifest_pushed THEN tag_pushed ELSE manifest_pushed END, -1) \
-                   AS pushed, last_pulled, pulls \
+                 NULLIF({LATEST_PUSH}, -1) AS pushed, last_pulled, pulls \
                FROM figures) \
              SELECT name, artifacts, size, pushed, last_pulled, pulls, {key} FROM summary \
              WHERE {filter} {order}"
@@ -370,6 +389,26 @@ impl MetaStore {
                 last_pulled_at: row.get(4),
                 pulls: row.get(5),
                 sort_key: row.get(6),
+            })
+            .collect())
+    }
+
+    /// Every project that has repositories, with their count and latest push, in one query
+    /// (two index lookups per repository, as on the repository page).
+    pub async fn project_repositories(&self) -> Result<Vec<ProjectRepositories>> {
+        let rows = sqlx::query(&format!(
+            "WITH pushed AS (SELECT repo.project AS project, {PUSH_TIMES} FROM repositories repo) \
+             SELECT project, COUNT(*), NULLIF(MAX({LATEST_PUSH}), -1) \
+             FROM pushed GROUP BY project ORDER BY project"
+        ))
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ProjectRepositories {
+                project: row.get(0),
+                repositories: row.get(1),
+                last_pushed_at_us: row.get(2),
             })
             .collect())
     }
@@ -650,6 +689,19 @@ mod tests {
         expected.sort();
         assert_eq!(listed, expected);
         assert_eq!(repository(&store, "team/app").await.unwrap().artifacts, 3);
+        let projects = store.project_repositories().await.unwrap();
+        assert_eq!(projects.len(), 1);
+        assert_eq!(
+            (projects[0].project.as_str(), projects[0].repositories),
+            ("team", 1)
+        );
+        assert_eq!(
+            projects[0].last_pushed_at_us,
+            repository(&store, "team/app")
+                .await
+                .unwrap()
+                .last_pushed_at_us
+        );
         let image_row = rows.iter().find(|r| r.digest == image.to_string()).unwrap();
         let mut referrers: Vec<(String, Option<String>)> = image_row
             .referrers

@@ -43,7 +43,10 @@ mod webhooks;
 
 pub use archive::ArchiveRecord;
 pub use blob_locks::SharedBlobLock;
-pub use browse::{ArtifactSummary, BrowsePage, BrowseSort, ReferrerSummary, RepositorySummary};
+pub use browse::{
+    ArtifactSummary, BrowsePage, BrowseSort, ProjectRepositories, ReferrerSummary,
+    RepositorySummary,
+};
 pub use credentials::{AuditEvent, AuditQuery, Credential};
 pub use events::{Event, NewEvent};
 pub use gc::{DeadManifest, Reckoning};

@@ -29,6 +29,18 @@ pub struct Quota {
     pub artifacts_limit: Option<i64>,
 }
 
+impl Quota {
+    /// A project that has used nothing and has no limits (one never written to).
+    pub fn unused(project: &str) -> Quota {
+        Quota {
+            project: project.to_string(),
+            used: Usage::default(),
+            bytes_limit: None,
+            artifacts_limit: None,
+        }
+    }
+}
+
 /// The live figures before a recount and what the rows add up to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recount {
@@ -298,12 +310,10 @@ impl MetaStore {
         .bind(project)
         .fetch_optional(&self.readers)
         .await?;
-        Ok(row.as_ref().map(usage_row).unwrap_or_else(|| Quota {
-            project: project.to_string(),
-            used: Usage::default(),
-            bytes_limit: None,
-            artifacts_limit: None,
-        }))
+        Ok(row
+            .as_ref()
+            .map(usage_row)
+            .unwrap_or_else(|| Quota::unused(project)))
     }
 
     /// Every project that holds something or has a limit, by name.

@@ -5,18 +5,21 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use gantry_meta::{ArtifactSummary, BrowsePage, RepositorySummary};
+use gantry_meta::{ArtifactSummary, BrowsePage, Quota, RepositorySummary, ScanRecord};
 use gantry_oci::manifest;
 use gantry_oci::{media_type, Digest, Reference, RepositoryName};
+use gantry_scanner::report::Summary;
 use gantry_signing::sources::{self, Located};
 use gantry_signing::Verdict;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use gantry_meta::BrowseSort;
 
+use crate::scan::{NOT_AN_IMAGE, SCANNED};
 use crate::signing::{is_signable, RepositorySignatures, TrustPolicy};
 use crate::{Registry, RegistryError, Result};
 
@@ -56,6 +59,16 @@ pub struct RepositoryView {
     pub last_pulled_at: Option<i64>,
     /// Manifest pulls (GET) of its artifacts, children and referrers.
     pub pulls: i64,
+}
+
+/// A project's figures for the project list: its usage against its quota, and its
+/// repositories. Times are Unix seconds.
+#[derive(Debug, Clone)]
+pub struct ProjectFigures {
+    pub quota: Quota,
+    pub repositories: i64,
+    /// The latest manifest push or tag move in the project; `None` when nothing was pushed.
+    pub last_pushed_at: Option<i64>,
 }
 
 /// One platform of an index: an entry with a `platform`.
@@ -117,6 +130,20 @@ pub struct ArtifactView {
     pub referrers: Vec<ReferrerView>,
     /// `null` for what a signing policy does not check (signatures, SBOMs, other artifacts).
     pub signature: Option<SignatureView>,
+    /// `null` for what holds no image the scanner reads (signatures, SBOMs, other artifacts).
+    pub vulnerabilities: Option<VulnerabilityView>,
+}
+
+/// An artifact's vulnerabilities by severity, added up over the latest scans of its images
+/// (itself, or an index's platform images), as the scan API reports them one by one.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VulnerabilityView {
+    /// Images of the artifact (those scanned as not an image left out).
+    pub images: usize,
+    /// Of `images`, those with a finished scan; the counts are theirs.
+    pub scanned: usize,
+    #[serde(flatten)]
+    pub counts: Summary,
 }
 
 impl From<RepositorySummary> for RepositoryView {
@@ -164,7 +191,27 @@ impl ArtifactView {
                 })
                 .collect(),
             signature,
+            vulnerabilities: None,
         }
+    }
+
+    /// The manifests the scanner may read for this artifact: an index's platform images, or
+    /// the artifact itself when its config is an image's; none for other artifacts.
+    fn image_digests(&self) -> Vec<Digest> {
+        let candidates: Vec<&str> = if !self.platforms.is_empty() {
+            self.platforms.iter().map(|p| p.digest.as_str()).collect()
+        } else if matches!(
+            self.artifact_type.as_deref(),
+            Some(media_type::OCI_CONFIG | media_type::DOCKER_CONFIG)
+        ) {
+            vec![self.digest.as_str()]
+        } else {
+            Vec::new()
+        };
+        candidates
+            .into_iter()
+            .filter_map(|d| d.parse().ok())
+            .collect()
     }
 }
 
@@ -258,6 +305,49 @@ fn page_of<Row>(
 }
 
 impl Registry {
+    /// The figures of each of `projects`, by project name, in two queries whatever their
+    /// number.
+    pub async fn project_figures(
+        &self,
+        projects: &[String],
+    ) -> Result<HashMap<String, ProjectFigures>> {
+        let mut quotas: HashMap<String, Quota> = self
+            .meta
+            .quotas()
+            .await?
+            .into_iter()
+            .map(|q| (q.project.clone(), q))
+            .collect();
+        let mut repositories: HashMap<String, (i64, Option<i64>)> = self
+            .meta
+            .project_repositories()
+            .await?
+            .into_iter()
+            .map(|r| {
+                (
+                    r.project,
+                    (r.repositories, r.last_pushed_at_us.map(seconds)),
+                )
+            })
+            .collect();
+        Ok(projects
+            .iter()
+            .map(|project| {
+                let quota = quotas
+                    .remove(project)
+                    .unwrap_or_else(|| Quota::unused(project));
+                let (repositories, last_pushed_at) =
+                    repositories.remove(project).unwrap_or((0, None));
+                let figures = ProjectFigures {
+                    quota,
+                    repositories,
+                    last_pushed_at,
+                };
+                (project.clone(), figures)
+            })
+            .collect())
+    }
+
     /// A page of `project`'s repositories with their figures. Pulls counted in memory are
     /// written first, so the figures are current.
     pub async fn browse_repositories(
@@ -305,9 +395,55 @@ impl Registry {
                 }
             })
             .buffered(8)
-            .try_collect()
+            .try_collect::<Vec<_>>()
             .await?;
+        let items = self.with_vulnerabilities(items).await?;
         Ok(Browsed { items, next })
+    }
+
+    /// `artifacts` with their vulnerability counts from their images' latest scans, read in
+    /// one query per hundred images.
+    async fn with_vulnerabilities(
+        &self,
+        mut artifacts: Vec<ArtifactView>,
+    ) -> Result<Vec<ArtifactView>> {
+        /// A stored report's counts, the rest of it skipped.
+        #[derive(Deserialize)]
+        struct Counted {
+            summary: Summary,
+        }
+        let images: Vec<Vec<Digest>> = artifacts.iter().map(ArtifactView::image_digests).collect();
+        let all: Vec<Digest> = images.iter().flatten().cloned().collect();
+        let records: HashMap<Digest, ScanRecord> = self
+            .meta
+            .scan_results(&all)
+            .await?
+            .into_iter()
+            .map(|r| (r.digest.clone(), r))
+            .collect();
+        for (artifact, digests) in artifacts.iter_mut().zip(images) {
+            let mut view = VulnerabilityView {
+                images: 0,
+                scanned: 0,
+                counts: Summary::default(),
+            };
+            for digest in &digests {
+                let record = records.get(digest);
+                if record.is_some_and(|r| r.status == NOT_AN_IMAGE) {
+                    continue;
+                }
+                view.images += 1;
+                let counted = record
+                    .filter(|r| r.status == SCANNED)
+                    .and_then(|r| serde_json::from_str::<Counted>(&r.report).ok());
+                if let Some(counted) = counted {
+                    view.scanned += 1;
+                    view.counts.add(&counted.summary);
+                }
+            }
+            artifact.vulnerabilities = (view.images > 0).then_some(view);
+        }
+        Ok(artifacts)
     }
 
     /// One artifact by tag or digest, top-level or not.
@@ -329,7 +465,10 @@ impl Registry {
             .ok_or_else(unknown)?;
         let trust = self.gate.signing_policy(&self.meta, name.project()).await?;
         let signature = self.signature_view(name, &row, &trust).await?;
-        Ok(ArtifactView::new(row, signature))
+        let mut artifact = self
+            .with_vulnerabilities(vec![ArtifactView::new(row, signature)])
+            .await?;
+        Ok(artifact.remove(0))
     }
 
     /// How the listing shows `artifact`'s signatures under `trust`; `None` for what a

@@ -34,8 +34,8 @@ mod usage;
 
 pub use archive::{ArchiveReport, ArchivedArtifact, RestoreReport};
 pub use browse::{
-    ArtifactView, BrowseOptions, BrowseSort, Browsed, PlatformView, ReferrerView, RepositoryView,
-    BROWSE_DEFAULT_PAGE, BROWSE_MAX_PAGE,
+    ArtifactView, BrowseOptions, BrowseSort, Browsed, PlatformView, ProjectFigures, ReferrerView,
+    RepositoryView, VulnerabilityView, BROWSE_DEFAULT_PAGE, BROWSE_MAX_PAGE,
 };
 pub use deletion::{ProjectContentDeletion, RepositoryDeletion};
 pub use deletion_lock::{BlobDeletionGuard, BlobDeletionLock, BLOB_DELETION_LOCK_FILE};

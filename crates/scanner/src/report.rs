@@ -37,6 +37,16 @@ impl Summary {
         }
         summary
     }
+
+    /// Adds `other`'s counts to these (an index's images added up).
+    pub fn add(&mut self, other: &Summary) {
+        self.critical += other.critical;
+        self.high += other.high;
+        self.medium += other.medium;
+        self.low += other.low;
+        self.unknown += other.unknown;
+        self.reachable += other.reachable;
+    }
 }
 
 /// One image's scan.

@@ -110,20 +110,6 @@ fn percent(used: u64, limit: Option<u64>) -> Option<u64> {
     limit.map(|limit| (used.saturating_mul(100) / limit.max(1)).min(100))
 }
 
-/// `answer`, or `None` when the API refused the viewer (401/403) — a part of a page they may
-/// not see.
-pub(crate) fn allowed<T>(answer: Result<T, PageError>) -> Result<Option<T>, PageError> {
-    match answer {
-        Ok(value) => Ok(Some(value)),
-        Err(PageError::Api { status, .. })
-            if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
-}
-
 // ---- sign-in ----------------------------------------------------------------------------
 
 #[derive(Template)]
@@ -229,6 +215,10 @@ struct ProjectJson {
     name: String,
     #[serde(default)]
     public: bool,
+    quota: QuotaJson,
+    /// `None` where the viewer may not list the project's repositories.
+    repositories: Option<u64>,
+    last_pushed_at: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -274,6 +264,7 @@ struct ProjectRow {
     used: String,
     limit: String,
     percent: Option<u64>,
+    repositories: String,
     artifacts: u64,
     last_push: String,
 }
@@ -302,48 +293,32 @@ pub(crate) async fn projects(
     }
     let q = search.q.unwrap_or_default();
     let listed: Listed = api::get(&web.api, &viewer.actor, "/api/v1/projects").await?;
-    let mut rows = Vec::new();
-    for project in listed
+    let rows = listed
         .projects
         .into_iter()
         .filter(|p| q.is_empty() || p.name.contains(q.as_str()))
-    {
-        let name = encode(&project.name);
-        // What a role may not read (a limited guest lists no repositories) stays blank.
-        let quota: Option<QuotaJson> = allowed(
-            api::get(
-                &web.api,
-                &viewer.actor,
-                &format!("/api/v1/projects/{name}/quota"),
-            )
-            .await,
-        )?;
-        let newest: Option<RepositoryPageJson> = allowed(
-            api::get(
-                &web.api,
-                &viewer.actor,
-                &format!("/api/v1/projects/{name}/repositories?sort=pushed&order=desc&limit=1"),
-            )
-            .await,
-        )?;
-        let used = quota.as_ref().map_or(0, |q| q.storage.used_bytes);
-        let limit_bytes = quota.as_ref().and_then(|q| q.storage.limit_bytes);
-        rows.push(ProjectRow {
-            href: format!("/projects/{name}"),
-            public: project.public,
-            used: size(used),
-            limit: limit_bytes.map(size).unwrap_or_else(|| "no limit".into()),
-            percent: percent(used, limit_bytes),
-            artifacts: quota.as_ref().map_or(0, |q| q.artifacts.used),
-            last_push: when(
-                newest
-                    .as_ref()
-                    .and_then(|n| n.repositories.first())
-                    .and_then(|r| r.last_pushed_at),
-            ),
-            name: project.name,
-        });
-    }
+        .map(|project| {
+            let storage = &project.quota.storage;
+            ProjectRow {
+                href: format!("/projects/{}", encode(&project.name)),
+                public: project.public,
+                used: size(storage.used_bytes),
+                limit: storage
+                    .limit_bytes
+                    .map(size)
+                    .unwrap_or_else(|| "no limit".into()),
+                percent: percent(storage.used_bytes, storage.limit_bytes),
+                // What a role may not read (a limited guest lists no repositories) stays blank.
+                repositories: project
+                    .repositories
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                artifacts: project.quota.artifacts.used,
+                last_push: when(project.last_pushed_at),
+                name: project.name,
+            }
+        })
+        .collect();
     html(&ProjectsPage {
         chrome: Chrome::of(&viewer, "Projects"),
         q,
@@ -496,6 +471,53 @@ struct ArtifactJson {
     #[serde(default)]
     referrers: Vec<ReferrerJson>,
     signature: Option<SignatureJson>,
+    vulnerabilities: Option<VulnerabilitiesJson>,
+}
+
+/// An artifact's findings by severity, over its scanned images.
+#[derive(Deserialize)]
+struct VulnerabilitiesJson {
+    images: u64,
+    scanned: u64,
+    critical: u64,
+    high: u64,
+    medium: u64,
+    low: u64,
+    unknown: u64,
+}
+
+impl VulnerabilitiesJson {
+    /// `critical 1 · high 2`, `none found`, `not scanned`, or the counts of the images
+    /// scanned so far.
+    fn text(&self) -> String {
+        if self.scanned == 0 {
+            return "not scanned".into();
+        }
+        let named: Vec<String> = [
+            ("critical", self.critical),
+            ("high", self.high),
+            ("medium", self.medium),
+            ("low", self.low),
+            ("unknown", self.unknown),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(severity, n)| format!("{severity} {n}"))
+        .collect();
+        let counts = if named.is_empty() {
+            "none found".into()
+        } else {
+            named.join(" · ")
+        };
+        if self.scanned < self.images {
+            format!(
+                "{counts} ({} of {} images scanned)",
+                self.scanned, self.images
+            )
+        } else {
+            counts
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -540,46 +562,6 @@ fn signed(signature: &Option<SignatureJson>) -> String {
         Some(s) if s.state == "unsigned" => "unsigned".into(),
         Some(s) if s.state == "other_digest" => "signature names another digest".into(),
         Some(_) => "no trusted signature".into(),
-    }
-}
-
-/// Vulnerability counts of an artifact's scans, `critical 1 · high 2 …`, or why there are none.
-async fn vulnerability_counts(
-    web: &Web,
-    viewer: &Viewer,
-    repository: &str,
-    digest: &str,
-) -> String {
-    let path = artifact_api(repository, digest, "/vulnerabilities");
-    match api::get::<Value>(&web.api, &viewer.actor, &path).await {
-        Ok(scan) => {
-            let mut totals = [0u64; 5];
-            for image in scan["images"].as_array().into_iter().flatten() {
-                for (i, severity) in ["critical", "high", "medium", "low", "unknown"]
-                    .iter()
-                    .enumerate()
-                {
-                    totals[i] += image["summary"][severity].as_u64().unwrap_or(0);
-                }
-            }
-            let named: Vec<String> = ["critical", "high", "medium", "low", "unknown"]
-                .iter()
-                .zip(totals)
-                .filter(|(_, n)| *n > 0)
-                .map(|(severity, n)| format!("{severity} {n}"))
-                .collect();
-            if named.is_empty() {
-                "none found".into()
-            } else {
-                named.join(" · ")
-            }
-        }
-        Err(PageError::Api { status, .. })
-            if status == StatusCode::NOT_FOUND || status == StatusCode::CONFLICT =>
-        {
-            "not scanned".into()
-        }
-        Err(_) => "—".into(),
     }
 }
 
@@ -664,16 +646,8 @@ pub(crate) async fn repository(
     )
     .await?;
     let host = registry_host(&web, &headers);
-    // The page's vulnerability counts, asked together.
-    let counts = futures::future::join_all(
-        listed
-            .artifacts
-            .iter()
-            .map(|a| vulnerability_counts(&web, &viewer, &params.name, &a.digest)),
-    )
-    .await;
     let mut rows = Vec::new();
-    for (a, vulnerabilities) in listed.artifacts.into_iter().zip(counts) {
+    for a in listed.artifacts {
         let reference = match a.tags.first() {
             Some(tag) => format!(":{tag}"),
             None => format!("@{}", a.digest),
@@ -691,7 +665,10 @@ pub(crate) async fn repository(
             pulled: when(a.last_pulled_at),
             pulls: a.pulls,
             signed: signed(&a.signature),
-            vulnerabilities,
+            vulnerabilities: a
+                .vulnerabilities
+                .as_ref()
+                .map_or_else(|| "—".into(), VulnerabilitiesJson::text),
             pull_line: format!("docker pull {host}/{}{reference}", params.name),
             tags: a.tags,
             digest: a.digest,

@@ -51,6 +51,9 @@ async function main() {
     check(cookie && cookie.httpOnly && cookie.sameSite === "Lax", "the session cookie is HttpOnly and SameSite=Lax");
     await page.screenshot({ path: `${SHOTS}/projects.png`, fullPage: true });
     check(await page.getByRole("link", { name: "team-a" }).isVisible(), "the projects page lists team-a");
+    const teamA = page.locator("tbody tr", { hasText: "team-a" });
+    check((await teamA.locator("td.repositories").innerText()) === "1", "the projects page counts team-a's one repository");
+    check(/^\d{4}-\d\d-\d\d /.test(await teamA.locator("td.pushed").innerText()), "the projects page shows team-a's last push");
 
     // Search, then into the project and the repository.
     await page.getByLabel("Search projects").fill("team-a");

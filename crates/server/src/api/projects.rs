@@ -8,9 +8,11 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 
+use gantry_access::VisibleProject;
 use gantry_auth::Action;
 use gantry_registry::ProjectContentDeletion;
 
+use super::quotas::quota_json;
 use super::repository_delete::record_repository_deleted;
 use super::{created, ok, ApiCaller, ApiResult, Body, Params, PathParams};
 use crate::AppState;
@@ -49,19 +51,31 @@ struct ProjectUpdate {
     public: bool,
 }
 
-/// The projects the caller may pull from.
+/// The projects the caller may pull from, each with its quota; its repository count and
+/// latest push only where the caller may list its repositories.
 async fn list_projects(
     State(state): State<Arc<AppState>>,
     ApiCaller(actor): ApiCaller,
 ) -> ApiResult {
-    let visible: Vec<_> = state
-        .access
-        .visible_projects(&actor)
-        .await?
+    let visible = state.access.visible_projects(&actor).await?;
+    let names: Vec<String> = visible.iter().map(|v| v.project.name.clone()).collect();
+    let mut figures = state.registry.project_figures(&names).await?;
+    let listed: Vec<_> = visible
         .into_iter()
-        .map(|project| json!({"name": project.name, "public": project.public}))
+        .map(|VisibleProject { project, may_list }| {
+            let figures = figures
+                .remove(&project.name)
+                .expect("figures are given for every name asked");
+            json!({
+                "name": project.name,
+                "public": project.public,
+                "quota": quota_json(&figures.quota),
+                "repositories": may_list.then_some(figures.repositories),
+                "last_pushed_at": figures.last_pushed_at.filter(|_| may_list),
+            })
+        })
         .collect();
-    ok(json!({ "projects": visible }))
+    ok(json!({ "projects": listed }))
 }
 
 async fn create_project(

@@ -44,7 +44,7 @@ pub(super) struct QuotaLimits {
     pub(super) artifacts: Option<i64>,
 }
 
-fn quota_json(quota: &Quota) -> serde_json::Value {
+pub(super) fn quota_json(quota: &Quota) -> serde_json::Value {
     json!({
         "project": quota.project,
         "storage": {"used_bytes": quota.used.bytes, "limit_bytes": quota.bytes_limit},
