@@ -15,16 +15,9 @@ use crate::api::{self, encode};
 use crate::error::PageError;
 use crate::extract::PageForm;
 use crate::pages::{html, project_tabs, Chrome, Page, Tabs};
+use crate::policies::listed;
 use crate::session::Viewer;
 use crate::Web;
-
-/// The project documents the settings page edits as JSON, by their API path.
-const DOCUMENTS: [&str; 4] = [
-    "tag-rules",
-    "retention",
-    "signing-policy",
-    "vulnerability-policy",
-];
 
 fn back(project: &str) -> Page {
     Ok(Redirect::to(&format!("/projects/{}/settings", encode(project))).into_response())
@@ -38,39 +31,6 @@ async fn change(
     body: Option<&Value>,
 ) -> Result<Value, PageError> {
     api::call(&web.api, &viewer.actor, method, path, body).await
-}
-
-#[derive(Deserialize)]
-pub(crate) struct DocumentForm {
-    csrf: Option<String>,
-    document: String,
-}
-
-/// Replaces a project document (tag rules, retention policy, signing or vulnerability
-/// policy) with the JSON the form holds.
-pub(crate) async fn save_document(
-    State(web): State<Arc<Web>>,
-    viewer: Viewer,
-    Path((project, document)): Path<(String, String)>,
-    PageForm(form): PageForm<DocumentForm>,
-) -> Page {
-    viewer.check_csrf(form.csrf.as_deref())?;
-    if !DOCUMENTS.contains(&document.as_str()) {
-        return Err(PageError::BadRequest(format!(
-            "{document:?} is not a project document"
-        )));
-    }
-    let body: Value = serde_json::from_str(&form.document)
-        .map_err(|e| PageError::BadRequest(format!("the {document} document is not JSON: {e}")))?;
-    change(
-        &web,
-        &viewer,
-        Method::PUT,
-        &format!("/api/v1/projects/{}/{document}", encode(&project)),
-        Some(&body),
-    )
-    .await?;
-    back(&project)
 }
 
 #[derive(Deserialize)]
@@ -114,34 +74,45 @@ pub(crate) async fn member(
 #[template(path = "secret.html")]
 struct SecretPage {
     chrome: Chrome,
-    project: String,
-    tabs: Tabs,
+    /// The project the secret belongs to, with its tabs; `None` for a system robot account.
+    project: Option<(String, Tabs)>,
+    /// Where the page leads back to.
+    back: String,
     what: String,
     name: String,
     secret: String,
 }
 
+/// The page showing the secret of what `made` is (a robot account, a webhook) once.
 async fn secret_page(
     web: &Web,
     viewer: &Viewer,
-    project: String,
+    project: Option<String>,
     what: &str,
     made: &Value,
 ) -> Page {
     let text = |key: &str| made[key].as_str().unwrap_or_default().to_string();
-    let (tabs, _) = project_tabs(web, viewer, &project).await;
     // A robot has a name; a webhook is named by its URL.
     let name = match text("name") {
         name if name.is_empty() => text("url"),
         name => name,
     };
+    let (project, back, title) = match project {
+        Some(project) => {
+            let (tabs, _) = project_tabs(web, viewer, &project).await;
+            let back = format!("{}/settings", tabs.href);
+            let title = format!("{project}: new {what}");
+            (Some((project, tabs)), back, title)
+        }
+        None => (None, "/admin".to_string(), format!("New {what}")),
+    };
     html(&SecretPage {
-        chrome: Chrome::of(viewer, format!("{project}: new {what}")),
-        tabs,
+        chrome: Chrome::of(viewer, title),
+        project,
+        back,
         what: what.to_string(),
         name,
         secret: text("secret"),
-        project,
     })
 }
 
@@ -154,6 +125,22 @@ pub(crate) struct RobotForm {
     delete: Option<String>,
 }
 
+impl RobotForm {
+    /// The robot account as the API takes it.
+    fn robot(&self) -> Value {
+        let actions: Vec<&str> = [
+            ("pull", &self.pull),
+            ("push", &self.push),
+            ("delete", &self.delete),
+        ]
+        .into_iter()
+        .filter(|(_, on)| on.is_some())
+        .map(|(action, _)| action)
+        .collect();
+        json!({ "name": self.name.trim(), "actions": actions })
+    }
+}
+
 /// Creates a robot account of the project; its secret is shown once.
 pub(crate) async fn create_robot(
     State(web): State<Arc<Web>>,
@@ -162,24 +149,27 @@ pub(crate) async fn create_robot(
     PageForm(form): PageForm<RobotForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
-    let actions: Vec<&str> = [
-        ("pull", &form.pull),
-        ("push", &form.push),
-        ("delete", &form.delete),
-    ]
-    .into_iter()
-    .filter(|(_, on)| on.is_some())
-    .map(|(action, _)| action)
-    .collect();
+    let path = format!("/api/v1/projects/{}/robots", encode(&project));
+    let made = change(&web, &viewer, Method::POST, &path, Some(&form.robot())).await?;
+    secret_page(&web, &viewer, Some(project), "robot account", &made).await
+}
+
+/// Creates a system robot account (every project); its secret is shown once.
+pub(crate) async fn create_system_robot(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    PageForm(form): PageForm<RobotForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
     let made = change(
         &web,
         &viewer,
         Method::POST,
-        &format!("/api/v1/projects/{}/robots", encode(&project)),
-        Some(&json!({ "name": form.name.trim(), "actions": actions })),
+        "/api/v1/robots",
+        Some(&form.robot()),
     )
     .await?;
-    secret_page(&web, &viewer, project, "robot account", &made).await
+    secret_page(&web, &viewer, None, "system robot account", &made).await
 }
 
 #[derive(Deserialize)]
@@ -188,23 +178,32 @@ pub(crate) struct NameForm {
     name: String,
 }
 
-/// Revokes a robot account.
+/// Revokes robot account `name`.
+async fn revoke(web: &Web, viewer: &Viewer, form: &NameForm) -> Result<Value, PageError> {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let path = format!("/api/v1/robots/{}", encode(&form.name));
+    change(web, viewer, Method::DELETE, &path, None).await
+}
+
+/// Revokes a robot account of the project.
 pub(crate) async fn revoke_robot(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     Path(project): Path<String>,
     PageForm(form): PageForm<NameForm>,
 ) -> Page {
-    viewer.check_csrf(form.csrf.as_deref())?;
-    change(
-        &web,
-        &viewer,
-        Method::DELETE,
-        &format!("/api/v1/robots/{}", encode(&form.name)),
-        None,
-    )
-    .await?;
+    revoke(&web, &viewer, &form).await?;
     back(&project)
+}
+
+/// Revokes a system robot account.
+pub(crate) async fn revoke_system_robot(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    PageForm(form): PageForm<NameForm>,
+) -> Page {
+    revoke(&web, &viewer, &form).await?;
+    Ok(Redirect::to("/admin").into_response())
 }
 
 #[derive(Deserialize)]
@@ -223,12 +222,7 @@ pub(crate) async fn add_webhook(
     PageForm(form): PageForm<WebhookForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
-    let events: Vec<&str> = form
-        .events
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .collect();
+    let events = listed(&form.events);
     let made = change(
         &web,
         &viewer,
@@ -237,7 +231,7 @@ pub(crate) async fn add_webhook(
         Some(&json!({ "url": form.url.trim(), "event_types": events })),
     )
     .await?;
-    secret_page(&web, &viewer, project, "webhook", &made).await
+    secret_page(&web, &viewer, Some(project), "webhook", &made).await
 }
 
 #[derive(Deserialize)]
@@ -272,11 +266,14 @@ pub(crate) async fn webhook(
 #[derive(Deserialize)]
 pub(crate) struct RuleForm {
     csrf: Option<String>,
+    /// Present when the form changes an existing rule (named `name`).
+    existing: Option<String>,
     name: String,
     /// `push`, `pull` or `preheat`.
     kind: String,
     url: String,
     username: Option<String>,
+    /// Empty: keep the stored one (of an existing rule).
     password: Option<String>,
     /// Globs, comma-separated (empty: all).
     repositories: Option<String>,
@@ -285,9 +282,9 @@ pub(crate) struct RuleForm {
     edge_project: Option<String>,
 }
 
-/// Makes a replication or preheat rule of the project (the API checks it and seals its
-/// password).
-pub(crate) async fn add_rule(
+/// Makes a replication or preheat rule of the project, or changes one (keeping what the form
+/// does not show); the API checks it and seals its password.
+pub(crate) async fn save_rule(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     Path(project): Path<String>,
@@ -301,61 +298,75 @@ pub(crate) async fn add_rule(
             .filter(|v| !v.is_empty())
             .map(str::to_string)
     };
-    let globs = |value: &Option<String>| -> Vec<String> {
-        given(value)
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|g| !g.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut rule = json!({
-        "name": form.name.trim(),
-        "kind": form.kind,
-        "url": form.url.trim(),
-        "project": project,
-        "repositories": { "include": globs(&form.repositories) },
-        "tags": { "include": globs(&form.tags) },
-    });
-    for (key, value) in [
-        ("username", given(&form.username)),
-        ("password", given(&form.password)),
-        ("schedule", given(&form.schedule)),
-        ("edge_project", given(&form.edge_project)),
-    ] {
-        if let Some(value) = value {
-            rule[key] = json!(value);
+    let name = form.name.trim();
+    let path = format!("/api/v1/replication/{}", encode(name));
+    let mut rule = match form.existing {
+        Some(_) => {
+            let mut stored: Value = api::get(&web.api, &viewer.actor, &path).await?;
+            if let Some(fields) = stored.as_object_mut() {
+                // What the API shows of a rule beside its specification.
+                for shown in [
+                    "source",
+                    "created_by",
+                    "updated_at",
+                    "password_set",
+                    "problem",
+                ] {
+                    fields.remove(shown);
+                }
+            }
+            stored
         }
+        None => json!({ "name": name, "project": project }),
+    };
+    rule["kind"] = json!(form.kind);
+    rule["url"] = json!(form.url.trim());
+    rule["repositories"]["include"] =
+        json!(listed(form.repositories.as_deref().unwrap_or_default()));
+    rule["tags"]["include"] = json!(listed(form.tags.as_deref().unwrap_or_default()));
+    for (key, value) in [
+        ("username", &form.username),
+        ("schedule", &form.schedule),
+        ("edge_project", &form.edge_project),
+    ] {
+        rule[key] = json!(given(value));
     }
-    change(
-        &web,
-        &viewer,
-        Method::POST,
-        "/api/v1/replication",
-        Some(&rule),
-    )
-    .await?;
+    if let Some(password) = given(&form.password) {
+        rule["password"] = json!(password);
+    }
+    match form.existing {
+        Some(_) => change(&web, &viewer, Method::PUT, &path, Some(&rule)).await?,
+        None => {
+            change(
+                &web,
+                &viewer,
+                Method::POST,
+                "/api/v1/replication",
+                Some(&rule),
+            )
+            .await?
+        }
+    };
     back(&project)
 }
 
-/// Runs a replication or preheat rule now.
-pub(crate) async fn run_rule(
+/// Runs a replication or preheat rule now (`run`), or removes it (`remove`).
+pub(crate) async fn rule_action(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
-    Path(project): Path<String>,
+    Path((project, action)): Path<(String, String)>,
     PageForm(form): PageForm<NameForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
-    change(
-        &web,
-        &viewer,
-        Method::POST,
-        &format!("/api/v1/replication/{}/runs", encode(&form.name)),
-        None,
-    )
-    .await?;
+    let path = format!("/api/v1/replication/{}", encode(&form.name));
+    match action.as_str() {
+        "run" => change(&web, &viewer, Method::POST, &format!("{path}/runs"), None).await?,
+        "remove" => change(&web, &viewer, Method::DELETE, &path, None).await?,
+        other => {
+            return Err(PageError::BadRequest(format!(
+                "{other:?} is neither run nor remove"
+            )))
+        }
+    };
     back(&project)
 }

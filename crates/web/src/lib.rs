@@ -26,6 +26,7 @@ mod error;
 mod extract;
 mod forms;
 mod pages;
+mod policies;
 mod session;
 mod settings;
 
@@ -102,19 +103,42 @@ impl Web {
                 post(forms::add_webhook),
             )
             .route(
-                "/projects/{project}/settings/replication/run",
-                post(forms::run_rule),
+                "/projects/{project}/settings/replication/{action}",
+                post(forms::rule_action),
             )
             .route(
                 "/projects/{project}/settings/replication",
-                post(forms::add_rule),
+                post(forms::save_rule),
             )
             .route(
-                "/projects/{project}/settings/{document}",
-                post(forms::save_document),
+                "/projects/{project}/settings/tag-rules",
+                post(policies::save::<policies::TagRulesForm>),
+            )
+            .route(
+                "/projects/{project}/settings/retention/schedule",
+                post(policies::save::<policies::ScheduleForm>),
+            )
+            .route(
+                "/projects/{project}/settings/retention/rule",
+                post(policies::save::<policies::RetentionRuleForm>),
+            )
+            .route(
+                "/projects/{project}/settings/signing-policy",
+                post(policies::save::<policies::SigningForm>),
+            )
+            .route(
+                "/projects/{project}/settings/vulnerability-policy",
+                post(policies::save::<policies::VulnerabilityForm>),
+            )
+            .route(
+                "/projects/{project}/settings/allowlist",
+                post(policies::save::<policies::AllowlistForm>),
             )
             .route("/projects/{project}/usage", get(pages::usage))
             .route("/admin", get(pages::admin))
+            .route("/admin/allowlist", post(policies::system_allowlist))
+            .route("/admin/robots", post(forms::create_system_robot))
+            .route("/admin/robots/revoke", post(forms::revoke_system_robot))
             .route("/repository", get(pages::repository))
             .route("/artifact", get(pages::artifact))
             .route("/artifact/sbom", get(pages::sbom))

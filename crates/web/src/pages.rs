@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 use crate::api::{self, encode};
 use crate::error::PageError;
 use crate::extract::{PageForm, PageQuery};
+use crate::policies::AllowlistView;
 use crate::session::{self, Viewer};
+use crate::settings::RobotRow;
 use crate::Web;
 
 pub(crate) type Page = Result<Response, PageError>;
@@ -1494,9 +1496,8 @@ struct AdminPage {
     generation: i64,
     /// Name, URL, cache project, cached bytes, cached artifacts.
     upstreams: Vec<(String, String, String, String, u64)>,
-    /// System robot accounts: name, actions, revoked.
-    robots: Vec<(String, String, bool)>,
-    allowlist: String,
+    robots: Vec<RobotRow>,
+    allowlist: AllowlistView,
 }
 
 struct JobRow {
@@ -1547,17 +1548,8 @@ pub(crate) async fn admin(State(web): State<Arc<Web>>, viewer: Viewer) -> Page {
                 )
             })
             .collect(),
-        robots: rows(&robots, "credentials")
-            .iter()
-            .map(|r| {
-                (
-                    text(&r["name"]),
-                    joined(&r["actions"]),
-                    r["revoked"].as_bool().unwrap_or(false),
-                )
-            })
-            .collect(),
-        allowlist: serde_json::to_string_pretty(&allowlist).expect("JSON prints"),
+        robots: RobotRow::listed(&robots),
+        allowlist: AllowlistView::of(&allowlist, "/admin/allowlist".into(), true),
         users: users["users"]
             .as_array()
             .into_iter()

@@ -1,7 +1,7 @@
-//! A project's settings as the viewer may read them: quota, tag rules, signing and
-//! vulnerability policies, webhooks with their latest deliveries, robot accounts, and the
-//! project's replication and preheat rules with their latest run. A section the API refuses the
-//! viewer is left out.
+//! A project's settings as the viewer may read them: quota, tag rules, retention, signing and
+//! vulnerability policies (as forms, see `policies`), webhooks with their latest deliveries,
+//! robot accounts, and the project's replication and preheat rules with their latest run. A
+//! section the API refuses the viewer is left out.
 
 use std::sync::Arc;
 
@@ -12,17 +12,11 @@ use serde_json::Value;
 use crate::api::{self, encode};
 use crate::error::PageError;
 use crate::pages::{html, joined, project_tabs, size, text, when, Chrome, Page, Tabs};
+use crate::policies::{
+    AllowlistView, RetentionView, SigningView, TagRulesView, VulnerabilityView, KEEPS, SEVERITIES,
+};
 use crate::session::Viewer;
 use crate::Web;
-
-/// A policy document, printed as the API gives it; a form edits it where the viewer's role may.
-struct Document {
-    title: &'static str,
-    /// Its API path under the project (the form posts to `settings/{path}`).
-    path: &'static str,
-    text: String,
-    editable: bool,
-}
 
 struct WebhookRow {
     id: i64,
@@ -31,18 +25,48 @@ struct WebhookRow {
     deliveries: String,
 }
 
-struct RobotRow {
-    name: String,
-    actions: String,
-    expires: String,
-    revoked: bool,
+/// A robot account as the robots table shows it.
+pub(crate) struct RobotRow {
+    pub name: String,
+    pub actions: String,
+    pub expires: String,
+    pub revoked: bool,
 }
 
-struct RuleRow {
+impl RobotRow {
+    /// The rows of an API robot listing.
+    pub(crate) fn listed(listing: &Value) -> Vec<RobotRow> {
+        list(listing, "credentials")
+            .iter()
+            .map(|r| RobotRow {
+                name: text(&r["name"]),
+                actions: joined(&r["actions"]),
+                expires: when(r["expires_at"].as_i64()),
+                revoked: r["revoked"].as_bool().unwrap_or(false),
+            })
+            .collect()
+    }
+}
+
+/// A replication or preheat rule as its form shows it.
+#[derive(Default)]
+struct RuleFormView {
+    /// Distinguishes the form's field ids on the page.
+    key: String,
+    /// Whether the form changes this rule (rather than making a new one).
+    existing: bool,
     name: String,
     kind: String,
     url: String,
+    username: String,
+    repositories: String,
+    tags: String,
     schedule: String,
+    edge_project: String,
+}
+
+struct RuleRow {
+    form: RuleFormView,
     last_run: String,
 }
 
@@ -55,10 +79,17 @@ struct SettingsPage {
     quota: Option<String>,
     members: Vec<(String, String)>,
     roles: [&'static str; 5],
-    documents: Vec<Document>,
+    tag_rules: Option<TagRulesView>,
+    retention: Option<RetentionView>,
+    signing: Option<SigningView>,
+    vulnerability: Option<VulnerabilityView>,
+    allowlist: Option<AllowlistView>,
+    keeps: [(&'static str, &'static str); 6],
+    severities: [&'static str; 5],
     webhooks: Option<Vec<WebhookRow>>,
     robots: Option<Vec<RobotRow>>,
     rules: Option<Vec<RuleRow>>,
+    new_rule: RuleFormView,
 }
 
 /// The API's answer to GET `path`, or `None` when it refuses the viewer (or has nothing).
@@ -101,26 +132,21 @@ pub(crate) async fn settings(
             )
         });
     let (tabs, members) = project_tabs(&web, &viewer, &project).await;
-    let mut documents = Vec::new();
-    for (title, path, editable) in [
-        ("Tag rules", "tag-rules", tabs.maintain),
-        ("Retention policy", "retention", tabs.maintain),
-        ("Signing policy", "signing-policy", tabs.manage),
-        (
-            "Vulnerability policy (pull gate)",
-            "vulnerability-policy",
-            tabs.manage,
-        ),
-    ] {
-        if let Some(document) = readable(&web, &viewer, &format!("{base}/{path}")).await? {
-            documents.push(Document {
-                title,
-                path,
-                text: serde_json::to_string_pretty(&document).expect("JSON prints"),
-                editable,
-            });
-        }
-    }
+    let (web_ref, viewer_ref) = (web.as_ref(), &viewer);
+    let document = |path: &str| {
+        let url = format!("{base}/{path}");
+        async move { readable(web_ref, viewer_ref, &url).await }
+    };
+    let tag_rules = document("tag-rules").await?.map(|d| TagRulesView::of(&d));
+    let retention = document("retention").await?.map(|d| RetentionView::of(&d));
+    let signing = document("signing-policy")
+        .await?
+        .map(|d| SigningView::of(&d));
+    let gate = document("vulnerability-policy").await?;
+    let vulnerability = gate.as_ref().map(VulnerabilityView::of);
+    let allowlist = gate
+        .as_ref()
+        .map(|d| AllowlistView::of(d, format!("{}/settings/allowlist", tabs.href), tabs.manage));
     let webhooks = match readable(&web, &viewer, &format!("{base}/webhooks")).await? {
         None => None,
         Some(listed) => {
@@ -153,17 +179,7 @@ pub(crate) async fn settings(
     };
     let robots = readable(&web, &viewer, &format!("{base}/robots"))
         .await?
-        .map(|listed| {
-            list(&listed, "credentials")
-                .iter()
-                .map(|r| RobotRow {
-                    name: text(&r["name"]),
-                    actions: joined(&r["actions"]),
-                    expires: when(r["expires_at"].as_i64()),
-                    revoked: r["revoked"].as_bool().unwrap_or(false),
-                })
-                .collect()
-        });
+        .map(|listed| RobotRow::listed(&listed));
     let rules = match readable(
         &web,
         &viewer,
@@ -174,7 +190,7 @@ pub(crate) async fn settings(
         None => None,
         Some(listed) => {
             let mut rows = Vec::new();
-            for rule in list(&listed, "rules") {
+            for (index, rule) in list(&listed, "rules").into_iter().enumerate() {
                 let rule_name = text(&rule["name"]);
                 let last_run = readable(
                     &web,
@@ -194,13 +210,19 @@ pub(crate) async fn settings(
                     )
                 })
                 .unwrap_or_else(|| "never run".into());
-                rows.push(RuleRow {
+                let form = RuleFormView {
+                    key: index.to_string(),
+                    existing: true,
                     kind: text(&rule["kind"]),
                     url: text(&rule["url"]),
+                    username: text(&rule["username"]),
+                    repositories: joined(&rule["repositories"]["include"]),
+                    tags: joined(&rule["tags"]["include"]),
                     schedule: text(&rule["schedule"]),
+                    edge_project: text(&rule["edge_project"]),
                     name: rule_name,
-                    last_run,
-                });
+                };
+                rows.push(RuleRow { form, last_run });
             }
             Some(rows)
         }
@@ -218,9 +240,20 @@ pub(crate) async fn settings(
             "guest",
             "limited-guest",
         ],
-        documents,
+        tag_rules,
+        retention,
+        signing,
+        vulnerability,
+        allowlist,
+        keeps: KEEPS,
+        severities: SEVERITIES,
         webhooks,
         robots,
         rules,
+        new_rule: RuleFormView {
+            key: "new".into(),
+            kind: "push".into(),
+            ..RuleFormView::default()
+        },
     })
 }

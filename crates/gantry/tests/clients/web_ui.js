@@ -120,32 +120,100 @@ async function main() {
     const settings = await page.locator("main").innerText();
     check(["Quota", "Tag rules", "Robot accounts", "Webhooks", "Replication and preheat rules"].every((s) => settings.includes(s)),
       "the settings page shows quota, policies, webhooks, robots and replication rules");
-    // Settings change through their forms: the tag rules' JSON, a robot account (its secret
-    // shown once).
-    const rules = page.getByLabel("Tag rules (JSON)");
-    const edited = JSON.parse(await rules.inputValue());
-    edited.refuse_latest = true;
-    await rules.fill(JSON.stringify(edited));
-    await page.getByRole("button", { name: "Save tag rules" }).click();
+    // Settings change through their forms, each read back from the page the API's answer
+    // renders: tag rules, a retention rule, the gate's wait, an allowlist entry; a key that is
+    // no key is refused with the API's reason.
+    const saved = async (button) => {
+      await Promise.all([page.waitForEvent("framenavigated"), page.getByRole("button", { name: button, exact: true }).click()]);
+      await page.waitForLoadState();
+      if (!/\/settings$/.test(page.url())) throw new Error(`${button}: ${await page.locator("main").innerText()}`);
+    };
+    await page.getByLabel("Immutable tags", { exact: false }).fill("v*");
+    await page.getByLabel("Refuse the tag latest").check();
+    await saved("Save tag rules");
+    check(await page.getByLabel("Refuse the tag latest").isChecked()
+      && (await page.getByLabel("Immutable tags", { exact: false }).inputValue()) === "v*",
+      "the tag rules were saved through their form");
+    const addRetention = page.locator("form", { hasText: "Add a retention rule" });
+    await addRetention.getByLabel("Tags (globs, comma-separated; empty: all)").fill("v*");
+    await addRetention.getByLabel("Keep").selectOption("newest_per_version_line");
+    await addRetention.getByLabel("N", { exact: true }).fill("3");
+    await saved("Add retention rule");
+    const retentionRules = page.locator("table.retention-rules");
+    check((await retentionRules.innerText()).includes("the newest 3 of each vMAJOR.MINOR line"),
+      "a retention rule added through its form is listed in words");
+    const ruleCount = await retentionRules.locator("tbody tr").count();
+    await retentionRules.getByRole("button").last().click();
     await page.waitForURL(/\/settings$/);
-    check(JSON.parse(await page.getByLabel("Tag rules (JSON)").inputValue()).refuse_latest === true,
-      "the tag rules were saved through the form");
+    check(await page.locator("table.retention-rules tbody tr").count() === ruleCount - 1,
+      "a retention rule is removed through its button");
+    await page.getByLabel("Longest wait (seconds)").fill("30");
+    await saved("Save vulnerability policy");
+    check((await page.getByLabel("Longest wait (seconds)").inputValue()) === "30", "the vulnerability policy was saved through its form");
+    await page.getByLabel("Vulnerability ID or alias").fill("CVE-2099-0001");
+    await page.getByLabel("Expires after (UTC date; empty: never)").fill("2099-12-31");
+    await page.getByLabel("Reason").fill("<b>not exploitable</b>");
+    await saved("Allow");
+    const allowlist = page.locator("table.allowlist");
+    check((await allowlist.innerText()).includes("CVE-2099-0001") && (await allowlist.innerText()).includes("2099-12-31")
+      && (await allowlist.innerText()).includes("<b>not exploitable</b>"),
+      "an allowlist entry added through its form is listed, its reason as text");
+    await saved("Remove CVE-2099-0001");
+    check(!(await page.locator("table.allowlist").innerText()).includes("CVE-2099-0001"), "an allowlist entry is removed through its button");
+    await page.getByLabel("Trusted public keys", { exact: false }).fill("not a key");
+    const seen = violations.length;
+    await page.getByRole("button", { name: "Save signing policy" }).click();
+    check((await page.locator("main").innerText()).toLowerCase().includes("key"), "a signing key that is no key is refused with the reason");
+    // The refusal's own 400 is the one error the console may report here.
+    check(violations.splice(seen).every((m) => m.includes("400 (Bad Request)")), "the refusal is the only error reported");
+    await page.goto(`${BASE}/projects/team-a/settings`);
+    check((await page.getByLabel("Trusted public keys", { exact: false }).inputValue()) === "", "the refused key was not stored");
+    await page.screenshot({ path: `${SHOTS}/settings-policies.png`, fullPage: true });
+
+    // A robot account (its secret shown once).
     await page.getByLabel("Name", { exact: true }).fill("ci-bot");
     await page.getByRole("button", { name: "Create robot account" }).click();
     check((await page.locator("#secret").innerText()).length > 20, "a new robot account's secret is shown once");
     await page.goto(`${BASE}/projects/team-a/settings`);
     check((await page.locator("table.robots").innerText()).includes("ci-bot"), "the robot account is listed");
-    // A replication rule of the project made through its form: listed with its registry.
-    await page.getByLabel("Rule name").fill("to-edge");
-    await page.getByLabel("Registry URL").fill("http://127.0.0.1:9");
-    await page.getByLabel("Tags (globs, comma-separated; empty: all)").fill("v*");
-    await page.getByRole("button", { name: "Add rule" }).click();
-    await page.waitForURL(/\/settings$/);
+    // A replication rule of the project made through its form: listed with its registry,
+    // changed through its own form (the password kept), then removed.
+    const newRule = page.locator("form.rule", { hasText: "New replication or preheat rule" });
+    await newRule.getByLabel("Rule name").fill("to-edge");
+    await newRule.getByLabel("Registry URL").fill("http://127.0.0.1:9");
+    await newRule.getByLabel("Username (optional)").fill("edge");
+    await newRule.getByLabel("Password", { exact: false }).fill("edge-secret");
+    await newRule.getByLabel("Tags (globs, comma-separated; empty: all)").fill("v*");
+    await saved("Add rule");
     check((await page.locator("table.rules").innerText()).includes("to-edge"), "a replication rule made through the form is listed");
+    await page.locator("table.rules summary").first().click();
+    const change = page.locator("form.rule", { hasText: "Change to-edge" });
+    await change.getByLabel("Schedule (cron, UTC; optional)").fill("0 4 * * *");
+    await saved("Save to-edge");
+    check((await page.locator("table.rules").innerText()).includes("0 4 * * *"), "a replication rule changed through its form shows its new schedule");
+    check((await page.locator("form.rule", { hasText: "Change to-edge" }).getByLabel("Tags (globs, comma-separated; empty: all)").inputValue()) === "v*",
+      "what the change form did not touch is kept");
+    await page.locator("table.rules").getByRole("button", { name: "Remove", exact: true }).click();
+    await page.waitForURL(/\/settings$/);
+    check(!(await page.locator("table.rules").innerText()).includes("to-edge"), "a replication rule is removed through its button");
+
+    // The administrators' page: users, jobs, the database; a system robot account made and
+    // revoked; the system-wide allowlist edited.
     await page.goto(`${BASE}/admin`);
     check((await page.locator("table.users").innerText()).includes(DEV_USER), "the administrators' page lists the users");
     check(await page.locator("table.jobs tbody tr").count() >= 1, "the administrators' page lists jobs");
     check((await page.locator("table.vulndb").innerText()).includes("osv"), "the administrators' page shows the vulnerability database's source");
+    await page.getByLabel("Name", { exact: true }).fill("fleet-puller");
+    await page.getByRole("button", { name: "Create robot account" }).click();
+    check((await page.locator("#secret").innerText()).length > 20, "a new system robot account's secret is shown once");
+    await page.goto(`${BASE}/admin`);
+    await page.locator("table.robots tr", { hasText: "fleet-puller" }).getByRole("button").click();
+    await page.waitForURL(/\/admin$/);
+    check((await page.locator("table.robots", { hasText: "fleet-puller" }).innerText()).includes("revoked"), "a system robot account is revoked through its button");
+    await page.getByLabel("Vulnerability ID or alias").fill("GO-2099-0001");
+    await page.getByRole("button", { name: "Allow", exact: true }).click();
+    await page.waitForURL(/\/admin$/);
+    check((await page.locator("table.allowlist").innerText()).includes("GO-2099-0001"), "the system-wide allowlist is edited through its form");
     await page.screenshot({ path: `${SHOTS}/admin.png`, fullPage: true });
 
     // A form posted without the session's CSRF token is refused.
@@ -202,6 +270,9 @@ async function main() {
     const devSettings = await devPage.locator("main").innerText();
     check(devSettings.includes("Quota") && !devSettings.includes("Robot accounts") && !devSettings.includes("Webhooks"),
       "a developer's settings page leaves out what the API refuses them");
+    check(await devPage.getByRole("button", { name: /^(Save|Add|Allow|Remove)/ }).count() === 0
+      && await devPage.getByLabel("Refuse the tag latest").isDisabled(),
+      "a developer is shown the policies without a form to change them");
     const response = await devPage.goto(`${BASE}/projects/team-b`);
     check(response.status() === 403 || response.status() === 404, `team-b's page is refused to the developer (${response.status()})`);
     check(violations.length === 0, `no script or style was refused or failed (${violations.join("; ")})`);
