@@ -137,6 +137,7 @@ impl Web {
             .route("/projects/{project}/usage", get(pages::usage))
             .route("/admin", get(pages::admin))
             .route("/admin/allowlist", post(policies::system_allowlist))
+            .route("/admin/gc", post(pages::collect_garbage))
             .route("/admin/robots", post(forms::create_system_robot))
             .route("/admin/robots/revoke", post(forms::revoke_system_robot))
             .route("/repository", get(pages::repository))

@@ -580,7 +580,8 @@ struct ArtifactRow {
     pulls: u64,
     signed: String,
     vulnerabilities: String,
-    pull_line: String,
+    /// `host/name:tag` (or `@digest`), for the pull commands.
+    image: String,
 }
 
 #[derive(Template)]
@@ -671,7 +672,7 @@ pub(crate) async fn repository(
                 .vulnerabilities
                 .as_ref()
                 .map_or_else(|| "—".into(), VulnerabilitiesJson::text),
-            pull_line: format!("docker pull {host}/{}{reference}", params.name),
+            image: format!("{host}/{}{reference}", params.name),
             tags: a.tags,
             digest: a.digest,
         });
@@ -1498,6 +1499,27 @@ struct AdminPage {
     upstreams: Vec<(String, String, String, String, u64)>,
     robots: Vec<RobotRow>,
     allowlist: AllowlistView,
+    /// The latest scheduled collections: finished, state, what they did.
+    gc_runs: Vec<(String, String, String)>,
+}
+
+/// What a garbage collection's report says it did (or, dry, would do).
+fn gc_summary(report: &Value) -> String {
+    let count = |key: &str| report[key].as_u64().unwrap_or(0);
+    format!(
+        "{} {} manifests ({}), {} blobs ({}), {} upload sessions, {} empty repositories",
+        if report["dry_run"].as_bool().unwrap_or(false) {
+            "would delete"
+        } else {
+            "deleted"
+        },
+        report["manifests"].as_array().map_or(0, Vec::len),
+        size(count("manifest_bytes")),
+        count("blobs"),
+        size(count("blob_bytes")),
+        count("uploads"),
+        count("repositories"),
+    )
 }
 
 struct JobRow {
@@ -1520,6 +1542,7 @@ pub(crate) async fn admin(State(web): State<Arc<Web>>, viewer: Viewer) -> Page {
     let mirror = get("/api/v1/mirror").await?;
     let robots = get("/api/v1/robots").await?;
     let allowlist = get("/api/v1/vulnerability-allowlist").await?;
+    let gc_jobs = get("/api/v1/jobs?kind=gc&limit=10").await?;
     let rows = |v: &Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
     html(&AdminPage {
         chrome: Chrome::of(&viewer, "Administration"),
@@ -1550,6 +1573,22 @@ pub(crate) async fn admin(State(web): State<Arc<Web>>, viewer: Viewer) -> Page {
             .collect(),
         robots: RobotRow::listed(&robots),
         allowlist: AllowlistView::of(&allowlist, "/admin/allowlist".into(), true),
+        gc_runs: rows(&gc_jobs, "jobs")
+            .iter()
+            .map(|j| {
+                let report = j["result"]
+                    .as_str()
+                    .and_then(|r| serde_json::from_str::<Value>(r).ok());
+                (
+                    when(j["finished_ms"].as_i64().map(|ms| ms / 1000)),
+                    text(&j["state"]),
+                    report
+                        .as_ref()
+                        .map(gc_summary)
+                        .unwrap_or_else(|| text(&j["last_error"])),
+                )
+            })
+            .collect(),
         users: users["users"]
             .as_array()
             .into_iter()
@@ -1574,6 +1613,55 @@ pub(crate) async fn admin(State(web): State<Arc<Web>>, viewer: Viewer) -> Page {
                 created: when(j["created_ms"].as_i64().map(|ms| ms / 1000)),
             })
             .collect(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "gc.html")]
+struct GcPage {
+    chrome: Chrome,
+    dry_run: bool,
+    summary: String,
+    /// (repository, digest) of the manifests collected, the first hundred.
+    manifests: Vec<(String, String)>,
+    more: usize,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct GcForm {
+    csrf: Option<String>,
+    /// Present: only report what would be collected.
+    dry_run: Option<String>,
+}
+
+/// Runs a garbage collection now (or a dry run) and shows its report.
+pub(crate) async fn collect_garbage(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    PageForm(form): PageForm<GcForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let dry_run = form.dry_run.is_some();
+    let report = api::call(
+        &web.api,
+        &viewer.actor,
+        Method::POST,
+        &format!("/api/v1/gc?dry_run={dry_run}"),
+        None,
+    )
+    .await?;
+    let manifests: Vec<(String, String)> = report["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| (text(&m[0]), text(&m[1])))
+        .collect();
+    html(&GcPage {
+        chrome: Chrome::of(&viewer, "Garbage collection"),
+        dry_run,
+        summary: gc_summary(&report),
+        more: manifests.len().saturating_sub(100),
+        manifests: manifests.into_iter().take(100).collect(),
     })
 }
 

@@ -215,6 +215,8 @@ async function main() {
     await page.waitForURL(/\/admin$/);
     check((await page.locator("table.allowlist").innerText()).includes("GO-2099-0001"), "the system-wide allowlist is edited through its form");
     await page.screenshot({ path: `${SHOTS}/admin.png`, fullPage: true });
+    await page.getByRole("button", { name: "Dry run" }).click();
+    check((await page.locator(".gc-summary").innerText()).includes("would delete"), "a garbage collection dry run from the administrators' page shows its report");
 
     // A form posted without the session's CSRF token is refused.
     const forged = await page.request.post(`${BASE}/projects/team-a/tokens`, {
