@@ -370,3 +370,148 @@ pub(crate) async fn rule_action(
     };
     back(&project)
 }
+
+#[derive(Deserialize)]
+pub(crate) struct NewProjectForm {
+    csrf: Option<String>,
+    name: String,
+    public: Option<String>,
+}
+
+/// Creates a project (the viewer becomes its project admin) and opens it.
+pub(crate) async fn create_project(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    PageForm(form): PageForm<NewProjectForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let name = form.name.trim();
+    let project = json!({ "name": name, "public": form.public.is_some() });
+    change(
+        &web,
+        &viewer,
+        Method::POST,
+        "/api/v1/projects",
+        Some(&project),
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/projects/{}", encode(name))).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct VisibilityForm {
+    csrf: Option<String>,
+    public: Option<String>,
+}
+
+/// Makes the project public or private.
+pub(crate) async fn visibility(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+    PageForm(form): PageForm<VisibilityForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let path = format!("/api/v1/projects/{}", encode(&project));
+    let update = json!({ "public": form.public.is_some() });
+    change(&web, &viewer, Method::PATCH, &path, Some(&update)).await?;
+    back(&project)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct QuotaForm {
+    csrf: Option<String>,
+    /// GiB (fractions allowed); empty: unlimited.
+    #[serde(default)]
+    storage_gib: String,
+    /// Empty: unlimited.
+    #[serde(default)]
+    artifacts: String,
+}
+
+impl QuotaForm {
+    /// The limits as the API takes them.
+    fn limits(&self) -> Result<Value, PageError> {
+        let storage_bytes = match self.storage_gib.trim() {
+            "" => None,
+            gib => match gib.parse::<f64>() {
+                Ok(gib) if gib.is_finite() && gib >= 0.0 => Some((gib * 1024f64.powi(3)) as i64),
+                _ => {
+                    return Err(PageError::BadRequest(format!(
+                        "the storage limit {gib:?} is not a number of GiB"
+                    )))
+                }
+            },
+        };
+        let artifacts = match self.artifacts.trim() {
+            "" => None,
+            count => Some(count.parse::<i64>().map_err(|_| {
+                PageError::BadRequest(format!(
+                    "the artifact limit {count:?} is not a whole number"
+                ))
+            })?),
+        };
+        Ok(json!({ "storage_bytes": storage_bytes, "artifacts": artifacts }))
+    }
+}
+
+/// Sets the project's quota (system administrators: the API refuses others).
+pub(crate) async fn quota(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+    PageForm(form): PageForm<QuotaForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let path = format!("/api/v1/projects/{}/quota", encode(&project));
+    change(&web, &viewer, Method::PUT, &path, Some(&form.limits()?)).await?;
+    back(&project)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewUserForm {
+    csrf: Option<String>,
+    name: String,
+    password: String,
+    admin: Option<String>,
+}
+
+/// Creates a user (system administrators: the API refuses others).
+pub(crate) async fn create_user(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    PageForm(form): PageForm<NewUserForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let user = json!({
+        "name": form.name.trim(),
+        "password": form.password,
+        "admin": form.admin.is_some(),
+    });
+    change(&web, &viewer, Method::POST, "/api/v1/users", Some(&user)).await?;
+    Ok(Redirect::to("/admin").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quota_form_gives_bytes_of_gib_and_null_for_empty_fields() {
+        let form = |storage: &str, artifacts: &str| QuotaForm {
+            csrf: None,
+            storage_gib: storage.into(),
+            artifacts: artifacts.into(),
+        };
+        assert_eq!(
+            form("1.5", "").limits().unwrap(),
+            json!({"storage_bytes": 1_610_612_736, "artifacts": null})
+        );
+        assert_eq!(
+            form(" ", "40").limits().unwrap(),
+            json!({"storage_bytes": null, "artifacts": 40})
+        );
+        assert!(form("-1", "").limits().is_err());
+        assert!(form("", "many").limits().is_err());
+    }
+}

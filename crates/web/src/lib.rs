@@ -70,6 +70,7 @@ impl Web {
             .route("/", get(pages::projects))
             .route("/login", get(pages::login_form).post(pages::login))
             .route("/logout", post(pages::logout))
+            .route("/projects", post(forms::create_project))
             .route("/projects/{project}", get(pages::project))
             .route(
                 "/projects/{project}/tokens",
@@ -86,6 +87,11 @@ impl Web {
             .route("/projects/{project}/audit", get(pages::audit))
             .route("/projects/{project}/settings", get(settings::settings))
             .route("/projects/{project}/settings/members", post(forms::member))
+            .route(
+                "/projects/{project}/settings/visibility",
+                post(forms::visibility),
+            )
+            .route("/projects/{project}/settings/quota", post(forms::quota))
             .route(
                 "/projects/{project}/settings/robots",
                 post(forms::create_robot),
@@ -138,6 +144,7 @@ impl Web {
             .route("/admin", get(pages::admin))
             .route("/admin/allowlist", post(policies::system_allowlist))
             .route("/admin/gc", post(pages::collect_garbage))
+            .route("/admin/users", post(forms::create_user))
             .route("/admin/robots", post(forms::create_system_robot))
             .route("/admin/robots/revoke", post(forms::revoke_system_robot))
             .route("/repository", get(pages::repository))

@@ -76,6 +76,7 @@ struct SettingsPage {
     chrome: Chrome,
     project: String,
     tabs: Tabs,
+    public: bool,
     quota: Option<String>,
     members: Vec<(String, String)>,
     roles: [&'static str; 5],
@@ -113,7 +114,9 @@ pub(crate) async fn settings(
     let name = encode(&project);
     let base = format!("/api/v1/projects/{name}");
     // The project itself: unknown or hidden is what the API says (404/403), not an empty page.
-    api::get::<Value>(&web.api, &viewer.actor, &base).await?;
+    let public = api::get::<Value>(&web.api, &viewer.actor, &base).await?["public"]
+        .as_bool()
+        .unwrap_or(false);
     let quota = readable(&web, &viewer, &format!("{base}/quota"))
         .await?
         .map(|q| {
@@ -231,6 +234,7 @@ pub(crate) async fn settings(
         chrome: Chrome::of(&viewer, format!("{project}: settings")),
         project,
         tabs,
+        public,
         quota,
         members,
         roles: [

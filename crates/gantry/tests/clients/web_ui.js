@@ -170,6 +170,23 @@ async function main() {
     check((await page.getByLabel("Trusted public keys", { exact: false }).inputValue()) === "", "the refused key was not stored");
     await page.screenshot({ path: `${SHOTS}/settings-policies.png`, fullPage: true });
 
+    // A project made from the projects page, made private and given a quota in its settings.
+    await page.goto(`${BASE}/`);
+    await page.getByLabel("Project name").fill("team-c");
+    await page.getByLabel("Public: anyone may pull, without signing in").check();
+    await page.getByRole("button", { name: "Create project" }).click();
+    await page.waitForURL(/\/projects\/team-c$/);
+    await page.goto(`${BASE}/projects/team-c/settings`);
+    check(await page.getByLabel("Public: anyone may pull, without signing in").isChecked(), "a project made through the form is public as asked");
+    await page.getByLabel("Public: anyone may pull, without signing in").uncheck();
+    await saved("Save visibility");
+    check(!(await page.getByLabel("Public: anyone may pull, without signing in").isChecked()), "the project was made private through its settings");
+    await page.getByLabel("Storage limit (GiB; empty: unlimited)").fill("2");
+    await page.getByLabel("Artifact limit (empty: unlimited)").fill("40");
+    await saved("Set quota");
+    check(/of 2(\.0)? GiB stored.*limit: 40/.test(await page.locator("p.quota").innerText()), "the quota was set through its form");
+    await page.goto(`${BASE}/projects/team-a/settings`);
+
     // A robot account (its secret shown once).
     await page.getByLabel("Name", { exact: true }).fill("ci-bot");
     await page.getByRole("button", { name: "Create robot account" }).click();
@@ -203,6 +220,11 @@ async function main() {
     check((await page.locator("table.users").innerText()).includes(DEV_USER), "the administrators' page lists the users");
     check(await page.locator("table.jobs tbody tr").count() >= 1, "the administrators' page lists jobs");
     check((await page.locator("table.vulndb").innerText()).includes("osv"), "the administrators' page shows the vulnerability database's source");
+    await page.getByLabel("User name").fill("ops");
+    await page.getByLabel("Initial password (at least 8 characters)").fill("ops-password-1");
+    await page.getByRole("button", { name: "Create user" }).click();
+    await page.waitForURL(/\/admin$/);
+    check((await page.locator("table.users").innerText()).includes("ops"), "a user made through the administrators' form is listed");
     await page.getByLabel("Name", { exact: true }).fill("fleet-puller");
     await page.getByRole("button", { name: "Create robot account" }).click();
     check((await page.locator("#secret").innerText()).length > 20, "a new system robot account's secret is shown once");
