@@ -660,6 +660,53 @@ async fn rules_made_through_the_api_pull_at_their_time_and_push_by_label_with_se
     drop(dist);
 }
 
+/// A one-time rule whose time has passed is changed with that time written back as read (as
+/// the UI's change form and `gantry replication update` of a fetched rule do); a time set in
+/// the past is still refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_whose_one_time_run_has_passed_can_still_be_changed() {
+    let s = Server::start();
+    let at = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let rule = |at: &str, tags: &[&str]| json!({"name": "once", "url": "http://127.0.0.1:9", "at": at, "tags": {"include": tags}});
+    let r = http()
+        .post(s.url("/api/v1/replication"))
+        .json(&rule(&at, &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let put = |body: serde_json::Value| {
+        let request = http().put(s.url("/api/v1/replication/once")).json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let r = put(rule(&at, &["v*"])).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let shown: serde_json::Value = http()
+        .get(s.url("/api/v1/replication/once"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&shown["at"], &shown["tags"]["include"]),
+        (&json!(at), &json!(["v*"]))
+    );
+    let error = assert_error(
+        put(rule("2020-01-01T00:00:00Z", &["v*"])).await,
+        StatusCode::BAD_REQUEST,
+        "INVALID_REQUEST",
+    )
+    .await;
+    assert!(error.to_string().contains("in the past"), "{error}");
+}
+
 /// What a new user gets wrong in a rule is refused with why; a remote that refuses a rule's
 /// credentials fails its run at once, not retried (each try would be a failed login there,
 /// and lock the account); a preheat rule file needs no `kind` under `gantry preheat`, and

@@ -723,27 +723,37 @@ impl Replicator {
             return Err(MirrorError::RuleConfigured(spec.name));
         }
         let meta = self.registry.meta();
-        if replace && spec.password.is_none() && spec.username.is_some() {
-            let old = meta
+        let stored = match replace {
+            true => meta
                 .replication_rules()
                 .await
                 .map_err(RegistryError::from)?
                 .into_iter()
-                .find(|row| row.name == spec.name);
-            if let Some(old) = old {
-                let same_user = serde_json::from_str::<RuleSpec>(&old.definition)
-                    .is_ok_and(|o| o.username == spec.username);
-                if let (true, Some(sealed)) = (same_user, old.sealed_password) {
+                .find(|row| row.name == spec.name),
+            false => None,
+        };
+        let stored_spec = stored
+            .as_ref()
+            .and_then(|row| serde_json::from_str::<RuleSpec>(&row.definition).ok());
+        if let Some(row) = &stored {
+            let same_user = stored_spec
+                .as_ref()
+                .is_some_and(|o| o.username == spec.username);
+            if spec.password.is_none() && spec.username.is_some() && same_user {
+                if let Some(sealed) = &row.sealed_password {
                     let password = self
                         .sealer
-                        .open(&spec.name, &sealed)
+                        .open(&spec.name, sealed)
                         .map_err(|e| MirrorError::RuleInvalid(e.to_string()))?;
                     spec.password = Some(password);
                 }
             }
         }
         let bound = bind(spec.clone(), &self.transport).map_err(MirrorError::RuleInvalid)?;
-        if bound.at.is_some_and(|at| at <= gantry_registry::unix_now()) {
+        // A time that has passed is refused when it is set, not when a rule that already ran
+        // at it is changed otherwise (a client writes back the rule it read).
+        let at_unchanged = stored_spec.is_some_and(|o| o.at == spec.at);
+        if !at_unchanged && bound.at.is_some_and(|at| at <= gantry_registry::unix_now()) {
             return Err(MirrorError::RuleInvalid(format!(
                 "at {:?} is in the past: it would never fire",
                 spec.at.unwrap_or_default()

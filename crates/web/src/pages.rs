@@ -1269,6 +1269,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_gc_summary_reads_the_apis_report_and_a_scheduled_runs_result_alike() {
+        let answered = json!({"dry_run": true, "manifests": [["team/app", "sha256:ab"]],
+            "manifest_bytes": 2048, "blobs": 3, "blob_bytes": 1_048_576, "uploads": 1, "repositories": 0});
+        let scheduled = json!({"manifests": 1, "manifest_bytes": 2048, "blobs": 3,
+            "blob_bytes": 1_048_576, "uploads": 1, "repositories": 0});
+        let tail =
+            "1 manifests (2.0 KiB), 3 blobs (1.0 MiB), 1 upload sessions, 0 empty repositories";
+        assert_eq!(gc_summary(&answered), format!("would delete {tail}"));
+        assert_eq!(gc_summary(&scheduled), format!("deleted {tail}"));
+    }
+
+    #[test]
     fn figures_read_as_people_read_them() {
         assert_eq!(size(512), "512 B");
         assert_eq!(size(3 << 20), "3.0 MiB");
@@ -1513,7 +1525,10 @@ fn gc_summary(report: &Value) -> String {
         } else {
             "deleted"
         },
-        report["manifests"].as_array().map_or(0, Vec::len),
+        // A report as the API answers lists the manifests; a scheduled job's result counts them.
+        report["manifests"]
+            .as_array()
+            .map_or_else(|| count("manifests"), |m| m.len() as u64),
         size(count("manifest_bytes")),
         count("blobs"),
         size(count("blob_bytes")),

@@ -163,6 +163,9 @@ pub(crate) const KEEPS: [(&str, &str); 6] = [
 pub(crate) struct RetentionRuleView {
     /// Its place in the policy's rules, which the form posts back.
     pub index: usize,
+    /// The rule's JSON as read, which the form posts back: a rule changed meanwhile is not
+    /// touched.
+    pub was: String,
     pub repositories: String,
     pub exclude_repositories: String,
     pub tags: String,
@@ -210,6 +213,7 @@ impl RetentionView {
                 };
                 RetentionRuleView {
                     index,
+                    was: rule.to_string(),
                     repositories: joined(&rule["repositories"]["include"]),
                     exclude_repositories: joined(&rule["repositories"]["exclude"]),
                     tags: joined(&rule["tags"]["include"]),
@@ -504,6 +508,8 @@ pub(crate) struct RetentionRuleForm {
     csrf: Option<String>,
     /// The rule's place in the policy; absent: a new rule, added last.
     index: Option<usize>,
+    /// With `index`: the rule's JSON as the page showed it.
+    was: Option<String>,
     /// `remove` to remove the rule; otherwise it is saved.
     action: Option<String>,
     #[serde(default)]
@@ -564,20 +570,23 @@ impl PolicyForm for RetentionRuleForm {
     fn apply(&self, policy: &mut Value) -> Result<(), PageError> {
         let remove = self.action.as_deref() == Some("remove");
         let mut rules = policy["rules"].as_array().cloned().unwrap_or_default();
+        let shown: Option<Value> = self
+            .was
+            .as_deref()
+            .and_then(|w| serde_json::from_str(w).ok());
         match self.index {
             None if !remove => rules.push(self.rule()?),
-            Some(index) if index < rules.len() => {
+            Some(index) if shown.is_some() && rules.get(index) == shown.as_ref() => {
                 if remove {
                     rules.remove(index);
                 } else {
                     rules[index] = self.rule()?;
                 }
             }
-            _ => {
-                return Err(PageError::BadRequest(
-                    "that retention rule is gone: reload the settings page".into(),
-                ))
-            }
+            _ => return Err(PageError::BadRequest(
+                "that retention rule changed since the page was shown: reload the settings page"
+                    .into(),
+            )),
         }
         policy["rules"] = Value::Array(rules);
         Ok(())
@@ -631,6 +640,7 @@ mod tests {
         let form = RetentionRuleForm {
             csrf: None,
             index: None,
+            was: None,
             action: None,
             repositories: "team/*, team/web".into(),
             exclude_repositories: String::new(),
@@ -670,5 +680,31 @@ mod tests {
             ..always
         };
         assert!(unknown.rule().is_err());
+    }
+
+    #[test]
+    fn a_retention_rule_changed_since_the_page_was_shown_is_not_removed() {
+        let first = json!({"keep": "always"});
+        let second = json!({"keep": {"most_recently_pushed": 3}});
+        let remove = |was: &Value| RetentionRuleForm {
+            csrf: None,
+            index: Some(0),
+            was: Some(was.to_string()),
+            action: Some("remove".into()),
+            repositories: String::new(),
+            exclude_repositories: String::new(),
+            tags: String::new(),
+            exclude_tags: String::new(),
+            untagged: None,
+            buildkit_cache: None,
+            keep: String::new(),
+            count: String::new(),
+        };
+        // Another administrator removed the first rule: position 0 now holds the second.
+        let mut policy = json!({"rules": [second.clone()]});
+        assert!(remove(&first).apply(&mut policy).is_err());
+        assert_eq!(policy["rules"], json!([second.clone()]));
+        remove(&second).apply(&mut policy).unwrap();
+        assert_eq!(policy["rules"], json!([]));
     }
 }

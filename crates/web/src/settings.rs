@@ -25,6 +25,37 @@ struct WebhookRow {
     deliveries: String,
 }
 
+/// The quota as its line and (for system administrators) its form show it.
+struct QuotaView {
+    /// `1.2 GiB of 2.0 GiB stored; 3 artifacts (limit: 40)`.
+    text: String,
+    /// The limits as the form's fields: GiB and a count, empty when unlimited.
+    storage_gib: String,
+    artifacts: String,
+}
+
+impl QuotaView {
+    fn of(quota: &Value) -> QuotaView {
+        let storage_limit = quota["storage"]["limit_bytes"].as_u64();
+        let artifacts_limit = quota["artifacts"]["limit"].as_u64();
+        QuotaView {
+            text: format!(
+                "{} of {} stored; {} artifacts (limit: {})",
+                size(quota["storage"]["used_bytes"].as_u64().unwrap_or(0)),
+                storage_limit.map(size).unwrap_or_else(|| "no limit".into()),
+                quota["artifacts"]["used"].as_u64().unwrap_or(0),
+                artifacts_limit
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "none".into())
+            ),
+            storage_gib: storage_limit
+                .map(|bytes| (bytes as f64 / 1024f64.powi(3)).to_string())
+                .unwrap_or_default(),
+            artifacts: artifacts_limit.map(|n| n.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
 /// A robot account as the robots table shows it.
 pub(crate) struct RobotRow {
     pub name: String,
@@ -68,6 +99,8 @@ struct RuleFormView {
 struct RuleRow {
     form: RuleFormView,
     last_run: String,
+    /// A rule of the config file: read only through the API.
+    configured: bool,
 }
 
 #[derive(Template)]
@@ -77,7 +110,7 @@ struct SettingsPage {
     project: String,
     tabs: Tabs,
     public: bool,
-    quota: Option<String>,
+    quota: Option<QuotaView>,
     members: Vec<(String, String)>,
     roles: [&'static str; 5],
     tag_rules: Option<TagRulesView>,
@@ -119,21 +152,7 @@ pub(crate) async fn settings(
         .unwrap_or(false);
     let quota = readable(&web, &viewer, &format!("{base}/quota"))
         .await?
-        .map(|q| {
-            let limit = q["storage"]["limit_bytes"]
-                .as_u64()
-                .map(size)
-                .unwrap_or_else(|| "no limit".into());
-            format!(
-                "{} of {limit} stored; {} artifacts (limit: {})",
-                size(q["storage"]["used_bytes"].as_u64().unwrap_or(0)),
-                q["artifacts"]["used"].as_u64().unwrap_or(0),
-                q["artifacts"]["limit"]
-                    .as_u64()
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| "none".into())
-            )
-        });
+        .map(|q| QuotaView::of(&q));
     let (tabs, members) = project_tabs(&web, &viewer, &project).await;
     let (web_ref, viewer_ref) = (web.as_ref(), &viewer);
     let document = |path: &str| {
@@ -225,7 +244,11 @@ pub(crate) async fn settings(
                     edge_project: text(&rule["edge_project"]),
                     name: rule_name,
                 };
-                rows.push(RuleRow { form, last_run });
+                rows.push(RuleRow {
+                    form,
+                    last_run,
+                    configured: rule["source"] == "config",
+                });
             }
             Some(rows)
         }

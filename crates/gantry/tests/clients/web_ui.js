@@ -185,6 +185,9 @@ async function main() {
     await page.getByLabel("Artifact limit (empty: unlimited)").fill("40");
     await saved("Set quota");
     check(/of 2(\.0)? GiB stored.*limit: 40/.test(await page.locator("p.quota").innerText()), "the quota was set through its form");
+    check((await page.getByLabel("Storage limit (GiB; empty: unlimited)").inputValue()) === "2"
+      && (await page.getByLabel("Artifact limit (empty: unlimited)").inputValue()) === "40",
+      "the quota form shows the limits in force, so changing one keeps the other");
     await page.goto(`${BASE}/projects/team-a/settings`);
 
     // A robot account (its secret shown once).
