@@ -686,14 +686,7 @@ async fn a_rule_whose_one_time_run_has_passed_can_still_be_changed() {
     };
     let r = put(rule(&at, &["v*"])).await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
-    let shown: serde_json::Value = http()
-        .get(s.url("/api/v1/replication/once"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = get_json(&s, "/api/v1/replication/once").await;
     assert_eq!(
         (&shown["at"], &shown["tags"]["include"]),
         (&json!(at), &json!(["v*"]))
