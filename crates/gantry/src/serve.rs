@@ -124,6 +124,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     };
     tracing::info!(kid = key.kid(), "token signing key loaded");
     let sealer = key.sealer();
+    let webhook_sealer = key.sealer();
     let access = AccessService::new(
         meta.clone(),
         key,
@@ -193,7 +194,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             .as_deref()
             .unwrap_or(&format!("{scheme}://{local}")),
         runner.waker(),
+        webhook_sealer,
     );
+    let sealed = webhooks.seal_plain_secrets().await?;
+    if sealed > 0 {
+        tracing::info!(
+            webhooks = sealed,
+            "sealed the webhook secrets an earlier version stored in plain"
+        );
+    }
     for handler in registry.job_handlers() {
         runner = runner.handle(handler);
     }

@@ -187,6 +187,8 @@ async fn webhooks_deliver_signed_cloud_events_of_every_type_in_order() {
     let receiver = Receiver::start().await;
     api_create_project(&s, "team", false).await;
     let (webhook, secret) = add_webhook(&s, "team", &receiver.url(), gantry_webhooks::EVENT_TYPES);
+    // The database holds the secret sealed; deliveries are signed with it all the same.
+    assert_no_data_file_holds(&s, &secret);
     let mut expected = Vec::new();
 
     let (manifest_a, a) = push_image(&s, "team/app", "v1", "a").await;
@@ -438,6 +440,48 @@ async fn a_receiver_that_was_down_gets_all_20_pushes_once_it_is_back() {
             .any(|d| d["attempts"].as_u64().unwrap() > 1),
         "the first deliveries were retried: {log:#}"
     );
+}
+
+/// A secret an earlier version stored in plain (written into the database here) is sealed
+/// when the server next starts, and deliveries are still signed with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_secret_stored_in_plain_is_sealed_at_start_and_still_signs() {
+    if replicated() {
+        // The test writes into the SQLite file of one server.
+        return;
+    }
+    let mut s = Server::start();
+    let receiver = Receiver::start().await;
+    api_create_project(&s, "team", false).await;
+    let (webhook, _) = add_webhook(&s, "team", &receiver.url(), &["artifact.pushed"]);
+    let plain = "plain-secret-of-an-earlier-version";
+    run(Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys\n\
+             db = sqlite3.connect(sys.argv[1], timeout=30)\n\
+             db.execute('UPDATE webhooks SET secret = ?, secret_sealed = 0 WHERE id = ?', (sys.argv[2], int(sys.argv[3])))\n\
+             db.commit()",
+        )
+        .arg(s.data_dir.join("gantry.db"))
+        .arg(plain)
+        .arg(webhook.to_string()));
+    s.restart();
+    // The row holds the sealed form now. (Pages SQLite freed may keep the old bytes until
+    // reused: sealing at start protects what is written from then on.)
+    let stored = run(Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys\n\
+             db = sqlite3.connect(sys.argv[1], timeout=30)\n\
+             print(*db.execute('SELECT secret_sealed, secret FROM webhooks WHERE id = ?', (int(sys.argv[2]),)).fetchone())",
+        )
+        .arg(s.data_dir.join("gantry.db"))
+        .arg(webhook.to_string()));
+    assert!(stored.starts_with("1 v1:"), "{stored}");
+    push_image(&s, "team/app", "v1", "a").await;
+    let received = receiver.until(1).await;
+    assert_eq!(received[0].signature, hmac_of(plain, &received[0].body));
 }
 
 /// Bad webhooks are refused with the reason; a test delivery reaches the receiver.

@@ -72,6 +72,10 @@ const SQLITE: &[(i64, &str)] = &[
         21,
         include_str!("../migrations/sqlite/0021_web_sessions.sql"),
     ),
+    (
+        22,
+        include_str!("../migrations/sqlite/0022_webhook_secrets_sealed.sql"),
+    ),
 ];
 
 /// PostgreSQL starts at version 11 with the whole schema in one step (no PostgreSQL database
@@ -114,6 +118,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         21,
         include_str!("../migrations/postgres/0021_web_sessions.sql"),
+    ),
+    (
+        22,
+        include_str!("../migrations/postgres/0022_webhook_secrets_sealed.sql"),
     ),
 ];
 

@@ -13,8 +13,10 @@ pub struct Webhook {
     pub url: String,
     /// The event types delivered (`artifact.pushed`, ...).
     pub event_types: Vec<String>,
-    /// The HMAC-SHA256 key deliveries are signed with.
+    /// The HMAC-SHA256 key deliveries are signed with: sealed when `secret_sealed` (see
+    /// `gantry_auth::sealed`), as written before sealing otherwise.
     pub secret: String,
+    pub secret_sealed: bool,
     pub enabled: bool,
     pub created_by: String,
     /// Unix seconds.
@@ -27,11 +29,13 @@ pub struct NewWebhook<'a> {
     pub project: &'a str,
     pub url: &'a str,
     pub event_types: &'a [String],
+    /// The sealed secret.
     pub secret: &'a str,
     pub created_by: &'a str,
 }
 
-const COLUMNS: &str = "id, project, url, event_types, secret, enabled, created_by, created_at";
+const COLUMNS: &str =
+    "id, project, url, event_types, secret, enabled, created_by, created_at, secret_sealed";
 
 fn webhook(row: &sqlx::any::AnyRow) -> Result<Webhook> {
     let types: String = row.get(3);
@@ -45,6 +49,7 @@ fn webhook(row: &sqlx::any::AnyRow) -> Result<Webhook> {
         enabled: flag(row, 5),
         created_by: row.get(6),
         created_at: row.get(7),
+        secret_sealed: flag(row, 8),
     })
 }
 
@@ -54,8 +59,8 @@ impl MetaStore {
         let types = serde_json::to_string(new.event_types).expect("strings serialize");
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
-            "INSERT INTO webhooks (project, url, event_types, secret, enabled, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, 1, $5, $6) RETURNING {COLUMNS}"
+            "INSERT INTO webhooks (project, url, event_types, secret, enabled, created_by, created_at, \
+             secret_sealed) VALUES ($1, $2, $3, $4, 1, $5, $6, 1) RETURNING {COLUMNS}"
         ))
         .bind(new.project)
         .bind(new.url)
@@ -115,5 +120,72 @@ impl MetaStore {
             == 1;
         tx.commit().await?;
         Ok(deleted)
+    }
+
+    /// Webhooks whose secret is stored as written before secrets were sealed.
+    pub async fn webhooks_with_plain_secrets(&self) -> Result<Vec<Webhook>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM webhooks WHERE secret_sealed = 0 ORDER BY id"
+        ))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(webhook).collect()
+    }
+
+    /// Replaces webhook `id`'s plain secret with its sealed form; `false` when it was sealed
+    /// already (by another server) or is gone.
+    pub async fn seal_webhook_secret(&self, id: i64, sealed: &str) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let sealed = sqlx::query(
+            "UPDATE webhooks SET secret = $1, secret_sealed = 1 WHERE id = $2 AND secret_sealed = 0",
+        )
+        .bind(sealed)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(sealed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::fresh_store;
+
+    /// A row from before sealing (written as the old code did) is listed until sealed, once.
+    #[tokio::test]
+    async fn plain_secrets_are_listed_until_sealed_once() {
+        let (_dir, _, store) = fresh_store().await;
+        store.create_project("team", false, None).await.unwrap();
+        sqlx::query(
+            "INSERT INTO webhooks (project, url, event_types, secret, enabled, created_by, created_at) \
+             VALUES ('team', 'http://hook.example', '[\"artifact.pushed\"]', 'plain', 1, 'admin', 0)",
+        )
+        .execute(&store.writer)
+        .await
+        .unwrap();
+        let plain = store.webhooks_with_plain_secrets().await.unwrap();
+        assert_eq!(plain.len(), 1);
+        assert!(!plain[0].secret_sealed);
+        assert!(store
+            .seal_webhook_secret(plain[0].id, "v1:sealed")
+            .await
+            .unwrap());
+        assert!(!store
+            .seal_webhook_secret(plain[0].id, "v1:again")
+            .await
+            .unwrap());
+        assert!(store
+            .webhooks_with_plain_secrets()
+            .await
+            .unwrap()
+            .is_empty());
+        let stored = store.webhook("team", plain[0].id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.secret.as_str(), stored.secret_sealed),
+            ("v1:sealed", true)
+        );
     }
 }

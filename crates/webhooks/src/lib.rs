@@ -6,7 +6,9 @@
 //!   carrying what a receiver needs without calling back: repository, tag, digest, media type,
 //!   size, actor).
 //! - The body is signed with the webhook's secret: `X-Gantry-Signature-256: sha256=<hex of
-//!   HMAC-SHA256(secret, body)>`, as GitHub's `X-Hub-Signature-256`.
+//!   HMAC-SHA256(secret, body)>`, as GitHub's `X-Hub-Signature-256`. The secret is stored
+//!   sealed (`gantry_auth::sealed`, under the token signing key every replica shares), so a
+//!   copy of the database cannot sign deliveries.
 //! - Events come from the outbox (`gantry_meta::events`): [`WebhookService::fan_out`] turns
 //!   each new event into one delivery job per webhook that wants it, in the transaction that
 //!   moves the outbox cursor. Deliveries of one webhook and repository share a job queue, so
@@ -17,6 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use gantry_auth::sealed::{SealError, Sealer};
 use gantry_jobs::{JobError, JobHandler, Progress, Waker};
 use gantry_meta::{
     now_ms, Event, JobFilter, JobRecord, MetaError, MetaStore, NewJob, NewWebhook, Webhook,
@@ -148,17 +151,52 @@ pub struct WebhookService {
     source: String,
     /// Wakes this server's runner after deliveries were enqueued.
     waker: Waker,
+    /// Seals the secrets as they are stored, and opens them to sign deliveries.
+    sealer: Arc<Sealer>,
+}
+
+/// What a webhook's sealed secret is bound to: its project (a sealed value copied into
+/// another project's webhook does not open).
+fn seal_context(project: &str) -> String {
+    format!("webhook secret of project {project}")
+}
+
+/// The secret deliveries of `webhook` are signed with. Errors: a sealed secret that does
+/// not open with this server's token key.
+fn secret_of(sealer: &Sealer, webhook: &Webhook) -> std::result::Result<String, SealError> {
+    if webhook.secret_sealed {
+        sealer.open(&seal_context(&webhook.project), &webhook.secret)
+    } else {
+        Ok(webhook.secret.clone())
+    }
 }
 
 impl WebhookService {
     /// `public_url`: the registry's URL as clients know it (events' `source` is
-    /// `<public_url>/api/v1/projects/<project>`).
-    pub fn new(meta: MetaStore, public_url: &str, waker: Waker) -> WebhookService {
+    /// `<public_url>/api/v1/projects/<project>`); `sealer`: from the token signing key, which
+    /// every replica shares.
+    pub fn new(meta: MetaStore, public_url: &str, waker: Waker, sealer: Sealer) -> WebhookService {
         WebhookService {
             meta,
             source: public_url.trim_end_matches('/').to_string(),
             waker,
+            sealer: Arc::new(sealer),
         }
+    }
+
+    /// Seals the secrets of webhooks stored before secrets were sealed (each once, whichever
+    /// server gets to it first); returns how many this call sealed.
+    pub async fn seal_plain_secrets(&self) -> Result<usize> {
+        let mut sealed = 0;
+        for webhook in self.meta.webhooks_with_plain_secrets().await? {
+            let value = self
+                .sealer
+                .seal(&seal_context(&webhook.project), &webhook.secret);
+            if self.meta.seal_webhook_secret(webhook.id, &value).await? {
+                sealed += 1;
+            }
+        }
+        Ok(sealed)
     }
 
     /// Adds a webhook to `project` for `actor`; returns it with its secret (shown this once).
@@ -214,7 +252,7 @@ impl WebhookService {
                 project,
                 url: url.as_str(),
                 event_types: &types,
-                secret: &secret,
+                secret: &self.sealer.seal(&seal_context(project), &secret),
                 created_by: actor,
             })
             .await?;
@@ -361,6 +399,7 @@ impl WebhookService {
         Ok(Arc::new(Deliverer {
             meta: self.meta.clone(),
             http,
+            sealer: self.sealer.clone(),
         }))
     }
 }
@@ -447,6 +486,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 struct Deliverer {
     meta: MetaStore,
     http: reqwest::Client,
+    sealer: Arc<Sealer>,
 }
 
 #[async_trait::async_trait]
@@ -469,6 +509,11 @@ impl JobHandler for Deliverer {
             .map_err(|e| JobError::transient(e.to_string()))?
             .filter(|w| w.enabled)
             .ok_or_else(|| JobError::permanent("the webhook was deleted or disabled"))?;
+        let secret = secret_of(&self.sealer, &webhook).map_err(|e| {
+            JobError::permanent(format!(
+                "{e} (remove the webhook and add it again with a new secret)"
+            ))
+        })?;
         let body = serde_json::to_vec(&payload.event).expect("events serialize");
         progress
             .report(&format!("attempt {}: POST {}", job.attempts, webhook.url))
@@ -480,7 +525,7 @@ impl JobHandler for Deliverer {
                 reqwest::header::CONTENT_TYPE,
                 "application/cloudevents+json; charset=utf-8",
             )
-            .header(SIGNATURE_HEADER, signature(&webhook.secret, &body))
+            .header(SIGNATURE_HEADER, signature(&secret, &body))
             .header("X-Gantry-Delivery", job.id.to_string())
             .body(body)
             .send()

@@ -896,6 +896,25 @@ pub async fn get_bytes(server: &Server, path: &str) -> bytes::Bytes {
         .unwrap()
 }
 
+/// Asserts that no file directly in `server`'s data directory (the SQLite database and its
+/// journal) holds `secret` in the clear; a no-op when the metadata is elsewhere (replicas).
+pub fn assert_no_data_file_holds(server: &Server, secret: &str) {
+    if replicated() {
+        return;
+    }
+    for entry in std::fs::read_dir(&server.data_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds the secret in the clear",
+                path.display()
+            );
+        }
+    }
+}
+
 /// GETs `path` and parses the body as JSON.
 pub async fn get_json(server: &Server, path: &str) -> Value {
     http()
