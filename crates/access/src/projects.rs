@@ -15,7 +15,6 @@ pub fn valid_project_name(name: &str) -> bool {
     !name.contains('/') && gantry_oci::RepositoryName::parse(name).is_ok()
 }
 
-/// Which audit entries to read, as `GET /audit` takes it.
 /// A project the caller may pull from.
 #[derive(Debug, Clone)]
 pub struct VisibleProject {
@@ -24,6 +23,7 @@ pub struct VisibleProject {
     pub may_list: bool,
 }
 
+/// Which audit entries to read, as `GET /audit` takes it.
 #[derive(Debug, Default, Deserialize)]
 pub struct AuditFilter {
     /// Only this project's entries.
@@ -110,7 +110,8 @@ impl AccessService {
         actor.require_user("robot accounts and CI tokens cannot create projects")?;
         if !valid_project_name(name) {
             return Err(AccessError::Invalid(format!(
-                "project name {name:?} is invalid: use lowercase letters and digits, separated by '.', '_' or '-'"
+                "project name {name:?} is invalid: use lowercase letters and digits, separated by '.', '_' or '-', at most {} characters",
+                gantry_oci::MAX_NAME_LEN
             )));
         }
         self.meta

@@ -13,6 +13,6 @@ pub mod size;
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error_code::ErrorCode;
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest};
-pub use name::{NameError, RepositoryName, Tag};
+pub use name::{NameError, RepositoryName, Tag, MAX_NAME_LEN};
 pub use reference::{Reference, ReferenceError};
 pub use sha256_state::{BadSavedState, Sha256State};

@@ -492,6 +492,94 @@ pub(crate) async fn create_user(
     Ok(Redirect::to("/admin").into_response())
 }
 
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    chrome: Chrome,
+}
+
+/// The signed-in user's account: their password.
+pub(crate) async fn account(viewer: Viewer) -> Page {
+    html(&AccountPage {
+        chrome: Chrome::of(&viewer, "Your account"),
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PasswordForm {
+    csrf: Option<String>,
+    password: String,
+    repeat: String,
+}
+
+/// Changes the signed-in user's password; that ends their sessions, this one too, so the
+/// sign-in form follows.
+pub(crate) async fn change_password(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    PageForm(form): PageForm<PasswordForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    if form.password != form.repeat {
+        return Err(PageError::BadRequest(
+            "the two new passwords differ: type the same password twice".into(),
+        ));
+    }
+    let path = format!("/api/v1/users/{}/password", encode(viewer.actor.name()));
+    let body = json!({ "password": form.password });
+    change(&web, &viewer, Method::PUT, &path, Some(&body)).await?;
+    Ok(Redirect::to("/login").into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RepositoryForm {
+    csrf: Option<String>,
+    /// The full name (`team/app`).
+    name: String,
+}
+
+/// Deletes a repository with everything in it (the API refuses what tag rules protect), and
+/// returns to its project.
+pub(crate) async fn delete_repository(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    PageForm(form): PageForm<RepositoryForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let path = format!("/api/v1/repositories/{}", encode(&form.name));
+    change(&web, &viewer, Method::DELETE, &path, None).await?;
+    let project = form.name.split('/').next().unwrap_or_default();
+    Ok(Redirect::to(&format!("/projects/{}", encode(project))).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RescanForm {
+    csrf: Option<String>,
+    repository: String,
+    reference: String,
+}
+
+/// Scans an artifact again now (its images' scans are queued) and returns to it.
+pub(crate) async fn rescan(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    PageForm(form): PageForm<RescanForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let path = format!(
+        "/api/v1/repositories/{}/artifacts/{}/scan",
+        encode(&form.repository),
+        encode(&form.reference)
+    );
+    change(&web, &viewer, Method::POST, &path, None).await?;
+    Ok(Redirect::to(&format!(
+        "/artifact?repository={}&reference={}",
+        encode(&form.repository),
+        encode(&form.reference)
+    ))
+    .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,7 +82,7 @@ impl Web {
             )
             .route(
                 "/projects/{project}/retention",
-                get(pages::retention).post(pages::retention_dry_run),
+                get(pages::retention).post(pages::retention_run),
             )
             .route("/projects/{project}/audit", get(pages::audit))
             .route("/projects/{project}/settings", get(settings::settings))
@@ -141,6 +141,10 @@ impl Web {
                 post(policies::save::<policies::AllowlistForm>),
             )
             .route("/projects/{project}/usage", get(pages::usage))
+            .route("/account", get(forms::account))
+            .route("/account/password", post(forms::change_password))
+            .route("/repository/delete", post(forms::delete_repository))
+            .route("/artifact/scan", post(forms::rescan))
             .route("/admin", get(pages::admin))
             .route("/admin/allowlist", post(policies::system_allowlist))
             .route("/admin/gc", post(pages::collect_garbage))

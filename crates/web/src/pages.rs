@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::api::{self, encode};
 use crate::error::PageError;
 use crate::extract::{PageForm, PageQuery};
-use crate::policies::AllowlistView;
+use crate::policies::{AllowlistView, RetentionView};
 use crate::session::{self, Viewer};
 use crate::settings::RobotRow;
 use crate::Web;
@@ -226,18 +226,12 @@ struct ProjectJson {
 #[derive(Deserialize)]
 struct QuotaJson {
     storage: QuotaFigure,
-    artifacts: QuotaCount,
 }
 
 #[derive(Deserialize)]
 struct QuotaFigure {
     used_bytes: u64,
     limit_bytes: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct QuotaCount {
-    used: u64,
 }
 
 #[derive(Deserialize)]
@@ -267,7 +261,6 @@ struct ProjectRow {
     limit: String,
     percent: Option<u64>,
     repositories: String,
-    artifacts: u64,
     last_push: String,
 }
 
@@ -315,7 +308,6 @@ pub(crate) async fn projects(
                     .repositories
                     .map(|n| n.to_string())
                     .unwrap_or_default(),
-                artifacts: project.quota.artifacts.used,
                 last_push: when(project.last_pushed_at),
                 name: project.name,
             }
@@ -593,6 +585,8 @@ struct RepositoryPage {
     project_href: String,
     rows: Vec<ArtifactRow>,
     next_href: Option<String>,
+    /// Whether the viewer's role deletes (maintainers and up): the delete form is offered.
+    may_delete: bool,
 }
 
 #[derive(Deserialize)]
@@ -683,8 +677,10 @@ pub(crate) async fn repository(
         .next()
         .unwrap_or_default()
         .to_string();
+    let (tabs, _) = project_tabs(&web, &viewer, &project).await;
     html(&RepositoryPage {
         chrome: Chrome::of(&viewer, params.name.clone()),
+        may_delete: tabs.maintain,
         project_href: format!("/projects/{}", encode(&project)),
         project,
         next_href: listed
@@ -783,8 +779,27 @@ fn image_views(images: &Value) -> Vec<ImageView> {
 
 struct ReferrerRow {
     digest: String,
+    href: String,
     kind: String,
     tag: String,
+}
+
+/// The crumbs above a repository's pages: its project's page and its own.
+struct Crumbs {
+    project: String,
+    project_href: String,
+    repository_href: String,
+}
+
+impl Crumbs {
+    fn of(repository: &str) -> Crumbs {
+        let project = repository.split('/').next().unwrap_or_default().to_string();
+        Crumbs {
+            project_href: format!("/projects/{}", encode(&project)),
+            project,
+            repository_href: format!("/repository?name={}", encode(repository)),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -792,7 +807,7 @@ struct ReferrerRow {
 struct ArtifactPage {
     chrome: Chrome,
     repository: String,
-    repository_href: String,
+    crumbs: Crumbs,
     digest: String,
     tags: Vec<String>,
     kind: String,
@@ -903,12 +918,26 @@ pub(crate) async fn artifact(
     if let Some(tag) = a.tags.first() {
         pull_lines.insert(0, format!("docker pull {host}/{}:{tag}", params.repository));
     }
+    let referrers = a
+        .referrers
+        .iter()
+        .map(|r| ReferrerRow {
+            href: format!(
+                "/artifact?repository={}&reference={}",
+                encode(&params.repository),
+                encode(&r.digest)
+            ),
+            digest: r.digest.clone(),
+            kind: kind_of(&r.media_type, r.artifact_type.as_deref()),
+            tag: r.tag.clone().unwrap_or_default(),
+        })
+        .collect();
     html(&ArtifactPage {
         chrome: Chrome::of(
             &viewer,
             format!("{}@{}", params.repository, short(&a.digest)),
         ),
-        repository_href: format!("/repository?name={}", encode(&params.repository)),
+        crumbs: Crumbs::of(&params.repository),
         repository: params.repository,
         kind: kind_of(&a.media_type, a.artifact_type.as_deref()),
         size: size(a.size_bytes),
@@ -917,15 +946,7 @@ pub(crate) async fn artifact(
         pulled: when(a.last_pulled_at),
         pulls: a.pulls,
         signed: signed(&a.signature),
-        referrers: a
-            .referrers
-            .iter()
-            .map(|r| ReferrerRow {
-                digest: r.digest.clone(),
-                kind: kind_of(&r.media_type, r.artifact_type.as_deref()),
-                tag: r.tag.clone().unwrap_or_default(),
-            })
-            .collect(),
+        referrers,
         tags: a.tags,
         digest: a.digest,
         pull_lines,
@@ -1112,25 +1133,32 @@ pub(crate) async fn create_token(
     if form.push.is_some() {
         actions.push("push");
     }
+    let longest = gantry_access::limits::CI_TOKEN_TTL_SECS.end() / 60;
     let minutes: u64 = match form.ttl_minutes.as_deref().map(str::trim) {
-        None | Some("") => 15,
+        None | Some("") => gantry_access::limits::DEFAULT_CI_TOKEN_TTL_SECS / 60,
         Some(text) => text
             .parse()
-            .map_err(|_| PageError::BadRequest(format!("{text:?} is not a number of minutes")))?,
+            .ok()
+            .filter(|m| (1..=longest).contains(m))
+            .ok_or_else(|| {
+                PageError::BadRequest(format!(
+                    "{text:?} is not a number of minutes from 1 to {longest} (a week)"
+                ))
+            })?,
     };
-    let seconds = minutes.checked_mul(60).ok_or_else(|| {
-        PageError::BadRequest(format!(
-            "{minutes} minutes is longer than any token may live"
-        ))
-    })?;
-    let mut body = json!({"project": project, "actions": actions, "ttl_secs": seconds});
+    let mut body = json!({"project": project, "actions": actions, "ttl_secs": minutes * 60});
     if let Some(repository) = form
         .repository
         .as_deref()
         .map(str::trim)
         .filter(|r| !r.is_empty())
     {
-        body["repository"] = json!(repository);
+        // A name without its project is one of this project's repositories.
+        let prefix = format!("{project}/");
+        body["repository"] = match repository.starts_with(&prefix) {
+            true => json!(repository),
+            false => json!(format!("{prefix}{repository}")),
+        };
     }
     let minted = api::call(
         &web.api,
@@ -1183,12 +1211,23 @@ struct RetentionPage {
     chrome: Chrome,
     project: String,
     tabs: Tabs,
-    policy: String,
-    /// A dry run's plan.
+    retention: RetentionView,
+    /// A run's or dry run's plan.
     plan: Option<Plan>,
+    runs: Vec<RetentionRunRow>,
+}
+
+struct RetentionRunRow {
+    at: String,
+    actor: String,
+    dry_run: bool,
+    tags: u64,
+    manifests: u64,
+    freed: String,
 }
 
 struct Plan {
+    dry_run: bool,
     delete: Vec<PlanRow>,
     kept: usize,
     protected: usize,
@@ -1196,19 +1235,31 @@ struct Plan {
 }
 
 async fn retention_page(web: &Web, viewer: &Viewer, project: String, plan: Option<Plan>) -> Page {
-    let policy = api::get::<Value>(
-        &web.api,
-        &viewer.actor,
-        &format!("/api/v1/projects/{}/retention", encode(&project)),
-    )
-    .await?;
+    let base = format!("/api/v1/projects/{}/retention", encode(&project));
+    let policy = api::get::<Value>(&web.api, &viewer.actor, &base).await?;
+    let history = api::get::<Value>(&web.api, &viewer.actor, &format!("{base}/runs")).await?;
+    let runs = history["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(10)
+        .map(|run| RetentionRunRow {
+            at: when(run["at"].as_i64()),
+            actor: text(&run["actor"]),
+            dry_run: run["dry_run"].as_bool().unwrap_or(false),
+            tags: run["deleted_tags"].as_u64().unwrap_or(0),
+            manifests: run["deleted_manifests"].as_u64().unwrap_or(0),
+            freed: size(run["freed_bytes"].as_u64().unwrap_or(0)),
+        })
+        .collect();
     let (tabs, _) = project_tabs(web, viewer, &project).await;
     html(&RetentionPage {
         chrome: Chrome::of(viewer, format!("{project}: retention")),
         tabs,
-        policy: serde_json::to_string_pretty(&policy).expect("JSON prints"),
+        retention: RetentionView::of(&policy),
         project,
         plan,
+        runs,
     })
 }
 
@@ -1220,20 +1271,29 @@ pub(crate) async fn retention(
     retention_page(&web, &viewer, project, None).await
 }
 
-/// Runs the policy as a dry run and shows exactly what would go.
-pub(crate) async fn retention_dry_run(
+#[derive(Deserialize)]
+pub(crate) struct RetentionRunForm {
+    csrf: Option<String>,
+    /// `now`: run the policy; absent: a dry run.
+    run: Option<String>,
+}
+
+/// Runs the policy, as a dry run unless the form says `run=now`, and shows exactly what would
+/// go (or went).
+pub(crate) async fn retention_run(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
     Path(project): Path<String>,
-    PageForm(form): PageForm<CsrfForm>,
+    PageForm(form): PageForm<RetentionRunForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
+    let dry_run = form.run.as_deref() != Some("now");
     let report = api::call(
         &web.api,
         &viewer.actor,
         Method::POST,
         &format!(
-            "/api/v1/projects/{}/retention/runs?dry_run=true",
+            "/api/v1/projects/{}/retention/runs?dry_run={dry_run}",
             encode(&project)
         ),
         None,
@@ -1256,6 +1316,7 @@ pub(crate) async fn retention_dry_run(
         reason: text(&m["reason"]),
     }));
     let plan = Plan {
+        dry_run,
         delete,
         kept: list("keep").len(),
         protected: list("protected").len(),
@@ -1695,7 +1756,7 @@ struct AnalysisLayer {
 struct AnalysisPage {
     chrome: Chrome,
     repository: String,
-    repository_href: String,
+    crumbs: Crumbs,
     reference: String,
     platform: String,
     compressed: String,
@@ -1751,7 +1812,7 @@ pub(crate) async fn analysis(
     });
     html(&AnalysisPage {
         chrome: Chrome::of(&viewer, format!("{}: size analysis", params.repository)),
-        repository_href: format!("/repository?name={}", encode(&params.repository)),
+        crumbs: Crumbs::of(&params.repository),
         compressed: size(number(&report["compressed"])),
         uncompressed: size(number(&report["uncompressed"])),
         wasted: size(number(&report["wasted_bytes"])),

@@ -105,7 +105,14 @@ impl AllowlistView {
                 expires: entry["expires_at"]
                     .as_i64()
                     .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
-                    .map(|t| t.format("%Y-%m-%d").to_string())
+                    .map(|t| {
+                        let day = t.format("%Y-%m-%d");
+                        if t < chrono::Utc::now() {
+                            format!("{day} (expired: no longer applies)")
+                        } else {
+                            day.to_string()
+                        }
+                    })
                     .unwrap_or_else(|| "never".into()),
                 reason: text(&entry["reason"]),
             })

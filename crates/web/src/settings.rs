@@ -184,7 +184,16 @@ pub(crate) async fn settings(
                 .map(|d| {
                     list(&d, "deliveries")
                         .iter()
-                        .map(|d| format!("{} ({})", text(&d["state"]), text(&d["event_type"])))
+                        .map(|d| match text(&d["last_error"]) {
+                            error if error.is_empty() || d["state"] == "succeeded" => {
+                                format!("{} ({})", text(&d["state"]), text(&d["event_type"]))
+                            }
+                            error => format!(
+                                "{} ({}; last try: {error})",
+                                text(&d["state"]),
+                                text(&d["event_type"])
+                            ),
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 })

@@ -45,6 +45,14 @@ async function main() {
     page.on("console", (message) => {
       if (message.type() === "error") violations.push(message.text());
     });
+    // Does what should be refused; its own 400 is then the one error the console may report.
+    const refused = async (act) => {
+      const seen = violations.length;
+      await Promise.all([page.waitForEvent("framenavigated"), act()]);
+      await page.waitForLoadState("load");
+      const reported = violations.splice(seen);
+      check(reported.every((m) => m.includes("400 (Bad Request)")), `the refusal is the only error reported (${reported.join("; ")})`);
+    };
 
     await signIn(page, "admin", ADMIN_PASSWORD);
     const cookie = (await admin.cookies()).find((c) => c.name === "gantry_session");
@@ -96,15 +104,20 @@ async function main() {
     await page.screenshot({ path: `${SHOTS}/retention.png`, fullPage: true });
     const plan = await page.locator("table.plan").innerText();
     check(plan.includes("tag v1") && !plan.includes("tag v2"), "the dry run would delete v1 and keep v2");
+    check((await page.locator("table.retention-rules").innerText()).includes("the 1 most recently pushed"),
+      "the retention page states the policy's rules in words");
+    check((await page.locator("table.retention-runs").innerText()).includes("dry run"), "the dry run is listed among the recent runs");
 
     // A CI token: created with its secret shown once, then revoked.
     await page.goto(`${BASE}/projects/team-a/tokens`);
+    await page.getByLabel("Repository (optional", { exact: false }).fill("app");
     await page.getByRole("button", { name: "Create token" }).click();
     const secret = await page.locator("#secret").innerText();
     check(secret.startsWith("gantry_ci_"), "a new CI token's secret is shown");
     await page.screenshot({ path: `${SHOTS}/tokens.png`, fullPage: true });
     await page.goto(`${BASE}/projects/team-a/tokens`);
     check(await page.locator("#secret").count() === 0, "the secret is not shown again");
+    check((await page.locator("main table").innerText()).includes("team-a/app"), "a repository named without its project is the project's");
     await page.getByRole("button", { name: "Revoke" }).first().click();
     check(await page.getByText("revoked").count() > 0, "the token is revoked");
 
@@ -161,11 +174,8 @@ async function main() {
     await saved("Remove CVE-2099-0001");
     check(!(await page.locator("table.allowlist").innerText()).includes("CVE-2099-0001"), "an allowlist entry is removed through its button");
     await page.getByLabel("Trusted public keys", { exact: false }).fill("not a key");
-    const seen = violations.length;
-    await page.getByRole("button", { name: "Save signing policy" }).click();
+    await refused(() => page.getByRole("button", { name: "Save signing policy" }).click());
     check((await page.locator("main").innerText()).toLowerCase().includes("key"), "a signing key that is no key is refused with the reason");
-    // The refusal's own 400 is the one error the console may report here.
-    check(violations.splice(seen).every((m) => m.includes("400 (Bad Request)")), "the refusal is the only error reported");
     await page.goto(`${BASE}/projects/team-a/settings`);
     check((await page.getByLabel("Trusted public keys", { exact: false }).inputValue()) === "", "the refused key was not stored");
     await page.screenshot({ path: `${SHOTS}/settings-policies.png`, fullPage: true });
@@ -243,6 +253,21 @@ async function main() {
     await page.getByRole("button", { name: "Dry run" }).click();
     check((await page.locator(".gc-summary").innerText()).includes("would delete"), "a garbage collection dry run from the administrators' page shows its report");
 
+    // Scan an artifact again; a maintainer's repository page offers deletion; a wrong second
+    // password is refused with why.
+    await page.goto(`${BASE}/repository?name=team-a%2Fapp`);
+    check(await page.getByRole("button", { name: "Delete team-a/app" }).count() === 1, "an administrator is offered the repository's deletion");
+    await page.locator("tbody tr", { hasText: "v2" }).locator("a code").click();
+    await page.waitForURL(/\/artifact\?/);
+    await page.getByRole("button", { name: "Scan again" }).click();
+    await page.waitForURL(/\/artifact\?/);
+    check((await page.locator("h2", { hasText: "Vulnerabilities" }).count()) === 1, "an artifact is scanned again from its page");
+    await page.goto(`${BASE}/account`);
+    await page.getByLabel("New password (at least 8 characters)").fill("a-new-password-1");
+    await page.getByLabel("The new password again").fill("a-different-one-2");
+    await refused(() => page.getByRole("button", { name: "Change password" }).click());
+    check((await page.locator("main").innerText()).includes("differ"), "two different new passwords are refused with why");
+
     // A form posted without the session's CSRF token is refused.
     const forged = await page.request.post(`${BASE}/projects/team-a/tokens`, {
       form: { pull: "on", ttl_minutes: "5" }, maxRedirects: 0,
@@ -302,6 +327,19 @@ async function main() {
       "a developer is shown the policies without a form to change them");
     const response = await devPage.goto(`${BASE}/projects/team-b`);
     check(response.status() === 403 || response.status() === 404, `team-b's page is refused to the developer (${response.status()})`);
+    await devPage.goto(`${BASE}/repository?name=team-a%2Fapp`);
+    check(await devPage.getByRole("button", { name: /^Delete/ }).count() === 0, "a developer is not offered the repository's deletion");
+    // A user changes their own password: every session of theirs ends, this one too.
+    await devPage.goto(`${BASE}/account`);
+    await devPage.getByLabel("New password (at least 8 characters)").fill("dev-new-password-1");
+    await devPage.getByLabel("The new password again").fill("dev-new-password-1");
+    await devPage.getByRole("button", { name: "Change password" }).click();
+    await devPage.waitForURL(/\/login/);
+    await devPage.getByLabel("Username").fill(DEV_USER);
+    await devPage.getByLabel("Password").fill("dev-new-password-1");
+    await devPage.getByRole("button", { name: "Log in" }).click();
+    await devPage.waitForURL(`${BASE}/`);
+    check(devPage.url() === `${BASE}/`, "the new password signs the user in");
     check(violations.length === 0, `no script or style was refused or failed (${violations.join("; ")})`);
   } finally {
     await browser.close();
