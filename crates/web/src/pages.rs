@@ -994,7 +994,10 @@ fn image_scans(scan: &Value) -> Vec<ImageScanView> {
                     }
                 })
                 .collect(),
-            status: text(&image["status"]),
+            status: match image["scanned_ms"].as_i64() {
+                Some(ms) => format!("{} {}", text(&image["status"]), when(Some(ms / 1000))),
+                None => text(&image["status"]),
+            },
             rows: image["vulnerabilities"]
                 .as_array()
                 .into_iter()
