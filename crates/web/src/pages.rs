@@ -703,7 +703,10 @@ struct VulnerabilityRow {
 
 struct ImageScanView {
     platform: String,
+    /// `scanned`, `pending`, `not-an-image` or `failed`.
     status: String,
+    /// When it was scanned; empty when it was not.
+    scanned: String,
     rows: Vec<VulnerabilityRow>,
     binaries: Vec<BinaryRow>,
     /// `&platform=…` for this image's SBOM links (empty for a single image).
@@ -994,10 +997,11 @@ fn image_scans(scan: &Value) -> Vec<ImageScanView> {
                     }
                 })
                 .collect(),
-            status: match image["scanned_ms"].as_i64() {
-                Some(ms) => format!("{} {}", text(&image["status"]), when(Some(ms / 1000))),
-                None => text(&image["status"]),
-            },
+            status: text(&image["status"]),
+            scanned: image["scanned_ms"]
+                .as_i64()
+                .map(|ms| when(Some(ms / 1000)))
+                .unwrap_or_default(),
             rows: image["vulnerabilities"]
                 .as_array()
                 .into_iter()
