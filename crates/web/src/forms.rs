@@ -2,12 +2,14 @@
 //! do exactly one change as the viewer (the API decides who may), and returns to the settings
 //! page — or shows a secret made by the change once (robot accounts, webhooks).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Redirect};
-use http::Method;
+use gantry_access::LoginVia;
+use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -508,14 +510,18 @@ pub(crate) async fn account(viewer: Viewer) -> Page {
 #[derive(Deserialize)]
 pub(crate) struct PasswordForm {
     csrf: Option<String>,
+    current: String,
     password: String,
     repeat: String,
 }
 
-/// Changes the signed-in user's password; that ends their sessions, this one too, so the
-/// sign-in form follows.
+/// Changes the signed-in user's password once their current one is confirmed (a session
+/// left open is not enough to take the account; the check is a throttled, audited login).
+/// That ends their sessions, this one too, so the sign-in form follows.
 pub(crate) async fn change_password(
     State(web): State<Arc<Web>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     viewer: Viewer,
     PageForm(form): PageForm<PasswordForm>,
 ) -> Page {
@@ -525,7 +531,16 @@ pub(crate) async fn change_password(
             "the two new passwords differ: type the same password twice".into(),
         ));
     }
-    let path = format!("/api/v1/users/{}/password", encode(viewer.actor.name()));
+    let client = (web.client_address)(&peer, &headers);
+    let user = viewer.actor.name();
+    web.access
+        .login(user, &form.current, &client, LoginVia::Web)
+        .await
+        .map_err(|e| PageError::Api {
+            status: StatusCode::FORBIDDEN,
+            message: format!("your current password was not confirmed: {e}"),
+        })?;
+    let path = format!("/api/v1/users/{}/password", encode(user));
     let body = json!({ "password": form.password });
     change(&web, &viewer, Method::PUT, &path, Some(&body)).await?;
     Ok(Redirect::to("/login").into_response())

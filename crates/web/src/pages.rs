@@ -351,6 +351,8 @@ pub(crate) struct Tabs {
     pub(crate) manage: bool,
     /// Maintainers and above: retention runs.
     pub(crate) maintain: bool,
+    /// Developers and above: pushes, and scans asked for.
+    pub(crate) push: bool,
 }
 
 #[derive(Deserialize)]
@@ -387,6 +389,7 @@ pub(crate) async fn project_tabs(
         href: format!("/projects/{name}"),
         manage: admin || role == Some("project-admin"),
         maintain: admin || matches!(role, Some("project-admin" | "maintainer")),
+        push: admin || matches!(role, Some("project-admin" | "maintainer" | "developer")),
     };
     (tabs, members)
 }
@@ -811,6 +814,8 @@ struct ArtifactPage {
     chrome: Chrome,
     repository: String,
     crumbs: Crumbs,
+    /// Whether the viewer's role may ask for a scan (developers and up).
+    may_scan: bool,
     digest: String,
     tags: Vec<String>,
     kind: String,
@@ -921,6 +926,8 @@ pub(crate) async fn artifact(
     if let Some(tag) = a.tags.first() {
         pull_lines.insert(0, format!("docker pull {host}/{}:{tag}", params.repository));
     }
+    let crumbs = Crumbs::of(&params.repository);
+    let (tabs, _) = project_tabs(&web, &viewer, &crumbs.project).await;
     let referrers = a
         .referrers
         .iter()
@@ -940,7 +947,8 @@ pub(crate) async fn artifact(
             &viewer,
             format!("{}@{}", params.repository, short(&a.digest)),
         ),
-        crumbs: Crumbs::of(&params.repository),
+        may_scan: tabs.push,
+        crumbs,
         repository: params.repository,
         kind: kind_of(&a.media_type, a.artifact_type.as_deref()),
         size: size(a.size_bytes),

@@ -1,9 +1,10 @@
 // Progressive enhancement only: every page works without it. Shows the copy buttons and
-// copies their text; makes "back" links of error pages go back to the page before (the form
-// that was sent) rather than to the projects page.
+// copies their text; shows the "back" link of error pages, which goes back to the page before
+// (the form that was sent).
 document.addEventListener("DOMContentLoaded", () => {
   for (const link of document.querySelectorAll("a[data-back]")) {
     if (history.length < 2) continue;
+    link.hidden = false;
     link.addEventListener("click", (event) => {
       event.preventDefault();
       history.back();
