@@ -595,6 +595,39 @@ pub(crate) async fn rescan(
     .into_response())
 }
 
+#[derive(Deserialize)]
+pub(crate) struct UserPasswordForm {
+    csrf: Option<String>,
+    name: String,
+    password: String,
+}
+
+/// Sets another user's password (system administrators: the API refuses others); that ends
+/// the user's sessions.
+pub(crate) async fn set_user_password(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    PageForm(form): PageForm<UserPasswordForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let path = format!("/api/v1/users/{}/password", encode(&form.name));
+    let body = json!({ "password": form.password });
+    change(&web, &viewer, Method::PUT, &path, Some(&body)).await?;
+    Ok(Redirect::to("/admin").into_response())
+}
+
+/// Deletes a user and their memberships (system administrators: the API refuses others).
+pub(crate) async fn delete_user(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    PageForm(form): PageForm<NameForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let path = format!("/api/v1/users/{}", encode(&form.name));
+    change(&web, &viewer, Method::DELETE, &path, None).await?;
+    Ok(Redirect::to("/admin").into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

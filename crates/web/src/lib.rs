@@ -149,6 +149,8 @@ impl Web {
             .route("/admin/allowlist", post(policies::system_allowlist))
             .route("/admin/gc", post(pages::collect_garbage))
             .route("/admin/users", post(forms::create_user))
+            .route("/admin/users/password", post(forms::set_user_password))
+            .route("/admin/users/delete", post(forms::delete_user))
             .route("/admin/robots", post(forms::create_system_robot))
             .route("/admin/robots/revoke", post(forms::revoke_system_robot))
             .route("/repository", get(pages::repository))

@@ -1,6 +1,6 @@
-// Progressive enhancement only: every page works without it. Shows the copy buttons and
-// copies their text; shows the "back" link of error pages, which goes back to the page before
-// (the form that was sent).
+// Progressive enhancement only: every page works without it. Asks before what cannot be
+// undone (buttons with `data-confirm`); shows the copy buttons and copies their text; shows
+// the "back" link of error pages, which goes back to the page before (the form that was sent).
 document.addEventListener("DOMContentLoaded", () => {
   for (const link of document.querySelectorAll("a[data-back]")) {
     if (history.length < 2) continue;
@@ -8,6 +8,11 @@ document.addEventListener("DOMContentLoaded", () => {
     link.addEventListener("click", (event) => {
       event.preventDefault();
       history.back();
+    });
+  }
+  for (const button of document.querySelectorAll("button[data-confirm]")) {
+    button.addEventListener("click", (event) => {
+      if (!confirm(button.dataset.confirm)) event.preventDefault();
     });
   }
   if (!navigator.clipboard) return;

@@ -40,7 +40,18 @@ async function main() {
     const admin = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await admin.newPage();
     const dialogs = [];
-    page.on("dialog", async (dialog) => { dialogs.push(dialog.message()); await dialog.dismiss(); });
+    // Confirmations of what cannot be undone are accepted (and counted); any other dialog
+    // is one a page must never open.
+    const confirmations = [];
+    page.on("dialog", async (dialog) => {
+      if (dialog.type() === "confirm") {
+        confirmations.push(dialog.message());
+        await dialog.accept();
+      } else {
+        dialogs.push(dialog.message());
+        await dialog.dismiss();
+      }
+    });
     const violations = [];
     page.on("console", (message) => {
       if (message.type() === "error") violations.push(message.text());
@@ -161,6 +172,7 @@ async function main() {
     await page.waitForURL(/\/settings$/);
     check(await page.locator("table.retention-rules tbody tr").count() === ruleCount - 1,
       "a retention rule is removed through its button");
+    check(confirmations.some((m) => m.startsWith("Remove retention rule")), "removing a rule is confirmed first");
     await page.getByLabel("Longest wait (seconds)").fill("30");
     await saved("Save vulnerability policy");
     check((await page.getByLabel("Longest wait (seconds)").inputValue()) === "30", "the vulnerability policy was saved through its form");
@@ -239,6 +251,16 @@ async function main() {
     await page.getByRole("button", { name: "Create user" }).click();
     await page.waitForURL(/\/admin$/);
     check((await page.locator("table.users").innerText()).includes("ops"), "a user made through the administrators' form is listed");
+    const backOnAdmin = async (act, what) => {
+      await Promise.all([page.waitForEvent("framenavigated"), act()]);
+      await page.waitForLoadState();
+      check(/\/admin$/.test(page.url()), `${what} (${page.url()})`);
+    };
+    await page.getByLabel("New password for ops").fill("ops-password-2");
+    await backOnAdmin(() => page.locator("table.users tr", { hasText: "ops" }).getByRole("button", { name: "Set password" }).click(),
+      "an administrator sets another user's password");
+    await backOnAdmin(() => page.getByRole("button", { name: "Delete ops" }).click(), "an administrator deletes a user");
+    check(!(await page.locator("table.users").innerText()).includes("ops"), "a user is deleted from the administrators' page, after a confirmation");
     await page.getByLabel("Name", { exact: true }).fill("fleet-puller");
     await page.getByRole("button", { name: "Create robot account" }).click();
     check((await page.locator("#secret").innerText()).length > 20, "a new system robot account's secret is shown once");
