@@ -15,11 +15,11 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use gantry_auth::Action;
-use gantry_registry::{parse_name, parse_reference, BrowseSort};
+use gantry_registry::{parse_name, BrowseSort};
 use serde_json::json;
 
 use super::repositories::BrowseParams;
-use super::{ok, ApiCaller, ApiResult, Params, PathParams};
+use super::{artifact_in_path, ok, ApiCaller, ApiResult, Params, PathParams};
 use crate::AppState;
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
@@ -78,28 +78,20 @@ async fn list_artifacts(
 async fn show_artifact(
     State(state): State<Arc<AppState>>,
     ApiCaller(actor): ApiCaller,
-    PathParams((repository, reference)): PathParams<(String, String)>,
+    PathParams(path): PathParams<(String, String)>,
 ) -> ApiResult {
-    let name = parse_name(&repository)?;
-    let reference = parse_reference(&reference)?;
-    state
-        .access
-        .require_in_repository(&actor, name.as_str(), Action::List, "see artifacts")
-        .await?;
+    let (name, reference) =
+        artifact_in_path(&state, &actor, &path, Action::List, "see artifacts").await?;
     ok(state.registry.browse_artifact(&name, &reference).await?)
 }
 
 async fn show_images(
     State(state): State<Arc<AppState>>,
     ApiCaller(actor): ApiCaller,
-    PathParams((repository, reference)): PathParams<(String, String)>,
+    PathParams(path): PathParams<(String, String)>,
 ) -> ApiResult {
-    let name = parse_name(&repository)?;
-    let reference = parse_reference(&reference)?;
-    state
-        .access
-        .require_in_repository(&actor, name.as_str(), Action::List, "see artifacts")
-        .await?;
+    let (name, reference) =
+        artifact_in_path(&state, &actor, &path, Action::List, "see artifacts").await?;
     ok(json!({ "images": state.registry.image_details(&name, &reference).await? }))
 }
 
@@ -112,15 +104,11 @@ struct AnalysisParams {
 async fn show_analysis(
     State(state): State<Arc<AppState>>,
     ApiCaller(actor): ApiCaller,
-    PathParams((repository, reference)): PathParams<(String, String)>,
+    PathParams(path): PathParams<(String, String)>,
     Params(params): Params<AnalysisParams>,
 ) -> ApiResult {
-    let name = parse_name(&repository)?;
-    let reference = parse_reference(&reference)?;
-    state
-        .access
-        .require_in_repository(&actor, name.as_str(), Action::Pull, "analyze images")
-        .await?;
+    let (name, reference) =
+        artifact_in_path(&state, &actor, &path, Action::Pull, "analyze images").await?;
     ok(state
         .registry
         .image_analysis(&name, &reference, params.platform.as_deref())

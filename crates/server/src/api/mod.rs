@@ -258,6 +258,25 @@ pub mod limits {
 
 type ApiResult = Result<Response, ApiError>;
 
+/// The artifact a `…/artifacts/{reference}` path names, once `actor` may do `action` in its
+/// repository (`what` says what, for a refusal). Errors: a malformed name or reference (400),
+/// the refusal (401/403).
+async fn artifact_in_path(
+    state: &AppState,
+    actor: &Actor,
+    (repository, reference): &(String, String),
+    action: gantry_auth::Action,
+    what: &str,
+) -> Result<(gantry_oci::RepositoryName, gantry_oci::Reference), ApiError> {
+    let name = gantry_registry::parse_name(repository)?;
+    let reference = gantry_registry::parse_reference(reference)?;
+    state
+        .access
+        .require_in_repository(actor, name.as_str(), action, what)
+        .await?;
+    Ok((name, reference))
+}
+
 fn ok(value: impl Serialize) -> ApiResult {
     Ok(Json(value).into_response())
 }

@@ -12,13 +12,13 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gantry_auth::Action;
-use gantry_registry::{parse_name, parse_reference, Allowed, GatePolicy, SbomFormat};
+use gantry_registry::{Allowed, GatePolicy, SbomFormat};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::limits::{self, within};
-use super::{ok, ApiCaller, ApiResult, Body, Params, PathParams};
+use super::{artifact_in_path, ok, ApiCaller, ApiResult, Body, Params, PathParams};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -69,28 +69,20 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
 async fn show_vulnerabilities(
     State(state): State<Arc<AppState>>,
     ApiCaller(actor): ApiCaller,
-    PathParams((repository, reference)): PathParams<(String, String)>,
+    PathParams(path): PathParams<(String, String)>,
 ) -> ApiResult {
-    let name = parse_name(&repository)?;
-    let reference = parse_reference(&reference)?;
-    state
-        .access
-        .require_in_repository(&actor, name.as_str(), Action::List, "see scan results")
-        .await?;
+    let (name, reference) =
+        artifact_in_path(&state, &actor, &path, Action::List, "see scan results").await?;
     ok(state.registry.artifact_scan(&name, &reference).await?)
 }
 
 async fn request_scan(
     State(state): State<Arc<AppState>>,
     ApiCaller(actor): ApiCaller,
-    PathParams((repository, reference)): PathParams<(String, String)>,
+    PathParams(path): PathParams<(String, String)>,
 ) -> ApiResult {
-    let name = parse_name(&repository)?;
-    let reference = parse_reference(&reference)?;
-    state
-        .access
-        .require_in_repository(&actor, name.as_str(), Action::Push, "scan artifacts")
-        .await?;
+    let (name, reference) =
+        artifact_in_path(&state, &actor, &path, Action::Push, "scan artifacts").await?;
     let jobs = state.registry.request_scan(&name, &reference).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "jobs": jobs }))).into_response())
 }
@@ -106,15 +98,11 @@ struct SbomParams {
 async fn show_sbom(
     State(state): State<Arc<AppState>>,
     ApiCaller(actor): ApiCaller,
-    PathParams((repository, reference)): PathParams<(String, String)>,
+    PathParams(path): PathParams<(String, String)>,
     Params(params): Params<SbomParams>,
 ) -> ApiResult {
-    let name = parse_name(&repository)?;
-    let reference = parse_reference(&reference)?;
-    state
-        .access
-        .require_in_repository(&actor, name.as_str(), Action::List, "see SBOMs")
-        .await?;
+    let (name, reference) =
+        artifact_in_path(&state, &actor, &path, Action::List, "see SBOMs").await?;
     let (media_type, document) = state
         .registry
         .sbom(&name, &reference, params.platform.as_deref(), params.format)
