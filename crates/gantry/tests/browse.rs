@@ -620,3 +620,39 @@ async fn browse_refuses_foreign_tokens_unknown_names_and_outsiders() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("REPOSITORY:TAG"));
 }
+
+/// The project list gives each project's quota to whoever may pull from it, and its
+/// repository count and latest push only to those who may also list its repositories (a
+/// limited guest may not).
+#[tokio::test]
+async fn the_project_list_shows_repository_figures_only_to_those_who_may_list_them() {
+    let s = Server::start_configured(&[("GANTRY_AUTO_CREATE_PROJECTS", "false")]);
+    api_create_project(&s, "team", false).await;
+    for (user, role) in [("guest", "guest"), ("limited", "limited-guest")] {
+        api_create_user(&s, user, "a-password", false).await;
+        api_set_role(&s, "team", user, role).await;
+    }
+    push_image(&s, "team/app", "v1", "one").await;
+    push_image(&s, "team/web", "v1", "two").await;
+    let listed = |user: &'static str| {
+        let request = http_as(user, "a-password").get(s.url("/api/v1/projects"));
+        async move {
+            let body: Value = request.send().await.unwrap().json().await.unwrap();
+            body["projects"][0].clone()
+        }
+    };
+    let guest = listed("guest").await;
+    assert_eq!(
+        (&guest["name"], &guest["repositories"]),
+        (&json!("team"), &json!(2))
+    );
+    assert!(guest["last_pushed_at"].as_i64().unwrap() > 0, "{guest}");
+    assert_eq!(guest["quota"]["artifacts"]["used"], 2, "{guest}");
+    let limited = listed("limited").await;
+    assert_eq!(
+        (&limited["repositories"], &limited["last_pushed_at"]),
+        (&Value::Null, &Value::Null),
+        "{limited}"
+    );
+    assert_eq!(limited["quota"], guest["quota"]);
+}
