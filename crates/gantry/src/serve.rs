@@ -333,7 +333,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             })
         }
     };
-    let jobs = runner.start();
+    let jobs = runner.start().await;
     let state = Arc::new(AppState {
         registry: registry.clone(),
         mirror,

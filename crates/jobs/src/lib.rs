@@ -190,8 +190,8 @@ impl JobRunner {
         self
     }
 
-    /// Runs `task` every `every` (the first time at start); its result is dropped, an error
-    /// is logged with `name`.
+    /// Runs `task` every `every`, the first time within [`JobRunner::start`]; its result is
+    /// dropped, an error is logged with `name`.
     pub fn every<F, Fut, T, E>(self, name: &'static str, every: Duration, task: F) -> JobRunner
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -241,8 +241,13 @@ impl JobRunner {
         self
     }
 
-    /// Starts claiming jobs and running the periodic workers.
-    pub fn start(self) -> RunningJobs {
+    /// Runs each periodic worker once, then starts claiming jobs and running the workers
+    /// every period. The first runs are over when this returns, so what a worker sets up at
+    /// its first run is in place before the server answers a request: an event feed seen for
+    /// the first time starts after the events that exist then, and an event a request recorded
+    /// before that would never reach it (an image pushed at once never scanned, a webhook
+    /// never sent).
+    pub async fn start(self) -> RunningJobs {
         let JobRunner {
             meta,
             options,
@@ -280,6 +285,9 @@ impl JobRunner {
             handlers: Arc::new(handlers),
             running: running.clone(),
         };
+        for worker in &periodic {
+            worker.run_once().await;
+        }
         let stop = CancellationToken::new();
         let mut finished_at_stop = vec![tokio::spawn(
             claimer.clone().claim_loop(wake.clone(), stop.clone()),
@@ -304,9 +312,20 @@ impl JobRunner {
     }
 }
 
-/// Runs `worker` every period until `stop` is cancelled; a run in progress is finished first.
+impl Periodic {
+    /// Runs the task once, logging its error.
+    async fn run_once(&self) {
+        if let Err(error) = (self.task)().await {
+            tracing::warn!(worker = self.name, %error, "background work failed");
+        }
+    }
+}
+
+/// Runs `worker` every period, the first time one period from now, until `stop` is
+/// cancelled; a run in progress is finished first.
 async fn run_periodically(worker: Periodic, stop: CancellationToken) {
-    let mut every = tokio::time::interval(worker.every);
+    let mut every =
+        tokio::time::interval_at(tokio::time::Instant::now() + worker.every, worker.every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -314,9 +333,7 @@ async fn run_periodically(worker: Periodic, stop: CancellationToken) {
             () = stop.cancelled() => return,
             _ = every.tick() => {}
         }
-        if let Err(error) = (worker.task)().await {
-            tracing::warn!(worker = worker.name, %error, "background work failed");
-        }
+        worker.run_once().await;
     }
 }
 
@@ -456,14 +473,26 @@ impl Claimer {
                     return;
                 }
             };
-            tracing::info!(
-                job = job.id,
-                kind = job.kind,
-                attempt = job.attempts,
-                millis = started.elapsed().as_millis() as u64,
-                error = attempt.as_ref().err().map(|e| e.message.as_str()),
-                "job attempt finished"
-            );
+            let millis = started.elapsed().as_millis() as u64;
+            match &attempt {
+                Ok(_) => tracing::info!(
+                    job = job.id,
+                    kind = job.kind,
+                    attempt = job.attempts,
+                    millis,
+                    "job attempt finished"
+                ),
+                // An operator looks for these: a failing job is retried or gives up silently.
+                Err(e) => tracing::warn!(
+                    job = job.id,
+                    kind = job.kind,
+                    attempt = job.attempts,
+                    millis,
+                    error = e.message.as_str(),
+                    retry = e.retry,
+                    "job attempt failed"
+                ),
+            }
             match attempt {
                 Ok(result) => JobOutcome::Succeeded {
                     result: result.to_string(),

@@ -87,7 +87,8 @@ async fn a_failing_job_is_retried_with_backoff_until_it_succeeds() {
     let id = meta.enqueue_job(&job("flaky", 5)).await.unwrap().unwrap();
     let runner = JobRunner::new(meta.clone(), options("one"))
         .handle(flaky.clone())
-        .start();
+        .start()
+        .await;
     let done = until_state(&meta, id, JobState::Succeeded).await;
     runner.shutdown().await;
     assert_eq!(done.attempts, 3);
@@ -107,7 +108,8 @@ async fn a_job_fails_for_good_after_its_last_attempt() {
     let id = meta.enqueue_job(&job("flaky", 2)).await.unwrap().unwrap();
     let runner = JobRunner::new(meta.clone(), options("one"))
         .handle(flaky.clone())
-        .start();
+        .start()
+        .await;
     let failed = until_state(&meta, id, JobState::Failed).await;
     runner.shutdown().await;
     assert_eq!(failed.attempts, 2);
@@ -128,21 +130,19 @@ async fn two_runners_run_each_job_once_within_their_concurrency() {
         Flaky::new(0, Duration::from_millis(40)),
         Flaky::new(0, Duration::from_millis(40)),
     ];
-    let runners: Vec<RunningJobs> = handlers
-        .iter()
-        .enumerate()
-        .map(|(n, handler)| {
-            JobRunner::new(
-                meta.clone(),
-                RunnerOptions {
-                    concurrency: 2,
-                    ..options(&format!("server-{n}"))
-                },
-            )
-            .handle(handler.clone())
-            .start()
-        })
-        .collect();
+    let mut runners = Vec::new();
+    for (n, handler) in handlers.iter().enumerate() {
+        let options = RunnerOptions {
+            concurrency: 2,
+            ..options(&format!("server-{n}"))
+        };
+        runners.push(
+            JobRunner::new(meta.clone(), options)
+                .handle(handler.clone())
+                .start()
+                .await,
+        );
+    }
     for id in &ids {
         until_state(&meta, *id, JobState::Succeeded).await;
     }
@@ -168,7 +168,8 @@ async fn a_stopping_server_gives_its_running_job_to_another() {
     let slow = Flaky::new(0, Duration::from_secs(3600));
     let stopping = JobRunner::new(meta.clone(), options("stopping"))
         .handle(slow.clone())
-        .start();
+        .start()
+        .await;
     let running = until_state(&meta, id, JobState::Running).await;
     assert_eq!(running.lease_owner.as_deref(), Some("stopping"));
     stopping.shutdown().await;
@@ -179,7 +180,8 @@ async fn a_stopping_server_gives_its_running_job_to_another() {
     );
     let other = JobRunner::new(meta.clone(), options("other"))
         .handle(Flaky::new(0, Duration::ZERO))
-        .start();
+        .start()
+        .await;
     let done = until_state(&meta, id, JobState::Succeeded).await;
     other.shutdown().await;
     assert_eq!(
@@ -208,7 +210,8 @@ async fn a_job_claimed_as_its_server_stops_is_given_back() {
     for round in 0..30 {
         let runner = JobRunner::new(meta.clone(), options("stopping"))
             .handle(slow.clone())
-            .start();
+            .start()
+            .await;
         // No sleep between looks: stop as soon as the claim is visible in the store.
         while meta.job(id).await.unwrap().unwrap().state != JobState::Running {
             tokio::task::yield_now().await;
@@ -223,8 +226,8 @@ async fn a_job_claimed_as_its_server_stops_is_given_back() {
     }
 }
 
-/// Periodic workers run at start and every period; the ones that run at shutdown run once
-/// more when the runner stops.
+/// Periodic workers run at start (before `start` returns) and every period; the ones that
+/// run at shutdown run once more when the runner stops.
 #[tokio::test]
 async fn periodic_workers_run_every_period_and_at_shutdown() {
     let (_dir, _, meta) = fresh_store().await;
@@ -238,14 +241,9 @@ async fn periodic_workers_run_every_period_and_at_shutdown() {
                 Ok::<(), String>(())
             }
         })
-        .start();
-    for _ in 0..500 {
-        if ticks.load(Ordering::SeqCst) == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(ticks.load(Ordering::SeqCst), 1, "ran at start");
+        .start()
+        .await;
+    assert_eq!(ticks.load(Ordering::SeqCst), 1, "ran within start");
     runner.shutdown().await;
     assert_eq!(ticks.load(Ordering::SeqCst), 2, "ran at shutdown");
 }
@@ -259,7 +257,7 @@ async fn a_worker_that_runs_at_shutdown_finishes_the_run_it_is_in() {
     let (started, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (starts, finishes) = (started.clone(), finished.clone());
     let runner = JobRunner::new(meta, options("one"))
-        .every_and_at_shutdown("slow write", Duration::from_secs(3600), move || {
+        .every_and_at_shutdown("slow write", Duration::from_millis(50), move || {
             let (starts, finishes) = (starts.clone(), finishes.clone());
             async move {
                 starts.fetch_add(1, Ordering::SeqCst);
@@ -268,8 +266,10 @@ async fn a_worker_that_runs_at_shutdown_finishes_the_run_it_is_in() {
                 Ok::<(), String>(())
             }
         })
-        .start();
-    while started.load(Ordering::SeqCst) == 0 {
+        .start()
+        .await;
+    // The first run was within `start`; wait for the second to be under way.
+    while started.load(Ordering::SeqCst) < 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     runner.shutdown().await;
@@ -278,7 +278,56 @@ async fn a_worker_that_runs_at_shutdown_finishes_the_run_it_is_in() {
             started.load(Ordering::SeqCst),
             finished.load(Ordering::SeqCst)
         ),
-        (2, 2),
+        (3, 3),
         "the run in progress and the run at shutdown both finished"
     );
+}
+
+/// Regression: a server's first look at an event feed ran in the background after the server
+/// had begun to answer requests, and a feed seen for the first time starts after the events
+/// that exist then; so an event a request recorded at once could be skipped (in the
+/// three-replica tests, a scheduled retention run's deletions never reached the audit log).
+/// The first run of every periodic worker is now over when `start` returns.
+#[tokio::test]
+async fn an_event_recorded_right_after_start_reaches_a_new_feed() {
+    let (_dir, _, meta) = fresh_store().await;
+    let consumer = "feed under test";
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let (feed, looked) = (meta.clone(), seen.clone());
+    let runner = JobRunner::new(meta.clone(), options("one"))
+        .every("feed", Duration::from_millis(20), move || {
+            let (feed, looked) = (feed.clone(), looked.clone());
+            async move {
+                let (cursor, events) = feed.events_after_cursor(consumer, 100).await?;
+                if let Some(last) = events.last() {
+                    if feed
+                        .consume_events(consumer, cursor, last.id, &[], &[])
+                        .await?
+                    {
+                        looked
+                            .lock()
+                            .extend(events.into_iter().map(|e| e.event_type));
+                    }
+                }
+                Ok::<(), gantry_meta::MetaError>(())
+            }
+        })
+        .start()
+        .await;
+    meta.record_event(&gantry_meta::NewEvent {
+        event_type: "right.after.start",
+        project: None,
+        repository: None,
+        data: serde_json::json!({}),
+    })
+    .await
+    .unwrap();
+    for _ in 0..500 {
+        if !seen.lock().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    runner.shutdown().await;
+    assert_eq!(*seen.lock(), vec!["right.after.start".to_string()]);
 }

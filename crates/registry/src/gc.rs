@@ -374,23 +374,18 @@ mod tests {
             added, 7,
             "3 usage snapshot looks at start + 1 GC + 3 retention firings"
         );
-        let runners: Vec<gantry_jobs::RunningJobs> = replicas
-            .iter()
-            .map(|replica| {
-                let options = gantry_jobs::RunnerOptions {
-                    poll: Duration::from_millis(20),
-                    ..gantry_jobs::RunnerOptions::for_owner(replica.instance())
-                };
-                replica
-                    .job_handlers()
-                    .into_iter()
-                    .fold(
-                        gantry_jobs::JobRunner::new(meta.clone(), options),
-                        |r, h| r.handle(h),
-                    )
-                    .start()
-            })
-            .collect();
+        let mut runners = Vec::new();
+        for replica in &replicas {
+            let options = gantry_jobs::RunnerOptions {
+                poll: Duration::from_millis(20),
+                ..gantry_jobs::RunnerOptions::for_owner(replica.instance())
+            };
+            let runner = replica.job_handlers().into_iter().fold(
+                gantry_jobs::JobRunner::new(meta.clone(), options),
+                |r, h| r.handle(h),
+            );
+            runners.push(runner.start().await);
+        }
         let all = gantry_meta::JobFilter {
             limit: 100,
             ..Default::default()

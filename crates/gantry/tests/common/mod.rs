@@ -722,7 +722,9 @@ pub async fn push_blob(server: &Server, repo: &str, content: &[u8]) -> Digest {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "blob push to {repo}");
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    assert_eq!(status, StatusCode::CREATED, "blob push to {repo}: {body}");
     digest
 }
 
@@ -935,7 +937,9 @@ pub async fn api_create_user(server: &Server, name: &str, password: &str, admin:
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "create user {name}");
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    assert_eq!(status, StatusCode::CREATED, "create user {name}: {body}");
 }
 
 /// Creates a project through the REST API, as admin.
@@ -946,7 +950,9 @@ pub async fn api_create_project(server: &Server, name: &str, public: bool) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "create project {name}");
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    assert_eq!(status, StatusCode::CREATED, "create project {name}: {body}");
 }
 
 /// Gives `user` `role` in `project` through the REST API, as admin.
