@@ -275,18 +275,21 @@ async fn what_scheduled_retention_and_garbage_collection_delete_is_audited() {
             e["actor"] == "scheduler" && e["action"] == action && e["resource"] == resource
         })
     };
-    let audited = eventually(
-        std::time::Duration::from_secs(20),
-        "scheduled deletions audited",
-        || async {
-            let events = events(&s, Some("team")).await;
-            (by_scheduler(&events, "tag.deleted", "team/app:dev-idle")
-                && by_scheduler(&events, "artifact.deleted", &format!("team/app@{idle}"))
-                && by_scheduler(&events, "retention.completed", "team"))
-            .then_some(events)
-        },
-    )
+    let audited = within(std::time::Duration::from_secs(20), || async {
+        let events = events(&s, Some("team")).await;
+        (by_scheduler(&events, "tag.deleted", "team/app:dev-idle")
+            && by_scheduler(&events, "artifact.deleted", &format!("team/app@{idle}"))
+            && by_scheduler(&events, "retention.completed", "team"))
+        .then_some(events)
+    })
     .await;
+    let Some(audited) = audited else {
+        panic!(
+            "scheduled deletions not audited within 20 s; the jobs: {:#}\nthe audit log: {:#}",
+            get_json(&s, "/api/v1/jobs?limit=50").await,
+            get_json(&s, "/api/v1/audit?project=team&limit=50").await
+        )
+    };
     let run = audited
         .iter()
         .find(|e| {

@@ -333,7 +333,8 @@ mod tests {
     /// replicas ran each firing three times; then a firing claimed by a server that died was
     /// missed. Three registries over one store (as three replicas over one database) look at
     /// the same firings: each firing is one job (one history row), and the three runners run
-    /// each job once; the day's usage snapshot is taken once (each start looks for it).
+    /// each job once; the day's usage snapshot is taken once (each start looks for it). A
+    /// project's retention runs never overlap (they did, planning from the same state).
     #[tokio::test]
     async fn a_schedule_fires_once_across_three_replicas() {
         let (dir, _, meta) = gantry_meta::testing::fresh_store().await;
@@ -416,6 +417,16 @@ mod tests {
         }
         let history = replicas[0].retention_runs("team", 10).await.unwrap();
         assert_eq!(history.len(), 3, "one retention run per firing");
+        let mut runs: Vec<(i64, i64)> = jobs
+            .iter()
+            .filter(|j| j.kind == "retention")
+            .map(|j| (j.started_ms.unwrap(), j.finished_ms.unwrap()))
+            .collect();
+        runs.sort_unstable();
+        assert!(
+            runs.windows(2).all(|pair| pair[1].0 >= pair[0].1),
+            "a project's retention runs one at a time: {runs:?}"
+        );
         let snapshots_taken = jobs
             .iter()
             .filter(|j| j.kind == "usage-snapshot")

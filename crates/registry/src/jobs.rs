@@ -90,15 +90,21 @@ impl Registry {
                 .as_ref()
                 .and_then(|s| s.firing_between(after.max(schedules.started), until));
             if let Some(fired_at) = fired {
-                jobs.push(scheduled(
-                    RETENTION,
-                    format!("retention:{project}@{fired_at}"),
-                    Some(format!("project:{project}")),
-                    &RetentionPayload {
-                        project: project.clone(),
-                        fired_at,
-                    },
-                ));
+                // One run of a project at a time, across servers: runs that overlapped (a
+                // frequent schedule, a slow store) planned from the same state and raced
+                // to delete the same tags.
+                jobs.push(NewJob {
+                    queue: Some(format!("retention:{project}")),
+                    ..scheduled(
+                        RETENTION,
+                        format!("retention:{project}@{fired_at}"),
+                        Some(format!("project:{project}")),
+                        &RetentionPayload {
+                            project: project.clone(),
+                            fired_at,
+                        },
+                    )
+                });
             }
         }
         // The day's snapshot when a day begins (once across servers), and at each server's

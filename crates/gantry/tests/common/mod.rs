@@ -640,7 +640,19 @@ pub fn single_process_only(reason: &str) -> bool {
 /// Polls `check` until it returns `Some`, for at most `limit`; what it returned. For what
 /// another process makes visible within a documented bound (pull counts written in batches,
 /// the audit log written off the request path), instead of sleeping blindly.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    within(limit, check)
+        .await
+        .unwrap_or_else(|| panic!("{what}: not within {limit:?}"))
+}
+
+/// [`eventually`], with `None` when `limit` passes: for a test that says more about the
+/// state it found before failing.
+pub async fn within<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -648,12 +660,11 @@ where
     let deadline = std::time::Instant::now() + limit;
     loop {
         if let Some(found) = check().await {
-            return found;
+            return Some(found);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not within {limit:?}"
-        );
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
