@@ -16,13 +16,15 @@ use serde_json::{json, Value};
 use crate::api::{self, encode};
 use crate::error::PageError;
 use crate::extract::PageForm;
+use crate::notice::{self, Done};
 use crate::pages::{html, project_tabs, Chrome, Page, Tabs};
 use crate::policies::listed;
 use crate::session::Viewer;
 use crate::Web;
 
-fn back(project: &str) -> Page {
-    Ok(Redirect::to(&format!("/projects/{}/settings", encode(project))).into_response())
+/// Back to the project's settings, saying what the form did.
+fn back(project: &str, done: Done) -> Page {
+    notice::redirect(&format!("/projects/{}/settings", encode(project)), done)
 }
 
 async fn change(
@@ -56,20 +58,18 @@ pub(crate) async fn member(
         encode(&project),
         encode(form.user.trim())
     );
-    match form.role.as_deref().filter(|r| !r.is_empty()) {
+    let done = match form.role.as_deref().filter(|r| !r.is_empty()) {
         Some(role) => {
-            change(
-                &web,
-                &viewer,
-                Method::PUT,
-                &path,
-                Some(&json!({ "role": role })),
-            )
-            .await?
+            let role = json!({ "role": role });
+            change(&web, &viewer, Method::PUT, &path, Some(&role)).await?;
+            Done::Saved
         }
-        None => change(&web, &viewer, Method::DELETE, &path, None).await?,
+        None => {
+            change(&web, &viewer, Method::DELETE, &path, None).await?;
+            Done::Removed
+        }
     };
-    back(&project)
+    back(&project, done)
 }
 
 #[derive(Template)]
@@ -195,7 +195,7 @@ pub(crate) async fn revoke_robot(
     PageForm(form): PageForm<NameForm>,
 ) -> Page {
     revoke(&web, &viewer, &form).await?;
-    back(&project)
+    back(&project, Done::Revoked)
 }
 
 /// Revokes a system robot account.
@@ -205,7 +205,7 @@ pub(crate) async fn revoke_system_robot(
     PageForm(form): PageForm<NameForm>,
 ) -> Page {
     revoke(&web, &viewer, &form).await?;
-    Ok(Redirect::to("/admin").into_response())
+    notice::redirect("/admin", Done::Revoked)
 }
 
 #[derive(Deserialize)]
@@ -253,16 +253,17 @@ pub(crate) async fn webhook(
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
     let path = format!("/api/v1/projects/{}/webhooks/{}", encode(&project), form.id);
-    match form.action.as_str() {
-        "remove" => change(&web, &viewer, Method::DELETE, &path, None).await?,
-        "test" => change(&web, &viewer, Method::POST, &format!("{path}/test"), None).await?,
+    let (method, path, done) = match form.action.as_str() {
+        "remove" => (Method::DELETE, path, Done::Removed),
+        "test" => (Method::POST, format!("{path}/test"), Done::TestSent),
         other => {
             return Err(PageError::BadRequest(format!(
                 "{other:?} is neither remove nor test"
             )))
         }
     };
-    back(&project)
+    change(&web, &viewer, method, &path, None).await?;
+    back(&project, done)
 }
 
 #[derive(Deserialize)]
@@ -336,20 +337,12 @@ pub(crate) async fn save_rule(
     if let Some(password) = given(&form.password) {
         rule["password"] = json!(password);
     }
-    match form.existing {
-        Some(_) => change(&web, &viewer, Method::PUT, &path, Some(&rule)).await?,
-        None => {
-            change(
-                &web,
-                &viewer,
-                Method::POST,
-                "/api/v1/replication",
-                Some(&rule),
-            )
-            .await?
-        }
+    let (method, path, done) = match form.existing {
+        Some(_) => (Method::PUT, path.as_str(), Done::Saved),
+        None => (Method::POST, "/api/v1/replication", Done::Created),
     };
-    back(&project)
+    change(&web, &viewer, method, path, Some(&rule)).await?;
+    back(&project, done)
 }
 
 /// Runs a replication or preheat rule now (`run`), or removes it (`remove`).
@@ -361,16 +354,17 @@ pub(crate) async fn rule_action(
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
     let path = format!("/api/v1/replication/{}", encode(&form.name));
-    match action.as_str() {
-        "run" => change(&web, &viewer, Method::POST, &format!("{path}/runs"), None).await?,
-        "remove" => change(&web, &viewer, Method::DELETE, &path, None).await?,
+    let (method, path, done) = match action.as_str() {
+        "run" => (Method::POST, format!("{path}/runs"), Done::RunStarted),
+        "remove" => (Method::DELETE, path, Done::Removed),
         other => {
             return Err(PageError::BadRequest(format!(
                 "{other:?} is neither run nor remove"
             )))
         }
     };
-    back(&project)
+    change(&web, &viewer, method, &path, None).await?;
+    back(&project, done)
 }
 
 #[derive(Deserialize)]
@@ -397,7 +391,7 @@ pub(crate) async fn create_project(
         Some(&project),
     )
     .await?;
-    Ok(Redirect::to(&format!("/projects/{}", encode(name))).into_response())
+    notice::redirect(&format!("/projects/{}", encode(name)), Done::Created)
 }
 
 #[derive(Deserialize)]
@@ -417,7 +411,7 @@ pub(crate) async fn visibility(
     let path = format!("/api/v1/projects/{}", encode(&project));
     let update = json!({ "public": form.public.is_some() });
     change(&web, &viewer, Method::PATCH, &path, Some(&update)).await?;
-    back(&project)
+    back(&project, Done::Saved)
 }
 
 #[derive(Deserialize)]
@@ -467,7 +461,7 @@ pub(crate) async fn quota(
     viewer.check_csrf(form.csrf.as_deref())?;
     let path = format!("/api/v1/projects/{}/quota", encode(&project));
     change(&web, &viewer, Method::PUT, &path, Some(&form.limits()?)).await?;
-    back(&project)
+    back(&project, Done::Saved)
 }
 
 #[derive(Deserialize)]
@@ -491,7 +485,7 @@ pub(crate) async fn create_user(
         "admin": form.admin.is_some(),
     });
     change(&web, &viewer, Method::POST, "/api/v1/users", Some(&user)).await?;
-    Ok(Redirect::to("/admin").into_response())
+    notice::redirect("/admin", Done::Created)
 }
 
 #[derive(Template)]
@@ -564,7 +558,7 @@ pub(crate) async fn delete_repository(
     let path = format!("/api/v1/repositories/{}", encode(&form.name));
     change(&web, &viewer, Method::DELETE, &path, None).await?;
     let project = form.name.split('/').next().unwrap_or_default();
-    Ok(Redirect::to(&format!("/projects/{}", encode(project))).into_response())
+    notice::redirect(&format!("/projects/{}", encode(project)), Done::Deleted)
 }
 
 #[derive(Deserialize)]
@@ -587,12 +581,12 @@ pub(crate) async fn rescan(
         encode(&form.reference)
     );
     change(&web, &viewer, Method::POST, &path, None).await?;
-    Ok(Redirect::to(&format!(
+    let artifact = format!(
         "/artifact?repository={}&reference={}",
         encode(&form.repository),
         encode(&form.reference)
-    ))
-    .into_response())
+    );
+    notice::redirect(&artifact, Done::ScanStarted)
 }
 
 #[derive(Deserialize)]
@@ -613,7 +607,7 @@ pub(crate) async fn set_user_password(
     let path = format!("/api/v1/users/{}/password", encode(&form.name));
     let body = json!({ "password": form.password });
     change(&web, &viewer, Method::PUT, &path, Some(&body)).await?;
-    Ok(Redirect::to("/admin").into_response())
+    notice::redirect("/admin", Done::Saved)
 }
 
 /// Deletes a user and their memberships (system administrators: the API refuses others).
@@ -625,7 +619,7 @@ pub(crate) async fn delete_user(
     viewer.check_csrf(form.csrf.as_deref())?;
     let path = format!("/api/v1/users/{}", encode(&form.name));
     change(&web, &viewer, Method::DELETE, &path, None).await?;
-    Ok(Redirect::to("/admin").into_response())
+    notice::redirect("/admin", Done::Deleted)
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ mod api;
 mod error;
 mod extract;
 mod forms;
+mod notice;
 mod pages;
 mod policies;
 mod session;

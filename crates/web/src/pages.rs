@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::api::{self, encode};
 use crate::error::PageError;
 use crate::extract::{PageForm, PageQuery};
+use crate::notice::{self, Done};
 use crate::policies::{AllowlistView, RetentionView};
 use crate::session::{self, Viewer};
 use crate::settings::RobotRow;
@@ -31,6 +32,8 @@ pub(crate) struct Chrome {
     pub(crate) user: String,
     pub(crate) csrf: String,
     pub(crate) admin: bool,
+    /// What the form the viewer just sent did.
+    pub(crate) notice: Option<&'static str>,
 }
 
 impl Chrome {
@@ -40,6 +43,7 @@ impl Chrome {
             user: viewer.actor.name().to_string(),
             csrf: viewer.csrf.clone(),
             admin: viewer.actor.is_system_admin(),
+            notice: viewer.done.map(Done::text),
         }
     }
 }
@@ -1208,7 +1212,10 @@ pub(crate) async fn revoke_token(
         None,
     )
     .await?;
-    Ok(Redirect::to(&format!("/projects/{}/tokens", encode(&project))).into_response())
+    notice::redirect(
+        &format!("/projects/{}/tokens", encode(&project)),
+        Done::Revoked,
+    )
 }
 
 // ---- retention --------------------------------------------------------------------------

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Redirect};
 use chrono::{NaiveDate, NaiveTime};
 use http::Method;
 use serde::de::DeserializeOwned;
@@ -17,6 +16,7 @@ use serde_json::{json, Value};
 use crate::api::{self, encode};
 use crate::error::PageError;
 use crate::extract::PageForm;
+use crate::notice::{self, Done};
 use crate::pages::{joined, text, Page};
 use crate::session::Viewer;
 use crate::Web;
@@ -269,7 +269,7 @@ async fn amend_project(
         change,
     )
     .await?;
-    Ok(Redirect::to(&format!("/projects/{project}/settings")).into_response())
+    notice::redirect(&format!("/projects/{project}/settings"), Done::Saved)
 }
 
 /// A form that changes one project document.
@@ -479,7 +479,7 @@ pub(crate) async fn system_allowlist(
         |document| form.apply(document),
     )
     .await?;
-    Ok(Redirect::to("/admin").into_response())
+    notice::redirect("/admin", Done::Saved)
 }
 
 #[derive(Deserialize)]

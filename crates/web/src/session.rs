@@ -11,6 +11,7 @@ use http::request::Parts;
 use http::HeaderMap;
 
 use crate::error::PageError;
+use crate::notice::Done;
 use crate::Web;
 
 /// The session cookie's name over plain HTTP.
@@ -28,11 +29,13 @@ pub(crate) fn cookie_name(secure: bool) -> &'static str {
     }
 }
 
-/// Who is looking: their caller for the API, the session's CSRF token and cookie secret.
+/// Who is looking: their caller for the API, the session's CSRF token and cookie secret, and
+/// what the form they just sent did (from `?done=`).
 pub(crate) struct Viewer {
     pub actor: Actor,
     pub csrf: String,
     pub secret: String,
+    pub done: Option<Done>,
 }
 
 impl Viewer {
@@ -98,6 +101,7 @@ impl FromRequestParts<Arc<Web>> for Viewer {
                 actor,
                 csrf,
                 secret: secret.to_string(),
+                done: Done::in_query(parts.uri.query()),
             }),
             Ok(None) => Err(to_login()),
             Err(e) => Err(PageError::Internal(e.to_string()).into_response()),

@@ -131,7 +131,9 @@ async function main() {
     check(await page.locator("#secret").count() === 0, "the secret is not shown again");
     check((await page.locator("main table").innerText()).includes("team-a/app"), "a repository named without its project is the project's");
     await page.getByRole("button", { name: "Revoke" }).first().click();
+    await page.waitForURL(/\/tokens\?done=revoked$/);
     check(await page.getByText("revoked").count() > 0, "the token is revoked");
+    check((await page.locator("p.notice").innerText()).startsWith("Revoked"), "the page says what the form did");
 
     // The project's audit log shows the token's creation; usage is charted; the
     // administrators' page lists users and jobs.
@@ -151,7 +153,8 @@ async function main() {
     const saved = async (button) => {
       await Promise.all([page.waitForEvent("framenavigated"), page.getByRole("button", { name: button, exact: true }).click()]);
       await page.waitForLoadState();
-      if (!/\/settings$/.test(page.url())) throw new Error(`${button}: ${await page.locator("main").innerText()}`);
+      if (!/\/settings\?done=[a-z-]+$/.test(page.url())) throw new Error(`${button}: ${await page.locator("main").innerText()}`);
+      if (await page.locator("p.notice").count() !== 1) throw new Error(`${button}: the page does not say what the form did`);
     };
     await page.getByLabel("Immutable tags", { exact: false }).fill("v*");
     await page.getByLabel("Refuse the tag latest").check();
@@ -169,7 +172,7 @@ async function main() {
       "a retention rule added through its form is listed in words");
     const ruleCount = await retentionRules.locator("tbody tr").count();
     await retentionRules.getByRole("button").last().click();
-    await page.waitForURL(/\/settings$/);
+    await page.waitForURL(/\/settings\?done=saved$/);
     check(await page.locator("table.retention-rules tbody tr").count() === ruleCount - 1,
       "a retention rule is removed through its button");
     check(confirmations.some((m) => m.startsWith("Remove retention rule")), "removing a rule is confirmed first");
@@ -198,7 +201,8 @@ async function main() {
     await page.getByLabel("Project name").fill("team-c");
     await page.getByLabel("Public: anyone may pull, without signing in").check();
     await page.getByRole("button", { name: "Create project" }).click();
-    await page.waitForURL(/\/projects\/team-c$/);
+    await page.waitForURL(/\/projects\/team-c\?done=created$/);
+    check((await page.locator("p.notice").innerText()) === "Created.", "a new project's page says it was created");
     await page.goto(`${BASE}/projects/team-c/settings`);
     check(await page.getByLabel("Public: anyone may pull, without signing in").isChecked(), "a project made through the form is public as asked");
     await page.getByLabel("Public: anyone may pull, without signing in").uncheck();
@@ -237,7 +241,7 @@ async function main() {
     check((await page.locator("form.rule", { hasText: "Change to-edge" }).getByLabel("Tags (globs, comma-separated; empty: all)").inputValue()) === "v*",
       "what the change form did not touch is kept");
     await page.locator("table.rules").getByRole("button", { name: "Remove", exact: true }).click();
-    await page.waitForURL(/\/settings$/);
+    await page.waitForURL(/\/settings\?done=removed$/);
     check(!(await page.locator("table.rules").innerText()).includes("to-edge"), "a replication rule is removed through its button");
 
     // The administrators' page: users, jobs, the database; a system robot account made and
@@ -249,12 +253,12 @@ async function main() {
     await page.getByLabel("User name").fill("ops");
     await page.getByLabel("Initial password (at least 8 characters)").fill("ops-password-1");
     await page.getByRole("button", { name: "Create user" }).click();
-    await page.waitForURL(/\/admin$/);
+    await page.waitForURL(/\/admin\?done=[a-z-]+$/);
     check((await page.locator("table.users").innerText()).includes("ops"), "a user made through the administrators' form is listed");
     const backOnAdmin = async (act, what) => {
       await Promise.all([page.waitForEvent("framenavigated"), act()]);
       await page.waitForLoadState();
-      check(/\/admin$/.test(page.url()), `${what} (${page.url()})`);
+      check(/\/admin\?done=[a-z-]+$/.test(page.url()), `${what} (${page.url()})`);
     };
     await page.getByLabel("New password for ops").fill("ops-password-2");
     await backOnAdmin(() => page.locator("table.users tr", { hasText: "ops" }).getByRole("button", { name: "Set password" }).click(),
@@ -266,11 +270,11 @@ async function main() {
     check((await page.locator("#secret").innerText()).length > 20, "a new system robot account's secret is shown once");
     await page.goto(`${BASE}/admin`);
     await page.locator("table.robots tr", { hasText: "fleet-puller" }).getByRole("button").click();
-    await page.waitForURL(/\/admin$/);
+    await page.waitForURL(/\/admin\?done=[a-z-]+$/);
     check((await page.locator("table.robots", { hasText: "fleet-puller" }).innerText()).includes("revoked"), "a system robot account is revoked through its button");
     await page.getByLabel("Vulnerability ID or alias").fill("GO-2099-0001");
     await page.getByRole("button", { name: "Allow", exact: true }).click();
-    await page.waitForURL(/\/admin$/);
+    await page.waitForURL(/\/admin\?done=[a-z-]+$/);
     check((await page.locator("table.allowlist").innerText()).includes("GO-2099-0001"), "the system-wide allowlist is edited through its form");
     await page.screenshot({ path: `${SHOTS}/admin.png`, fullPage: true });
     await page.getByRole("button", { name: "Dry run" }).click();
@@ -283,7 +287,7 @@ async function main() {
     await page.locator("tbody tr", { hasText: "v2" }).locator("a code").click();
     await page.waitForURL(/\/artifact\?/);
     await page.getByRole("button", { name: "Scan again" }).click();
-    await page.waitForURL(/\/artifact\?/);
+    await page.waitForURL(/\/artifact\?.*&done=scan-started$/);
     check((await page.locator("h2", { hasText: "Vulnerabilities" }).count()) === 1, "an artifact is scanned again from its page");
     const newPassword = async (current, password, repeat) => {
       await page.goto(`${BASE}/account`);
