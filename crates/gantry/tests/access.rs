@@ -153,6 +153,16 @@ const CASES: &[Case] = &[
         public: DELETERS,
     },
     Case {
+        name: "api artifact delete",
+        private: DELETERS,
+        public: DELETERS,
+    },
+    Case {
+        name: "api tag remove",
+        private: DELETERS,
+        public: DELETERS,
+    },
+    Case {
         name: "api project show",
         private: MEMBERS_WHO_PULL,
         public: AUTHENTICATED,
@@ -378,6 +388,12 @@ async fn call(
         "api repository delete" => c.delete(url(&format!(
             "/api/v1/repositories/{project}%2Fnone-such-{round}"
         ))),
+        "api artifact delete" => c.delete(url(&format!(
+            "/api/v1/repositories/{project}%2Fapp/artifacts/{unknown}"
+        ))),
+        "api tag remove" => c.delete(url(&format!(
+            "/api/v1/repositories/{project}%2Fapp/artifacts/{unknown}/tags/v1"
+        ))),
         "api project show" => c.get(url(&format!("/api/v1/projects/{project}"))),
         "api members list" => c.get(url(&format!("/api/v1/projects/{project}/members"))),
         "api member set" => c
@@ -471,6 +487,9 @@ async fn authorization_matrix_every_endpoint_role_and_visibility() {
                         "manifest delete" => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
                         "blob delete" => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
                         "api repository delete" => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+                        "api artifact delete" | "api tag remove" => {
+                            (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
+                        }
                         "api archive restore"
                         | "api archive delete"
                         | "api webhook remove"

@@ -258,3 +258,101 @@ async fn immutable_tag_refuses_repository_delete_and_nothing_is_deleted() {
         .unwrap();
     assert_error(r, StatusCode::NOT_FOUND, "NAME_UNKNOWN").await;
 }
+
+/// The status of `GET /v2/{repo}/manifests/{reference}`.
+async fn manifest_status(s: &Server, repo: &str, reference: &str) -> StatusCode {
+    http()
+        .get(s.url(&format!("/v2/{repo}/manifests/{reference}")))
+        .header("accept", gantry_oci::media_type::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Harbor's artifact page deletes one artifact or removes one tag, which the REST API (and so
+/// the web UI) could not: only whole repositories. `DELETE …/artifacts/{reference}` deletes the
+/// artifact with its tags and `DELETE …/artifacts/{reference}/tags/{tag}` one of its tags,
+/// through the registry's delete (tag rules apply), audited.
+#[tokio::test]
+async fn one_artifact_and_one_tag_are_deleted_through_the_api_as_tag_rules_allow() {
+    let s = Server::start();
+    let (manifest, dev) = push_image(&s, "team/app", "dev-1", "dev").await;
+    let r = put_manifest(
+        &s,
+        "team/app",
+        "dev-2",
+        gantry_oci::media_type::OCI_MANIFEST,
+        &manifest,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, release) = push_image(&s, "team/app", "v1.0.0", "release").await;
+    api_set_immutable_tags(&s, "team", &["v*"]).await;
+    let artifacts = "/api/v1/repositories/team%2Fapp/artifacts";
+    let delete = |path: String| {
+        let url = s.url(&path);
+        async move { http().delete(url).send().await.unwrap() }
+    };
+
+    let r = delete(format!("{artifacts}/dev-1/tags/dev-2")).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        manifest_status(&s, "team/app", "dev-2").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        manifest_status(&s, "team/app", "dev-1").await,
+        StatusCode::OK
+    );
+    // A tag of another artifact is not removed through this one.
+    let r = delete(format!("{artifacts}/v1.0.0/tags/dev-1")).await;
+    assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
+    assert_eq!(
+        manifest_status(&s, "team/app", "dev-1").await,
+        StatusCode::OK
+    );
+    // An immutable tag refuses its artifact's deletion, and its own removal.
+    let r = delete(format!("{artifacts}/{release}")).await;
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    let r = delete(format!("{artifacts}/{release}/tags/v1.0.0")).await;
+    assert_error(r, StatusCode::FORBIDDEN, "DENIED").await;
+    assert_eq!(
+        manifest_status(&s, "team/app", "v1.0.0").await,
+        StatusCode::OK
+    );
+
+    // Named by its tag, the artifact goes with all its tags.
+    let r = delete(format!("{artifacts}/dev-1")).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        manifest_status(&s, "team/app", &dev.to_string()).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        manifest_status(&s, "team/app", "dev-1").await,
+        StatusCode::NOT_FOUND
+    );
+    let r = delete(format!("{artifacts}/dev-1")).await;
+    assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
+
+    // Each server writes its audit entries off the request path (a bounded wait).
+    let wanted = [
+        ("tag.delete", "team/app:dev-2".to_string()),
+        ("artifact.delete", format!("team/app@{dev}")),
+    ];
+    eventually(
+        std::time::Duration::from_secs(5),
+        "the tag removal and the artifact deletion audited",
+        || async {
+            let audit = audit_actions(&s, "team").await;
+            wanted
+                .iter()
+                .all(|(action, resource)| {
+                    audit.iter().any(|(a, r, _)| a == action && r == resource)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}

@@ -11,7 +11,7 @@ use gantry_meta::{
 };
 use gantry_metrics::{Job, Metrics, MetricsOptions, ProjectUsage};
 use gantry_oci::manifest::{self, MAX_MANIFEST_BYTES};
-use gantry_oci::{media_type, Algorithm, Digest, Hasher, Reference, RepositoryName};
+use gantry_oci::{media_type, Algorithm, Digest, Hasher, Reference, RepositoryName, Tag};
 use gantry_storage::{ArchiveLocation, BlobStore, ByteStream};
 use serde_json::json;
 
@@ -123,6 +123,10 @@ pub fn parse_reference(reference: &str) -> Result<Reference> {
         gantry_oci::ReferenceError::Digest(d) => RegistryError::Digest(d),
         gantry_oci::ReferenceError::Tag(t) => RegistryError::Tag(t),
     })
+}
+
+pub fn parse_tag(tag: &str) -> Result<Tag> {
+    Tag::parse(tag).map_err(RegistryError::Tag)
 }
 
 /// Whether a manifest of `stored` type may be served to a client sending `accept` (the
@@ -886,6 +890,48 @@ impl Registry {
         } else {
             Err(RegistryError::ManifestUnknown(reference.to_string()))
         }
+    }
+
+    /// Deletes the artifact `reference` names (a tag names the manifest it points to) with
+    /// all its tags, as Harbor's artifact delete does; returns its digest. Tag rules apply to
+    /// each of its tags.
+    ///
+    /// Errors: `ManifestUnknown` when nothing is found; `TagRule` when a rule protects a tag.
+    pub async fn delete_artifact(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        actor: &str,
+    ) -> Result<Digest> {
+        let digest = self.get_manifest(name, reference).await?.digest;
+        self.delete_manifest(name, &Reference::Digest(digest.clone()), actor)
+            .await?;
+        Ok(digest)
+    }
+
+    /// Removes tag `tag` of the artifact `reference` names (the artifact stays).
+    ///
+    /// Errors: `ManifestUnknown` when the artifact is not found or `tag` is not one of its
+    /// tags; `TagRule` when a rule protects the tag.
+    pub async fn remove_artifact_tag(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        tag: &Tag,
+        actor: &str,
+    ) -> Result<()> {
+        let artifact = self.get_manifest(name, reference).await?.digest;
+        let tagged = self
+            .meta
+            .manifest_by_tag(name.as_str(), tag.as_str())
+            .await?;
+        if tagged.is_none_or(|m| m.digest != artifact) {
+            return Err(RegistryError::ManifestUnknown(format!(
+                "{tag} is not a tag of {artifact}"
+            )));
+        }
+        self.delete_manifest(name, &Reference::Tag(tag.clone()), actor)
+            .await
     }
 
     // ---- listings ---------------------------------------------------------------------

@@ -562,31 +562,74 @@ pub(crate) async fn delete_repository(
 }
 
 #[derive(Deserialize)]
-pub(crate) struct RescanForm {
+pub(crate) struct ArtifactForm {
     csrf: Option<String>,
     repository: String,
     reference: String,
+}
+
+impl ArtifactForm {
+    /// The artifact's API path, with `rest` after it.
+    fn api_path(&self, rest: &str) -> String {
+        format!(
+            "/api/v1/repositories/{}/artifacts/{}{rest}",
+            encode(&self.repository),
+            encode(&self.reference)
+        )
+    }
+
+    /// The artifact's page.
+    fn page(&self) -> String {
+        format!(
+            "/artifact?repository={}&reference={}",
+            encode(&self.repository),
+            encode(&self.reference)
+        )
+    }
+}
+
+/// Deletes an artifact with its tags (the API refuses what tag rules protect), and returns to
+/// its repository.
+pub(crate) async fn delete_artifact(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    PageForm(form): PageForm<ArtifactForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    change(&web, &viewer, Method::DELETE, &form.api_path(""), None).await?;
+    let repository = format!("/repository?name={}", encode(&form.repository));
+    notice::redirect(&repository, Done::Deleted)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct UntagForm {
+    #[serde(flatten)]
+    artifact: ArtifactForm,
+    tag: String,
+}
+
+/// Removes one tag of an artifact (the artifact stays), and returns to it.
+pub(crate) async fn remove_tag(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    PageForm(form): PageForm<UntagForm>,
+) -> Page {
+    let artifact = &form.artifact;
+    viewer.check_csrf(artifact.csrf.as_deref())?;
+    let path = artifact.api_path(&format!("/tags/{}", encode(&form.tag)));
+    change(&web, &viewer, Method::DELETE, &path, None).await?;
+    notice::redirect(&artifact.page(), Done::Removed)
 }
 
 /// Scans an artifact again now (its images' scans are queued) and returns to it.
 pub(crate) async fn rescan(
     State(web): State<Arc<Web>>,
     viewer: Viewer,
-    PageForm(form): PageForm<RescanForm>,
+    PageForm(form): PageForm<ArtifactForm>,
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
-    let path = format!(
-        "/api/v1/repositories/{}/artifacts/{}/scan",
-        encode(&form.repository),
-        encode(&form.reference)
-    );
-    change(&web, &viewer, Method::POST, &path, None).await?;
-    let artifact = format!(
-        "/artifact?repository={}&reference={}",
-        encode(&form.repository),
-        encode(&form.reference)
-    );
-    notice::redirect(&artifact, Done::ScanStarted)
+    change(&web, &viewer, Method::POST, &form.api_path("/scan"), None).await?;
+    notice::redirect(&form.page(), Done::ScanStarted)
 }
 
 #[derive(Deserialize)]

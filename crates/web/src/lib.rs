@@ -146,6 +146,8 @@ impl Web {
             .route("/account/password", post(forms::change_password))
             .route("/repository/delete", post(forms::delete_repository))
             .route("/artifact/scan", post(forms::rescan))
+            .route("/artifact/delete", post(forms::delete_artifact))
+            .route("/artifact/untag", post(forms::remove_tag))
             .route("/admin", get(pages::admin))
             .route("/admin/allowlist", post(policies::system_allowlist))
             .route("/admin/gc", post(pages::collect_garbage))

@@ -820,6 +820,9 @@ struct ArtifactPage {
     crumbs: Crumbs,
     /// Whether the viewer's role may ask for a scan (developers and up).
     may_scan: bool,
+    /// Whether the viewer's role deletes (maintainers and up): the artifact's deletion and
+    /// each tag's removal are offered.
+    may_delete: bool,
     digest: String,
     tags: Vec<String>,
     kind: String,
@@ -952,6 +955,7 @@ pub(crate) async fn artifact(
             format!("{}@{}", params.repository, short(&a.digest)),
         ),
         may_scan: tabs.push,
+        may_delete: tabs.maintain,
         crumbs,
         repository: params.repository,
         kind: kind_of(&a.media_type, a.artifact_type.as_deref()),

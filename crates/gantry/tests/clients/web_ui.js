@@ -289,6 +289,29 @@ async function main() {
     await page.getByRole("button", { name: "Scan again" }).click();
     await page.waitForURL(/\/artifact\?.*&done=scan-started$/);
     check((await page.locator("h2", { hasText: "Vulnerabilities" }).count()) === 1, "an artifact is scanned again from its page");
+    // One tag removed, then one artifact deleted, from the artifact's page (each confirmed);
+    // while the tag rules above hold v* immutable, the removal is refused with why.
+    await page.goto(`${BASE}/repository?name=team-a%2Fapp`);
+    const artifactRows = await page.locator("table.artifacts tbody tr").count();
+    await page.locator("tbody tr", { hasText: "v1" }).locator("a code").click();
+    await page.waitForURL(/\/artifact\?/);
+    const v1Page = page.url();
+    await refused(() => page.getByRole("button", { name: "Remove tag v1", exact: true }).click());
+    check((await page.locator("main").innerText()).includes("immutable"), "removing an immutable tag is refused with the rule");
+    await page.goto(`${BASE}/projects/team-a/settings`);
+    await page.getByLabel("Immutable tags", { exact: false }).fill("");
+    await saved("Save tag rules");
+    await page.goto(v1Page);
+    await page.getByRole("button", { name: "Remove tag v1", exact: true }).click();
+    await page.waitForURL(/\/artifact\?.*&done=removed$/);
+    check((await page.locator("dl.facts").first().innerText()).includes("none")
+      && (await page.locator("p.notice").innerText()) === "Removed.",
+      "a tag is removed from its artifact's page, and the page says so");
+    check(confirmations.some((m) => m.startsWith("Remove the tag v1")), "removing a tag is confirmed first");
+    await page.getByRole("button", { name: "Delete artifact", exact: true }).click();
+    await page.waitForURL(/\/repository\?name=team-a%2Fapp&done=deleted$/);
+    check(await page.locator("table.artifacts tbody tr").count() === artifactRows - 1,
+      "an artifact is deleted from its page, and its repository lists one artifact less");
     const newPassword = async (current, password, repeat) => {
       await page.goto(`${BASE}/account`);
       await page.getByLabel("Your current password").fill(current);
@@ -366,6 +389,9 @@ async function main() {
     await devPage.locator("tbody tr", { hasText: "v2" }).locator("a code").click();
     await devPage.waitForURL(/\/artifact\?/);
     check(await devPage.getByRole("button", { name: "Scan again" }).count() === 1, "a developer may ask for a scan");
+    check(await devPage.getByRole("button", { name: "Delete artifact" }).count() === 0
+      && await devPage.locator("button.remove-tag").count() === 0,
+      "a developer is offered neither an artifact's deletion nor a tag's removal");
     // A user changes their own password: every session of theirs ends, this one too.
     await devPage.goto(`${BASE}/account`);
     await devPage.getByLabel("Your current password").fill(DEV_PASSWORD);

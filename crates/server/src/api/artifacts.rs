@@ -12,14 +12,14 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::Router;
 use gantry_auth::Action;
-use gantry_registry::{parse_name, BrowseSort};
+use gantry_registry::{parse_name, parse_tag, BrowseSort};
 use serde_json::json;
 
 use super::repositories::BrowseParams;
-use super::{artifact_in_path, ok, ApiCaller, ApiResult, Params, PathParams};
+use super::{artifact_in_path, no_content, ok, ApiCaller, ApiResult, Params, PathParams};
 use crate::AppState;
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
@@ -30,7 +30,11 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         )
         .route(
             "/api/v1/repositories/{repository}/artifacts/{reference}",
-            get(show_artifact),
+            get(show_artifact).delete(delete_artifact),
+        )
+        .route(
+            "/api/v1/repositories/{repository}/artifacts/{reference}/tags/{tag}",
+            delete(remove_tag),
         )
         .route(
             "/api/v1/repositories/{repository}/artifacts/{reference}/images",
@@ -48,6 +52,14 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
     (
         "get",
         "/api/v1/repositories/{repository}/artifacts/{reference}",
+    ),
+    (
+        "delete",
+        "/api/v1/repositories/{repository}/artifacts/{reference}",
+    ),
+    (
+        "delete",
+        "/api/v1/repositories/{repository}/artifacts/{reference}/tags/{tag}",
     ),
     (
         "get",
@@ -83,6 +95,48 @@ async fn show_artifact(
     let (name, reference) =
         artifact_in_path(&state, &actor, &path, Action::List, "see artifacts").await?;
     ok(state.registry.browse_artifact(&name, &reference).await?)
+}
+
+/// Deletes the artifact with all its tags (tag rules apply), audited as `artifact.delete`.
+async fn delete_artifact(
+    State(state): State<Arc<AppState>>,
+    ApiCaller(actor): ApiCaller,
+    PathParams(path): PathParams<(String, String)>,
+) -> ApiResult {
+    let (name, reference) =
+        artifact_in_path(&state, &actor, &path, Action::Delete, "delete artifacts").await?;
+    let digest = state
+        .registry
+        .delete_artifact(&name, &reference, actor.name())
+        .await?;
+    let resource = format!("{name}@{digest}");
+    state
+        .access
+        .record_change(&actor, "artifact.delete", &resource, Some(name.project()))
+        .await;
+    no_content()
+}
+
+/// Removes one tag of the artifact (tag rules apply), audited as `tag.delete`.
+async fn remove_tag(
+    State(state): State<Arc<AppState>>,
+    ApiCaller(actor): ApiCaller,
+    PathParams((repository, reference, tag)): PathParams<(String, String, String)>,
+) -> ApiResult {
+    let path = (repository, reference);
+    let (name, reference) =
+        artifact_in_path(&state, &actor, &path, Action::Delete, "remove tags").await?;
+    let tag = parse_tag(&tag)?;
+    state
+        .registry
+        .remove_artifact_tag(&name, &reference, &tag, actor.name())
+        .await?;
+    let resource = format!("{name}:{tag}");
+    state
+        .access
+        .record_change(&actor, "tag.delete", &resource, Some(name.project()))
+        .await;
+    no_content()
 }
 
 async fn show_images(
