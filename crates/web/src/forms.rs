@@ -125,11 +125,19 @@ pub(crate) struct RobotForm {
     pull: Option<String>,
     push: Option<String>,
     delete: Option<String>,
+    /// Whole days until the account expires; empty: never.
+    #[serde(default)]
+    expires_days: String,
 }
 
+/// Seconds in a day, for the robot form's expiry.
+const DAY_SECS: u64 = 86_400;
+
 impl RobotForm {
-    /// The robot account as the API takes it.
-    fn robot(&self) -> Value {
+    /// The robot account as the API takes it (the API checks the expiry's range).
+    ///
+    /// Errors: `BadRequest` when the expiry is not a whole number of days.
+    fn robot(&self) -> Result<Value, PageError> {
         let actions: Vec<&str> = [
             ("pull", &self.pull),
             ("push", &self.push),
@@ -139,7 +147,17 @@ impl RobotForm {
         .filter(|(_, on)| on.is_some())
         .map(|(action, _)| action)
         .collect();
-        json!({ "name": self.name.trim(), "actions": actions })
+        let mut robot = json!({ "name": self.name.trim(), "actions": actions });
+        let days = self.expires_days.trim();
+        if !days.is_empty() {
+            let days: u64 = days.parse().map_err(|_| {
+                PageError::BadRequest(format!(
+                    "expires after {days:?}: give a whole number of days, or leave it empty for never"
+                ))
+            })?;
+            robot["expires_in_secs"] = json!(days.saturating_mul(DAY_SECS));
+        }
+        Ok(robot)
     }
 }
 
@@ -152,7 +170,7 @@ pub(crate) async fn create_robot(
 ) -> Page {
     viewer.check_csrf(form.csrf.as_deref())?;
     let path = format!("/api/v1/projects/{}/robots", encode(&project));
-    let made = change(&web, &viewer, Method::POST, &path, Some(&form.robot())).await?;
+    let made = change(&web, &viewer, Method::POST, &path, Some(&form.robot()?)).await?;
     secret_page(&web, &viewer, Some(project), "robot account", &made).await
 }
 
@@ -168,7 +186,7 @@ pub(crate) async fn create_system_robot(
         &viewer,
         Method::POST,
         "/api/v1/robots",
-        Some(&form.robot()),
+        Some(&form.robot()?),
     )
     .await?;
     secret_page(&web, &viewer, None, "system robot account", &made).await
@@ -668,6 +686,32 @@ pub(crate) async fn delete_user(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_robot_form_gives_its_expiry_in_seconds_and_refuses_what_is_no_number_of_days() {
+        let form = |days: &str| RobotForm {
+            csrf: None,
+            name: " ci ".into(),
+            pull: Some("on".into()),
+            push: None,
+            delete: Some("on".into()),
+            expires_days: days.into(),
+        };
+        assert_eq!(
+            form("").robot().unwrap(),
+            json!({"name": "ci", "actions": ["pull", "delete"]})
+        );
+        assert_eq!(
+            form(" 30 ").robot().unwrap()["expires_in_secs"],
+            30 * 86_400
+        );
+        for wrong in ["1.5", "-2", "soon"] {
+            assert!(
+                matches!(form(wrong).robot(), Err(PageError::BadRequest(m)) if m.contains("whole number of days")),
+                "{wrong}"
+            );
+        }
+    }
 
     #[test]
     fn a_quota_form_gives_bytes_of_gib_and_null_for_empty_fields() {

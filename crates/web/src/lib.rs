@@ -149,6 +149,7 @@ impl Web {
             .route("/artifact/delete", post(forms::delete_artifact))
             .route("/artifact/untag", post(forms::remove_tag))
             .route("/admin", get(pages::admin))
+            .route("/admin/audit", get(pages::system_audit))
             .route("/admin/allowlist", post(policies::system_allowlist))
             .route("/admin/gc", post(pages::collect_garbage))
             .route("/admin/users", post(forms::create_user))

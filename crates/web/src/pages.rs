@@ -1398,7 +1398,7 @@ mod tests {
     }
 }
 
-// ---- a project's audit log and usage -----------------------------------------------------
+// ---- audit logs and a project's usage ----------------------------------------------------
 
 struct AuditRow {
     at: String,
@@ -1406,29 +1406,33 @@ struct AuditRow {
     action: String,
     resource: String,
     outcome: String,
+    /// What refused a refusal, or what a change did.
+    detail: String,
     client: String,
 }
+
+/// Entries an audit page shows (the newest).
+const AUDIT_PAGE_ENTRIES: u32 = 200;
 
 #[derive(Template)]
 #[template(path = "audit.html")]
 struct AuditPage {
     chrome: Chrome,
-    project: String,
-    tabs: Tabs,
+    /// The project whose log this is, with its tabs; `None` for the whole registry's.
+    project: Option<(String, Tabs)>,
+    limit: u32,
     rows: Vec<AuditRow>,
 }
 
-pub(crate) async fn audit(
-    State(web): State<Arc<Web>>,
-    viewer: Viewer,
-    Path(project): Path<String>,
-) -> Page {
-    let listed = api::get::<Value>(
-        &web.api,
-        &viewer.actor,
-        &format!("/api/v1/audit?project={}&limit=200", encode(&project)),
-    )
-    .await?;
+/// The audit page of `project`, or of the whole registry (system administrators: the API
+/// refuses others).
+async fn audit_page(web: &Web, viewer: &Viewer, project: Option<String>) -> Page {
+    let filter = project
+        .as_deref()
+        .map(|p| format!("&project={}", encode(p)))
+        .unwrap_or_default();
+    let path = format!("/api/v1/audit?limit={AUDIT_PAGE_ENTRIES}{filter}");
+    let listed = api::get::<Value>(&web.api, &viewer.actor, &path).await?;
     let rows = listed["events"]
         .as_array()
         .into_iter()
@@ -1439,16 +1443,36 @@ pub(crate) async fn audit(
             action: text(&e["action"]),
             resource: text(&e["resource"]),
             outcome: text(&e["outcome"]),
+            detail: text(&e["detail"]),
             client: text(&e["client"]),
         })
         .collect();
-    let (tabs, _) = project_tabs(&web, &viewer, &project).await;
+    let (title, project) = match project {
+        Some(project) => {
+            let (tabs, _) = project_tabs(web, viewer, &project).await;
+            (format!("{project}: audit log"), Some((project, tabs)))
+        }
+        None => ("Audit log".to_string(), None),
+    };
     html(&AuditPage {
-        chrome: Chrome::of(&viewer, format!("{project}: audit log")),
+        chrome: Chrome::of(viewer, title),
         project,
-        tabs,
+        limit: AUDIT_PAGE_ENTRIES,
         rows,
     })
+}
+
+pub(crate) async fn audit(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+) -> Page {
+    audit_page(&web, &viewer, Some(project)).await
+}
+
+/// Every project's audit log and what belongs to none, for system administrators.
+pub(crate) async fn system_audit(State(web): State<Arc<Web>>, viewer: Viewer) -> Page {
+    audit_page(&web, &viewer, None).await
 }
 
 /// A line chart of `points` (day, value) as SVG path data in a `WIDTH`×`HEIGHT` box, with the

@@ -219,10 +219,13 @@ async function main() {
 
     // A robot account (its secret shown once).
     await page.getByLabel("Name", { exact: true }).fill("ci-bot");
+    await page.getByLabel("Expires after (days; empty: never)").fill("30");
     await page.getByRole("button", { name: "Create robot account" }).click();
     check((await page.locator("#secret").innerText()).length > 20, "a new robot account's secret is shown once");
     await page.goto(`${BASE}/projects/team-a/settings`);
     check((await page.locator("table.robots").innerText()).includes("ci-bot"), "the robot account is listed");
+    check(/\d{4}-\d\d-\d\d/.test(await page.locator("table.robots tr", { hasText: "ci-bot" }).locator("td").nth(2).innerText()),
+      "the robot account expires when its form said");
     // A replication rule of the project made through its form: listed with its registry,
     // changed through its own form (the password kept), then removed.
     const newRule = page.locator("form.rule", { hasText: "New replication or preheat rule" });
@@ -277,6 +280,11 @@ async function main() {
     await page.waitForURL(/\/admin\?done=[a-z-]+$/);
     check((await page.locator("table.allowlist").innerText()).includes("GO-2099-0001"), "the system-wide allowlist is edited through its form");
     await page.screenshot({ path: `${SHOTS}/admin.png`, fullPage: true });
+    await page.getByRole("link", { name: "Audit log of the registry" }).click();
+    const registryAudit = await page.locator("table.audit").innerText();
+    check(registryAudit.includes("user.delete") && registryAudit.includes("team-c"),
+      "the registry's audit log lists what belongs to no project (a user deleted) and every project's entries");
+    await page.goto(`${BASE}/admin`);
     await page.getByRole("button", { name: "Dry run" }).click();
     check((await page.locator(".gc-summary").innerText()).includes("would delete"), "a garbage collection dry run from the administrators' page shows its report");
 
