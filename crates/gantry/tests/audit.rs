@@ -178,6 +178,54 @@ async fn refused_pushes_pulls_tag_rule_and_quota_violations_are_audited() {
         .any(|e| e["action"] == "push" && e["outcome"] == "success"));
 }
 
+/// The REST API audited what it did but not what it refused: a developer's refused
+/// repository delete and an immutable tag refusing an artifact's deletion left no entry (the
+/// registry API's refusals had them). Every policy refusal of the REST API is now audited as
+/// `denied`, once, with the operation, the path, the project and what refused it.
+#[tokio::test]
+async fn refusals_of_the_rest_api_are_audited_with_what_refused_them() {
+    let s = Server::start_configured(&[("GANTRY_AUTO_CREATE_PROJECTS", "false")]);
+    api_create_project(&s, "team", false).await;
+    api_create_user(&s, "dev1", "dev1-password", false).await;
+    api_set_role(&s, "team", "dev1", "developer").await;
+    push_image(&s, "team/app", "v1.0.0", "first").await;
+    api_set_immutable_tags(&s, "team", &["v*"]).await;
+
+    let r = http_as("dev1", "dev1-password")
+        .delete(s.url("/api/v1/repositories/team%2Fapp"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = http()
+        .delete(s.url("/api/v1/repositories/team%2Fapp/artifacts/v1.0.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    let refused = |log: &[Value]| {
+        find_denied(log, "dev1", "DELETE /api/v1/repositories/{repository}", "").is_some()
+            && find_denied(
+                log,
+                "admin",
+                "DELETE /api/v1/repositories/{repository}/artifacts/{reference}",
+                "immutable",
+            )
+            .is_some()
+    };
+    let log = events_once(&s, "the REST API's refusals audited", |log| refused(log)).await;
+    let by_dev = denied(&log, "dev1", "DELETE /api/v1/repositories/{repository}", "");
+    assert_eq!(by_dev["project"], "team");
+    assert_eq!(by_dev["resource"], "/api/v1/repositories/team%2Fapp");
+    assert!(by_dev["client"].as_str().is_some_and(|c| !c.is_empty()));
+    assert_eq!(
+        log.iter().filter(|e| e["outcome"] == "denied").count(),
+        2,
+        "each refusal once, and nothing else denied: {log:#?}"
+    );
+}
+
 /// Failed logins, and logins refused by the throttle, are audited with what refused them.
 #[tokio::test]
 async fn failed_and_throttled_logins_are_audited() {

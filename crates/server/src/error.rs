@@ -245,8 +245,24 @@ pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Res
     response
 }
 
+/// What refused a request, on the response of an error that is a refusal
+/// ([`ApiError::refusal`]): the REST API's audit of refusals reads it.
+#[derive(Debug, Clone)]
+pub(crate) struct Refused(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let refusal = self.refusal();
+        let mut response = self.response();
+        if let Some(detail) = refusal {
+            response.extensions_mut().insert(Refused(detail));
+        }
+        response
+    }
+}
+
+impl ApiError {
+    fn response(self) -> Response {
         match self {
             ApiError::NoRoute => error_response(
                 StatusCode::NOT_FOUND,

@@ -84,7 +84,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/", any(v2::dispatch))
         .route("/v2/{*rest}", any(v2::dispatch))
         .route(auth::TOKEN_PATH, any(auth::token))
-        .merge(api::routes())
+        .merge(api::routes().route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            api::audit_refusals,
+        )))
         .merge(operations::routes())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -20,18 +20,22 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{
+    ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Path, Query, RawPathParams, Request,
+    State,
+};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use gantry_access::{AccessError, Actor, LoginVia};
+use gantry_access::{AccessError, Actor, AuditEntry, LoginVia};
 use gantry_auth::Identity;
 use gantry_meta::Credential;
 use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
 use crate::auth::{self, client_address};
-use crate::error::ApiError;
+use crate::error::{ApiError, Refused};
 use crate::AppState;
 
 mod archives;
@@ -117,6 +121,51 @@ const ROUTES: &[&[(&str, &str)]] = &[
 /// takes it. Anonymous callers get 401 on every API endpoint but the OpenAPI document.
 pub struct ApiCaller(pub Actor);
 
+/// Where [`ApiCaller`] leaves the caller it identified, for [`audit_refusals`] to read after
+/// the handler.
+#[derive(Clone, Default)]
+struct CallerSlot(Arc<std::sync::OnceLock<Actor>>);
+
+/// Audits a request the REST API refused by a policy — a permission, a tag rule or immutable
+/// tag, a quota — as `denied`, with what refused it, as the registry API audits refused pushes
+/// and pulls: auditors want refusals most. The action is the operation (`DELETE
+/// /api/v1/repositories/{repository}`), the resource the request's path, the project the
+/// path's `{project}` or the first part of its `{repository}`. Refusals before the caller is
+/// known (no or wrong credentials, a throttled login) are the login's to audit.
+pub(crate) async fn audit_refusals(
+    State(state): State<Arc<AppState>>,
+    operation: MatchedPath,
+    path: RawPathParams,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let slot = CallerSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let action = format!("{} {}", request.method(), operation.as_str());
+    let resource = request.uri().path().to_string();
+    let project = path.iter().find_map(|(key, value)| match key {
+        "project" => Some(value.to_string()),
+        "repository" => value.split('/').next().map(str::to_string),
+        _ => None,
+    });
+    let response = next.run(request).await;
+    if let (Some(Refused(detail)), Some(actor)) =
+        (response.extensions().get::<Refused>(), slot.0.get())
+    {
+        let entry = AuditEntry {
+            actor: actor.name().to_string(),
+            action,
+            resource,
+            project,
+            client: actor.client.clone(),
+            outcome: "denied".into(),
+            detail: Some(detail.clone()),
+        };
+        state.access.audit_log().record(entry).await;
+    }
+    response
+}
+
 impl FromRequestParts<Arc<AppState>> for ApiCaller {
     type Rejection = ApiError;
 
@@ -124,9 +173,16 @@ impl FromRequestParts<Arc<AppState>> for ApiCaller {
         parts: &mut http::request::Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
+        let slot = parts.extensions.get::<CallerSlot>().cloned();
+        let identified = |actor: Actor| {
+            if let Some(CallerSlot(slot)) = &slot {
+                let _ = slot.set(actor.clone());
+            }
+            Ok(ApiCaller(actor))
+        };
         if let Some(gantry_access::ActingAs(actor)) = parts.extensions.get() {
             // An in-process request of the web UI, as its signed-in user.
-            return Ok(ApiCaller(actor.clone()));
+            return identified(actor.clone());
         }
         let client = parts
             .extensions
@@ -141,7 +197,7 @@ impl FromRequestParts<Arc<AppState>> for ApiCaller {
             )
             .into());
         }
-        Ok(ApiCaller(Actor { identity, client }))
+        identified(Actor { identity, client })
     }
 }
 
