@@ -438,7 +438,7 @@ pub enum ProjectCommand {
 }
 
 /// Asks "`question` [y/N]" on a terminal unless `yes`; off a terminal (scripts) it goes on.
-fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
+pub(crate) fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
     if yes || !std::io::stdin().is_terminal() {
         return Ok(());
     }

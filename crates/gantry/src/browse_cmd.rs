@@ -78,6 +78,34 @@ pub enum ArtifactCommand {
         /// REPOSITORY:TAG or REPOSITORY@DIGEST
         reference: String,
     },
+    /// Delete an artifact with all its tags. Tag rules apply (an immutable tag refuses it);
+    /// `gantry gc` then frees the bytes.
+    #[command(long_about = "Delete an artifact with all its tags.\n\n\
+        REF is REPOSITORY:TAG or REPOSITORY@DIGEST: a tag names the artifact it points to, and\n\
+        every tag of that artifact goes with it (to remove one tag only: `gantry artifact\n\
+        untag`). Tag rules apply: an immutable tag refuses the deletion. The bytes are freed by\n\
+        the next garbage collection (`gantry gc`).\n\n\
+        Examples:\n    \
+        gantry artifact delete team/app:dev-3f2a1c\n    \
+        gantry artifact delete team/app@sha256:4f3c… --yes")]
+    Delete {
+        /// REPOSITORY:TAG or REPOSITORY@DIGEST
+        reference: String,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Remove one tag; the artifact and its other tags stay. Tag rules apply.
+    #[command(
+        long_about = "Remove one tag; the artifact and its other tags stay.\n\n\
+        Tag rules apply: an immutable tag cannot be removed.\n\n\
+        Examples:\n    \
+        gantry artifact untag team/app:dev-latest"
+    )]
+    Untag {
+        /// REPOSITORY:TAG, the tag to remove.
+        reference: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -229,6 +257,32 @@ pub async fn artifact(api: &ApiArgs, command: ArtifactCommand) -> anyhow::Result
                 ],
                 rows,
             );
+        }
+        ArtifactCommand::Delete { reference, yes } => {
+            let (repository, artifact) = split_reference(&reference)?;
+            crate::admin::confirm(
+                &format!("Delete {reference} with all its tags? It cannot be undone."),
+                yes,
+            )?;
+            let path = format!("{}/artifacts/{artifact}", repository_path(repository));
+            api.call(Method::DELETE, &path, None).await?;
+            let deleted = json!({ "deleted": reference });
+            crate::admin::done(api, &deleted, &format!("deleted {reference} with its tags"));
+        }
+        ArtifactCommand::Untag { reference } => {
+            let (repository, tag) = match reference.split_once('@') {
+                Some(_) => None,
+                None => split_reference(&reference).ok(),
+            }
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{reference:?} names no tag: give REPOSITORY:TAG, e.g. team/app:dev-latest"
+                )
+            })?;
+            let path = format!("{}/artifacts/{tag}/tags/{tag}", repository_path(repository));
+            api.call(Method::DELETE, &path, None).await?;
+            let removed = json!({ "removed_tag": reference });
+            crate::admin::done(api, &removed, &format!("removed the tag {reference}"));
         }
         ArtifactCommand::Show { reference } => {
             let (repository, reference) = split_reference(&reference)?;

@@ -336,6 +336,44 @@ async fn one_artifact_and_one_tag_are_deleted_through_the_api_as_tag_rules_allow
     let r = delete(format!("{artifacts}/dev-1")).await;
     assert_error(r, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN").await;
 
+    // The same through the CLI: one tag removed, then the artifact with its other tags.
+    push_image(&s, "team/app", "dev-cli", "cli").await;
+    let manifest = get_bytes(&s, "/v2/team/app/manifests/dev-cli").await;
+    let r = put_manifest(
+        &s,
+        "team/app",
+        "dev-cli2",
+        gantry_oci::media_type::OCI_MANIFEST,
+        &manifest,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(cli(&s, &["artifact", "untag", "team/app:dev-cli2"]).contains("removed the tag"));
+    assert_eq!(
+        manifest_status(&s, "team/app", "dev-cli2").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        manifest_status(&s, "team/app", "dev-cli").await,
+        StatusCode::OK
+    );
+    let out = gantry_as_admin(&[
+        "artifact",
+        "untag",
+        &format!("team/app@{release}"),
+        "--registry",
+        &s.addr,
+    ]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("names no tag"),
+        "{out:?}"
+    );
+    assert!(cli(&s, &["artifact", "delete", "team/app:dev-cli", "--yes"]).contains("deleted"));
+    assert_eq!(
+        manifest_status(&s, "team/app", "dev-cli").await,
+        StatusCode::NOT_FOUND
+    );
+
     // Each server writes its audit entries off the request path (a bounded wait).
     let wanted = [
         ("tag.delete", "team/app:dev-2".to_string()),
