@@ -87,6 +87,10 @@ impl Web {
             )
             .route("/projects/{project}/audit", get(pages::audit))
             .route("/projects/{project}/settings", get(settings::settings))
+            .route(
+                "/projects/{project}/replication/{rule}",
+                get(settings::replication_rule),
+            )
             .route("/projects/{project}/settings/members", post(forms::member))
             .route(
                 "/projects/{project}/settings/visibility",

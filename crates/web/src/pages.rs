@@ -107,7 +107,7 @@ pub(crate) fn joined(value: &Value) -> String {
 }
 
 /// `sha256:0123456789ab…`.
-fn short(digest: &str) -> String {
+pub(crate) fn short(digest: &str) -> String {
     digest.chars().take(19).collect::<String>() + "…"
 }
 

@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, State};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::{self, encode};
 use crate::error::PageError;
-use crate::pages::{html, joined, project_tabs, size, text, when, Chrome, Page, Tabs};
+use crate::extract::PageQuery;
+use crate::pages::{html, joined, project_tabs, short, size, text, when, Chrome, Page, Tabs};
 use crate::policies::{
     AllowlistView, RetentionView, SigningView, TagRulesView, VulnerabilityView, KEEPS, SEVERITIES,
 };
@@ -291,5 +293,172 @@ pub(crate) async fn settings(
             kind: "push".into(),
             ..RuleFormView::default()
         },
+    })
+}
+
+// ---- a replication or preheat rule's runs and items --------------------------------------
+
+struct RunRow {
+    id: i64,
+    /// Its items are the ones shown.
+    selected: bool,
+    started: String,
+    trigger: String,
+    state: String,
+    items: String,
+    succeeded: u64,
+    failed: u64,
+    outstanding: u64,
+    finished: String,
+    error: String,
+}
+
+struct ItemRow {
+    repository: String,
+    tag: String,
+    digest: String,
+    /// The digest's start, as listings show it.
+    short: String,
+    /// `copy` or `delete` (or, for a preheat, `warm`).
+    what: String,
+    state: String,
+    attempts: u64,
+    /// What a successful attempt did, or why the last one failed.
+    outcome: String,
+    finished: String,
+}
+
+/// Runs and items listed on a rule's page (the newest).
+const RULE_PAGE_RUNS: u32 = 20;
+const RULE_PAGE_ITEMS: u32 = 200;
+
+#[derive(Template)]
+#[template(path = "replication.html")]
+struct RulePage {
+    chrome: Chrome,
+    project: String,
+    tabs: Tabs,
+    rule: String,
+    kind: String,
+    url: String,
+    /// This page's path, for the run links.
+    here: String,
+    runs: Vec<RunRow>,
+    /// The run whose items are shown; `None`: the latest items of every run.
+    selected: Option<i64>,
+    selected_started: String,
+    items: Vec<ItemRow>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RuleParams {
+    run: Option<i64>,
+}
+
+/// Unix milliseconds as a UTC time; `—` for none.
+fn when_ms(value: &Value) -> String {
+    when(value.as_i64().map(|ms| ms / 1000))
+}
+
+/// A replication or preheat rule's runs with their counts, and the items of one run (or the
+/// latest of all), with what each did or why it failed (as Harbor's executions and tasks).
+pub(crate) async fn replication_rule(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path((project, rule)): Path<(String, String)>,
+    PageQuery(params): PageQuery<RuleParams>,
+) -> Page {
+    let base = format!("/api/v1/replication/{}", encode(&rule));
+    let stored: Value = api::get(&web.api, &viewer.actor, &base).await?;
+    let listed: Value = api::get(
+        &web.api,
+        &viewer.actor,
+        &format!("{base}/runs?limit={RULE_PAGE_RUNS}"),
+    )
+    .await?;
+    let run_filter = params
+        .run
+        .map(|id| format!("&run={id}"))
+        .unwrap_or_default();
+    let items: Value = api::get(
+        &web.api,
+        &viewer.actor,
+        &format!("{base}/items?limit={RULE_PAGE_ITEMS}{run_filter}"),
+    )
+    .await?;
+    let runs: Vec<RunRow> = list(&listed, "runs")
+        .iter()
+        .map(|run| {
+            let count = |key: &str| run[key].as_u64().unwrap_or(0);
+            let id = run["id"].as_i64().unwrap_or_default();
+            RunRow {
+                id,
+                selected: Some(id) == params.run,
+                started: when_ms(&run["created_ms"]),
+                trigger: text(&run["trigger"]),
+                state: text(&run["state"]),
+                items: run["items"]
+                    .as_u64()
+                    .map_or_else(|| "—".into(), |n| n.to_string()),
+                succeeded: count("succeeded"),
+                failed: count("failed"),
+                outstanding: count("queued") + count("running"),
+                finished: when_ms(&run["finished_ms"]),
+                error: text(&run["last_error"]),
+            }
+        })
+        .collect();
+    let items = list(&items, "items")
+        .iter()
+        .map(|item| ItemRow {
+            repository: text(&item["repository"]),
+            tag: text(&item["tag"]),
+            digest: text(&item["digest"]),
+            short: short(&text(&item["digest"])),
+            what: if item["delete"] == true {
+                "delete".into()
+            } else if stored["kind"] == "preheat" {
+                "warm".into()
+            } else {
+                "copy".into()
+            },
+            state: text(&item["state"]),
+            attempts: item["attempts"].as_u64().unwrap_or(0),
+            outcome: match &item["last_error"] {
+                Value::String(error) if item["state"] != "succeeded" => error.clone(),
+                _ => match &item["result"] {
+                    Value::Null => String::new(),
+                    result => result.to_string(),
+                },
+            },
+            finished: when_ms(&item["finished_ms"]),
+        })
+        .collect();
+    let selected_started = runs
+        .iter()
+        .find(|run| run.selected)
+        .map(|run| run.started.clone())
+        .unwrap_or_default();
+    let (tabs, _) = project_tabs(&web, &viewer, &project).await;
+    html(&RulePage {
+        chrome: Chrome::of(&viewer, format!("{project}: {rule}")),
+        here: format!(
+            "/projects/{}/replication/{}",
+            encode(&project),
+            encode(&rule)
+        ),
+        kind: match stored["kind"].as_str() {
+            Some("preheat") => "Preheat".into(),
+            Some("pull") => "Pull replication".into(),
+            _ => "Push replication".into(),
+        },
+        url: text(&stored["url"]),
+        project,
+        tabs,
+        rule,
+        runs,
+        selected: params.run,
+        selected_started,
+        items,
     })
 }

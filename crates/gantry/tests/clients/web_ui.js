@@ -243,6 +243,17 @@ async function main() {
     check((await page.locator("table.rules").innerText()).includes("0 4 * * *"), "a replication rule changed through its form shows its new schedule");
     check((await page.locator("form.rule", { hasText: "Change to-edge" }).getByLabel("Tags (globs, comma-separated; empty: all)").inputValue()) === "v*",
       "what the change form did not touch is kept");
+    await page.locator("table.rules").getByRole("button", { name: "Run now", exact: true }).click();
+    await page.waitForURL(/\/settings\?done=run-started$/);
+    await page.locator("table.rules").getByRole("link", { name: "to-edge" }).click();
+    await page.waitForURL(/\/replication\/to-edge$/);
+    check((await page.locator("table.runs tbody tr").first().innerText()).includes("manual"),
+      "a rule's page lists its runs, the one just asked for first");
+    await page.locator("table.runs tbody tr").first().getByRole("link").click();
+    await page.waitForURL(/\/replication\/to-edge\?run=\d+$/);
+    check((await page.locator("h2", { hasText: "Items of the run" }).count()) === 1, "a run's items are shown on its own");
+    await page.screenshot({ path: `${SHOTS}/replication-rule.png`, fullPage: true });
+    await page.goto(`${BASE}/projects/team-a/settings`);
     await page.locator("table.rules").getByRole("button", { name: "Remove", exact: true }).click();
     await page.waitForURL(/\/settings\?done=removed$/);
     check(!(await page.locator("table.rules").innerText()).includes("to-edge"), "a replication rule is removed through its button");
