@@ -93,7 +93,7 @@ pub enum MirrorError {
     #[error("the replication rule is invalid: {0}")]
     RuleInvalid(String),
     /// A replication rule of this name exists.
-    #[error("a replication rule named {0:?} exists; change it with PUT, or choose another name")]
+    #[error("a rule named {0:?} exists: change that rule instead (gantry replication|preheat update, PUT /api/v1/replication/{0}, or its form in the web UI), or choose another name")]
     RuleExists(String),
     /// The rule is one of the config file's.
     #[error("replication rule {0:?} is defined in the config file: change it there")]
