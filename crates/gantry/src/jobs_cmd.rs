@@ -34,6 +34,33 @@ pub enum WebhookCommand {
         #[arg(long, env = "GANTRY_WEBHOOK_SECRET", hide_env_values = true)]
         secret: Option<String>,
     },
+    /// Change a webhook: its URL, its event types, or pause and resume it.
+    #[command(
+        long_about = "Change a webhook: its URL, its event types, or pause and resume it.\n\n\
+        What is not given stays. A disabled webhook gets no deliveries, and the events while it\n\
+        is disabled are not sent later; its secret stays.\n\n\
+        Examples:\n    \
+        gantry webhook update team 3 --event artifact.pushed --event artifact.scanned\n    \
+        gantry webhook update team 3 --disable"
+    )]
+    Update {
+        /// The webhook's project.
+        project: String,
+        /// The webhook's id (from `gantry webhook list`).
+        id: i64,
+        /// The http:// or https:// URL to POST events to.
+        #[arg(long)]
+        url: Option<String>,
+        /// An event type to send (repeat for several); replaces the webhook's event types.
+        #[arg(long = "event")]
+        events: Vec<String>,
+        /// Send events again.
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Send no events until enabled again.
+        #[arg(long)]
+        disable: bool,
+    },
     /// A project's webhooks.
     List {
         /// The project whose webhooks to list.
@@ -89,13 +116,66 @@ pub async fn webhook(api: &ApiArgs, command: WebhookCommand) -> anyhow::Result<(
                 ),
             );
         }
+        WebhookCommand::Update {
+            project,
+            id,
+            url,
+            events,
+            enable,
+            disable,
+        } => {
+            let mut body = json!({});
+            if let Some(url) = url {
+                body["url"] = json!(url);
+            }
+            if !events.is_empty() {
+                body["event_types"] = json!(events);
+            }
+            if enable || disable {
+                body["enabled"] = json!(enable);
+            }
+            if body == json!({}) {
+                anyhow::bail!(
+                    "nothing to change: give --url, --event, --enable or --disable \
+                     (see gantry webhook update --help)"
+                );
+            }
+            let changed = api
+                .call(
+                    Method::PATCH,
+                    &format!("{}/{id}", path(&project)),
+                    Some(body),
+                )
+                .await?;
+            let state = if changed["enabled"] == true {
+                "enabled"
+            } else {
+                "disabled"
+            };
+            done(
+                api,
+                &changed,
+                &format!(
+                    "Webhook {id} changed: {} gets {} ({state}).",
+                    text(&changed["url"]),
+                    text(&changed["event_types"]),
+                ),
+            );
+        }
         WebhookCommand::List { project } => {
             let webhooks = api.call(Method::GET, &path(&project), None).await?;
             list(
                 api,
                 &webhooks,
                 "webhooks",
-                &["id", "url", "event_types", "created_by", "created_at"],
+                &[
+                    "id",
+                    "url",
+                    "event_types",
+                    "enabled",
+                    "created_by",
+                    "created_at",
+                ],
             );
         }
         WebhookCommand::Remove { project, id } => {

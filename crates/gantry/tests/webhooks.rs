@@ -553,3 +553,75 @@ async fn webhook_add_refuses_bad_urls_and_event_types_and_test_delivers_a_ping()
     )
     .await;
 }
+
+/// A webhook could only be added and removed, not changed or paused (Harbor edits and
+/// disables its webhooks). `PATCH` changes its URL, event types or `enabled`: the next events
+/// go as changed, none while it is disabled, and its secret still signs.
+#[tokio::test]
+async fn a_changed_webhook_delivers_as_changed_and_nothing_while_disabled() {
+    let s = Server::start();
+    let receiver = Receiver::start().await;
+    // Another webhook that always gets pushes: once it has an event, every webhook's
+    // fan-out of that event is over.
+    let witness = Receiver::start().await;
+    api_create_project(&s, "team", false).await;
+    let (webhook, secret) = add_webhook(&s, "team", &receiver.url(), &["tag.deleted"]);
+    add_webhook(&s, "team", &witness.url(), &["artifact.pushed"]);
+    let path = format!("/api/v1/projects/team/webhooks/{webhook}");
+    let patch = |body: Value| http().patch(s.url(&path)).json(&body);
+
+    let changed = send(patch(json!({"event_types": ["artifact.pushed"]}))).await;
+    assert_eq!(changed["event_types"], json!(["artifact.pushed"]));
+    assert_eq!(changed["url"], receiver.url());
+    push_image(&s, "team/app", "v1", "one").await;
+    let first = &receiver.until(1).await[0];
+    assert_eq!(first.event["data"]["tag"], "v1", "{:#}", first.event);
+
+    assert_eq!(
+        send(patch(json!({"enabled": false}))).await["enabled"],
+        false
+    );
+    push_image(&s, "team/app", "v2", "two").await;
+    witness.until(2).await;
+    // Resumed through the CLI.
+    let resumed = run(Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args([
+            "webhook",
+            "update",
+            "team",
+            &webhook.to_string(),
+            "--enable",
+        ])
+        .env("GANTRY_REGISTRY", &s.addr)
+        .env("GANTRY_USERNAME", "admin")
+        .env("GANTRY_PASSWORD", ADMIN_PASSWORD));
+    assert!(resumed.contains("(enabled)"), "{resumed}");
+    push_image(&s, "team/app", "v3", "three").await;
+    witness.until(3).await;
+    let events = receiver.until(2).await;
+    let tags: Vec<&Value> = events.iter().map(|r| &r.event["data"]["tag"]).collect();
+    assert_eq!(tags, [&json!("v1"), &json!("v3")], "nothing while disabled");
+    assert_eq!(events[1].signature, hmac_of(&secret, &events[1].body));
+
+    let refused = assert_error(
+        patch(json!({"url": "ftp://example.com/x"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "INVALID_REQUEST",
+    )
+    .await;
+    assert!(refused.to_string().contains("http"), "{refused}");
+    assert_error(
+        http()
+            .patch(s.url("/api/v1/projects/team/webhooks/999"))
+            .json(&json!({"enabled": false}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+}

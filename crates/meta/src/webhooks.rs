@@ -107,6 +107,34 @@ impl MetaStore {
         row.as_ref().map(webhook).transpose()
     }
 
+    /// Changes webhook `id` of `project`: its URL, event types and whether it is enabled (a
+    /// disabled webhook gets no deliveries; its secret stays). Returns it, `None` when there
+    /// was none.
+    pub async fn update_webhook(
+        &self,
+        project: &str,
+        id: i64,
+        url: &str,
+        event_types: &[String],
+        enabled: bool,
+    ) -> Result<Option<Webhook>> {
+        let types = serde_json::to_string(event_types).expect("strings serialize");
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE webhooks SET url = $3, event_types = $4, enabled = $5 \
+             WHERE project = $1 AND id = $2 RETURNING {COLUMNS}"
+        ))
+        .bind(project)
+        .bind(id)
+        .bind(url)
+        .bind(types)
+        .bind(i64::from(enabled))
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.as_ref().map(webhook).transpose()
+    }
+
     /// Removes webhook `id` of `project`; `false` when there was none. Deliveries already
     /// queued are dropped when their turn comes.
     pub async fn delete_webhook(&self, project: &str, id: i64) -> Result<bool> {

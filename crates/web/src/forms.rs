@@ -285,6 +285,35 @@ pub(crate) async fn webhook(
 }
 
 #[derive(Deserialize)]
+pub(crate) struct WebhookChangeForm {
+    csrf: Option<String>,
+    id: i64,
+    url: String,
+    /// Event types, comma-separated.
+    events: String,
+    /// Present when checked.
+    enabled: Option<String>,
+}
+
+/// Changes a webhook's URL, event types and whether it is enabled (its secret stays).
+pub(crate) async fn change_webhook(
+    State(web): State<Arc<Web>>,
+    viewer: Viewer,
+    Path(project): Path<String>,
+    PageForm(form): PageForm<WebhookChangeForm>,
+) -> Page {
+    viewer.check_csrf(form.csrf.as_deref())?;
+    let path = format!("/api/v1/projects/{}/webhooks/{}", encode(&project), form.id);
+    let change_to = json!({
+        "url": form.url.trim(),
+        "event_types": listed(&form.events),
+        "enabled": form.enabled.is_some(),
+    });
+    change(&web, &viewer, Method::PATCH, &path, Some(&change_to)).await?;
+    back(&project, Done::Saved)
+}
+
+#[derive(Deserialize)]
 pub(crate) struct RuleForm {
     csrf: Option<String>,
     /// Present when the form changes an existing rule (named `name`).

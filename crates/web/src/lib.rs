@@ -110,6 +110,10 @@ impl Web {
                 post(forms::webhook),
             )
             .route(
+                "/projects/{project}/settings/webhooks/change",
+                post(forms::change_webhook),
+            )
+            .route(
                 "/projects/{project}/settings/webhooks/new",
                 post(forms::add_webhook),
             )

@@ -24,6 +24,8 @@ struct WebhookRow {
     id: i64,
     url: String,
     events: String,
+    /// Deliveries are sent (not paused).
+    enabled: bool,
     deliveries: String,
 }
 
@@ -204,6 +206,7 @@ pub(crate) async fn settings(
                     id,
                     url: text(&hook["url"]),
                     events: joined(&hook["event_types"]),
+                    enabled: hook["enabled"] != false,
                     deliveries,
                 });
             }

@@ -89,6 +89,49 @@ pub struct WebhookRequest {
     pub secret: Option<String>,
 }
 
+/// A change of a webhook, as the API and CLI give it: what is absent stays as it is.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct WebhookUpdate {
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    /// `false`: no deliveries until enabled again.
+    pub enabled: Option<bool>,
+}
+
+/// `url` if it is an absolute http(s) URL, normalized. Errors: `Invalid`.
+fn checked_url(url: &str) -> Result<String> {
+    url::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .map(String::from)
+        .ok_or_else(|| {
+            WebhookError::Invalid(format!(
+                "webhook URL {url:?} is not an absolute http:// or https:// URL"
+            ))
+        })
+}
+
+/// `types` sorted without repeats, if there is one and each is in [`EVENT_TYPES`]. Errors:
+/// `Invalid`.
+fn checked_event_types(types: &[String]) -> Result<Vec<String>> {
+    if types.is_empty() {
+        return Err(WebhookError::Invalid(format!(
+            "give at least one event type: {}",
+            EVENT_TYPES.join(", ")
+        )));
+    }
+    if let Some(unknown) = types.iter().find(|t| !EVENT_TYPES.contains(&t.as_str())) {
+        return Err(WebhookError::Invalid(format!(
+            "unknown event type {unknown:?}; the event types are {}",
+            EVENT_TYPES.join(", ")
+        )));
+    }
+    let mut types = types.to_vec();
+    types.sort();
+    types.dedup();
+    Ok(types)
+}
+
 /// A webhook as listed: the secret is not shown again.
 #[derive(Debug, Clone, Serialize)]
 pub struct WebhookSummary {
@@ -209,31 +252,8 @@ impl WebhookService {
         request: &WebhookRequest,
         actor: &str,
     ) -> Result<(WebhookSummary, String)> {
-        let url = url::Url::parse(&request.url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .ok_or_else(|| {
-                WebhookError::Invalid(format!(
-                    "webhook URL {:?} is not an absolute http:// or https:// URL",
-                    request.url
-                ))
-            })?;
-        if request.event_types.is_empty() {
-            return Err(WebhookError::Invalid(format!(
-                "give at least one event type: {}",
-                EVENT_TYPES.join(", ")
-            )));
-        }
-        if let Some(unknown) = request
-            .event_types
-            .iter()
-            .find(|t| !EVENT_TYPES.contains(&t.as_str()))
-        {
-            return Err(WebhookError::Invalid(format!(
-                "unknown event type {unknown:?}; the event types are {}",
-                EVENT_TYPES.join(", ")
-            )));
-        }
+        let url = checked_url(&request.url)?;
+        let types = checked_event_types(&request.event_types)?;
         let secret = match &request.secret {
             Some(secret) if secret.is_empty() => {
                 return Err(WebhookError::Invalid(
@@ -243,14 +263,11 @@ impl WebhookService {
             Some(secret) => secret.clone(),
             None => gantry_auth::secret::generate("gantry_whsec_").0,
         };
-        let mut types = request.event_types.clone();
-        types.sort();
-        types.dedup();
         let webhook = self
             .meta
             .create_webhook(&NewWebhook {
                 project,
-                url: url.as_str(),
+                url: &url,
                 event_types: &types,
                 secret: &self.sealer.seal(&seal_context(project), &secret),
                 created_by: actor,
@@ -268,6 +285,31 @@ impl WebhookService {
             .into_iter()
             .map(Into::into)
             .collect())
+    }
+
+    /// Changes webhook `id` of `project` as `update` says (checked as [`Self::create`] checks);
+    /// returns it. Errors: `Invalid`, `NotFound`.
+    pub async fn update(
+        &self,
+        project: &str,
+        id: i64,
+        update: &WebhookUpdate,
+    ) -> Result<WebhookSummary> {
+        let stored = self.existing(project, id).await?;
+        let url = match &update.url {
+            Some(url) => checked_url(url)?,
+            None => stored.url,
+        };
+        let types = match &update.event_types {
+            Some(types) => checked_event_types(types)?,
+            None => stored.event_types,
+        };
+        let enabled = update.enabled.unwrap_or(stored.enabled);
+        self.meta
+            .update_webhook(project, id, &url, &types, enabled)
+            .await?
+            .map(Into::into)
+            .ok_or(WebhookError::NotFound(id))
     }
 
     /// Removes webhook `id` of `project`. Errors: `NotFound`.

@@ -226,6 +226,21 @@ async function main() {
     check((await page.locator("table.robots").innerText()).includes("ci-bot"), "the robot account is listed");
     check(/\d{4}-\d\d-\d\d/.test(await page.locator("table.robots tr", { hasText: "ci-bot" }).locator("td").nth(2).innerText()),
       "the robot account expires when its form said");
+    // A webhook added through its form (its secret shown once), then paused and given other
+    // events through its change form.
+    const addWebhook = page.locator("form", { hasText: "Add a webhook" });
+    await addWebhook.getByLabel("URL", { exact: true }).fill("http://127.0.0.1:9/hook");
+    await addWebhook.getByRole("button", { name: "Add webhook" }).click();
+    check((await page.locator("#secret").innerText()).length > 20, "a new webhook's secret is shown once");
+    await page.goto(`${BASE}/projects/team-a/settings`);
+    const hookRow = page.locator("table.webhooks tbody tr", { hasText: "127.0.0.1:9/hook" });
+    await hookRow.locator("summary", { hasText: "Change" }).click();
+    await hookRow.getByLabel("Events (comma-separated)").fill("artifact.pushed, artifact.scanned");
+    await hookRow.getByLabel("Enabled", { exact: false }).uncheck();
+    await saved(await hookRow.getByRole("button", { name: /^Save webhook/ }).innerText());
+    const hookCells = page.locator("table.webhooks tbody tr", { hasText: "127.0.0.1:9/hook" }).locator("td");
+    check((await hookCells.nth(2).innerText()) === "disabled" && (await hookCells.nth(1).innerText()).includes("artifact.scanned"),
+      "a webhook is paused and given other events through its form");
     // A replication rule of the project made through its form: listed with its registry,
     // changed through its own form (the password kept), then removed.
     const newRule = page.locator("form.rule", { hasText: "New replication or preheat rule" });

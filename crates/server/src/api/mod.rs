@@ -549,6 +549,10 @@ mod tests {
                 range!(limits::ROW_ID),
             ),
             (
+                "PATCH /api/v1/projects/{project}/webhooks/{id} id".into(),
+                range!(limits::ROW_ID),
+            ),
+            (
                 "GET /api/v1/projects/{project}/webhooks/{id}/deliveries id".into(),
                 range!(limits::ROW_ID),
             ),

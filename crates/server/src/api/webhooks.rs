@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use gantry_auth::Action;
-use gantry_webhooks::WebhookRequest;
+use gantry_webhooks::{WebhookRequest, WebhookUpdate};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -24,7 +24,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         )
         .route(
             "/api/v1/projects/{project}/webhooks/{id}",
-            delete(remove_webhook),
+            delete(remove_webhook).patch(update_webhook),
         )
         .route(
             "/api/v1/projects/{project}/webhooks/{id}/deliveries",
@@ -41,6 +41,7 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/projects/{project}/webhooks"),
     ("post", "/api/v1/projects/{project}/webhooks"),
     ("delete", "/api/v1/projects/{project}/webhooks/{id}"),
+    ("patch", "/api/v1/projects/{project}/webhooks/{id}"),
     ("get", "/api/v1/projects/{project}/webhooks/{id}/deliveries"),
     ("post", "/api/v1/projects/{project}/webhooks/{id}/test"),
 ];
@@ -113,6 +114,46 @@ async fn add_webhook(
     let mut body = serde_json::to_value(webhook).expect("serializes");
     body["secret"] = json!(secret);
     created(body)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookUpdateBody {
+    url: Option<String>,
+    event_types: Option<Vec<String>>,
+    enabled: Option<bool>,
+}
+
+/// Changes a webhook's URL, event types or whether it is enabled, audited as
+/// `webhook.update`.
+async fn update_webhook(
+    State(state): State<Arc<AppState>>,
+    ApiCaller(actor): ApiCaller,
+    PathParams((project, id)): PathParams<(String, i64)>,
+    Body(body): Body<WebhookUpdateBody>,
+) -> ApiResult {
+    let id = checked_webhook(&state, &actor, &project, id, "change webhooks").await?;
+    let update = WebhookUpdate {
+        url: body.url,
+        event_types: body.event_types,
+        enabled: body.enabled,
+    };
+    let webhook = state.webhooks.update(&project, id, &update).await?;
+    let state_word = if webhook.enabled {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    state
+        .access
+        .record_change(
+            &actor,
+            "webhook.update",
+            &format!("webhook {id}: {} ({state_word})", webhook.url),
+            Some(&project),
+        )
+        .await;
+    ok(webhook)
 }
 
 async fn remove_webhook(
