@@ -304,6 +304,11 @@ const CASES: &[Case] = &[
         public: ADMINS,
     },
     Case {
+        name: "api webhook update",
+        private: ADMINS,
+        public: ADMINS,
+    },
+    Case {
         name: "api webhook deliveries",
         private: ADMINS,
         public: ADMINS,
@@ -454,6 +459,9 @@ async fn call(
             .post(url(&format!("/api/v1/projects/{project}/webhooks")))
             .json(&json!({"url": "http://127.0.0.1:9/hook", "event_types": ["tag.deleted"]})),
         "api webhook remove" => c.delete(url(&format!("/api/v1/projects/{project}/webhooks/999"))),
+        "api webhook update" => c
+            .patch(url(&format!("/api/v1/projects/{project}/webhooks/999")))
+            .json(&json!({"enabled": false})),
         "api webhook deliveries" => c.get(url(&format!(
             "/api/v1/projects/{project}/webhooks/999/deliveries"
         ))),
@@ -493,6 +501,7 @@ async fn authorization_matrix_every_endpoint_role_and_visibility() {
                         "api archive restore"
                         | "api archive delete"
                         | "api webhook remove"
+                        | "api webhook update"
                         | "api webhook deliveries"
                         | "api webhook test"
                         | "api job show" => (StatusCode::NOT_FOUND, "NOT_FOUND"),
