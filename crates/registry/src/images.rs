@@ -15,6 +15,9 @@ use crate::{Registry, Result};
 pub struct ImageDetails {
     /// `os/arch[/variant]` as the index lists it; `None` for an artifact that is one image.
     pub platform: Option<String>,
+    /// `os/architecture[/variant]` as the image's config says; `None` when it says no OS or
+    /// architecture.
+    pub config_platform: Option<String>,
     pub digest: String,
     /// RFC 3339, as the config says.
     pub created: Option<String>,
@@ -160,8 +163,16 @@ fn details(
         .flatten()
         .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
         .collect();
+    let config_platform = match (text(&config["os"]), text(&config["architecture"])) {
+        (Some(os), Some(arch)) => Some(match text(&config["variant"]) {
+            Some(variant) => format!("{os}/{arch}/{variant}"),
+            None => format!("{os}/{arch}"),
+        }),
+        _ => None,
+    };
     ImageDetails {
         platform,
+        config_platform,
         digest,
         created: text(&config["created"]),
         labels,
@@ -196,6 +207,7 @@ mod tests {
         let parsed = manifest::parse(&bytes, None).unwrap();
         let config = serde_json::json!({
             "created": "2026-01-02T03:04:05Z",
+            "os": "linux", "architecture": "arm64", "variant": "v8",
             "config": {"Labels": {"tier": "prod", "evil": "<b>", "n": 1}, "Entrypoint": ["/app"]},
             "history": [
                 {"created_by": "ADD base /"},
@@ -206,6 +218,7 @@ mod tests {
         let d = details(None, "sha256:dd".into(), &parsed, &config);
         assert_eq!(d.created.as_deref(), Some("2026-01-02T03:04:05Z"));
         assert_eq!(d.entrypoint, ["/app"]);
+        assert_eq!(d.config_platform.as_deref(), Some("linux/arm64/v8"));
         assert_eq!(d.labels.get("evil").map(String::as_str), Some("<b>"));
         assert!(!d.labels.contains_key("n"), "only text labels");
         let made: Vec<_> = d.layers.iter().map(|l| l.created_by.as_deref()).collect();

@@ -960,7 +960,11 @@ pub(crate) async fn artifact(
         repository: params.repository,
         kind: kind_of(&a.media_type, a.artifact_type.as_deref()),
         size: size(a.size_bytes),
-        platforms: platforms(&a.platforms),
+        // An index lists its platforms; a single image's is in its config.
+        platforms: match platforms(&a.platforms) {
+            listed if listed.is_empty() => text(&images["images"][0]["config_platform"]),
+            listed => listed,
+        },
         pushed: when(a.pushed_at),
         pulled: when(a.last_pulled_at),
         pulls: a.pulls,

@@ -93,6 +93,7 @@ async function main() {
     await page.waitForURL(/\/artifact\?/);
     await page.screenshot({ path: `${SHOTS}/artifact.png`, fullPage: true });
     check(await page.getByText(VULNERABILITY).count() > 0, `the artifact page lists ${VULNERABILITY}`);
+    check(/^linux\/\w+/.test(await page.locator("dl.facts dd").nth(3).innerText()), "a single image's platform is shown, from its config");
     const label = page.locator("table.labels td", { hasText: "<img src=x onerror=alert(1)>" });
     check(await label.count() === 1, "the hostile label is shown as its text");
     check(await page.locator("table.labels img").count() === 0, "the hostile label made no element");
