@@ -140,11 +140,8 @@ pub const POSTGRES_ENV: &str = "GANTRY_TEST_POSTGRES";
 /// With `GANTRY_TEST_POSTGRES` set: the URL of the database that belongs to `data_dir`
 /// (created on first use), so a server restarted on the same data directory finds its data.
 fn postgres_database_for(data_dir: &Path) -> Option<String> {
-    use std::hash::{Hash, Hasher};
     let admin = std::env::var(POSTGRES_ENV).ok()?;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    data_dir.hash(&mut hasher);
-    let name = format!("gantry_it_{:016x}", hasher.finish());
+    let name = postgres_database_name(data_dir);
     let exists = Command::new("psql")
         .args([&admin, "-tAc"])
         .arg(format!(
@@ -159,6 +156,30 @@ fn postgres_database_for(data_dir: &Path) -> Option<String> {
     }
     let (base, _) = admin.rsplit_once('/').expect("a URL ending in /DATABASE");
     Some(format!("{base}/{name}"))
+}
+
+/// The name of the database that belongs to `data_dir`.
+fn postgres_database_name(data_dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut hasher);
+    format!("gantry_it_{:016x}", hasher.finish())
+}
+
+/// Drops the database that belongs to `data_dir`, if `GANTRY_TEST_POSTGRES` is set (a test
+/// run makes hundreds; left behind, they filled the disk). Failures are ignored: it is
+/// cleanup, and runs in `Drop`.
+fn drop_postgres_database(data_dir: &Path) {
+    let Ok(admin) = std::env::var(POSTGRES_ENV) else {
+        return;
+    };
+    let name = postgres_database_name(data_dir);
+    let _ = Command::new("psql")
+        .args([&admin, "-qc"])
+        .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 fn listen_field(ready: &Value) -> String {
@@ -524,6 +545,13 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        // A server on a directory of its own leaves nothing behind: no server can start on
+        // that directory again, so its database goes too.
+        if self._temp.is_some() {
+            if let Some(process) = self.processes.first() {
+                drop_postgres_database(&process.database_of);
+            }
+        }
     }
 }
 
