@@ -141,21 +141,21 @@ pub(crate) async fn audit_refusals(
 ) -> Response {
     let slot = CallerSlot::default();
     request.extensions_mut().insert(slot.clone());
-    let action = format!("{} {}", request.method(), operation.as_str());
-    let resource = request.uri().path().to_string();
-    let project = path.iter().find_map(|(key, value)| match key {
-        "project" => Some(value.to_string()),
-        "repository" => value.split('/').next().map(str::to_string),
-        _ => None,
-    });
+    // Kept as they are; the entry's strings are made only for a refusal, off the common path.
+    let (method, uri) = (request.method().clone(), request.uri().clone());
     let response = next.run(request).await;
     if let (Some(Refused(detail)), Some(actor)) =
         (response.extensions().get::<Refused>(), slot.0.get())
     {
+        let project = path.iter().find_map(|(key, value)| match key {
+            "project" => Some(value.to_string()),
+            "repository" => value.split('/').next().map(str::to_string),
+            _ => None,
+        });
         let entry = AuditEntry {
             actor: actor.name().to_string(),
-            action,
-            resource,
+            action: format!("{method} {}", operation.as_str()),
+            resource: uri.path().to_string(),
             project,
             client: actor.client.clone(),
             outcome: "denied".into(),
